@@ -1,0 +1,305 @@
+/**
+ * zod schemas for every payload on the wire. Types are inferred from them, so a payload that
+ * passes `parse` is exactly the TypeScript type the rest of the code works with.
+ */
+import { z } from "zod";
+
+export const STATUSES = ["ok", "outdated", "failed", "working", "unknown"] as const;
+export const Status = z.enum(STATUSES);
+export type Status = z.infer<typeof Status>;
+
+export const COMPARTMENTS = ["agent", "git", "lock", "system", "tests"] as const;
+export const CompartmentName = z.enum(COMPARTMENTS);
+export type CompartmentName = z.infer<typeof CompartmentName>;
+
+export const Availability = z.enum(["online", "offline"]);
+export type Availability = z.infer<typeof Availability>;
+
+export const OS_KINDS = ["nixos", "darwin", "home-manager", "generic"] as const;
+export const OsKind = z.enum(OS_KINDS);
+export type OsKind = z.infer<typeof OsKind>;
+
+const isoDate = z.string().datetime({ offset: true });
+export const CommitSha = z.string().regex(/^[0-9a-f]{40}$/, "expected a full 40-character git commit sha");
+const hostId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "host ids are 1-63 chars of a-z, 0-9, - and _");
+const safeId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, "ids are 1-80 chars of A-Z, a-z, 0-9, '.', '_' and '-'");
+/** A flake input name as `nix flake update <name>` accepts it: no shell metacharacters can pass. */
+export const FlakeInputName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_'-]*(\/[A-Za-z0-9_][A-Za-z0-9_'-]*)*$/);
+export const BranchName = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._\/-]+(?<!\.lock)(?<!\/)$/, "not a valid git branch name");
+
+/** A weekly maintenance window, e.g. days ["sat","sun"], 02:00-05:00 in Europe/Berlin. */
+export const MaintenanceWindow = z.object({
+  days: z.array(z.enum(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])).min(1).default(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+  start: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "HH:MM"),
+  end: z.string().regex(/^([01]\d|2[0-4]):[0-5]\d$/, "HH:MM"),
+  timeZone: z.string().default("UTC"),
+});
+export type MaintenanceWindow = z.infer<typeof MaintenanceWindow>;
+
+export const HostInfo = z.object({
+  host: hostId,
+  hostname: z.string(),
+  os: OsKind,
+  agentVersion: z.string(),
+  repo: z.string().optional(),
+  branch: z.string(),
+  commit: CommitSha.optional(),
+  lockHash: z.string().optional(),
+  generation: z.number().int().nonnegative().optional(),
+  systemPath: z.string().optional(),
+  tags: z.array(z.string()).default([]),
+  location: z.string().optional(),
+  priority: z.number().int().default(100),
+  canary: z.boolean().default(false),
+  hold: z.boolean().default(false),
+  holdReason: z.string().optional(),
+  maintenanceWindow: MaintenanceWindow.optional(),
+  startedAt: isoDate,
+  updatedAt: isoDate,
+});
+export type HostInfo = z.infer<typeof HostInfo>;
+
+export const Compartment = z.object({
+  status: Status,
+  summary: z.string(),
+  detail: z.record(z.string(), z.unknown()).optional(),
+  checkedAt: isoDate,
+  generation: z.number().int().nonnegative().optional(),
+});
+export type Compartment = z.infer<typeof Compartment>;
+
+// ---------------------------------------------------------------------------------------------
+// Commands (hub/operator → agent). Arguments are data, validated per op; never shell text.
+
+export const COMMAND_OPS = [
+  "refresh",
+  "pull",
+  "switch",
+  "test",
+  "rollback",
+  "stop",
+  "restart",
+  "update-inputs",
+  "hold",
+  "release",
+] as const;
+export const CommandOp = z.enum(COMMAND_OPS);
+export type CommandOp = z.infer<typeof CommandOp>;
+
+const empty = z.object({}).strict().default({});
+export const CommandArgs = {
+  refresh: empty,
+  pull: z.object({ commit: CommitSha }).strict(),
+  switch: z.object({ commit: CommitSha.optional() }).strict().default({}),
+  test: empty,
+  rollback: z.object({ generation: z.number().int().positive().optional() }).strict().default({}),
+  stop: empty,
+  restart: empty,
+  "update-inputs": z
+    .object({
+      inputs: z.array(FlakeInputName).max(100).optional(),
+      push: z.boolean().default(false),
+      branch: BranchName.optional(),
+    })
+    .strict()
+    .default({ push: false }),
+  hold: z.object({ reason: z.string().max(500).optional() }).strict().default({}),
+  release: empty,
+} as const satisfies Record<CommandOp, z.ZodType>;
+
+const commandBase = {
+  id: safeId,
+  issuedAt: isoDate,
+  expiresAt: isoDate,
+  requestedBy: z.string().min(1).max(200),
+  rolloutId: safeId.optional(),
+};
+
+export const Command = z.discriminatedUnion("op", [
+  z.object({ ...commandBase, op: z.literal("refresh"), args: CommandArgs.refresh }),
+  z.object({ ...commandBase, op: z.literal("pull"), args: CommandArgs.pull }),
+  z.object({ ...commandBase, op: z.literal("switch"), args: CommandArgs.switch }),
+  z.object({ ...commandBase, op: z.literal("test"), args: CommandArgs.test }),
+  z.object({ ...commandBase, op: z.literal("rollback"), args: CommandArgs.rollback }),
+  z.object({ ...commandBase, op: z.literal("stop"), args: CommandArgs.stop }),
+  z.object({ ...commandBase, op: z.literal("restart"), args: CommandArgs.restart }),
+  z.object({ ...commandBase, op: z.literal("update-inputs"), args: CommandArgs["update-inputs"] }),
+  z.object({ ...commandBase, op: z.literal("hold"), args: CommandArgs.hold }),
+  z.object({ ...commandBase, op: z.literal("release"), args: CommandArgs.release }),
+]);
+export type Command = z.infer<typeof Command>;
+export type CommandOf<O extends CommandOp> = Extract<Command, { op: O }>;
+
+export const JOB_STATES = ["accepted", "rejected", "running", "succeeded", "failed", "interrupted", "cancelled"] as const;
+export const JobStateName = z.enum(JOB_STATES);
+export type JobStateName = z.infer<typeof JobStateName>;
+export const TERMINAL_JOB_STATES: readonly JobStateName[] = ["rejected", "succeeded", "failed", "interrupted", "cancelled"];
+
+export const JobState = z.object({
+  id: z.string(),
+  host: hostId,
+  op: z.string(),
+  state: JobStateName,
+  summary: z.string(),
+  error: z.string().optional(),
+  exitCode: z.number().int().optional(),
+  commit: CommitSha.optional(),
+  rolloutId: z.string().optional(),
+  requestedBy: z.string().optional(),
+  generationBefore: z.number().int().optional(),
+  generationAfter: z.number().int().optional(),
+  acceptedAt: isoDate,
+  startedAt: isoDate.optional(),
+  finishedAt: isoDate.optional(),
+});
+export type JobState = z.infer<typeof JobState>;
+
+export const JobOutput = z.object({
+  id: z.string(),
+  seq: z.number().int().nonnegative(),
+  lines: z.array(z.object({ stream: z.enum(["stdout", "stderr", "info"]), text: z.string(), t: z.number() })),
+});
+export type JobOutput = z.infer<typeof JobOutput>;
+
+// ---------------------------------------------------------------------------------------------
+// flake.lock diff and the fleet's expectations
+
+export const LockedRef = z.object({
+  type: z.string(),
+  rev: z.string().optional(),
+  ref: z.string().optional(),
+  lastModified: z.number().int().optional(),
+  date: z.string().optional(),
+  narHash: z.string().optional(),
+  owner: z.string().optional(),
+  repo: z.string().optional(),
+  url: z.string().optional(),
+  follows: z.string().optional(),
+});
+export type LockedRef = z.infer<typeof LockedRef>;
+
+export const InputChange = z.object({
+  input: z.string(),
+  old: LockedRef.optional(),
+  new: LockedRef.optional(),
+});
+export type InputChange = z.infer<typeof InputChange>;
+
+export const LockDiff = z.object({
+  added: z.array(InputChange),
+  removed: z.array(InputChange),
+  updated: z.array(InputChange),
+});
+export type LockDiff = z.infer<typeof LockDiff>;
+
+export const CI_STATES = ["pending", "success", "failure", "unknown"] as const;
+export const CiState = z.enum(CI_STATES);
+export type CiState = z.infer<typeof CiState>;
+
+export const PendingUpdate = z.object({
+  number: z.number().int().positive(),
+  title: z.string(),
+  url: z.string(),
+  headSha: CommitSha,
+  headBranch: z.string(),
+  openedAt: isoDate,
+  lockDiff: LockDiff,
+  ci: z.object({ state: CiState, summary: z.string().optional() }),
+  mergeable: z.boolean().nullable().optional(),
+  mergeableState: z.string().optional(),
+  superseded: z.array(z.number().int()).default([]),
+});
+export type PendingUpdate = z.infer<typeof PendingUpdate>;
+
+export const FleetExpected = z.object({
+  repo: z.string(),
+  branch: z.string(),
+  headCommit: CommitSha,
+  lockHash: z.string(),
+  lockLastModified: z.number().int().optional(),
+  agentVersion: z.string().optional(),
+  pendingUpdate: PendingUpdate.nullable().default(null),
+  updatedAt: isoDate,
+});
+export type FleetExpected = z.infer<typeof FleetExpected>;
+
+// ---------------------------------------------------------------------------------------------
+// Rollouts, history and the audit log (hub → everyone)
+
+export const ROLLOUT_STATES = [
+  "planned",
+  "running",
+  "soaking",
+  "completed",
+  "failed",
+  "halted",
+  "rolling-back",
+  "rolled-back",
+  "interrupted",
+  "cancelled",
+] as const;
+export const RolloutStateName = z.enum(ROLLOUT_STATES);
+export type RolloutStateName = z.infer<typeof RolloutStateName>;
+
+export const HOST_ROLLOUT_STATES = [
+  "pending",
+  "skipped",
+  "queued",
+  "pulling",
+  "switching",
+  "testing",
+  "verifying",
+  "succeeded",
+  "failed",
+  "rolling-back",
+  "rolled-back",
+  "interrupted",
+] as const;
+export const HostRolloutStateName = z.enum(HOST_ROLLOUT_STATES);
+export type HostRolloutStateName = z.infer<typeof HostRolloutStateName>;
+
+export const HostRolloutState = z.object({
+  host: hostId,
+  phase: z.string(),
+  state: HostRolloutStateName,
+  reason: z.string().optional(),
+  generationBefore: z.number().int().optional(),
+  generationAfter: z.number().int().optional(),
+  jobIds: z.array(z.string()).default([]),
+  startedAt: isoDate.optional(),
+  finishedAt: isoDate.optional(),
+});
+export type HostRolloutState = z.infer<typeof HostRolloutState>;
+
+export const RolloutProgress = z.object({
+  id: safeId,
+  commit: CommitSha,
+  state: RolloutStateName,
+  summary: z.string(),
+  requestedBy: z.string(),
+  prNumber: z.number().int().optional(),
+  lockDiff: LockDiff.optional(),
+  phases: z.array(z.object({ name: z.string(), hosts: z.array(hostId) })),
+  currentPhase: z.string().optional(),
+  hosts: z.record(z.string(), HostRolloutState),
+  counts: z.object({ total: z.number().int(), succeeded: z.number().int(), failed: z.number().int(), skipped: z.number().int() }),
+  createdAt: isoDate,
+  updatedAt: isoDate,
+  finishedAt: isoDate.optional(),
+  revertPr: z.object({ number: z.number().int(), url: z.string() }).optional(),
+});
+export type RolloutProgress = z.infer<typeof RolloutProgress>;
+
+export const AuditEvent = z.object({
+  id: z.string(),
+  at: isoDate,
+  actor: z.string(),
+  action: z.string(),
+  target: z.string().optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+export type AuditEvent = z.infer<typeof AuditEvent>;

@@ -1,0 +1,150 @@
+/**
+ * Every MQTT topic Lockstep uses, built and parsed in one place.
+ * Nothing else in the code base writes a topic string by hand.
+ */
+import { COMPARTMENTS, type CompartmentName } from "./schemas.js";
+
+export const DEFAULT_PREFIX = "lockstep";
+export const PROTOCOL_VERSION = "v1";
+export const DEFAULT_HA_PREFIX = "homeassistant";
+
+/** Host ids end up in topics and Home Assistant object ids: keep them to a safe alphabet. */
+export const HOST_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** Job, rollout and command ids: URL/topic safe. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
+
+export function isValidHostId(host: string): boolean {
+  return HOST_ID_PATTERN.test(host);
+}
+
+export function assertHostId(host: string): string {
+  if (!isValidHostId(host)) {
+    throw new Error(
+      `invalid host id "${host}": use 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit`,
+    );
+  }
+  return host;
+}
+
+export type ParsedTopic =
+  | { kind: "availability"; host: string }
+  | { kind: "info"; host: string }
+  | { kind: "compartment"; host: string; compartment: CompartmentName }
+  | { kind: "commands"; host: string }
+  | { kind: "job"; host: string; jobId: string }
+  | { kind: "jobOutput"; host: string; jobId: string }
+  | { kind: "expected" }
+  | { kind: "rollout"; rolloutId: string }
+  | { kind: "events" }
+  | { kind: "hubAvailability" }
+  | { kind: "history"; rolloutId: string };
+
+export class Topics {
+  readonly root: string;
+
+  constructor(
+    readonly prefix: string = DEFAULT_PREFIX,
+    readonly haPrefix: string = DEFAULT_HA_PREFIX,
+  ) {
+    if (!/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/.test(prefix)) {
+      throw new Error(`invalid topic prefix "${prefix}": use letters, digits, "-", "_" and "/" only`);
+    }
+    this.root = `${prefix}/${PROTOCOL_VERSION}`;
+  }
+
+  host(host: string): string {
+    return `${this.root}/hosts/${host}`;
+  }
+  availability(host: string): string {
+    return `${this.host(host)}/availability`;
+  }
+  info(host: string): string {
+    return `${this.host(host)}/info`;
+  }
+  compartment(host: string, name: CompartmentName): string {
+    return `${this.host(host)}/compartments/${name}`;
+  }
+  commands(host: string): string {
+    return `${this.host(host)}/commands`;
+  }
+  job(host: string, jobId: string): string {
+    return `${this.host(host)}/jobs/${jobId}`;
+  }
+  jobOutput(host: string, jobId: string): string {
+    return `${this.host(host)}/jobs/${jobId}/output`;
+  }
+  /** Retained: what the fleet should look like (head commit, lock hash, pending PR). */
+  expected(): string {
+    return `${this.root}/fleet/expected`;
+  }
+  rollout(rolloutId: string): string {
+    return `${this.root}/fleet/rollouts/${rolloutId}`;
+  }
+  /** Retained per rollout: the update history entry (what was deployed where, with the lock diff). */
+  history(rolloutId: string): string {
+    return `${this.root}/fleet/history/${rolloutId}`;
+  }
+  events(): string {
+    return `${this.root}/fleet/events`;
+  }
+  /** Retained `online`/`offline` of the hub itself (its last will). */
+  hubAvailability(): string {
+    return `${this.root}/hub/availability`;
+  }
+  haDiscovery(host: string): string {
+    return `${this.haPrefix}/device/lockstep_${host.replace(/-/g, "_")}/config`;
+  }
+  haStatus(): string {
+    return `${this.haPrefix}/status`;
+  }
+
+  // Wildcard subscriptions
+  allHosts(): string {
+    return `${this.root}/hosts/#`;
+  }
+  allHostState(): string[] {
+    return [
+      `${this.root}/hosts/+/availability`,
+      `${this.root}/hosts/+/info`,
+      `${this.root}/hosts/+/compartments/+`,
+    ];
+  }
+  allJobs(): string {
+    return `${this.root}/hosts/+/jobs/+`;
+  }
+  allRollouts(): string {
+    return `${this.root}/fleet/rollouts/+`;
+  }
+  allHistory(): string {
+    return `${this.root}/fleet/history/+`;
+  }
+
+  /** Parse a topic under this prefix, or return null for anything else. */
+  parse(topic: string): ParsedTopic | null {
+    if (!topic.startsWith(this.root + "/")) return null;
+    const parts = topic.slice(this.root.length + 1).split("/");
+    const [a, b, c, d, e, f] = parts;
+    if (a === "hosts" && b && isValidHostId(b)) {
+      if (parts.length === 3 && c === "availability") return { kind: "availability", host: b };
+      if (parts.length === 3 && c === "info") return { kind: "info", host: b };
+      if (parts.length === 3 && c === "commands") return { kind: "commands", host: b };
+      if (parts.length === 4 && c === "compartments" && (COMPARTMENTS as readonly string[]).includes(d ?? "")) {
+        return { kind: "compartment", host: b, compartment: d as CompartmentName };
+      }
+      if (c === "jobs" && d && ID_PATTERN.test(d)) {
+        if (parts.length === 4) return { kind: "job", host: b, jobId: d };
+        if (parts.length === 5 && e === "output") return { kind: "jobOutput", host: b, jobId: d };
+      }
+      return null;
+    }
+    if (a === "fleet") {
+      if (parts.length === 2 && b === "expected") return { kind: "expected" };
+      if (parts.length === 2 && b === "events") return { kind: "events" };
+      if (parts.length === 3 && b === "rollouts" && c && ID_PATTERN.test(c)) return { kind: "rollout", rolloutId: c };
+      if (parts.length === 3 && b === "history" && c && ID_PATTERN.test(c)) return { kind: "history", rolloutId: c };
+    }
+    if (a === "hub" && b === "availability" && parts.length === 2) return { kind: "hubAvailability" };
+    void f;
+    return null;
+  }
+}
