@@ -1,0 +1,245 @@
+/**
+ * A real flake repository for a test fleet: a bare "origin", local flake inputs that can be
+ * bumped (so `nix flake update` makes real lock changes), one tiny configuration per host built
+ * with `builtins.derivation` (no nixpkgs needed), and per-host test scripts.
+ *
+ * Layout of the flake repo:
+ *   flake.nix, flake.lock
+ *   hosts/<host>.nix        { fail = false; message = ""; }  -> fail = true breaks that host's build
+ *   tests/<host>/*.sh       the host's own checks (exit 0 = pass)
+ *   tests/common/*.sh       checks every host runs
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync, rmSync, existsSync, readFileSync, chmodSync } from "node:fs";
+import { join } from "node:path";
+import { nixEnv, nixSystem } from "./nix-env.js";
+
+export interface FleetRepoOptions {
+  /** Directory that will hold origin.git, seed/ and inputs/. Created if missing. */
+  root: string;
+  hosts: string[];
+  /** Names of bumpable flake inputs. Default: nixpkgs and tools (tools follows nixpkgs). */
+  inputs?: string[];
+  branch?: string;
+  /** Commit date of the initial input revisions (so lock diffs show real date changes). */
+  initialDate?: Date;
+}
+
+export interface LockUpdate {
+  branch: string;
+  sha: string;
+  /** What `nix flake update` printed: the "Flake lock file updates:" block as Nix writes it. */
+  nixOutput: string;
+  /** A PR body like update-flake-lock writes. */
+  prBody: string;
+}
+
+function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = nixEnv()): string {
+  return execFileSync(cmd, args, { cwd, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+}
+
+function runBoth(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = nixEnv()): string {
+  // nix prints the lock update report on stderr
+  const r = spawnSync(cmd, args, { cwd, env, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
+  return `${r.stdout}${r.stderr}`;
+}
+
+const gitDateEnv = (date?: Date): NodeJS.ProcessEnv =>
+  date ? nixEnv({ GIT_AUTHOR_DATE: date.toISOString(), GIT_COMMITTER_DATE: date.toISOString() }) : nixEnv();
+
+export function hostModule(fail: boolean, message = ""): string {
+  return `{ fail = ${fail ? "true" : "false"}; message = ${JSON.stringify(message)}; }\n`;
+}
+
+function flakeNix(inputs: string[], system: string): string {
+  const inputLines = inputs
+    .map((i) => `    ${i}.url = "git+file://@INPUTS@/${i}";`)
+    .concat(inputs.filter((i) => i !== "nixpkgs" && inputs.includes("nixpkgs")).map((i) => `    ${i}.inputs.nixpkgs.follows = "nixpkgs";`))
+    .join("\n");
+  const args = ["self", ...inputs].join(", ");
+  const versions = inputs.map((i) => `${i}=\${${i}.version}`).join(" ");
+  return `{
+  description = "Lockstep test fleet";
+  inputs = {
+${inputLines}
+  };
+  outputs = { ${args} }:
+    let
+      system = "${system}";
+      hostNames = builtins.map (f: builtins.replaceStrings [ ".nix" ] [ "" ] f)
+        (builtins.attrNames (builtins.readDir ./hosts));
+      mkSystem = name:
+        let cfg = import (./hosts + "/\${name}.nix"); in
+        builtins.derivation {
+          name = "lockstep-system-\${name}";
+          inherit system;
+          builder = "/bin/sh";
+          args = [ "-c" (if cfg.fail
+            then "echo 'error: configuration of \${name} does not build: \${cfg.message}' >&2; exit 1"
+            else "echo '\${name} ${versions} \${cfg.message}' > $out") ];
+        };
+      systems = builtins.listToAttrs (builtins.map (n: { name = n; value = mkSystem n; }) hostNames);
+    in {
+      # What a host "switches" to. Real fleets have nixosConfigurations; the test profile builds these.
+      lockstepSystems.\${system} = systems;
+      packages.\${system} = systems;
+    };
+}
+`;
+}
+
+function inputFlake(name: string, hasNixpkgsInput: boolean): string {
+  return hasNixpkgsInput
+    ? `{ inputs.nixpkgs.url = "git+file://@INPUTS@/nixpkgs";\n  outputs = { self, nixpkgs }: { version = builtins.replaceStrings [ "\\n" ] [ "" ] (builtins.readFile ./version); }; }\n`
+    : `{ outputs = { self }: { version = builtins.replaceStrings [ "\\n" ] [ "" ] (builtins.readFile ./version); }; }\n`;
+}
+
+export class FleetRepo {
+  readonly origin: string;
+  readonly seed: string;
+  readonly inputsDir: string;
+  readonly branch: string;
+  readonly hosts: string[];
+  readonly inputs: string[];
+  private versions = new Map<string, number>();
+
+  private constructor(readonly opts: FleetRepoOptions) {
+    this.origin = join(opts.root, "origin.git");
+    this.seed = join(opts.root, "seed");
+    this.inputsDir = join(opts.root, "inputs");
+    this.branch = opts.branch ?? "main";
+    this.hosts = opts.hosts;
+    this.inputs = opts.inputs ?? ["nixpkgs", "tools"];
+  }
+
+  /** Create everything: input repos, the flake, its first lock, a bare origin. Takes ~1 s. */
+  static create(opts: FleetRepoOptions): FleetRepo {
+    const repo = new FleetRepo(opts);
+    repo.init();
+    return repo;
+  }
+
+  /** The origin as a URL agents clone from. */
+  get originUrl(): string {
+    return `file://${this.origin}`;
+  }
+
+  private init(): void {
+    const { root } = this.opts;
+    mkdirSync(root, { recursive: true });
+    const date = this.opts.initialDate ?? new Date(Date.now() - 10 * 86_400_000);
+    for (const name of this.inputs) {
+      const dir = join(this.inputsDir, name);
+      mkdirSync(dir, { recursive: true });
+      run("git", ["init", "-q", "-b", "main"], dir);
+      writeFileSync(join(dir, "flake.nix"), inputFlake(name, name !== "nixpkgs" && this.inputs.includes("nixpkgs")).replaceAll("@INPUTS@", this.inputsDir));
+      writeFileSync(join(dir, "version"), `${name}-1\n`);
+      this.versions.set(name, 1);
+      run("git", ["add", "-A"], dir);
+      run("git", ["commit", "-qm", `${name} 1`], dir, gitDateEnv(date));
+    }
+    mkdirSync(this.seed, { recursive: true });
+    run("git", ["init", "-q", "-b", this.branch], this.seed);
+    writeFileSync(join(this.seed, "flake.nix"), flakeNix(this.inputs, nixSystem()).replaceAll("@INPUTS@", this.inputsDir));
+    mkdirSync(join(this.seed, "hosts"), { recursive: true });
+    mkdirSync(join(this.seed, "tests", "common"), { recursive: true });
+    for (const h of this.hosts) {
+      writeFileSync(join(this.seed, "hosts", `${h}.nix`), hostModule(false));
+      mkdirSync(join(this.seed, "tests", h), { recursive: true });
+      this.writeScript(join("tests", h, "10-health.sh"), `#!/bin/sh\necho "${h}: healthy"\nexit 0\n`);
+    }
+    this.writeScript(join("tests", "common", "00-system-link.sh"), `#!/bin/sh\n# LOCKSTEP_SYSTEM is the path of the running system generation\ntest -e "$LOCKSTEP_SYSTEM" && echo "system present"\n`);
+    run("git", ["add", "-A"], this.seed);
+    runBoth("nix", ["flake", "lock"], this.seed);
+    run("git", ["add", "-A"], this.seed);
+    run("git", ["commit", "-qm", "Initial fleet"], this.seed);
+    run("git", ["init", "-q", "--bare", "-b", this.branch, this.origin], root);
+    run("git", ["remote", "add", "origin", this.origin], this.seed);
+    run("git", ["push", "-q", "origin", this.branch], this.seed);
+  }
+
+  private writeScript(rel: string, body: string): void {
+    const p = join(this.seed, rel);
+    writeFileSync(p, body);
+    chmodSync(p, 0o755);
+  }
+
+  /** Current sha of a branch at origin. */
+  head(branch = this.branch): string {
+    return run("git", ["rev-parse", branch], this.origin).trim();
+  }
+
+  /** Read a file at a revision of origin. */
+  show(rev: string, path: string): string {
+    return run("git", ["show", `${rev}:${path}`], this.origin);
+  }
+
+  /** Commit a new revision of an input repo, dated `date` (default: now). Returns its sha. */
+  bumpInput(name: string, date = new Date()): string {
+    const dir = join(this.inputsDir, name);
+    if (!existsSync(dir)) throw new Error(`unknown input ${name}`);
+    const v = (this.versions.get(name) ?? 1) + 1;
+    this.versions.set(name, v);
+    writeFileSync(join(dir, "version"), `${name}-${v}\n`);
+    run("git", ["commit", "-qam", `${name} ${v}`], dir, gitDateEnv(date));
+    return run("git", ["rev-parse", "HEAD"], dir).trim();
+  }
+
+  private syncSeed(branch = this.branch): void {
+    run("git", ["fetch", "-q", "origin"], this.seed);
+    run("git", ["checkout", "-q", "-B", branch, `origin/${branch}`], this.seed);
+  }
+
+  /**
+   * Make the weekly lock-update commit the way the GitHub action does: a branch off the base with
+   * `nix flake update` committed, pushed to origin. Inputs default to all.
+   */
+  lockUpdateBranch(branch = "update_flake_lock_action", inputs?: string[]): LockUpdate {
+    this.syncSeed();
+    run("git", ["checkout", "-q", "-B", branch], this.seed);
+    const args = inputs && inputs.length ? ["flake", "lock", ...inputs.flatMap((i) => ["--update-input", i])] : ["flake", "update"];
+    const out = runBoth("nix", args, this.seed);
+    const block = out.slice(Math.max(0, out.indexOf("•")));
+    const nixOutput = `Flake lock file updates:\n\n${block.trim()}\n`;
+    run("git", ["commit", "-qam", "flake.lock: Update", "-m", nixOutput], this.seed);
+    run("git", ["push", "-q", "-f", "origin", branch], this.seed);
+    const sha = run("git", ["rev-parse", "HEAD"], this.seed).trim();
+    run("git", ["checkout", "-q", this.branch], this.seed);
+    const prBody = `Automated changes by the update-flake-lock GitHub Action.\n\n\`\`\`\n${nixOutput}\`\`\`\n`;
+    return { branch, sha, nixOutput, prBody };
+  }
+
+  /** Commit files on a branch (default: the fleet branch) and push. Returns the new sha. */
+  commit(files: Record<string, string | null>, message: string, branch = this.branch): string {
+    this.syncSeed(branch);
+    for (const [rel, content] of Object.entries(files)) {
+      const p = join(this.seed, rel);
+      if (content === null) rmSync(p, { force: true });
+      else {
+        mkdirSync(join(p, ".."), { recursive: true });
+        writeFileSync(p, content);
+        if (rel.endsWith(".sh")) chmodSync(p, 0o755);
+      }
+    }
+    run("git", ["add", "-A"], this.seed);
+    run("git", ["commit", "-qm", message], this.seed);
+    run("git", ["push", "-q", "origin", branch], this.seed);
+    return run("git", ["rev-parse", "HEAD"], this.seed).trim();
+  }
+
+  /** Make one host's configuration fail to build (or build again). */
+  setBuildFailure(host: string, fail: boolean, branch = this.branch): string {
+    return this.commit({ [`hosts/${host}.nix`]: hostModule(fail, fail ? "injected build failure" : "") }, `${host}: ${fail ? "break" : "fix"} build`, branch);
+  }
+
+  /** Make one host's tests fail (or pass again). */
+  setTestFailure(host: string, fail: boolean, branch = this.branch): string {
+    const body = fail ? `#!/bin/sh\necho "${host}: service did not come up" >&2\nexit 1\n` : `#!/bin/sh\necho "${host}: healthy"\nexit 0\n`;
+    return this.commit({ [`tests/${host}/10-health.sh`]: body }, `${host}: ${fail ? "break" : "fix"} tests`, branch);
+  }
+
+  readSeed(rel: string): string {
+    return readFileSync(join(this.seed, rel), "utf8");
+  }
+}
