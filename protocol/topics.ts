@@ -31,6 +31,7 @@ export type ParsedTopic =
   | { kind: "info"; host: string }
   | { kind: "compartment"; host: string; compartment: CompartmentName }
   | { kind: "commands"; host: string }
+  | { kind: "actions"; host: string }
   | { kind: "job"; host: string; jobId: string }
   | { kind: "jobOutput"; host: string; jobId: string }
   | { kind: "expected" }
@@ -91,8 +92,17 @@ export class Topics {
   hubAvailability(): string {
     return `${this.root}/hub/availability`;
   }
+  /**
+   * Non-retained requests from simple clients (Home Assistant buttons) that cannot build a full
+   * Command: payload is a bare op name ("pull", "switch", "test", "rollback", "install").
+   * The hub validates it and turns it into a Command with id, expiry and exact commit.
+   */
+  actions(host: string): string {
+    return `${this.host(host)}/actions`;
+  }
+  /** HA allows [a-zA-Z0-9_-] in node ids, so host ids are used unchanged (Mosquitto ACL patterns rely on it). */
   haDiscovery(host: string): string {
-    return `${this.haPrefix}/device/lockstep_${host.replace(/-/g, "_")}/config`;
+    return `${this.haPrefix}/device/lockstep_${host}/config`;
   }
   haStatus(): string {
     return `${this.haPrefix}/status`;
@@ -128,6 +138,7 @@ export class Topics {
       if (parts.length === 3 && c === "availability") return { kind: "availability", host: b };
       if (parts.length === 3 && c === "info") return { kind: "info", host: b };
       if (parts.length === 3 && c === "commands") return { kind: "commands", host: b };
+      if (parts.length === 3 && c === "actions") return { kind: "actions", host: b };
       if (parts.length === 4 && c === "compartments" && (COMPARTMENTS as readonly string[]).includes(d ?? "")) {
         return { kind: "compartment", host: b, compartment: d as CompartmentName };
       }
