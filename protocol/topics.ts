@@ -107,6 +107,17 @@ export class Topics {
   haStatus(): string {
     return `${this.haPrefix}/status`;
   }
+  /**
+   * Retained JSON state of a host's Home Assistant `update` entity (installed/latest lock,
+   * release summary = lock diff), written by the hub's HA bridge.
+   */
+  haUpdate(host: string): string {
+    return `${this.host(host)}/ha/update`;
+  }
+  /** Retained JSON of values derived for Home Assistant (problem flag, lock age), written by the hub. */
+  haState(host: string): string {
+    return `${this.host(host)}/ha/state`;
+  }
 
   // Wildcard subscriptions
   allHosts(): string {
