@@ -303,3 +303,30 @@ export const AuditEvent = z.object({
   details: z.record(z.string(), z.unknown()).optional(),
 });
 export type AuditEvent = z.infer<typeof AuditEvent>;
+
+/**
+ * Retained on `fleet/history/<rolloutId>` when a rollout ends: what was deployed where, with the
+ * lock diff, so "which hosts got last week's update?" has an answer after the rollout topic is gone.
+ */
+export const RolloutHistoryEntry = z.object({
+  rolloutId: safeId,
+  commit: CommitSha,
+  state: RolloutStateName,
+  summary: z.string(),
+  requestedBy: z.string(),
+  prNumber: z.number().int().optional(),
+  lockDiff: LockDiff.optional(),
+  startedAt: isoDate,
+  finishedAt: isoDate,
+  hosts: z.array(
+    z.object({
+      host: hostId,
+      state: HostRolloutStateName,
+      reason: z.string().optional(),
+      generationBefore: z.number().int().optional(),
+      generationAfter: z.number().int().optional(),
+    }),
+  ),
+  revertPr: z.object({ number: z.number().int(), url: z.string() }).optional(),
+});
+export type RolloutHistoryEntry = z.infer<typeof RolloutHistoryEntry>;
