@@ -1,0 +1,344 @@
+/**
+ * Discovery payloads checked against Home Assistant's documented MQTT options, one zod schema per
+ * platform written from the configuration tables of the HA docs (integrations/mqtt device
+ * discovery payload; sensor.mqtt, binary_sensor.mqtt, button.mqtt, update.mqtt). Schemas are
+ * strict: a key HA does not document for that platform fails the test (HA would silently ignore it).
+ */
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
+import {
+  buildHostDiscovery,
+  buildHostState,
+  buildUpdateState,
+  parseHaAction,
+  type HostSnapshot,
+} from "../../ha/discovery.js";
+
+// --- schemas from the HA docs ------------------------------------------------------------------
+
+const availabilityEntry = z
+  .object({
+    topic: z.string().min(1),
+    payload_available: z.string().optional(),
+    payload_not_available: z.string().optional(),
+    value_template: z.string().optional(),
+  })
+  .strict();
+
+/** Options every MQTT entity platform documents. */
+const entityCommon = {
+  unique_id: z.string().min(1), // required for device-based discovery
+  name: z.string().nullable().optional(),
+  object_id: z.string().optional(),
+  icon: z.string().regex(/^mdi:[a-z0-9-]+$/).optional(),
+  entity_category: z.enum(["config", "diagnostic"]).optional(),
+  entity_picture: z.string().optional(),
+  enabled_by_default: z.boolean().optional(),
+  encoding: z.string().optional(),
+  qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
+  availability: z.array(availabilityEntry).min(1).optional(),
+  availability_mode: z.enum(["all", "any", "latest"]).optional(),
+  availability_template: z.string().optional(),
+  availability_topic: z.string().optional(),
+  payload_available: z.string().optional(),
+  payload_not_available: z.string().optional(),
+  json_attributes_topic: z.string().optional(),
+  json_attributes_template: z.string().optional(),
+};
+
+const SENSOR_DEVICE_CLASSES = ["enum", "duration", "timestamp", "date"] as const; // the subset we may use
+const sensor = z
+  .object({
+    p: z.literal("sensor"),
+    ...entityCommon,
+    state_topic: z.string().min(1),
+    value_template: z.string().optional(),
+    device_class: z.enum(SENSOR_DEVICE_CLASSES).nullable().optional(),
+    options: z.array(z.string()).min(1).optional(),
+    state_class: z.enum(["measurement", "total", "total_increasing", "measurement_angle"]).optional(),
+    unit_of_measurement: z.string().nullable().optional(),
+    suggested_display_precision: z.number().int().optional(),
+    expire_after: z.number().int().optional(),
+    force_update: z.boolean().optional(),
+    last_reset_value_template: z.string().optional(),
+  })
+  .strict()
+  .refine((s) => !s.options || s.device_class === "enum", "options needs device_class enum")
+  .refine((s) => !s.options || (s.state_class === undefined && s.unit_of_measurement === undefined), "options excludes state_class/unit");
+
+const binarySensor = z
+  .object({
+    p: z.literal("binary_sensor"),
+    ...entityCommon,
+    state_topic: z.string().min(1),
+    value_template: z.string().optional(),
+    device_class: z.enum(["connectivity", "problem", "running", "update"]).nullable().optional(),
+    payload_on: z.string().optional(),
+    payload_off: z.string().optional(),
+    off_delay: z.number().int().optional(),
+    expire_after: z.number().int().optional(),
+    force_update: z.boolean().optional(),
+  })
+  .strict()
+  .refine((s) => s.entity_category !== "config", "sensors may only use entity_category diagnostic");
+
+const button = z
+  .object({
+    p: z.literal("button"),
+    ...entityCommon,
+    command_topic: z.string().min(1),
+    command_template: z.string().optional(),
+    payload_press: z.string().optional(),
+    retain: z.boolean().optional(),
+    device_class: z.enum(["identify", "restart", "update"]).nullable().optional(),
+  })
+  .strict();
+
+const update = z
+  .object({
+    p: z.literal("update"),
+    ...entityCommon,
+    state_topic: z.string().optional(),
+    value_template: z.string().optional(),
+    latest_version_topic: z.string().optional(),
+    latest_version_template: z.string().optional(),
+    command_topic: z.string().optional(),
+    payload_install: z.string().optional(),
+    title: z.string().optional(),
+    release_summary: z.string().max(255).optional(),
+    release_url: z.string().optional(),
+    retain: z.boolean().optional(),
+    device_class: z.enum(["firmware"]).nullable().optional(),
+    display_precision: z.number().int().optional(),
+  })
+  .strict();
+
+const component = z.discriminatedUnion("p", [sensor, binarySensor, button, update]);
+
+/** Device registry abbreviations (HA docs: "Supported abbreviations for device registry configuration"). */
+const device = z
+  .object({
+    ids: z.union([z.string(), z.array(z.string()).min(1)]),
+    name: z.string().min(1), // needed so HA shows a name (shared device configuration)
+    mf: z.string().optional(),
+    mdl: z.string().optional(),
+    mdl_id: z.string().optional(),
+    sw: z.string().optional(),
+    hw: z.string().optional(),
+    sn: z.string().optional(),
+    sa: z.string().optional(),
+    cu: z.string().regex(/^(https?|homeassistant):\/\//).optional(),
+    cns: z.array(z.tuple([z.string(), z.string()])).optional(),
+  })
+  .strict();
+
+/** Origin: "name" required; sw_version / support_url (or their abbreviations sw / url). */
+const origin = z
+  .object({
+    name: z.string().min(1),
+    sw_version: z.string().optional(),
+    support_url: z.string().url().optional(),
+  })
+  .strict();
+
+const deviceDiscovery = z
+  .object({
+    dev: device,
+    o: origin,
+    cmps: z.record(z.string().regex(/^[a-zA-Z0-9_-]+$/), component),
+  })
+  .strict();
+
+/** The update platform's documented state JSON. */
+const updateState = z
+  .object({
+    installed_version: z.string().nullable().optional(),
+    latest_version: z.string().nullable().optional(),
+    title: z.string().optional(),
+    release_summary: z.string().max(255).optional(),
+    release_url: z.string().optional(),
+    entity_picture: z.string().optional(),
+    in_progress: z.boolean().optional(),
+    update_percentage: z.number().min(0).max(100).nullable().optional(),
+  })
+  .strict();
+
+// --- fixtures -----------------------------------------------------------------------------------
+
+const topics = new Topics();
+const now = new Date("2025-12-20T12:00:00Z");
+const sha = (c: string) => c.repeat(40);
+const day = (iso: string) => Math.floor(Date.parse(iso) / 1000);
+
+const info: HostInfo = HostInfoFixture();
+function HostInfoFixture(): HostInfo {
+  return {
+    host: "web-1",
+    hostname: "web-1.example.org",
+    os: "nixos",
+    agentVersion: "0.1.0",
+    branch: "main",
+    commit: sha("a"),
+    lockHash: "1".repeat(64),
+    generation: 42,
+    tags: ["web"],
+    location: "Berlin",
+    priority: 100,
+    canary: false,
+    hold: false,
+    startedAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+}
+
+function compartment(status: Compartment["status"], detail?: Record<string, unknown>): Compartment {
+  return { status, summary: status, checkedAt: now.toISOString(), ...(detail ? { detail } : {}) };
+}
+
+const expected: FleetExpected = {
+  repo: "example/fleet",
+  branch: "main",
+  headCommit: sha("b"),
+  lockHash: "1".repeat(64),
+  lockLastModified: day("2025-12-10T00:00:00Z"),
+  pendingUpdate: null,
+  updatedAt: now.toISOString(),
+};
+
+const pendingUpdate: NonNullable<FleetExpected["pendingUpdate"]> = {
+  number: 17,
+  title: "flake.lock: update",
+  url: "https://github.com/example/fleet/pull/17",
+  headSha: sha("c"),
+  headBranch: "update-flake-lock",
+  openedAt: now.toISOString(),
+  lockDiff: {
+    added: [],
+    removed: [],
+    updated: [{ input: "nixpkgs", old: { type: "github", date: "2025-12-10" }, new: { type: "github", date: "2025-12-17" } }],
+  },
+  ci: { state: "success" },
+  superseded: [],
+};
+
+// --- tests ---------------------------------------------------------------------------------------
+
+describe("HA device discovery payload", () => {
+  const payload = buildHostDiscovery(info, {
+    topics,
+    origin: { name: "Lockstep", sw_version: "0.1.0", support_url: "https://github.com/example/lockstep" },
+    configurationUrl: "http://hub.local:1880/",
+  });
+
+  it("is valid per HA's documented keys for every platform", () => {
+    const r = deviceDiscovery.safeParse(payload);
+    expect(r.success, r.success ? "" : JSON.stringify(r.error.issues, null, 2)).toBe(true);
+  });
+
+  it("goes to the device discovery topic", () => {
+    expect(topics.haDiscovery("web-1")).toBe("homeassistant/device/lockstep_web-1/config");
+  });
+
+  it("has a sensor per compartment bound to the compartment topic, with all statuses as options", () => {
+    for (const name of ["agent", "git", "lock", "system", "tests"] as const) {
+      const c = payload.cmps[name]!;
+      expect(c.p).toBe("sensor");
+      expect(c.state_topic).toBe(topics.compartment("web-1", name));
+      expect(c.json_attributes_topic).toBe(topics.compartment("web-1", name));
+      expect(c.options).toEqual(["ok", "outdated", "failed", "working", "unknown"]);
+    }
+  });
+
+  it("binds availability to the host and the hub (all), except connectivity (hub only)", () => {
+    expect(payload.cmps.git!.availability).toEqual([
+      { topic: topics.availability("web-1") },
+      { topic: topics.hubAvailability() },
+    ]);
+    expect(payload.cmps.git!.availability_mode).toBe("all");
+    expect(payload.cmps.online!.availability).toEqual([{ topic: topics.hubAvailability() }]);
+    expect(payload.cmps.online!.state_topic).toBe(topics.availability("web-1"));
+  });
+
+  it("has buttons and an update entity that publish bare ops on the actions topic", () => {
+    for (const op of ["pull", "switch", "test", "rollback"]) {
+      expect(payload.cmps[op]).toMatchObject({ p: "button", command_topic: topics.actions("web-1"), payload_press: op });
+    }
+    expect(payload.cmps.update).toMatchObject({
+      p: "update",
+      command_topic: topics.actions("web-1"),
+      payload_install: "install",
+      state_topic: topics.haUpdate("web-1"),
+    });
+  });
+
+  it("uses unique ids that are unique across hosts", () => {
+    const other = buildHostDiscovery({ ...info, host: "db-1" }, { topics, origin: { name: "Lockstep" } });
+    const ids = [...Object.values(payload.cmps), ...Object.values(other.cmps)].map((c) => c.unique_id);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("rejects what HA does not document (the schema can fail)", () => {
+    const bad = structuredClone(payload);
+    (bad.cmps.pull as Record<string, unknown>).payload_install = "install";
+    expect(deviceDiscovery.safeParse(bad).success).toBe(false);
+    const noOrigin: Record<string, unknown> = { ...payload };
+    delete noOrigin.o;
+    expect(deviceDiscovery.safeParse(noOrigin).success).toBe(false);
+  });
+});
+
+describe("HA derived states", () => {
+  const snapshot: HostSnapshot = {
+    info,
+    compartments: {
+      lock: compartment("ok", { lastModified: day("2025-12-10T00:00:00Z") }),
+      git: compartment("ok"),
+      system: compartment("failed"),
+    },
+  };
+
+  it("update state: up to date when the lock matches head and nothing is pending", () => {
+    const s = buildUpdateState(snapshot, expected);
+    expect(updateState.safeParse(s).success).toBe(true);
+    expect(s.installed_version).toBe("2025-12-10");
+    expect(s.latest_version).toBe("2025-12-10");
+  });
+
+  it("update state: a pending PR is the latest version, its lock diff the summary", () => {
+    const s = buildUpdateState(snapshot, { ...expected, pendingUpdate });
+    expect(updateState.safeParse(s).success).toBe(true);
+    expect(s.latest_version).toBe("2025-12-17");
+    expect(s.release_summary).toBe("PR #17: nixpkgs 2025-12-10 → 2025-12-17");
+    expect(s.release_url).toBe(pendingUpdate.url);
+  });
+
+  it("update state: a host behind the fleet head's lock has an update", () => {
+    const behind = { ...snapshot, info: { ...info, lockHash: "2".repeat(64) } };
+    const s = buildUpdateState(behind, { ...expected, lockLastModified: day("2025-12-17T00:00:00Z") });
+    expect(s.latest_version).toBe("2025-12-17");
+    expect(s.installed_version).toBe("2025-12-10");
+  });
+
+  it("update state: in progress while a compartment is working; summary capped at 255", () => {
+    const many = { ...pendingUpdate, lockDiff: { ...pendingUpdate.lockDiff, updated: Array.from({ length: 40 }, (_, i) => ({ input: `input-number-${i}`, old: { type: "git" }, new: { type: "git", date: "2025-12-17" } })) } };
+    const s = buildUpdateState({ ...snapshot, compartments: { ...snapshot.compartments, system: compartment("working") } }, { ...expected, pendingUpdate: many });
+    expect(s.in_progress).toBe(true);
+    expect(s.release_summary!.length).toBeLessThanOrEqual(255);
+    expect(updateState.safeParse(s).success).toBe(true);
+  });
+
+  it("host state: problem when a compartment failed, lock age in days", () => {
+    expect(buildHostState(snapshot, now)).toEqual({ problem: "ON", worst: "failed", failed: ["system"], lock_age_days: 10 });
+    const fine = buildHostState({ info, compartments: { agent: compartment("ok") } }, now);
+    expect(fine.problem).toBe("OFF");
+    expect(fine.lock_age_days).toBeNull();
+  });
+
+  it("parses action payloads strictly", () => {
+    expect(parseHaAction("switch")).toBe("switch");
+    expect(parseHaAction(" install\n")).toBe("install");
+    expect(parseHaAction("rm -rf /")).toBeNull();
+    expect(parseHaAction("restart")).toBeNull();
+  });
+});
