@@ -168,7 +168,8 @@ export function buildHostDiscovery(info: HostInfo, opts: DiscoveryOptions): HaDe
     ...common,
   };
   for (const op of HA_BUTTON_OPS) {
-    cmps[op] = {
+    // "_button" keeps the test button apart from the tests compartment.
+    cmps[`${op}_button`] = {
       p: "button",
       unique_id: `${id}_${op}`,
       name: BUTTON_LABEL[op].name,

@@ -262,7 +262,7 @@ describe("HA device discovery payload", () => {
 
   it("has buttons and an update entity that publish bare ops on the actions topic", () => {
     for (const op of ["pull", "switch", "test", "rollback"]) {
-      expect(payload.cmps[op]).toMatchObject({ p: "button", command_topic: topics.actions("web-1"), payload_press: op });
+      expect(payload.cmps[`${op}_button`]).toMatchObject({ p: "button", command_topic: topics.actions("web-1"), payload_press: op });
     }
     expect(payload.cmps.update).toMatchObject({
       p: "update",
@@ -280,7 +280,7 @@ describe("HA device discovery payload", () => {
 
   it("rejects what HA does not document (the schema can fail)", () => {
     const bad = structuredClone(payload);
-    (bad.cmps.pull as Record<string, unknown>).payload_install = "install";
+    (bad.cmps.pull_button as Record<string, unknown>).payload_install = "install";
     expect(deviceDiscovery.safeParse(bad).success).toBe(false);
     const noOrigin: Record<string, unknown> = { ...payload };
     delete noOrigin.o;
