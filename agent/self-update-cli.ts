@@ -1,9 +1,98 @@
 /**
  * `lockstep-agent self-update` and `lockstep-agent status`.
- * agent/cli.ts passes the arguments after `lockstep-agent`, starting with the subcommand name.
+ * agent/cli.ts passes the arguments after `lockstep-agent`, starting with the subcommand name:
+ *
+ *   lockstep-agent self-update [--config PATH] [--json]
+ *   lockstep-agent status      [--config PATH] [--json] [--runs N]
+ *
+ * Exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a health check
+ * stopped the run (nothing changed), 4 another run holds the lock (nothing changed).
  */
+import { z } from "zod";
+import { LockstepError } from "../protocol/index.js";
+import { DEFAULT_SELF_UPDATE_CONFIG_PATH, loadSelfUpdateConfig, type SelfUpdateConfig } from "./self-update-config.js";
+import { runSelfUpdate } from "./self-update.js";
+import { readRunRecords, type RunRecord, type RunOutcome } from "./self-update-runlog.js";
+import { runCommand } from "./self-update-exec.js";
+
+export const EXIT_CODES: Record<RunOutcome, number> = { succeeded: 0, failed: 1, unhealthy: 3, locked: 4 };
+const EXIT_USAGE = 2;
+
+const USAGE = `usage:
+  lockstep-agent self-update [--config PATH] [--json]
+  lockstep-agent status      [--config PATH] [--json] [--runs N]
+default config: ${DEFAULT_SELF_UPDATE_CONFIG_PATH}
+`;
+
+interface Flags {
+  config: string;
+  json: boolean;
+  runs: number;
+}
+
+function parseFlags(args: string[]): Flags | string {
+  const flags: Flags = { config: DEFAULT_SELF_UPDATE_CONFIG_PATH, json: false, runs: 10 };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--json") flags.json = true;
+    else if (a === "--config" && args[i + 1]) flags.config = args[++i]!;
+    else if (a === "--runs" && args[i + 1] && /^\d+$/.test(args[i + 1]!)) flags.runs = Number(args[++i]);
+    else return `unknown or incomplete argument: ${a}`;
+  }
+  return flags;
+}
+
+/** `systemctl show UNIT -p NextElapseUSecRealtime` prints `NextElapseUSecRealtime=Sun 2026-11-22 03:17:00 UTC`. */
+const NextElapse = z
+  .string()
+  .transform((s) => /^NextElapseUSecRealtime=(.*)$/m.exec(s)?.[1]?.trim() ?? "")
+  .transform((v) => (v === "" || v === "n/a" || v === "0" ? null : v));
+
+export async function nextScheduledRun(cfg: SelfUpdateConfig): Promise<string> {
+  const r = await runCommand(cfg.nextRunArgv, { timeoutMs: 10_000, env: { ...process.env, ...cfg.env } });
+  if (r.exitCode !== 0) return "unknown";
+  return NextElapse.parse(r.stdout) ?? "unknown";
+}
+
+function formatRun(r: RunRecord): string {
+  const gen = r.generationBefore !== undefined || r.generationAfter !== undefined ? ` gen ${r.generationBefore ?? "-"} -> ${r.generationAfter ?? "-"}` : "";
+  const secs = (r.durationMs / 1000).toFixed(1);
+  return `${r.startedAt}  ${r.outcome.padEnd(9)} ${secs.padStart(7)} s${gen}  ${r.summary}${r.error ? `\n      why: ${r.error}` : ""}`;
+}
+
 export async function runSelfUpdateCli(argv: string[]): Promise<number> {
-  const [command] = argv;
-  process.stderr.write(`lockstep-agent ${command ?? ""}: self-update is being built; no action taken\n`);
-  return 2;
+  const [command, ...rest] = argv;
+  if (command !== "self-update" && command !== "status") {
+    process.stderr.write(USAGE);
+    return EXIT_USAGE;
+  }
+  const flags = parseFlags(rest);
+  if (typeof flags === "string") {
+    process.stderr.write(`${flags}\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  let cfg: SelfUpdateConfig;
+  try {
+    cfg = loadSelfUpdateConfig(flags.config);
+  } catch (e) {
+    if (!(e instanceof LockstepError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    return EXIT_USAGE;
+  }
+
+  if (command === "status") {
+    const runs = readRunRecords(cfg.stateDir, flags.runs);
+    const next = await nextScheduledRun(cfg);
+    if (flags.json) {
+      process.stdout.write(JSON.stringify({ host: cfg.host, nextRun: next, runs }, null, 2) + "\n");
+    } else {
+      const lines = [`self-update of ${cfg.host}`, `next run: ${next}`, runs.length ? `last ${runs.length} run(s), oldest first:` : "no runs recorded yet"];
+      process.stdout.write(lines.concat(runs.map(formatRun)).join("\n") + "\n");
+    }
+    return 0;
+  }
+
+  const record = await runSelfUpdate(cfg);
+  process.stdout.write(flags.json ? JSON.stringify(record) + "\n" : formatRun(record) + "\n");
+  return EXIT_CODES[record.outcome];
 }

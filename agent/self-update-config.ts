@@ -1,0 +1,184 @@
+/**
+ * Configuration of the standalone nightly self-update (`lockstep-agent self-update`).
+ *
+ * It is its own JSON file (the NixOS module writes /etc/lockstep/self-update.json) so a host
+ * without a hub needs nothing else. Every field is validated here; defaults match a NixOS host.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError } from "../protocol/index.js";
+
+/** An argv array: program first, never shell text. `{placeholders}` are filled per run (see expandArgv). */
+const Argv = z.array(z.string()).min(1, "an argv needs at least the program");
+
+export const SELF_UPDATE_PROFILES = ["nixos", "darwin", "home-manager", "generic"] as const;
+export const SelfUpdateProfileName = z.enum(SELF_UPDATE_PROFILES);
+export type SelfUpdateProfileName = z.infer<typeof SelfUpdateProfileName>;
+
+export const HealthConfig = z
+  .object({
+    disk: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Filesystem to measure (the one holding /nix on most hosts). */
+        path: z.string().default("/"),
+        /** Abort when more than this share of the filesystem is used. */
+        maxUsedPercent: z.number().min(1).max(100).default(90),
+      })
+      .strict()
+      .prefault({}),
+    systemState: z
+      .object({
+        enabled: z.boolean().default(true),
+        argv: Argv.default(["systemctl", "is-system-running"]),
+        /** States printed by the argv that count as healthy. */
+        accepted: z.array(z.string().regex(/^[a-z-]+$/)).min(1).default(["running"]),
+      })
+      .strict()
+      .prefault({}),
+    uptime: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Do not update a host that has just booted (it may be in a reboot loop). */
+        minSeconds: z.number().int().nonnegative().default(600),
+        uptimeFile: z.string().default("/proc/uptime"),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+export type HealthConfig = z.infer<typeof HealthConfig>;
+
+export const RebootConfig = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Schedules the reboot a minute ahead so the run can be recorded and reported first. */
+    argv: Argv.default(["shutdown", "-r", "+1", "lockstep self-update: kernel, initrd or modules changed"]),
+    /** Reboots happen only inside this window; null means whenever the run happens. */
+    window: MaintenanceWindow.nullable().default(null),
+    /** The running kernel's system (what was booted). */
+    bootedSystem: z.string().default("/run/booted-system"),
+    /** Entries of a system closure whose change needs a reboot. */
+    components: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1).default(["kernel", "initrd", "kernel-modules"]),
+  })
+  .strict();
+export type RebootConfig = z.infer<typeof RebootConfig>;
+
+/** Same shape as the agent config's `broker` (agent/config.ts), so one set of NixOS options feeds both. */
+export const BrokerReportConfig = z
+  .object({
+    url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, "use mqtt://, mqtts://, ws:// or wss://"),
+    /** Default: the host id (agents authenticate as their host). */
+    username: z.string().min(1).optional(),
+    /** Read at run time, never logged. */
+    passwordFile: z.string().min(1).optional(),
+    caFile: z.string().min(1).optional(),
+    connectTimeoutMs: z.number().int().positive().default(5000),
+  })
+  .strict();
+export type BrokerReportConfig = z.infer<typeof BrokerReportConfig>;
+
+export const SelfUpdateConfig = z
+  .object({
+    host: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "host ids are 1-63 chars of a-z, 0-9, - and _"),
+    stateDir: z.string().default("/var/lib/lockstep-agent"),
+    /** The flake checkout this host builds from. */
+    checkoutDir: z.string(),
+    /** "flake-update": `nix flake update` here (home lab without CI); "git-pull": take what CI committed. */
+    mode: z.enum(["flake-update", "git-pull"]).default("flake-update"),
+    /** Inputs to update in flake-update mode; empty = all. */
+    inputs: z.array(FlakeInputName).default([]),
+    /** Commit the updated flake.lock in the checkout so `git log` shows what changed. */
+    commitLock: z.boolean().default(true),
+    remote: z.string().regex(/^[A-Za-z0-9._-]+$/).default("origin"),
+    branch: BranchName.default("main"),
+    profile: SelfUpdateProfileName.default("nixos"),
+    /** Flake attribute to build; the default depends on the profile (see profileCommands). */
+    attribute: z.string().regex(/^[A-Za-z0-9._"-]+$/).optional(),
+    /** The Nix profile whose generations count (system profile on NixOS/darwin). */
+    systemProfile: z.string().default("/nix/var/nix/profiles/system"),
+    /** Override the profile's commands; argv arrays with {flake} {attr} {out} {profile} {host}. */
+    buildArgv: Argv.optional(),
+    switchArgvs: z.array(Argv).min(1).optional(),
+    stepTimeoutSeconds: z.number().int().positive().default(3600),
+    health: HealthConfig.prefault({}),
+    reboot: RebootConfig.prefault({}),
+    /** When set, each run is also reported to the hub as a job (op "self-update"). */
+    broker: BrokerReportConfig.nullable().default(null),
+    topicPrefix: z.string().default("lockstep"),
+    /** Extra environment for git and nix (e.g. NIX_CONFIG). */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+    /** Shown by `lockstep-agent status`: argv printing NextElapseUSecRealtime=... */
+    nextRunArgv: Argv.default(["systemctl", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"]),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  })
+  .strict();
+export type SelfUpdateConfig = z.infer<typeof SelfUpdateConfig>;
+export type SelfUpdateConfigInput = z.input<typeof SelfUpdateConfig>;
+
+export const DEFAULT_SELF_UPDATE_CONFIG_PATH = "/etc/lockstep/self-update.json";
+
+export function parseSelfUpdateConfig(json: unknown, source = "self-update config"): SelfUpdateConfig {
+  const r = SelfUpdateConfig.safeParse(json);
+  if (!r.success) throw new ConfigError(`${source} is invalid: ${formatZodError(r.error)}`, "fix the file (the NixOS option services.lockstep-agent.selfUpdate writes it)");
+  return r.data;
+}
+
+export function loadSelfUpdateConfig(path = DEFAULT_SELF_UPDATE_CONFIG_PATH): SelfUpdateConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`, "pass --config PATH or enable services.lockstep-agent.selfUpdate");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${path} is not JSON: ${(e as Error).message}`);
+  }
+  return parseSelfUpdateConfig(json, path);
+}
+
+export interface ProfileCommands {
+  attribute: string;
+  build: string[];
+  switches: string[][];
+}
+
+/**
+ * What each OS profile builds and how it switches. The build always makes an out-link first, so a
+ * failed build never touches the running system; the switch is the same sequence nixos-rebuild,
+ * darwin-rebuild and home-manager run, split so the built path is known before switching.
+ */
+export function profileCommands(cfg: SelfUpdateConfig, system: string): ProfileCommands {
+  const defaults: Record<SelfUpdateProfileName, { attribute: string; switches: string[][] }> = {
+    nixos: {
+      attribute: `nixosConfigurations.${cfg.host}.config.system.build.toplevel`,
+      switches: [["nix-env", "--profile", "{profile}", "--set", "{out}"], ["{out}/bin/switch-to-configuration", "switch"]],
+    },
+    darwin: {
+      attribute: `darwinConfigurations.${cfg.host}.system`,
+      switches: [["nix-env", "--profile", "{profile}", "--set", "{out}"], ["{out}/activate"]],
+    },
+    "home-manager": {
+      attribute: `homeConfigurations.${cfg.host}.activationPackage`,
+      switches: [["{out}/activate"]],
+    },
+    generic: {
+      attribute: `lockstepSystems.${system}.${cfg.host}`,
+      switches: [["nix-env", "--profile", "{profile}", "--set", "{out}"]],
+    },
+  };
+  const d = defaults[cfg.profile];
+  return {
+    attribute: cfg.attribute ?? d.attribute,
+    build: cfg.buildArgv ?? ["nix", "build", "{flake}#{attr}", "-o", "{out}"],
+    switches: cfg.switchArgvs ?? d.switches,
+  };
+}
+
+/** Fill `{name}` placeholders inside argv elements. Values become single argv elements: no shell, no splitting. */
+export function expandArgv(argv: readonly string[], values: Record<string, string>): string[] {
+  return argv.map((arg) => arg.replace(/\{([a-z]+)\}/g, (whole, name: string) => values[name] ?? whole));
+}

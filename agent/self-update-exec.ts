@@ -1,0 +1,61 @@
+/** Run one argv (never through a shell) and capture its output, with a timeout. */
+import { spawn } from "node:child_process";
+
+export interface CommandResult {
+  argv: string[];
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** Set when the program could not be started at all (e.g. ENOENT). */
+  spawnError?: string;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs: number;
+}
+
+/** Keep the last part of a long output: the error is almost always at the end. */
+const MAX_CAPTURE = 256 * 1024;
+
+export function runCommand(argv: readonly string[], opts: RunOptions): Promise<CommandResult> {
+  const [program, ...args] = argv;
+  return new Promise((resolve) => {
+    let stdout = "";
+    let stderr = "";
+    let timedOut = false;
+    const child = spawn(program!, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGTERM");
+    }, opts.timeoutMs);
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout = (stdout + d).slice(-MAX_CAPTURE)));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-MAX_CAPTURE)));
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      resolve({ argv: [...argv], exitCode: null, signal: null, stdout, stderr, timedOut, spawnError: e.message });
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ argv: [...argv], exitCode: code, signal, stdout, stderr, timedOut });
+    });
+  });
+}
+
+/** One line saying why a command failed, for run records and job summaries. */
+export function describeFailure(r: CommandResult): string {
+  if (r.spawnError) return `${r.argv[0]} could not be started: ${r.spawnError}`;
+  if (r.timedOut) return `${r.argv[0]} timed out`;
+  const tail = lastErrorLines(r.stderr || r.stdout);
+  const how = r.exitCode !== null ? `exit code ${r.exitCode}` : `signal ${r.signal}`;
+  return tail ? `${r.argv[0]} failed (${how}): ${tail}` : `${r.argv[0]} failed (${how})`;
+}
+
+function lastErrorLines(text: string): string {
+  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const errorLine = [...lines].reverse().find((l) => /^error:/i.test(l));
+  return (errorLine ?? lines.slice(-2).join(" / ")).slice(0, 500);
+}

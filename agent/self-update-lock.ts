@@ -1,0 +1,86 @@
+/**
+ * A lock file so two self-update runs never overlap (a timer run and a manual one, or a run that
+ * outlives its timer period). Created with O_EXCL and the owner's pid; a lock whose pid is gone
+ * (a crashed run, a reboot) is stale and taken over.
+ */
+import { openSync, writeSync, closeSync, readFileSync, unlinkSync } from "node:fs";
+import { z } from "zod";
+import { LockstepError } from "../protocol/index.js";
+
+export class SelfUpdateLockedError extends LockstepError {
+  override name = "SelfUpdateLockedError";
+  constructor(
+    readonly lockPath: string,
+    readonly ownerPid: number,
+  ) {
+    super(`another self-update run (pid ${ownerPid}) holds ${lockPath}`, "self-update-locked", "wait for it to finish; if no such process exists, delete the lock file");
+  }
+}
+
+const LockContent = z.object({ pid: z.number().int().positive(), startedAt: z.string() });
+
+export interface HeldLock {
+  path: string;
+  /** Whether a stale lock of a dead process was replaced. */
+  tookOverStalePid?: number;
+  release(): void;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function tryCreate(path: string): boolean {
+  try {
+    const fd = openSync(path, "wx", 0o644);
+    try {
+      writeSync(fd, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }));
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw e;
+  }
+}
+
+/** The pid recorded in a lock file, or null if it is unreadable (half-written or corrupt). */
+function readOwner(path: string): number | null {
+  try {
+    const r = LockContent.safeParse(JSON.parse(readFileSync(path, "utf8")));
+    return r.success ? r.data.pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export function acquireSelfUpdateLock(path: string): HeldLock {
+  let tookOverStalePid: number | undefined;
+  if (!tryCreate(path)) {
+    const owner = readOwner(path);
+    // An unreadable lock may be one being written right now: treat it as held, never steal it.
+    if (owner === null) throw new SelfUpdateLockedError(path, 0);
+    if (processAlive(owner)) throw new SelfUpdateLockedError(path, owner);
+    unlinkSync(path);
+    tookOverStalePid = owner;
+    // If another run took it over between our unlink and create, it wins.
+    if (!tryCreate(path)) throw new SelfUpdateLockedError(path, readOwner(path) ?? 0);
+  }
+  let released = false;
+  return {
+    path,
+    tookOverStalePid,
+    release() {
+      if (released) return;
+      released = true;
+      if (readOwner(path) === process.pid) unlinkSync(path);
+    },
+  };
+}

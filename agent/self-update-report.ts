@@ -1,0 +1,86 @@
+/**
+ * Reporting a self-update run to the hub: a retained JobState (op "self-update") on the host's
+ * jobs/<id> topic, which agents may publish under the broker's ACL. Reporting is best effort: a
+ * hub that is down never fails or delays an update by more than the connect timeout.
+ */
+import { readFileSync } from "node:fs";
+import mqtt from "mqtt";
+import type { Logger } from "pino";
+import { JobState, Topics } from "../protocol/index.js";
+import type { BrokerReportConfig } from "./self-update-config.js";
+import type { RunRecord } from "./self-update-runlog.js";
+
+export const SELF_UPDATE_OP = "self-update";
+
+export function jobStateOf(record: RunRecord, phase: "running" | "finished"): JobState {
+  const state = phase === "running" ? "running" : record.outcome === "succeeded" ? "succeeded" : record.outcome === "locked" ? "rejected" : "failed";
+  return JobState.parse({
+    id: record.id,
+    host: record.host,
+    op: SELF_UPDATE_OP,
+    state,
+    summary: phase === "running" ? "self-update running" : record.summary,
+    error: phase === "finished" ? record.error : undefined,
+    requestedBy: "self-update timer",
+    generationBefore: record.generationBefore,
+    generationAfter: phase === "finished" ? record.generationAfter : undefined,
+    commit: phase === "finished" && record.commitAfter && /^[0-9a-f]{40}$/.test(record.commitAfter) ? record.commitAfter : undefined,
+    acceptedAt: record.startedAt,
+    startedAt: record.startedAt,
+    finishedAt: phase === "finished" ? record.finishedAt : undefined,
+  });
+}
+
+export interface JobReporter {
+  publish(state: JobState): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Connect to the broker, or return null (logged) when it cannot be reached in time. */
+export async function connectReporter(broker: BrokerReportConfig, host: string, topicPrefix: string, log: Logger): Promise<JobReporter | null> {
+  let password: string | undefined;
+  if (broker.passwordFile) {
+    try {
+      password = readFileSync(broker.passwordFile, "utf8").replace(/\r?\n$/, "");
+    } catch (e) {
+      log.warn({ passwordFile: broker.passwordFile, code: (e as NodeJS.ErrnoException).code }, "cannot read the broker password file; not reporting this run to the hub");
+      return null;
+    }
+  }
+  const topics = new Topics(topicPrefix);
+  const client = mqtt.connect(broker.url, {
+    username: broker.username ?? host,
+    password,
+    // Not the agent's client id: the agent daemon may be connected at the same time.
+    clientId: `lockstep-self-update-${host}`,
+    protocolVersion: 4,
+    connectTimeout: broker.connectTimeoutMs,
+    reconnectPeriod: 0,
+    ca: broker.caFile ? readFileSync(broker.caFile) : undefined,
+  });
+  const connected = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), broker.connectTimeoutMs);
+    client.once("connect", () => (clearTimeout(timer), resolve(true)));
+    client.once("error", (e) => {
+      log.warn({ url: broker.url, err: e.message }, "broker connection failed; not reporting this run to the hub");
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  if (!connected) {
+    client.end(true);
+    return null;
+  }
+  return {
+    async publish(state) {
+      try {
+        await client.publishAsync(topics.job(host, state.id), JSON.stringify(state), { qos: 1, retain: true });
+      } catch (e) {
+        log.warn({ err: (e as Error).message, jobId: state.id }, "could not publish the self-update job state");
+      }
+    },
+    async close() {
+      await client.endAsync();
+    },
+  };
+}

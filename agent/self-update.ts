@@ -1,0 +1,248 @@
+/**
+ * The standalone nightly self-update for hosts without a hub (the home-lab case):
+ *
+ *   lock -> health checks -> update (nix flake update, or git pull) -> build -> switch -> reboot?
+ *
+ * Nothing is touched until every health check passed; the build makes an out-link first, so a
+ * failed build leaves the running generation alone; a reboot happens only when the kernel, initrd
+ * or modules changed and only inside the reboot window. Every run, whatever its end, is appended
+ * to <stateDir>/self-update-runs.jsonl and, with a broker configured, reported to the hub.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import { realpath } from "node:fs/promises";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import pino, { type Logger } from "pino";
+import type { SelfUpdateConfig } from "./self-update-config.js";
+import { expandArgv, profileCommands } from "./self-update-config.js";
+import { runCommand, describeFailure, type CommandResult } from "./self-update-exec.js";
+import { runHealthChecks } from "./self-update-health.js";
+import { acquireSelfUpdateLock, SelfUpdateLockedError, type HeldLock } from "./self-update-lock.js";
+import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } from "./self-update-runlog.js";
+import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
+import { currentGeneration, rebootNeeded } from "./self-update-system.js";
+import { insideWindow } from "./self-update-window.js";
+
+export const LOCK_FILE = "self-update.lock";
+/** The build's out-link: also a GC root, so the built system survives a garbage collection. */
+export const OUT_LINK = "self-update-system";
+
+export interface SelfUpdateOptions {
+  log?: Logger;
+  /** The clock the reboot window is checked against. */
+  now?: () => Date;
+  /** Base environment for commands (default process.env); the config's `env` is laid over it. */
+  env?: NodeJS.ProcessEnv;
+  /** Nix system for the generic profile's attribute (default: this machine's). */
+  system?: string;
+}
+
+function localSystem(): string {
+  const arch = process.arch === "arm64" ? "aarch64" : process.arch === "x64" ? "x86_64" : process.arch;
+  return `${arch}-${process.platform === "darwin" ? "darwin" : "linux"}`;
+}
+
+function newRunId(at: Date): string {
+  const stamp = at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return `self-update-${stamp}-${randomBytes(2).toString("hex")}`;
+}
+
+function readOrUndefined(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Thrown inside a run to end it with an outcome; caught by runSelfUpdate. */
+class RunStop extends Error {
+  constructor(
+    readonly outcome: RunOutcome,
+    readonly summary: string,
+    readonly error?: string,
+  ) {
+    super(summary);
+  }
+}
+
+export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptions = {}): Promise<RunRecord> {
+  const log = opts.log ?? pino({ level: cfg.logLevel }, pino.destination(2));
+  const now = opts.now ?? (() => new Date());
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env), ...cfg.env };
+  const timeoutMs = cfg.stepTimeoutSeconds * 1000;
+  const started = now();
+  const startedMs = Date.now();
+  const steps: StepRecord[] = [];
+  const record: RunRecord = {
+    id: newRunId(started),
+    host: cfg.host,
+    mode: cfg.mode,
+    startedAt: started.toISOString(),
+    finishedAt: started.toISOString(),
+    durationMs: 0,
+    outcome: "failed",
+    summary: "",
+    steps,
+    health: [],
+  };
+  const runLog = log.child({ runId: record.id, host: cfg.host });
+  mkdirSync(cfg.stateDir, { recursive: true });
+
+  /** Time one step and record it; a step returns its detail or throws RunStop. */
+  const step = async (name: StepRecord["name"], body: () => Promise<string>): Promise<void> => {
+    const at = new Date();
+    const t0 = performance.now();
+    try {
+      const detail = await body();
+      steps.push({ name, status: "ok", startedAt: at.toISOString(), durationMs: Math.round(performance.now() - t0), detail });
+      runLog.info({ step: name, detail }, "self-update step done");
+    } catch (e) {
+      const detail = e instanceof RunStop ? (e.error ?? e.summary) : (e as Error).message;
+      steps.push({ name, status: "failed", startedAt: at.toISOString(), durationMs: Math.round(performance.now() - t0), detail });
+      runLog.warn({ step: name, detail }, "self-update step failed");
+      throw e;
+    }
+  };
+  const run = (argv: string[], cwd?: string): Promise<CommandResult> => {
+    runLog.debug({ argv }, "running");
+    return runCommand(argv, { cwd, env, timeoutMs });
+  };
+
+  let lock: HeldLock | undefined;
+  let reporter: JobReporter | null = null;
+  let rebootArgv: string[] | undefined;
+  try {
+    await step("lock", async () => {
+      try {
+        lock = acquireSelfUpdateLock(join(cfg.stateDir, LOCK_FILE));
+      } catch (e) {
+        if (e instanceof SelfUpdateLockedError) throw new RunStop("locked", "another self-update run is in progress; this one did nothing", e.message);
+        throw e;
+      }
+      return lock.tookOverStalePid ? `took over the stale lock of pid ${lock.tookOverStalePid}` : "acquired";
+    });
+    if (cfg.broker) {
+      reporter = await connectReporter(cfg.broker, cfg.host, cfg.topicPrefix, runLog);
+      await reporter?.publish(jobStateOf(record, "running"));
+    }
+
+    const checkout = cfg.checkoutDir;
+    const lockFile = join(checkout, "flake.lock");
+    const commands = profileCommands(cfg, opts.system ?? localSystem());
+    const outLink = join(cfg.stateDir, OUT_LINK);
+    const placeholders = { flake: checkout, attr: commands.attribute, out: outLink, profile: cfg.systemProfile, host: cfg.host };
+    record.generationBefore = await currentGeneration(cfg.systemProfile);
+    record.commitBefore = (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined;
+
+    await step("health", async () => {
+      record.health = await runHealthChecks(cfg.health, { env });
+      const failed = record.health.filter((h) => !h.ok);
+      if (failed.length) {
+        throw new RunStop("unhealthy", `health check failed, nothing was changed: ${failed.map((h) => h.detail).join("; ")}`, failed.map((h) => `${h.check}: ${h.detail}`).join("; "));
+      }
+      return record.health.length ? record.health.map((h) => h.detail).join("; ") : "all checks disabled";
+    });
+
+    await step("update", async () => {
+      if (cfg.mode === "git-pull") {
+        const r = await run(["git", "pull", "--ff-only", cfg.remote, cfg.branch], checkout);
+        if (r.exitCode !== 0) throw new RunStop("failed", "git pull failed; nothing was built or switched", describeFailure(r));
+      } else {
+        const lockBefore = readOrUndefined(lockFile);
+        const argv = cfg.inputs.length ? ["nix", "flake", "lock", ...cfg.inputs.flatMap((i) => ["--update-input", i])] : ["nix", "flake", "update"];
+        const r = await run(argv, checkout);
+        if (r.exitCode !== 0) throw new RunStop("failed", "nix flake update failed; nothing was built or switched", describeFailure(r));
+        record.lockChanged = readOrUndefined(lockFile) !== lockBefore;
+        if (record.lockChanged && cfg.commitLock) {
+          const report = `${r.stderr}`.slice(Math.max(0, r.stderr.indexOf("•"))).trim();
+          const identity = ["-c", "user.name=Lockstep self-update", "-c", `user.email=lockstep-self-update@${cfg.host}`];
+          const c = await run(["git", ...identity, "commit", "-q", "-m", "flake.lock: Update", ...(report ? ["-m", report] : []), "--", "flake.lock"], checkout);
+          if (c.exitCode !== 0) throw new RunStop("failed", "the lock was updated but could not be committed", describeFailure(c));
+        }
+      }
+      record.commitAfter = (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined;
+      if (cfg.mode === "git-pull") return record.commitAfter === record.commitBefore ? "already at the remote head" : `pulled ${record.commitBefore?.slice(0, 12)} -> ${record.commitAfter?.slice(0, 12)}`;
+      return record.lockChanged ? "flake.lock updated" : "flake.lock already current";
+    });
+
+    await step("build", async () => {
+      const r = await run(expandArgv(commands.build, placeholders), checkout);
+      if (r.exitCode !== 0) throw new RunStop("failed", "build failed; the running generation is untouched", describeFailure(r));
+      record.systemPath = await realpath(outLink);
+      return record.systemPath;
+    });
+
+    let switched = false;
+    await step("switch", async () => {
+      const running = await realpath(cfg.systemProfile).catch(() => undefined);
+      if (running === record.systemPath) return "already running this system";
+      for (const argv of commands.switches) {
+        const r = await run(expandArgv(argv, placeholders), checkout);
+        if (r.exitCode !== 0) throw new RunStop("failed", "switch failed", describeFailure(r));
+      }
+      switched = true;
+      return `switched to ${record.systemPath}`;
+    });
+    record.generationAfter = await currentGeneration(cfg.systemProfile);
+
+    if (cfg.reboot.enabled) {
+      await step("reboot", async () => {
+        const need = await rebootNeeded(cfg.reboot.bootedSystem, record.systemPath!, cfg.reboot.components);
+        const inWindow = cfg.reboot.window === null || insideWindow(cfg.reboot.window, now());
+        const reason = !need.needed
+          ? "no reboot needed: kernel, initrd and modules are the booted ones"
+          : inWindow
+            ? `reboot requested: ${need.changed.join(", ")} changed`
+            : `reboot needed (${need.changed.join(", ")} changed) but outside the reboot window; a later run inside the window reboots`;
+        record.reboot = { needed: need.needed, changed: need.changed, requested: need.needed && inWindow, reason };
+        if (record.reboot.requested) rebootArgv = expandArgv(cfg.reboot.argv, placeholders);
+        return reason;
+      });
+    }
+
+    record.outcome = "succeeded";
+    const what = switched ? `switched to generation ${record.generationAfter}` : "system already current";
+    record.summary = record.reboot?.requested ? `${what}; rebooting` : record.reboot?.needed ? `${what}; reboot pending (outside window)` : what;
+  } catch (e) {
+    if (e instanceof RunStop) {
+      record.outcome = e.outcome;
+      record.summary = e.summary;
+      record.error = e.error;
+    } else {
+      record.outcome = "failed";
+      record.summary = "self-update failed unexpectedly";
+      record.error = (e as Error).message;
+      runLog.error({ err: e }, "self-update failed unexpectedly");
+    }
+  }
+
+  // The reboot command runs last. The default (shutdown -r +1) schedules it a minute ahead, which
+  // leaves time to write the record and report it before the host goes down.
+  if (rebootArgv) {
+    const t0 = performance.now();
+    const at = new Date();
+    const r = await run(rebootArgv);
+    const ok = r.exitCode === 0;
+    steps.push({ name: "reboot", status: ok ? "ok" : "failed", startedAt: at.toISOString(), durationMs: Math.round(performance.now() - t0), detail: ok ? `ran ${rebootArgv[0]}` : describeFailure(r) });
+    if (!ok && record.reboot) {
+      record.reboot.requested = false;
+      record.summary = `${record.summary.replace(/; rebooting$/, "")}; the reboot command failed`;
+      record.error = describeFailure(r);
+    }
+  }
+  record.finishedAt = now().toISOString();
+  record.durationMs = Date.now() - startedMs;
+  appendRunRecord(cfg.stateDir, record);
+  runLog.info({ outcome: record.outcome, summary: record.summary, durationMs: record.durationMs, generationBefore: record.generationBefore, generationAfter: record.generationAfter }, "self-update run finished");
+
+  if (cfg.broker && !reporter && record.outcome === "locked") {
+    reporter = await connectReporter(cfg.broker, cfg.host, cfg.topicPrefix, runLog);
+  }
+  if (reporter) {
+    await reporter.publish(jobStateOf(record, "finished"));
+    await reporter.close();
+  }
+  (lock as HeldLock | undefined)?.release();
+  return record;
+}
