@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+/**
+ * lockstep-agent
+ *   run --config FILE            run the agent (systemd / launchd start this)
+ *   check-config --config FILE   validate a config file and print the result
+ *   self-update ... | status ... standalone nightly self-update for hosts without a hub
+ *   version
+ *
+ * Exit codes: 0 stopped on request, 1 runtime error, 2 usage or config error,
+ * 75 restart requested by a `restart` command (Restart=on-failure restarts it).
+ */
+import pino from "pino";
+import { LockstepError } from "../protocol/index.js";
+import { Agent, RESTART_EXIT_CODE } from "./agent.js";
+import { loadAgentConfig } from "./config.js";
+import { runSelfUpdateCli } from "./self-update-cli.js";
+import { AGENT_VERSION } from "./version.js";
+
+const USAGE = `usage: lockstep-agent run --config FILE
+       lockstep-agent check-config --config FILE
+       lockstep-agent self-update [options] | status [options]
+       lockstep-agent version`;
+
+function configArg(args: string[]): string | undefined {
+  const i = args.indexOf("--config");
+  if (i >= 0) return args[i + 1];
+  const eq = args.find((a) => a.startsWith("--config="));
+  return eq?.slice("--config=".length) ?? process.env.LOCKSTEP_AGENT_CONFIG;
+}
+
+async function run(args: string[]): Promise<number> {
+  const file = configArg(args);
+  if (!file) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const config = loadAgentConfig(file);
+  const log = pino({ level: config.logLevel, base: { host: config.host }, redact: ["password", "*.password", "brokerPassword"] });
+  const agent = new Agent(config, log);
+  let exitCode = 0;
+  let shuttingDown = false;
+  const shutdown = async (code: number, why: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ why }, "stopping");
+    exitCode = code;
+    await agent.stop();
+    process.exit(exitCode);
+  };
+  process.on("SIGTERM", () => void shutdown(0, "SIGTERM"));
+  process.on("SIGINT", () => void shutdown(0, "SIGINT"));
+  agent.on("restart-requested", () => void shutdown(RESTART_EXIT_CODE, "restart command"));
+  await agent.start();
+  log.info({ version: AGENT_VERSION, os: config.os.kind, repo: config.repo.checkoutDir }, "agent started");
+  return new Promise<number>(() => undefined); // runs until a signal or a restart command
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case "run":
+      return run(rest);
+    case "check-config": {
+      const file = configArg(rest);
+      if (!file) {
+        process.stderr.write(`${USAGE}\n`);
+        return 2;
+      }
+      const c = loadAgentConfig(file);
+      process.stdout.write(`config OK: host ${c.host}, os ${c.os.kind}, broker ${c.broker.url}, checkout ${c.repo.checkoutDir}\n`);
+      return 0;
+    }
+    case "self-update":
+    case "status":
+      return runSelfUpdateCli(argv);
+    case "version":
+    case "--version":
+      process.stdout.write(`${AGENT_VERSION}\n`);
+      return 0;
+    default:
+      process.stderr.write(`${USAGE}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof LockstepError) {
+      process.stderr.write(`lockstep-agent: ${e.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`lockstep-agent: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,188 @@
+/**
+ * lockstep-agent configuration: one JSON file (written by the NixOS / nix-darwin / Home Manager
+ * module, or by hand) plus a few environment overrides. Validated with zod; every error names
+ * the field and says what to do.
+ *
+ * Example (all optional fields shown with their defaults where they have one):
+ * {
+ *   "host": "alpha",                              // host id: topic segment and MQTT username
+ *   "broker": {
+ *     "url": "mqtts://hub.example:8883",
+ *     "username": "alpha",                        // default: the host id
+ *     "passwordFile": "/run/secrets/lockstep-agent", // read at start, never logged
+ *     "clientId": "lockstep-agent-alpha",         // fixed, so QoS 1 commands queue while offline
+ *     "keepaliveSeconds": 30
+ *   },
+ *   "topicPrefix": "lockstep",
+ *   "haDiscoveryPrefix": "homeassistant",
+ *   "repo": {
+ *     "url": "git@github.com:acme/fleet.git",
+ *     "branch": "main",
+ *     "checkoutDir": "/var/lib/lockstep-agent/checkout",
+ *     "sshKeyFile": "/run/secrets/deploy-key"     // optional: used for fetch/push
+ *   },
+ *   "stateDir": "/var/lib/lockstep-agent",
+ *   "os": {
+ *     "kind": "nixos",                            // nixos | darwin | home-manager | generic
+ *     "flakeAttr": "alpha",                       // nixos/darwin/home-manager: <checkout>#<flakeAttr>
+ *                                                 // generic: <checkout>#<flakeAttr>, default lockstepSystems.<system>.<host>
+ *     "profile": "/nix/var/nix/profiles/system",  // the profile whose generations are the "system"
+ *     "argv": { "switch": [[...]], "rollback": [[...]], "rollbackTo": [[...]] }  // optional overrides
+ *   },
+ *   "testsDir": "tests",                          // relative to the checkout: tests/common, tests/<host>
+ *   "tags": [], "location": "rack 2", "priority": 100, "canary": false,
+ *   "hold": false,                                // initial hold (hold/release commands persist over it)
+ *   "maintenanceWindow": { "days": ["sat"], "start": "02:00", "end": "05:00", "timeZone": "UTC" },
+ *   "timeouts": { "pullSeconds": 300, "switchSeconds": 3600, "testSeconds": 300, "updateInputsSeconds": 900 },
+ *   "logLevel": "info",
+ *   "env": { "NIX_CONFIG": "..." },               // extra environment for git/nix/tests
+ *   "git": { "authorName": "Lockstep agent", "authorEmail": "lockstep@<host>" }
+ * }
+ *
+ * argv templates are lists of argv lists. Placeholders, replaced whole-element or inside an
+ * element: {checkout} {flakeAttr} {host} {system} {profile} {result} {generation}. Values come from
+ * this file, except {generation}, which is a validated positive integer from a rollback command.
+ *
+ * Environment overrides (for quick tests and systemd drop-ins):
+ *   LOCKSTEP_AGENT_BROKER_URL, LOCKSTEP_AGENT_PASSWORD_FILE, LOCKSTEP_AGENT_LOG_LEVEL, LOCKSTEP_AGENT_STATE_DIR
+ */
+import { readFileSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { z } from "zod";
+import { BranchName, ConfigError, MaintenanceWindow, OsKind, formatZodError, HOST_ID_PATTERN } from "../protocol/index.js";
+
+const Argv = z.array(z.string().min(1)).min(1);
+const ArgvList = z.array(Argv).min(1);
+const absolutePath = z.string().min(1).refine((p) => isAbsolute(p), "must be an absolute path");
+
+export const AgentConfigSchema = z
+  .object({
+    host: z.string().regex(HOST_ID_PATTERN, "host ids are 1-63 chars of a-z, 0-9, - and _"),
+    broker: z
+      .object({
+        url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, "use mqtt://, mqtts://, ws:// or wss://"),
+        username: z.string().min(1).optional(),
+        passwordFile: absolutePath.optional(),
+        clientId: z.string().min(1).max(200).optional(),
+        keepaliveSeconds: z.number().int().positive().default(30),
+        caFile: absolutePath.optional(),
+      })
+      .strict(),
+    topicPrefix: z.string().default("lockstep"),
+    haDiscoveryPrefix: z.string().default("homeassistant"),
+    repo: z
+      .object({
+        url: z.string().min(1),
+        branch: BranchName.default("main"),
+        checkoutDir: absolutePath,
+        sshKeyFile: absolutePath.optional(),
+      })
+      .strict(),
+    stateDir: absolutePath,
+    os: z
+      .object({
+        kind: OsKind,
+        flakeAttr: z.string().regex(/^[A-Za-z0-9_.'"-]+$/, "a flake attribute path like lockstepSystems.x86_64-linux.alpha").optional(),
+        profile: absolutePath.optional(),
+        system: z.string().regex(/^[a-z0-9_]+-[a-z0-9_]+$/, "a Nix system like x86_64-linux").optional(),
+        argv: z
+          .object({ switch: ArgvList.optional(), rollback: ArgvList.optional(), rollbackTo: ArgvList.optional() })
+          .strict()
+          .default({}),
+      })
+      .strict(),
+    testsDir: z
+      .string()
+      .refine((p) => !isAbsolute(p) && !p.split("/").includes(".."), "must be a path inside the checkout (relative, no ..)")
+      .default("tests"),
+    tags: z.array(z.string().min(1).max(100)).default([]),
+    location: z.string().max(200).optional(),
+    priority: z.number().int().default(100),
+    canary: z.boolean().default(false),
+    hold: z.boolean().default(false),
+    maintenanceWindow: MaintenanceWindow.optional(),
+    timeouts: z
+      .object({
+        pullSeconds: z.number().positive().default(300),
+        switchSeconds: z.number().positive().default(3600),
+        testSeconds: z.number().positive().default(300),
+        updateInputsSeconds: z.number().positive().default(900),
+      })
+      .strict()
+      .default({ pullSeconds: 300, switchSeconds: 3600, testSeconds: 300, updateInputsSeconds: 900 }),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment variable names are [A-Za-z_][A-Za-z0-9_]*"), z.string()).default({}),
+    git: z
+      .object({ authorName: z.string().min(1).optional(), authorEmail: z.string().min(1).optional() })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+export type AgentConfig = z.infer<typeof AgentConfigSchema> & {
+  /** Resolved at load time (not part of the file): the broker password, kept out of logs. */
+  brokerPassword?: string;
+};
+
+/** Where the agent keeps its durable state, all under stateDir. */
+export function statePaths(stateDir: string) {
+  return {
+    state: join(stateDir, "agent-state.json"),
+    inflight: join(stateDir, "inflight-job.json"),
+    jobsDir: join(stateDir, "jobs"),
+    result: join(stateDir, "result"),
+  };
+}
+
+const ENV_OVERRIDES: Array<[string, (raw: Record<string, unknown>, v: string) => void]> = [
+  ["LOCKSTEP_AGENT_BROKER_URL", (raw, v) => ((raw.broker ??= {}) as Record<string, unknown>).url = v],
+  ["LOCKSTEP_AGENT_PASSWORD_FILE", (raw, v) => ((raw.broker ??= {}) as Record<string, unknown>).passwordFile = v],
+  ["LOCKSTEP_AGENT_LOG_LEVEL", (raw, v) => (raw.logLevel = v)],
+  ["LOCKSTEP_AGENT_STATE_DIR", (raw, v) => (raw.stateDir = v)],
+];
+
+/** Validate an already-parsed config object (env overrides applied). Throws ConfigError. */
+export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = {}, source = "config"): AgentConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(`${source}: expected a JSON object`, "see agent/config.ts for an example");
+  }
+  const merged = structuredClone(raw) as Record<string, unknown>;
+  for (const [name, apply] of ENV_OVERRIDES) {
+    const v = env[name];
+    if (v !== undefined && v !== "") apply(merged, v);
+  }
+  const r = AgentConfigSchema.safeParse(merged);
+  if (!r.success) {
+    throw new ConfigError(`${source}: ${formatZodError(r.error)}`, "fix the named field (see agent/config.ts for every field)");
+  }
+  return r.data;
+}
+
+/** Read the config file, apply env overrides, validate, and read the broker password file. */
+export function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, "pass --config with a readable JSON file");
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  const config = parseAgentConfig(raw, env, file);
+  if (config.broker.passwordFile) {
+    try {
+      config.brokerPassword = readFileSync(config.broker.passwordFile, "utf8").replace(/\r?\n$/, "");
+    } catch (e) {
+      throw new ConfigError(
+        `broker.passwordFile ${config.broker.passwordFile} cannot be read: ${(e as NodeJS.ErrnoException).code ?? "error"}`,
+        "create it (mode 0400, owned by the agent user) or fix the path",
+      );
+    }
+  }
+  return config;
+}

@@ -1,0 +1,113 @@
+/**
+ * The host's checkout of the fleet repository: clone, fetch, verify that a commit is on the
+ * configured branch, check it out, and the facts the Git compartment needs. argv only; the only
+ * payload-derived value that reaches git is a validated 40-hex commit sha.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { LockstepError } from "../protocol/index.js";
+import { assertCommitSha } from "./os-profiles.js";
+import { runProcess, type RunOptions, type RunResult } from "./process.js";
+import type { GitFacts } from "../protocol/index.js";
+
+export class GitError extends LockstepError {
+  override name = "GitError";
+  constructor(message: string, hint?: string) {
+    super(message, "git", hint);
+  }
+}
+
+export interface GitCheckoutOptions {
+  dir: string;
+  url: string;
+  branch: string;
+  env: NodeJS.ProcessEnv;
+  timeoutMs: number;
+}
+
+export class GitCheckout {
+  constructor(private readonly o: GitCheckoutOptions) {}
+
+  get dir(): string {
+    return this.o.dir;
+  }
+
+  exists(): boolean {
+    return existsSync(join(this.o.dir, ".git"));
+  }
+
+  /** Quick read-only git call; resolves with stdout, or undefined when git exits non-zero. */
+  private query(args: string[]): Promise<{ code: number; stdout: string }> {
+    return new Promise((resolve) => {
+      execFile("git", args, { cwd: this.o.dir, env: this.o.env, encoding: "utf8", timeout: 30_000 }, (err, stdout) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 128) : 0;
+        resolve({ code, stdout: String(stdout ?? "") });
+      });
+    });
+  }
+
+  /** A git step of a job: output streamed, timeout, cancellable through the returned handle. */
+  run(args: string[], opts: Pick<RunOptions, "onLine"> & { cwd?: string } = {}) {
+    return runProcess(["git", ...args], { cwd: opts.cwd ?? this.o.dir, env: this.o.env, timeoutMs: this.o.timeoutMs, ...(opts.onLine ? { onLine: opts.onLine } : {}) });
+  }
+
+  cloneArgs(): { args: string[]; cwd: string } {
+    return { args: ["clone", "--branch", this.o.branch, "--", this.o.url, this.o.dir], cwd: join(this.o.dir, "..") };
+  }
+
+  fetchArgs(): string[] {
+    return ["fetch", "--prune", "origin", `+refs/heads/${this.o.branch}:refs/remotes/origin/${this.o.branch}`];
+  }
+
+  checkoutArgs(commit: string): string[] {
+    // A local branch at the exact commit (not "whatever origin/main is now").
+    return ["checkout", "-q", "-B", this.o.branch, assertCommitSha(commit)];
+  }
+
+  async head(): Promise<string | undefined> {
+    const r = await this.query(["rev-parse", "--verify", "-q", "HEAD"]);
+    return r.code === 0 ? r.stdout.trim() : undefined;
+  }
+
+  async hasCommit(sha: string): Promise<boolean> {
+    return (await this.query(["cat-file", "-e", `${assertCommitSha(sha)}^{commit}`])).code === 0;
+  }
+
+  async isAncestor(a: string, b: string): Promise<boolean> {
+    return (await this.query(["merge-base", "--is-ancestor", a, b])).code === 0;
+  }
+
+  /** Is the commit reachable from origin/<branch> (after a fetch)? */
+  async onBranch(sha: string): Promise<boolean> {
+    return this.isAncestor(assertCommitSha(sha), `refs/remotes/origin/${this.o.branch}`);
+  }
+
+  async dirty(): Promise<boolean> {
+    const r = await this.query(["status", "--porcelain", "--untracked-files=no"]);
+    return r.code === 0 && r.stdout.trim().length > 0;
+  }
+
+  async facts(expectedHead: string | undefined): Promise<GitFacts> {
+    if (!this.exists()) return { branch: this.o.branch, error: `no checkout at ${this.o.dir}` };
+    const head = await this.head();
+    const f: GitFacts = { branch: this.o.branch };
+    if (head) f.head = head;
+    if (await this.dirty()) f.dirty = true;
+    if (!head || !expectedHead) return f;
+    f.expectedHead = expectedHead;
+    if (head === expectedHead) return { ...f, relation: "equal" };
+    if (!(await this.hasCommit(expectedHead))) return { ...f, relation: "unknown" };
+    if (await this.isAncestor(head, expectedHead)) {
+      const n = await this.query(["rev-list", "--count", `${head}..${expectedHead}`]);
+      return { ...f, relation: "behind", ...(n.code === 0 ? { behindBy: Number(n.stdout.trim()) } : {}) };
+    }
+    if (await this.isAncestor(expectedHead, head)) return { ...f, relation: "ahead" };
+    return { ...f, relation: "diverged" };
+  }
+}
+
+export function describeGitFailure(step: string, r: RunResult): string {
+  const last = [...r.tail].reverse().find((l) => l.trim().length > 0);
+  return `git ${step} failed${r.timedOut ? " (timed out)" : ""}: ${last ?? `exit ${r.exitCode}`}`;
+}
