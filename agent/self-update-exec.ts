@@ -54,8 +54,14 @@ export function describeFailure(r: CommandResult): string {
   return tail ? `${r.argv[0]} failed (${how}): ${tail}` : `${r.argv[0]} failed (${how})`;
 }
 
+/**
+ * The first "error:" line, plus the build log lines Nix quotes under it ("> ..."), which is where
+ * a failed builder says what went wrong. Falls back to the last two lines of output.
+ */
 function lastErrorLines(text: string): string {
   const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
-  const errorLine = [...lines].reverse().find((l) => /^error:/i.test(l));
-  return (errorLine ?? lines.slice(-2).join(" / ")).slice(0, 500);
+  const first = lines.findIndex((l) => /^error:/i.test(l));
+  if (first < 0) return lines.slice(-2).join(" / ").slice(0, 500);
+  const quoted = lines.slice(first + 1).filter((l) => l.startsWith(">")).slice(-5).map((l) => l.replace(/^>\s?/, ""));
+  return [lines[first], ...quoted].join(" / ").slice(0, 1000);
 }
