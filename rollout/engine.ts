@@ -1,0 +1,771 @@
+/**
+ * Executes one RolloutPlan against a FleetPort: canary phase, soak, waves with a parallelism limit,
+ * per host pull -> switch -> test -> health gate, a failure budget and the failure policy (halt,
+ * roll back the failed hosts, roll back every switched host, revert on GitHub).
+ *
+ * Durability: the whole state lives in one RolloutRecord that is saved before every command goes
+ * out. Execution is written to be replayable: resume() runs the same code over the stored record,
+ * and every step first looks in the record. A step with a result is not run again; a step that was
+ * sent but has no result waits for the job's retained state instead of resending; a step whose fate
+ * cannot be learned makes the host (and the rollout) "interrupted". So no host ever gets the same
+ * step twice.
+ */
+import { EventEmitter } from "node:events";
+import pino, { type Logger } from "pino";
+import type {
+  AuditEvent,
+  CommandOp,
+  HostRolloutState,
+  HostRolloutStateName,
+  RolloutHistoryEntry,
+  RolloutProgress,
+  RolloutStateName,
+} from "../protocol/schemas.js";
+import { RolloutNotFoundError, WaitAbortedError, WaitTimeoutError } from "./errors.js";
+import { newCommandId, newId, type CommandArgsInput, type FleetPort, type HostSnapshot } from "./fleet-port.js";
+import type { RolloutPlan } from "./spec.js";
+import type { RolloutRecord, RolloutStore, StepRecord, StepResult } from "./store.js";
+import { describeWindow, isWithinWindow } from "./windows.js";
+
+export interface RolloutEngineEvents {
+  /** Coalesced (at most every progressIntervalMs) plus immediately on phase changes and the end. */
+  progress: [RolloutProgress];
+  /** Every decision, as it is made. */
+  audit: [AuditEvent];
+  /** Once, when the rollout ends (not when it is interrupted by detach()). */
+  history: [RolloutHistoryEntry];
+  done: [RolloutProgress];
+}
+
+/** Opens a revert of the merge on GitHub; injected so the engine never imports github/. */
+export type RevertCallback = (context: {
+  rolloutId: string;
+  commit: string;
+  prNumber?: number;
+  reason: string;
+}) => Promise<{ number: number; url: string }>;
+
+export interface RolloutEngineOptions {
+  fleet: FleetPort;
+  store: RolloutStore;
+  logger?: Logger;
+  revert?: RevertCallback;
+  /** Minimum gap between two "progress" events while hosts are busy. Default 250 ms. */
+  progressIntervalMs?: number;
+  /** On resume: how long to look for the retained job state of a command sent before the restart. Default 5 s. */
+  resumeGraceMs?: number;
+}
+
+const TERMINAL_HOST_STATES: readonly HostRolloutStateName[] = ["succeeded", "failed", "skipped", "rolled-back", "interrupted"];
+const FINAL_ROLLOUT_STATES: readonly RolloutStateName[] = ["completed", "failed", "halted", "rolled-back", "interrupted", "cancelled"];
+const short = (sha?: string) => (sha ? sha.slice(0, 8) : "none");
+const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+const isOnline = (h: HostSnapshot) => h.availability === "online";
+
+export function isFinalRolloutState(s: RolloutStateName): boolean {
+  return FINAL_ROLLOUT_STATES.includes(s);
+}
+
+/** "wave-1: 3/9 hosts switched, 1 failed, 2 skipped" */
+export function summarizeProgress(p: RolloutProgress): string {
+  const hosts = Object.values(p.hosts);
+  const count = (s: HostRolloutStateName) => hosts.filter((h) => h.state === s).length;
+  const skipped = count("skipped");
+  const parts = [`${count("succeeded")}/${hosts.length - skipped} hosts switched`];
+  const failed = count("failed") + count("interrupted");
+  if (failed) parts.push(`${failed} failed`);
+  if (count("rolled-back")) parts.push(`${count("rolled-back")} rolled back`);
+  if (skipped) parts.push(`${skipped} skipped`);
+  const prefix =
+    p.state === "running" ? (p.currentPhase ? `${p.currentPhase}: ` : "") : p.state === "soaking" ? "soaking canary: " : `${p.state}: `;
+  return prefix + parts.join(", ");
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new WaitAbortedError("the soak time"));
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, Math.max(0, ms));
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new WaitAbortedError("the soak time"));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
+  private readonly fleet: FleetPort;
+  private readonly store: RolloutStore;
+  private readonly log: Logger;
+  private readonly revert?: RevertCallback;
+  private readonly progressIntervalMs: number;
+  private readonly resumeGraceMs: number;
+  private readonly abort = new AbortController();
+  private rec?: RolloutRecord;
+  private detached = false;
+  private cancelledBy?: string;
+  private progressTimer?: NodeJS.Timeout;
+
+  constructor(opts: RolloutEngineOptions) {
+    super();
+    this.fleet = opts.fleet;
+    this.store = opts.store;
+    this.log = opts.logger ?? pino({ level: "silent" });
+    this.revert = opts.revert;
+    this.progressIntervalMs = opts.progressIntervalMs ?? 250;
+    this.resumeGraceMs = opts.resumeGraceMs ?? 5000;
+  }
+
+  get id(): string | undefined {
+    return this.rec?.id;
+  }
+
+  /** A copy of the current progress, or undefined before run()/resume(). */
+  get progress(): RolloutProgress | undefined {
+    return this.rec ? structuredClone(this.rec.progress) : undefined;
+  }
+
+  /** Execute a fresh plan; resolves with the final progress. */
+  run(plan: RolloutPlan, requestedBy: string): Promise<RolloutProgress> {
+    if (this.rec) throw new Error("a RolloutEngine runs one rollout; create a new engine");
+    const now = new Date().toISOString();
+    const hosts: Record<string, HostRolloutState> = {};
+    for (const phase of plan.phases) {
+      for (const h of phase.hosts) {
+        hosts[h] = { host: h, phase: phase.name, state: "pending", jobIds: [], generationBefore: plan.generationsAtPlan[h] };
+      }
+    }
+    // Hosts that were selected but cannot take part are shown, with why; unselected ones only in the plan.
+    for (const e of plan.excluded) {
+      if (e.code !== "not-selected") hosts[e.host] = { host: e.host, phase: "excluded", state: "skipped", reason: e.reason, jobIds: [] };
+    }
+    const progress: RolloutProgress = {
+      id: plan.id,
+      commit: plan.commit,
+      state: "planned",
+      summary: "",
+      requestedBy,
+      prNumber: plan.spec.prNumber,
+      lockDiff: plan.spec.lockDiff,
+      phases: plan.phases.map((p) => ({ name: p.name, hosts: p.hosts })),
+      hosts,
+      counts: { total: 0, succeeded: 0, failed: 0, skipped: 0 },
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.rec = { version: 1, id: plan.id, commit: plan.commit, requestedBy, plan, progress, steps: {}, rollbackFailed: [], finished: false };
+    this.refreshCounts();
+    return this.execute(false);
+  }
+
+  /** Continue a stored rollout after a hub restart; resolves with the final progress. */
+  async resume(id: string): Promise<RolloutProgress> {
+    if (this.rec) throw new Error("a RolloutEngine runs one rollout; create a new engine");
+    const rec = await this.store.load(id);
+    if (!rec) throw new RolloutNotFoundError(id);
+    this.rec = rec;
+    if (rec.finished) return structuredClone(rec.progress);
+    return this.execute(true);
+  }
+
+  /** Stop launching hosts and stop waiting; hosts mid-step are reported interrupted. */
+  cancel(actor = "operator"): boolean {
+    const rec = this.rec;
+    if (!rec || rec.finished || this.abort.signal.aborted) return false;
+    this.cancelledBy = actor;
+    rec.stop ??= { reason: "cancelled", detail: `cancelled by ${actor}`, at: new Date().toISOString() };
+    this.audit("rollout.cancel", undefined, {}, actor);
+    this.abort.abort();
+    return true;
+  }
+
+  /**
+   * Stop driving this rollout without touching its durable state (hub shutdown). The stored
+   * record stays unfinished, so a later resume() picks it up.
+   */
+  detach(): void {
+    this.detached = true;
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    this.abort.abort();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The run
+
+  private async execute(resuming: boolean): Promise<RolloutProgress> {
+    const rec = this.rec!;
+    try {
+      this.setRolloutState(rec.soakUntil && !rec.soakFinishedAt ? "soaking" : "running");
+      await this.save();
+      if (resuming) {
+        this.audit("rollout.resumed", undefined, { commit: rec.commit }, "hub");
+      } else {
+        this.audit("rollout.started", undefined, { commit: rec.commit, prNumber: rec.plan.spec.prNumber, phases: rec.progress.phases }, rec.requestedBy);
+        for (const e of rec.plan.excluded) this.audit("host.excluded", e.host, { code: e.code, reason: e.reason });
+      }
+      this.flushProgress();
+      if (!rec.stop) await this.runPhases();
+      if (this.detached) return structuredClone(rec.progress);
+      if (rec.stop && (rec.stop.reason === "canary-failed" || rec.stop.reason === "budget-exceeded") && !this.cancelledBy) {
+        await this.applyFailurePolicy();
+      }
+      if (this.detached) return structuredClone(rec.progress);
+      return await this.finish();
+    } catch (e) {
+      if (this.detached) return structuredClone(rec.progress);
+      // Something outside the plan broke (e.g. the data dir became unwritable): end honestly.
+      this.log.error({ err: e, rolloutId: rec.id }, "rollout aborted by an unexpected error");
+      rec.stop ??= { reason: "interrupted", detail: `internal error: ${(e as Error).message}`, at: new Date().toISOString() };
+      return this.finish().catch(() => structuredClone(rec.progress));
+    }
+  }
+
+  private async runPhases(): Promise<void> {
+    const rec = this.rec!;
+    const hasCanary = rec.plan.phases.some((p) => p.kind === "canary");
+    for (const phase of rec.plan.phases) {
+      if (rec.stop || this.detached) return;
+      if (phase.kind !== "canary" && hasCanary && !rec.soakFinishedAt) {
+        await this.soak();
+        if (rec.stop || this.detached) return;
+      }
+      rec.progress.currentPhase = phase.name;
+      this.setRolloutState("running");
+      this.audit("phase.started", undefined, { phase: phase.name, hosts: phase.hosts });
+      this.flushProgress();
+      // Queued hosts mostly wait for their host to come back: waiting costs nothing, so no limit.
+      const limit = phase.kind === "queued" ? phase.hosts.length : rec.plan.spec.strategy.parallelism;
+      await this.pool(phase.hosts, limit, () => !rec.stop && !this.detached, (h) => this.runHost(h));
+      if (this.detached) return;
+      this.audit("phase.finished", undefined, { phase: phase.name });
+    }
+  }
+
+  /** Canary soak: wait, then require every canary to still be healthy. */
+  private async soak(): Promise<void> {
+    const rec = this.rec!;
+    const canaries = rec.plan.phases.find((p) => p.kind === "canary")?.hosts ?? [];
+    if (!rec.soakUntil) {
+      rec.soakUntil = new Date(Date.now() + rec.plan.spec.strategy.soakMs).toISOString();
+      this.audit("soak.started", undefined, { until: rec.soakUntil, canaries });
+    }
+    this.setRolloutState("soaking");
+    await this.save();
+    this.flushProgress();
+    await sleep(Date.parse(rec.soakUntil) - Date.now(), this.abort.signal);
+    for (const h of canaries) {
+      const hs = rec.progress.hosts[h]!;
+      if (hs.state !== "succeeded") continue;
+      const problems = this.healthProblems(h, this.fleet.host(h));
+      if (problems.length > 0) this.failHost(h, `unhealthy after the soak: ${problems.join("; ")}`);
+    }
+    rec.soakFinishedAt = new Date().toISOString();
+    if (!rec.stop) this.audit("soak.finished", undefined, { canaries });
+    this.setRolloutState("running");
+    await this.save();
+  }
+
+  private async pool(hosts: string[], limit: number, keepGoing: () => boolean, fn: (host: string) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < hosts.length && keepGoing()) await fn(hosts[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, hosts.length)) }, worker));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // One host
+
+  private async runHost(host: string): Promise<void> {
+    const rec = this.rec!;
+    const hs = rec.progress.hosts[host]!;
+    if (TERMINAL_HOST_STATES.includes(hs.state)) return;
+    try {
+      const alreadyStarted = Object.values(rec.steps).some((s) => s.host === host);
+      let queued = false;
+      if (!alreadyStarted) {
+        const gate = await this.preflight(host);
+        if ("skip" in gate) return this.skipHost(host, gate.skip);
+        queued = gate.queued;
+      }
+      await this.deploy(host, queued);
+    } catch (e) {
+      if (this.detached) return;
+      if (this.abort.signal.aborted || e instanceof WaitAbortedError) {
+        this.endHost(host, "interrupted", `rollout cancelled while ${hs.state}`);
+        return;
+      }
+      this.log.error({ err: e, host, rolloutId: rec.id }, "unexpected error while deploying a host");
+      this.failHost(host, `unexpected error: ${(e as Error).message}`);
+    }
+  }
+
+  /** Right before a host's turn: is it still allowed, and is it reachable? */
+  private async preflight(host: string): Promise<{ skip: string } | { queued: boolean }> {
+    const spec = this.rec!.plan.spec;
+    const snap = this.fleet.host(host);
+    if (snap?.info?.hold) return { skip: `held${snap.info.holdReason ? `: ${snap.info.holdReason}` : ""} (since the rollout was planned)` };
+    const w = snap?.info?.maintenanceWindow;
+    if (spec.respectWindows && w) {
+      let inside = false;
+      try {
+        inside = isWithinWindow(w, new Date());
+      } catch {
+        inside = false;
+      }
+      if (!inside) return { skip: `maintenance window ${describeWindow(w)} closed before its turn` };
+    }
+    if (snap && isOnline(snap)) return this.rememberGeneration(host, snap);
+    const policy = spec.offline;
+    if (policy === "skip") return { skip: snap?.lastSeen ? `offline since ${snap.lastSeen}` : "offline" };
+    if ("wait" in policy) {
+      this.audit("host.waiting", host, { waitMs: policy.wait });
+      try {
+        const back = await this.fleet.waitForHost(host, isOnline, policy.wait, this.abort.signal);
+        return this.rememberGeneration(host, back);
+      } catch (e) {
+        if (e instanceof WaitTimeoutError) return { skip: `offline; waited ${seconds(policy.wait)}` };
+        throw e;
+      }
+    }
+    this.audit("host.queued", host, { expiresInMs: policy.queue });
+    return { queued: true };
+  }
+
+  private rememberGeneration(host: string, snap: HostSnapshot): { queued: false } {
+    const g = snap.info?.generation;
+    if (g !== undefined) this.rec!.progress.hosts[host]!.generationBefore = g;
+    return { queued: false };
+  }
+
+  private async deploy(host: string, queuedNow: boolean): Promise<void> {
+    const rec = this.rec!;
+    const spec = rec.plan.spec;
+    const t = spec.strategy.stepTimeouts;
+    const hs = rec.progress.hosts[host]!;
+    hs.startedAt ??= new Date().toISOString();
+
+    const queueMs = typeof spec.offline === "object" && "queue" in spec.offline ? spec.offline.queue : 0;
+    const wasQueued = queuedNow || rec.steps[`${host}/pull`]?.queued === true;
+    this.setHostState(host, wasQueued && !rec.steps[`${host}/pull`]?.result ? "queued" : "pulling");
+    const pull = await this.step(host, "pull", "pull", { commit: rec.commit }, wasQueued
+      ? { timeoutMs: queueMs + t.pull, expiresInMs: queueMs, queued: true }
+      : { timeoutMs: t.pull, expiresInMs: t.pull });
+    if (pull.state !== "succeeded") {
+      const pullStep = rec.steps[`${host}/pull`];
+      if (pullStep?.queued && (pull.state === "timeout" || pull.state === "rejected") && Date.now() >= Date.parse(pullStep.expiresAt)) {
+        return this.skipHost(host, `offline; the queued pull expired at ${pullStep.expiresAt}`);
+      }
+      return this.stepFailed(host, "pull", pull);
+    }
+
+    this.setHostState(host, "switching");
+    const sw = await this.step(host, "switch", "switch", { commit: rec.commit }, { timeoutMs: t.switch, expiresInMs: t.switch, onlineTimeoutMs: t.pull });
+    if (sw.generationBefore !== undefined) hs.generationBefore = sw.generationBefore;
+    if (sw.generationAfter !== undefined) hs.generationAfter = sw.generationAfter;
+    if (sw.state !== "succeeded") return this.stepFailed(host, "switch", sw);
+
+    // The agent may restart during a switch: the test command waits until it is back.
+    this.setHostState(host, "testing");
+    const test = await this.step(host, "test", "test", {}, { timeoutMs: t.test, expiresInMs: t.test, onlineTimeoutMs: spec.strategy.healthTimeoutMs });
+    if (test.state !== "succeeded") return this.stepFailed(host, "test", test);
+
+    this.setHostState(host, "verifying");
+    let problems: string[];
+    try {
+      const snap = await this.fleet.waitForHost(host, (s) => this.healthProblems(host, s).length === 0, spec.strategy.healthTimeoutMs, this.abort.signal);
+      hs.generationAfter ??= snap.info?.generation;
+      problems = [];
+    } catch (e) {
+      if (!(e instanceof WaitTimeoutError)) throw e;
+      problems = this.healthProblems(host, this.fleet.host(host));
+      if (problems.length === 0) problems = [`not healthy within ${seconds(spec.strategy.healthTimeoutMs)}`];
+    }
+    if (problems.length > 0) return this.failHost(host, `health gate: ${problems.join("; ")}`);
+    this.endHost(host, "succeeded", undefined);
+    this.audit("host.succeeded", host, { generationBefore: hs.generationBefore, generationAfter: hs.generationAfter });
+    await this.save();
+  }
+
+  /** What keeps the host from passing its health gate; empty when it passes. */
+  private healthProblems(host: string, snap: HostSnapshot | undefined): string[] {
+    if (!snap) return ["host unknown"];
+    const rec = this.rec!;
+    const hs = rec.progress.hosts[host]!;
+    const problems: string[] = [];
+    const info = snap.info;
+    if (!isOnline(snap)) problems.push("agent offline");
+    if (info?.commit !== rec.commit) problems.push(`at commit ${short(info?.commit)}, not ${short(rec.commit)}`);
+    if (hs.generationAfter !== undefined && info?.generation !== hs.generationAfter) {
+      problems.push(`running generation ${info?.generation ?? "?"}, not ${hs.generationAfter}`);
+    }
+    for (const name of rec.plan.spec.strategy.healthCompartments) {
+      const c = snap.compartments[name];
+      if (!c) problems.push(`${name} compartment not reported`);
+      else if (c.status !== "ok") problems.push(`${name} ${c.status}: ${c.summary}`);
+      else if (name === "tests" && c.generation !== undefined && info?.generation !== undefined && c.generation !== info.generation) {
+        problems.push(`tests ran on generation ${c.generation}, not ${info.generation}`);
+      }
+    }
+    return problems;
+  }
+
+  private stepFailed(host: string, op: string, r: StepResult): void {
+    if (r.state === "unknown") {
+      this.endHost(host, "interrupted", `${op}: ${r.summary}`);
+      this.stop("interrupted", `the result of ${op} on ${host} is unknown after a hub restart`);
+      return;
+    }
+    this.failHost(host, `${op} ${r.state === "timeout" ? "timed out" : r.state}: ${r.summary}`);
+  }
+
+  private failHost(host: string, reason: string): void {
+    const rec = this.rec!;
+    const phase = rec.progress.hosts[host]!.phase;
+    this.endHost(host, "failed", reason);
+    this.audit("host.failed", host, { reason, phase });
+    if (rec.plan.phases.find((p) => p.name === phase)?.kind === "canary") {
+      this.stop("canary-failed", `canary ${host} failed: ${reason}`);
+      return;
+    }
+    const failed = Object.values(rec.progress.hosts).filter((h) => h.state === "failed").length;
+    const allowed = this.budgetAllowed();
+    if (failed > allowed) this.stop("budget-exceeded", `${failed} host(s) failed, the failure budget allows ${allowed}`);
+  }
+
+  private skipHost(host: string, reason: string): void {
+    this.endHost(host, "skipped", reason);
+    this.audit("host.skipped", host, { reason });
+  }
+
+  private endHost(host: string, state: HostRolloutStateName, reason: string | undefined): void {
+    const hs = this.rec!.progress.hosts[host]!;
+    hs.state = state;
+    if (reason !== undefined) hs.reason = reason;
+    hs.finishedAt = new Date().toISOString();
+    this.changed();
+  }
+
+  private setHostState(host: string, state: HostRolloutStateName): void {
+    this.rec!.progress.hosts[host]!.state = state;
+    this.changed();
+  }
+
+  private budgetAllowed(): number {
+    const rec = this.rec!;
+    const b = rec.plan.spec.failureBudget;
+    if (typeof b === "number") return b;
+    if ("count" in b) return b.count;
+    const deployable = rec.plan.phases.reduce((n, p) => n + p.hosts.length, 0);
+    return Math.floor((deployable * b.percent) / 100);
+  }
+
+  private stop(reason: NonNullable<RolloutRecord["stop"]>["reason"], detail: string): void {
+    const rec = this.rec!;
+    if (rec.stop) return;
+    rec.stop = { reason, detail, at: new Date().toISOString() };
+    this.audit(`rollout.${reason}`, undefined, { detail, policy: rec.plan.spec.onFailure });
+    this.flushProgress();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Steps: record, send once, wait
+
+  private async step<O extends CommandOp>(
+    host: string,
+    key: string,
+    op: O,
+    args: CommandArgsInput<O>,
+    o: { timeoutMs: number; expiresInMs: number; onlineTimeoutMs?: number; queued?: boolean },
+  ): Promise<StepResult> {
+    const rec = this.rec!;
+    const k = `${host}/${key}`;
+    const existing = rec.steps[k];
+    if (existing?.result) return existing.result;
+    if (existing) return this.recover(existing);
+
+    if (o.onlineTimeoutMs !== undefined) {
+      try {
+        await this.fleet.waitForHost(host, isOnline, o.onlineTimeoutMs, this.abort.signal);
+      } catch (e) {
+        if (!(e instanceof WaitTimeoutError)) throw e;
+        return { state: "timeout", summary: `the host was not online within ${seconds(o.onlineTimeoutMs)}, so ${op} was not sent`, at: new Date().toISOString() };
+      }
+    }
+    const id = newCommandId();
+    const sentAt = new Date();
+    const expiresAt = new Date(sentAt.getTime() + o.expiresInMs);
+    const record: StepRecord = { host, step: key, commandId: id, sentAt: sentAt.toISOString(), expiresAt: expiresAt.toISOString(), timeoutMs: o.timeoutMs };
+    if (o.queued) record.queued = true;
+    rec.steps[k] = record;
+    rec.progress.hosts[host]!.jobIds.push(id);
+    await this.save(); // recorded before it is sent: see the file comment
+    if (this.abort.signal.aborted) throw new WaitAbortedError(`${op} on ${host}`);
+    await this.fleet.sendCommand(host, op, args, { id, rolloutId: rec.id, expiresAt, requestedBy: rec.requestedBy });
+    this.audit("command.sent", host, { op, commandId: id, expiresAt: record.expiresAt });
+    return this.awaitResult(record, o.timeoutMs);
+  }
+
+  private async awaitResult(step: StepRecord, timeoutMs: number): Promise<StepResult> {
+    let result: StepResult;
+    try {
+      const job = await this.fleet.waitForJob(step.host, step.commandId, timeoutMs, this.abort.signal);
+      result = { state: job.state, summary: job.error ? `${job.summary} (${job.error})` : job.summary, at: job.finishedAt ?? new Date().toISOString() };
+      if (job.generationBefore !== undefined) result.generationBefore = job.generationBefore;
+      if (job.generationAfter !== undefined) result.generationAfter = job.generationAfter;
+    } catch (e) {
+      if (!(e instanceof WaitTimeoutError)) throw e;
+      result = { state: "timeout", summary: `no result within ${seconds(timeoutMs)}`, at: new Date().toISOString() };
+    }
+    step.result = result;
+    this.audit("command.finished", step.host, { step: step.step, commandId: step.commandId, state: result.state, summary: result.summary });
+    await this.save();
+    return result;
+  }
+
+  /** A step recorded before a restart without a result: learn its fate from the retained job, never resend. */
+  private async recover(step: StepRecord): Promise<StepResult> {
+    const seen = this.fleet.job(step.host, step.commandId) ?? (await this.waitForAnyJobState(step.host, step.commandId, this.resumeGraceMs));
+    if (!seen) {
+      const result: StepResult = {
+        state: "unknown",
+        summary: `command ${step.commandId} was recorded before the hub stopped, but the host never reported it; it was not sent again`,
+        at: new Date().toISOString(),
+      };
+      step.result = result;
+      this.audit("command.unknown", step.host, { step: step.step, commandId: step.commandId });
+      await this.save();
+      return result;
+    }
+    this.audit("command.recovered", step.host, { step: step.step, commandId: step.commandId, state: seen.state });
+    const remaining = Date.parse(step.sentAt) + step.timeoutMs - Date.now();
+    return this.awaitResult(step, Math.max(remaining, this.resumeGraceMs));
+  }
+
+  private waitForAnyJobState(host: string, jobId: string, ms: number) {
+    return new Promise<ReturnType<FleetPort["job"]>>((resolve) => {
+      const done = (v: ReturnType<FleetPort["job"]>) => {
+        clearTimeout(timer);
+        unsubscribe();
+        this.abort.signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      };
+      const onAbort = () => done(undefined);
+      const unsubscribe = this.fleet.onChange((c) => {
+        if (c.kind === "job" && c.host === host && c.jobId === jobId) done(this.fleet.job(host, jobId));
+      });
+      const timer = setTimeout(() => done(this.fleet.job(host, jobId)), ms);
+      this.abort.signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Failure policy
+
+  private async applyFailurePolicy(): Promise<void> {
+    const rec = this.rec!;
+    const spec = rec.plan.spec;
+    if (spec.onFailure !== "halt") {
+      const wanted: HostRolloutStateName[] = spec.onFailure === "rollback-all" ? ["failed", "succeeded", "rolling-back"] : ["failed", "rolling-back"];
+      const targets = Object.values(rec.progress.hosts)
+        .filter((h) => wanted.includes(h.state) && rec.steps[`${h.host}/switch`] !== undefined)
+        .map((h) => h.host);
+      this.setRolloutState("rolling-back");
+      this.audit("policy.rollback", undefined, { policy: spec.onFailure, hosts: targets });
+      this.flushProgress();
+      await this.pool(targets, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
+    }
+    if (spec.revertOnFailure && !this.detached && !this.cancelledBy) await this.requestRevert();
+  }
+
+  private async rollbackHost(host: string): Promise<void> {
+    const rec = this.rec!;
+    const hs = rec.progress.hosts[host]!;
+    const spec = rec.plan.spec;
+    const target = hs.generationBefore;
+    const before = hs.state === "rolling-back" ? hs.reason : hs.reason ?? "switched in this rollout";
+    try {
+      if (!rec.steps[`${host}/rollback`]) {
+        const current = this.fleet.host(host)?.info?.generation;
+        const switched = rec.steps[`${host}/switch`]?.result?.generationAfter;
+        const untouched = target !== undefined ? current === target && (switched === undefined || switched === target) : rec.steps[`${host}/switch`]?.result?.state !== "succeeded";
+        if (untouched) {
+          this.audit("host.rollback-not-needed", host, { generation: current });
+          hs.reason = `${before}; still on generation ${current ?? "?"}, nothing to roll back`;
+          this.changed();
+          return;
+        }
+      }
+      this.setHostState(host, "rolling-back");
+      hs.reason = before;
+      const r = await this.step(host, "rollback", "rollback", target !== undefined ? { generation: target } : {}, {
+        timeoutMs: spec.strategy.stepTimeouts.switch,
+        expiresInMs: spec.strategy.stepTimeouts.switch,
+        onlineTimeoutMs: spec.strategy.healthTimeoutMs,
+      });
+      if (r.state !== "succeeded") {
+        rec.rollbackFailed.push(host);
+        this.endHost(host, "failed", `${before}; rollback ${r.state}: ${r.summary}`);
+        this.audit("host.rollback-failed", host, { summary: r.summary });
+        return;
+      }
+      if (target !== undefined) {
+        try {
+          await this.fleet.waitForHost(host, (s) => s.info?.generation === target, spec.strategy.healthTimeoutMs, this.abort.signal);
+        } catch (e) {
+          if (!(e instanceof WaitTimeoutError)) throw e;
+          const now = this.fleet.host(host)?.info?.generation;
+          rec.rollbackFailed.push(host);
+          this.endHost(host, "failed", `${before}; rollback ran but the host reports generation ${now ?? "?"}, not ${target}`);
+          this.audit("host.rollback-failed", host, { generation: now, expected: target });
+          return;
+        }
+      }
+      this.endHost(host, "rolled-back", `${before}; rolled back to generation ${target ?? "previous"}`);
+      this.audit("host.rolled-back", host, { generation: target });
+    } catch (e) {
+      if (this.detached) return;
+      if (this.abort.signal.aborted || e instanceof WaitAbortedError) {
+        this.endHost(host, "interrupted", `${before}; rollout cancelled during rollback`);
+        return;
+      }
+      rec.rollbackFailed.push(host);
+      this.endHost(host, "failed", `${before}; rollback error: ${(e as Error).message}`);
+    }
+  }
+
+  private async requestRevert(): Promise<void> {
+    const rec = this.rec!;
+    if (!this.revert) {
+      this.audit("revert.unavailable", undefined, { detail: "revertOnFailure is set but no revert callback was configured" });
+      return;
+    }
+    if (rec.revertRequestedAt) {
+      // Requested before a restart: never open a second revert. Whether the first one exists is for GitHub to tell.
+      if (!rec.progress.revertPr) this.audit("revert.unknown", undefined, { requestedAt: rec.revertRequestedAt });
+      return;
+    }
+    rec.revertRequestedAt = new Date().toISOString();
+    await this.save();
+    try {
+      const pr = await this.revert({ rolloutId: rec.id, commit: rec.commit, prNumber: rec.plan.spec.prNumber, reason: rec.stop?.detail ?? "rollout failed" });
+      rec.progress.revertPr = { number: pr.number, url: pr.url };
+      this.audit("revert.opened", undefined, { number: pr.number, url: pr.url });
+    } catch (e) {
+      this.log.error({ err: e, rolloutId: rec.id }, "revert callback failed");
+      this.audit("revert.failed", undefined, { error: (e as Error).message });
+    }
+    this.changed();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The end
+
+  private async finish(): Promise<RolloutProgress> {
+    const rec = this.rec!;
+    const stop = rec.stop;
+    const notStarted = stop
+      ? {
+          "canary-failed": "not started: a canary failed",
+          "budget-exceeded": "not started: the failure budget was exceeded",
+          interrupted: "not started: the rollout was interrupted",
+          cancelled: "not started: the rollout was cancelled",
+        }[stop.reason]
+      : "not started";
+    for (const hs of Object.values(rec.progress.hosts)) {
+      if (hs.state === "pending" || hs.state === "queued") this.endHost(hs.host, "skipped", notStarted);
+    }
+    let state: RolloutStateName;
+    if (this.cancelledBy) state = "cancelled";
+    else if (!stop) state = "completed";
+    else if (stop.reason === "interrupted") state = "interrupted";
+    else if (rec.plan.spec.onFailure === "halt") state = "halted";
+    else state = rec.rollbackFailed.length > 0 ? "failed" : "rolled-back";
+
+    const now = new Date().toISOString();
+    rec.progress.finishedAt = now;
+    rec.finished = true;
+    this.setRolloutState(state);
+    await this.save();
+    const entry: RolloutHistoryEntry = {
+      rolloutId: rec.id,
+      commit: rec.commit,
+      state,
+      summary: rec.progress.summary,
+      requestedBy: rec.requestedBy,
+      startedAt: rec.progress.createdAt,
+      finishedAt: now,
+      hosts: Object.values(rec.progress.hosts).map((h) => ({
+        host: h.host,
+        state: h.state,
+        reason: h.reason,
+        generationBefore: h.generationBefore,
+        generationAfter: h.generationAfter,
+      })),
+    };
+    if (rec.plan.spec.prNumber !== undefined) entry.prNumber = rec.plan.spec.prNumber;
+    if (rec.plan.spec.lockDiff) entry.lockDiff = rec.plan.spec.lockDiff;
+    if (rec.progress.revertPr) entry.revertPr = rec.progress.revertPr;
+    await this.store.saveHistory(entry);
+    this.audit("rollout.finished", undefined, { state, summary: rec.progress.summary, stop: stop?.detail });
+    this.flushProgress();
+    this.emit("history", entry);
+    const final = structuredClone(rec.progress);
+    this.emit("done", final);
+    return final;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Bookkeeping
+
+  private async save(): Promise<void> {
+    if (this.detached) return;
+    await this.store.save(this.rec!);
+  }
+
+  private setRolloutState(state: RolloutStateName): void {
+    this.rec!.progress.state = state;
+    this.changed();
+  }
+
+  private refreshCounts(): void {
+    const p = this.rec!.progress;
+    const hosts = Object.values(p.hosts);
+    p.counts = {
+      total: hosts.length,
+      succeeded: hosts.filter((h) => h.state === "succeeded").length,
+      failed: hosts.filter((h) => h.state === "failed" || h.state === "interrupted").length,
+      skipped: hosts.filter((h) => h.state === "skipped").length,
+    };
+    p.summary = summarizeProgress(p);
+    p.updatedAt = new Date().toISOString();
+  }
+
+  /** Progress changed: update counts now, emit at most every progressIntervalMs. */
+  private changed(): void {
+    this.refreshCounts();
+    if (this.progressTimer || this.detached) return;
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      if (!this.detached) this.emit("progress", structuredClone(this.rec!.progress));
+    }, this.progressIntervalMs);
+  }
+
+  private flushProgress(): void {
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
+    if (this.detached) return;
+    this.refreshCounts();
+    this.emit("progress", structuredClone(this.rec!.progress));
+  }
+
+  private audit(action: string, target: string | undefined, details: Record<string, unknown>, actor = `rollout:${this.rec!.id}`): void {
+    const ev: AuditEvent = { id: newId("e"), at: new Date().toISOString(), actor, action, details: { rolloutId: this.rec!.id, ...details } };
+    if (target !== undefined) ev.target = target;
+    this.log.info({ rolloutId: this.rec!.id, action, target, ...details }, action);
+    this.emit("audit", ev);
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Turns a RolloutSpec and the fleet as it is now into a RolloutPlan: which hosts, in which phases,
+ * and why every other host is left out. Pure: no I/O, the time is a parameter.
+ */
+import type { HostSnapshot } from "./fleet-port.js";
+import { newId } from "./fleet-port.js";
+import { RolloutPlanError } from "./errors.js";
+import { parseRolloutSpec, type Exclusion, type RolloutPhase, type RolloutPlan, type RolloutSpec, type RolloutSpecInput } from "./spec.js";
+import { describeWindow, isWithinWindow } from "./windows.js";
+
+/** Deployment order: ascending priority number (1 before 100), then host id. */
+export function byPriority(a: HostSnapshot, b: HostSnapshot): number {
+  const pa = a.info?.priority ?? 100;
+  const pb = b.info?.priority ?? 100;
+  return pa !== pb ? pa - pb : a.host < b.host ? -1 : a.host > b.host ? 1 : 0;
+}
+
+function isSelected(spec: RolloutSpec, h: HostSnapshot): boolean {
+  const sel = spec.selection;
+  if (sel === "all") return true;
+  if ("tags" in sel) return (h.info?.tags ?? []).some((t) => sel.tags.includes(t));
+  return sel.hosts.includes(h.host);
+}
+
+export class RolloutPlanner {
+  /**
+   * Plan a rollout. Throws RolloutSpecError for an invalid spec and RolloutPlanError when nothing
+   * can be deployed or a named canary host is not eligible.
+   */
+  plan(specInput: RolloutSpecInput | RolloutSpec, hosts: HostSnapshot[], now: Date = new Date(), id: string = newId("r")): RolloutPlan {
+    const spec = parseRolloutSpec(specInput);
+    const excluded: Exclusion[] = [];
+    const eligible: HostSnapshot[] = [];
+    const known = new Set(hosts.map((h) => h.host));
+
+    if (typeof spec.selection === "object" && "hosts" in spec.selection) {
+      for (const name of spec.selection.hosts) {
+        if (!known.has(name)) excluded.push({ host: name, code: "unknown-host", reason: "no such host has reported to the broker" });
+      }
+    }
+
+    for (const h of [...hosts].sort(byPriority)) {
+      const why = this.exclusion(spec, h, now);
+      if (why) excluded.push(why);
+      else eligible.push(h);
+    }
+
+    if (eligible.length === 0) {
+      const reasons = excluded.filter((e) => e.code !== "not-selected").map((e) => `${e.host}: ${e.reason}`);
+      throw new RolloutPlanError(
+        "no host can receive this rollout",
+        reasons.length ? reasons.join("; ") : "no host matches the selection",
+      );
+    }
+
+    const online = (h: HostSnapshot) => h.availability === "online";
+    const queueOffline = typeof spec.offline === "object" && "queue" in spec.offline;
+    // Offline hosts under the queue policy get their commands at the end, so they never hold up a wave.
+    const queued = queueOffline ? eligible.filter((h) => !online(h)) : [];
+    const ordered = eligible.filter((h) => !queued.includes(h));
+
+    const canaries = this.pickCanaries(spec, ordered.filter(online), eligible);
+    const rest = ordered.filter((h) => !canaries.includes(h));
+
+    const phases: RolloutPhase[] = [];
+    if (canaries.length > 0) phases.push({ name: "canary", kind: "canary", hosts: canaries.map((h) => h.host) });
+    const waveSize =
+      "size" in spec.strategy.waves ? spec.strategy.waves.size : Math.max(1, Math.ceil((rest.length * spec.strategy.waves.percent) / 100));
+    for (let i = 0; i < rest.length; i += waveSize) {
+      phases.push({ name: `wave-${phases.filter((p) => p.kind === "wave").length + 1}`, kind: "wave", hosts: rest.slice(i, i + waveSize).map((h) => h.host) });
+    }
+    if (queued.length > 0) phases.push({ name: "queued", kind: "queued", hosts: queued.map((h) => h.host) });
+
+    const generationsAtPlan: Record<string, number> = {};
+    for (const h of eligible) if (h.info?.generation !== undefined) generationsAtPlan[h.host] = h.info.generation;
+
+    return {
+      id,
+      commit: spec.commit,
+      createdAt: now.toISOString(),
+      spec,
+      phases,
+      excluded,
+      offlineAtPlan: eligible.filter((h) => !online(h)).map((h) => h.host),
+      generationsAtPlan,
+    };
+  }
+
+  /** Why a host is left out, or undefined when it takes part. */
+  private exclusion(spec: RolloutSpec, h: HostSnapshot, now: Date): Exclusion | undefined {
+    if (!isSelected(spec, h)) return { host: h.host, code: "not-selected", reason: "not in the selection" };
+    if (!h.info) return { host: h.host, code: "no-info", reason: "the host has not published its info yet" };
+    if (h.info.hold) {
+      return { host: h.host, code: "held", reason: h.info.holdReason ? `held: ${h.info.holdReason}` : "held by an operator" };
+    }
+    const w = h.info.maintenanceWindow;
+    if (spec.respectWindows && w) {
+      let inside: boolean;
+      try {
+        inside = isWithinWindow(w, now);
+      } catch (e) {
+        return { host: h.host, code: "window", reason: `maintenance window unusable: ${(e as Error).message}` };
+      }
+      if (!inside) return { host: h.host, code: "window", reason: `outside maintenance window ${describeWindow(w)}` };
+    }
+    if (h.availability !== "online" && spec.offline === "skip") {
+      return { host: h.host, code: "offline", reason: h.lastSeen ? `offline since ${h.lastSeen}` : "offline" };
+    }
+    return undefined;
+  }
+
+  private pickCanaries(spec: RolloutSpec, onlineOrdered: HostSnapshot[], eligible: HostSnapshot[]): HostSnapshot[] {
+    const c = spec.strategy.canary;
+    if (Array.isArray(c)) {
+      return c.map((name) => {
+        const h = onlineOrdered.find((x) => x.host === name);
+        if (!h) {
+          const inPlan = eligible.some((x) => x.host === name);
+          throw new RolloutPlanError(
+            `canary host "${name}" cannot be a canary: ${inPlan ? "it is offline" : "it is excluded or unknown"}`,
+            "name an online, selected host that is not held and is inside its maintenance window",
+          );
+        }
+        return h;
+      });
+    }
+    const flagged = onlineOrdered.filter((h) => h.info?.canary);
+    if (c === undefined) return flagged.length > 0 ? flagged : onlineOrdered.slice(0, 1);
+    const unflagged = onlineOrdered.filter((h) => !h.info?.canary);
+    return [...flagged, ...unflagged].slice(0, c);
+  }
+}
