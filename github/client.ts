@@ -1,0 +1,333 @@
+/**
+ * GitHubClient: the only place that talks HTTP to GitHub.
+ *
+ * - @octokit/rest with the throttling plugin (waits on 403/429 rate limits using retry-after /
+ *   x-ratelimit-reset) and the retry plugin (5xx with backoff).
+ * - Conditional requests: every GET remembers its ETag per URL and sends If-None-Match next
+ *   time; a 304 returns the remembered body. GitHub does not count 304s against the rate limit,
+ *   so polling an unchanged repository is free after the first poll.
+ * - Serial: one request at a time per client (GitHub asks integrations not to run requests
+ *   concurrently for one token).
+ * - Every response body is validated with zod (only the fields Lockstep reads); failures are
+ *   typed GitHubErrors with a hint.
+ */
+import { Octokit } from "@octokit/rest";
+import { throttling } from "@octokit/plugin-throttling";
+import { retry } from "@octokit/plugin-retry";
+import { RequestError } from "@octokit/request-error";
+import Bottleneck from "bottleneck";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { createGitHubLogger, type GitHubConfig, type MergeMethod } from "./config.js";
+import { GitHubError, gitHubErrorFor } from "./errors.js";
+
+const LockstepOctokit = Octokit.plugin(throttling, retry);
+type OctokitInstance = InstanceType<typeof LockstepOctokit>;
+
+export interface GitHubClientOptions {
+  logger?: Logger;
+  /** Retries of 5xx answers (retry plugin). Default 3. */
+  retries?: number;
+  /** Base of the retry backoff in ms: waits are (n+1)^2 * base. Default 1000. */
+  retryBaseMs?: number;
+  /** Multiplier turning rate-limit seconds into ms (tests shrink it). Default 1000. */
+  rateLimitBaseMs?: number;
+  /** Longest rate-limit wait (seconds) to sit out before giving up with an error. Default 60. */
+  maxRateLimitWaitSeconds?: number;
+  /** Retries after a rate-limit answer. Default 2. */
+  rateLimitRetries?: number;
+  /** Minimum ms between writes (GitHub asks for >= 1 s between content-creating requests). Default 1000. */
+  writeSpacingMs?: number;
+}
+
+export interface RateLimitInfo {
+  limit?: number;
+  remaining?: number;
+  /** Unix seconds. */
+  reset?: number;
+}
+
+export interface ClientStats {
+  /** Requests sent (including retries). */
+  requests: number;
+  /** Answered 304 from the ETag cache (free). */
+  notModified: number;
+  /** Rate-limit waits: seconds GitHub told us to wait, in order. */
+  rateLimitWaits: number[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response shapes: only what Lockstep reads. Unknown fields are ignored (GitHub adds fields).
+
+const sha = z.string().regex(/^[0-9a-f]{40}$/);
+const isoDate = z.string().min(1);
+
+export const PullSummary = z.object({
+  number: z.number().int().positive(),
+  title: z.string(),
+  body: z.string().nullable(),
+  html_url: z.string(),
+  state: z.enum(["open", "closed"]),
+  created_at: isoDate,
+  updated_at: isoDate,
+  labels: z.array(z.object({ name: z.string() })),
+  head: z.object({ ref: z.string(), sha }),
+  base: z.object({ ref: z.string(), sha }),
+  user: z.object({ login: z.string() }).nullable(),
+});
+export type PullSummary = z.infer<typeof PullSummary>;
+
+export const PullDetail = PullSummary.extend({
+  merged: z.boolean(),
+  mergeable: z.boolean().nullable(),
+  mergeable_state: z.string(),
+  merge_commit_sha: z.string().nullable(),
+});
+export type PullDetail = z.infer<typeof PullDetail>;
+
+export const PullFile = z.object({ filename: z.string(), status: z.string(), sha: z.string().nullable().optional() });
+export type PullFile = z.infer<typeof PullFile>;
+
+const ContentFile = z.object({ type: z.literal("file"), sha: z.string(), encoding: z.string(), content: z.string(), size: z.number() });
+
+export const CombinedStatus = z.object({
+  state: z.string(),
+  total_count: z.number().int(),
+  statuses: z.array(z.object({ state: z.enum(["error", "failure", "pending", "success"]), context: z.string(), description: z.string().nullable().optional() })),
+});
+export type CombinedStatus = z.infer<typeof CombinedStatus>;
+
+export const CheckRunList = z.object({
+  total_count: z.number().int(),
+  check_runs: z.array(z.object({ name: z.string(), status: z.string(), conclusion: z.string().nullable() })),
+});
+export type CheckRunList = z.infer<typeof CheckRunList>;
+
+const GitRef = z.object({ ref: z.string(), object: z.object({ sha }) });
+const GitCommit = z.object({ sha, message: z.string(), parents: z.array(z.object({ sha })) });
+const MergeResult = z.object({ sha, merged: z.boolean(), message: z.string() });
+const FileCommit = z.object({ content: z.object({ sha: z.string() }).nullable(), commit: z.object({ sha }) });
+
+export interface FileAtRef {
+  /** Exact bytes of the file. */
+  bytes: Buffer;
+  text: string;
+  /** Blob sha: what a contents PUT needs to replace the file. */
+  blobSha: string;
+}
+
+interface RawResponse {
+  status: number;
+  url: string;
+  headers: Record<string, unknown>;
+  data: unknown;
+}
+type RawOptions = Record<string, unknown> & { method: string; headers: Record<string, string> };
+type RawRequest = (options: RawOptions) => Promise<RawResponse>;
+
+interface CachedResponse {
+  etag: string;
+  response: RawResponse;
+}
+
+export class GitHubClient {
+  readonly octokit: OctokitInstance;
+  readonly logger: Logger;
+  readonly stats: ClientStats = { requests: 0, notModified: 0, rateLimitWaits: [] };
+  rateLimit: RateLimitInfo = {};
+  private readonly etags = new Map<string, CachedResponse>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly config: GitHubConfig, opts: GitHubClientOptions = {}) {
+    this.logger = (opts.logger ?? createGitHubLogger()).child({ component: "github-client", repo: `${config.owner}/${config.repo}` });
+    const log = this.logger;
+    const maxWait = opts.maxRateLimitWaitSeconds ?? 60;
+    const rateLimitRetries = opts.rateLimitRetries ?? 2;
+    const onLimit = (kind: string) => (retryAfter: number, options: { method?: string; url?: string }, _o: unknown, retryCount: number) => {
+      this.stats.rateLimitWaits.push(retryAfter);
+      const willRetry = retryCount < rateLimitRetries && retryAfter <= maxWait;
+      log.warn({ kind, retryAfterSeconds: retryAfter, method: options.method, route: options.url, retryCount, willRetry }, `GitHub ${kind} rate limit: ${willRetry ? `waiting ${retryAfter}s` : "giving up"}`);
+      return willRetry;
+    };
+    const writeSpacing = opts.writeSpacingMs ?? 1000;
+    this.octokit = new LockstepOctokit({
+      auth: config.token.reveal(),
+      baseUrl: config.apiBaseUrl,
+      userAgent: config.userAgent,
+      log: {
+        debug: () => undefined,
+        info: () => undefined,
+        warn: (message: string) => log.warn({ source: "octokit" }, message),
+        error: (message: string) => log.error({ source: "octokit" }, message),
+      },
+      throttle: {
+        onRateLimit: onLimit("primary"),
+        onSecondaryRateLimit: onLimit("secondary"),
+        retryAfterBaseValue: opts.rateLimitBaseMs ?? 1000,
+        // Own groups per client (the plugin's defaults are process-wide and space notifications 3 s).
+        write: new Bottleneck.Group({ maxConcurrent: 1, minTime: writeSpacing }),
+        notifications: new Bottleneck.Group({ maxConcurrent: 1, minTime: writeSpacing }),
+      },
+      retry: {
+        retries: opts.retries ?? 3,
+        retryAfterBaseValue: opts.retryBaseMs ?? 1000,
+        // 405/409 are answers about the PR, not transient failures; 403/429 belong to throttling.
+        doNotRetry: [400, 401, 403, 404, 405, 409, 410, 422, 429, 451],
+      },
+    });
+    this.octokit.hook.wrap("request", (request, options) =>
+      this.serially(() => this.conditional(request as unknown as RawRequest, options as unknown as RawOptions)) as unknown as ReturnType<typeof request>,
+    );
+  }
+
+  /** Forget cached ETags (e.g. after a config change). */
+  clearCache(): void {
+    this.etags.clear();
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Add If-None-Match for known GETs; turn a 304 into the remembered response. */
+  private async conditional(request: RawRequest, options: RawOptions): Promise<RawResponse> {
+    const started = performance.now();
+    const parsed = this.octokit.request.endpoint.parse(options as unknown as Parameters<OctokitInstance["request"]["endpoint"]["parse"]>[0]);
+    const key = `${parsed.method} ${parsed.url}`;
+    const path = new URL(parsed.url).pathname;
+    const cached = parsed.method === "GET" ? this.etags.get(key) : undefined;
+    if (cached) options.headers = { ...options.headers, "if-none-match": cached.etag };
+    this.stats.requests++;
+    try {
+      const response = await request(options);
+      this.noteRateLimit(response.headers);
+      const etag = response.headers.etag;
+      if (parsed.method === "GET" && typeof etag === "string") this.etags.set(key, { etag, response });
+      this.logger.debug({ method: parsed.method, path, status: response.status, ms: Math.round(performance.now() - started) }, "github request");
+      return response;
+    } catch (e) {
+      if (e instanceof RequestError && e.status === 304 && cached) {
+        this.stats.notModified++;
+        if (e.response) this.noteRateLimit(e.response.headers as Record<string, unknown>);
+        this.logger.debug({ method: parsed.method, path, status: 304, ms: Math.round(performance.now() - started) }, "github request (not modified)");
+        return { ...cached.response, status: 304 };
+      }
+      if (e instanceof RequestError && e.response) this.noteRateLimit(e.response.headers as Record<string, unknown>);
+      this.logger.debug({ method: parsed.method, path, status: e instanceof RequestError ? e.status : undefined, ms: Math.round(performance.now() - started) }, "github request failed");
+      throw e;
+    }
+  }
+
+  private noteRateLimit(headers: Record<string, unknown>): void {
+    const num = (k: string) => (headers[k] === undefined ? undefined : Number(headers[k]));
+    const limit = num("x-ratelimit-limit");
+    if (limit === undefined) return;
+    this.rateLimit = { limit, remaining: num("x-ratelimit-remaining"), reset: num("x-ratelimit-reset") };
+  }
+
+  /**
+   * One REST call, validated. `route` is Octokit's "METHOD /path/{param}" form; owner and repo
+   * are filled in from the config. Throws GitHubError.
+   */
+  async call<T>(route: string, params: Record<string, unknown>, schema: z.ZodType<T>): Promise<{ data: T; status: number; notModified: boolean }> {
+    let response: { status: number; data: unknown };
+    try {
+      response = await this.octokit.request(route, { owner: this.config.owner, repo: this.config.repo, ...params });
+    } catch (e) {
+      if (e instanceof RequestError) {
+        const data = e.response?.data as { message?: unknown } | undefined;
+        const message = typeof data?.message === "string" ? data.message : undefined;
+        // @octokit/request reports fetch failures as status 500 without a response.
+        throw gitHubErrorFor(e.response ? e.status : undefined, route, message ?? (e.response ? undefined : e.message), e);
+      }
+      throw gitHubErrorFor(undefined, route, (e as Error).message, e);
+    }
+    const parsed = schema.safeParse(response.data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new GitHubError(
+        `GitHub ${route} answered with an unexpected shape at ${issue.path.join(".") || "(top)"}: ${issue.message}`,
+        "github-invalid-response",
+        response.status,
+        route,
+        "check apiBaseUrl points at the GitHub REST API (https://api.github.com or https://HOST/api/v3)",
+      );
+    }
+    return { data: parsed.data, status: response.status, notModified: response.status === 304 };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The REST subset Lockstep uses
+
+  /** Open PRs against `base`, oldest first (first 100: lock-update PRs are few). */
+  async listOpenPulls(base = this.config.baseBranch): Promise<PullSummary[]> {
+    const r = await this.call("GET /repos/{owner}/{repo}/pulls", { state: "open", base, sort: "created", direction: "asc", per_page: 100 }, z.array(PullSummary));
+    return r.data;
+  }
+
+  async getPull(number: number): Promise<PullDetail> {
+    return (await this.call("GET /repos/{owner}/{repo}/pulls/{pull_number}", { pull_number: number }, PullDetail)).data;
+  }
+
+  /** Files a PR changes (first 100; a lock update touches one). */
+  async listPullFiles(number: number): Promise<PullFile[]> {
+    return (await this.call("GET /repos/{owner}/{repo}/pulls/{pull_number}/files", { pull_number: number, per_page: 100 }, z.array(PullFile))).data;
+  }
+
+  /** A file's exact bytes at a ref (branch, tag or sha) via the contents API. */
+  async getFile(path: string, ref: string): Promise<FileAtRef> {
+    const r = await this.call("GET /repos/{owner}/{repo}/contents/{path}", { path, ref }, ContentFile);
+    if (r.data.encoding !== "base64") {
+      throw new GitHubError(`GitHub returned ${path} with encoding "${r.data.encoding}"`, "github-invalid-response", r.status, "GET /repos/{owner}/{repo}/contents/{path}", "files over 1 MB need the git blobs API; a flake.lock that large is unusual");
+    }
+    const bytes = Buffer.from(r.data.content.replace(/\s+/g, ""), "base64");
+    return { bytes, text: bytes.toString("utf8"), blobSha: r.data.sha };
+  }
+
+  async getCombinedStatus(ref: string): Promise<CombinedStatus> {
+    return (await this.call("GET /repos/{owner}/{repo}/commits/{ref}/status", { ref, per_page: 100 }, CombinedStatus)).data;
+  }
+
+  async listCheckRuns(ref: string): Promise<CheckRunList> {
+    return (await this.call("GET /repos/{owner}/{repo}/commits/{ref}/check-runs", { ref, per_page: 100 }, CheckRunList)).data;
+  }
+
+  /** The commit sha a branch points at. */
+  async getBranchHead(branch = this.config.baseBranch): Promise<string> {
+    return (await this.call("GET /repos/{owner}/{repo}/git/ref/{ref}", { ref: `heads/${branch}` }, GitRef)).data.object.sha;
+  }
+
+  async getCommit(commitSha: string): Promise<{ sha: string; message: string; parents: string[] }> {
+    const c = (await this.call("GET /repos/{owner}/{repo}/git/commits/{commit_sha}", { commit_sha: commitSha }, GitCommit)).data;
+    return { sha: c.sha, message: c.message, parents: c.parents.map((p) => p.sha) };
+  }
+
+  /** PUT .../merge with the head-SHA guard. Returns the new commit sha on the base branch. */
+  async mergePull(number: number, p: { sha: string; method: MergeMethod; commitTitle?: string; commitMessage?: string }): Promise<string> {
+    const params: Record<string, unknown> = { pull_number: number, sha: p.sha, merge_method: p.method };
+    if (p.commitTitle !== undefined) params.commit_title = p.commitTitle;
+    if (p.commitMessage !== undefined) params.commit_message = p.commitMessage;
+    return (await this.call("PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge", params, MergeResult)).data.sha;
+  }
+
+  async createBranch(branch: string, atSha: string): Promise<void> {
+    await this.call("POST /repos/{owner}/{repo}/git/refs", { ref: `refs/heads/${branch}`, sha: atSha }, GitRef);
+  }
+
+  /** Replace a file on a branch with exact bytes; `blobSha` is the file's current blob (optimistic lock). */
+  async putFile(p: { path: string; branch: string; bytes: Buffer; blobSha: string; message: string }): Promise<{ commitSha: string; blobSha: string | undefined }> {
+    const r = await this.call(
+      "PUT /repos/{owner}/{repo}/contents/{path}",
+      { path: p.path, branch: p.branch, message: p.message, content: p.bytes.toString("base64"), sha: p.blobSha },
+      FileCommit,
+    );
+    return { commitSha: r.data.commit.sha, blobSha: r.data.content?.sha };
+  }
+
+  async createPull(p: { title: string; head: string; base: string; body: string }): Promise<{ number: number; url: string }> {
+    const r = await this.call("POST /repos/{owner}/{repo}/pulls", p, PullSummary);
+    return { number: r.data.number, url: r.data.html_url };
+  }
+}

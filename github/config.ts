@@ -1,0 +1,141 @@
+/**
+ * GitHub configuration: which repository, how to find lock-update PRs, how to merge and revert.
+ * Validated with zod; the token is read from a file, the config, or LOCKSTEP_GITHUB_TOKEN and held
+ * in a Secret that prints as "[REDACTED]" so it cannot end up in a log line or a JSON dump.
+ */
+import { readFileSync } from "node:fs";
+import { inspect } from "node:util";
+import pino, { type Logger } from "pino";
+import { z } from "zod";
+import { ConfigError } from "../protocol/errors.js";
+
+/** A secret string that never serialises: String(), JSON and util.inspect show "[REDACTED]". */
+export class Secret {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  /** The real value, for the Authorization header only. */
+  reveal(): string {
+    return this.#value;
+  }
+  toString(): string {
+    return "[REDACTED]";
+  }
+  toJSON(): string {
+    return "[REDACTED]";
+  }
+  [inspect.custom](): string {
+    return "[REDACTED]";
+  }
+}
+
+export const MERGE_METHODS = ["merge", "squash", "rebase"] as const;
+export type MergeMethod = (typeof MERGE_METHODS)[number];
+export const REVERT_MODES = ["pr", "commit"] as const;
+export type RevertMode = (typeof REVERT_MODES)[number];
+
+export const DetectionRules = z
+  .object({
+    /** A PR carrying ALL of these labels matches. Empty = the label rule is off. */
+    labels: z.array(z.string().min(1)).default(["automated", "dependencies"]),
+    /** Case-insensitive substrings of the title. */
+    titlePatterns: z.array(z.string().min(1)).default(["flake.lock", "Update flake", "Bump flake"]),
+    /** Head branch names; `*` matches any characters. */
+    headBranchPatterns: z.array(z.string().min(1)).default(["update_flake_lock_action", "update-nixfleet-*"]),
+    /** Only PRs whose changed files are exactly flake.lock count (checked with the PR files API). */
+    onlyFlakeLock: z.boolean().default(true),
+  })
+  .strict();
+export type DetectionRules = z.infer<typeof DetectionRules>;
+
+const ownerOrRepo = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "letters, digits, '.', '_' and '-' only");
+
+export const GitHubConfigInput = z
+  .object({
+    owner: ownerOrRepo,
+    repo: ownerOrRepo,
+    baseBranch: z.string().min(1).max(200).default("main"),
+    /** The flake lock file path in the repo. */
+    lockPath: z.string().min(1).default("flake.lock"),
+    /** Inline token (e.g. from Node-RED credentials). Prefer tokenFile. */
+    token: z.string().min(1).optional(),
+    tokenFile: z.string().min(1).optional(),
+    /** https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. */
+    apiBaseUrl: z.string().url().default("https://api.github.com"),
+    webhookSecret: z.string().min(1).optional(),
+    webhookSecretFile: z.string().min(1).optional(),
+    detection: DetectionRules.default(DetectionRules.parse({})),
+    mergeMethod: z.enum(MERGE_METHODS).default("merge"),
+    revertMode: z.enum(REVERT_MODES).default("pr"),
+    pollIntervalMs: z.number().int().min(1000).default(60_000),
+    /** How often to re-ask while GitHub answers mergeable: null ("computing"). */
+    mergeableRetries: z.number().int().min(0).max(20).default(4),
+    mergeableRetryDelayMs: z.number().int().min(0).default(1500),
+    userAgent: z.string().default("lockstep-github"),
+  })
+  .strict();
+export type GitHubConfigInput = z.input<typeof GitHubConfigInput>;
+
+export interface GitHubConfig extends Omit<z.infer<typeof GitHubConfigInput>, "token" | "tokenFile" | "webhookSecret" | "webhookSecretFile"> {
+  token: Secret;
+  webhookSecret?: Secret;
+}
+
+function readSecretFile(path: string, what: string): string {
+  try {
+    const value = readFileSync(path, "utf8").trim();
+    if (!value) throw new ConfigError(`${what} file ${path} is empty`, `put the ${what} in ${path}`);
+    return value;
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(`cannot read the ${what} file ${path}: ${(e as Error).message}`, `check the path and that Lockstep may read it`);
+  }
+}
+
+/**
+ * Validate a config and resolve its secrets. Token order: `token`, `tokenFile`, then the env var
+ * LOCKSTEP_GITHUB_TOKEN. Throws ConfigError naming the bad field.
+ */
+export function loadGitHubConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): GitHubConfig {
+  const parsed = GitHubConfigInput.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`GitHub config: ${issue.path.join(".") || "(top)"}: ${issue.message}`, "fix the GitHub settings (see docs/github.md)");
+  }
+  const { token, tokenFile, webhookSecret, webhookSecretFile, ...rest } = parsed.data;
+  const tokenValue = token ?? (tokenFile ? readSecretFile(tokenFile, "GitHub token") : undefined) ?? env.LOCKSTEP_GITHUB_TOKEN;
+  if (!tokenValue) {
+    throw new ConfigError("GitHub config: no token", "set tokenFile, or the environment variable LOCKSTEP_GITHUB_TOKEN, to a token with contents + pull-requests access");
+  }
+  const secretValue = webhookSecret ?? (webhookSecretFile ? readSecretFile(webhookSecretFile, "webhook secret") : undefined) ?? env.LOCKSTEP_GITHUB_WEBHOOK_SECRET;
+  return {
+    ...rest,
+    apiBaseUrl: rest.apiBaseUrl.replace(/\/+$/, ""),
+    token: new Secret(tokenValue),
+    ...(secretValue ? { webhookSecret: new Secret(secretValue) } : {}),
+  };
+}
+
+/** Paths pino blanks out, in case a secret ever reaches a log call as a plain string. */
+export const REDACT_PATHS = [
+  "token",
+  "*.token",
+  "config.token",
+  "authorization",
+  "headers.authorization",
+  "*.headers.authorization",
+  "request.headers.authorization",
+  "*.request.headers.authorization",
+  "err.request.headers.authorization",
+  "webhookSecret",
+  "*.webhookSecret",
+  "secret",
+  "*.secret",
+];
+
+/** The logger GitHub modules use by default: pino with the redaction above. */
+export function createGitHubLogger(opts: { level?: string; destination?: pino.DestinationStream; name?: string } = {}): Logger {
+  const options = { name: opts.name ?? "github", level: opts.level ?? process.env.LOCKSTEP_LOG_LEVEL ?? "info", redact: { paths: REDACT_PATHS, censor: "[REDACTED]" } };
+  return opts.destination ? pino(options, opts.destination) : pino(options);
+}

@@ -1,0 +1,86 @@
+import { describe, it, expect, beforeAll, afterAll, afterEach } from "vitest";
+import { startGitHubHarness, type GitHubHarness } from "../github/harness.js";
+import { detectPendingUpdate, fleetExpected } from "../../github/detect.js";
+import { FleetExpected, PendingUpdate, lockHash } from "../../protocol/index.js";
+
+describe("detecting the lock-update PR (local GitHub on a real bare repo)", () => {
+  let h: GitHubHarness;
+  beforeAll(async () => {
+    h = await startGitHubHarness();
+  });
+  afterEach(() => expect(h.violations()).toEqual([]));
+  afterAll(async () => h?.stop());
+
+  it("finds nothing when no PR is open, and says what the fleet should run", async () => {
+    const d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending).toBeNull();
+    expect(d.baseHead).toBe(h.fleet.head());
+    const expected = await fleetExpected(h.client, h.config, d.pending, { baseHead: d.baseHead });
+    FleetExpected.parse(expected);
+    expect(expected.headCommit).toBe(h.fleet.head());
+    expect(expected.lockHash).toBe(lockHash(h.fleet.show(h.fleet.head(), "flake.lock")));
+    expect(expected.lockLastModified).toBe(Math.floor(Date.parse("2026-11-01T12:00:00Z") / 1000));
+  });
+
+  it("detects by the label rule and diffs the lock of a real `nix flake update` commit", async () => {
+    h.fleet.bumpInput("nixpkgs", new Date("2026-11-08T12:00:00Z"));
+    const upd = h.fleet.lockUpdateBranch("weekly-refresh");
+    const n = await h.server.openPullRequest({ head: upd.branch, title: "chore: weekly refresh", labels: ["automated", "dependencies"], body: upd.prBody });
+    const d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending).not.toBeNull();
+    const p = PendingUpdate.parse(d.pending);
+    expect(p.number).toBe(n);
+    expect(d.matches[0]!.rules).toEqual(["labels"]);
+    expect(p.headSha).toBe(upd.sha);
+    expect(p.lockDiff.updated.map((c) => c.input)).toEqual(["nixpkgs", "tools/nixpkgs"]);
+    expect(p.lockDiff.updated[0]!.old!.date).toBe("2026-11-01");
+    expect(p.lockDiff.updated[0]!.new!.date).toBe("2026-11-08");
+    // The body's Nix text agrees with the file diff
+    expect(d.bodyLockDiff?.updated.find((c) => c.input === "nixpkgs")?.new?.rev).toBe(p.lockDiff.updated[0]!.new!.rev);
+    expect(p.ci).toEqual({ state: "pending", summary: "no CI has reported yet" });
+    expect(p.mergeable).toBe(true);
+    await h.server.closePullRequest(n);
+  });
+
+  it("detects by the title rule and by the head-branch rule (glob)", async () => {
+    h.fleet.bumpInput("tools", new Date("2026-11-09T12:00:00Z"));
+    const byTitle = h.fleet.lockUpdateBranch("some-branch");
+    const n1 = await h.server.openPullRequest({ head: byTitle.branch, title: "Bump flake inputs" });
+    let d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending?.number).toBe(n1);
+    expect(d.matches[0]!.rules).toEqual(["title"]);
+    await h.server.closePullRequest(n1);
+
+    const byBranch = h.fleet.lockUpdateBranch("update-nixfleet-tools", ["tools"]);
+    const n2 = await h.server.openPullRequest({ head: byBranch.branch, title: "tools: new release" });
+    d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending?.number).toBe(n2);
+    expect(d.matches[0]!.rules).toEqual(["headBranch"]);
+    expect(d.pending!.lockDiff.updated.map((c) => c.input)).toEqual(["tools"]);
+    await h.server.closePullRequest(n2);
+  });
+
+  it("ignores a matching PR that changes more than flake.lock, and unrelated PRs", async () => {
+    await h.server.git.commitFile("docs-branch", h.fleet.head(), "README.md", Buffer.from("hello\n"), "docs");
+    const docs = await h.server.openPullRequest({ head: "docs-branch", title: "Update flake docs", labels: ["automated", "dependencies"] });
+    await h.server.git.commitFile("tweak-branch", h.fleet.head(), "hosts/alpha.nix", Buffer.from("{ fail = false; message = \"x\"; }\n"), "tweak");
+    await h.server.openPullRequest({ head: "tweak-branch", title: "alpha: tweak" });
+    const d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending).toBeNull();
+    expect(d.ignored).toEqual([{ number: docs, reason: "changes README.md, not only flake.lock" }]);
+  });
+
+  it("several open at once: the oldest is pending, the others are superseded", async () => {
+    h.fleet.bumpInput("nixpkgs", new Date("2026-11-15T12:00:00Z"));
+    const a = h.fleet.lockUpdateBranch("update-nixfleet-nixpkgs", ["nixpkgs"]);
+    const b = h.fleet.lockUpdateBranch("update_flake_lock_action");
+    const newer = await h.server.openPullRequest({ head: b.branch, title: "flake.lock: Update", createdAt: new Date("2026-11-16T00:00:00Z") });
+    const older = await h.server.openPullRequest({ head: a.branch, title: "nixpkgs bump", createdAt: new Date("2026-11-15T00:00:00Z") });
+    const d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending?.number).toBe(older);
+    expect(d.pending?.superseded).toEqual([newer]);
+    expect(d.matches.map((m) => m.number)).toEqual([older, newer]);
+    await h.server.closePullRequest(older);
+    await h.server.closePullRequest(newer);
+  });
+});
