@@ -1,12 +1,24 @@
 /**
- * Brokers for tests: the same suites run against the embedded Aedes broker and a real Mosquitto.
+ * Brokers for tests: the same suites run against the embedded Aedes broker (the hub's own,
+ * with authentication, ACLs and LevelDB persistence) and a real Mosquitto configured by the
+ * files Lockstep generates from the same credential store.
  *
- * PROVISIONAL: this first version runs a bare Aedes without auth or persistence so the agent work
- * can start; the broker work replaces the body with the real hub broker (auth, ACLs, persistence)
- * and a generated Mosquitto config, keeping this interface.
+ *   const broker = await startTestBroker({ kind: "aedes" });
+ *   const { username, password } = await broker.credentials("agent", "web1");
+ *   ...
+ *   await broker.stop();
+ *
+ * LOCKSTEP_TEST_BROKERS=aedes (or =mosquitto, or =aedes,mosquitto) chooses the kinds suites run for.
  */
-import { createServer, type Server } from "node:net";
-import type { AddressInfo } from "node:net";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt from "mqtt";
+import pino from "pino";
+import { parseHubBrokerConfig } from "../../broker/config.js";
+import { CredentialStore, type UserRole } from "../../broker/credentials.js";
+import { EmbeddedBroker } from "../../broker/embedded.js";
+import { MosquittoProcess, freePort } from "./mosquitto.js";
 
 export type BrokerKind = "aedes" | "mosquitto";
 export type Role = "agent" | "viewer" | "operator" | "hub";
@@ -15,45 +27,153 @@ export interface TestBroker {
   kind: BrokerKind;
   /** mqtt://127.0.0.1:PORT */
   url: string;
-  /** ws://127.0.0.1:PORT (where the broker has a WebSocket listener) */
+  /** ws://127.0.0.1:PORT/mqtt (where the broker has a WebSocket listener) */
   wsUrl?: string;
-  /** Create (or return) credentials for a client of the given role. For agents, name is the host id. */
+  /**
+   * Create (or return the same) credentials for a client of the given role. For agents, name is
+   * the host id and the user name; other roles get the user name `<role>-<name>`.
+   */
   credentials(role: Role, name: string): Promise<{ username: string; password: string }>;
   /** Stop and start again on the same port, keeping persisted state. */
   restart(): Promise<void>;
   stop(): Promise<void>;
+  /** The broker's state directory (credentials, persistence, generated config). */
+  dataDir?: string;
+  /** The embedded broker itself (aedes kind only), e.g. to attachWebSocket() to a test HTTP server. */
+  embedded?: EmbeddedBroker;
 }
 
-export const BROKER_KINDS: BrokerKind[] = (process.env.LOCKSTEP_TEST_BROKERS?.split(",") as BrokerKind[] | undefined) ?? ["aedes"];
+const KNOWN_KINDS: BrokerKind[] = ["aedes", "mosquitto"];
+
+function brokerKindsFromEnv(value: string | undefined): BrokerKind[] {
+  if (!value) return [...KNOWN_KINDS];
+  const kinds = value.split(",").map((k) => k.trim()).filter(Boolean);
+  for (const kind of kinds) {
+    if (!KNOWN_KINDS.includes(kind as BrokerKind)) {
+      throw new Error(`LOCKSTEP_TEST_BROKERS: unknown broker kind "${kind}" (use ${KNOWN_KINDS.join(", ")})`);
+    }
+  }
+  return kinds as BrokerKind[];
+}
+
+export const BROKER_KINDS: BrokerKind[] = brokerKindsFromEnv(process.env.LOCKSTEP_TEST_BROKERS);
 
 export async function startTestBroker(opts: { kind?: BrokerKind; dataDir?: string } = {}): Promise<TestBroker> {
-  const { Aedes } = await import("aedes");
-  let aedes = await Aedes.createBroker();
-  let server: Server = createServer((s) => {
-    s.setNoDelay(true);
-    aedes.handle(s);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as AddressInfo).port;
-  const close = async () => {
-    await new Promise<void>((r) => aedes.close(() => r()));
-    await new Promise<void>((r) => server.close(() => r()));
-  };
-  return {
-    kind: opts.kind ?? "aedes",
-    url: `mqtt://127.0.0.1:${port}`,
-    async credentials(role, name) {
-      return { username: role === "agent" ? name : `${role}-${name}`, password: "unused" };
-    },
+  const kind = opts.kind ?? "aedes";
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), `lockstep-${kind}-`)));
+  try {
+    return kind === "aedes" ? await startAedes(dataDir, ownDir) : await startMosquitto(dataDir, ownDir);
+  } catch (err) {
+    if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Usernames and passwords handed out so far, so repeated calls return the same credentials. */
+class IssuedCredentials {
+  private issued = new Map<string, { role: Role; username: string; password: string }>();
+
+  async get(store: CredentialStore, role: Role, name: string, onAdded: (username: string, password: string) => Promise<void>) {
+    const username = role === "agent" ? name : `${role}-${name}`;
+    const known = this.issued.get(username);
+    if (known) {
+      if (known.role !== role) throw new Error(`test user "${username}" already exists with role ${known.role}`);
+      return { username, password: known.password };
+    }
+    const { password } = await store.add(username, role as UserRole);
+    this.issued.set(username, { role, username, password });
+    await onAdded(username, password);
+    return { username, password };
+  }
+}
+
+async function startAedes(dataDir: string, ownDir: boolean): Promise<TestBroker> {
+  const logger = pino({ level: process.env.LOCKSTEP_TEST_LOG_LEVEL ?? "silent" });
+  const config = (tcpPort: number, wsPort: number) =>
+    parseHubBrokerConfig({
+      dataDir,
+      listeners: { tcp: { host: "127.0.0.1", port: tcpPort }, ws: { host: "127.0.0.1", port: wsPort, path: "/mqtt" } },
+    });
+  let broker = new EmbeddedBroker(config(0, 0), logger);
+  await broker.start();
+  const { tcp, ws } = broker.ports;
+  const issued = new IssuedCredentials();
+  let stopped = false;
+
+  const handle: TestBroker = {
+    kind: "aedes",
+    url: broker.url,
+    wsUrl: broker.wsUrl,
+    dataDir,
+    embedded: broker,
+    credentials: (role, name) => issued.get(broker.credentials, role, name, async () => undefined),
     async restart() {
-      await close();
-      aedes = await Aedes.createBroker();
-      server = createServer((s) => {
-        s.setNoDelay(true);
-        aedes.handle(s);
-      });
-      await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
+      await broker.stop();
+      broker = new EmbeddedBroker(config(tcp, ws ?? 0), logger);
+      await broker.start();
+      handle.embedded = broker;
     },
-    stop: close,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await broker.stop();
+      if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    },
   };
+  return handle;
+}
+
+async function startMosquitto(dataDir: string, ownDir: boolean): Promise<TestBroker> {
+  const store = await CredentialStore.open(join(dataDir, "credentials.json"));
+  const tcpPort = await freePort();
+  const wsPort = await freePort();
+  const mosquitto = new MosquittoProcess(store, {
+    dir: join(dataDir, "mosquitto"),
+    tcp: { host: "127.0.0.1", port: tcpPort },
+    ws: { host: "127.0.0.1", port: wsPort },
+  });
+  await mosquitto.start();
+  const url = `mqtt://127.0.0.1:${tcpPort}`;
+  const issued = new IssuedCredentials();
+  let stopped = false;
+
+  return {
+    kind: "mosquitto",
+    url,
+    wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
+    dataDir,
+    credentials: (role, name) =>
+      issued.get(store, role, name, async (username, password) => {
+        await mosquitto.reload();
+        await waitUntilAccepted(url, username, password, mosquitto);
+      }),
+    async restart() {
+      await mosquitto.stop();
+      await mosquitto.start();
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await mosquitto.stop();
+      if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** SIGHUP reloads asynchronously: connect until the new user is accepted (or give up after 5 s). */
+async function waitUntilAccepted(url: string, username: string, password: string, mosquitto: MosquittoProcess): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  let lastError = "";
+  while (Date.now() < deadline) {
+    try {
+      const client = await mqtt.connectAsync(url, { username, password, reconnectPeriod: 0, connectTimeout: 2_000, clientId: `lockstep-probe-${Math.random().toString(16).slice(2)}` });
+      await client.endAsync();
+      return;
+    } catch (err) {
+      lastError = (err as Error).message;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  throw new Error(`mosquitto did not accept new user "${username}" after reload: ${lastError}\nmosquitto log:\n${mosquitto.log}`);
 }

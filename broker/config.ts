@@ -1,0 +1,177 @@
+/**
+ * The hub broker's configuration: a JSON file, then LOCKSTEP_* environment variables on top,
+ * validated with zod. Errors name the bad field and where it came from, e.g.
+ * `listeners.tcp.port: expected a number 0-65535 (from LOCKSTEP_MQTT_PORT)`.
+ */
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { ConfigError, DEFAULT_HA_PREFIX, DEFAULT_PREFIX } from "../protocol/index.js";
+
+const port = z
+  .number({ error: "expected a number 0-65535" })
+  .int({ error: "expected a number 0-65535" })
+  .min(0, { error: "expected a number 0-65535" })
+  .max(65535, { error: "expected a number 0-65535" });
+
+const host = z.string({ error: "expected a host name or IP address" }).min(1, { error: "must not be empty" });
+const path = z.string({ error: "expected a file path" }).min(1, { error: "must not be empty" });
+
+export const TcpListenerConfig = z.strictObject({
+  host: host.default("0.0.0.0"),
+  port: port.default(1883),
+});
+
+export const WsListenerConfig = z.strictObject({
+  host: host.default("0.0.0.0"),
+  port: port.default(8083),
+  path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, { error: 'expected a URL path starting with "/"' }).default("/mqtt"),
+});
+
+export const TlsListenerConfig = z.strictObject({
+  host: host.default("0.0.0.0"),
+  port: port.default(8883),
+  certFile: path,
+  keyFile: path,
+  /** When set, clients must present a certificate signed by this CA (in addition to a password). */
+  caFile: path.optional(),
+});
+
+export const ExternalBrokerConfig = z.strictObject({
+  /** mqtt://, mqtts://, ws:// or wss:// URL of a broker Lockstep does not run itself. */
+  url: z.string().regex(/^(mqtts?|wss?):\/\/[^\s]+$/, { error: "expected an mqtt://, mqtts://, ws:// or wss:// URL" }),
+  username: z.string().min(1, { error: "must not be empty" }),
+  /** File holding the hub's password (keeps the secret out of the config file and the environment). */
+  passwordFile: path,
+});
+
+export const HubBrokerConfigSchema = z
+  .strictObject({
+    /** Where the broker keeps its state: credentials, MQTT persistence (<dataDir>/mqtt). */
+    dataDir: path,
+    credentialsFile: path.optional(),
+    topicPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/, {
+      error: 'expected letters, digits, "-", "_" and "/" (e.g. "lockstep")',
+    }).default(DEFAULT_PREFIX),
+    haPrefix: z.string().regex(/^[A-Za-z0-9_-]+$/, { error: 'expected letters, digits, "-" or "_"' }).default(DEFAULT_HA_PREFIX),
+    listeners: z
+      .strictObject({
+        tcp: TcpListenerConfig.default({ host: "0.0.0.0", port: 1883 }),
+        /** Standalone WebSocket listener; the hub can instead attach MQTT-over-WS to its HTTP server. */
+        ws: WsListenerConfig.optional(),
+        tls: TlsListenerConfig.optional(),
+      })
+      .default({ tcp: { host: "0.0.0.0", port: 1883 } }),
+    allowAnonymous: z.boolean({ error: "expected true or false" }).default(false),
+    /** Use this broker instead of the embedded Aedes. */
+    external: ExternalBrokerConfig.optional(),
+  })
+  .transform((c) => ({
+    ...c,
+    dataDir: resolve(c.dataDir),
+    credentialsFile: resolve(c.credentialsFile ?? join(c.dataDir, "credentials.json")),
+  }));
+
+export type HubBrokerConfig = z.output<typeof HubBrokerConfigSchema>;
+/** What a config file or a caller may write (defaults filled in by the schema). */
+export type HubBrokerConfigInput = z.input<typeof HubBrokerConfigSchema>;
+
+type EnvKind = "string" | "port" | "boolean";
+/** Environment variable -> config field. Listed here so `--help` and docs can show them. */
+export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]; kind: EnvKind }> = [
+  { env: "LOCKSTEP_DATA_DIR", path: ["dataDir"], kind: "string" },
+  { env: "LOCKSTEP_CREDENTIALS_FILE", path: ["credentialsFile"], kind: "string" },
+  { env: "LOCKSTEP_TOPIC_PREFIX", path: ["topicPrefix"], kind: "string" },
+  { env: "LOCKSTEP_HA_PREFIX", path: ["haPrefix"], kind: "string" },
+  { env: "LOCKSTEP_MQTT_HOST", path: ["listeners", "tcp", "host"], kind: "string" },
+  { env: "LOCKSTEP_MQTT_PORT", path: ["listeners", "tcp", "port"], kind: "port" },
+  { env: "LOCKSTEP_WS_HOST", path: ["listeners", "ws", "host"], kind: "string" },
+  { env: "LOCKSTEP_WS_PORT", path: ["listeners", "ws", "port"], kind: "port" },
+  { env: "LOCKSTEP_WS_PATH", path: ["listeners", "ws", "path"], kind: "string" },
+  { env: "LOCKSTEP_TLS_HOST", path: ["listeners", "tls", "host"], kind: "string" },
+  { env: "LOCKSTEP_TLS_PORT", path: ["listeners", "tls", "port"], kind: "port" },
+  { env: "LOCKSTEP_TLS_CERT_FILE", path: ["listeners", "tls", "certFile"], kind: "string" },
+  { env: "LOCKSTEP_TLS_KEY_FILE", path: ["listeners", "tls", "keyFile"], kind: "string" },
+  { env: "LOCKSTEP_TLS_CA_FILE", path: ["listeners", "tls", "caFile"], kind: "string" },
+  { env: "LOCKSTEP_ALLOW_ANONYMOUS", path: ["allowAnonymous"], kind: "boolean" },
+  { env: "LOCKSTEP_EXTERNAL_URL", path: ["external", "url"], kind: "string" },
+  { env: "LOCKSTEP_EXTERNAL_USERNAME", path: ["external", "username"], kind: "string" },
+  { env: "LOCKSTEP_EXTERNAL_PASSWORD_FILE", path: ["external", "passwordFile"], kind: "string" },
+];
+
+/** Env strings become numbers/booleans when they look like one; otherwise zod reports the field. */
+function envValue(raw: string, kind: EnvKind): unknown {
+  if (kind === "port") return /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+  if (kind === "boolean") {
+    if (/^(1|true|yes|on)$/i.test(raw.trim())) return true;
+    if (/^(0|false|no|off)$/i.test(raw.trim())) return false;
+    return raw;
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+/** Validate an already-merged config object. `sources` maps "a.b.c" to where a value came from. */
+export function parseHubBrokerConfig(input: unknown, sources: Map<string, string> = new Map()): HubBrokerConfig {
+  const result = HubBrokerConfigSchema.safeParse(input);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const field = issue.path.map(String).join(".") || "(config)";
+    const from = sources.get(field);
+    let message = issue.message;
+    if (issue.code === "unrecognized_keys") message = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+    return `${field}: ${message}${from ? ` (from ${from})` : ""}`;
+  });
+  throw new ConfigError(`invalid broker config: ${lines.join("; ")}`, "fix the field(s) named above in the config file or environment");
+}
+
+export interface LoadConfigOptions {
+  /** JSON config file; optional when the environment (or `defaults`) provides dataDir. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values used when neither the file nor the environment sets them (e.g. the CLI's --data-dir). */
+  defaults?: Record<string, unknown>;
+}
+
+/** Read the config file (if any), apply LOCKSTEP_* overrides, validate. Throws ConfigError. */
+export function loadHubBrokerConfig(options: LoadConfigOptions = {}): HubBrokerConfig {
+  const env = options.env ?? process.env;
+  const merged: Record<string, unknown> = structuredClone(options.defaults ?? {});
+  const sources = new Map<string, string>();
+
+  if (options.file) {
+    let text: string;
+    try {
+      text = readFileSync(options.file, "utf8");
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${options.file}: ${(err as Error).message}`, "check the path given with --config");
+    }
+    let fromFile: unknown;
+    try {
+      fromFile = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError(`config file ${options.file} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof fromFile !== "object" || fromFile === null || Array.isArray(fromFile)) {
+      throw new ConfigError(`config file ${options.file} must hold a JSON object`);
+    }
+    Object.assign(merged, fromFile);
+  }
+
+  for (const { env: name, path, kind } of ENV_OVERRIDES) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    setPath(merged, path, envValue(raw, kind));
+    sources.set(path.join("."), name);
+  }
+  return parseHubBrokerConfig(merged, sources);
+}

@@ -1,0 +1,279 @@
+/**
+ * Who may connect to the broker: a JSON file of users with scrypt hashes (never plaintext).
+ *
+ * Each user also carries a Mosquitto 2.0 password hash computed when the user is added, so the
+ * same store can produce a Mosquitto `password_file` without ever knowing the password again.
+ * The file is written atomically (temp file + rename) with mode 0600, and re-read when another
+ * process (the `lockstep users` CLI) changed it, so a running hub sees new users immediately.
+ */
+import { createHash, createHmac, pbkdf2Sync, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
+import { chmod, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
+import { z } from "zod";
+import { LockstepError, isValidHostId } from "../protocol/index.js";
+
+export const ROLES = ["agent", "viewer", "operator", "hub"] as const;
+export const UserRole = z.enum(ROLES);
+export type UserRole = z.infer<typeof UserRole>;
+
+/** Non-agent user names: they go into Mosquitto's passwd/ACL files, so no ":" or whitespace. */
+const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+// scrypt cost: 2^14 * 8 * 128 bytes = 16 MiB and ~40 ms per check, the node default.
+const SCRYPT_PARAMS = { N: 16384, r: 8, p: 1 } as const;
+const SCRYPT_KEY_LENGTH = 32;
+/** Mosquitto's own default is 101 iterations; more is accepted by every 2.x broker (the count is in the hash). */
+export const MOSQUITTO_PBKDF2_ITERATIONS = 1000;
+
+const StoredUser = z.object({
+  name: z.string().min(1),
+  role: UserRole,
+  scrypt: z.object({
+    N: z.number().int().positive(),
+    r: z.number().int().positive(),
+    p: z.number().int().positive(),
+    salt: z.string().min(1),
+    hash: z.string().min(1),
+  }),
+  /** `$7$<iterations>$<base64 salt>$<base64 hash>` (PBKDF2-SHA512), Mosquitto 2.0's passwd format. */
+  mosquittoHash: z.string().regex(/^\$7\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/),
+  createdAt: z.string(),
+});
+type StoredUser = z.infer<typeof StoredUser>;
+
+const CredentialsFile = z.object({ version: z.literal(1), users: z.array(StoredUser) });
+
+/** A user as shown to people and other modules: no hashes. */
+export interface UserSummary {
+  name: string;
+  role: UserRole;
+  createdAt: string;
+}
+
+export class CredentialError extends LockstepError {
+  override name = "CredentialError";
+  constructor(message: string, hint?: string) {
+    super(message, "credentials", hint);
+  }
+}
+
+/** Compute Mosquitto 2.0's `$7$` hash for a password (same as `mosquitto_passwd`). */
+export function mosquittoPasswordHash(password: string, iterations = MOSQUITTO_PBKDF2_ITERATIONS, salt = randomBytes(12)): string {
+  const hash = pbkdf2Sync(password, salt, iterations, 64, "sha512");
+  return `$7$${iterations}$${salt.toString("base64")}$${hash.toString("base64")}`;
+}
+
+/** A fresh random password: 24 random bytes, URL-safe base64 (32 characters). */
+export function generatePassword(): string {
+  return randomBytes(24).toString("base64url");
+}
+
+function scryptAsync(password: string, salt: Buffer, params: { N: number; r: number; p: number }): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    // maxmem must cover 128 * N * r bytes, with some headroom.
+    scrypt(password, salt, SCRYPT_KEY_LENGTH, { ...params, maxmem: 256 * params.N * params.r }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    );
+  });
+}
+
+export function validateUserName(name: string, role: UserRole): void {
+  if (role === "agent") {
+    if (!isValidHostId(name)) {
+      throw new CredentialError(
+        `invalid agent name "${name}"`,
+        "an agent's user name is its host id: 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
+      );
+    }
+  } else if (!USER_NAME_PATTERN.test(name)) {
+    throw new CredentialError(
+      `invalid user name "${name}"`,
+      "use 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@' or '-', starting with a letter or digit",
+    );
+  }
+}
+
+export class CredentialStore {
+  private users = new Map<string, StoredUser>();
+  /** mtime+size of the file when last read, to notice changes made by another process. */
+  private fileStamp = "";
+  /**
+   * Successful checks are remembered (keyed by an HMAC of the password under a per-process key)
+   * so a reconnect storm does not cost one scrypt per connection. Cleared whenever the file changes.
+   */
+  private verified = new Map<string, string>();
+  private readonly cacheKey = randomBytes(32);
+  /** A hash to burn time on for unknown users, so timing does not reveal which names exist. */
+  private readonly dummy = { salt: randomBytes(16), hash: randomBytes(SCRYPT_KEY_LENGTH) };
+  /** Serialises read-modify-write cycles within this process. */
+  private writing: Promise<unknown> = Promise.resolve();
+
+  private constructor(readonly file: string) {}
+
+  /** Open (or start) the store at `file`. A missing file is an empty store; it is created on first add. */
+  static async open(file: string): Promise<CredentialStore> {
+    const store = new CredentialStore(file);
+    await store.refresh();
+    return store;
+  }
+
+  /** Re-read the file if it changed since the last read. Cheap (one stat) when it did not. */
+  async refresh(): Promise<void> {
+    let stamp: string;
+    try {
+      const s = await stat(this.file);
+      stamp = `${s.mtimeMs}:${s.size}:${s.ino}`;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      stamp = "missing";
+    }
+    if (stamp === this.fileStamp) return;
+    const users = new Map<string, StoredUser>();
+    if (stamp !== "missing") {
+      const text = await readFile(this.file, "utf8");
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch (err) {
+        throw new CredentialError(`credentials file ${this.file} is not valid JSON: ${(err as Error).message}`, "restore it from a backup or remove it and add the users again");
+      }
+      const result = CredentialsFile.safeParse(parsed);
+      if (!result.success) {
+        const where = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+        throw new CredentialError(`credentials file ${this.file} is malformed: ${where}`, "restore it from a backup or remove it and add the users again");
+      }
+      for (const user of result.data.users) users.set(user.name, user);
+    }
+    this.users = users;
+    this.fileStamp = stamp;
+    this.verified.clear();
+  }
+
+  list(): UserSummary[] {
+    return [...this.users.values()]
+      .map(summary)
+      .sort((a, b) => a.role.localeCompare(b.role) || a.name.localeCompare(b.name));
+  }
+
+  get(name: string): UserSummary | undefined {
+    const user = this.users.get(name);
+    return user ? summary(user) : undefined;
+  }
+
+  /** Name, role and Mosquitto hash of every user, for generating a Mosquitto passwd file. */
+  mosquittoEntries(): Array<{ name: string; role: UserRole; mosquittoHash: string }> {
+    return [...this.users.values()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((u) => ({ name: u.name, role: u.role, mosquittoHash: u.mosquittoHash }));
+  }
+
+  /**
+   * Add a user. Without a password one is generated; the returned password is the only place
+   * it ever appears in clear. Throws if the name exists (remove it first to change the password
+   * or role) or is not valid for the role.
+   */
+  async add(name: string, role: UserRole, password?: string): Promise<{ user: UserSummary; password: string; generated: boolean }> {
+    UserRole.parse(role);
+    validateUserName(name, role);
+    const generated = password === undefined;
+    const secret = password ?? generatePassword();
+    if (secret.length < 8 || secret.length > 1024) {
+      throw new CredentialError("password must be 8-1024 characters long", "omit the password to have a strong one generated");
+    }
+    const salt = randomBytes(16);
+    const hash = await scryptAsync(secret, salt, SCRYPT_PARAMS);
+    const stored: StoredUser = {
+      name,
+      role,
+      scrypt: { ...SCRYPT_PARAMS, salt: salt.toString("base64"), hash: hash.toString("base64") },
+      mosquittoHash: mosquittoPasswordHash(secret),
+      createdAt: new Date().toISOString(),
+    };
+    await this.modify((users) => {
+      if (users.has(name)) {
+        throw new CredentialError(`user "${name}" already exists`, `run "lockstep users remove ${name}" first to replace it`);
+      }
+      users.set(name, stored);
+    });
+    return { user: summary(stored), password: secret, generated };
+  }
+
+  /** Remove a user; returns false when there was no such user. */
+  async remove(name: string): Promise<boolean> {
+    let removed = false;
+    await this.modify((users) => {
+      removed = users.delete(name);
+    });
+    return removed;
+  }
+
+  /**
+   * Check a name and password. Returns the user on success, null otherwise. The comparison is
+   * constant-time, and unknown names cost as much as known ones.
+   */
+  async verify(name: string, password: string): Promise<UserSummary | null> {
+    await this.refresh();
+    const user = this.users.get(name);
+    const fingerprint = createHmac("sha256", this.cacheKey).update(name).update("\0").update(password).digest("base64");
+    if (user) {
+      const cached = this.verified.get(name);
+      if (cached !== undefined && safeEqualStrings(cached, fingerprint)) return summary(user);
+    }
+    const salt = user ? Buffer.from(user.scrypt.salt, "base64") : this.dummy.salt;
+    const expected = user ? Buffer.from(user.scrypt.hash, "base64") : this.dummy.hash;
+    const params = user ? user.scrypt : SCRYPT_PARAMS;
+    const actual = await scryptAsync(password, salt, params);
+    const ok = actual.length === expected.length && timingSafeEqual(actual, expected);
+    if (!ok || !user) return null;
+    // The file may have changed while scrypt ran; only cache what is still current.
+    if (this.users.get(name) === user) this.verified.set(name, fingerprint);
+    return summary(user);
+  }
+
+  /** Read the newest file, apply `change`, write it back atomically. */
+  private async modify(change: (users: Map<string, StoredUser>) => void): Promise<void> {
+    const run = this.writing.then(async () => {
+      this.fileStamp = ""; // force a re-read: another process may have written since
+      await this.refresh();
+      const users = new Map(this.users);
+      change(users);
+      await this.write([...users.values()]);
+      this.users = users;
+      this.verified.clear();
+      const s = await stat(this.file);
+      this.fileStamp = `${s.mtimeMs}:${s.size}:${s.ino}`;
+    });
+    this.writing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async write(users: StoredUser[]): Promise<void> {
+    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+    const temp = `${this.file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+    const body = JSON.stringify({ version: 1, users }, null, 2) + "\n";
+    const handle = await open(temp, "wx", 0o600);
+    try {
+      await handle.writeFile(body, "utf8");
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await chmod(temp, 0o600); // in case the umask widened it
+      await rename(temp, this.file);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw err;
+    }
+  }
+}
+
+function summary(user: StoredUser): UserSummary {
+  return { name: user.name, role: user.role, createdAt: user.createdAt };
+}
+
+function safeEqualStrings(a: string, b: string): boolean {
+  const ha = createHash("sha256").update(a).digest();
+  const hb = createHash("sha256").update(b).digest();
+  return timingSafeEqual(ha, hb);
+}

@@ -1,0 +1,336 @@
+/**
+ * The embedded MQTT broker: Aedes 1.x with durable persistence, TCP / WebSocket / TLS
+ * listeners, and Lockstep's authentication and per-host access control.
+ *
+ * - Every client authenticates against the CredentialStore (anonymous only when configured,
+ *   and then read-only like a viewer).
+ * - acl.ts decides every publish, subscribe and delivery: a denied subscription gets the MQTT
+ *   failure code 0x80, a denied publish is acknowledged and dropped (like Mosquitto does), and
+ *   a message is only delivered to a client allowed to read its topic.
+ * - Retained messages, subscriptions and queued QoS 1 messages live in a LevelDB under
+ *   <dataDir>/mqtt and survive a restart.
+ */
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from "node:http";
+import type { Server as HttpsServer } from "node:https";
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
+import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
+import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from "aedes";
+import aedesPersistenceLevel from "aedes-persistence-level";
+import { Level } from "level";
+import type { Logger } from "pino";
+import { WebSocketServer, createWebSocketStream } from "ws";
+import { LockstepError, Topics } from "../protocol/index.js";
+import { canPublish, canReceive, canSubscribe, type AclUser } from "./acl.js";
+import type { HubBrokerConfig } from "./config.js";
+import { CredentialStore } from "./credentials.js";
+
+/** Aedes' CONNACK return codes (a const enum in its typings, so spelled out here). */
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+/** The in-process hub's user name: "$" cannot appear in stored user names, so it never collides. */
+const INTERNAL_HUB_USER = "$hub";
+
+/** Published denials are re-routed here: no client can subscribe to it, so the message goes nowhere. */
+const DROPPED_TOPIC = "$lockstep/dropped";
+
+export interface EmbeddedBrokerPorts {
+  tcp: number;
+  ws?: number;
+  tls?: number;
+}
+
+export class BrokerError extends LockstepError {
+  override name = "BrokerError";
+  constructor(message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, "broker", hint, options);
+  }
+}
+
+export interface EmbeddedBrokerEvents {
+  /** A client authenticated and is connected. */
+  clientConnected: [info: { clientId: string; user: string; role: string }];
+  clientDisconnected: [info: { clientId: string; user: string }];
+  denied: [info: { clientId: string; user: string; action: "connect" | "publish" | "subscribe"; topic?: string; reason: string }];
+}
+
+export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
+  readonly topics: Topics;
+  private aedes?: Aedes;
+  private db?: Level<string, Buffer>;
+  private persistence?: ReturnType<typeof aedesPersistenceLevel>;
+  private store?: CredentialStore;
+  private servers: Array<NetServer | HttpServer | TlsServer> = [];
+  private detachers: Array<() => void> = [];
+  private wss = new WebSocketServer({ noServer: true });
+  private boundPorts?: EmbeddedBrokerPorts;
+  /** Who each connected client authenticated as. */
+  private users = new WeakMap<Client, AclUser>();
+  /** Connected clients by client id, to refuse a session takeover by a different user. */
+  private live = new Map<string, Client>();
+  /** Random per start: lets this process's own hub connect without a stored password. */
+  private readonly internalHubPassword = randomBytes(32).toString("base64url");
+
+  constructor(
+    readonly config: HubBrokerConfig,
+    private readonly logger: Logger,
+  ) {
+    super();
+    this.topics = new Topics(config.topicPrefix, config.haPrefix);
+  }
+
+  get credentials(): CredentialStore {
+    if (!this.store) throw new BrokerError("broker not started", "call start() first");
+    return this.store;
+  }
+
+  /** Ports actually bound (useful with port 0). */
+  get ports(): EmbeddedBrokerPorts {
+    if (!this.boundPorts) throw new BrokerError("broker not started", "call start() first");
+    return this.boundPorts;
+  }
+
+  /** mqtt:// URL of the TCP listener, with a loopback address when it listens on all interfaces. */
+  get url(): string {
+    return `mqtt://${connectHost(this.config.listeners.tcp.host)}:${this.ports.tcp}`;
+  }
+
+  /** ws:// URL of the standalone WebSocket listener, if configured. */
+  get wsUrl(): string | undefined {
+    const ws = this.config.listeners.ws;
+    if (!ws || this.ports.ws === undefined) return undefined;
+    return `ws://${connectHost(ws.host)}:${this.ports.ws}${ws.path}`;
+  }
+
+  /**
+   * Connection details for the hub running in this process: full access, valid until stop().
+   * The password is random per start and never written anywhere.
+   */
+  hubConnection(): { url: string; username: string; password: string } {
+    return { url: this.url, username: INTERNAL_HUB_USER, password: this.internalHubPassword };
+  }
+
+  async start(): Promise<void> {
+    if (this.aedes) throw new BrokerError("broker already started");
+    const { config } = this;
+    const log = this.logger;
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    this.store = await CredentialStore.open(config.credentialsFile);
+
+    this.db = new Level<string, Buffer>(join(config.dataDir, "mqtt"), { valueEncoding: "buffer" });
+    try {
+      await this.db.open();
+    } catch (err) {
+      throw new BrokerError(
+        `cannot open broker persistence in ${join(config.dataDir, "mqtt")}: ${(err as Error).message}`,
+        "is another Lockstep hub running with the same dataDir?",
+        { cause: err },
+      );
+    }
+    this.persistence = aedesPersistenceLevel(this.db);
+    this.aedes = await Aedes.createBroker({
+      persistence: this.persistence,
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
+      authorizeForward: (client, packet) => {
+        const user = this.users.get(client);
+        return user && canReceive(user, packet.topic, this.topics) ? packet : null;
+      },
+    });
+    const aedes = this.aedes;
+    aedes.on("clientReady", (client) => {
+      this.live.set(client.id, client);
+      const user = this.users.get(client);
+      log.info({ clientId: client.id, user: user?.name, role: user?.role }, "mqtt client connected");
+      this.emit("clientConnected", { clientId: client.id, user: user?.name ?? "", role: user?.role ?? "" });
+    });
+    aedes.on("clientDisconnect", (client) => {
+      if (this.live.get(client.id) === client) this.live.delete(client.id);
+      const user = this.users.get(client);
+      log.info({ clientId: client.id, user: user?.name }, "mqtt client disconnected");
+      this.emit("clientDisconnected", { clientId: client.id, user: user?.name ?? "" });
+    });
+    aedes.on("clientError", (client, err) => log.debug({ clientId: client.id, err: err.message }, "mqtt client error"));
+    aedes.on("connectionError", (_client, err) => log.debug({ err: err.message }, "mqtt connection error"));
+
+    const ports: EmbeddedBrokerPorts = { tcp: 0 };
+    try {
+      const tcp = createNetServer((socket) => this.handleSocket(socket));
+      ports.tcp = await this.listen(tcp, config.listeners.tcp.host, config.listeners.tcp.port, "tcp");
+
+      if (config.listeners.ws) {
+        const ws = config.listeners.ws;
+        const http = createHttpServer((_req, res) => {
+          res.writeHead(426, { "content-type": "text/plain" }).end("MQTT over WebSocket: connect with a WebSocket client\n");
+        });
+        this.attachWebSocket(http, ws.path);
+        ports.ws = await this.listen(http, ws.host, ws.port, "ws");
+      }
+
+      if (config.listeners.tls) {
+        const tls = config.listeners.tls;
+        const server = createTlsServer({
+          cert: readFileSync(tls.certFile),
+          key: readFileSync(tls.keyFile),
+          ...(tls.caFile ? { ca: readFileSync(tls.caFile), requestCert: true, rejectUnauthorized: true } : {}),
+        });
+        server.on("secureConnection", (socket) => this.handleSocket(socket));
+        server.on("tlsClientError", (err) => log.debug({ err: err.message }, "tls handshake failed"));
+        ports.tls = await this.listen(server, tls.host, tls.port, "tls");
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    this.boundPorts = ports;
+    log.info({ ports, dataDir: config.dataDir, allowAnonymous: config.allowAnonymous }, "embedded mqtt broker started");
+  }
+
+  /**
+   * Serve MQTT over WebSocket on an existing HTTP(S) server at `path` (the hub's page and
+   * Node-RED share one port). Other upgrade requests (e.g. Node-RED's /comms) are left alone.
+   * Returns a function that detaches again.
+   */
+  attachWebSocket(server: HttpServer | HttpsServer, path = "/mqtt"): () => void {
+    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      if (url.pathname !== path) return; // someone else's upgrade
+      if (!this.aedes || this.aedes.closed) {
+        socket.destroy();
+        return;
+      }
+      (socket as Socket).setNoDelay?.(true);
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        const stream = createWebSocketStream(ws);
+        stream.on("error", () => stream.destroy());
+        this.aedes?.handle(stream, req);
+      });
+    };
+    server.on("upgrade", onUpgrade);
+    const detach = () => {
+      server.off("upgrade", onUpgrade);
+      this.detachers = this.detachers.filter((d) => d !== detach);
+    };
+    this.detachers.push(detach);
+    return detach;
+  }
+
+  async stop(): Promise<void> {
+    const aedes = this.aedes;
+    for (const detach of [...this.detachers]) detach();
+    // Stop accepting first, then close clients (which lets the servers finish closing).
+    const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    for (const client of this.wss.clients) client.terminate();
+    for (const server of this.servers) (server as HttpServer).closeAllConnections?.();
+    await Promise.all(closing);
+    this.servers = [];
+    if (this.persistence) await this.persistence.destroy().catch(() => undefined);
+    else if (this.db) await this.db.close().catch(() => undefined);
+    this.aedes = undefined;
+    this.persistence = undefined;
+    this.db = undefined;
+    this.boundPorts = undefined;
+    this.live.clear();
+    if (aedes) this.logger.info("embedded mqtt broker stopped");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private handleSocket(socket: Socket): void {
+    // Aedes never disables Nagle: without this a QoS 1 round trip takes ~40 ms instead of µs.
+    socket.setNoDelay(true);
+    if (!this.aedes || this.aedes.closed) {
+      socket.destroy();
+      return;
+    }
+    this.aedes.handle(socket);
+  }
+
+  private listen(server: NetServer | HttpServer | TlsServer, host: string, port: number, name: string): Promise<number> {
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once("error", (err) =>
+        reject(new BrokerError(`cannot listen for ${name} on ${host}:${port}: ${err.message}`, `change listeners.${name}.port or stop what uses it`, { cause: err })),
+      );
+      server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+    });
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    const refuse = (code: number, reason: string) => {
+      this.logger.warn({ clientId: client.id, user: username, reason }, "mqtt connection refused");
+      this.emit("denied", { clientId: client.id, user: username ?? "", action: "connect", reason });
+      const err = new Error(reason) as AuthenticateError;
+      err.returnCode = code as AuthenticateError["returnCode"];
+      done(err, false);
+    };
+    const accept = (user: AclUser) => {
+      const holder = this.live.get(client.id);
+      const holderUser = holder ? this.users.get(holder) : undefined;
+      if (holder && !holder.closed && holderUser && holderUser.name !== user.name) {
+        // Another user's live session: taking it over would disconnect that client.
+        return refuse(NOT_AUTHORIZED, `client id "${client.id}" is in use by another user`);
+      }
+      this.users.set(client, user);
+      done(null, true);
+    };
+
+    if (username === undefined || username === "") {
+      if (this.config.allowAnonymous) return accept({ name: "anonymous", role: "viewer" });
+      return refuse(NOT_AUTHORIZED, "anonymous clients are not allowed");
+    }
+    const secret = password?.toString("utf8") ?? "";
+    if (username === INTERNAL_HUB_USER) {
+      return secret === this.internalHubPassword
+        ? accept({ name: INTERNAL_HUB_USER, role: "hub" })
+        : refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password");
+    }
+    this.credentials.verify(username, secret).then(
+      (user) => (user ? accept({ name: user.name, role: user.role }) : refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password")),
+      (err: Error) => {
+        this.logger.error({ err: err.message }, "credential check failed");
+        refuse(3 /* server unavailable */, "credential store unreadable");
+      },
+    );
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+    if (!client) return done(null); // the broker itself (an expired last will)
+    const user = this.users.get(client);
+    if (user && canPublish(user, packet.topic, this.topics)) return done(null);
+    this.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, topic: packet.topic }, "mqtt publish denied");
+    this.emit("denied", { clientId: client.id, user: user?.name ?? "", action: "publish", topic: packet.topic, reason: "not allowed for this role" });
+    // MQTT 3.1.1 cannot refuse a publish; acknowledge it and send it nowhere, so the client is
+    // not disconnected and nothing is delivered or retained.
+    packet.topic = DROPPED_TOPIC;
+    packet.retain = false;
+    packet.payload = Buffer.alloc(0);
+    done(null);
+  }
+
+  private authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
+    const user = this.users.get(client);
+    if (user && canSubscribe(user, sub.topic, this.topics)) return done(null, sub);
+    this.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, filter: sub.topic }, "mqtt subscription denied");
+    this.emit("denied", { clientId: client.id, user: user?.name ?? "", action: "subscribe", topic: sub.topic, reason: "not allowed for this role" });
+    done(null, null); // SUBACK 0x80
+  }
+}
+
+function connectHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
+  return host.includes(":") ? `[${host}]` : host;
+}
