@@ -84,6 +84,10 @@ export const SelfUpdateConfig = z
     stateDir: z.string().default("/var/lib/lockstep-agent"),
     /** The flake checkout this host builds from. */
     checkoutDir: z.string(),
+    /** Cloned into checkoutDir when that is not a git checkout yet (hosts without the agent daemon). */
+    repoUrl: z.string().min(1).optional(),
+    /** Deploy key for fetch/pull over ssh. */
+    sshKeyFile: z.string().min(1).optional(),
     /** "flake-update": `nix flake update` here (home lab without CI); "git-pull": take what CI committed. */
     mode: z.enum(["flake-update", "git-pull"]).default("flake-update"),
     /** Inputs to update in flake-update mode; empty = all. */

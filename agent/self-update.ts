@@ -8,7 +8,7 @@
  * or modules changed and only inside the reboot window. Every run, whatever its end, is appended
  * to <stateDir>/self-update-runs.jsonl and, with a broker configured, reported to the hub.
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -70,6 +70,10 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   const log = opts.log ?? pino({ level: cfg.logLevel }, pino.destination(2));
   const now = opts.now ?? (() => new Date());
   const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env), ...cfg.env };
+  if (cfg.sshKeyFile) {
+    // git runs GIT_SSH_COMMAND through a shell: the key path is quoted as one word.
+    env.GIT_SSH_COMMAND = `ssh -i '${cfg.sshKeyFile.replaceAll("'", "'\\''")}' -o IdentitiesOnly=yes -o BatchMode=yes`;
+  }
   const timeoutMs = cfg.stepTimeoutSeconds * 1000;
   const started = now();
   const startedMs = Date.now();
@@ -133,7 +137,8 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     const outLink = join(cfg.stateDir, OUT_LINK);
     const placeholders = { flake: checkout, attr: commands.attribute, out: outLink, profile: cfg.systemProfile, host: cfg.host };
     record.generationBefore = await currentGeneration(cfg.systemProfile);
-    record.commitBefore = (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined;
+    const headOf = async () => (existsSync(join(checkout, ".git")) ? (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined : undefined);
+    record.commitBefore = await headOf();
 
     await step("health", async () => {
       record.health = await runHealthChecks(cfg.health, { env });
@@ -145,6 +150,11 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     });
 
     await step("update", async () => {
+      if (!existsSync(join(checkout, ".git"))) {
+        if (!cfg.repoUrl) throw new RunStop("failed", `${checkout} is not a git checkout`, "set repoUrl so the self-update clones it, or clone it there");
+        const c = await run(["git", "clone", "--quiet", "--branch", cfg.branch, cfg.repoUrl, checkout]);
+        if (c.exitCode !== 0) throw new RunStop("failed", "cloning the flake repository failed", describeFailure(c));
+      }
       if (cfg.mode === "git-pull") {
         const r = await run(["git", "pull", "--ff-only", cfg.remote, cfg.branch], checkout);
         if (r.exitCode !== 0) throw new RunStop("failed", "git pull failed; nothing was built or switched", describeFailure(r));
@@ -161,7 +171,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
           if (c.exitCode !== 0) throw new RunStop("failed", "the lock was updated but could not be committed", describeFailure(c));
         }
       }
-      record.commitAfter = (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined;
+      record.commitAfter = await headOf();
       if (cfg.mode === "git-pull") return record.commitAfter === record.commitBefore ? "already at the remote head" : `pulled ${record.commitBefore?.slice(0, 12)} -> ${record.commitAfter?.slice(0, 12)}`;
       return record.lockChanged ? "flake.lock updated" : "flake.lock already current";
     });

@@ -167,6 +167,19 @@ describe("lockstep-agent self-update with real nix", () => {
     expect(realpathSync(h.profile)).toBe(runningBefore);
   });
 
+  it("clones the checkout when it is missing and a repo URL is configured", async () => {
+    const h = setUpHost();
+    const fresh = join(h.dir, "fresh-checkout");
+    const missing = await runSelfUpdate(h.config({ checkoutDir: fresh, mode: "git-pull" }), { env: nixEnv(), log: silent });
+    expect(missing.outcome).toBe("failed");
+    expect(missing.error).toContain("set repoUrl");
+    const record = await runSelfUpdate(h.config({ checkoutDir: fresh, mode: "git-pull", repoUrl: h.repo.originUrl }), { env: nixEnv(), log: silent });
+    expect(record.outcome, record.error).toBe("succeeded");
+    expect(record.commitBefore).toBeUndefined();
+    expect(record.commitAfter).toBe(h.repo.head());
+    expect(record.summary).toBe("system already current"); // same config as generation 1
+  });
+
   it("refuses a second concurrent run, and takes over the lock of a dead run", async () => {
     const h = setUpHost();
     h.repo.bumpInput("tools");
