@@ -1,0 +1,391 @@
+/**
+ * An in-memory FleetPort whose hosts behave like Lockstep agents, for fast rollout tests:
+ * - commands to an offline host wait (like a persistent MQTT session) and arrive on reconnect,
+ *   where an expired one is rejected; a command id seen before is ignored (re-delivery runs once);
+ * - one job at a time per host, each published accepted -> running -> terminal, with latency;
+ * - pull moves the checkout, switch builds a new profile generation (or fails for a host with an
+ *   injected build failure), test runs the host's checks, rollback returns to a generation;
+ * - a host can restart during a switch (offline for a while, the job result comes after);
+ * - compartments follow the DESIGN.md rules from the simulated facts.
+ */
+import type { Command, CommandOp, Compartment, CompartmentName, HostInfo, JobState, MaintenanceWindow, RolloutHistoryEntry, RolloutProgress, AuditEvent } from "../../protocol/schemas.js";
+import {
+  newCommandId,
+  waitForChange,
+  type CommandArgsInput,
+  type CommandMeta,
+  type FleetChange,
+  type FleetPort,
+  type HostSnapshot,
+  type RolloutPublisher,
+} from "../../rollout/fleet-port.js";
+
+export interface FakeHostOptions {
+  host: string;
+  priority?: number;
+  tags?: string[];
+  canary?: boolean;
+  hold?: boolean;
+  holdReason?: string;
+  maintenanceWindow?: MaintenanceWindow;
+  online?: boolean;
+  /** Current profile generation (default 1). */
+  generation?: number;
+  /** Commit checked out and built into the current generation. */
+  commit?: string;
+}
+
+export interface FakeFleetOptions {
+  hosts: FakeHostOptions[];
+  /** Time each job takes (default 1 ms). */
+  latencyMs?: number;
+  /** The fleet's head commit (what git/lock compartments compare against). Default: the first rollout commit seen. */
+  expectedHead?: string;
+}
+
+interface FakeHost {
+  opts: FakeHostOptions;
+  online: boolean;
+  commit?: string;
+  generation: number;
+  /** generation -> commit it was built from */
+  generations: Map<number, string | undefined>;
+  lastSwitch?: { ok: boolean; error?: string };
+  lastTest?: { generation: number; passed: boolean };
+  inbox: Command[];
+  seen: Set<string>;
+  queue: Command[];
+  busy: boolean;
+  failBuild: boolean;
+  failTests: boolean;
+  restartDuringSwitchMs?: number;
+  hold: boolean;
+  lastSeen: string;
+  compartments: Partial<Record<CompartmentName, Compartment>>;
+}
+
+export const OLD_COMMIT = "a".repeat(40);
+
+export class FakeFleet implements FleetPort, RolloutPublisher {
+  /** Every command that reached the broker, in order. */
+  readonly commands: Command[] = [];
+  /** Every command an agent actually ran (after dedup and expiry checks). */
+  readonly executed: { host: string; op: string; id: string }[] = [];
+  readonly progress: RolloutProgress[] = [];
+  readonly history: RolloutHistoryEntry[] = [];
+  readonly audits: AuditEvent[] = [];
+  private readonly hostMap = new Map<string, FakeHost>();
+  private readonly jobs = new Map<string, JobState>();
+  private readonly listeners = new Set<(c: FleetChange) => void>();
+  private readonly dropped = new Set<string>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private expectedHead?: string;
+  private readonly latencyMs: number;
+
+  constructor(opts: FakeFleetOptions) {
+    this.latencyMs = opts.latencyMs ?? 1;
+    this.expectedHead = opts.expectedHead;
+    for (const o of opts.hosts) {
+      const generation = o.generation ?? 1;
+      const h: FakeHost = {
+        opts: o,
+        online: o.online ?? true,
+        commit: o.commit ?? OLD_COMMIT,
+        generation,
+        generations: new Map([[generation, o.commit ?? OLD_COMMIT]]),
+        inbox: [],
+        seen: new Set(),
+        queue: [],
+        busy: false,
+        failBuild: false,
+        failTests: false,
+        hold: o.hold ?? false,
+        lastSeen: new Date().toISOString(),
+        compartments: {},
+      };
+      this.hostMap.set(o.host, h);
+      this.recompute(h);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Test controls
+
+  setOnline(host: string, online: boolean): void {
+    const h = this.get(host);
+    h.online = online;
+    h.lastSeen = new Date().toISOString();
+    this.notify({ kind: "availability", host });
+    if (online) {
+      const waiting = h.inbox.splice(0);
+      for (const c of waiting) this.deliver(h, c);
+    }
+  }
+  failBuild(host: string, fail = true): void {
+    this.get(host).failBuild = fail;
+  }
+  failTests(host: string, fail = true): void {
+    this.get(host).failTests = fail;
+  }
+  /** The agent goes offline for `ms` in the middle of every switch, then comes back and reports. */
+  restartDuringSwitch(host: string, ms: number): void {
+    this.get(host).restartDuringSwitchMs = ms;
+  }
+  setHold(host: string, hold: boolean): void {
+    this.get(host).hold = hold;
+    this.recompute(this.get(host));
+    this.notify({ kind: "info", host });
+  }
+  setExpectedHead(commit: string): void {
+    this.expectedHead = commit;
+    for (const h of this.hostMap.values()) {
+      this.recompute(h);
+      this.notify({ kind: "compartment", host: h.opts.host });
+    }
+  }
+  /** The next `op` command for `host` is lost with the hub: sendCommand never returns and nothing reaches the host. */
+  loseNextCommand(host: string, op: CommandOp): void {
+    this.dropped.add(`${host}/${op}`);
+  }
+  generationOf(host: string): number {
+    return this.get(host).generation;
+  }
+  /** How many times an agent ran `op` on `host`. */
+  ran(host: string, op?: string): number {
+    return this.executed.filter((e) => e.host === host && (op === undefined || e.op === op)).length;
+  }
+  /** Stop every pending simulated timer (end of a test). */
+  close(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // FleetPort
+
+  hosts(): HostSnapshot[] {
+    return [...this.hostMap.keys()].map((h) => this.host(h)!);
+  }
+
+  host(host: string): HostSnapshot | undefined {
+    const h = this.hostMap.get(host);
+    if (!h) return undefined;
+    return { host, info: this.info(h), availability: h.online ? "online" : "offline", compartments: { ...h.compartments }, lastSeen: h.lastSeen };
+  }
+
+  async sendCommand<O extends CommandOp>(host: string, op: O, args: CommandArgsInput<O>, meta: CommandMeta): Promise<string> {
+    const h = this.get(host);
+    const cmd = {
+      id: meta.id ?? newCommandId(),
+      op,
+      args: args ?? {},
+      issuedAt: new Date().toISOString(),
+      expiresAt: meta.expiresAt.toISOString(),
+      requestedBy: meta.requestedBy,
+      rolloutId: meta.rolloutId,
+    } as Command;
+    if (this.dropped.delete(`${host}/${op}`)) return new Promise<string>(() => undefined);
+    this.commands.push(cmd);
+    if (op === "pull" && !this.expectedHead) this.setExpectedHead((args as { commit: string }).commit);
+    if (h.online) this.later(0, () => this.deliver(h, cmd));
+    else h.inbox.push(cmd);
+    return cmd.id;
+  }
+
+  job(host: string, jobId: string): JobState | undefined {
+    return this.jobs.get(`${host}/${jobId}`);
+  }
+
+  waitForJob(host: string, jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobState> {
+    const terminal = ["rejected", "succeeded", "failed", "interrupted", "cancelled"];
+    return waitForChange(
+      this,
+      `job ${jobId} on ${host}`,
+      () => {
+        const j = this.job(host, jobId);
+        return j && terminal.includes(j.state) ? j : undefined;
+      },
+      (c) => c.kind === "job" && c.jobId === jobId,
+      timeoutMs,
+      signal,
+    );
+  }
+
+  waitForHost(host: string, predicate: (h: HostSnapshot) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<HostSnapshot> {
+    return waitForChange(
+      this,
+      `host ${host}`,
+      () => {
+        const s = this.host(host);
+        return s && predicate(s) ? s : undefined;
+      },
+      (c) => c.host === host,
+      timeoutMs,
+      signal,
+    );
+  }
+
+  onChange(listener: (change: FleetChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // RolloutPublisher: keep what would go to the broker.
+  async publishProgress(p: RolloutProgress): Promise<void> {
+    this.progress.push(p);
+  }
+  async publishHistory(e: RolloutHistoryEntry): Promise<void> {
+    this.history.push(e);
+  }
+  async publishAudit(e: AuditEvent): Promise<void> {
+    this.audits.push(e);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The simulated agent
+
+  private get(host: string): FakeHost {
+    const h = this.hostMap.get(host);
+    if (!h) throw new Error(`fake fleet has no host ${host}`);
+    return h;
+  }
+
+  private later(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private info(h: FakeHost): HostInfo {
+    const o = h.opts;
+    const info: HostInfo = {
+      host: o.host,
+      hostname: o.host,
+      os: "nixos",
+      agentVersion: "0.1.0",
+      branch: "main",
+      commit: h.commit,
+      generation: h.generation,
+      tags: o.tags ?? [],
+      priority: o.priority ?? 100,
+      canary: o.canary ?? false,
+      hold: h.hold,
+      startedAt: "2026-11-01T00:00:00.000Z",
+      updatedAt: h.lastSeen,
+    };
+    if (o.holdReason) info.holdReason = o.holdReason;
+    if (o.maintenanceWindow) info.maintenanceWindow = o.maintenanceWindow;
+    return info;
+  }
+
+  private recompute(h: FakeHost): void {
+    const at = new Date().toISOString();
+    const current = h.commit !== undefined && h.commit === this.expectedHead;
+    const c = (status: Compartment["status"], summary: string, generation?: number): Compartment =>
+      generation === undefined ? { status, summary, checkedAt: at } : { status, summary, checkedAt: at, generation };
+    h.compartments.agent = c("ok", "agent 0.1.0");
+    h.compartments.git = c(current ? "ok" : "outdated", current ? "at head" : "behind head");
+    h.compartments.lock = c(current ? "ok" : "outdated", current ? "matches head" : "differs from head");
+    const builtFrom = h.generations.get(h.generation);
+    if (h.lastSwitch && !h.lastSwitch.ok) h.compartments.system = c("failed", `switch failed: ${h.lastSwitch.error}`, h.generation);
+    else if (builtFrom !== h.commit) h.compartments.system = c("outdated", "checkout changed since the last switch", h.generation);
+    else h.compartments.system = c(current ? "ok" : "outdated", `generation ${h.generation}`, h.generation);
+    const t = h.lastTest;
+    if (!t || t.generation !== h.generation) h.compartments.tests = c("outdated", "not tested on this generation", h.generation);
+    else h.compartments.tests = c(t.passed ? "ok" : "failed", t.passed ? "3/3 passed" : "1/3 failed", h.generation);
+  }
+
+  private publishJob(h: FakeHost, cmd: Command, patch: Partial<JobState> & Pick<JobState, "state" | "summary">): void {
+    const key = `${h.opts.host}/${cmd.id}`;
+    const prev = this.jobs.get(key);
+    const job: JobState = {
+      ...(prev ?? { id: cmd.id, host: h.opts.host, op: cmd.op, acceptedAt: new Date().toISOString(), rolloutId: cmd.rolloutId, requestedBy: cmd.requestedBy }),
+      ...patch,
+    };
+    this.jobs.set(key, job);
+    this.notify({ kind: "job", host: h.opts.host, jobId: cmd.id });
+  }
+
+  private deliver(h: FakeHost, cmd: Command): void {
+    if (!h.online) {
+      h.inbox.push(cmd);
+      return;
+    }
+    if (h.seen.has(cmd.id)) return; // re-delivery runs once
+    h.seen.add(cmd.id);
+    if (Date.now() > Date.parse(cmd.expiresAt)) {
+      this.publishJob(h, cmd, { state: "rejected", summary: `command expired at ${cmd.expiresAt}`, finishedAt: new Date().toISOString() });
+      return;
+    }
+    this.publishJob(h, cmd, { state: "accepted", summary: "queued" });
+    h.queue.push(cmd);
+    this.pump(h);
+  }
+
+  private pump(h: FakeHost): void {
+    if (h.busy) return;
+    const cmd = h.queue.shift();
+    if (!cmd) return;
+    h.busy = true;
+    this.executed.push({ host: h.opts.host, op: cmd.op, id: cmd.id });
+    this.publishJob(h, cmd, { state: "running", summary: `${cmd.op} running`, startedAt: new Date().toISOString() });
+    this.later(this.latencyMs, () => {
+      const finish = (patch: Partial<JobState> & Pick<JobState, "state" | "summary">) => {
+        this.recompute(h);
+        this.notify({ kind: "info", host: h.opts.host });
+        this.notify({ kind: "compartment", host: h.opts.host });
+        this.publishJob(h, cmd, { finishedAt: new Date().toISOString(), ...patch });
+        h.busy = false;
+        this.pump(h);
+      };
+      this.run(h, cmd, finish);
+    });
+  }
+
+  private run(h: FakeHost, cmd: Command, finish: (p: Partial<JobState> & Pick<JobState, "state" | "summary">) => void): void {
+    switch (cmd.op) {
+      case "pull":
+        h.commit = cmd.args.commit;
+        return finish({ state: "succeeded", summary: `checked out ${cmd.args.commit.slice(0, 8)}`, commit: cmd.args.commit });
+      case "switch": {
+        const before = h.generation;
+        if (h.failBuild) {
+          h.lastSwitch = { ok: false, error: "configuration does not build" };
+          return finish({ state: "failed", summary: "build failed", error: "configuration does not build", exitCode: 1, generationBefore: before, generationAfter: before });
+        }
+        const next = Math.max(...h.generations.keys()) + 1;
+        h.generations.set(next, h.commit);
+        h.generation = next;
+        h.lastSwitch = { ok: true };
+        const done = () => finish({ state: "succeeded", summary: `switched to generation ${next}`, generationBefore: before, generationAfter: next });
+        if (h.restartDuringSwitchMs === undefined) return done();
+        // The agent restarts with the new system: offline for a while, then reports the result.
+        this.setOnline(h.opts.host, false);
+        this.later(h.restartDuringSwitchMs, () => {
+          this.setOnline(h.opts.host, true);
+          done();
+        });
+        return;
+      }
+      case "test":
+        h.lastTest = { generation: h.generation, passed: !h.failTests };
+        return finish(h.failTests ? { state: "failed", summary: "1/3 checks failed", exitCode: 1 } : { state: "succeeded", summary: "3/3 checks passed" });
+      case "rollback": {
+        const target = cmd.args.generation ?? h.generation - 1;
+        if (!h.generations.has(target)) return finish({ state: "failed", summary: `no generation ${target}`, exitCode: 1 });
+        const before = h.generation;
+        h.generation = target;
+        h.lastSwitch = { ok: true };
+        return finish({ state: "succeeded", summary: `rolled back to generation ${target}`, generationBefore: before, generationAfter: target });
+      }
+      default:
+        return finish({ state: "succeeded", summary: `${cmd.op} done` });
+    }
+  }
+
+  private notify(change: FleetChange): void {
+    for (const l of [...this.listeners]) l(change);
+  }
+}
