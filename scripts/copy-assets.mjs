@@ -16,3 +16,8 @@ function copyTree(from, to) {
   }
 }
 for (const dir of ["node-red-nodes", "dashboard", "flows", "test/fleet"]) copyTree(dir, join("dist", dir));
+// The fleet page's browser modules are plain .js in the source (tsc compiles only dashboard/server.ts).
+mkdirSync(join("dist", "dashboard"), { recursive: true });
+for (const name of readdirSync("dashboard")) {
+  if (/\.js$/.test(name)) cpSync(join("dashboard", name), join("dist", "dashboard", name));
+}
