@@ -43,6 +43,8 @@ export const DetectionRules = z
     titlePatterns: z.array(z.string().min(1)).default(["flake.lock", "Update flake", "Bump flake"]),
     /** Head branch names; `*` matches any characters. */
     headBranchPatterns: z.array(z.string().min(1)).default(["update_flake_lock_action", "update-nixfleet-*"]),
+    /** Head branches never taken for an update: Lockstep's own revert PRs change only flake.lock too. */
+    excludeHeadBranchPatterns: z.array(z.string().min(1)).default(["lockstep/revert-*"]),
     /** Only PRs whose changed files are exactly flake.lock count (checked with the PR files API). */
     onlyFlakeLock: z.boolean().default(true),
   })

@@ -25,6 +25,7 @@ export function branchPatternMatches(pattern: string, branch: string): boolean {
 /** Which rules a PR matches (pure; the "only flake.lock" rule needs the files API, see below). */
 export function matchRules(pr: Pick<PullSummary, "title" | "labels" | "head">, rules: DetectionRules): MatchRule[] {
   const matched: MatchRule[] = [];
+  if (rules.excludeHeadBranchPatterns.some((p) => branchPatternMatches(p, pr.head.ref))) return matched;
   const names = new Set(pr.labels.map((l) => l.name.toLowerCase()));
   if (rules.labels.length > 0 && rules.labels.every((l) => names.has(l.toLowerCase()))) matched.push("labels");
   const title = pr.title.toLowerCase();
