@@ -142,7 +142,20 @@ export interface LoadConfigOptions {
   defaults?: Record<string, unknown>;
 }
 
-/** Read the config file (if any), apply LOCKSTEP_* overrides, validate. Throws ConfigError. */
+/**
+ * The broker settings inside a config file: either a bare broker config, or a hub config file
+ * (`lockstep hub --config`) whose broker settings sit under "broker" next to a shared "dataDir".
+ */
+export function brokerSection(file: Record<string, unknown>): Record<string, unknown> {
+  const nested = file.broker;
+  if (typeof nested !== "object" || nested === null || Array.isArray(nested)) return file;
+  return { ...(file.dataDir !== undefined ? { dataDir: file.dataDir } : {}), ...(nested as Record<string, unknown>) };
+}
+
+/**
+ * Read the config file (if any), apply LOCKSTEP_* overrides, validate. Throws ConfigError.
+ * Precedence: `defaults` < file < environment.
+ */
 export function loadHubBrokerConfig(options: LoadConfigOptions = {}): HubBrokerConfig {
   const env = options.env ?? process.env;
   const merged: Record<string, unknown> = structuredClone(options.defaults ?? {});
@@ -164,7 +177,7 @@ export function loadHubBrokerConfig(options: LoadConfigOptions = {}): HubBrokerC
     if (typeof fromFile !== "object" || fromFile === null || Array.isArray(fromFile)) {
       throw new ConfigError(`config file ${options.file} must hold a JSON object`);
     }
-    Object.assign(merged, fromFile);
+    Object.assign(merged, brokerSection(fromFile as Record<string, unknown>));
   }
 
   for (const { env: name, path, kind } of ENV_OVERRIDES) {

@@ -1,0 +1,283 @@
+#!/usr/bin/env node
+/**
+ * The `lockstep` command line. One entry per subcommand in SUBCOMMANDS; each declares its
+ * options (node:util parseArgs) and a run() that returns the exit code.
+ *
+ *   lockstep users add web1 --role agent        prints a generated password once
+ *   lockstep users remove web1
+ *   lockstep users list
+ *   lockstep mosquitto-config --out /etc/mosquitto/lockstep
+ *
+ * Global options: --config FILE (hub or broker JSON config), --data-dir DIR, --help.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { LockstepError, Topics } from "../protocol/index.js";
+import { loadHubBrokerConfig, ENV_OVERRIDES, type HubBrokerConfig } from "./config.js";
+import { CredentialStore, ROLES, UserRole } from "./credentials.js";
+import { MOSQUITTO_QUEUE_DEFAULTS, writeMosquittoConfig } from "./mosquitto.js";
+
+export interface CliIo {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+type Values = Record<string, string | boolean | undefined>;
+
+export interface CliContext {
+  /** Positional arguments after the subcommand name. */
+  args: string[];
+  /** Parsed option values (global and the subcommand's own). */
+  values: Values;
+  io: CliIo;
+  /** The broker config from --config / --data-dir / LOCKSTEP_* (loaded on first use). */
+  config(): HubBrokerConfig;
+}
+
+export interface Subcommand {
+  name: string;
+  summary: string;
+  /** Shown by `lockstep NAME --help`. */
+  usage: string;
+  options: Options;
+  run(ctx: CliContext): Promise<number>;
+}
+
+/** Where state lives when neither --data-dir, the config file nor LOCKSTEP_DATA_DIR says. */
+export const DEFAULT_DATA_DIR = ".lockstep-data";
+
+const GLOBAL_OPTIONS: Options = {
+  config: { type: "string", short: "c" },
+  "data-dir": { type: "string" },
+  help: { type: "boolean", short: "h" },
+};
+
+export class UsageError extends LockstepError {
+  override name = "UsageError";
+  constructor(message: string, hint = 'run "lockstep --help"') {
+    super(message, "usage", hint);
+  }
+}
+
+function str(values: Values, key: string): string | undefined {
+  const v = values[key];
+  return typeof v === "string" ? v : undefined;
+}
+
+function portOption(values: Values, key: string, fallback: number): number {
+  const raw = str(values, key);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) {
+    throw new UsageError(`--${key}: expected a number 1-65535, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+/** A password from a file: the first line, without its newline. */
+function readPasswordFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read --password-file ${file}: ${(err as Error).message}`, "check the path");
+  }
+  return text.split(/\r?\n/, 1)[0] ?? "";
+}
+
+const usersCommand: Subcommand = {
+  name: "users",
+  summary: "add, remove or list who may connect to the broker",
+  usage: [
+    "lockstep users add NAME --role agent|viewer|operator|hub [--password-file F] [--password-out F]",
+    "    Adds a user. Agents are named by their host id. Without --password-file a strong",
+    "    password is generated and printed once on stdout (or written to --password-out, mode 0600).",
+    "lockstep users remove NAME",
+    "lockstep users list [--json]",
+    "",
+    "After a change, regenerate an external Mosquitto's files with `lockstep mosquitto-config`.",
+    "A running embedded broker picks changes up by itself.",
+  ].join("\n"),
+  options: {
+    role: { type: "string", short: "r" },
+    "password-file": { type: "string" },
+    "password-out": { type: "string" },
+    json: { type: "boolean" },
+  },
+  async run({ args, values, io, config }) {
+    const [action, name, ...extra] = args;
+    if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`, 'run "lockstep users --help"');
+    const store = await CredentialStore.open(config().credentialsFile);
+    switch (action) {
+      case "add": {
+        if (!name) throw new UsageError("users add: missing NAME", 'run "lockstep users --help"');
+        const role = UserRole.safeParse(str(values, "role"));
+        if (!role.success) throw new UsageError(`users add: --role must be one of ${ROLES.join(", ")}`, 'run "lockstep users --help"');
+        const passwordFile = str(values, "password-file");
+        const result = await store.add(name, role.data, passwordFile ? readPasswordFile(passwordFile) : undefined);
+        io.stderr(`added ${role.data} "${name}"\n`);
+        if (result.generated) {
+          const out = str(values, "password-out");
+          if (out) {
+            writeFileSync(out, result.password + "\n", { mode: 0o600, flag: "wx" });
+            io.stderr(`its password is in ${out} (not stored anywhere else)\n`);
+          } else {
+            io.stderr("its password follows; it is shown only this once:\n");
+            io.stdout(result.password + "\n");
+          }
+        }
+        return 0;
+      }
+      case "remove": {
+        if (!name) throw new UsageError("users remove: missing NAME", 'run "lockstep users --help"');
+        if (!(await store.remove(name))) {
+          io.stderr(`no user "${name}"\n`);
+          return 1;
+        }
+        io.stderr(`removed "${name}"\n`);
+        return 0;
+      }
+      case "list": {
+        const users = store.list();
+        if (values.json) {
+          io.stdout(JSON.stringify(users, null, 2) + "\n");
+        } else if (users.length === 0) {
+          io.stderr("no users yet: add one with `lockstep users add NAME --role ROLE`\n");
+        } else {
+          const width = Math.max(4, ...users.map((u) => u.name.length));
+          io.stdout(`${"NAME".padEnd(width)}  ROLE      CREATED\n`);
+          for (const u of users) io.stdout(`${u.name.padEnd(width)}  ${u.role.padEnd(8)}  ${u.createdAt}\n`);
+        }
+        return 0;
+      }
+      default:
+        throw new UsageError(action ? `users: unknown action "${action}"` : "users: missing action (add, remove, list)", 'run "lockstep users --help"');
+    }
+  },
+};
+
+const mosquittoConfigCommand: Subcommand = {
+  name: "mosquitto-config",
+  summary: "write passwd, acl and mosquitto.conf for an external Mosquitto",
+  usage: [
+    "lockstep mosquitto-config --out DIR [--port N] [--ws-port N] [--host H] [--run-as-user U]",
+    "    Writes DIR/passwd, DIR/acl and DIR/mosquitto.conf from Lockstep's users (no",
+    "    plaintext needed). Start Mosquitto with `mosquitto -c DIR/mosquitto.conf`; after",
+    "    `lockstep users add/remove`, run this again and send Mosquitto SIGHUP.",
+    `    Defaults: --port 1883, --ws-port 9001 (0 = no WebSocket listener), queue limits`,
+    `    max_inflight_messages ${MOSQUITTO_QUEUE_DEFAULTS.maxInflightMessages}, max_queued_messages ${MOSQUITTO_QUEUE_DEFAULTS.maxQueuedMessages}.`,
+  ].join("\n"),
+  options: {
+    out: { type: "string", short: "o" },
+    port: { type: "string" },
+    "ws-port": { type: "string" },
+    host: { type: "string" },
+    "run-as-user": { type: "string" },
+  },
+  async run({ args, values, io, config }) {
+    if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"`, 'run "lockstep mosquitto-config --help"');
+    const out = str(values, "out");
+    if (!out) throw new UsageError("mosquitto-config: --out DIR is required", 'run "lockstep mosquitto-config --help"');
+    const cfg = config();
+    const host = str(values, "host");
+    const wsPortRaw = str(values, "ws-port");
+    const wsPort = wsPortRaw === "0" ? 0 : portOption(values, "ws-port", 9001);
+    const runAsUser = str(values, "run-as-user");
+    const store = await CredentialStore.open(cfg.credentialsFile);
+    const files = await writeMosquittoConfig(store, {
+      dir: out,
+      tcp: { port: portOption(values, "port", 1883), ...(host ? { host } : {}) },
+      ...(wsPort ? { ws: { port: wsPort, ...(host ? { host } : {}) } } : {}),
+      ...(runAsUser ? { runAsUser } : {}),
+      topics: new Topics(cfg.topicPrefix, cfg.haPrefix),
+    });
+    const count = store.list().length;
+    io.stderr(`wrote ${files.confFile}, ${files.passwdFile} and ${files.aclFile} (${count} user${count === 1 ? "" : "s"})\n`);
+    if (count === 0) io.stderr("no users yet: add them with `lockstep users add NAME --role ROLE`, then run this again\n");
+    return 0;
+  },
+};
+
+/** Every subcommand, in `--help` order. Add new ones here. */
+export const SUBCOMMANDS: Subcommand[] = [usersCommand, mosquittoConfigCommand];
+
+function globalHelp(): string {
+  const width = Math.max(...SUBCOMMANDS.map((c) => c.name.length));
+  return [
+    "Usage: lockstep [--config FILE] [--data-dir DIR] COMMAND [options]",
+    "",
+    "Commands:",
+    ...SUBCOMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Global options:",
+    "  -c, --config FILE   JSON config (a hub config with a \"broker\" section, or broker settings)",
+    `      --data-dir DIR  state directory (default ${DEFAULT_DATA_DIR}; also LOCKSTEP_DATA_DIR)`,
+    "  -h, --help          this help; `lockstep COMMAND --help` for a command",
+    "",
+    "Environment: " + ENV_OVERRIDES.map((o) => o.env).join(", "),
+    "",
+  ].join("\n");
+}
+
+/** Run the CLI; resolves to the process exit code. */
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  try {
+    // First pass: find the subcommand name (the first positional) around the global options.
+    const first = parseArgs({ args: argv, options: GLOBAL_OPTIONS, strict: false, allowPositionals: true });
+    const name = first.positionals[0];
+    const command = SUBCOMMANDS.find((c) => c.name === name);
+    if (!command) {
+      if (name === undefined || name === "help") {
+        io.stdout(globalHelp());
+        return name === undefined && !first.values.help ? 2 : 0;
+      }
+      throw new UsageError(`unknown command "${name}"`);
+    }
+    let parsed: ReturnType<typeof parseArgs>;
+    try {
+      parsed = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, ...command.options }, strict: true, allowPositionals: true });
+    } catch (err) {
+      throw new UsageError((err as Error).message, `run "lockstep ${command.name} --help"`);
+    }
+    const values = parsed.values as Values;
+    if (values.help) {
+      io.stdout(`${command.summary}\n\n${command.usage}\n`);
+      return 0;
+    }
+    let loaded: HubBrokerConfig | undefined;
+    const config = () =>
+      (loaded ??= loadHubBrokerConfig({
+        file: str(values, "config"),
+        env: io.env,
+        defaults: { dataDir: str(values, "data-dir") ?? DEFAULT_DATA_DIR },
+      }));
+    return await command.run({ args: parsed.positionals.slice(1), values, io, config });
+  } catch (err) {
+    if (err instanceof LockstepError) {
+      io.stderr(`lockstep: ${err.message}\n`);
+      return err instanceof UsageError ? 2 : 1;
+    }
+    throw err;
+  }
+}
+
+function defaultIo(): CliIo {
+  return {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    env: process.env,
+  };
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`lockstep: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
