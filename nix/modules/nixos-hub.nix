@@ -1,0 +1,148 @@
+# services.lockstep-hub for NixOS: broker (embedded Aedes or an external one), Node-RED with the
+# Lockstep nodes and flows, and the fleet page, in one unprivileged, hardened service.
+{ config, lib, pkgs, ... }:
+let
+  cfg = config.services.lockstep-hub;
+  lockstep = import ../lib.nix;
+  inherit (lib) mkOption mkEnableOption types literalExpression;
+  credentialsDir = "/run/credentials/lockstep-hub.service";
+  hubJson = pkgs.writeText "lockstep-hub.json" (builtins.toJSON (lockstep.hubConfig { inherit cfg credentialsDir; }));
+
+  # Secret files handed to the service by systemd (LoadCredential): they stay root-only on disk
+  # and appear read-only under ${credentialsDir} for the hub's dynamic user.
+  credentials = lib.filterAttrs (_: v: v != null) {
+    github-token = cfg.github.tokenFile;
+    github-webhook-secret = cfg.github.webhookSecretFile;
+    tls-cert = cfg.tls.certFile;
+    tls-key = cfg.tls.keyFile;
+    tls-ca = cfg.tls.caFile;
+    external-broker-password = if cfg.externalBroker == null then null else cfg.externalBroker.passwordFile;
+  };
+  secretOption = description: mkOption {
+    type = types.nullOr types.str;
+    default = null;
+    description = description + " Absolute path outside the Nix store, readable by root; passed to the hub with systemd LoadCredential.";
+  };
+  ports = [ cfg.listeners.http.port ]
+    ++ lib.optional (cfg.externalBroker == null) cfg.listeners.mqtt.port
+    ++ lib.optional (cfg.externalBroker == null && cfg.tls.certFile != null) cfg.listeners.mqttTls.port;
+  listener = name: defaultPort: {
+    host = mkOption { type = types.str; default = "0.0.0.0"; description = "Address the ${name} listener binds to."; };
+    port = mkOption { type = types.port; default = defaultPort; description = "Port of the ${name} listener."; };
+  };
+in
+{
+  options.services.lockstep-hub = {
+    enable = mkEnableOption "the Lockstep hub (MQTT broker, Node-RED with the Lockstep flows, fleet page)";
+    package = mkOption {
+      type = types.package;
+      default = pkgs.lockstep;
+      defaultText = literalExpression "lockstep.packages.\${system}.lockstep";
+      description = "The Lockstep package (provides `lockstep hub`).";
+    };
+    dataDir = mkOption {
+      type = types.str;
+      default = "/var/lib/lockstep";
+      description = "Broker persistence, credentials, Node-RED user dir. Under /var/lib it is the service's StateDirectory.";
+    };
+    credentialsFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "The broker's credential store (user names and password hashes, written by `lockstep user add`); null means dataDir/credentials.json. Must not be in the Nix store.";
+    };
+    topicPrefix = mkOption { type = types.str; default = "lockstep"; description = "MQTT topic prefix, the same on hub and agents."; };
+    publicUrl = mkOption { type = types.nullOr types.str; default = null; example = "https://lockstep.example.org"; description = "Base URL of the hub behind a reverse proxy (links in notifications)."; };
+    logLevel = mkOption { type = types.enum [ "fatal" "error" "warn" "info" "debug" "trace" ]; default = "info"; description = "Hub log level."; };
+
+    listeners = {
+      mqtt = listener "MQTT (TCP)" 1883;
+      mqttTls = listener "MQTT over TLS" 8883;
+      http = listener "HTTP (fleet page, Node-RED editor, MQTT over WebSocket at /mqtt, GitHub webhook)" 1880;
+    };
+    tls = {
+      certFile = secretOption "TLS certificate (PEM) for the MQTT TLS listener; setting it enables that listener.";
+      keyFile = secretOption "TLS private key (PEM).";
+      caFile = secretOption "CA (PEM); when set, MQTT clients must also present a certificate signed by it.";
+    };
+    openFirewall = mkOption { type = types.bool; default = false; description = "Open the HTTP port and, with the embedded broker, the MQTT (and MQTT TLS) ports."; };
+
+    github = {
+      owner = mkOption { type = types.nullOr types.str; default = null; example = "acme"; description = "Owner of the fleet repository on GitHub."; };
+      repo = mkOption { type = types.nullOr types.str; default = null; example = "fleet"; description = "Fleet repository name; null disables the GitHub integration."; };
+      baseBranch = mkOption { type = types.str; default = "main"; description = "Branch lock-update PRs target."; };
+      tokenFile = secretOption "GitHub token (fine-grained: contents and pull requests read/write, checks and statuses read).";
+      webhookSecretFile = secretOption "Secret of the GitHub webhook that posts to <http>/github/webhook.";
+    };
+
+    externalBroker = mkOption {
+      type = types.nullOr (types.submodule {
+        options = {
+          url = mkOption { type = types.strMatching "(mqtts?|wss?)://.+"; example = "mqtts://mosquitto.lan:8883"; description = "Broker URL."; };
+          username = mkOption { type = types.str; default = "lockstep-hub"; description = "The hub's user on that broker."; };
+          passwordFile = mkOption { type = types.str; description = "File holding the hub's password (outside the Nix store)."; };
+        };
+      });
+      default = null;
+      description = "Use this broker (Mosquitto, EMQX, the Home Assistant add-on) instead of the embedded one; the MQTT listeners are then not opened.";
+    };
+    extraConfig = mkOption { type = types.attrs; default = { }; example = { automatic.mergeDelayMinutes = 120; }; description = "Merged (recursively) over the generated hub config JSON (hub/config.ts)."; };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = builtins.all (p: !lockstep.isStorePath p && lockstep.isAbsolutePath p) (builtins.attrValues credentials ++ lib.optional (cfg.credentialsFile != null) cfg.credentialsFile);
+        message = "services.lockstep-hub: secret files (tokenFile, webhookSecretFile, tls.*, externalBroker.passwordFile, credentialsFile) must be absolute paths outside the Nix store.";
+      }
+      { assertion = (cfg.tls.certFile == null) == (cfg.tls.keyFile == null); message = "services.lockstep-hub.tls: set certFile and keyFile together."; }
+      { assertion = (cfg.github.repo == null) == (cfg.github.owner == null); message = "services.lockstep-hub.github: set owner and repo together."; }
+    ];
+
+    environment.etc."lockstep/hub.json".source = hubJson;
+    environment.systemPackages = [ cfg.package ];
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall ports;
+
+    systemd.services.lockstep-hub = {
+      description = "Lockstep hub (MQTT broker, Node-RED, fleet page)";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      restartTriggers = [ hubJson ];
+      environment.HOME = cfg.dataDir;
+      serviceConfig = {
+        ExecStart = "${cfg.package}/bin/lockstep hub --config /etc/lockstep/hub.json";
+        Restart = "on-failure";
+        RestartSec = 5;
+        DynamicUser = true;
+        StateDirectory = lib.mkIf (lib.hasPrefix "/var/lib/" cfg.dataDir) (lib.removePrefix "/var/lib/" cfg.dataDir);
+        StateDirectoryMode = "0700";
+        ReadWritePaths = lib.optional (!lib.hasPrefix "/var/lib/" cfg.dataDir) cfg.dataDir;
+        LoadCredential = lib.mapAttrsToList (name: path: "${name}:${path}") credentials;
+        # Ports below 1024 need this one capability; nothing else.
+        AmbientCapabilities = lib.optional (builtins.any (p: p < 1024) ports) "CAP_NET_BIND_SERVICE";
+        CapabilityBoundingSet = lib.optional (builtins.any (p: p < 1024) ports) "CAP_NET_BIND_SERVICE";
+        UMask = "0077";
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" ];
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [ "@system-service" "~@privileged" ];
+        # Node's JIT needs writable+executable memory, so MemoryDenyWriteExecute stays off.
+      };
+    };
+  };
+}
