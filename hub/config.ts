@@ -1,0 +1,158 @@
+/**
+ * The hub's configuration: one JSON file (`lockstep hub --config F`), then LOCKSTEP_* environment
+ * variables on top, validated with zod. The broker part (`"broker": {...}`, data dir, listeners,
+ * external broker) is the broker's own schema and loader; this file adds what only the hub has:
+ * the HTTP server, GitHub, notifications, the weekly automation and Home Assistant.
+ *
+ * Example:
+ *   { "dataDir": "/var/lib/lockstep",
+ *     "http": { "port": 1880 },
+ *     "github": { "owner": "me", "repo": "fleet", "tokenFile": "/run/secrets/gh-token" },
+ *     "notify": { "appriseUrl": "http://apprise:8000/notify/fleet" },
+ *     "broker": { "listeners": { "tcp": { "port": 1883 } } } }
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { ConfigError, formatZodError } from "../protocol/index.js";
+import { loadHubBrokerConfig, type HubBrokerConfig } from "../broker/config.js";
+
+const port = z.number().int().min(0).max(65535);
+const minutes = z.number().min(0).max(60 * 24 * 30);
+
+/**
+ * The GitHub section is github/config.ts's GitHubConfigInput (owner, repo, baseBranch, apiBaseUrl,
+ * tokenFile, webhookSecretFile, detection, mergeMethod, revertMode, ...): checked with
+ * loadGitHubConfig at startup and handed to Node-RED's lockstep-github config node as defaults.
+ */
+export const GitHubSettings = z.record(z.string(), z.unknown());
+export type GitHubSettings = z.infer<typeof GitHubSettings>;
+
+export const AutomaticSettings = z.strictObject({
+  /** When the weekly flow looks for an update PR. */
+  cron: z.string().min(1).default("0 6 * * 1"),
+  timeZone: z.string().min(1).default("UTC"),
+  /** Merge no earlier than this many minutes after the PR was opened (time for CI and humans). */
+  mergeDelayMinutes: minutes.default(60),
+  /** How often the weekly flow re-checks CI and the delay while it waits. */
+  recheckMinutes: minutes.default(10),
+});
+export type AutomaticSettings = z.infer<typeof AutomaticSettings>;
+
+export const HubSettingsSchema = z.strictObject({
+  dataDir: z.string().min(1).optional(),
+  http: z
+    .strictObject({ host: z.string().min(1).default("0.0.0.0"), port: port.default(1880) })
+    .default({ host: "0.0.0.0", port: 1880 }),
+  /** Public base URL of the hub when behind a proxy (used in printed URLs and notifications). */
+  publicUrl: z.string().url().optional(),
+  github: GitHubSettings.optional(),
+  notify: z.strictObject({ appriseUrl: z.string().url().optional() }).default({}),
+  automatic: AutomaticSettings.default(AutomaticSettings.parse({})),
+  homeAssistant: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  /** The broker's own section (broker/config.ts); dataDir and prefixes are shared with the hub. */
+  broker: z.record(z.string(), z.unknown()).default({}),
+});
+export type HubSettings = z.infer<typeof HubSettingsSchema>;
+
+export interface HubConfig extends Omit<HubSettings, "broker" | "dataDir"> {
+  dataDir: string;
+  broker: HubBrokerConfig;
+}
+
+/** "repo" accepts "owner/repo" and then also sets the owner next to it. */
+type EnvKind = "string" | "int" | "number" | "boolean" | "repo";
+/** Hub environment variables (the broker's own are listed in broker/config.ts ENV_OVERRIDES). */
+export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]; kind: EnvKind }> = [
+  { env: "LOCKSTEP_HTTP_HOST", path: ["http", "host"], kind: "string" },
+  { env: "LOCKSTEP_HTTP_PORT", path: ["http", "port"], kind: "int" },
+  { env: "LOCKSTEP_PUBLIC_URL", path: ["publicUrl"], kind: "string" },
+  { env: "LOCKSTEP_GITHUB_OWNER", path: ["github", "owner"], kind: "string" },
+  { env: "LOCKSTEP_GITHUB_REPO", path: ["github", "repo"], kind: "repo" },
+  { env: "LOCKSTEP_GITHUB_BRANCH", path: ["github", "baseBranch"], kind: "string" },
+  { env: "LOCKSTEP_GITHUB_API_URL", path: ["github", "apiBaseUrl"], kind: "string" },
+  { env: "LOCKSTEP_GITHUB_TOKEN_FILE", path: ["github", "tokenFile"], kind: "string" },
+  { env: "LOCKSTEP_GITHUB_WEBHOOK_SECRET_FILE", path: ["github", "webhookSecretFile"], kind: "string" },
+  { env: "LOCKSTEP_APPRISE_URL", path: ["notify", "appriseUrl"], kind: "string" },
+  { env: "LOCKSTEP_UPDATE_CRON", path: ["automatic", "cron"], kind: "string" },
+  { env: "LOCKSTEP_TIME_ZONE", path: ["automatic", "timeZone"], kind: "string" },
+  { env: "LOCKSTEP_MERGE_DELAY_MINUTES", path: ["automatic", "mergeDelayMinutes"], kind: "number" },
+  { env: "LOCKSTEP_RECHECK_MINUTES", path: ["automatic", "recheckMinutes"], kind: "number" },
+  { env: "LOCKSTEP_HA_ENABLED", path: ["homeAssistant", "enabled"], kind: "boolean" },
+  { env: "LOCKSTEP_LOG_LEVEL", path: ["logLevel"], kind: "string" },
+];
+
+function envValue(raw: string, kind: EnvKind): unknown {
+  const t = raw.trim();
+  if ((kind === "int" && /^\d+$/.test(t)) || (kind === "number" && /^\d+(\.\d+)?$/.test(t))) return Number(t);
+  if (kind === "boolean") {
+    if (/^(1|true|yes|on)$/i.test(t)) return true;
+    if (/^(0|false|no|off)$/i.test(t)) return false;
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== "object" || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+export interface LoadHubConfigOptions {
+  file?: string;
+  /** From `--data-dir`; the config file and LOCKSTEP_DATA_DIR take precedence in that order. */
+  dataDir?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Read, merge and validate. Throws ConfigError naming the field and where it came from. */
+export function loadHubConfig(options: LoadHubConfigOptions = {}): HubConfig {
+  const env = options.env ?? process.env;
+  let fromFile: Record<string, unknown> = {};
+  if (options.file) {
+    let text: string;
+    try {
+      text = readFileSync(options.file, "utf8");
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${options.file}: ${(err as Error).message}`, "check the path given with --config");
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("expected a JSON object");
+      fromFile = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${options.file} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+
+  const merged = structuredClone(fromFile);
+  const sources: string[] = [];
+  for (const { env: name, path, kind } of HUB_ENV_OVERRIDES) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    if (kind === "repo" && raw.includes("/")) {
+      const [owner, name] = raw.split("/", 2);
+      setPath(merged, [...path.slice(0, -1), "owner"], owner);
+      setPath(merged, path, name);
+    } else setPath(merged, path, envValue(raw, kind));
+    sources.push(`${path.join(".")} from ${name}`);
+  }
+  const result = HubSettingsSchema.safeParse(merged);
+  if (!result.success) {
+    const where = sources.length ? ` (environment: ${sources.join(", ")})` : "";
+    throw new ConfigError(`invalid hub config: ${formatZodError(result.error)}${where}`, "fix the field(s) named above in the config file or environment");
+  }
+  const settings = result.data;
+
+  const dataDir = settings.dataDir ?? options.dataDir ?? ".lockstep-data";
+  const broker = loadHubBrokerConfig({ env, defaults: { dataDir, ...settings.broker } });
+  const { broker: _b, dataDir: _d, ...rest } = settings;
+  void _b;
+  void _d;
+  // The broker loader applies LOCKSTEP_DATA_DIR, so its dataDir is the one everything uses.
+  return { ...rest, dataDir: broker.dataDir, broker };
+}

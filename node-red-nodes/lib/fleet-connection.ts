@@ -1,0 +1,133 @@
+/**
+ * What the lockstep-fleet config node owns, without Node-RED: one MQTT connection to the broker,
+ * the FleetClient on it (live host state, commands, job waits), and a RolloutService whose state
+ * is kept in a directory, so a restarted Node-RED resumes or honestly closes unfinished rollouts.
+ */
+import { EventEmitter } from "node:events";
+import mqtt, { type MqttClient } from "mqtt";
+import type { Logger } from "pino";
+import { Topics } from "../../protocol/topics.js";
+import { FleetClient } from "../../hub/fleet-client.js";
+import { RolloutService } from "../../rollout/service.js";
+import { RolloutStore } from "../../rollout/store.js";
+import type { RevertCallback } from "../../rollout/engine.js";
+import type { Node } from "./red.js";
+
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "failed";
+
+export interface FleetConnectionOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  prefix?: string;
+  /** Rollout records and history live here. */
+  stateDir: string;
+  logger: Logger;
+  /** Opens a revert PR when a rollout asks for revertOnFailure (from the lockstep-github node). */
+  revert?: RevertCallback;
+  /** How long to let retained host state arrive before resuming unfinished rollouts. */
+  settleMs?: number;
+}
+
+export class FleetConnection extends EventEmitter<{ state: [ConnectionState, string | undefined] }> {
+  readonly topics: Topics;
+  readonly fleet: FleetClient;
+  readonly rollouts: RolloutService;
+  private readonly client: MqttClient;
+  private stateValue: ConnectionState = "connecting";
+  private detail: string | undefined;
+  private subscribed?: Promise<void>;
+  private closed = false;
+  /** Resolves once subscribed and unfinished rollouts were resumed (the first time we connect). */
+  readonly ready: Promise<void>;
+
+  constructor(private readonly opts: FleetConnectionOptions) {
+    super();
+    this.topics = new Topics(opts.prefix);
+    this.client = mqtt.connect(opts.url, {
+      username: opts.username,
+      password: opts.password,
+      clientId: `lockstep-nodered-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      protocolVersion: 4,
+      reconnectPeriod: 2000,
+      connectTimeout: 10_000,
+    });
+    this.fleet = new FleetClient({ client: this.client, topics: this.topics, logger: opts.logger });
+    this.rollouts = new RolloutService({
+      fleet: this.fleet,
+      store: new RolloutStore(opts.stateDir),
+      logger: opts.logger,
+      ...(opts.revert ? { revert: opts.revert } : {}),
+    });
+    this.ready = new Promise((resolve) => {
+      this.client.on("connect", () => {
+        this.setState("connected");
+        this.subscribed ??= this.startFleet().then(resolve, (err: unknown) => {
+          this.setState("failed", (err as Error).message);
+        });
+      });
+    });
+    this.client.on("reconnect", () => this.setState("connecting"));
+    this.client.on("close", () => {
+      if (!this.closed && this.stateValue !== "failed") this.setState("disconnected");
+    });
+    this.client.on("error", (err) => {
+      opts.logger.warn({ err: err.message }, "mqtt connection error");
+      this.setState("failed", err.message);
+    });
+  }
+
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  get stateDetail(): string | undefined {
+    return this.detail;
+  }
+
+  /** Hosts whose agents report `hold`, with the reason they gave. */
+  heldHosts(): Array<{ host: string; reason?: string }> {
+    return this.fleet
+      .hosts()
+      .filter((h) => h.info?.hold)
+      .map((h) => ({ host: h.host, ...(h.info?.holdReason ? { reason: h.info.holdReason } : {}) }));
+  }
+
+  private async startFleet(): Promise<void> {
+    await this.fleet.start();
+    // Retained host and job states arrive right after subscribing; let them land before resuming.
+    await new Promise((r) => setTimeout(r, this.opts.settleMs ?? 1000));
+    if (this.closed) return;
+    const resumed = await this.rollouts.resumeUnfinished();
+    if (resumed.length) this.opts.logger.info({ resumed }, "resumed unfinished rollouts");
+  }
+
+  private setState(state: ConnectionState, detail?: string): void {
+    this.stateValue = state;
+    this.detail = detail;
+    this.emit("state", state, detail);
+  }
+
+  /** Stop driving rollouts (they stay resumable), unsubscribe, disconnect. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.rollouts.close();
+    await this.fleet.stop();
+    await this.client.endAsync();
+  }
+}
+
+/** The runtime lockstep-fleet node as other nodes see it. */
+export interface FleetConfigNode extends Node {
+  connection?: FleetConnection;
+  /** The reason there is no connection (bad config), for the user nodes' status. */
+  configError?: string;
+  heldHosts(): Array<{ host: string; reason?: string }>;
+  register(user: Node): void;
+  deregister(user: Node): void;
+}
+
+/** The lockstep-github config node as the fleet node sees it: something that can revert a merge. */
+export interface RevertProvider {
+  connection?: { revertForRollout: RevertCallback };
+}

@@ -1,0 +1,50 @@
+/**
+ * `RED.settings.lockstep`: defaults the hub hands to our config nodes when Node-RED runs inside it
+ * (broker URL and the hub's own MQTT credentials, the GitHub repo, the weekly automation). In a
+ * stock Node-RED the same block may be written into settings.js. Every field is optional: a config
+ * node's own fields win, settings fill the gaps.
+ */
+import type { EventEmitter } from "node:events";
+import { z } from "zod";
+import { formatZodError } from "../../protocol/index.js";
+import { ConfigError } from "../../protocol/errors.js";
+import type { NodeAPI } from "./red.js";
+
+export const LockstepSettingsSchema = z.object({
+  mqtt: z
+    .object({
+      url: z.string().regex(/^(mqtts?|wss?):\/\//, "expected an mqtt://, mqtts://, ws:// or wss:// URL"),
+      username: z.string().optional(),
+      password: z.string().optional(),
+    })
+    .optional(),
+  prefix: z.string().optional(),
+  /** Where rollout state is kept; default <userDir>/lockstep. */
+  stateDir: z.string().optional(),
+  /** github/config.ts GitHubConfigInput (owner, repo, baseBranch, apiBaseUrl, token or tokenFile, ...). */
+  github: z.record(z.string(), z.unknown()).optional(),
+  notify: z.object({ appriseUrl: z.string().optional() }).default({}),
+  automatic: z
+    .object({
+      cron: z.string().optional(),
+      timeZone: z.string().optional(),
+      mergeDelayMinutes: z.number().optional(),
+      recheckMinutes: z.number().optional(),
+    })
+    .default({}),
+  publicUrl: z.string().optional(),
+});
+export type LockstepSettings = z.infer<typeof LockstepSettingsSchema> & {
+  /** Set by the hub: emits "install-requested" {host} from Home Assistant's update entity. */
+  hubEvents?: EventEmitter;
+};
+
+/** Read and validate `RED.settings.lockstep` (absent → all defaults). */
+export function lockstepSettings(RED: NodeAPI): LockstepSettings {
+  const raw = RED.settings.lockstep as (Record<string, unknown> & { hubEvents?: EventEmitter }) | undefined;
+  if (raw === undefined) return LockstepSettingsSchema.parse({});
+  const { hubEvents, ...rest } = raw;
+  const parsed = LockstepSettingsSchema.safeParse(rest);
+  if (!parsed.success) throw new ConfigError(`settings.lockstep is invalid: ${formatZodError(parsed.error)}`, "fix the lockstep block in Node-RED's settings");
+  return { ...parsed.data, ...(hubEvents ? { hubEvents } : {}) };
+}

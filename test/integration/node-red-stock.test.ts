@@ -1,0 +1,131 @@
+/**
+ * A stock Node-RED 4.1 (node_modules/node-red/red.js, its own settings file, a temp user dir) with
+ * our package installed the way npm would (a symlink in <userDir>/node_modules) loads every node
+ * named in package.json's "node-red" section and runs the shipped flows without errors.
+ *
+ * Needs the compiled package: `npm run build` (npm test does it first).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mergeShippedFlows } from "../../hub/node-red.js";
+import { startTestBroker, type TestBroker } from "../support/brokers.js";
+
+const ROOT = resolve(__dirname, "..", "..");
+const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { name: string; "node-red": { nodes: Record<string, string> } };
+
+interface NodeSetInfo {
+  id: string;
+  module: string;
+  types: string[];
+  enabled: boolean;
+  err?: string;
+}
+
+describe("stock Node-RED loads the lockstep package", () => {
+  let userDir: string;
+  let child: ChildProcess;
+  let broker: TestBroker;
+  let log = "";
+  let baseUrl = "";
+
+  beforeAll(async () => {
+    for (const file of Object.values(pkg["node-red"].nodes)) {
+      if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing: run "npm run build" first`);
+    }
+    broker = await startTestBroker({ kind: "aedes" });
+    const creds = await broker.credentials("hub", "stock-node-red");
+    userDir = mkdtempSync(join(tmpdir(), "lockstep-stock-nr-"));
+    mkdirSync(join(userDir, "node_modules"));
+    symlinkSync(ROOT, join(userDir, "node_modules", pkg.name), "dir");
+    writeFileSync(join(userDir, "flows.json"), JSON.stringify(mergeShippedFlows(join(ROOT, "flows"))));
+    // An ordinary settings.js; the lockstep block is how a stock install points the shipped flows at a fleet.
+    writeFileSync(
+      join(userDir, "settings.js"),
+      `module.exports = ${JSON.stringify(
+        {
+          uiHost: "127.0.0.1",
+          uiPort: 0,
+          flowFile: "flows.json",
+          credentialSecret: "stock-test",
+          logging: { console: { level: "info" } },
+          lockstep: { mqtt: { url: broker.url, ...creds }, automatic: { cron: "0 6 * * 1" } },
+        },
+        null,
+        2,
+      )};\n`,
+    );
+    child = spawn(process.execPath, [join(ROOT, "node_modules", "node-red", "red.js"), "--userDir", userDir, "--settings", join(userDir, "settings.js")], {
+      cwd: userDir,
+      env: { ...process.env, NODE_RED_HOME: userDir },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const onData = (d: Buffer) => {
+      log += d.toString();
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    await new Promise<void>((resolveStart, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Node-RED did not start flows within 45 s:\n${log}`)), 45_000);
+      const check = () => {
+        const port = /Server now running at http:\/\/127\.0\.0\.1:(\d+)\//.exec(log);
+        if (port && /\[info\] Started flows/.test(log)) {
+          baseUrl = `http://127.0.0.1:${port[1]}`;
+          clearTimeout(timer);
+          resolveStart();
+        }
+      };
+      child.stdout!.on("data", check);
+      child.once("exit", (code) => reject(new Error(`Node-RED exited (${code}):\n${log}`)));
+    });
+    // Let the config nodes connect (or fail) before the log is judged.
+    await new Promise((r) => setTimeout(r, 1500));
+  });
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
+    await broker?.stop();
+    if (userDir) rmSync(userDir, { recursive: true, force: true });
+  });
+
+  it("registers every node type of the package, enabled, without load errors", async () => {
+    const res = await fetch(`${baseUrl}/nodes`, { headers: { accept: "application/json" } });
+    expect(res.status).toBe(200);
+    const sets = (await res.json()) as NodeSetInfo[];
+    const ours = sets.filter((s) => s.module === pkg.name);
+    const types = ours.flatMap((s) => s.types).sort();
+    expect(types).toEqual(Object.keys(pkg["node-red"].nodes).sort());
+    for (const set of ours) {
+      expect(set.err, `${set.id}: ${set.err}`).toBeUndefined();
+      expect(set.enabled, set.id).toBe(true);
+    }
+  });
+
+  it("serves the editor and help text of every node", async () => {
+    const res = await fetch(`${baseUrl}/nodes`, { headers: { accept: "text/html" } });
+    const html = await res.text();
+    for (const type of Object.keys(pkg["node-red"].nodes)) {
+      expect(html).toContain(`data-template-name="${type}"`);
+      expect(html).toContain(`data-help-name="${type}"`);
+    }
+  });
+
+  it("runs the shipped flows: all nodes deployed, no errors or missing types in the log", async () => {
+    const res = await fetch(`${baseUrl}/flows`, { headers: { accept: "application/json", "Node-RED-API-Version": "v2" } });
+    const deployed = (await res.json()) as { flows: Array<{ id: string; type: string }> };
+    const shipped = mergeShippedFlows(join(ROOT, "flows")) as Array<{ id: string }>;
+    expect(deployed.flows.map((n) => n.id).sort()).toEqual(shipped.map((n) => n.id).sort());
+    expect(log).not.toMatch(/Waiting for missing types/);
+    expect(log).not.toMatch(/\[error\]/);
+    expect(log).not.toMatch(/Failed to register/);
+    // Our own nodes warn when they cannot connect or are misconfigured.
+    expect(log).not.toMatch(/\[warn\] \[lockstep/);
+    if (process.env.LOCKSTEP_TEST_VERBOSE) console.log(log);
+  });
+});
