@@ -10,7 +10,7 @@
  * - Retained messages, subscriptions and queued QoS 1 messages live in a LevelDB under
  *   <dataDir>/mqtt and survive a restart.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -75,7 +75,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   /** Connected clients by client id, to refuse a session takeover by a different user. */
   private live = new Map<string, Client>();
   /** Random per start: lets this process's own hub connect without a stored password. */
-  private readonly internalHubPassword = randomBytes(32).toString("base64url");
+  private internalHubPassword = "";
 
   constructor(
     readonly config: HubBrokerConfig,
@@ -120,6 +120,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     if (this.aedes) throw new BrokerError("broker already started");
     const { config } = this;
     const log = this.logger;
+    this.internalHubPassword = randomBytes(32).toString("base64url");
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     this.store = await CredentialStore.open(config.credentialsFile);
 
@@ -238,6 +239,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     this.persistence = undefined;
     this.db = undefined;
     this.boundPorts = undefined;
+    this.internalHubPassword = "";
     this.live.clear();
     if (aedes) this.logger.info("embedded mqtt broker stopped");
   }
@@ -294,7 +296,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     }
     const secret = password?.toString("utf8") ?? "";
     if (username === INTERNAL_HUB_USER) {
-      return secret === this.internalHubPassword
+      return this.internalHubPassword !== "" && safeEqual(secret, this.internalHubPassword)
         ? accept({ name: INTERNAL_HUB_USER, role: "hub" })
         : refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password");
     }
@@ -328,6 +330,12 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     this.emit("denied", { clientId: client.id, user: user?.name ?? "", action: "subscribe", topic: sub.topic, reason: "not allowed for this role" });
     done(null, null); // SUBACK 0x80
   }
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const ha = createHash("sha256").update(a).digest();
+  const hb = createHash("sha256").update(b).digest();
+  return timingSafeEqual(ha, hb);
 }
 
 function connectHost(host: string): string {

@@ -1,0 +1,194 @@
+/**
+ * What only the embedded broker does: MQTT over WebSocket on a shared HTTP server, TLS, the
+ * in-process hub connection, session takeover protection, anonymous mode, live user changes,
+ * and Nagle off (fast QoS 1 round trips).
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import pino from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import WebSocket, { WebSocketServer } from "ws";
+import { Topics } from "../../protocol/index.js";
+import { parseHubBrokerConfig, type HubBrokerConfigInput } from "../../broker/config.js";
+import { CredentialStore } from "../../broker/credentials.js";
+import { EmbeddedBroker } from "../../broker/embedded.js";
+
+const topics = new Topics();
+const silent = pino({ level: "silent" });
+
+describe("embedded broker", () => {
+  let dir: string;
+  const brokers: EmbeddedBroker[] = [];
+  const clients: MqttClient[] = [];
+  const servers: Server[] = [];
+
+  async function startBroker(extra: Partial<HubBrokerConfigInput> = {}): Promise<EmbeddedBroker> {
+    const dataDir = await mkdtemp(join(dir, "broker-"));
+    const broker = new EmbeddedBroker(
+      parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } }, ...extra }),
+      silent,
+    );
+    brokers.push(broker);
+    await broker.start();
+    return broker;
+  }
+
+  async function connect(url: string, options: IClientOptions): Promise<MqttClient> {
+    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...options });
+    clients.push(client);
+    await new Promise<void>((resolve, reject) => {
+      client.once("connect", () => resolve());
+      client.once("error", (err) => {
+        client.end(true);
+        reject(err);
+      });
+    });
+    return client;
+  }
+
+  function nextMessage(client: MqttClient, topic: string): Promise<string> {
+    return new Promise((resolve) => {
+      const onMessage = (t: string, payload: Buffer) => {
+        if (t !== topic) return;
+        client.off("message", onMessage);
+        resolve(payload.toString());
+      };
+      client.on("message", onMessage);
+    });
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "lockstep-embedded-"));
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
+    await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+    await Promise.all(brokers.splice(0).map((b) => b.stop()));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("serves MQTT over WebSocket at /mqtt on a shared HTTP server and leaves other upgrades alone", async () => {
+    const broker = await startBroker();
+    const http = createServer((_req, res) => res.end("page"));
+    servers.push(http);
+    // Another WebSocket user of the same server (like Node-RED's /comms).
+    const comms = new WebSocketServer({ noServer: true });
+    http.on("upgrade", (req, socket, head) => {
+      if (req.url === "/comms") comms.handleUpgrade(req, socket, head, (ws) => ws.send("hello from comms"));
+    });
+    broker.attachWebSocket(http, "/mqtt");
+    await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+    const port = (http.address() as AddressInfo).port;
+
+    const { password } = await broker.credentials.add("page", "viewer");
+    const viaWs = await connect(`ws://127.0.0.1:${port}/mqtt`, { username: "page", password });
+    await viaWs.subscribeAsync(topics.expected());
+    const arrived = nextMessage(viaWs, topics.expected());
+    const hub = await connect(broker.url, broker.hubConnection());
+    await hub.publishAsync(topics.expected(), "head", { qos: 1, retain: true });
+    expect(await arrived).toBe("head");
+
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/comms`);
+    const greeting = await new Promise<string>((resolve, reject) => {
+      ws.once("message", (data) => resolve(String(data)));
+      ws.once("error", reject);
+    });
+    ws.close();
+    comms.close();
+    expect(greeting).toBe("hello from comms");
+
+    const page = await fetch(`http://127.0.0.1:${port}/`);
+    expect(await page.text()).toBe("page");
+  });
+
+  it("accepts MQTT over TLS", async () => {
+    const key = join(dir, "key.pem");
+    const cert = join(dir, "cert.pem");
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"], { stdio: "ignore" });
+    const broker = await startBroker({ listeners: { tcp: { host: "127.0.0.1", port: 0 }, tls: { host: "127.0.0.1", port: 0, certFile: cert, keyFile: key } } });
+    const { password } = await broker.credentials.add("web1", "agent");
+    const client = await connect(`mqtts://127.0.0.1:${broker.ports.tls}`, { username: "web1", password, rejectUnauthorized: false });
+    await client.publishAsync(topics.availability("web1"), "online", { qos: 1, retain: true });
+    expect(client.connected).toBe(true);
+  });
+
+  it("lets the hub in this process connect with full access; its password works only for this run", async () => {
+    const broker = await startBroker();
+    const hub = await connect(broker.url, broker.hubConnection());
+    await hub.subscribeAsync("#");
+    const arrived = nextMessage(hub, topics.commands("web9"));
+    await hub.publishAsync(topics.commands("web9"), "cmd", { qos: 1 });
+    expect(await arrived).toBe("cmd");
+    const old = broker.hubConnection();
+    await broker.stop();
+    await broker.start();
+    await expect(connect(broker.url, { username: old.username, password: old.password })).rejects.toThrow(/Bad username|Not authorized/);
+  });
+
+  it("refuses a different user taking over a connected client's id", async () => {
+    const broker = await startBroker();
+    const a = await broker.credentials.add("web1", "agent");
+    const b = await broker.credentials.add("web2", "agent");
+    const first = await connect(broker.url, { username: "web1", password: a.password, clientId: "agent-web1" });
+    await expect(connect(broker.url, { username: "web2", password: b.password, clientId: "agent-web1" })).rejects.toThrow(/Not authorized/);
+    expect(first.connected).toBe(true);
+    // The same user reconnecting (e.g. after a restart) may take its own session over.
+    await connect(broker.url, { username: "web1", password: a.password, clientId: "agent-web1" });
+  });
+
+  it("anonymous clients are refused by default and read-only when allowed", async () => {
+    const closed = await startBroker();
+    await expect(connect(closed.url, {})).rejects.toThrow(/Not authorized/);
+
+    const open = await startBroker({ allowAnonymous: true });
+    const anonymous = await connect(open.url, {});
+    const hub = await connect(open.url, open.hubConnection());
+    const granted = await anonymous.subscribeAsync(topics.allHosts());
+    expect(granted[0]!.qos).toBe(0);
+    await hub.subscribeAsync(topics.allHosts());
+    const seen: string[] = [];
+    hub.on("message", (t) => seen.push(t));
+    await anonymous.publishAsync(topics.info("web1"), "forged", { qos: 1 });
+    await anonymous.publishAsync(topics.commands("web1"), "forged", { qos: 1 });
+    const marker = nextMessage(hub, topics.info("web2"));
+    await hub.publishAsync(topics.info("web2"), "real", { qos: 1 });
+    await marker;
+    expect(seen).toEqual([topics.info("web2")]);
+  });
+
+  it("sees users added and removed by another process (the CLI) while running", async () => {
+    const broker = await startBroker();
+    const cli = await CredentialStore.open(broker.config.credentialsFile);
+    const { password } = await cli.add("late", "agent");
+    const client = await connect(broker.url, { username: "late", password });
+    expect(client.connected).toBe(true);
+    await cli.remove("late");
+    await expect(connect(broker.url, { username: "late", password })).rejects.toThrow(/Bad username|Not authorized/);
+  });
+
+  it("answers a QoS 1 round trip in a few milliseconds (Nagle off)", async () => {
+    const broker = await startBroker();
+    const { password } = await broker.credentials.add("rtt", "agent");
+    const client = await connect(broker.url, { username: "rtt", password });
+    await client.subscribeAsync(topics.commands("rtt"), { qos: 1 });
+    const hub = await connect(broker.url, broker.hubConnection());
+    const times: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const start = performance.now();
+      const arrived = nextMessage(client, topics.commands("rtt"));
+      await hub.publishAsync(topics.commands("rtt"), String(i), { qos: 1 });
+      await arrived;
+      times.push(performance.now() - start);
+    }
+    times.sort((x, y) => x - y);
+    // With Nagle on, each round trip takes ~40 ms; loose bound for a busy 2-core machine.
+    expect(times[15]!).toBeLessThan(20);
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * The generated Mosquitto configuration on the real broker: user changes take effect on reload,
+ * a non-agent whose name looks like a host id cannot speak for that host, and the raised queue
+ * limits deliver every retained message of a large fleet to a new wildcard subscriber.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Topics } from "../../protocol/index.js";
+import { CredentialStore } from "../../broker/credentials.js";
+import { MosquittoProcess, freePort, mosquittoAvailable } from "../support/mosquitto.js";
+import { BROKER_KINDS } from "../support/brokers.js";
+
+const topics = new Topics();
+
+describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("generated Mosquitto config on the real broker", () => {
+  let dir: string;
+  let store: CredentialStore;
+  let mosquitto: MosquittoProcess;
+  let url: string;
+  const clients: MqttClient[] = [];
+
+  async function connect(options: IClientOptions): Promise<MqttClient> {
+    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...options });
+    clients.push(client);
+    await new Promise<void>((resolve, reject) => {
+      client.once("connect", () => resolve());
+      client.once("error", (err) => {
+        client.end(true);
+        reject(err);
+      });
+    });
+    return client;
+  }
+
+  async function addAndReload(name: string, role: "agent" | "viewer" | "operator" | "hub"): Promise<string> {
+    const { password } = await store.add(name, role);
+    await mosquitto.reload();
+    // SIGHUP is handled asynchronously: retry until the new user gets in.
+    for (let i = 0; ; i++) {
+      try {
+        (await connect({ username: name, password })).end(true);
+        return password;
+      } catch (err) {
+        if (i > 100) throw err;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "lockstep-mosquitto-"));
+    store = await CredentialStore.open(join(dir, "credentials.json"));
+    const port = await freePort();
+    url = `mqtt://127.0.0.1:${port}`;
+    mosquitto = new MosquittoProcess(store, { dir: join(dir, "mq"), tcp: { host: "127.0.0.1", port } });
+    await mosquitto.start();
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
+  });
+  afterAll(async () => {
+    await mosquitto?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("refuses a removed user after the files are regenerated and Mosquitto reloads", async () => {
+    const password = await addAndReload("gone", "agent");
+    await store.remove("gone");
+    await mosquitto.reload();
+    let refused = false;
+    for (let i = 0; i < 100 && !refused; i++) {
+      try {
+        (await connect({ username: "gone", password })).end(true);
+        await new Promise((r) => setTimeout(r, 20));
+      } catch (err) {
+        expect((err as Error).message).toMatch(/Not authorized|Bad username/);
+        refused = true;
+      }
+    }
+    expect(refused).toBe(true);
+  });
+
+  it("a viewer named like a host cannot publish that host's state or discovery", async () => {
+    const viewerPassword = await addAndReload("kitchen", "viewer");
+    const hubPassword = await addAndReload("hub-main", "hub");
+    const viewer = await connect({ username: "kitchen", password: viewerPassword });
+    const hub = await connect({ username: "hub-main", password: hubPassword });
+    const seen: string[] = [];
+    hub.on("message", (topic) => seen.push(topic));
+    await hub.subscribeAsync([topics.allHosts(), "homeassistant/#"], { qos: 1 });
+
+    await viewer.publishAsync(topics.info("kitchen"), "forged", { qos: 1, retain: true });
+    await viewer.publishAsync(topics.availability("kitchen"), "online", { qos: 1, retain: true });
+    await viewer.publishAsync(topics.haDiscovery("kitchen"), "{}", { qos: 1, retain: true });
+    const marker = new Promise<void>((resolve) => hub.on("message", (t) => t === topics.info("marker") && resolve()));
+    await hub.publishAsync(topics.info("marker"), "x", { qos: 1 });
+    await marker;
+    expect(seen).toEqual([topics.info("marker")]);
+  });
+
+  it("delivers all of 3,000 retained messages to a new wildcard subscriber", async () => {
+    const hubPassword = await addAndReload("hub-fill", "hub");
+    const writer = await connect({ username: "hub-fill", password: hubPassword });
+    const count = 3_000;
+    for (let i = 0; i < count; i++) {
+      writer.publish(topics.compartment(`fill-${i}`, "git"), '{"status":"ok"}', { qos: 1, retain: true });
+    }
+    // The last publish acknowledged means all were stored (one connection, in order).
+    await writer.publishAsync(topics.compartment("fill-last", "git"), "{}", { qos: 1, retain: true });
+
+    const viewerPassword = await addAndReload("fleet-page", "viewer");
+    const reader = await connect({ username: "fleet-page", password: viewerPassword });
+    const received = new Set<string>();
+    const all = new Promise<void>((resolve) => {
+      reader.on("message", (topic) => {
+        if (topic.includes("/hosts/fill-")) received.add(topic);
+        if (received.size === count + 1) resolve();
+      });
+    });
+    await reader.subscribeAsync(`${topics.root}/hosts/+/compartments/+`, { qos: 1 });
+    await Promise.race([all, new Promise((r) => setTimeout(r, 10_000))]);
+    expect(received.size).toBe(count + 1);
+  });
+});
