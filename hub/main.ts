@@ -1,0 +1,303 @@
+/**
+ * `lockstep hub`: the one process a fleet needs. It runs (or connects to) the MQTT broker, serves
+ * the fleet page, the Node-RED editor (/admin), the HTTP API (/api/, Node-RED http-in nodes) and
+ * MQTT over WebSocket (/mqtt) on one HTTP port, bridges the fleet into Home Assistant, and
+ * announces itself on hub/availability (retained, with an "offline" last will).
+ *
+ * Start order: config → broker → users (first start) → hub MQTT client → HTTP server + Node-RED
+ * → HA bridge → listen → flows started → print where everything is. Stop runs it backwards.
+ */
+import { EventEmitter } from "node:events";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import pino, { type Logger } from "pino";
+import { ConfigError, LockstepError, Topics } from "../protocol/index.js";
+import { EmbeddedBroker } from "../broker/embedded.js";
+import { CredentialStore } from "../broker/credentials.js";
+import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
+import { HomeAssistantBridge } from "../ha/bridge.js";
+import { createDashboardHandler } from "../dashboard/server.js";
+import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
+import { loadHubConfig, type HubConfig } from "./config.js";
+import { createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
+
+export const OPERATOR_USER = "admin";
+export const HUB_USER = "hub";
+
+export interface HubUrls {
+  page: string;
+  editor: string;
+  api: string;
+  mqtt: string;
+  mqttWs: string;
+}
+
+export interface RunningHub {
+  config: HubConfig;
+  urls: HubUrls;
+  httpPort: number;
+  mqttPort?: number;
+  stop(): Promise<void>;
+}
+
+class HubError extends LockstepError {
+  override name = "HubError";
+  constructor(message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, "hub", hint, options);
+  }
+}
+
+function readSecretFile(path: string, what: string): string {
+  try {
+    const value = readFileSync(path, "utf8").trim();
+    if (!value) throw new Error("file is empty");
+    return value;
+  } catch (err) {
+    throw new ConfigError(`cannot read the ${what} from ${path}: ${(err as Error).message}`);
+  }
+}
+
+function displayHost(host: string): string {
+  return host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
+}
+
+/**
+ * First start: no users at all → an operator (password printed once, stored hashed) and a hub user
+ * (password kept in a 0600 file in the data dir: it is what the hub uses on an external broker
+ * generated from this store).
+ */
+async function ensureInitialUsers(store: CredentialStore, dataDir: string, print: (line: string) => void): Promise<void> {
+  if (store.list().length > 0) return;
+  const operator = await store.add(OPERATOR_USER, "operator");
+  const hub = await store.add(HUB_USER, "hub");
+  writeFileSync(join(dataDir, "hub-password"), hub.password + "\n", { mode: 0o600 });
+  print(`First start: created the operator "${OPERATOR_USER}" with password ${operator.password}`);
+  print("  (shown only now and stored hashed; add more users with `lockstep users add`)");
+}
+
+async function connectHubClient(url: string, username: string, password: string, topics: Topics): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, {
+    username,
+    password,
+    clientId: `lockstep-hub-${process.pid}-${Date.now().toString(36)}`,
+    protocolVersion: 4,
+    reconnectPeriod: 2000,
+    will: { topic: topics.hubAvailability(), payload: Buffer.from("offline"), retain: true, qos: 1 },
+  });
+  await client.publishAsync(topics.hubAvailability(), "online", { retain: true, qos: 1 });
+  // After a broker restart the retained "online" may be gone: say it again on every reconnect.
+  client.on("connect", () => void client.publishAsync(topics.hubAvailability(), "online", { retain: true, qos: 1 }).catch(() => undefined));
+  return client;
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(new HubError(`cannot listen for HTTP on ${host}:${port}: ${err.message}`, "is another hub or Node-RED using the port? set http.port or LOCKSTEP_HTTP_PORT"));
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export interface StartHubOptions {
+  config: HubConfig;
+  log?: Logger;
+  /** Where the startup lines (URLs, first password) go; default stdout. */
+  print?: (line: string) => void;
+}
+
+export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
+  const { config } = opts;
+  const print = opts.print ?? ((line: string) => process.stdout.write(line + "\n"));
+  const log = opts.log ?? pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: "[REDACTED]" } }, pino.destination(2));
+  const topics = new Topics(config.broker.topicPrefix, config.broker.haPrefix);
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) {
+      await stop().catch((err: unknown) => log.error({ err }, "error while stopping"));
+    }
+    stops.length = 0;
+  };
+
+  try {
+    // Fail fast on a bad GitHub section instead of at the first poll.
+    if (config.github) loadGitHubConfig(config.github);
+
+    let broker: EmbeddedBroker | undefined;
+    let users: CredentialStore;
+    let mqttConn: { url: string; username: string; password: string };
+    if (config.broker.external) {
+      users = await CredentialStore.open(config.broker.credentialsFile);
+      const ext = config.broker.external;
+      mqttConn = { url: ext.url, username: ext.username, password: readSecretFile(ext.passwordFile, "external broker password") };
+    } else {
+      broker = new EmbeddedBroker(config.broker, log.child({ component: "broker" }));
+      await broker.start();
+      stops.push(() => broker!.stop());
+      users = broker.credentials;
+      mqttConn = broker.hubConnection();
+    }
+    await ensureInitialUsers(users, config.dataDir, print);
+
+    const client = await connectHubClient(mqttConn.url, mqttConn.username, mqttConn.password, topics);
+    stops.push(async () => {
+      await client.publishAsync(topics.hubAvailability(), "offline", { retain: true, qos: 1 }).catch(() => undefined);
+      await client.endAsync();
+    });
+
+    // The one HTTP server: page, editor, API, MQTT over WebSocket.
+    const hubEvents = new EventEmitter();
+    const server = createServer();
+    let nodeRed: EmbeddedNodeRed | undefined;
+    const lockstep: LockstepSettings = {
+      mqtt: mqttConn,
+      prefix: config.broker.topicPrefix,
+      ...(config.github ? { github: config.github } : {}),
+      notify: config.notify,
+      automatic: config.automatic,
+      ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
+      hubEvents,
+    };
+    nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users, log: log.child({ component: "node-red" }), lockstep });
+    const dashboard = createDashboardHandler({ prefix: config.broker.topicPrefix, mqttWsUrl: "/mqtt" });
+    const api = nodeRed;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const express = require("express") as () => ExpressApp;
+    const app = express();
+    app.get("/api/whoami", api.apiAuth, whoamiHandler);
+    app.use("/admin", api.httpAdmin);
+    app.use("/", api.httpNode);
+    server.on("request", (req, res) => {
+      if (dashboard(req, res)) return;
+      app(req, res);
+    });
+    if (broker) broker.attachWebSocket(server, "/mqtt");
+
+    const httpPort = await listen(server, config.http.host, config.http.port);
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    );
+    stops.push(() => nodeRed!.stop());
+    await nodeRed.start();
+
+    if (config.homeAssistant.enabled) {
+      const base = config.publicUrl ?? `http://${displayHost(config.http.host)}:${httpPort}`;
+      const bridge = new HomeAssistantBridge({ client, topics, logger: log, configurationUrl: `${base}/` });
+      bridge.on("install-requested", (req) => hubEvents.emit("install-requested", req));
+      await bridge.start();
+      stops.push(() => bridge.stop());
+    }
+
+    const base = config.publicUrl?.replace(/\/+$/, "") ?? `http://${displayHost(config.http.host)}:${httpPort}`;
+    const urls: HubUrls = {
+      page: `${base}/`,
+      editor: `${base}/admin/`,
+      api: `${base}/api/`,
+      mqtt: broker ? broker.url : mqttConn.url,
+      mqttWs: `${base.replace(/^http/, "ws")}/mqtt`,
+    };
+    print("Lockstep hub is running");
+    print(`  fleet page:        ${urls.page}`);
+    print(`  Node-RED editor:   ${urls.editor}`);
+    print(`  HTTP API:          ${urls.api}`);
+    print(`  MQTT:              ${urls.mqtt}${broker ? "" : " (external broker)"}`);
+    if (broker) print(`  MQTT over WS:      ${urls.mqttWs}`);
+    print(`  data dir:          ${config.dataDir}`);
+    return {
+      config,
+      urls,
+      httpPort,
+      ...(broker ? { mqttPort: broker.ports.tcp } : {}),
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+interface ExpressApp {
+  (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void;
+  get(path: string, ...handlers: RequestHandler[]): void;
+  use(path: string, handler: RequestHandler): void;
+}
+
+const USAGE = `usage: lockstep hub [--data-dir DIR] [--config FILE]
+
+Runs the broker, the fleet page, the Node-RED editor and the HTTP API.
+  --data-dir DIR   where everything durable lives (default .lockstep-data; LOCKSTEP_DATA_DIR)
+  --config FILE    JSON config file (see docs/node-red.md); LOCKSTEP_* variables override it
+`;
+
+export function parseHubArgs(argv: string[]): { dataDir?: string; config?: string; help: boolean } {
+  const out: { dataDir?: string; config?: string; help: boolean } = { help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) throw new ConfigError(`${arg} needs a value`, USAGE.split("\n")[0]);
+      return v;
+    };
+    if (arg === "--data-dir") out.dataDir = value();
+    else if (arg === "--config") out.config = value();
+    else if (arg === "--help" || arg === "-h") out.help = true;
+    else throw new ConfigError(`unknown argument ${arg}`, USAGE.split("\n")[0]);
+  }
+  return out;
+}
+
+/** The `lockstep hub` command: runs until SIGTERM/SIGINT. Returns the exit code. */
+export async function runHub(argv: string[]): Promise<number> {
+  let args: ReturnType<typeof parseHubArgs>;
+  try {
+    args = parseHubArgs(argv);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let hub: RunningHub;
+  try {
+    const config = loadHubConfig({ ...(args.config ? { file: args.config } : {}), ...(args.dataDir ? { dataDir: args.dataDir } : {}) });
+    hub = await startHub({ config });
+  } catch (err) {
+    process.stderr.write(`lockstep hub: ${(err as Error).message}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      process.stdout.write(`${signal}: stopping the hub\n`);
+      const force = setTimeout(() => resolve(1), 20_000);
+      force.unref();
+      hub.stop().then(
+        () => {
+          clearTimeout(force);
+          resolve(0);
+        },
+        () => resolve(1),
+      );
+    };
+    process.once("SIGTERM", () => shutdown("SIGTERM"));
+    process.once("SIGINT", () => shutdown("SIGINT"));
+  });
+}
+
+if (require.main === module) {
+  runHub(process.argv.slice(2)).then((code) => process.exit(code));
+}
+

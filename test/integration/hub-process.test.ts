@@ -1,0 +1,117 @@
+/**
+ * The hub as people run it: `lockstep hub` in its own process. It prints where everything is and
+ * the first operator password once; the editor needs a login (operators and hub users only); the
+ * API needs HTTP Basic auth; the fleet page and MQTT over WebSocket share the HTTP port; a restart
+ * keeps the user's flow edits. Needs `npm run build`.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CredentialStore } from "../../broker/credentials.js";
+import { startHubProcess, type HubProcess } from "../demo/hub-process.js";
+
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+
+async function editorToken(baseUrl: string, username: string, password: string): Promise<Response> {
+  return fetch(`${baseUrl}/admin/auth/token`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ client_id: "node-red-editor", grant_type: "password", scope: "*", username, password }),
+  });
+}
+
+describe("lockstep hub process", () => {
+  let dataDir: string;
+  let hub: HubProcess;
+  let password: string;
+  const viewer = { name: "viewer1", password: "viewer-password-1" };
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "lockstep-hub-"));
+    hub = await startHubProcess({ dataDir });
+    password = hub.operatorPassword ?? "";
+    const store = await CredentialStore.open(join(dataDir, "credentials.json"));
+    await store.add(viewer.name, "viewer", viewer.password);
+  });
+
+  afterAll(async () => {
+    await hub?.stop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("prints the editor, page, API and broker addresses and the first operator password", () => {
+    const out = hub.output();
+    expect(out).toMatch(/fleet page:\s+http:\/\/127\.0\.0\.1:\d+\//);
+    expect(out).toMatch(/Node-RED editor:\s+http:\/\/127\.0\.0\.1:\d+\/admin\//);
+    expect(out).toMatch(/HTTP API:\s+http:\/\/127\.0\.0\.1:\d+\/api\//);
+    expect(out).toMatch(/MQTT:\s+mqtt:\/\/127\.0\.0\.1:\d+/);
+    expect(password).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+    // Stored hashed, never in clear.
+    expect(readFileSync(join(dataDir, "credentials.json"), "utf8")).not.toContain(password);
+  });
+
+  it("serves the fleet page and its config at /", async () => {
+    const page = await fetch(`${hub.baseUrl}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/text\/html/);
+    const config = (await (await fetch(`${hub.baseUrl}/config.json`)).json()) as { prefix: string };
+    expect(config.prefix).toBe("lockstep");
+  });
+
+  it("requires a login for the editor; operators get in, viewers and wrong passwords do not", async () => {
+    const login = (await (await fetch(`${hub.baseUrl}/admin/auth/login`)).json()) as { type?: string };
+    expect(login.type).toBe("credentials");
+    expect((await fetch(`${hub.baseUrl}/admin/flows`)).status).toBe(401);
+    // Node-RED answers a refused password grant with 403.
+    expect((await editorToken(hub.baseUrl, "admin", "wrong-password")).status).toBe(403);
+    expect((await editorToken(hub.baseUrl, viewer.name, viewer.password)).status).toBe(403);
+
+    const res = await editorToken(hub.baseUrl, "admin", password);
+    expect(res.status).toBe(200);
+    const { access_token } = (await res.json()) as { access_token: string };
+    const flows = await fetch(`${hub.baseUrl}/admin/flows`, { headers: { authorization: `Bearer ${access_token}` } });
+    expect(flows.status).toBe(200);
+    const nodes = (await flows.json()) as Array<{ type: string }>;
+    expect(nodes.some((n) => n.type === "lockstep-fleet")).toBe(true);
+  });
+
+  it("requires HTTP Basic auth for /api/ and says who is logged in", async () => {
+    const anonymous = await fetch(`${hub.baseUrl}/api/whoami`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get("www-authenticate")).toMatch(/^Basic/);
+    expect((await fetch(`${hub.baseUrl}/api/whoami`, { headers: { authorization: basic("admin", "nope") } })).status).toBe(401);
+    const op = await fetch(`${hub.baseUrl}/api/whoami`, { headers: { authorization: basic("admin", password) } });
+    expect(await op.json()).toEqual({ user: "admin", role: "operator" });
+    const view = await fetch(`${hub.baseUrl}/api/whoami`, { headers: { authorization: basic(viewer.name, viewer.password) } });
+    expect(await view.json()).toEqual({ user: viewer.name, role: "viewer" });
+  });
+
+  it("speaks MQTT over WebSocket at /mqtt and announces itself on hub/availability", async () => {
+    const client = await mqtt.connectAsync(hub.mqttWsUrl, { username: viewer.name, password: viewer.password, reconnectPeriod: 0 });
+    try {
+      const availability = new Promise<string>((resolve) => client.on("message", (_t, p) => resolve(p.toString())));
+      await client.subscribeAsync("lockstep/v1/hub/availability");
+      expect(await availability).toBe("online");
+    } finally {
+      await client.endAsync();
+    }
+  });
+
+  it("keeps the user's flow edits across a restart and prints no new password", async () => {
+    const { access_token } = (await (await editorToken(hub.baseUrl, "admin", password)).json()) as { access_token: string };
+    const auth = { authorization: `Bearer ${access_token}`, "content-type": "application/json" };
+    const current = (await (await fetch(`${hub.baseUrl}/admin/flows`, { headers: auth })).json()) as unknown[];
+    const edited = [...current, { id: "user-comment", type: "comment", z: "", name: "my edit", x: 100, y: 100, wires: [] }];
+    const deploy = await fetch(`${hub.baseUrl}/admin/flows`, { method: "POST", headers: { ...auth, "Node-RED-Deployment-Type": "full" }, body: JSON.stringify(edited) });
+    expect(deploy.status).toBe(204);
+
+    expect(await hub.stop()).toBe(0);
+    hub = await startHubProcess({ dataDir });
+    expect(hub.operatorPassword).toBeUndefined();
+    const { access_token: token2 } = (await (await editorToken(hub.baseUrl, "admin", password)).json()) as { access_token: string };
+    const flows = (await (await fetch(`${hub.baseUrl}/admin/flows`, { headers: { authorization: `Bearer ${token2}` } })).json()) as Array<{ id: string; name?: string }>;
+    expect(flows.find((n) => n.id === "user-comment")?.name).toBe("my edit");
+  });
+});
