@@ -67,8 +67,8 @@ interface FakeHost {
 export const OLD_COMMIT = "a".repeat(40);
 
 export class FakeFleet implements FleetPort, RolloutPublisher {
-  /** Every command that reached the broker, in order. */
-  readonly commands: Command[] = [];
+  /** Every command that reached the broker, in order, with the host it was sent to. */
+  readonly commands: (Command & { host: string })[] = [];
   /** Every command an agent actually ran (after dedup and expiry checks). */
   readonly executed: { host: string; op: string; id: string }[] = [];
   readonly progress: RolloutProgress[] = [];
@@ -185,7 +185,7 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
       rolloutId: meta.rolloutId,
     } as Command;
     if (this.dropped.delete(`${host}/${op}`)) return new Promise<string>(() => undefined);
-    this.commands.push(cmd);
+    this.commands.push({ ...cmd, host });
     if (op === "pull" && !this.expectedHead) this.setExpectedHead((args as { commit: string }).commit);
     if (h.online) this.later(0, () => this.deliver(h, cmd));
     else h.inbox.push(cmd);
