@@ -41,7 +41,8 @@ export const HealthConfig = z
         enabled: z.boolean().default(true),
         /** Do not update a host that has just booted (it may be in a reboot loop). */
         minSeconds: z.number().int().nonnegative().default(600),
-        uptimeFile: z.string().default("/proc/uptime"),
+        /** A file in /proc/uptime format; null: the OS's uptime (os.uptime(), also on macOS). */
+        uptimeFile: z.string().nullable().default(null),
       })
       .strict()
       .prefault({}),

@@ -3,6 +3,7 @@
  * and the host not freshly booted. Each is configurable and can be switched off.
  */
 import { statfs, readFile } from "node:fs/promises";
+import { uptime as osUptime } from "node:os";
 import { z } from "zod";
 import type { HealthConfig } from "./self-update-config.js";
 import { runCommand } from "./self-update-exec.js";
@@ -47,15 +48,20 @@ export async function checkSystemState(argv: string[], accepted: string[], opts:
 /** /proc/uptime: "12345.67 23456.78" -- seconds since boot, then idle seconds. */
 const Uptime = z.string().regex(/^\d+(\.\d+)?\s/).transform((s) => Number(s.split(/\s/)[0]));
 
-export async function checkUptime(uptimeFile: string, minSeconds: number): Promise<HealthResult> {
+export async function checkUptime(uptimeFile: string | null, minSeconds: number): Promise<HealthResult> {
+  if (uptimeFile === null) return uptimeResult(osUptime(), minSeconds);
   try {
     const r = Uptime.safeParse(await readFile(uptimeFile, "utf8"));
     if (!r.success) return { check: "uptime", ok: false, detail: `${uptimeFile} is not in /proc/uptime format` };
-    const ok = r.data >= minSeconds;
-    return { check: "uptime", ok, detail: `up ${Math.floor(r.data)} s (minimum ${minSeconds} s)${ok ? "" : ": the host booted recently; the next run will update it"}` };
+    return uptimeResult(r.data, minSeconds);
   } catch (e) {
     return { check: "uptime", ok: false, detail: `cannot read ${uptimeFile}: ${(e as Error).message}` };
   }
+}
+
+function uptimeResult(seconds: number, minSeconds: number): HealthResult {
+  const ok = seconds >= minSeconds;
+  return { check: "uptime", ok, detail: `up ${Math.floor(seconds)} s (minimum ${minSeconds} s)${ok ? "" : ": the host booted recently; the next run will update it"}` };
 }
 
 export async function runHealthChecks(cfg: HealthConfig, opts: HealthOptions = {}): Promise<HealthResult[]> {

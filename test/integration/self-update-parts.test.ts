@@ -83,6 +83,8 @@ describe("health checks", () => {
     writeFileSync(f, "garbage");
     expect((await checkUptime(f, 1)).ok).toBe(false);
     expect((await checkUptime("/proc/uptime", 0)).ok).toBe(true);
+    expect(await checkUptime(null, 1)).toMatchObject({ ok: true, detail: expect.stringMatching(/^up \d+ s/) });
+    expect((await checkUptime(null, 10 ** 12)).ok).toBe(false);
   });
 });
 

@@ -1,0 +1,252 @@
+/**
+ * The Nix modules evaluated without nixpkgs (nix/tests/module-harness.nix stubs the few lib
+ * functions they use): option names, types and defaults, the generated JSON configs validated by
+ * the very zod schemas the agent, self-update and hub load, and the systemd/launchd units.
+ */
+import { describe, it, expect } from "vitest";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { parseAgentConfig } from "../../agent/config.js";
+import { parseSelfUpdateConfig } from "../../agent/self-update-config.js";
+import { HubSettingsSchema } from "../../hub/config.js";
+import { parseHubBrokerConfig } from "../../broker/config.js";
+
+const ROOT = join(__dirname, "..", "..");
+
+function evalNix<T = unknown>(expr: string): T {
+  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", expr], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  return JSON.parse(out) as T;
+}
+
+function evalNixError(expr: string): string {
+  try {
+    evalNix(expr);
+  } catch (e) {
+    return String((e as { stderr?: string }).stderr ?? e);
+  }
+  throw new Error("expected the evaluation to fail");
+}
+
+interface Harness {
+  options: Array<{ name: string; type: string; elem: string | null; hasDescription: boolean }>;
+  cfg: Record<string, unknown>;
+  config: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+function harness(module: string, name: string, settings: object, extra: { hostConfig?: object; isDarwin?: boolean } = {}): Harness {
+  // Settings travel as JSON: builtins.fromJSON turns them into a Nix attribute set.
+  const args = [
+    `module = ./nix/modules/${module}`,
+    `name = "${name}"`,
+    `settings = builtins.fromJSON ${JSON.stringify(JSON.stringify(settings))}`,
+    `hostConfig = builtins.fromJSON ${JSON.stringify(JSON.stringify(extra.hostConfig ?? {}))}`,
+    `isDarwin = ${extra.isDarwin ? "true" : "false"}`,
+  ].join("; ");
+  return evalNix<Harness>(`import ./nix/tests/module-harness.nix { ${args}; }`);
+}
+
+const agentBase = { enable: true, brokerUrl: "mqtts://hub.lan:8883", repo: { url: "git@github.com:acme/fleet.git" } };
+
+describe("nix/lib.nix", () => {
+  it("staggers hosts by a stable offset from the host name (same formula as sha256 here)", () => {
+    const offset = (host: string, spread: number) => parseInt(createHash("sha256").update(host).digest("hex").slice(0, 7), 16) % spread;
+    const hosts = ["alpha", "beta", "gamma", "web-01"];
+    const nix = evalNix<number[]>(`map (h: (import ./nix/lib.nix).hostOffsetMinutes h 60) ${JSON.stringify(hosts).replaceAll(",", " ")}`);
+    expect(nix).toEqual(hosts.map((h) => offset(h, 60)));
+    expect(new Set(nix).size).toBeGreaterThan(1);
+    const cal = evalNix<string[]>(`let l = import ./nix/lib.nix; in [ (l.onCalendar { time = "03:00"; host = "alpha"; spreadMinutes = 60; }) (l.onCalendar { time = "23:50"; host = "alpha"; spreadMinutes = 60; days = [ "sat" "sun" ]; }) (l.onCalendar { time = "03:00"; host = "alpha"; }) ]`);
+    const a = offset("alpha", 60);
+    const pad = (n: number) => String(n).padStart(2, "0");
+    expect(cal[0]).toBe(`*-*-* 03:${pad(a)}:00`);
+    const late = (23 * 60 + 50 + a) % 1440;
+    expect(cal[1]).toBe(`Sat,Sun *-*-* ${pad(Math.floor(late / 60))}:${pad(late % 60)}:00`);
+    expect(cal[2]).toBe("*-*-* 03:00:00");
+    expect(evalNixError(`(import ./nix/lib.nix).onCalendar { time = "3am"; host = "a"; }`)).toContain("must be HH:MM");
+  });
+
+  it("recognises store paths and host ids", () => {
+    expect(evalNix(`let l = import ./nix/lib.nix; in map l.isStorePath [ "/nix/store/abc-secret" "/nix/store" "/nix/storefront" "/run/secrets/x" ]`)).toEqual([true, true, false, false]);
+    expect(evalNix(`let l = import ./nix/lib.nix; in map l.isValidHostId [ "web-01" "Web" "" "a_b" ]`)).toEqual([true, false, false, true]);
+  });
+});
+
+describe("services.lockstep-agent (NixOS)", () => {
+  const h = harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, credentialsFile: "/run/secrets/mqtt", tags: ["edge"], canary: true, maintenanceWindow: { days: ["sat"], start: "02:00", end: "05:00", timeZone: "Europe/Berlin" }, extraConfig: { timeouts: { switchSeconds: 7200 } }, selfUpdate: { enable: true, reboot: { window: { start: "03:00", end: "05:00" } } } });
+
+  it("declares every documented option, each with a description", () => {
+    const names = h.options.map((o) => o.name).sort();
+    expect(names).toEqual(
+      [
+        "enable", "package", "brokerUrl", "brokerUsername", "credentialsFile", "brokerCaFile", "hostName", "topicPrefix",
+        "repo.url", "repo.branch", "repo.checkoutDir", "sshKeyFile", "profile", "flakeAttr", "systemProfile", "testsDir",
+        "tags", "location", "priority", "canary", "hold", "maintenanceWindow", "logLevel", "extraConfig",
+        "selfUpdate.enable", "selfUpdate.mode", "selfUpdate.inputs", "selfUpdate.commitLock", "selfUpdate.attribute",
+        "selfUpdate.time", "selfUpdate.days", "selfUpdate.spreadMinutes", "selfUpdate.randomizedDelaySec", "selfUpdate.persistent",
+        "selfUpdate.reportToHub", "selfUpdate.health.maxDiskUsedPercent", "selfUpdate.health.diskPath", "selfUpdate.health.systemStates",
+        "selfUpdate.health.minUptimeSeconds", "selfUpdate.reboot.enable", "selfUpdate.reboot.command", "selfUpdate.reboot.window",
+        "selfUpdate.extraConfig",
+      ].sort(),
+    );
+    expect(h.options.filter((o) => !o.hasDescription)).toEqual([]);
+    // Secrets are strings, never Nix path literals (which would be copied into the store).
+    for (const secret of ["credentialsFile", "sshKeyFile"]) expect(h.options.find((o) => o.name === secret)).toMatchObject({ type: "nullOr", elem: "str" });
+  });
+
+  it("has the documented defaults", () => {
+    expect(h.cfg).toMatchObject({ profile: "nixos", hostName: "alpha", priority: 100, hold: false, logLevel: "info", testsDir: "tests", topicPrefix: "lockstep" });
+    expect(h.cfg.repo).toEqual({ url: agentBase.repo.url, branch: "main", checkoutDir: "/var/lib/lockstep-agent/checkout" });
+    expect(h.cfg.selfUpdate).toMatchObject({ mode: "flake-update", time: "03:00", spreadMinutes: 60, persistent: true, health: { maxDiskUsedPercent: 90, systemStates: ["running"], minUptimeSeconds: 600 } });
+  });
+
+  it("writes an agent config the agent accepts", () => {
+    const text = h.config.environment.etc["lockstep/agent.json"].source.text as string;
+    const agent = parseAgentConfig(JSON.parse(text));
+    expect(agent).toMatchObject({
+      host: "alpha",
+      broker: { url: "mqtts://hub.lan:8883", passwordFile: "/run/secrets/mqtt" },
+      repo: { url: agentBase.repo.url, branch: "main", checkoutDir: "/var/lib/lockstep-agent/checkout" },
+      stateDir: "/var/lib/lockstep-agent",
+      os: { kind: "nixos" },
+      tags: ["edge"],
+      canary: true,
+      maintenanceWindow: { days: ["sat"], start: "02:00", end: "05:00", timeZone: "Europe/Berlin" },
+      timeouts: { switchSeconds: 7200 },
+    });
+    expect(agent.broker.username).toBeUndefined(); // the agent defaults it to the host id
+  });
+
+  it("writes a self-update config the self-update accepts", () => {
+    const su = parseSelfUpdateConfig(JSON.parse(h.config.environment.etc["lockstep/self-update.json"].source.text));
+    expect(su).toMatchObject({
+      host: "alpha",
+      checkoutDir: "/var/lib/lockstep-agent/checkout",
+      repoUrl: agentBase.repo.url,
+      profile: "nixos",
+      broker: { url: "mqtts://hub.lan:8883", passwordFile: "/run/secrets/mqtt" },
+      reboot: { enabled: true, window: { start: "03:00", end: "05:00", timeZone: "UTC" } },
+      health: { disk: { enabled: true, maxUsedPercent: 90 }, systemState: { enabled: true, accepted: ["running"] }, uptime: { enabled: true, minSeconds: 600, uptimeFile: null } },
+      nextRunArgv: ["systemctl", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"],
+    });
+  });
+
+  it("runs the agent as a unit the switch neither restarts nor stops, with a state dir", () => {
+    const unit = h.config.systemd.services["lockstep-agent"];
+    expect(unit.restartIfChanged).toBe(false);
+    expect(unit.stopIfChanged).toBe(false);
+    expect(unit.wantedBy).toEqual(["multi-user.target"]);
+    expect(unit.serviceConfig).toMatchObject({ KillMode: "process", Restart: "on-failure", StateDirectory: "lockstep-agent", StateDirectoryMode: "0700", UMask: "0077", PrivateTmp: true });
+    expect(unit.serviceConfig.ExecStart).toMatch(/-lockstep-0\.1\.0\/bin\/lockstep-agent run --config \/etc\/lockstep\/agent\.json$/);
+    expect(unit.serviceConfig.ProtectSystem).toBeUndefined(); // would break activation (see the module)
+    expect(h.config.assertions.every((a: { assertion: boolean }) => a.assertion)).toBe(true);
+  });
+
+  it("exposes the self-update as a staggered, persistent timer", () => {
+    const offset = parseInt(createHash("sha256").update("alpha").digest("hex").slice(0, 7), 16) % 60;
+    expect(h.config.systemd.timers["lockstep-self-update"].timerConfig).toEqual({ OnCalendar: `*-*-* 03:${String(offset).padStart(2, "0")}:00`, Persistent: true });
+    const svc = h.config.systemd.services["lockstep-self-update"];
+    expect(svc).toMatchObject({ restartIfChanged: false, stopIfChanged: false, serviceConfig: { Type: "oneshot", SuccessExitStatus: "4" } });
+    expect(svc.serviceConfig.ExecStart).toMatch(/bin\/lockstep-agent self-update --config \/etc\/lockstep\/self-update\.json$/);
+    const jittered = harness("nixos-agent.nix", "lockstep-agent", { selfUpdate: { enable: true, randomizedDelaySec: 300, days: ["sun"] }, repo: { url: "x" } }, { hostConfig: { networking: { hostName: "beta" } } });
+    expect(jittered.config.systemd.timers["lockstep-self-update"].timerConfig).toMatchObject({ RandomizedDelaySec: 300, OnCalendar: expect.stringMatching(/^Sun \*-\*-\* 03:\d\d:00$/) });
+    // Self-update alone (a home lab without hub): no agent daemon, no broker needed.
+    expect(jittered.config.systemd.services["lockstep-agent"]).toBeUndefined();
+    expect(JSON.parse(jittered.config.environment.etc["lockstep/self-update.json"].source.text).broker).toBeUndefined();
+  });
+
+  it("refuses secrets in the Nix store, a missing broker, and bad host names", () => {
+    const failing = (settings: object, hostConfig = {}) =>
+      harness("nixos-agent.nix", "lockstep-agent", settings, { hostConfig }).config.assertions.filter((a: { assertion: boolean }) => !a.assertion).map((a: { message: string }) => a.message);
+    expect(failing({ ...agentBase, credentialsFile: "/nix/store/abc-mqtt-password" })).toEqual([expect.stringContaining("must not be in the Nix store")]);
+    expect(failing({ ...agentBase, sshKeyFile: "relative/key" })).toEqual([expect.stringContaining("absolute paths")]);
+    expect(failing({ enable: true, repo: { url: "x" } })).toEqual([expect.stringContaining("brokerUrl must be set")]);
+    expect(failing(agentBase, { networking: { hostName: "My_Laptop" } })).toEqual([expect.stringContaining("not a valid host id")]);
+  });
+
+  it("rejects values of the wrong type and unknown options", () => {
+    expect(() => harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, profile: "darwin" })).toThrow(/services\.lockstep-agent\.profile/);
+    expect(() => harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, brokerUrl: "http://hub" })).toThrow(/brokerUrl/);
+    expect(() => harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, brokerURL: "mqtt://x" })).toThrow(/has no option\(s\) brokerURL/);
+  });
+});
+
+describe("services.lockstep-hub (NixOS)", () => {
+  const h = harness("nixos-hub.nix", "lockstep-hub", {
+    enable: true,
+    openFirewall: true,
+    tls: { certFile: "/var/lib/acme/hub/cert.pem", keyFile: "/var/lib/acme/hub/key.pem" },
+    github: { owner: "acme", repo: "fleet", tokenFile: "/run/secrets/gh-token", webhookSecretFile: "/run/secrets/gh-webhook" },
+    listeners: { http: { port: 8080 } },
+  });
+
+  it("writes a hub config the hub and its broker accept, with secrets from systemd credentials", () => {
+    const json = JSON.parse(h.config.environment.etc["lockstep/hub.json"].source.text);
+    const settings = HubSettingsSchema.parse(json);
+    expect(settings).toMatchObject({ dataDir: "/var/lib/lockstep", http: { host: "0.0.0.0", port: 8080 }, github: { owner: "acme", repo: "fleet", baseBranch: "main", tokenFile: "/run/credentials/lockstep-hub.service/github-token", webhookSecretFile: "/run/credentials/lockstep-hub.service/github-webhook-secret" } });
+    const broker = parseHubBrokerConfig({ dataDir: settings.dataDir, ...settings.broker });
+    expect(broker.listeners.tcp).toEqual({ host: "0.0.0.0", port: 1883 });
+    expect(broker.listeners.tls).toMatchObject({ port: 8883, certFile: "/run/credentials/lockstep-hub.service/tls-cert", keyFile: "/run/credentials/lockstep-hub.service/tls-key" });
+    expect(h.config.systemd.services["lockstep-hub"].serviceConfig.LoadCredential.sort()).toEqual(
+      ["github-token:/run/secrets/gh-token", "github-webhook-secret:/run/secrets/gh-webhook", "tls-cert:/var/lib/acme/hub/cert.pem", "tls-key:/var/lib/acme/hub/key.pem"].sort(),
+    );
+  });
+
+  it("runs unprivileged and hardened, and opens exactly its ports", () => {
+    const sc = h.config.systemd.services["lockstep-hub"].serviceConfig;
+    expect(sc).toMatchObject({ DynamicUser: true, StateDirectory: "lockstep", ProtectSystem: "strict", NoNewPrivileges: true, CapabilityBoundingSet: [], AmbientCapabilities: [] });
+    expect(h.config.networking.firewall.allowedTCPPorts).toEqual([8080, 1883, 8883]);
+    const external = harness("nixos-hub.nix", "lockstep-hub", { enable: true, openFirewall: true, externalBroker: { url: "mqtts://mosquitto.lan:8883", passwordFile: "/run/secrets/hub-mqtt" }, listeners: { http: { port: 80 } } });
+    expect(external.config.networking.firewall.allowedTCPPorts).toEqual([80]);
+    expect(external.config.systemd.services["lockstep-hub"].serviceConfig.AmbientCapabilities).toEqual(["CAP_NET_BIND_SERVICE"]);
+    const ext = HubSettingsSchema.parse(JSON.parse(external.config.environment.etc["lockstep/hub.json"].source.text));
+    expect(parseHubBrokerConfig({ dataDir: "/x", ...ext.broker }).external).toEqual({ url: "mqtts://mosquitto.lan:8883", username: "lockstep-hub", passwordFile: "/run/credentials/lockstep-hub.service/external-broker-password" });
+  });
+
+  it("refuses secrets in the store and half-configured TLS", () => {
+    const bad = harness("nixos-hub.nix", "lockstep-hub", { enable: true, tls: { certFile: "/nix/store/abc-cert.pem" }, github: { repo: "fleet" } });
+    expect(bad.config.assertions.filter((a: { assertion: boolean }) => !a.assertion).map((a: { message: string }) => a.message)).toEqual([
+      expect.stringContaining("outside the Nix store"),
+      expect.stringContaining("certFile and keyFile together"),
+      expect.stringContaining("owner and repo together"),
+    ]);
+  });
+});
+
+describe("services.lockstep-agent (nix-darwin)", () => {
+  const h = harness("darwin-agent.nix", "lockstep-agent", { ...agentBase, selfUpdate: { enable: true, days: ["sat"] } }, { hostConfig: { networking: { hostName: "MacMini" } } });
+
+  it("runs the agent from the stable system path with KeepAlive, so the new version starts after a switch", () => {
+    const sc = h.config.launchd.daemons["lockstep-agent"].serviceConfig;
+    expect(sc.ProgramArguments).toEqual(["/run/current-system/sw/bin/lockstep-agent", "run", "--config", "/etc/lockstep/agent.json"]);
+    expect(sc).toMatchObject({ KeepAlive: true, RunAtLoad: true });
+    const agent = parseAgentConfig(JSON.parse(h.config.environment.etc["lockstep/agent.json"].source.text));
+    expect(agent).toMatchObject({ host: "macmini", os: { kind: "darwin" } });
+  });
+
+  it("schedules the self-update with launchd and no Linux-only checks", () => {
+    const sc = h.config.launchd.daemons["lockstep-self-update"].serviceConfig;
+    expect(sc.StartCalendarInterval).toEqual([{ Hour: 3, Minute: parseInt(createHash("sha256").update("macmini").digest("hex").slice(0, 7), 16) % 60, Weekday: 6 }]);
+    const su = parseSelfUpdateConfig(JSON.parse(h.config.environment.etc["lockstep/self-update.json"].source.text));
+    expect(su).toMatchObject({ profile: "darwin", reboot: { enabled: false }, health: { systemState: { enabled: false }, uptime: { enabled: true, uptimeFile: null } } });
+  });
+});
+
+describe("services.lockstep-agent (Home Manager)", () => {
+  it("runs as a user service that Home Manager's switch does not restart", () => {
+    const h = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-laptop", selfUpdate: { enable: true } });
+    const unit = h.config.systemd.user.services["lockstep-agent"];
+    expect(unit.Unit["X-RestartIfChanged"]).toBe(false);
+    expect(unit.Service.ExecStart).toBe("/home/alice/.nix-profile/bin/lockstep-agent run --config /home/alice/.config/lockstep/agent.json");
+    const agent = parseAgentConfig(JSON.parse(h.config.xdg.configFile["lockstep/agent.json"].text));
+    expect(agent).toMatchObject({ host: "alice-laptop", os: { kind: "home-manager", profile: "/home/alice/.local/state/nix/profiles/home-manager" }, stateDir: "/home/alice/.local/state/lockstep-agent" });
+    expect(h.config.systemd.user.timers["lockstep-self-update"].Timer.Persistent).toBe(true);
+    const su = parseSelfUpdateConfig(JSON.parse(h.config.xdg.configFile["lockstep/self-update.json"].text));
+    expect(su).toMatchObject({ profile: "home-manager", systemProfile: "/home/alice/.local/state/nix/profiles/home-manager", reboot: { enabled: false } });
+  });
+
+  it("uses launchd agents on macOS", () => {
+    const h = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-mac" }, { isDarwin: true });
+    expect(h.config.launchd.agents["lockstep-agent"].config).toMatchObject({ KeepAlive: true, ProgramArguments: ["/home/alice/.nix-profile/bin/lockstep-agent", "run", "--config", "/home/alice/.config/lockstep/agent.json"] });
+    expect(h.config.systemd).toBeUndefined();
+  });
+});
