@@ -223,13 +223,14 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     try {
       switch (parsed.kind) {
         case "availability": {
-          const h = this.snapshot(parsed.host);
-          if (cleared) h.availability = "unknown";
-          else {
+          let value: HostSnapshot["availability"] = "unknown";
+          if (!cleared) {
             const r = Availability.safeParse(payload.toString("utf8").trim());
             if (!r.success) return ignore(`availability must be "online" or "offline"`);
-            h.availability = r.data;
+            value = r.data;
           }
+          const h = this.snapshot(parsed.host);
+          h.availability = value;
           h.lastSeen = new Date().toISOString();
           return this.notify({ kind: "availability", host: parsed.host });
         }
@@ -248,11 +249,13 @@ export class FleetClient implements FleetPort, RolloutPublisher {
           return this.notify({ kind: "info", host: parsed.host });
         }
         case "compartment": {
-          const h = this.snapshot(parsed.host);
-          if (cleared) delete h.compartments[parsed.compartment];
-          else {
+          if (cleared) {
+            const h = this.hostMap.get(parsed.host);
+            if (h) delete h.compartments[parsed.compartment];
+          } else {
             const r = decodeJson(Compartment, payload);
             if (!r.ok) return ignore(r.error);
+            const h = this.snapshot(parsed.host);
             h.compartments[parsed.compartment] = r.value;
             h.lastSeen = new Date().toISOString();
           }
