@@ -199,8 +199,22 @@ const mosquittoConfigCommand: Subcommand = {
   },
 };
 
+/** `lockstep hub`: hub/main.ts runs the broker, the fleet page, Node-RED and the API until SIGTERM. */
+const hubCommand: Subcommand = {
+  name: "hub",
+  summary: "run the hub: broker, fleet page, Node-RED editor and HTTP API",
+  usage: "lockstep hub [--config FILE] [--data-dir DIR]",
+  options: {},
+  async run({ values }) {
+    const { runHub } = await import("../hub/main.js");
+    const config = str(values, "config");
+    const dataDir = str(values, "data-dir");
+    return runHub([...(config ? ["--config", config] : []), ...(dataDir ? ["--data-dir", dataDir] : [])]);
+  },
+};
+
 /** Every subcommand, in `--help` order. Add new ones here. */
-export const SUBCOMMANDS: Subcommand[] = [usersCommand, mosquittoConfigCommand];
+export const SUBCOMMANDS: Subcommand[] = [hubCommand, usersCommand, mosquittoConfigCommand];
 
 function globalHelp(): string {
   const width = Math.max(...SUBCOMMANDS.map((c) => c.name.length));
