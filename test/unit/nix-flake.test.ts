@@ -1,0 +1,70 @@
+/**
+ * flake.nix's outputs, evaluated against a stand-in for nixpkgs (nix/tests/stub-nixpkgs.nix)
+ * because nixpkgs cannot be fetched here: the output names users and `nix flake check` rely on,
+ * the package definition, the overlay, and the modules' default package.
+ */
+import { describe, it, expect } from "vitest";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const ROOT = join(__dirname, "..", "..");
+const PRELUDE = `let flake = import ./flake.nix; nixpkgs = import ./nix/tests/stub-nixpkgs.nix; self = flake.outputs { inherit self nixpkgs; }; in`;
+
+function evalFlake<T>(body: string): T {
+  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", `${PRELUDE} ${body}`], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  return JSON.parse(out) as T;
+}
+
+const SYSTEMS = ["aarch64-darwin", "aarch64-linux", "x86_64-darwin", "x86_64-linux"];
+const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+describe("flake.nix", () => {
+  it("has nixpkgs as its only input and the documented outputs", () => {
+    const r = evalFlake<Record<string, unknown>>(`{
+      input = flake.inputs.nixpkgs.url;
+      inputs = builtins.attrNames flake.inputs;
+      packages = builtins.mapAttrs (s: p: builtins.attrNames p) self.packages;
+      checks = builtins.mapAttrs (s: c: builtins.attrNames c) self.checks;
+      nixos = builtins.attrNames self.nixosModules;
+      darwin = builtins.attrNames self.darwinModules;
+      homeManager = builtins.attrNames self.homeManagerModules;
+      overlay = builtins.isFunction self.overlays.default;
+    }`);
+    expect(r.input).toBe("github:NixOS/nixpkgs/nixos-unstable");
+    expect(r.inputs).toEqual(["nixpkgs"]);
+    expect(Object.keys(r.packages as object)).toEqual(SYSTEMS);
+    for (const s of SYSTEMS) expect((r.packages as Record<string, string[]>)[s]).toEqual(["default", "lockstep"]);
+    expect((r.checks as Record<string, string[]>)["x86_64-linux"]).toEqual(["lockstep", "nixos-modules"]);
+    expect((r.checks as Record<string, string[]>)["aarch64-darwin"]).toEqual(["lockstep"]);
+    expect(r.nixos).toEqual(["default", "lockstep-agent", "lockstep-hub"]);
+    expect(r.darwin).toEqual(["default", "lockstep-agent"]);
+    expect(r.homeManager).toEqual(["default", "lockstep-agent"]);
+    expect(r.overlay).toBe(true);
+  });
+
+  it("builds hub and agent from one npm package, with git and nix on the agent's PATH", () => {
+    const pkg = evalFlake<Record<string, string>>(`{ inherit (self.packages.x86_64-linux.lockstep) pname version npmDepsHash npmBuildScript installPhase installCheckPhase; main = self.packages.x86_64-linux.lockstep.meta.mainProgram; default = self.packages.x86_64-linux.default.name; }`);
+    expect(pkg).toMatchObject({ pname: "lockstep", version, npmBuildScript: "build", main: "lockstep-agent", default: `lockstep-${version}` });
+    expect(pkg.npmDepsHash).toMatch(/^sha256-[A-Za-z0-9+/]{43}=$/);
+    expect(pkg.installPhase).toContain("makeWrapper /nix/store/00000000000000000000000000000000-nodejs-20/bin/node $out/bin/lockstep \\\n");
+    expect(pkg.installPhase).toContain("--add-flags $out/lib/lockstep/dist/agent/cli.js");
+    expect(pkg.installPhase).toMatch(/--suffix PATH : \S*-git\/bin:\S*-nix\/bin:\S*-openssh\/bin/);
+    expect(pkg.installCheckPhase).toContain(`grep -qx '${version}'`);
+  });
+
+  it("the overlay adds pkgs.lockstep, and the modules default to the flake's package", () => {
+    const r = evalFlake<Record<string, unknown>>(`let pkgs = nixpkgs.legacyPackages.aarch64-linux; in {
+      overlay = (self.overlays.default pkgs pkgs).lockstep.name;
+      nixosDefault = (self.nixosModules.lockstep-agent { inherit pkgs; lib = nixpkgs.lib; }).config.services.lockstep-agent.package;
+      hubDefault = (self.nixosModules.lockstep-hub { inherit pkgs; lib = nixpkgs.lib; }).config.services.lockstep-hub.package;
+      imports = map toString (self.homeManagerModules.lockstep-agent { inherit pkgs; lib = nixpkgs.lib; }).imports;
+    }`);
+    expect(r.overlay).toBe(`lockstep-${version}`);
+    // A derivation serialises as its store path.
+    const pkgPath = `/nix/store/00000000000000000000000000000000-lockstep-${version}`;
+    expect(r.nixosDefault).toEqual({ _type: "override", priority: 1000, content: pkgPath });
+    expect(r.hubDefault).toEqual({ _type: "override", priority: 1000, content: pkgPath });
+    expect(r.imports).toEqual([join(ROOT, "nix/modules/home-manager-agent.nix")]);
+  });
+});
