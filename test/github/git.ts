@@ -36,8 +36,24 @@ export class MergeConflict extends Error {
 
 const GITHUB_IDENTITY: GitIdentity = { name: "GitHub", email: "noreply@github.test" };
 
+const isSha = (s: string) => /^[0-9a-f]{40}$/.test(s);
+
 export class BareRepo {
+  /** Results that depend only on commit shas never change: remember them (keeps polls fast). */
+  private readonly memo = new Map<string, Promise<unknown>>();
+
   constructor(readonly path: string) {}
+
+  private remember<T>(key: string, shas: string[], compute: () => Promise<T>): Promise<T> {
+    if (!shas.every(isSha)) return compute();
+    let p = this.memo.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = compute();
+      this.memo.set(key, p);
+      p.catch(() => this.memo.delete(key));
+    }
+    return p;
+  }
 
   run(args: string[], opts: { input?: Buffer | string; env?: NodeJS.ProcessEnv; allowExit?: number[] } = {}): Promise<{ stdout: Buffer; code: number }> {
     return new Promise((resolve, reject) => {
@@ -72,7 +88,11 @@ export class BareRepo {
   }
 
   /** Bytes of a file at a commit, with its blob sha; null when the path is not a file there. */
-  async readFile(rev: string, path: string): Promise<{ bytes: Buffer; blobSha: string } | null> {
+  readFile(rev: string, path: string): Promise<{ bytes: Buffer; blobSha: string } | null> {
+    return this.remember(`file ${rev} ${path}`, [rev], () => this.readFileUncached(rev, path));
+  }
+
+  private async readFileUncached(rev: string, path: string): Promise<{ bytes: Buffer; blobSha: string } | null> {
     const blob = await this.run(["rev-parse", "--verify", "-q", `${rev}:${path}`], { allowExit: [1, 128] });
     if (blob.code !== 0) return null;
     const blobSha = blob.stdout.toString().trim();
@@ -82,7 +102,11 @@ export class BareRepo {
     return { bytes, blobSha };
   }
 
-  async commitInfo(sha: string): Promise<CommitInfo | null> {
+  commitInfo(sha: string): Promise<CommitInfo | null> {
+    return this.remember(`commit ${sha}`, [sha], () => this.commitInfoUncached(sha));
+  }
+
+  private async commitInfoUncached(sha: string): Promise<CommitInfo | null> {
     const resolved = await this.resolveCommit(sha);
     if (!resolved) return null;
     const raw = await this.text(["show", "-s", "--format=%H%x00%T%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B", resolved]);
@@ -103,7 +127,11 @@ export class BareRepo {
   }
 
   /** Files changed between the merge base of base/head and head (GitHub's three-dot compare). */
-  async changedFiles(base: string, head: string): Promise<ChangedFile[]> {
+  changedFiles(base: string, head: string): Promise<ChangedFile[]> {
+    return this.remember(`files ${base} ${head}`, [base, head], () => this.changedFilesUncached(base, head));
+  }
+
+  private async changedFilesUncached(base: string, head: string): Promise<ChangedFile[]> {
     const from = (await this.mergeBase(base, head)) ?? base;
     const numstat = await this.text(["diff", "--no-renames", "--numstat", from, head]);
     const raw = await this.text(["diff", "--no-renames", "--raw", "--abbrev=40", from, head]);
@@ -127,7 +155,11 @@ export class BareRepo {
   }
 
   /** Whether head merges cleanly into base (a real three-way merge, nothing written to refs). */
-  async mergesCleanly(base: string, head: string): Promise<boolean> {
+  mergesCleanly(base: string, head: string): Promise<boolean> {
+    return this.remember(`clean ${base} ${head}`, [base, head], () => this.mergesCleanlyUncached(base, head));
+  }
+
+  private async mergesCleanlyUncached(base: string, head: string): Promise<boolean> {
     const r = await this.run(["merge-tree", "--write-tree", "--no-messages", base, head], { allowExit: [1] });
     return r.code === 0;
   }

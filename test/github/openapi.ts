@@ -130,6 +130,11 @@ export class OpenApiChecker {
     if (Array.isArray(node)) return node.map((n) => this.inline(n, definitions));
     if (node === null || typeof node !== "object") return node;
     const out: JsonObject = {};
+    // OpenAPI 3.0: `nullable: true` allows null even where an `enum` does not list it (GitHub
+    // sends conclusion: null for running check runs); JSON Schema needs null in the enum.
+    if (!isNameMap && node.nullable === true && Array.isArray(node.enum) && !node.enum.includes(null)) {
+      node = { ...node, enum: [...node.enum, null] };
+    }
     for (const [k, v] of Object.entries(node)) {
       if (k === "$ref" && typeof v === "string") {
         const m = /^#\/components\/schemas\/(.+)$/.exec(v);

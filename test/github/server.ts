@@ -311,6 +311,11 @@ export class LocalGitHub {
     }
   }
 
+  /** Numbers of the open PRs. */
+  openPullNumbers(): number[] {
+    return [...this.pulls.values()].filter((p) => p.state === "open").map((p) => p.number);
+  }
+
   pullRequest(n: number): Readonly<PullRecord> {
     return this.mustPull(n);
   }
@@ -651,14 +656,15 @@ export class LocalGitHub {
       value = pr.mergeable.value;
       if (pr.mergeable.times !== null && consume && --pr.mergeable.times <= 0) pr.mergeable = null;
     }
+    const head = await this.headSha(pr);
     if (value === undefined) {
       const base = await this.git.branchHead(pr.baseRef);
-      value = base ? await this.git.mergesCleanly(base, await this.headSha(pr)) : false;
+      value = base ? await this.git.mergesCleanly(base, head) : false;
     }
     if (value === null) return { mergeable: null, state: "unknown" };
     if (!value) return { mergeable: false, state: "dirty" };
-    const ci = this.combinedState(await this.headSha(pr));
-    const runs = this.checkRuns.get(await this.headSha(pr)) ?? [];
+    const ci = this.combinedState(head);
+    const runs = this.checkRuns.get(head) ?? [];
     const failing = ci === "failure" || runs.some((r) => r.conclusion && ["failure", "timed_out", "cancelled"].includes(r.conclusion));
     return { mergeable: true, state: failing ? "unstable" : "clean" };
   }
