@@ -84,7 +84,7 @@
                  ${cfg.systemd.units."lockstep-self-update.timer".unit}/lockstep-self-update.timer \
                  ${cfg.systemd.units."lockstep-hub.service".unit}/lockstep-hub.service $out/
               grep -q '^OnCalendar=\*-\*-\* 0[34]:[0-5][0-9]:00$' $out/lockstep-self-update.timer
-              grep -q '^DynamicUser=true$' $out/lockstep-hub.service
+              grep -q '^User=lockstep-hub$' $out/lockstep-hub.service
             '';
         });
 

@@ -114,7 +114,7 @@ rec {
 
   # The hub's JSON config (hub/config.ts HubSettingsSchema, with broker/config.ts under "broker").
   # Secrets are referenced where systemd's LoadCredential puts them (`credentialsDir`), so the
-  # hub's dynamic user can read them without the files being world-readable.
+  # hub's unprivileged user can read them without the files being world-readable.
   hubConfig = { cfg, credentialsDir }:
     let
       tlsOn = cfg.tls.certFile != null;

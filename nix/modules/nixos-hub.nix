@@ -9,7 +9,7 @@ let
   hubJson = pkgs.writeText "lockstep-hub.json" (builtins.toJSON (lockstep.hubConfig { inherit cfg credentialsDir; }));
 
   # Secret files handed to the service by systemd (LoadCredential): they stay root-only on disk
-  # and appear read-only under ${credentialsDir} for the hub's dynamic user.
+  # and appear read-only under ${credentialsDir} for the hub's user.
   credentials = lib.filterAttrs (_: v: v != null) {
     github-token = cfg.github.tokenFile;
     github-webhook-secret = cfg.github.webhookSecretFile;
@@ -100,6 +100,12 @@ in
 
     environment.etc."lockstep/hub.json".source = hubJson;
     environment.systemPackages = [ cfg.package ];
+
+    # A fixed system user (not DynamicUser) so an admin can manage broker users with
+    # `sudo -u lockstep-hub lockstep --config /etc/lockstep/hub.json users add ...` and the files
+    # stay readable by the hub.
+    users.users.lockstep-hub = { isSystemUser = true; group = "lockstep-hub"; home = cfg.dataDir; description = "Lockstep hub"; };
+    users.groups.lockstep-hub = { };
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall ports;
 
     systemd.services.lockstep-hub = {
@@ -113,7 +119,8 @@ in
         ExecStart = "${cfg.package}/bin/lockstep hub --config /etc/lockstep/hub.json";
         Restart = "on-failure";
         RestartSec = 5;
-        DynamicUser = true;
+        User = "lockstep-hub";
+        Group = "lockstep-hub";
         StateDirectory = lib.mkIf (lib.hasPrefix "/var/lib/" cfg.dataDir) (lib.removePrefix "/var/lib/" cfg.dataDir);
         StateDirectoryMode = "0700";
         ReadWritePaths = lib.optional (!lib.hasPrefix "/var/lib/" cfg.dataDir) cfg.dataDir;

@@ -193,7 +193,8 @@ describe("services.lockstep-hub (NixOS)", () => {
 
   it("runs unprivileged and hardened, and opens exactly its ports", () => {
     const sc = h.config.systemd.services["lockstep-hub"].serviceConfig;
-    expect(sc).toMatchObject({ DynamicUser: true, StateDirectory: "lockstep", ProtectSystem: "strict", NoNewPrivileges: true, CapabilityBoundingSet: [], AmbientCapabilities: [] });
+    expect(h.config.users.users["lockstep-hub"]).toMatchObject({ isSystemUser: true, group: "lockstep-hub" });
+    expect(sc).toMatchObject({ User: "lockstep-hub", StateDirectory: "lockstep", ProtectSystem: "strict", NoNewPrivileges: true, CapabilityBoundingSet: [], AmbientCapabilities: [] });
     expect(h.config.networking.firewall.allowedTCPPorts).toEqual([8080, 1883, 8883]);
     const external = harness("nixos-hub.nix", "lockstep-hub", { enable: true, openFirewall: true, externalBroker: { url: "mqtts://mosquitto.lan:8883", passwordFile: "/run/secrets/hub-mqtt" }, listeners: { http: { port: 80 } } });
     expect(external.config.networking.firewall.allowedTCPPorts).toEqual([80]);
