@@ -10,7 +10,7 @@
  * cannot be learned makes the host (and the rollout) "interrupted". So no host ever gets the same
  * step twice.
  */
-import { EventEmitter } from "node:events";
+import { EventEmitter, setMaxListeners } from "node:events";
 import pino, { type Logger } from "pino";
 import type {
   AuditEvent,
@@ -117,6 +117,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     this.revert = opts.revert;
     this.progressIntervalMs = opts.progressIntervalMs ?? 250;
     this.resumeGraceMs = opts.resumeGraceMs ?? 5000;
+    // Every wait of every host in flight listens on this one signal: hundreds is expected, not a leak.
+    setMaxListeners(0, this.abort.signal);
   }
 
   get id(): string | undefined {

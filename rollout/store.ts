@@ -78,6 +78,8 @@ export class RolloutStore {
   private readonly historyDir: string;
   private ready?: Promise<void>;
   private readonly writers = new Map<string, { running: boolean; queued?: PendingWrite }>();
+  /** Files actually written (save() calls are coalesced into fewer writes). */
+  writeCount = 0;
 
   constructor(readonly dataDir: string) {
     this.rolloutDir = join(dataDir, "rollouts");
@@ -178,6 +180,7 @@ export class RolloutStore {
         w.queued = undefined;
         try {
           await atomicWrite(path, JSON.stringify(job.record, null, 1));
+          this.writeCount++;
           job.resolve();
         } catch (e) {
           job.reject(new RolloutStoreError("cannot write rollout state", path, { cause: e }));
