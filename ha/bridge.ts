@@ -43,6 +43,11 @@ export interface HomeAssistantBridgeOptions {
   configurationUrl?: string;
   /** How long a command from an HA button stays valid (an offline host must not run it days later). */
   commandTtlMs?: number;
+  /**
+   * Delay before republishing after HA's birth message. HA's docs ask for a random delay so a
+   * restarting HA is not hit by every device at once; default: random 0.2–2 s.
+   */
+  birthDelayMs?: () => number;
   /** Clock, for tests. */
   now?: () => Date;
 }
@@ -66,6 +71,8 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   private readonly configurationUrl: string | undefined;
   private readonly commandTtlMs: number;
   private readonly now: () => Date;
+  private readonly birthDelayMs: () => number;
+  private birthTimer: NodeJS.Timeout | null = null;
   private readonly hosts = new Map<string, HostEntry>();
   /** Compartments that arrived before their host's info (retained messages come in any order). */
   private readonly orphanCompartments = new Map<string, Partial<Record<CompartmentName, Compartment>>>();
@@ -82,6 +89,7 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.configurationUrl = opts.configurationUrl;
     this.commandTtlMs = opts.commandTtlMs ?? DEFAULT_COMMAND_TTL_MS;
     this.now = opts.now ?? (() => new Date());
+    this.birthDelayMs = opts.birthDelayMs ?? (() => 200 + Math.random() * 1800);
   }
 
   private subscriptions(): string[] {
@@ -106,6 +114,8 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    if (this.birthTimer) clearTimeout(this.birthTimer);
+    this.birthTimer = null;
     this.client.off("message", this.onMessage);
     if (this.client.connected) await this.client.unsubscribeAsync(this.subscriptions()).catch(() => undefined);
   }
@@ -120,7 +130,12 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   private handle(topic: string, payload: Buffer): void {
     try {
       if (topic === this.topics.haStatus()) {
-        if (payload.toString("utf8").trim() === "online") this.republishAll();
+        if (payload.toString("utf8").trim() === "online" && !this.birthTimer) {
+          this.birthTimer = setTimeout(() => {
+            this.birthTimer = null;
+            if (this.started) this.republishAll();
+          }, this.birthDelayMs());
+        }
         return;
       }
       const parsed = this.topics.parse(topic);

@@ -109,14 +109,15 @@ export class Topics {
   }
   /**
    * Retained JSON state of a host's Home Assistant `update` entity (installed/latest lock,
-   * release summary = lock diff), written by the hub's HA bridge.
+   * release summary = lock diff), written by the hub's HA bridge. Under fleet/ so every reader
+   * role (viewer, operator: Home Assistant connects as one) may read it.
    */
   haUpdate(host: string): string {
-    return `${this.host(host)}/ha/update`;
+    return `${this.root}/fleet/ha/${host}/update`;
   }
   /** Retained JSON of values derived for Home Assistant (problem flag, lock age), written by the hub. */
   haState(host: string): string {
-    return `${this.host(host)}/ha/state`;
+    return `${this.root}/fleet/ha/${host}/state`;
   }
 
   // Wildcard subscriptions
