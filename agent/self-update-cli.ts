@@ -8,9 +8,10 @@
  * Exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a health check
  * stopped the run (nothing changed), 4 another run holds the lock (nothing changed).
  */
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { LockstepError } from "../protocol/index.js";
-import { DEFAULT_SELF_UPDATE_CONFIG_PATH, loadSelfUpdateConfig, type SelfUpdateConfig } from "./self-update-config.js";
+import { defaultSelfUpdateConfigPaths, loadSelfUpdateConfig, type SelfUpdateConfig } from "./self-update-config.js";
 import { runSelfUpdate } from "./self-update.js";
 import { readRunRecords, type RunRecord, type RunOutcome } from "./self-update-runlog.js";
 import { runCommand } from "./self-update-exec.js";
@@ -21,17 +22,17 @@ const EXIT_USAGE = 2;
 const USAGE = `usage:
   lockstep-agent self-update [--config PATH] [--json]
   lockstep-agent status      [--config PATH] [--json] [--runs N]
-default config: ${DEFAULT_SELF_UPDATE_CONFIG_PATH}
+default config: the first that exists of ${defaultSelfUpdateConfigPaths().join(", ")}
 `;
 
 interface Flags {
-  config: string;
+  config: string | undefined;
   json: boolean;
   runs: number;
 }
 
 function parseFlags(args: string[]): Flags | string {
-  const flags: Flags = { config: DEFAULT_SELF_UPDATE_CONFIG_PATH, json: false, runs: 10 };
+  const flags: Flags = { config: undefined, json: false, runs: 10 };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--json") flags.json = true;
@@ -73,7 +74,8 @@ export async function runSelfUpdateCli(argv: string[]): Promise<number> {
   }
   let cfg: SelfUpdateConfig;
   try {
-    cfg = loadSelfUpdateConfig(flags.config);
+    const candidates = defaultSelfUpdateConfigPaths();
+    cfg = loadSelfUpdateConfig(flags.config ?? candidates.find((p) => existsSync(p)) ?? candidates[0]);
   } catch (e) {
     if (!(e instanceof LockstepError)) throw e;
     process.stderr.write(`${e.message}\n`);

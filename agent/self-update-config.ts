@@ -123,6 +123,12 @@ export type SelfUpdateConfigInput = z.input<typeof SelfUpdateConfig>;
 
 export const DEFAULT_SELF_UPDATE_CONFIG_PATH = "/etc/lockstep/self-update.json";
 
+/** Where the config is looked for without --config: the system's (NixOS, nix-darwin), then the user's (Home Manager). */
+export function defaultSelfUpdateConfigPaths(env: NodeJS.ProcessEnv = process.env): string[] {
+  const configHome = env.XDG_CONFIG_HOME || (env.HOME ? `${env.HOME}/.config` : undefined);
+  return [DEFAULT_SELF_UPDATE_CONFIG_PATH, ...(configHome ? [`${configHome}/lockstep/self-update.json`] : [])];
+}
+
 export function parseSelfUpdateConfig(json: unknown, source = "self-update config"): SelfUpdateConfig {
   const r = SelfUpdateConfig.safeParse(json);
   if (!r.success) throw new ConfigError(`${source} is invalid: ${formatZodError(r.error)}`, "fix the file (the NixOS option services.lockstep-agent.selfUpdate writes it)");

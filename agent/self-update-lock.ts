@@ -3,9 +3,10 @@
  * outlives its timer period). Created with O_EXCL and the owner's pid; a lock whose pid is gone
  * (a crashed run, a reboot) is stale and taken over.
  */
-import { openSync, writeSync, closeSync, readFileSync, unlinkSync } from "node:fs";
+import { openSync, writeSync, closeSync, readFileSync, unlinkSync, statSync } from "node:fs";
 import { z } from "zod";
 import { LockstepError } from "../protocol/index.js";
+import { statePaths } from "./config.js";
 
 export class SelfUpdateLockedError extends LockstepError {
   override name = "SelfUpdateLockedError";
@@ -83,4 +84,27 @@ export function acquireSelfUpdateLock(path: string): HeldLock {
       if (readOwner(path) === process.pid) unlinkSync(path);
     },
   };
+}
+
+/** What the agent daemon records while it runs a job (agent/agent.ts InflightStore); only these fields are read. */
+const InflightJob = z.object({ id: z.string(), op: z.string() });
+
+/** An in-flight record older than this is left over from an agent that is gone, not a running job. */
+export const INFLIGHT_STALE_MS = 24 * 3600_000;
+
+/**
+ * The job the agent daemon is running in the same state dir, if any: a self-update must not
+ * switch while a hub-driven switch or rollback is under way.
+ */
+export function agentJobInProgress(stateDir: string, now = Date.now()): { id: string; op: string; path: string } | null {
+  const path = statePaths(stateDir).inflight;
+  try {
+    if (now - statSync(path).mtimeMs > INFLIGHT_STALE_MS) return null;
+    const r = InflightJob.safeParse(JSON.parse(readFileSync(path, "utf8")));
+    return r.success ? { ...r.data, path } : { id: "unknown", op: "unknown", path };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    // Present but unreadable: the agent is probably writing it; treat it as busy.
+    return { id: "unknown", op: "unknown", path };
+  }
 }

@@ -17,7 +17,7 @@ import type { SelfUpdateConfig } from "./self-update-config.js";
 import { expandArgv, profileCommands } from "./self-update-config.js";
 import { runCommand, describeFailure, type CommandResult } from "./self-update-exec.js";
 import { runHealthChecks } from "./self-update-health.js";
-import { acquireSelfUpdateLock, SelfUpdateLockedError, type HeldLock } from "./self-update-lock.js";
+import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./self-update-lock.js";
 import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } from "./self-update-runlog.js";
 import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
 import { currentGeneration, rebootNeeded } from "./self-update-system.js";
@@ -123,6 +123,10 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
       } catch (e) {
         if (e instanceof SelfUpdateLockedError) throw new RunStop("locked", "another self-update run is in progress; this one did nothing", e.message);
         throw e;
+      }
+      const agentJob = agentJobInProgress(cfg.stateDir);
+      if (agentJob) {
+        throw new RunStop("locked", "the agent daemon is running a job; this run did nothing", `agent job ${agentJob.op} ${agentJob.id} in progress (${agentJob.path})`);
       }
       return lock.tookOverStalePid ? `took over the stale lock of pid ${lock.tookOverStalePid}` : "acquired";
     });

@@ -78,7 +78,8 @@ rec {
       cfg.extraConfig;
 
   # The self-update's JSON config (agent/self-update-config.ts SelfUpdateConfig).
-  selfUpdateConfig = { cfg, kind, stateDir, timerUnit ? "lockstep-self-update.timer" }:
+  # `userTimer`: the timer is a systemd user unit (Home Manager), so status asks `systemctl --user`.
+  selfUpdateConfig = { cfg, kind, stateDir, timerUnit ? "lockstep-self-update.timer", userTimer ? false }:
     let su = cfg.selfUpdate; in
     recursiveMerge
       (dropNulls {
@@ -107,7 +108,7 @@ rec {
             dropNulls { url = cfg.brokerUrl; username = cfg.brokerUsername; passwordFile = cfg.credentialsFile; caFile = cfg.brokerCaFile; }
           else null;
         topicPrefix = cfg.topicPrefix;
-        nextRunArgv = [ "systemctl" "show" timerUnit "-p" "NextElapseUSecRealtime" ];
+        nextRunArgv = [ "systemctl" ] ++ (if userTimer then [ "--user" ] else [ ]) ++ [ "show" timerUnit "-p" "NextElapseUSecRealtime" ];
         logLevel = cfg.logLevel;
       })
       su.extraConfig;

@@ -10,7 +10,7 @@ let
   agentConfigFile = "${config.xdg.configHome}/lockstep/agent.json";
   selfUpdateConfigFile = "${config.xdg.configHome}/lockstep/self-update.json";
   agentJson = builtins.toJSON (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; });
-  selfUpdateJson = builtins.toJSON (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; });
+  selfUpdateJson = builtins.toJSON (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; userTimer = true; });
   secretFiles = builtins.filter (p: p != null) [ cfg.credentialsFile cfg.sshKeyFile ];
   # The user's profile first: after a switch the stable path is the new agent (see nix-darwin module).
   stableBin = "${config.home.profileDirectory}/bin/lockstep-agent";

@@ -3,7 +3,7 @@
  * real builds and real profile generations (the generic profile: nix build + nix-env --set).
  */
 import { describe, it, expect, afterAll } from "vitest";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, realpathSync, symlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, realpathSync, symlinkSync, rmSync, utimesSync } from "node:fs";
 import { execFileSync, spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -197,6 +197,17 @@ describe("lockstep-agent self-update with real nix", () => {
     const after = await runSelfUpdate(cfg, { env: nixEnv(), log: silent });
     expect(after.outcome).toBe("succeeded");
     expect(after.steps[0]!.detail).toBe(`took over the stale lock of pid ${dead.pid}`);
+
+    // The agent daemon running a hub job in the same state dir also holds the self-update off...
+    const inflight = join(h.stateDir, "inflight-job.json");
+    writeFileSync(inflight, JSON.stringify({ id: "job-7", op: "switch", acceptedAt: new Date().toISOString() }));
+    const busy = await runSelfUpdate(cfg, { env: nixEnv(), log: silent });
+    expect(busy).toMatchObject({ outcome: "locked", error: expect.stringContaining("agent job switch job-7 in progress") });
+    expect(existsSync(join(h.stateDir, "self-update.lock"))).toBe(false);
+    // ...unless that record is a day old, left by an agent that is gone.
+    const old = new Date(Date.now() - 2 * 86_400_000);
+    utimesSync(inflight, old, old);
+    expect((await runSelfUpdate(cfg, { env: nixEnv(), log: silent })).outcome).toBe("succeeded");
   });
 
   it("requests a reboot only when the kernel changed and only inside the window", async () => {

@@ -243,6 +243,7 @@ describe("services.lockstep-agent (Home Manager)", () => {
     expect(h.config.systemd.user.timers["lockstep-self-update"].Timer.Persistent).toBe(true);
     const su = parseSelfUpdateConfig(JSON.parse(h.config.xdg.configFile["lockstep/self-update.json"].text));
     expect(su).toMatchObject({ profile: "home-manager", systemProfile: "/home/alice/.local/state/nix/profiles/home-manager", reboot: { enabled: false } });
+    expect(su.nextRunArgv).toEqual(["systemctl", "--user", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"]);
   });
 
   it("uses launchd agents on macOS", () => {
