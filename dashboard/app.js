@@ -145,7 +145,9 @@ function onMessage(topic, payload) {
   stats.messages++;
   const parsed = app.topics.parse(topic);
   if (!parsed) return;
-  const d = decode(payload);
+  // Availability payloads are bare words, everything else is JSON.
+  const plainText = parsed.kind === "availability" || parsed.kind === "hubAvailability";
+  const d = plainText ? { text: new TextDecoder().decode(payload), empty: payload.length === 0 } : decode(payload);
   if (d.error) return rejectPayload(topic, d.error);
 
   switch (parsed.kind) {
