@@ -9,6 +9,7 @@ import { checkDisk, checkSystemState, checkUptime } from "../../agent/self-updat
 import { runSelfUpdateCli } from "../../agent/self-update-cli.js";
 import { appendRunRecord, type RunRecord } from "../../agent/self-update-runlog.js";
 import { parseSelfUpdateConfig, profileCommands, expandArgv } from "../../agent/self-update-config.js";
+import { acquireSelfUpdateLock } from "../../agent/self-update-lock.js";
 import { MaintenanceWindow } from "../../protocol/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-selfupdate-parts-"));
@@ -139,6 +140,35 @@ describe("lockstep-agent status", () => {
   it("says unknown when there is no timer to ask", async () => {
     expect(JSON.parse((await status(["false"])).out).nextRun).toBe("unknown");
     expect(JSON.parse((await status(["echo", "NextElapseUSecRealtime="])).out).nextRun).toBe("unknown");
+  });
+
+  it("self-update exits 3 when unhealthy and 4 when another run holds the lock, printing the record", async () => {
+    const stateDir = mkdtempSync(join(dir, "cli-"));
+    const config = join(stateDir, "self-update.json");
+    writeFileSync(config, JSON.stringify({
+      host: "web1", checkoutDir: join(stateDir, "checkout"), stateDir, logLevel: "fatal",
+      health: { disk: { enabled: false }, systemState: { argv: ["echo", "maintenance"] }, uptime: { enabled: false } },
+    }));
+    const run = async () => {
+      let out = "";
+      const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((out += String(chunk)), true));
+      try {
+        return { code: await runSelfUpdateCli(["self-update", "--config", config, "--json"]), record: JSON.parse(out) as RunRecord };
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    const unhealthy = await run();
+    expect(unhealthy.code).toBe(3);
+    expect(unhealthy.record).toMatchObject({ outcome: "unhealthy", error: expect.stringContaining("system is maintenance") });
+    const held = acquireSelfUpdateLock(join(stateDir, "self-update.lock"));
+    try {
+      const locked = await run();
+      expect(locked.code).toBe(4);
+      expect(locked.record.outcome).toBe("locked");
+    } finally {
+      held.release();
+    }
   });
 
   it("rejects unknown arguments and a missing config with exit code 2", async () => {
