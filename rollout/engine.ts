@@ -218,6 +218,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       return await this.finish();
     } catch (e) {
       if (this.detached) return structuredClone(rec.progress);
+      // A cancel during the soak (or any other wait outside a host) ends here: that is not an error.
+      if (this.cancelledBy && e instanceof WaitAbortedError) return this.finish();
       // Something outside the plan broke (e.g. the data dir became unwritable): end honestly.
       this.log.error({ err: e, rolloutId: rec.id }, "rollout aborted by an unexpected error");
       rec.stop ??= { reason: "interrupted", detail: `internal error: ${(e as Error).message}`, at: new Date().toISOString() };
@@ -681,7 +683,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       if (hs.state === "pending" || hs.state === "queued") this.endHost(hs.host, "skipped", notStarted);
     }
     let state: RolloutStateName;
-    if (this.cancelledBy) state = "cancelled";
+    if (this.cancelledBy || stop?.reason === "cancelled") state = "cancelled";
     else if (!stop) state = "completed";
     else if (stop.reason === "interrupted") state = "interrupted";
     else if (rec.plan.spec.onFailure === "halt") state = "halted";
