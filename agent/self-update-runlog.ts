@@ -9,7 +9,8 @@ import { z } from "zod";
 
 export const RUN_LOG_FILE = "self-update-runs.jsonl";
 
-export const STEP_NAMES = ["lock", "health", "update", "build", "switch", "reboot", "report"] as const;
+/** reboot-check decides whether a reboot is needed and allowed; reboot is running the command. */
+export const STEP_NAMES = ["lock", "health", "update", "build", "switch", "reboot-check", "reboot"] as const;
 export const StepRecord = z.object({
   name: z.enum(STEP_NAMES),
   status: z.enum(["ok", "failed", "skipped"]),

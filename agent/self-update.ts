@@ -201,7 +201,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     record.generationAfter = await currentGeneration(cfg.systemProfile);
 
     if (cfg.reboot.enabled) {
-      await step("reboot", async () => {
+      await step("reboot-check", async () => {
         const need = await rebootNeeded(cfg.reboot.bootedSystem, record.systemPath!, cfg.reboot.components);
         const inWindow = cfg.reboot.window === null || insideWindow(cfg.reboot.window, now());
         const reason = !need.needed
@@ -247,16 +247,18 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   }
   record.finishedAt = now().toISOString();
   record.durationMs = Date.now() - startedMs;
-  appendRunRecord(cfg.stateDir, record);
-  runLog.info({ outcome: record.outcome, summary: record.summary, durationMs: record.durationMs, generationBefore: record.generationBefore, generationAfter: record.generationAfter }, "self-update run finished");
-
-  if (cfg.broker && !reporter && record.outcome === "locked") {
-    reporter = await connectReporter(cfg.broker, cfg.host, cfg.topicPrefix, runLog);
+  try {
+    appendRunRecord(cfg.stateDir, record);
+    runLog.info({ outcome: record.outcome, summary: record.summary, durationMs: record.durationMs, generationBefore: record.generationBefore, generationAfter: record.generationAfter }, "self-update run finished");
+    if (cfg.broker && !reporter && record.outcome === "locked") {
+      reporter = await connectReporter(cfg.broker, cfg.host, cfg.topicPrefix, runLog);
+    }
+    if (reporter) {
+      await reporter.publish(jobStateOf(record, "finished"));
+      await reporter.close();
+    }
+  } finally {
+    (lock as HeldLock | undefined)?.release();
   }
-  if (reporter) {
-    await reporter.publish(jobStateOf(record, "finished"));
-    await reporter.close();
-  }
-  (lock as HeldLock | undefined)?.release();
   return record;
 }

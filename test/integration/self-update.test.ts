@@ -108,7 +108,7 @@ describe("lockstep-agent self-update with real nix", () => {
       expect(realpathSync(h.profile)).toBe(record.systemPath);
       expect(readFileSync(record.systemPath!, "utf8")).toContain("nixpkgs=nixpkgs-2");
       expect(record.steps.map((s) => [s.name, s.status])).toEqual([
-        ["lock", "ok"], ["health", "ok"], ["update", "ok"], ["build", "ok"], ["switch", "ok"], ["reboot", "ok"],
+        ["lock", "ok"], ["health", "ok"], ["update", "ok"], ["build", "ok"], ["switch", "ok"], ["reboot-check", "ok"],
       ]);
       expect(record.reboot).toMatchObject({ needed: false, requested: false });
       expect(existsSync(h.marker)).toBe(false);
@@ -238,6 +238,7 @@ describe("lockstep-agent self-update with real nix", () => {
     const rebooted = await runSelfUpdate(h.config({ reboot: reboot(oldBoot) }), { env: nixEnv(), log: silent, now: inside });
     expect(rebooted.reboot).toMatchObject({ needed: true, requested: true });
     expect(rebooted.summary).toContain("rebooting");
+    expect(rebooted.steps.slice(-2).map((s) => [s.name, s.status])).toEqual([["reboot-check", "ok"], ["reboot", "ok"]]);
     expect(existsSync(h.marker)).toBe(true);
 
     // A reboot command that fails is reported, not hidden.
