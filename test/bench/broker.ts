@@ -30,6 +30,13 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** Wait for `promise`, but no longer than `ms` (the timer is cleared either way). */
+async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 function round(ms: number, digits = 3): number {
   return Number(ms.toFixed(digits));
 }
@@ -84,7 +91,7 @@ async function retainedFanOut(
     const payload = JSON.stringify({ status: "ok", summary: "at head", checkedAt: new Date().toISOString() });
     for (let i = 0; i < RETAINED - 1; i++) tx.publish(topics.compartment(`bench-${i}`, "git"), payload, { qos: 1, retain: true });
     await tx.publishAsync(topics.compartment(`bench-${RETAINED - 1}`, "git"), payload, { qos: 1, retain: true });
-    if (options.waitForStoredBySelfSubscription) await Promise.race([allStored, new Promise((r) => setTimeout(r, 15_000))]);
+    if (options.waitForStoredBySelfSubscription) await atMost(allStored, 15_000);
   } finally {
     await tx.endAsync(true);
   }

@@ -189,7 +189,9 @@ describe("embedded broker", () => {
       else agent.publish(topics.jobOutput("burst", "j1"), String(i), { qos: 1 });
     }
     await agent.publishAsync(topics.info("burst"), "last", { qos: 1, retain: true });
-    await Promise.race([all, new Promise((r) => setTimeout(r, 10_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
     expect(received).toBe(count);
   });
 

@@ -121,7 +121,9 @@ describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("gene
       });
     });
     await reader.subscribeAsync(`${topics.root}/hosts/+/compartments/+`, { qos: 1 });
-    await Promise.race([all, new Promise((r) => setTimeout(r, 10_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
     expect(received.size).toBe(count + 1);
   });
 });
