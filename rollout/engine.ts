@@ -245,6 +245,10 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       await this.pool(phase.hosts, limit, () => !rec.stop && !this.detached, (h) => this.runHost(h));
       if (this.detached) return;
       this.audit("phase.finished", undefined, { phase: phase.name });
+      // Canaries that were all skipped (offline, held meanwhile) proved nothing: do not go on unguarded.
+      if (phase.kind === "canary" && !phase.hosts.some((h) => rec.progress.hosts[h]!.state === "succeeded")) {
+        this.stop("canary-failed", "no canary host could be deployed, so the waves have nothing to go by");
+      }
     }
   }
 
@@ -299,7 +303,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     } catch (e) {
       if (this.detached) return;
       if (this.abort.signal.aborted || e instanceof WaitAbortedError) {
-        this.endHost(host, "interrupted", `rollout cancelled while ${hs.state}`);
+        const sentSomething = Object.values(rec.steps).some((s) => s.host === host);
+        if (sentSomething) this.endHost(host, "interrupted", `rollout cancelled while ${hs.state}`);
+        else this.endHost(host, "skipped", "not started: the rollout was cancelled");
         return;
       }
       this.log.error({ err: e, host, rolloutId: rec.id }, "unexpected error while deploying a host");

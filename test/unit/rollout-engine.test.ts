@@ -285,4 +285,15 @@ describe("RolloutEngine", () => {
     expect(final.hosts.h1).toMatchObject({ state: "skipped", reason: "not started: the rollout was cancelled" });
     expect(t.fleet.ran("h1") + t.fleet.ran("h2")).toBe(0);
   });
+
+  it("a canary phase where every canary was skipped stops the rollout", async () => {
+    const t = setup(hosts(3));
+    const plan = new RolloutPlanner().plan({ commit: COMMIT, strategy: FAST }, t.fleet.hosts());
+    t.fleet.setOnline("h0", false); // the canary went away after planning
+    const final = await t.engine.run(plan, "alice");
+    expect(final.state).toBe("halted");
+    expect(final.hosts.h0!.state).toBe("skipped");
+    expect(t.fleet.ran("h1") + t.fleet.ran("h2")).toBe(0);
+    expect(t.audits.find((a) => a.action === "rollout.canary-failed")?.details?.detail).toMatch(/no canary host could be deployed/);
+  });
 });
