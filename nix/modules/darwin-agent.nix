@@ -31,7 +31,8 @@ in
   options.services.lockstep-agent = import ./agent-options.nix {
     inherit lib pkgs;
     kinds = [ "darwin" "generic" ];
-    defaultHostName = lib.toLower (config.networking.hostName or "darwin");
+    # nix-darwin's networking.hostName may be null: then the host-id assertion asks for hostName.
+    defaultHostName = if config.networking.hostName == null then "" else lib.toLower config.networking.hostName;
     defaultCheckoutDir = "${stateDir}/checkout";
     defaultSystemProfile = null;
     platform = "nix-darwin";

@@ -106,6 +106,8 @@ in
     # stay readable by the hub.
     users.users.lockstep-hub = { isSystemUser = true; group = "lockstep-hub"; home = cfg.dataDir; description = "Lockstep hub"; };
     users.groups.lockstep-hub = { };
+    # A data dir outside /var/lib is not a StateDirectory: create it for the hub's user.
+    systemd.tmpfiles.rules = lib.optional (!lib.hasPrefix "/var/lib/" cfg.dataDir) "d ${cfg.dataDir} 0700 lockstep-hub lockstep-hub - -";
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall ports;
 
     systemd.services.lockstep-hub = {

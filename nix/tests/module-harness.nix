@@ -103,8 +103,10 @@ let
   resolve = v:
     if builtins.isAttrs v && (v._type or null) == "if" then (if v.cond then resolve v.content else { })
     else if builtins.isAttrs v && (v._type or null) == "merge" then builtins.foldl' mergeDeep { } (map resolve v.contents)
-    else if builtins.isAttrs v && !(v ? _type) then builtins.mapAttrs (_: resolve) v
+    else if builtins.isAttrs v && !(v ? _type) then builtins.mapAttrs (_: resolve) (lib.filterAttrs (_: x: !(isFalseIf x)) v)
     else v;
+  # `attr = mkIf false ...;` defines nothing, so the attribute is absent.
+  isFalseIf = x: builtins.isAttrs x && (x._type or null) == "if" && !x.cond;
   mergeDeep = a: b: a // builtins.mapAttrs
     (n: bv:
       if !(a ? ${n}) then bv

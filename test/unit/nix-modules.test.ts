@@ -199,6 +199,12 @@ describe("services.lockstep-hub (NixOS)", () => {
     const external = harness("nixos-hub.nix", "lockstep-hub", { enable: true, openFirewall: true, externalBroker: { url: "mqtts://mosquitto.lan:8883", passwordFile: "/run/secrets/hub-mqtt" }, listeners: { http: { port: 80 } } });
     expect(external.config.networking.firewall.allowedTCPPorts).toEqual([80]);
     expect(external.config.systemd.services["lockstep-hub"].serviceConfig.AmbientCapabilities).toEqual(["CAP_NET_BIND_SERVICE"]);
+    // A data dir outside /var/lib is no StateDirectory; it is made writable instead.
+    const elsewhere = harness("nixos-hub.nix", "lockstep-hub", { enable: true, dataDir: "/srv/lockstep" }).config.systemd;
+    expect(elsewhere.services["lockstep-hub"].serviceConfig.StateDirectory).toBeUndefined();
+    expect(elsewhere.services["lockstep-hub"].serviceConfig.ReadWritePaths).toEqual(["/srv/lockstep"]);
+    expect(elsewhere.tmpfiles.rules).toEqual(["d /srv/lockstep 0700 lockstep-hub lockstep-hub - -"]);
+    expect(h.config.systemd.tmpfiles.rules).toEqual([]);
     const ext = HubSettingsSchema.parse(JSON.parse(external.config.environment.etc["lockstep/hub.json"].source.text));
     expect(parseHubBrokerConfig({ dataDir: "/x", ...ext.broker }).external).toEqual({ url: "mqtts://mosquitto.lan:8883", username: "lockstep-hub", passwordFile: "/run/credentials/lockstep-hub.service/external-broker-password" });
   });
@@ -222,6 +228,11 @@ describe("services.lockstep-agent (nix-darwin)", () => {
     expect(sc).toMatchObject({ KeepAlive: true, RunAtLoad: true });
     const agent = parseAgentConfig(JSON.parse(h.config.environment.etc["lockstep/agent.json"].source.text));
     expect(agent).toMatchObject({ host: "macmini", os: { kind: "darwin" } });
+  });
+
+  it("asks for hostName when nix-darwin has no networking.hostName", () => {
+    const unnamed = harness("darwin-agent.nix", "lockstep-agent", agentBase, { hostConfig: { networking: { hostName: null } } });
+    expect(unnamed.config.assertions.filter((a: { assertion: boolean }) => !a.assertion).map((a: { message: string }) => a.message)).toEqual([expect.stringContaining('hostName "" is not a valid host id')]);
   });
 
   it("schedules the self-update with launchd and no Linux-only checks", () => {
