@@ -119,6 +119,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private remeasureQueued = false;
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
+  private fetching = false;
   private info: Partial<HostInfo> = {};
 
   constructor(
@@ -265,6 +266,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private onMessage(topic: string, payload: Buffer): void {
+    this.log.debug({ topic, bytes: payload.length }, "message");
     const parsed = this.topics.parse(topic);
     if (parsed?.kind === "commands" && parsed.host === this.host) {
       this.onCommand(payload);
@@ -278,11 +280,28 @@ export class Agent extends EventEmitter<AgentEvents> {
           return;
         }
         this.expected = d.value;
+        void this.fetchExpected(d.value.headCommit);
       }
       void this.remeasure();
     } else if (parsed?.kind === "hubAvailability" && payload.toString() === "online") {
       void this.remeasure();
     }
+  }
+
+  /**
+   * Fetch when the fleet's head is not in the checkout yet, so Git can say "N commits behind".
+   * Only while idle: a running pull fetches anyway, and a fetch must not race a checkout.
+   */
+  private async fetchExpected(head: string): Promise<void> {
+    if (this.fetching || this.current || !this.checkout.exists() || (await this.checkout.hasCommit(head))) return;
+    this.fetching = true;
+    try {
+      const r = await this.checkout.run(this.checkout.fetchArgs()).done;
+      if (r.exitCode !== 0) this.log.warn({ error: describeGitFailure("fetch", r) }, "fetching the fleet head failed");
+    } finally {
+      this.fetching = false;
+    }
+    await this.remeasure();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -516,7 +535,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
     } catch (e) {
       failure = { state: e instanceof Rejection ? "rejected" : "failed", message: (e as Error).message };
-      if (e instanceof InterruptedJob) {
+      if (e instanceof InterruptedJob && !job.cancelled) {
+        // Only reachable if the runner died without a result (it was killed from outside).
         failure = undefined;
         reporter.set("interrupted", { summary: e.message, ...e.generations });
       }
@@ -558,7 +578,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const before = await this.checkout.head();
     const fetch = await this.step(job, ["git", ...this.checkout.fetchArgs()], { cwd: this.checkout.dir, timeoutMs });
     if (fetch.exitCode !== 0) return fail(describeGitFailure("fetch", fetch), fetch);
-    if (!(await this.checkout.hasCommit(commit))) return fail(`commit ${commit} does not exist in origin`);
+    if (!(await this.checkout.hasCommit(commit))) return fail(`commit ${short(commit)} is not on branch ${this.config.repo.branch}: origin/${this.config.repo.branch} does not contain it`);
     if (!(await this.checkout.onBranch(commit))) return fail(`commit ${short(commit)} is not on branch ${this.config.repo.branch}: refusing to check it out`);
     const co = await this.step(job, ["git", ...this.checkout.checkoutArgs(commit)], { cwd: this.checkout.dir, timeoutMs });
     if (co.exitCode !== 0) return fail(describeGitFailure("checkout", co), co);

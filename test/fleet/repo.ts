@@ -48,8 +48,9 @@ function runBoth(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEn
 const gitDateEnv = (date?: Date): NodeJS.ProcessEnv =>
   date ? nixEnv({ GIT_AUTHOR_DATE: date.toISOString(), GIT_COMMITTER_DATE: date.toISOString() }) : nixEnv();
 
-export function hostModule(fail: boolean, message = ""): string {
-  return `{ fail = ${fail ? "true" : "false"}; message = ${JSON.stringify(message)}; }\n`;
+export function hostModule(fail: boolean, message = "", delaySeconds = 0): string {
+  const delay = delaySeconds > 0 ? ` delay = ${Math.ceil(delaySeconds)};` : "";
+  return `{ fail = ${fail ? "true" : "false"}; message = ${JSON.stringify(message)};${delay} }\n`;
 }
 
 function flakeNix(inputs: string[], system: string): string {
@@ -75,9 +76,10 @@ ${inputLines}
           name = "lockstep-system-\${name}";
           inherit system;
           builder = "/bin/sh";
-          args = [ "-c" (if cfg.fail
+          # hosts/<host>.nix may set delay = N (seconds): a slow build, to kill an agent mid-switch.
+          args = [ "-c" ((if (cfg.delay or 0) > 0 then "/bin/sleep \${toString cfg.delay}; " else "") + (if cfg.fail
             then "echo 'error: configuration of \${name} does not build: \${cfg.message}' >&2; exit 1"
-            else "echo '\${name} ${versions} \${cfg.message}' > $out") ];
+            else "echo '\${name} ${versions} \${cfg.message}' > $out")) ];
         };
       systems = builtins.listToAttrs (builtins.map (n: { name = n; value = mkSystem n; }) hostNames);
     in {
@@ -188,7 +190,9 @@ export class FleetRepo {
 
   private syncSeed(branch = this.branch): void {
     run("git", ["fetch", "-q", "origin"], this.seed);
-    run("git", ["checkout", "-q", "-B", branch, `origin/${branch}`], this.seed);
+    // A branch that does not exist at origin yet starts from the fleet branch.
+    const exists = spawnSync("git", ["rev-parse", "--verify", "-q", `refs/remotes/origin/${branch}`], { cwd: this.seed }).status === 0;
+    run("git", ["checkout", "-q", "-B", branch, `origin/${exists ? branch : this.branch}`], this.seed);
   }
 
   /**
@@ -231,6 +235,21 @@ export class FleetRepo {
   /** Make one host's configuration fail to build (or build again). */
   setBuildFailure(host: string, fail: boolean, branch = this.branch): string {
     return this.commit({ [`hosts/${host}.nix`]: hostModule(fail, fail ? "injected build failure" : "") }, `${host}: ${fail ? "break" : "fix"} build`, branch);
+  }
+
+  /** Merge a commit (e.g. a lock-update branch head) into a branch at origin, as a merge commit. Returns the new sha. */
+  mergeIntoBranch(sha: string, message: string, branch = this.branch): string {
+    this.syncSeed(branch);
+    run("git", ["merge", "-q", "--no-ff", "-m", message, sha], this.seed);
+    run("git", ["push", "-q", "origin", branch], this.seed);
+    return run("git", ["rev-parse", "HEAD"], this.seed).trim();
+  }
+
+  /** Make one host's build take `seconds` longer (0: back to normal; also clears a build failure). */
+  setBuildDelay(host: string, seconds: number, branch = this.branch): string {
+    // The Nix store is shared by every test: a unique message makes a new derivation that really builds.
+    const message = seconds > 0 ? `slow build ${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}` : "";
+    return this.commit({ [`hosts/${host}.nix`]: hostModule(false, message, seconds) }, `${host}: build ${seconds > 0 ? `takes ${seconds} s longer` : "at normal speed"}`, branch);
   }
 
   /** Make one host's tests fail (or pass again). */
