@@ -82,7 +82,7 @@ export const AgentConfigSchema = z
     os: z
       .object({
         kind: OsKind,
-        flakeAttr: z.string().regex(/^[A-Za-z0-9_.'"-]+$/, "a flake attribute path like lockstepSystems.x86_64-linux.alpha").optional(),
+        flakeAttr: z.string().regex(/^[A-Za-z0-9_.'"@+-]+$/, "a flake attribute path like lockstepSystems.x86_64-linux.alpha or alice@web1").optional(),
         profile: absolutePath.optional(),
         system: z.string().regex(/^[a-z0-9_]+-[a-z0-9_]+$/, "a Nix system like x86_64-linux").optional(),
         argv: z

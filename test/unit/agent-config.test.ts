@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadAgentConfig, parseAgentConfig } from "../../agent/config.js";
+import { ConfigError } from "../../protocol/index.js";
+
+const minimal = () => ({
+  host: "web1",
+  broker: { url: "mqtt://hub:1883" },
+  repo: { url: "git@github.com:acme/fleet.git", checkoutDir: "/var/lib/lockstep-agent/checkout" },
+  stateDir: "/var/lib/lockstep-agent",
+  os: { kind: "nixos" },
+});
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return e as ConfigError;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("agent config", () => {
+  it("fills defaults for a minimal config", () => {
+    const c = parseAgentConfig(minimal());
+    expect(c.repo.branch).toBe("main");
+    expect(c.topicPrefix).toBe("lockstep");
+    expect(c.testsDir).toBe("tests");
+    expect(c.timeouts.switchSeconds).toBe(3600);
+    expect(c.priority).toBe(100);
+    expect(c.hold).toBe(false);
+  });
+
+  it("names the bad field", () => {
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), host: "Web 1" })).message).toMatch(/^config: host: host ids are/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), os: { kind: "windows" } })).message).toMatch(/os\.kind/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), stateDir: "state" })).message).toMatch(/stateDir: must be an absolute path/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), broker: { url: "http://hub" } })).message).toMatch(/broker\.url: use mqtt:\/\//);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), testsDir: "../etc" })).message).toMatch(/testsDir: must be a path inside the checkout/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), repo: { ...minimal().repo, branch: "-x" } })).message).toMatch(/repo\.branch/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), maintenanceWindow: { start: "25:00", end: "05:00" } })).message).toMatch(/maintenanceWindow\.start/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), brokr: {} })).message).toMatch(/brokr/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), os: { kind: "generic", argv: { switch: [[]] } } })).message).toMatch(/os\.argv\.switch/);
+    expect(errorOf(() => parseAgentConfig([])).message).toMatch(/expected a JSON object/);
+  });
+
+  it("applies environment overrides before validating", () => {
+    const c = parseAgentConfig(minimal(), { LOCKSTEP_AGENT_BROKER_URL: "mqtts://other:8883", LOCKSTEP_AGENT_LOG_LEVEL: "debug" });
+    expect(c.broker.url).toBe("mqtts://other:8883");
+    expect(c.logLevel).toBe("debug");
+    expect(errorOf(() => parseAgentConfig(minimal(), { LOCKSTEP_AGENT_LOG_LEVEL: "loud" })).message).toMatch(/logLevel/);
+  });
+
+  it("reads the password file and reports unreadable or invalid files clearly", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-agent-config-"));
+    const pw = join(dir, "pw");
+    writeFileSync(pw, "s3cret\n");
+    const file = join(dir, "agent.json");
+    writeFileSync(file, JSON.stringify({ ...minimal(), broker: { url: "mqtt://hub", passwordFile: pw } }));
+    const c = loadAgentConfig(file, {});
+    expect(c.brokerPassword).toBe("s3cret");
+
+    writeFileSync(file, JSON.stringify({ ...minimal(), broker: { url: "mqtt://hub", passwordFile: join(dir, "missing") } }));
+    expect(errorOf(() => loadAgentConfig(file, {})).message).toMatch(/broker\.passwordFile .*missing cannot be read: ENOENT/);
+    writeFileSync(file, "{ not json");
+    expect(errorOf(() => loadAgentConfig(file, {})).message).toMatch(/is not valid JSON/);
+    expect(errorOf(() => loadAgentConfig(join(dir, "nope.json"), {})).message).toMatch(/cannot read config file .*ENOENT/);
+  });
+});
