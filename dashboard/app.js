@@ -50,7 +50,7 @@ const app = {
 };
 
 // Exposed for the browser tests and the benchmark (read-only numbers, no credentials).
-const stats = { renders: 0, lastRenderMs: 0, maxRenderMs: 0, messages: 0, invalid: 0, rows: 0 };
+const stats = { renders: 0, lastRenderMs: 0, maxRenderMs: 0, totalRenderMs: 0, messages: 0, handleMs: 0, invalid: 0, rows: 0 };
 window.lockstepStats = stats;
 
 // ---------------------------------------------------------------------------------------------
@@ -277,6 +277,7 @@ function render() {
   const ms = performance.now() - t0;
   stats.renders++;
   stats.lastRenderMs = ms;
+  stats.totalRenderMs += ms;
   stats.maxRenderMs = Math.max(stats.maxRenderMs, ms);
 }
 
@@ -369,7 +370,7 @@ function renderHost(h) {
     const status = c?.status ?? "unknown";
     const cell = row.cells[name];
     setClass(cell, `cell ${status}`);
-    setText(cell, status === "outdated" ? "old" : status === "working" ? "busy" : status);
+    setText(cell, status);
     cell._tip = tooltipFor(h, name);
     const label = `${COMPARTMENT_LABEL[name]}: ${status}. ${c?.summary ?? ""}`;
     if (cell.getAttribute("aria-label") !== label) cell.setAttribute("aria-label", label);
@@ -569,7 +570,7 @@ function renderDetail(h) {
         "li",
         {},
         el("span", { class: `cell ${c?.status ?? "unknown"}`, text: COMPARTMENT_LABEL[name] }),
-        el("div", {}, el("div", { text: tip.lines[0] ?? "" }), el("div", { class: "host-sub", text: tip.lines.slice(1).join(" · ") })),
+        el("div", {}, el("div", { text: tip.lines[0] ?? "" }), el("div", { class: "host-sub", text: tip.lines.slice(1).join("\n") })),
       );
     }),
   );
@@ -961,7 +962,11 @@ async function login(username, password) {
   app.password = password;
   app.role = who.role;
   client.options.reconnectPeriod = 3000;
-  client.on("message", (topic, payload) => onMessage(topic, payload));
+  client.on("message", (topic, payload) => {
+    const t0 = performance.now();
+    onMessage(topic, payload);
+    stats.handleMs += performance.now() - t0;
+  });
   client.on("connect", () => setConn(true));
   client.on("close", () => setConn(false));
   client.on("error", (err) => console.warn("lockstep: mqtt error", err.message));

@@ -157,15 +157,22 @@ export function rolloutProgress(id: string, hosts: string[], states: Record<stri
   });
 }
 
-export function historyEntry(id: string, finishedAt: string, hosts: { host: string; state: RolloutHistoryEntry["hosts"][number]["state"]; reason?: string }[], prNumber = 12): RolloutHistoryEntry {
+export function historyEntry(
+  id: string,
+  finishedAt: string,
+  hosts: { host: string; state: RolloutHistoryEntry["hosts"][number]["state"]; reason?: string }[],
+  prNumber = 12,
+  lockDiff: RolloutHistoryEntry["lockDiff"] = { added: [], removed: [], updated: [{ input: "nixpkgs", old: { type: "github", date: "2025-12-03" }, new: { type: "github", date: "2025-12-10" } }] },
+  commit = OLD_HEAD,
+): RolloutHistoryEntry {
   return RolloutHistoryEntry.parse({
     rolloutId: id,
-    commit: OLD_HEAD,
+    commit,
     state: hosts.some((h) => h.state === "failed") ? "failed" : "completed",
     summary: "weekly update",
     requestedBy: "schedule",
     prNumber,
-    lockDiff: { added: [], removed: [], updated: [{ input: "nixpkgs", old: { type: "github", date: "2025-12-03" }, new: { type: "github", date: "2025-12-10" } }] },
+    lockDiff,
     startedAt: new Date(Date.parse(finishedAt) - 20 * 60_000).toISOString(),
     finishedAt,
     hosts,

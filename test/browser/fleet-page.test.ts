@@ -13,7 +13,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { Command, Compartment, JobOutput, JobState, Topics, type CompartmentName } from "../../protocol/index.js";
 import { BROKER_KINDS, startTestBroker, type Role, type TestBroker } from "../support/brokers.js";
 import { CHROMIUM_ARGS, CHROMIUM_PATH, startPageServer, type PageServer } from "./page-server.js";
-import { PENDING_PR, compartment, expectedState, historyEntry, publishHost, rolloutProgress, threeHosts } from "./fleet-fixture.js";
+import { HEAD, PENDING_PR, compartment, expectedState, historyEntry, publishHost, rolloutProgress, threeHosts } from "./fleet-fixture.js";
 
 const SHOTS = join(process.cwd(), "test-results", "screenshots");
 mkdirSync(SHOTS, { recursive: true });
@@ -244,7 +244,7 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
       { host: "web-1", state: "succeeded" },
       { host: "db-1", state: "succeeded" },
       { host: "mac-1", state: "failed", reason: "health gate: tests failed" },
-    ], 17);
+    ], 17, PENDING_PR.lockDiff, HEAD);
     await hub.publishAsync(topics.history(entry.rolloutId), JSON.stringify(entry), { qos: 1, retain: true });
     await page.waitForSelector('#history li[data-rollout="r-pr17"]');
     const items = await page.$$eval("#history > li", (lis) => lis.map((li) => (li as HTMLElement).dataset.rollout));
@@ -252,6 +252,7 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
     const text = await page.textContent('#history li[data-rollout="r-pr17"]');
     expect(text).toContain("PR #17");
     expect(text).toContain("mac-1");
+    expect(text).toContain("nixpkgs 2025-12-10 → 2025-12-17");
     expect(await page.textContent('#history li[data-rollout="r-20251210"]')).toContain("nixpkgs 2025-12-03 → 2025-12-10");
     await shot("rollout-done-history");
   });
