@@ -5,6 +5,7 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -79,12 +80,46 @@ export class BareRepo {
   /** Commit sha of a ref or sha, or null when it does not resolve to a commit. */
   async resolveCommit(ref: string): Promise<string | null> {
     if (ref.startsWith("-")) return null;
+    // A full sha names the same commit forever once it exists: remember positive answers.
+    if (isSha(ref)) {
+      const known = this.memo.get(`commit-exists ${ref}`);
+      if (known) return ref;
+      const found = await this.resolveCommitUncached(ref);
+      if (found) this.memo.set(`commit-exists ${ref}`, Promise.resolve(true));
+      return found;
+    }
+    return this.resolveCommitUncached(ref);
+  }
+
+  private async resolveCommitUncached(ref: string): Promise<string | null> {
     const r = await this.run(["rev-parse", "--verify", "-q", `${ref}^{commit}`], { allowExit: [1, 128] });
     return r.code === 0 ? r.stdout.toString().trim() : null;
   }
 
+  /**
+   * The sha a branch points at, read straight from the ref files (loose ref, else packed-refs):
+   * no process spawn, which keeps the server's per-request cost low. Branch refs always point at
+   * commits.
+   */
   async branchHead(branch: string): Promise<string | null> {
-    return this.resolveCommit(`refs/heads/${branch}`);
+    if (branch.includes("..") || branch.startsWith("/") || branch.startsWith("-")) return null;
+    const name = `refs/heads/${branch}`;
+    try {
+      const loose = (await readFile(join(this.path, name), "utf8")).trim();
+      if (/^[0-9a-f]{40}$/.test(loose)) return loose;
+    } catch {
+      // not a loose ref: look in packed-refs
+    }
+    try {
+      const packed = await readFile(join(this.path, "packed-refs"), "utf8");
+      for (const line of packed.split("\n")) {
+        const [sha, ref] = line.split(" ");
+        if (ref === name && sha && /^[0-9a-f]{40}$/.test(sha)) return sha;
+      }
+    } catch {
+      // no packed-refs file
+    }
+    return null;
   }
 
   /** Bytes of a file at a commit, with its blob sha; null when the path is not a file there. */

@@ -816,7 +816,9 @@ export class LocalGitHub {
 
   private async resolveRefParam(ref: string | null): Promise<string> {
     const name = ref ?? this.defaultBranch;
-    const sha = (await this.git.resolveCommit(name.startsWith("refs/") ? name : /^[0-9a-f]{40}$/.test(name) ? name : `refs/heads/${name}`)) ?? (await this.git.resolveCommit(`refs/tags/${name}`));
+    const sha = /^[0-9a-f]{40}$/.test(name)
+      ? await this.git.resolveCommit(name)
+      : ((await this.git.branchHead(name.replace(/^refs\/heads\//, ""))) ?? (await this.git.resolveCommit(name.startsWith("refs/") ? name : `refs/tags/${name}`)));
     if (!sha) throw new HttpError(404, `No commit found for the ref ${name}`);
     return sha;
   }
