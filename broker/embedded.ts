@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { readFileSync } from "node:fs";
+import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
@@ -33,6 +33,9 @@ import { CredentialStore } from "./credentials.js";
 /** Aedes' CONNACK return codes (a const enum in its typings, so spelled out here). */
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
+
+/** How often the credentials file is checked for revoked users. */
+const CREDENTIALS_POLL_MS = 1_000;
 
 /** The in-process hub's user name: "$" cannot appear in stored user names, so it never collides. */
 const INTERNAL_HUB_USER = "$hub";
@@ -71,7 +74,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private wss = new WebSocketServer({ noServer: true });
   private boundPorts?: EmbeddedBrokerPorts;
   /** Who each connected client authenticated as. */
-  private users = new WeakMap<Client, AclUser>();
+  private users = new WeakMap<Client, AclUser & { createdAt?: string }>();
   /** Connected clients by client id, to refuse a session takeover by a different user. */
   private live = new Map<string, Client>();
   /** Random per start: lets this process's own hub connect without a stored password. */
@@ -123,6 +126,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     this.internalHubPassword = randomBytes(32).toString("base64url");
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     this.store = await CredentialStore.open(config.credentialsFile);
+    // Revoking a user (`lockstep users remove`) also disconnects its live clients.
+    watchFile(config.credentialsFile, { interval: CREDENTIALS_POLL_MS }, this.onCredentialsChanged);
 
     this.db = new Level<string, Buffer>(join(config.dataDir, "mqtt"), { valueEncoding: "buffer" });
     try {
@@ -226,6 +231,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
 
   async stop(): Promise<void> {
     const aedes = this.aedes;
+    unwatchFile(this.config.credentialsFile, this.onCredentialsChanged);
     for (const detach of [...this.detachers]) detach();
     // Stop accepting first, then close clients (which lets the servers finish closing).
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
@@ -246,6 +252,24 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /** Close connections whose user was removed or replaced (e.g. re-added with another role). */
+  private readonly onCredentialsChanged = (): void => {
+    const store = this.store;
+    if (!store) return;
+    store.refresh().then(
+      () => {
+        for (const client of this.live.values()) {
+          const user = this.users.get(client);
+          if (!user || user.createdAt === undefined) continue; // the internal hub or anonymous
+          if (store.get(user.name)?.createdAt === user.createdAt) continue;
+          this.logger.warn({ clientId: client.id, user: user.name }, "mqtt client disconnected: its user was removed or replaced");
+          client.close();
+        }
+      },
+      (err: Error) => this.logger.error({ err: err.message }, "credential store unreadable; keeping current connections"),
+    );
+  };
 
   private handleSocket(socket: Socket): void {
     // Aedes never disables Nagle: without this a QoS 1 round trip takes ~40 ms instead of µs.
@@ -280,7 +304,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       err.returnCode = code as AuthenticateError["returnCode"];
       done(err, false);
     };
-    const accept = (user: AclUser) => {
+    const accept = (user: AclUser & { createdAt?: string }) => {
       const holder = this.live.get(client.id);
       const holderUser = holder ? this.users.get(holder) : undefined;
       if (holder && !holder.closed && holderUser && holderUser.name !== user.name) {
@@ -302,7 +326,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
         : refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password");
     }
     this.credentials.verify(username, secret).then(
-      (user) => (user ? accept({ name: user.name, role: user.role }) : refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password")),
+      (user) => (user ? accept({ name: user.name, role: user.role, createdAt: user.createdAt }) : refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password")),
       (err: Error) => {
         this.logger.error({ err: err.message }, "credential check failed");
         refuse(3 /* server unavailable */, "credential store unreadable");

@@ -169,8 +169,12 @@ describe("embedded broker", () => {
     const { password } = await cli.add("late", "agent");
     const client = await connect(broker.url, { username: "late", password });
     expect(client.connected).toBe(true);
+    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     await cli.remove("late");
     await expect(connect(broker.url, { username: "late", password })).rejects.toThrow(/Bad username|Not authorized/);
+    // Revoking a user also ends its live connection (the file is polled every second).
+    await closed;
+    expect(client.connected).toBe(false);
   });
 
   it("delivers every message of a burst mixing retained and non-retained publishes", async () => {
