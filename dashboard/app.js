@@ -468,9 +468,12 @@ function tooltipFor(h, name) {
       if (d.dirty) lines.push("local changes in the checkout");
       break;
     case "lock": {
+      const p = exp?.pendingUpdate;
+      // The summary already names the pending PR: the full per-input list below replaces it.
+      if (p && c.summary.includes(`PR #${p.number}`)) lines.splice(0, 1, ...pendingUpdateLines());
+      else lines.push(...pendingUpdateLines());
       if (d.lockHash) lines.push(`lock ${short(d.lockHash, 12)}${d.expectedLockHash && d.expectedLockHash !== d.lockHash ? `, head has ${short(d.expectedLockHash, 12)}` : ""}`);
       if (typeof d.ageDays === "number") lines.push(`inputs ${d.ageDays} days old${typeof d.lastModified === "number" ? ` (newest ${new Date(d.lastModified * 1000).toISOString().slice(0, 10)})` : ""}`);
-      lines.push(...pendingUpdateLines());
       break;
     }
     case "system":

@@ -48,6 +48,8 @@ export interface HomeAssistantBridgeOptions {
    * restarting HA is not hit by every device at once; default: random 0.2–2 s.
    */
   birthDelayMs?: () => number;
+  /** How often derived states are recomputed without any message (the lock age grows by itself). */
+  refreshIntervalMs?: number;
   /** Clock, for tests. */
   now?: () => Date;
 }
@@ -73,6 +75,8 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   private readonly now: () => Date;
   private readonly birthDelayMs: () => number;
   private birthTimer: NodeJS.Timeout | null = null;
+  private readonly refreshIntervalMs: number;
+  private refreshTimer: NodeJS.Timeout | null = null;
   private readonly hosts = new Map<string, HostEntry>();
   /** Compartments that arrived before their host's info (retained messages come in any order). */
   private readonly orphanCompartments = new Map<string, Partial<Record<CompartmentName, Compartment>>>();
@@ -90,6 +94,7 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.commandTtlMs = opts.commandTtlMs ?? DEFAULT_COMMAND_TTL_MS;
     this.now = opts.now ?? (() => new Date());
     this.birthDelayMs = opts.birthDelayMs ?? (() => 200 + Math.random() * 1800);
+    this.refreshIntervalMs = opts.refreshIntervalMs ?? 3_600_000;
   }
 
   private subscriptions(): string[] {
@@ -106,6 +111,11 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     if (this.started) return;
     this.started = true;
     this.client.on("message", this.onMessage);
+    // Unchanged states are not re-sent (publishIfChanged), so this only costs a message when a day passed.
+    this.refreshTimer = setInterval(() => {
+      for (const host of this.hosts.keys()) this.publishStates(host);
+    }, this.refreshIntervalMs);
+    this.refreshTimer.unref();
     await this.client.subscribeAsync(this.subscriptions(), { qos: 1 });
     this.log.info({ subscriptions: this.subscriptions() }, "home assistant bridge started");
   }
@@ -115,7 +125,8 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     if (!this.started) return;
     this.started = false;
     if (this.birthTimer) clearTimeout(this.birthTimer);
-    this.birthTimer = null;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.birthTimer = this.refreshTimer = null;
     this.client.off("message", this.onMessage);
     if (this.client.connected) await this.client.unsubscribeAsync(this.subscriptions()).catch(() => undefined);
   }
