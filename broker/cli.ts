@@ -15,7 +15,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LockstepError, Topics } from "../protocol/index.js";
 import { loadHubBrokerConfig, ENV_OVERRIDES, type HubBrokerConfig } from "./config.js";
 import { CredentialStore, ROLES, UserRole } from "./credentials.js";
-import { MOSQUITTO_QUEUE_DEFAULTS, writeMosquittoConfig } from "./mosquitto.js";
+import { MOSQUITTO_QUEUE_DEFAULTS, systemUser, writeMosquittoConfig } from "./mosquitto.js";
 
 export interface CliIo {
   stdout(text: string): void;
@@ -184,16 +184,25 @@ const mosquittoConfigCommand: Subcommand = {
     const wsPortRaw = str(values, "ws-port");
     const wsPort = wsPortRaw === "0" ? 0 : portOption(values, "ws-port", 9001);
     const runAsUser = str(values, "run-as-user");
+    // As root, hand the files to the account Mosquitto drops to, or it cannot read its passwd.
+    let owner: { uid: number; gid: number } | undefined;
+    if (process.getuid?.() === 0 && runAsUser !== "root") {
+      const account = runAsUser ?? "mosquitto";
+      owner = systemUser(account);
+      if (!owner && runAsUser) throw new UsageError(`--run-as-user: no local account "${runAsUser}"`, "create it or name another");
+    }
     const store = await CredentialStore.open(cfg.credentialsFile);
     const files = await writeMosquittoConfig(store, {
       dir: out,
       tcp: { port: portOption(values, "port", 1883), ...(host ? { host } : {}) },
       ...(wsPort ? { ws: { port: wsPort, ...(host ? { host } : {}) } } : {}),
       ...(runAsUser ? { runAsUser } : {}),
+      ...(owner ? { owner } : {}),
       topics: new Topics(cfg.topicPrefix, cfg.haPrefix),
     });
     const count = store.list().length;
     io.stderr(`wrote ${files.confFile}, ${files.passwdFile} and ${files.aclFile} (${count} user${count === 1 ? "" : "s"})\n`);
+    if (owner) io.stderr(`owned by uid ${owner.uid} (the account Mosquitto runs as)\n`);
     if (count === 0) io.stderr("no users yet: add them with `lockstep users add NAME --role ROLE`, then run this again\n");
     return 0;
   },

@@ -10,7 +10,8 @@
  *   20 in flight + 1000 queued, deliver only ~1,020 of 10,000).
  */
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { chmod, chown, mkdir, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Topics, isValidHostId } from "../protocol/index.js";
 import { agentPatterns, operatorPatterns, viewerPatterns } from "./acl.js";
@@ -152,7 +153,15 @@ export interface GeneratedMosquittoFiles {
  */
 export async function writeMosquittoConfig(
   store: CredentialStore,
-  options: MosquittoConfOptions & { topics?: Topics },
+  options: MosquittoConfOptions & {
+    topics?: Topics;
+    /**
+     * Owner for the files and the persistence directory. Mosquitto started as root drops to its
+     * `user` (default "mosquitto") before reading passwd and writing persistence, so they must be
+     * that account's.
+     */
+    owner?: { uid: number; gid: number };
+  },
 ): Promise<GeneratedMosquittoFiles> {
   const dir = resolve(options.dir);
   const persistenceDir = resolve(dir, options.persistenceDir ?? "data");
@@ -169,7 +178,28 @@ export async function writeMosquittoConfig(
   await writeAtomic(files.passwdFile, mosquittoPasswdFile(users), 0o600);
   await writeAtomic(files.aclFile, mosquittoAclFile(users, options.topics), 0o644);
   await writeAtomic(files.confFile, mosquittoConf(options), 0o644);
+  if (options.owner) {
+    const { uid, gid } = options.owner;
+    for (const path of [dir, persistenceDir, files.passwdFile, files.aclFile, files.confFile]) await chown(path, uid, gid);
+  }
   return files;
+}
+
+/** uid/gid of a local account from /etc/passwd, or undefined when there is no such account. */
+export function systemUser(name: string, passwdFile = "/etc/passwd"): { uid: number; gid: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(passwdFile, "utf8");
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split("\n")) {
+    const [user, , uid, gid] = line.split(":");
+    if (user === name && uid !== undefined && gid !== undefined && /^\d+$/.test(uid) && /^\d+$/.test(gid)) {
+      return { uid: Number(uid), gid: Number(gid) };
+    }
+  }
+  return undefined;
 }
 
 async function writeAtomic(file: string, text: string, mode: number): Promise<void> {

@@ -10,7 +10,10 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Topics } from "../../protocol/index.js";
 import { CredentialStore } from "../../broker/credentials.js";
-import { MosquittoProcess, freePort, mosquittoAvailable } from "../support/mosquitto.js";
+import { spawn } from "node:child_process";
+import { main } from "../../broker/cli.js";
+import { systemUser } from "../../broker/mosquitto.js";
+import { MOSQUITTO_BINARY, MosquittoProcess, freePort, mosquittoAvailable, waitForPort } from "../support/mosquitto.js";
 import { BROKER_KINDS } from "../support/brokers.js";
 
 const topics = new Topics();
@@ -100,6 +103,37 @@ describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("gene
     await marker;
     expect(seen).toEqual([topics.info("marker")]);
   });
+
+  it.runIf(process.getuid?.() === 0 && systemUser("mosquitto") !== undefined)(
+    "as root, `lockstep mosquitto-config` output works for a Mosquitto that drops to its own account",
+    async () => {
+      const dataDir = join(dir, "cli-state");
+      const out = join(dir, "cli-mq");
+      const io = { stdout: () => undefined, stderr: () => undefined, env: {} };
+      const passwordFile = join(dir, "web7.pw");
+      const { chmod, writeFile } = await import("node:fs/promises");
+      await chmod(dir, 0o755); // mkdtemp made it 0700; Mosquitto's account must reach its files
+      await writeFile(passwordFile, "web7-password\n", { mode: 0o600 });
+      expect(await main(["--data-dir", dataDir, "users", "add", "web7", "--role", "agent", "--password-file", passwordFile], io)).toBe(0);
+      const port = await freePort();
+      expect(await main(["--data-dir", dataDir, "mosquitto-config", "--out", out, "--host", "127.0.0.1", "--port", String(port), "--ws-port", "0"], io)).toBe(0);
+      const child = spawn(MOSQUITTO_BINARY, ["-c", join(out, "mosquitto.conf")], { stdio: ["ignore", "ignore", "pipe"] });
+      let log = "";
+      child.stderr.on("data", (chunk: Buffer) => (log += chunk.toString()));
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      try {
+        await waitForPort(port, 10_000, () => child.exitCode !== null).catch((err: Error) => {
+          throw new Error(`${err.message}\n${log}`);
+        });
+        const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: "web7", password: "web7-password", reconnectPeriod: 0 });
+        await client.publishAsync(topics.availability("web7"), "online", { qos: 1, retain: true });
+        await client.endAsync();
+      } finally {
+        child.kill("SIGTERM");
+        await exited;
+      }
+    },
+  );
 
   it("delivers all of 3,000 retained messages to a new wildcard subscriber", async () => {
     const hubPassword = await addAndReload("hub-fill", "hub");

@@ -1,10 +1,10 @@
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Topics } from "../../protocol/index.js";
 import { CredentialStore } from "../../broker/credentials.js";
-import { mosquittoAclFile, mosquittoConf, mosquittoPasswdFile, writeMosquittoConfig } from "../../broker/mosquitto.js";
+import { mosquittoAclFile, mosquittoConf, mosquittoPasswdFile, systemUser, writeMosquittoConfig } from "../../broker/mosquitto.js";
 import { main, type CliIo } from "../../broker/cli.js";
 
 const users = [
@@ -113,6 +113,14 @@ describe("writeMosquittoConfig and the CLI", () => {
     expect(await main(["mosquitto-config", "--data-dir", dir], io)).toBe(2);
     expect(err.join("")).toMatch(/--out DIR is required/);
     expect(await main(["mosquitto-config", "--out", dir, "--port", "99999", "--data-dir", dir], io)).toBe(2);
+  });
+
+  it("systemUser reads uid and gid from a passwd file", async () => {
+    const passwd = join(dir, "passwd");
+    await writeFile(passwd, "root:x:0:0:root:/root:/bin/sh\nmosquitto:x:102:109::/var/lib/mosquitto:/usr/sbin/nologin\n");
+    expect(systemUser("mosquitto", passwd)).toEqual({ uid: 102, gid: 109 });
+    expect(systemUser("nobody-here", passwd)).toBeUndefined();
+    expect(systemUser("mosquitto", join(dir, "missing"))).toBeUndefined();
   });
 
   it("mosquitto-config writes the three files", async () => {
