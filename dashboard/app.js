@@ -25,6 +25,7 @@ const HOST_ACTIONS = [
   { op: "restart", label: "Restart agent", confirm: "Restart the Lockstep agent on {host}?" },
   { op: "hold", label: "Hold" },
   { op: "release", label: "Release" },
+  { op: "stop", label: "Stop job", confirm: "Cancel the job running on {host}?" },
 ];
 const COMMAND_TTL_MS = 15 * 60_000;
 const MAX_OUTPUT_LINES = 2000;
@@ -593,12 +594,19 @@ function renderDetail(h) {
   );
 
   const right = el("div", {});
+  const latest = runningJob(h);
+  const jobRunning = latest && !TERMINAL_JOB_STATES.includes(latest.state);
   if (app.role === "operator") {
     right.append(
       el(
         "div",
         { class: "actions", role: "group", "aria-label": `Actions for ${h.id}` },
-        HOST_ACTIONS.filter((a) => (a.op === "hold" ? !info.hold : a.op === "release" ? info.hold : true)).map((a) =>
+        HOST_ACTIONS.filter((a) => {
+          if (a.op === "hold") return !info.hold;
+          if (a.op === "release") return info.hold;
+          if (a.op === "stop") return !!jobRunning;
+          return true;
+        }).map((a) =>
           el("button", {
             type: "button",
             class: `btn small${a.confirm ? " danger-outline" : ""}`,

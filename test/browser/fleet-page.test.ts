@@ -266,6 +266,21 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
     expect(await page.textContent("#rollout-title")).toBe("Deployed 3/3");
   });
 
+  it("ignores an invalid payload with a console warning and keeps the last good state", async () => {
+    const warnings: string[] = [];
+    const onConsole = (m: { type(): string; text(): string }) => {
+      if (m.type() === "warning") warnings.push(m.text());
+    };
+    page.on("console", onConsole);
+    await hub.publishAsync(topics.compartment("db-1", "lock"), JSON.stringify({ status: "purple", summary: 1 }), { qos: 1, retain: false });
+    await hub.publishAsync(topics.info("db-1"), "{not json", { qos: 1, retain: false });
+    await page.waitForFunction(() => (window as unknown as { lockstepStats: { invalid: number } }).lockstepStats.invalid >= 2);
+    page.off("console", onConsole);
+    expect(await cellClass(page, "db-1", "lock")).toBe("cell outdated");
+    expect(await page.textContent('tr.host[data-host="db-1"] .c-gen')).toBe("17");
+    expect(warnings.some((w) => w.includes(topics.compartment("db-1", "lock")) && w.includes("not a compartment"))).toBe(true);
+  });
+
   it("shows a viewer no actions, and the broker refuses the viewer's command anyway", async () => {
     const vctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     const vpage = await vctx.newPage();
