@@ -178,6 +178,12 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
           res.writeHead(426, { "content-type": "text/plain" }).end("MQTT over WebSocket: connect with a WebSocket client\n");
         });
         this.attachWebSocket(http, ws.path);
+        // This server is ours alone: answer upgrades for any other path instead of leaving them hanging.
+        http.on("upgrade", (req: IncomingMessage, socket: Duplex) => {
+          if (new URL(req.url ?? "/", "http://localhost").pathname !== ws.path) {
+            socket.end(`HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n`);
+          }
+        });
         ports.ws = await this.listen(http, ws.host, ws.port, "ws");
       }
 

@@ -108,6 +108,20 @@ describe("embedded broker", () => {
     expect(await page.text()).toBe("page");
   });
 
+  it("runs a standalone WebSocket listener that answers other paths with 404", async () => {
+    const broker = await startBroker({ listeners: { tcp: { host: "127.0.0.1", port: 0 }, ws: { host: "127.0.0.1", port: 0, path: "/mqtt" } } });
+    const { password } = await broker.credentials.add("page", "viewer");
+    expect(broker.wsUrl).toBe(`ws://127.0.0.1:${broker.ports.ws}/mqtt`);
+    const client = await connect(broker.wsUrl!, { username: "page", password });
+    expect(client.connected).toBe(true);
+    const status = await new Promise<number | undefined>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${broker.ports.ws}/other`);
+      ws.once("unexpected-response", (_req, res) => resolve(res.statusCode));
+      ws.once("error", () => resolve(undefined));
+    });
+    expect(status).toBe(404);
+  });
+
   it("accepts MQTT over TLS", async () => {
     const key = join(dir, "key.pem");
     const cert = join(dir, "cert.pem");
