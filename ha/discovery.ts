@@ -198,8 +198,9 @@ export function buildHostDiscovery(info: HostInfo, opts: DiscoveryOptions): HaDe
 
 /** JSON on Topics.haUpdate(host), in the update platform's documented state schema. */
 export interface HaUpdateState {
-  installed_version: string | null;
-  latest_version: string | null;
+  /** Omitted (never null) when unknown: HA validates these as strings. */
+  installed_version?: string;
+  latest_version?: string;
   title: string;
   release_summary?: string;
   release_url?: string;
@@ -236,13 +237,12 @@ function shortHash(hash: string | undefined): string | undefined {
 export function buildUpdateState(host: HostSnapshot, expected: FleetExpected | null): HaUpdateState {
   const lastModified = lockLastModified(host.compartments.lock);
   const installedHash = host.info.lockHash;
-  const installed = lastModified !== undefined ? isoDay(lastModified) : (shortHash(installedHash) ?? null);
+  const installed = lastModified !== undefined ? isoDay(lastModified) : shortHash(installedHash);
   const state: HaUpdateState = {
-    installed_version: installed,
-    latest_version: installed,
     title: "flake.lock",
     in_progress: COMPARTMENTS.some((n) => host.compartments[n]?.status === "working"),
   };
+  if (installed) state.installed_version = state.latest_version = installed;
   if (!expected) return state;
 
   const pending = expected.pendingUpdate;
@@ -256,7 +256,8 @@ export function buildUpdateState(host: HostSnapshot, expected: FleetExpected | n
   if (installedHash && installedHash !== expected.lockHash) {
     const headDate = expected.lockLastModified !== undefined ? isoDay(expected.lockLastModified) : undefined;
     // Two different locks can share a newest-input date: then name the head's lock by hash.
-    state.latest_version = headDate && headDate !== installed ? headDate : (shortHash(expected.lockHash) ?? null);
+    const latest = headDate && headDate !== installed ? headDate : shortHash(expected.lockHash);
+    if (latest) state.latest_version = latest;
     state.release_summary = truncate(`the fleet head ${expected.headCommit.slice(0, 8)} has a newer flake.lock`, RELEASE_SUMMARY_MAX);
   }
   return state;

@@ -153,8 +153,8 @@ const deviceDiscovery = z
 /** The update platform's documented state JSON. */
 const updateState = z
   .object({
-    installed_version: z.string().nullable().optional(),
-    latest_version: z.string().nullable().optional(),
+    installed_version: z.string().optional(),
+    latest_version: z.string().optional(),
     title: z.string().optional(),
     release_summary: z.string().max(255).optional(),
     release_url: z.string().optional(),
@@ -333,6 +333,9 @@ describe("HA derived states", () => {
     const fine = buildHostState({ info, compartments: { agent: compartment("ok") } }, now);
     expect(fine.problem).toBe("OFF");
     expect(fine.lock_age_days).toBeNull();
+    const unknownLock = buildUpdateState({ info: { ...info, lockHash: undefined }, compartments: {} }, null);
+    expect(updateState.safeParse(unknownLock).success).toBe(true);
+    expect(unknownLock).not.toHaveProperty("installed_version");
   });
 
   it("parses action payloads strictly", () => {
