@@ -230,18 +230,27 @@ export class CredentialStore {
     return summary(user);
   }
 
-  /** Read the newest file, apply `change`, write it back atomically. */
+  /**
+   * Read the newest file, apply `change`, write it back atomically. A lock file next to it keeps
+   * two processes (the hub and the CLI) from losing each other's changes.
+   */
   private async modify(change: (users: Map<string, StoredUser>) => void): Promise<void> {
     const run = this.writing.then(async () => {
-      this.fileStamp = ""; // force a re-read: another process may have written since
-      await this.refresh();
-      const users = new Map(this.users);
-      change(users);
-      await this.write([...users.values()]);
-      this.users = users;
-      this.verified.clear();
-      const s = await stat(this.file);
-      this.fileStamp = `${s.mtimeMs}:${s.size}:${s.ino}`;
+      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+      const release = await acquireLock(`${this.file}.lock`);
+      try {
+        this.fileStamp = ""; // force a re-read: another process may have written since
+        await this.refresh();
+        const users = new Map(this.users);
+        change(users);
+        await this.write([...users.values()]);
+        this.users = users;
+        this.verified.clear();
+        const s = await stat(this.file);
+        this.fileStamp = `${s.mtimeMs}:${s.size}:${s.ino}`;
+      } finally {
+        await release();
+      }
     });
     this.writing = run.catch(() => undefined);
     return run;
@@ -265,6 +274,34 @@ export class CredentialStore {
       await unlink(temp).catch(() => undefined);
       throw err;
     }
+  }
+}
+
+/** A lock older than this is left over from a crashed process and is taken over. */
+const STALE_LOCK_MS = 10_000;
+const LOCK_WAIT_MS = 5_000;
+
+/** Create `path` exclusively (waiting up to 5 s); the returned function removes it again. */
+async function acquireLock(path: string): Promise<() => Promise<void>> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const handle = await open(path, "wx", 0o600);
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => unlink(path).catch(() => undefined);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+    if (age > STALE_LOCK_MS) {
+      await unlink(path).catch(() => undefined);
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new CredentialError(`credentials file is locked by another process (${path})`, "retry; if no lockstep command is running, remove the lock file");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 20));
   }
 }
 

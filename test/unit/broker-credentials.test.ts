@@ -80,6 +80,18 @@ describe("CredentialStore", () => {
     expect(await hubView.verify("web2", password)).toBeNull();
   });
 
+  it("loses no user when two processes add at the same time", async () => {
+    const hub = await CredentialStore.open(file);
+    const cli = await CredentialStore.open(file);
+    await Promise.all([
+      ...Array.from({ length: 6 }, (_, i) => hub.add(`hub-side-${i}`, "agent", "password-x")),
+      ...Array.from({ length: 6 }, (_, i) => cli.add(`cli-side-${i}`, "agent", "password-y")),
+    ]);
+    const fresh = await CredentialStore.open(file);
+    expect(fresh.list()).toHaveLength(12);
+    expect(await readdir(join(dir, "state"))).toEqual(["credentials.json"]);
+  });
+
   it("rejects a malformed file with a clear error", async () => {
     await writeFile(join(dir, "bad.json"), '{"version":1,"users":[{"name":"x"}]}');
     await expect(CredentialStore.open(join(dir, "bad.json"))).rejects.toThrow(/malformed: users\.0\.role/);
