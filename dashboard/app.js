@@ -263,11 +263,22 @@ function markHost(h) {
   schedule();
 }
 
+/** New rows built per frame: a first load of hundreds of hosts spreads over a few short frames. */
+const MAX_NEW_ROWS_PER_FRAME = 120;
+
 function render() {
   frame = 0;
   const t0 = performance.now();
-  for (const h of dirty.hosts) if (h.info) renderHost(h);
+  let created = 0;
+  const later = [];
+  for (const h of dirty.hosts) {
+    if (!h.info) continue;
+    if (!h.row && ++created > MAX_NEW_ROWS_PER_FRAME) later.push(h);
+    else renderHost(h);
+  }
   dirty.hosts.clear();
+  for (const h of later) dirty.hosts.add(h);
+  if (later.length) frame = requestAnimationFrame(render);
   if (dirty.order) renderOrder();
   if (dirty.counts) renderCounts();
   if (dirty.fleet) renderUpdateCard();
