@@ -234,7 +234,10 @@ export class GitHubClient {
   async call<T>(route: string, params: Record<string, unknown>, schema: z.ZodType<T>): Promise<{ data: T; status: number; notModified: boolean }> {
     let response: { status: number; data: unknown };
     try {
-      response = await this.octokit.request(route, { owner: this.config.owner, repo: this.config.repo, ...params });
+      // Writes are not retried on 5xx: a merge or PR creation may have happened although the
+      // answer failed; the caller detects again instead of repeating it blindly.
+      const isWrite = !route.startsWith("GET ");
+      response = await this.octokit.request(route, { owner: this.config.owner, repo: this.config.repo, ...params, ...(isWrite ? { request: { retries: 0 } } : {}) });
     } catch (e) {
       if (e instanceof RequestError) {
         const data = e.response?.data as { message?: unknown } | undefined;

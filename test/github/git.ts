@@ -199,10 +199,8 @@ export class BareRepo {
     return r.code === 0;
   }
 
-  private async mergeTree(ours: string, theirs: string, mergeBase?: string): Promise<string> {
-    const args = ["merge-tree", "--write-tree", "--no-messages"];
-    if (mergeBase) args.push(`--merge-base=${mergeBase}`);
-    const r = await this.run([...args, ours, theirs], { allowExit: [1] });
+  private async mergeTree(ours: string, theirs: string): Promise<string> {
+    const r = await this.run(["merge-tree", "--write-tree", "--no-messages", ours, theirs], { allowExit: [1] });
     if (r.code === 1) throw new MergeConflict(`merge conflict between ${ours.slice(0, 7)} and ${theirs.slice(0, 7)}`);
     return r.stdout.toString().split("\n")[0]!.trim();
   }
@@ -238,17 +236,34 @@ export class BareRepo {
     } else if (method === "squash") {
       next = await this.commitTree(await this.mergeTree(base, head), [base], message);
     } else {
-      const from = (await this.mergeBase(base, head)) ?? base;
-      const commits = (await this.text(["rev-list", "--reverse", "--no-merges", `${from}..${head}`])).split("\n").filter(Boolean);
-      next = base;
-      for (const c of commits) {
-        const info = (await this.commitInfo(c))!;
-        const tree = await this.mergeTree(next, c, info.parents[0]);
-        next = await this.commitTree(tree, [next], info.message, info.author);
-      }
+      next = await this.rebaseOnto(base, head);
     }
     await this.updateBranch(baseBranch, next, base);
     return next;
+  }
+
+  /**
+   * Replay base..head onto base with `git cherry-pick` in a temporary shared clone (git 2.39's
+   * merge-tree has no --merge-base), then fetch the result back. Returns the last new commit.
+   */
+  private async rebaseOnto(base: string, head: string): Promise<string> {
+    const from = (await this.mergeBase(base, head)) ?? base;
+    const commits = (await this.text(["rev-list", "--reverse", "--no-merges", `${from}..${head}`])).split("\n").filter(Boolean);
+    if (commits.length === 0) return base;
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-gh-rebase-"));
+    const env = { GIT_COMMITTER_NAME: GITHUB_IDENTITY.name, GIT_COMMITTER_EMAIL: GITHUB_IDENTITY.email };
+    try {
+      await this.run(["clone", "-q", "--shared", "--no-checkout", this.path, dir]);
+      const clone = new BareRepo(dir);
+      await clone.run(["checkout", "-q", "--detach", base]);
+      const picked = await clone.run(["cherry-pick", "--allow-empty", ...commits], { env, allowExit: [1] });
+      if (picked.code !== 0) throw new MergeConflict(`rebase of ${head.slice(0, 7)} onto ${base.slice(0, 7)} conflicts`);
+      const next = (await clone.run(["rev-parse", "HEAD"])).stdout.toString().trim();
+      await this.run(["fetch", "-q", dir, next]);
+      return next;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 
   /**

@@ -145,6 +145,11 @@ export class OpenApiChecker {
           definitions[name] = this.inline(resolvePointer(this.spec, v), definitions);
         }
         out.$ref = `#/definitions/${name}`;
+      } else if (!isNameMap && k === "oneOf") {
+        // Read as anyOf: GitHub's alternatives can overlap (basic-error and
+        // repository-rule-violation-error both accept any error body), which would make every
+        // real answer fail "exactly one".
+        out.anyOf = this.inline(v, definitions);
       } else if (!isNameMap && (k === "example" || k === "examples")) {
         continue; // documentation only; can be large (but a property may be *named* "example")
       } else {

@@ -25,8 +25,9 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
   beforeAll(async () => {
     h = await startGitHubHarness();
   });
-  afterEach(() => {
+  afterEach(async () => {
     h.server.clearFaults();
+    for (const n of h.server.openPullNumbers()) await h.server.closePullRequest(n);
     expect(h.violations()).toEqual([]);
   });
   afterAll(async () => h?.stop());
@@ -76,6 +77,42 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
     const restored = execFileSync("git", ["show", "main:flake.lock"], { cwd: h.fleet.origin });
     expect(restored.equals(Buffer.from(lockBefore))).toBe(true);
     expect(git(h.fleet.origin, "log", "-1", "--format=%B", rev.commitSha)).toContain("Reason: canary failed");
+  });
+
+  it("rebase merge replays the update commit onto a base that moved on", async () => {
+    const { upd, n } = await newUpdate();
+    const baseMoved = h.fleet.commit({ "README.md": "fleet notes\n" }, "docs: notes");
+    const result = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha, method: "rebase" });
+    expect(result.method).toBe("rebase");
+    expect(git(h.fleet.origin, "rev-list", "--parents", "-n", "1", result.mergeCommitSha).split(" ")).toEqual([result.mergeCommitSha, baseMoved]);
+    expect(result.mergeCommitSha).not.toBe(upd.sha); // a new commit, same change
+    expect(h.fleet.show(result.mergeCommitSha, "flake.lock")).toBe(h.fleet.show(upd.sha, "flake.lock"));
+    expect(h.fleet.show(result.mergeCommitSha, "README.md")).toBe("fleet notes\n");
+    expect(git(h.fleet.origin, "log", "-1", "--format=%s", result.mergeCommitSha)).toBe("flake.lock: Update");
+  });
+
+  it("mergeable null ('computing') is asked again a bounded number of times", async () => {
+    const { n } = await newUpdate();
+    h.server.setMergeable(n, null, 2); // GitHub computes for two answers, then knows
+    h.server.resetStats();
+    const d = await detectPendingUpdate(h.client, h.config, { mergeableRetries: 3, mergeableRetryDelayMs: 5 });
+    expect(d.pending?.mergeable).toBe(true);
+    expect(h.server.requests.filter((r) => r.route === "/repos/{owner}/{repo}/pulls/{pull_number}")).toHaveLength(3);
+    h.server.setMergeable(n, null, 100);
+    h.server.resetStats();
+    const stillComputing = await detectPendingUpdate(h.client, h.config, { mergeableRetries: 3, mergeableRetryDelayMs: 5 });
+    expect(stillComputing.pending?.mergeable).toBeNull();
+    expect(stillComputing.pending?.mergeableState).toBe("unknown");
+    expect(h.server.requests.filter((r) => r.route === "/repos/{owner}/{repo}/pulls/{pull_number}")).toHaveLength(4); // 1 + 3 re-asks
+    await h.server.closePullRequest(n);
+  });
+
+  it("a file changed since it was read is not overwritten (409 from the contents API)", async () => {
+    const lock = await h.client.getFile("flake.lock", "main");
+    h.fleet.commit({ "flake.lock": lock.text.replace(/"lastModified": (\d+)/, (_m, v) => `"lastModified": ${Number(v) + 7}`) }, "someone else edits the lock");
+    const err = await h.client.putFile({ path: "flake.lock", branch: "main", bytes: lock.bytes, blobSha: lock.blobSha, message: "stale write" }).catch((e) => e);
+    expect(err).toBeInstanceOf(GitHubError);
+    expect([err.code, err.status]).toEqual(["github-conflict", 409]);
   });
 
   it("a PR whose head moved after it was checked is not merged (409)", async () => {
@@ -161,5 +198,11 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
     const e5xx = await h.newClient({ retries: 2 }).getBranchHead().catch((e) => e);
     expect([e5xx.code, e5xx.status]).toEqual(["github-server-error", 503]);
     expect(h.server.requests.filter((r) => r.status === 503)).toHaveLength(3); // 1 + 2 retries
+    // Writes are not retried: the merge may have happened although the answer failed.
+    const { upd, n } = await newUpdate();
+    h.server.injectFault({ path: "/merge", status: 502, times: 5 });
+    const e502 = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha }).catch((e) => e);
+    expect([e502.code, e502.status]).toEqual(["github-server-error", 502]);
+    expect(h.server.requests.filter((r) => r.path.endsWith("/merge") && r.status === 502)).toHaveLength(1);
   });
 });
