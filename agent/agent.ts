@@ -173,8 +173,10 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   async start(): Promise<void> {
     if (!this.checkout.exists()) await this.initialClone();
-    await this.resumeInflight();
+    // Connect first so the resumed job's final state has a client to go out on (MQTT.js queues
+    // it until connected); resumeInflight marks the host busy before any command can arrive.
     this.connect();
+    await this.resumeInflight();
     this.timer = setInterval(() => this.remeasure(), PERIODIC_REFRESH_MS);
     this.timer.unref();
     await this.remeasure();

@@ -208,6 +208,49 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     expect(fleet.generation("gamma").generation).toBe(before + 1);
   });
 
+  it("update-inputs runs nix flake update, commits flake.lock, and pushes only when asked", async () => {
+    await fleet.runCommand("alpha", "pull", { commit: fleet.repo.head() });
+    fleet.repo.bumpInput("tools");
+    const local = await fleet.runCommand("alpha", "update-inputs", { inputs: ["tools"] });
+    expect(local.state, local.summary).toBe("succeeded");
+    expect(local.summary).toMatch(/committed [0-9a-f]{8} locally \(not pushed\): tools /);
+    expect(fleet.checkoutHead("alpha")).toBe(local.commit);
+    await fleet.waitFor("alpha", "git", (c) => c.status === "outdated" && /ahead/.test(c.summary));
+
+    const pushed = await fleet.runCommand("alpha", "update-inputs", { push: true, branch: "lock-bot" });
+    expect(pushed.state, pushed.summary).toBe("succeeded");
+    // Nothing left to update: an unchanged lock means no commit and no push.
+    expect(pushed.summary).toMatch(/unchanged/);
+    fleet.repo.bumpInput("nixpkgs");
+    const pushed2 = await fleet.runCommand("alpha", "update-inputs", { push: true, branch: "lock-bot" });
+    expect(pushed2.state, pushed2.summary).toBe("succeeded");
+    expect(pushed2.summary).toMatch(/^pushed [0-9a-f]{8} to lock-bot: nixpkgs /);
+    expect(fleet.repo.head("lock-bot")).toBe(pushed2.commit);
+    expect(fleet.repo.show(pushed2.commit!, "flake.lock")).toMatch(/"lastModified"/);
+    expect(fleet.repo.head()).not.toBe(pushed2.commit); // the fleet branch itself is untouched
+  });
+
+  it("hold is persisted across a restart command; held hosts refuse pull until released", async () => {
+    const hold = await fleet.runCommand("delta", "hold", { reason: "database migration" });
+    expect(hold.state).toBe("succeeded");
+    await fleet.until(() => fleet.info.get("delta")?.hold === true, 10_000, "delta's info to show the hold");
+    expect(fleet.info.get("delta")?.holdReason).toBe("database migration");
+
+    const startsBefore = fleet.agentProcess("delta").starts;
+    const restart = await fleet.runCommand("delta", "restart", {}, { timeoutMs: 30_000 });
+    expect(restart.state, restart.summary).toBe("succeeded");
+    expect(restart.summary).toMatch(/^agent restarted \(pid \d+ -> \d+\)$/);
+    expect(fleet.agentProcess("delta").starts).toBe(startsBefore + 1);
+    expect(fleet.agentProcess("delta").exits.at(-1)?.code).toBe(75);
+
+    const refused = await fleet.runCommand("delta", "pull", { commit: fleet.repo.head() });
+    expect(refused.state).toBe("rejected");
+    expect(refused.summary).toBe("host is on hold (database migration): send release first");
+    expect((await fleet.runCommand("delta", "release")).state).toBe("succeeded");
+    await fleet.until(() => fleet.info.get("delta")?.hold === false, 10_000, "delta's info to show no hold");
+    expect((await fleet.runCommand("delta", "pull", { commit: fleet.repo.head() })).state).toBe("succeeded");
+  });
+
   it("runs a QoS 1 command that was sent while the agent was offline", async () => {
     await fleet.stopAgent("beta");
     await fleet.waitForAvailability("beta", "offline");
@@ -221,5 +264,17 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     expect(done.state).toBe("succeeded");
     expect(fleet.checkoutHead("beta")).toBe(fixed);
   });
-});
 
+  it("reconnects after a broker restart; a command queued for an offline agent survives it", async () => {
+    await fleet.stopAgent("beta");
+    await fleet.waitForAvailability("beta", "offline");
+    const test = fleet.command("pull", { commit: fleet.repo.head() });
+    await fleet.sendCommand("beta", test);
+    await broker.restart();
+    const refreshed = await fleet.runCommand("alpha", "refresh", {}, { timeoutMs: 30_000 });
+    expect(refreshed.state).toBe("succeeded");
+    await fleet.startAgent("beta");
+    const done = await fleet.waitForJob("beta", test.id, { timeoutMs: 30_000 });
+    expect(done.state, done.summary).toBe("succeeded");
+  });
+});
