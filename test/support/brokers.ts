@@ -9,6 +9,13 @@
  *   await broker.stop();
  *
  * LOCKSTEP_TEST_BROKERS=aedes (or =mosquitto, or =aedes,mosquitto) chooses the kinds suites run for.
+ *
+ * Differences a suite running on both must allow for:
+ * - A forbidden subscription gets SUBACK 0x80 from Aedes; Mosquitto 2.0 grants it and then
+ *   delivers nothing the ACL forbids. Assert on deliveries, not on the SUBACK.
+ * - A persistent session's queued messages arrive right after CONNACK: attach the "message"
+ *   handler before connecting (mqtt.connect + on("message")), not after await connectAsync().
+ * - LOCKSTEP_TEST_LOG_LEVEL=debug shows the embedded broker's log.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
