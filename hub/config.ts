@@ -48,6 +48,11 @@ export const HubSettingsSchema = z.strictObject({
   github: GitHubSettings.optional(),
   notify: z.strictObject({ appriseUrl: z.string().url().optional() }).default({}),
   automatic: AutomaticSettings.default(AutomaticSettings.parse({})),
+  /**
+   * Defaults for the deploy nodes' rollouts (rollout/spec.ts RolloutSpec without commit and
+   * selection), e.g. { "strategy": { "soakMs": 300000 }, "onFailure": "rollback-failed" }.
+   */
+  rollout: z.record(z.string(), z.unknown()).default({}),
   homeAssistant: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   /** The broker's own section (broker/config.ts); dataDir and prefixes are shared with the hub. */

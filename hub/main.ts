@@ -150,6 +150,10 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       await client.endAsync();
     });
 
+    // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.
+    if (config.notify.appriseUrl) process.env.LOCKSTEP_APPRISE_URL = config.notify.appriseUrl;
+    process.env.LOCKSTEP_RECHECK_MINUTES = String(config.automatic.recheckMinutes);
+
     // The one HTTP server: page, editor, API, MQTT over WebSocket.
     const hubEvents = new EventEmitter();
     const server = createServer();
@@ -159,6 +163,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       prefix: config.broker.topicPrefix,
       ...(config.github ? { github: config.github } : {}),
       notify: config.notify,
+      rollout: config.rollout,
       automatic: config.automatic,
       ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
       hubEvents,

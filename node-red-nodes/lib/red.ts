@@ -70,6 +70,13 @@ export interface NodeAPI {
     get(path: string, ...handlers: unknown[]): void;
     post(path: string, ...handlers: unknown[]): void;
   };
+  /** The express app http-in nodes add their routes to (mounted at httpNodeRoot). */
+  httpNode: {
+    post(path: string, ...handlers: Array<(req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse) => unknown>): void;
+    /** Express 4 (Node-RED 4) names it _router, Express 5 (Node-RED 5) router. */
+    _router?: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> };
+    router?: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> };
+  };
   auth: {
     needsPermission(permission: string): unknown;
   };

@@ -23,6 +23,8 @@ export const LockstepSettingsSchema = z.object({
   stateDir: z.string().optional(),
   /** github/config.ts GitHubConfigInput (owner, repo, baseBranch, apiBaseUrl, token or tokenFile, ...). */
   github: z.record(z.string(), z.unknown()).optional(),
+  /** Defaults for every deploy node's RolloutSpec (rollout/spec.ts): strategy, onFailure, ... */
+  rollout: z.record(z.string(), z.unknown()).optional(),
   notify: z.object({ appriseUrl: z.string().optional() }).default({}),
   automatic: z
     .object({

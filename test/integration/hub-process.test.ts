@@ -88,6 +88,20 @@ describe("lockstep hub process", () => {
     expect(await view.json()).toEqual({ user: viewer.name, role: "viewer" });
   });
 
+  it("lets only operators POST to the API, and checks the request body", async () => {
+    const url = `${hub.baseUrl}/api/flake-updates/merge-and-deploy`;
+    const post = (auth: string | undefined, body: unknown) =>
+      fetch(url, { method: "POST", headers: { "content-type": "application/json", ...(auth ? { authorization: auth } : {}) }, body: JSON.stringify(body) });
+    expect((await post(undefined, { pr_number: 1 })).status).toBe(401);
+    expect((await post(basic(viewer.name, viewer.password), { pr_number: 1 })).status).toBe(403);
+    const bad = await post(basic("admin", password), { pr_number: 1, force: true });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/unknown field\(s\): force/);
+    // A wrongly typed pr_number is refused by the merge node's zod check (no GitHub is configured here).
+    const typed = await post(basic("admin", password), { pr_number: "twelve" });
+    expect(typed.status).toBe(400);
+  });
+
   it("speaks MQTT over WebSocket at /mqtt and announces itself on hub/availability", async () => {
     const client = await mqtt.connectAsync(hub.mqttWsUrl, { username: viewer.name, password: viewer.password, reconnectPeriod: 0 });
     try {

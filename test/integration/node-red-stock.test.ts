@@ -10,8 +10,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import mqtt from "mqtt";
 import { mergeShippedFlows } from "../../hub/node-red.js";
+import { FleetRepo } from "../fleet/repo.js";
+import { startLocalGitHub, type LocalGitHub } from "../github/server.js";
 import { startTestBroker, type TestBroker } from "../support/brokers.js";
+
+const TOKEN = "ghp_StockNodeRedTestToken0123456789";
 
 const ROOT = resolve(__dirname, "..", "..");
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { name: string; "node-red": { nodes: Record<string, string> } };
@@ -28,6 +33,9 @@ describe("stock Node-RED loads the lockstep package", () => {
   let userDir: string;
   let child: ChildProcess;
   let broker: TestBroker;
+  let github: LocalGitHub;
+  let fleet: FleetRepo;
+  let creds: { username: string; password: string };
   let log = "";
   let baseUrl = "";
 
@@ -36,8 +44,10 @@ describe("stock Node-RED loads the lockstep package", () => {
       if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing: run "npm run build" first`);
     }
     broker = await startTestBroker({ kind: "aedes" });
-    const creds = await broker.credentials("hub", "stock-node-red");
+    creds = await broker.credentials("hub", "stock-node-red");
     userDir = mkdtempSync(join(tmpdir(), "lockstep-stock-nr-"));
+    fleet = FleetRepo.create({ root: join(userDir, "fleet"), hosts: ["alpha"] });
+    github = await startLocalGitHub({ repo: fleet, owner: "acme", name: "fleet", token: TOKEN });
     mkdirSync(join(userDir, "node_modules"));
     symlinkSync(ROOT, join(userDir, "node_modules", pkg.name), "dir");
     writeFileSync(join(userDir, "flows.json"), JSON.stringify(mergeShippedFlows(join(ROOT, "flows"))));
@@ -51,7 +61,11 @@ describe("stock Node-RED loads the lockstep package", () => {
           flowFile: "flows.json",
           credentialSecret: "stock-test",
           logging: { console: { level: "info" } },
-          lockstep: { mqtt: { url: broker.url, ...creds }, automatic: { cron: "0 6 * * 1" } },
+          lockstep: {
+            mqtt: { url: broker.url, ...creds },
+            github: { owner: "acme", repo: "fleet", token: TOKEN, webhookSecret: "stock-secret", apiBaseUrl: github.url },
+            automatic: { cron: "0 6 * * 1" },
+          },
         },
         null,
         2,
@@ -91,6 +105,7 @@ describe("stock Node-RED loads the lockstep package", () => {
       await exited;
     }
     await broker?.stop();
+    await github?.stop();
     if (userDir) rmSync(userDir, { recursive: true, force: true });
   });
 
@@ -127,5 +142,22 @@ describe("stock Node-RED loads the lockstep package", () => {
     // Our own nodes warn when they cannot connect or are misconfigured.
     expect(log).not.toMatch(/\[warn\] \[lockstep/);
     if (process.env.LOCKSTEP_TEST_VERBOSE) console.log(log);
+  });
+
+  it("answers the shipped check endpoint from GitHub and publishes fleet/expected", async () => {
+    const res = await fetch(`${baseUrl}/api/flake-updates/check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { pending: unknown; expected: { headCommit: string } };
+    expect(body.pending).toBeNull();
+    expect(body.expected.headCommit).toBe(fleet.head());
+
+    const client = await mqtt.connectAsync(broker.url, { ...creds, reconnectPeriod: 0 });
+    try {
+      const expected = new Promise<{ headCommit: string }>((resolve) => client.on("message", (_t, p) => resolve(JSON.parse(p.toString()))));
+      await client.subscribeAsync("lockstep/v1/fleet/expected");
+      expect((await expected).headCommit).toBe(fleet.head());
+    } finally {
+      await client.endAsync();
+    }
   });
 });

@@ -1,0 +1,118 @@
+/**
+ * lockstep-deploy: runs a staged rollout of one exact commit (canary, soak, waves, pull → switch →
+ * test per host, health gate, failure policy). It returns at once: output 1 carries "started" (with
+ * the input message, so an HTTP endpoint can answer with the rollout id) and then "progress"
+ * events; output 2 carries the outcome when the rollout ends.
+ */
+import { z } from "zod";
+import { CommitSha, LockDiff, type RolloutProgress } from "../../protocol/schemas.js";
+import { ConfigError } from "../../protocol/errors.js";
+import { HOST_ID_PATTERN } from "../../protocol/topics.js";
+import { parseRolloutSpec } from "../../rollout/spec.js";
+import { mergeSpecLayers, specFromNodeConfig } from "../lib/deploy-spec.js";
+import type { FleetConfigNode } from "../lib/fleet-connection.js";
+import { onClose, onInput, parseMessageField } from "../lib/input.js";
+import { lockstepSettings } from "../lib/settings.js";
+import { status } from "../lib/status.js";
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
+
+const Hosts = z.array(z.string().regex(HOST_ID_PATTERN, "not a valid host id")).min(1);
+const Tags = z.array(z.string().min(1)).min(1);
+const PartialSpec = z.record(z.string(), z.unknown());
+
+/** The commit to deploy: msg.commit, or the merge commit / commit in msg.payload. */
+function commitOf(msg: NodeMessage): string {
+  const p = (typeof msg.payload === "object" && msg.payload !== null ? msg.payload : {}) as Record<string, unknown>;
+  const value = msg.commit ?? p.mergeCommitSha ?? p.commit;
+  return parseMessageField(CommitSha, value, "the commit to deploy (msg.commit)");
+}
+
+/** Who asked: msg.requestedBy, the API user, or this node. */
+function requester(msg: NodeMessage, node: Node): string {
+  if (typeof msg.requestedBy === "string" && msg.requestedBy) return msg.requestedBy.slice(0, 200);
+  const user = (msg.req as { lockstepUser?: { name?: string } } | undefined)?.lockstepUser?.name;
+  return user ? `api:${user}` : `node-red:${node.name || node.id}`;
+}
+
+/** The message's own fields for follow-up messages, without the HTTP request/response. */
+function context(msg: NodeMessage): NodeMessage {
+  const { req: _req, res: _res, _msgid: _id, payload: _p, topic: _t, ...rest } = msg;
+  void _req;
+  void _res;
+  void _id;
+  void _p;
+  void _t;
+  return rest;
+}
+
+function summary(p: RolloutProgress): string {
+  return `${p.state}: ${p.counts.succeeded}/${p.counts.total} done${p.counts.failed ? `, ${p.counts.failed} failed` : ""}`;
+}
+
+export = function register(RED: NodeAPI): void {
+  function LockstepDeployNode(this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const fleetNode = RED.nodes.getNode(String(def.fleet ?? "")) as FleetConfigNode | null;
+    if (fleetNode) fleetNode.register(node);
+    else node.status(status.failed("no fleet selected"));
+    let nodeSpec: Record<string, unknown> = {};
+    try {
+      nodeSpec = specFromNodeConfig(def);
+    } catch (err) {
+      node.status(status.failed(err));
+      node.error(err);
+    }
+
+    // Rollouts this node started, with the message context their events carry.
+    const mine = new Map<string, NodeMessage>();
+    const events = fleetNode?.connection?.rollouts.events;
+    const onProgress = (p: RolloutProgress) => {
+      const ctx = mine.get(p.id);
+      if (!ctx) return;
+      node.status(status.working(p.summary || summary(p)));
+      node.send([{ ...ctx, topic: "progress", rolloutId: p.id, payload: p }, null]);
+    };
+    const onDone = (p: RolloutProgress) => {
+      const ctx = mine.get(p.id);
+      if (!ctx) return;
+      mine.delete(p.id);
+      node.status(p.state === "completed" ? status.ok(summary(p)) : status.failed(summary(p)));
+      node.send([null, { ...ctx, topic: p.state, rolloutId: p.id, payload: p }]);
+    };
+    events?.on("progress", onProgress);
+    events?.on("done", onDone);
+
+    onInput(node, async (msg, send) => {
+      const connection = fleetNode?.connection;
+      if (!connection) throw new ConfigError(fleetNode?.configError ?? "no fleet connection", "select a lockstep-fleet node");
+      const commit = commitOf(msg);
+      const layers = [
+        lockstepSettings(RED).rollout ?? {},
+        nodeSpec,
+        msg.spec === undefined ? {} : parseMessageField(PartialSpec, msg.spec, "msg.spec"),
+      ];
+      const fixed: Record<string, unknown> = { commit };
+      if (msg.hosts !== undefined) fixed.selection = { hosts: parseMessageField(Hosts, msg.hosts, "msg.hosts") };
+      else if (msg.tags !== undefined) fixed.selection = { tags: parseMessageField(Tags, msg.tags, "msg.tags") };
+      if (msg.prNumber !== undefined) fixed.prNumber = parseMessageField(z.coerce.number().int().positive(), msg.prNumber, "msg.prNumber");
+      if (msg.lockDiff !== undefined) fixed.lockDiff = parseMessageField(LockDiff, msg.lockDiff, "msg.lockDiff");
+      const spec = parseRolloutSpec(mergeSpecLayers(...layers, fixed));
+
+      const id = connection.rollouts.start(spec, requester(msg, node));
+      mine.set(id, context(msg));
+      msg.rolloutId = id;
+      msg.topic = "started";
+      msg.payload = { rolloutId: id, commit, selection: spec.selection };
+      node.status(status.working(`rollout ${id} started`));
+      send([msg, null]);
+    });
+
+    onClose(node, () => {
+      events?.off("progress", onProgress);
+      events?.off("done", onDone);
+      fleetNode?.deregister(node);
+    });
+  }
+  RED.nodes.registerType("lockstep-deploy", LockstepDeployNode);
+};

@@ -1,0 +1,65 @@
+/**
+ * lockstep-github (config node): the fleet's flake repository on GitHub. Owns one GitHubConnection
+ * (client with ETag cache, the update watcher, merge and revert). Blank fields take the hub's
+ * `github` settings, so the shipped flows work unedited inside `lockstep hub`.
+ */
+import { ConfigError } from "../../protocol/errors.js";
+import { GitHubConnection, type GitHubConfigNode } from "../lib/github-connection.js";
+import { onClose, optionalNumber, optionalString } from "../lib/input.js";
+import { nodeRedLogger } from "../lib/logger.js";
+import { lockstepSettings } from "../lib/settings.js";
+import { errorText, status } from "../lib/status.js";
+import type { Node, NodeAPI, NodeDef } from "../lib/red.js";
+
+export = function register(RED: NodeAPI): void {
+  function LockstepGitHubNode(this: GitHubConfigNode, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const users = new Set<Node>();
+    node.register = (user) => {
+      users.add(user);
+      if (!node.connection) user.status(status.failed(node.configError ?? "GitHub not configured"));
+    };
+    node.deregister = (user) => {
+      users.delete(user);
+    };
+
+    try {
+      const defaults = lockstepSettings(RED).github ?? {};
+      const own: Record<string, unknown> = {};
+      const set = (key: string, value: unknown) => {
+        if (value !== undefined) own[key] = value;
+      };
+      set("owner", optionalString(def.owner));
+      set("repo", optionalString(def.repo));
+      set("baseBranch", optionalString(def.branch));
+      set("apiBaseUrl", optionalString(def.apiUrl));
+      set("tokenFile", optionalString(def.tokenFile));
+      set("token", optionalString(node.credentials?.token));
+      set("webhookSecret", optionalString(node.credentials?.webhookSecret));
+      set("mergeMethod", optionalString(def.mergeMethod));
+      set("revertMode", optionalString(def.revertMode));
+      const pollSeconds = optionalNumber(def.pollInterval);
+      if (pollSeconds !== undefined) own.pollIntervalMs = Math.round(pollSeconds * 1000);
+      // A token given here replaces a token file from the settings (and the other way round).
+      const merged: Record<string, unknown> = { ...defaults, ...own };
+      if (!merged.owner || !merged.repo) {
+        throw new ConfigError("no GitHub repository configured", "set github.owner and github.repo in the hub config (or LOCKSTEP_GITHUB_REPO=owner/repo), or fill in this node");
+      }
+      if (own.token !== undefined) delete merged.tokenFile;
+      if (own.tokenFile !== undefined) delete merged.token;
+      node.connection = new GitHubConnection(merged as never, nodeRedLogger(RED, `lockstep-github:${node.name || node.id}`));
+    } catch (err) {
+      node.configError = errorText(err);
+      node.error(err);
+    }
+
+    onClose(node, async () => {
+      await node.connection?.close();
+    });
+  }
+
+  RED.nodes.registerType("lockstep-github", LockstepGitHubNode as unknown as (this: Node, def: NodeDef) => void, {
+    credentials: { token: { type: "password" }, webhookSecret: { type: "password" } },
+  });
+};

@@ -1,0 +1,102 @@
+/**
+ * lockstep-pr-watch: watches GitHub for the weekly lock-update PR. Checks on every input message
+ * and, when an interval is set, on a timer. Output 1: a change (topic "new", "changed" or "closed"),
+ * whoever triggered the check. Output 2: the state after a check this node's input asked for (so an
+ * HTTP endpoint can answer with it). With a fleet selected it also publishes fleet/expected, the
+ * retained topic agents compare their git and lock compartments against.
+ */
+import type { FleetExpected, PendingUpdate } from "../../protocol/schemas.js";
+import type { PendingClosed } from "../../github/poller.js";
+import { ConfigError } from "../../protocol/errors.js";
+import type { FleetConfigNode } from "../lib/fleet-connection.js";
+import type { GitHubConfigNode } from "../lib/github-connection.js";
+import { onClose, onInput, optionalNumber } from "../lib/input.js";
+import { errorText, status } from "../lib/status.js";
+import type { Node, NodeAPI, NodeDef } from "../lib/red.js";
+
+/** Which pr-watch node publishes fleet/expected for a GitHub connection (one is enough). */
+const expectedPublisher = new Map<string, string>();
+
+function describe(pending: PendingUpdate | null): string {
+  return pending ? `PR #${pending.number} pending, CI ${pending.ci.state}` : "no update pending";
+}
+
+export = function register(RED: NodeAPI): void {
+  function LockstepPrWatchNode(this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const githubNode = RED.nodes.getNode(String(def.github ?? "")) as GitHubConfigNode | null;
+    const fleetNode = def.fleet ? (RED.nodes.getNode(String(def.fleet)) as FleetConfigNode | null) : null;
+    const connection = githubNode?.connection;
+    githubNode?.register(node);
+    if (!connection) {
+      node.status(status.failed(githubNode?.configError ?? "no GitHub repository selected"));
+    }
+
+    let lastNumber: number | null = connection?.watcher.state.pending?.number ?? null;
+    const onUpdate = (pending: PendingUpdate) => {
+      const topic = pending.number === lastNumber ? "changed" : "new";
+      lastNumber = pending.number;
+      node.status(status.ok(describe(pending)));
+      node.send([{ topic, payload: pending, prNumber: pending.number }, null]);
+    };
+    const onClosed = (closed: PendingClosed) => {
+      if (closed.number === lastNumber) lastNumber = null;
+      node.status(status.idle(`PR #${closed.number} ${closed.merged ? "merged" : "closed"}`));
+      node.send([{ topic: "closed", payload: closed, prNumber: closed.number }, null]);
+    };
+    const onExpected = (expected: FleetExpected) => {
+      if (expectedPublisher.get(connection!.repository) !== node.id) return;
+      fleetNode?.connection?.fleet.publishExpected(expected).catch((err: unknown) => node.warn(`could not publish fleet/expected: ${errorText(err)}`));
+    };
+    const onError = (err: Error) => node.status(status.failed(err));
+
+    let timer: NodeJS.Timeout | undefined;
+    if (connection) {
+      connection.watcher.on("update", onUpdate);
+      connection.watcher.on("closed", onClosed);
+      connection.watcher.on("expected", onExpected);
+      connection.watcher.on("error", onError);
+      if (fleetNode && !expectedPublisher.has(connection.repository)) expectedPublisher.set(connection.repository, node.id);
+      // Blank: the GitHub node's poll interval; 0: only when a message arrives.
+      const seconds = optionalNumber(def.interval);
+      const intervalMs = seconds === undefined ? connection.config.pollIntervalMs : seconds * 1000;
+      if (intervalMs > 0) {
+        const poll = () => void connection.watcher.checkNow();
+        setImmediate(poll);
+        timer = setInterval(poll, Math.max(intervalMs, 1000));
+      }
+      const state = connection.watcher.state;
+      node.status(state.lastCheckedAt ? status.ok(describe(state.pending)) : status.idle(intervalMs > 0 ? "waiting for the first check" : "checks on input"));
+    }
+
+    onInput(node, async (msg, send) => {
+      if (!connection) throw new ConfigError(githubNode?.configError ?? "no GitHub repository selected");
+      node.status(status.working("checking GitHub"));
+      const state = await connection.watcher.checkNow();
+      if (state.lastError) throw state.lastError;
+      node.status(status.ok(describe(state.pending)));
+      msg.topic = "checked";
+      msg.payload = {
+        pending: state.pending,
+        expected: state.expected,
+        checkedAt: state.lastCheckedAt?.toISOString() ?? null,
+        ignored: state.detection?.ignored ?? [],
+      };
+      send([null, msg]);
+    });
+
+    onClose(node, () => {
+      if (timer) clearInterval(timer);
+      if (connection) {
+        connection.watcher.off("update", onUpdate);
+        connection.watcher.off("closed", onClosed);
+        connection.watcher.off("expected", onExpected);
+        connection.watcher.off("error", onError);
+        if (expectedPublisher.get(connection.repository) === node.id) expectedPublisher.delete(connection.repository);
+      }
+      githubNode?.deregister(node);
+    });
+  }
+  RED.nodes.registerType("lockstep-pr-watch", LockstepPrWatchNode);
+};
