@@ -62,6 +62,8 @@ const TOUCHES: Record<CommandOp, CompartmentName[]> = {
   release: [],
 };
 const PERIODIC_REFRESH_MS = 60_000;
+/** Runner logs and results of this many recent activations stay in stateDir/jobs for post-mortems. */
+const JOB_FILES_KEPT = 20;
 const RUNNER_POLL_MS = 200;
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 30_000;
@@ -717,7 +719,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     const runnerPid = runner.pid;
     job.cancel = () => killGroup(runnerPid, "SIGTERM");
     await this.followRunner(job, inflight, exited);
-    return this.activationOutcome(inflight);
+    const outcome = this.activationOutcome(inflight);
+    pruneJobFiles(this.paths.jobsDir, JOB_FILES_KEPT);
+    return outcome;
   }
 
   /** Stream the runner's log into the job until the runner ends. */
@@ -897,6 +901,21 @@ function isAlive(pid: number): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Keep the files of the newest `keep` jobs (by modification time) in the jobs directory. */
+function pruneJobFiles(dir: string, keep: number): void {
+  try {
+    const byJob = new Map<string, number>();
+    for (const f of readdirSync(dir)) {
+      const id = f.replace(/\.(plan\.json|result\.json|log)$/, "");
+      byJob.set(id, Math.max(byJob.get(id) ?? 0, statSync(join(dir, f)).mtimeMs));
+    }
+    const old = [...byJob.entries()].sort((a, b) => b[1] - a[1]).slice(keep);
+    for (const [id] of old) for (const ext of [".plan.json", ".result.json", ".log"]) rmSync(join(dir, id + ext), { force: true });
+  } catch {
+    // pruning is housekeeping: never fail a job over it
   }
 }
 

@@ -62,7 +62,7 @@ export function readLockFacts(checkoutDir: string, expected?: FleetExpected): Lo
   return f;
 }
 
-function working(name: CompartmentName, summary: string, base: Compartment): Compartment {
+function working(summary: string, base: Compartment): Compartment {
   return { ...base, status: "working", summary };
 }
 
@@ -74,7 +74,7 @@ export async function measure(input: MeasureInput, now = new Date()): Promise<Me
 
   const lockFacts = readLockFacts(checkout.dir, expected);
   let lock = lockCompartment(lockFacts, now);
-  if (busy.has("lock")) lock = working("lock", "updating inputs…", lock);
+  if (busy.has("lock")) lock = working("updating inputs…", lock);
 
   const profile = readProfile(input.profile);
   const head = gitFacts.head;
@@ -103,10 +103,10 @@ export async function measure(input: MeasureInput, now = new Date()): Promise<Me
   if (systemCommit) system = { ...system, detail: { ...(system.detail ?? {}), builtFrom: systemCommit } };
 
   let tests = testsCompartment({ ...(gen !== undefined ? { generation: gen } : {}), ...(state.lastTest ? { lastRun: state.lastTest } : {}) }, now);
-  if (busy.has("tests")) tests = working("tests", "running tests…", tests);
+  if (busy.has("tests")) tests = working("running tests…", tests);
 
   let agent = agentCompartment({ version: input.version, ...(expected?.agentVersion ? { expectedVersion: expected.agentVersion } : {}) }, now);
-  if (busy.has("agent")) agent = working("agent", "restarting…", agent);
+  if (busy.has("agent")) agent = working("restarting…", agent);
 
   return {
     compartments: { agent, git, lock, system, tests },
