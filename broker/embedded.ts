@@ -120,7 +120,16 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   }
 
   async start(): Promise<void> {
-    if (this.aedes) throw new BrokerError("broker already started");
+    if (this.aedes || this.store) throw new BrokerError("broker already started");
+    try {
+      await this.startParts();
+    } catch (err) {
+      await this.stop(); // release whatever was opened: ports, the database, the file watch
+      throw err;
+    }
+  }
+
+  private async startParts(): Promise<void> {
     const { config } = this;
     const log = this.logger;
     this.internalHubPassword = randomBytes(32).toString("base64url");
@@ -168,39 +177,34 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     aedes.on("connectionError", (_client, err) => log.debug({ err: err.message }, "mqtt connection error"));
 
     const ports: EmbeddedBrokerPorts = { tcp: 0 };
-    try {
-      const tcp = createNetServer((socket) => this.handleSocket(socket));
-      ports.tcp = await this.listen(tcp, config.listeners.tcp.host, config.listeners.tcp.port, "tcp");
+    const tcp = createNetServer((socket) => this.handleSocket(socket));
+    ports.tcp = await this.listen(tcp, config.listeners.tcp.host, config.listeners.tcp.port, "tcp");
 
-      if (config.listeners.ws) {
-        const ws = config.listeners.ws;
-        const http = createHttpServer((_req, res) => {
-          res.writeHead(426, { "content-type": "text/plain" }).end("MQTT over WebSocket: connect with a WebSocket client\n");
-        });
-        this.attachWebSocket(http, ws.path);
-        // This server is ours alone: answer upgrades for any other path instead of leaving them hanging.
-        http.on("upgrade", (req: IncomingMessage, socket: Duplex) => {
-          if (new URL(req.url ?? "/", "http://localhost").pathname !== ws.path) {
-            socket.end(`HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n`);
-          }
-        });
-        ports.ws = await this.listen(http, ws.host, ws.port, "ws");
-      }
+    if (config.listeners.ws) {
+      const ws = config.listeners.ws;
+      const http = createHttpServer((_req, res) => {
+        res.writeHead(426, { "content-type": "text/plain" }).end("MQTT over WebSocket: connect with a WebSocket client\n");
+      });
+      this.attachWebSocket(http, ws.path);
+      // This server is ours alone: answer upgrades for any other path instead of leaving them hanging.
+      http.on("upgrade", (req: IncomingMessage, socket: Duplex) => {
+        if (new URL(req.url ?? "/", "http://localhost").pathname !== ws.path) {
+          socket.end(`HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n`);
+        }
+      });
+      ports.ws = await this.listen(http, ws.host, ws.port, "ws");
+    }
 
-      if (config.listeners.tls) {
-        const tls = config.listeners.tls;
-        const server = createTlsServer({
-          cert: readFileSync(tls.certFile),
-          key: readFileSync(tls.keyFile),
-          ...(tls.caFile ? { ca: readFileSync(tls.caFile), requestCert: true, rejectUnauthorized: true } : {}),
-        });
-        server.on("secureConnection", (socket) => this.handleSocket(socket));
-        server.on("tlsClientError", (err) => log.debug({ err: err.message }, "tls handshake failed"));
-        ports.tls = await this.listen(server, tls.host, tls.port, "tls");
-      }
-    } catch (err) {
-      await this.stop();
-      throw err;
+    if (config.listeners.tls) {
+      const tls = config.listeners.tls;
+      const server = createTlsServer({
+        cert: readConfigFile(tls.certFile, "listeners.tls.certFile"),
+        key: readConfigFile(tls.keyFile, "listeners.tls.keyFile"),
+        ...(tls.caFile ? { ca: readConfigFile(tls.caFile, "listeners.tls.caFile"), requestCert: true, rejectUnauthorized: true } : {}),
+      });
+      server.on("secureConnection", (socket) => this.handleSocket(socket));
+      server.on("tlsClientError", (err) => log.debug({ err: err.message }, "tls handshake failed"));
+      ports.tls = await this.listen(server, tls.host, tls.port, "tls");
     }
     this.boundPorts = ports;
     log.info({ ports, dataDir: config.dataDir, allowAnonymous: config.allowAnonymous }, "embedded mqtt broker started");
@@ -251,6 +255,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     this.aedes = undefined;
     this.persistence = undefined;
     this.db = undefined;
+    this.store = undefined;
     this.boundPorts = undefined;
     this.internalHubPassword = "";
     this.live.clear();
@@ -386,6 +391,14 @@ function numberPacketsInEmitOrder(aedes: Aedes): void {
     }
     emit(packet, done);
   };
+}
+
+function readConfigFile(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new BrokerError(`${field}: cannot read ${path}: ${(err as Error).message}`, "check the path and its permissions");
+  }
 }
 
 function safeEqual(a: string, b: string): boolean {

@@ -122,6 +122,20 @@ describe("embedded broker", () => {
     expect(status).toBe(404);
   });
 
+  it("a failed start names the cause and releases everything it opened", async () => {
+    const first = await startBroker();
+    const dataDir = await mkdtemp(join(dir, "broker-"));
+    const clash = new EmbeddedBroker(parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: first.ports.tcp } } }), silent);
+    await expect(clash.start()).rejects.toThrow(/cannot listen for tcp on 127\.0\.0\.1:\d+.*change listeners\.tcp\.port/);
+    // Its LevelDB lock was released: the same data dir opens again.
+    const retry = new EmbeddedBroker(parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } } }), silent);
+    brokers.push(retry);
+    await retry.start();
+    // A second broker on a data dir in use is refused with a hint.
+    const twin = new EmbeddedBroker(parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } } }), silent);
+    await expect(twin.start()).rejects.toThrow(/another Lockstep hub running with the same dataDir/);
+  });
+
   it("accepts MQTT over TLS", async () => {
     const key = join(dir, "key.pem");
     const cert = join(dir, "cert.pem");
