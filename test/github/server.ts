@@ -1049,3 +1049,38 @@ export async function startLocalGitHub(opts: LocalGitHubOptions): Promise<LocalG
 
 /** The demo's entry point: start({ repo, owner, name, port? }) -> { url, stop() } (and all helpers). */
 export const start = startLocalGitHub;
+
+/**
+ * Command line (for a demo in another process):
+ *   node dist/test/github/server.js --repo PATH/origin.git --owner acme --name fleet [--port N]
+ *     [--token T] [--webhook URL --webhook-secret S]
+ * Prints {"url": ...} on one line and runs until SIGINT/SIGTERM.
+ */
+async function main(argv: string[]): Promise<void> {
+  const arg = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const repo = arg("repo");
+  if (!repo) throw new Error("usage: server.js --repo PATH/origin.git [--owner acme] [--name fleet] [--port N] [--token T] [--webhook URL --webhook-secret S]");
+  const gh = await startLocalGitHub({
+    repo,
+    owner: arg("owner") ?? "acme",
+    name: arg("name") ?? "fleet",
+    port: Number(arg("port") ?? 0),
+    ...(arg("token") ? { token: arg("token") } : {}),
+  });
+  const hook = arg("webhook");
+  if (hook) gh.addWebhook(hook, arg("webhook-secret") ?? "");
+  console.log(JSON.stringify({ url: gh.url }));
+  const stop = () => void gh.stop().then(() => process.exit(0));
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    console.error((e as Error).message);
+    process.exitCode = 1;
+  });
+}
