@@ -78,12 +78,19 @@ export class MosquittoProcess {
     this.child = child;
     running.add(child);
     let dead = false;
-    this.exited = new Promise<void>((resolve) => {
-      child.once("exit", () => {
-        dead = true;
-        running.delete(child);
-        resolve();
-      });
+    let resolveExited: () => void = () => undefined;
+    this.exited = new Promise<void>((resolve) => (resolveExited = resolve));
+    child.once("exit", () => {
+      dead = true;
+      running.delete(child);
+      resolveExited();
+    });
+    child.once("error", (err) => {
+      // e.g. ENOENT: the binary is missing. "exit" may not follow, so settle here too.
+      this.logTail.push(`cannot run ${MOSQUITTO_BINARY}: ${err.message} (install the Debian package "mosquitto" or set LOCKSTEP_MOSQUITTO_BIN)`);
+      dead = true;
+      running.delete(child);
+      resolveExited();
     });
     const collect = (chunk: Buffer) => {
       this.logTail.push(...chunk.toString("utf8").trimEnd().split("\n"));
