@@ -45,7 +45,7 @@ export async function startGitHubHarness(opts: { hosts?: string[]; config?: Part
   const root = mkdtempSync(join(tmpdir(), "lockstep-github-"));
   const fleet = FleetRepo.create({ root, hosts: opts.hosts ?? ["alpha"], initialDate: new Date("2026-11-01T12:00:00Z") });
   const checker = OpenApiChecker.shared();
-  const server = await startLocalGitHub({ repo: fleet, owner: "acme", name: "fleet", token: TEST_TOKEN, validate: (r) => checker.check(r) });
+  const server = await startLocalGitHub({ repo: fleet, owner: "acme", name: "fleet", token: TEST_TOKEN, validate: (r) => checker.check(r), validateRequest: (r) => checker.checkRequest(r.method, r.pathTemplate, r.body) });
   const logs = new LogCapture();
   const logger = createGitHubLogger({ level: "trace", destination: logs });
   const configWith = (overrides: Partial<GitHubConfigInput>): GitHubConfig =>

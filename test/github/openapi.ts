@@ -95,6 +95,33 @@ export class OpenApiChecker {
     return (validator.errors ?? []).slice(0, 5).map((e) => `${where}: ${e.instancePath || "(root)"} ${e.message ?? "invalid"} ${e.params ? JSON.stringify(e.params) : ""}`);
   }
 
+  /**
+   * Validate a request body the client sent (JSON) against the operation's requestBody schema,
+   * so the client cannot drift from the API either. Returns problems (empty = fine).
+   */
+  checkRequest(method: string, pathTemplate: string, body: unknown): string[] {
+    const where = `request ${method.toUpperCase()} ${pathTemplate}`;
+    const op = this.spec.paths[pathTemplate]?.[method.toLowerCase()];
+    if (!op) return [`${where}: operation not in GitHub's OpenAPI description`];
+    const key = `request ${method.toLowerCase()} ${pathTemplate}`;
+    let validate = this.validators.get(key);
+    if (validate === undefined) {
+      let requestBody = op.requestBody as JsonObject | undefined;
+      if (requestBody && typeof requestBody.$ref === "string") requestBody = resolvePointer(this.spec, requestBody.$ref) as JsonObject;
+      const schema = ((requestBody?.content as JsonObject | undefined)?.["application/json"] as JsonObject | undefined)?.schema;
+      if (schema === undefined) validate = null;
+      else {
+        const definitions: Record<string, Json> = {};
+        validate = this.ajv.compile({ ...(this.inline(schema, definitions) as JsonObject), definitions });
+      }
+      this.validators.set(key, validate);
+    }
+    if (validate === null) return body === undefined ? [] : [`${where}: the operation takes no body`];
+    if (body === undefined) return (op.requestBody as JsonObject | undefined)?.required ? [`${where}: a body is required`] : [];
+    if (validate(body)) return [];
+    return (validate.errors ?? []).slice(0, 5).map((e) => `${where}: ${e.instancePath || "(root)"} ${e.message ?? "invalid"} ${e.params ? JSON.stringify(e.params) : ""}`);
+  }
+
   private validatorFor(op: JsonObject, r: ResponseCheck, where: string): ValidateFunction | null | "undeclared" {
     const mediaType = (r.contentType ?? "application/json").split(";")[0]!.trim();
     const key = `${r.method.toLowerCase()} ${r.pathTemplate} ${r.status} ${mediaType}`;

@@ -40,6 +40,10 @@ export interface ResponseValidator {
   (r: { method: string; pathTemplate: string; status: number; body: unknown; contentType?: string }): string[];
 }
 
+export interface RequestValidator {
+  (r: { method: string; pathTemplate: string; body: unknown }): string[];
+}
+
 export interface LocalGitHubOptions {
   /** The bare repository (a path, or anything with `origin`, e.g. a FleetRepo). */
   repo: string | { origin: string };
@@ -51,6 +55,8 @@ export interface LocalGitHubOptions {
   /** When set, requests must carry this token (Authorization: token|Bearer ...), else 401. */
   token?: string;
   validate?: ResponseValidator;
+  /** Sees every JSON request body that reached a route (the tests plug in the OpenAPI checker). */
+  validateRequest?: RequestValidator;
   rateLimit?: number;
 }
 
@@ -340,7 +346,8 @@ export class LocalGitHub {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = (req.method ?? "GET").toUpperCase();
     const url = new URL(req.url ?? "/", "http://localhost");
-    const path = url.pathname;
+    // GitHub Enterprise Server serves the same API under /api/v3.
+    const path = url.pathname.replace(/^\/api\/v3(?=\/)/, "");
     let template = "(unmatched)";
     let reply: Reply;
     let isFault = false;
@@ -366,6 +373,7 @@ export class LocalGitHub {
             throw new HttpError(400, "Problems parsing JSON");
           }
         }
+        if (this.opts.validateRequest) this.contractViolations.push(...this.opts.validateRequest({ method, pathTemplate: matched.route.template, body }));
         reply = await matched.route.handler({ params: matched.params, query: url.searchParams, body, method });
       }
     } catch (e) {

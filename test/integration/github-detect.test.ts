@@ -60,6 +60,13 @@ describe("detecting the lock-update PR (local GitHub on a real bare repo)", () =
     await h.server.closePullRequest(n2);
   });
 
+  it("works against a GitHub Enterprise style base URL (/api/v3)", async () => {
+    const ghe = h.newClient({}, { apiBaseUrl: `${h.server.url}/api/v3` });
+    const d = await detectPendingUpdate(ghe, h.configWith({ apiBaseUrl: `${h.server.url}/api/v3` }));
+    expect(d.baseHead).toBe(h.fleet.head());
+    expect(h.server.requests.at(-1)!.path).toMatch(/^\/repos\/acme\/fleet\//);
+  });
+
   it("ignores a matching PR that changes more than flake.lock, and unrelated PRs", async () => {
     await h.server.git.commitFile("docs-branch", h.fleet.head(), "README.md", Buffer.from("hello\n"), "docs");
     const docs = await h.server.openPullRequest({ head: "docs-branch", title: "Update flake docs", labels: ["automated", "dependencies"] });

@@ -156,6 +156,10 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
 
     err = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha, method: "octopus" as "merge" }).catch((e) => e);
     expect([err.reason, err.status]).toEqual(["invalid", 422]);
+    // The request check saw the invalid body too (and nothing else so far in this test).
+    const seen = h.violations();
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toContain("request PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge: /merge_method must be equal to one of the allowed values");
 
     // A real conflict: the base changed flake.lock differently -> GitHub answers 405.
     const lock = h.fleet.show(h.fleet.head(), "flake.lock");
