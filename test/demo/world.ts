@@ -1,0 +1,241 @@
+/**
+ * Everything Lockstep talks to, on one machine: the hub (a child process running the shipped
+ * flows), a local GitHub on the fleet's real bare repository, and N real agents (TestFleet: git,
+ * Nix, agent processes) logged in to the hub's broker. Plus a local Apprise-like receiver that
+ * records the notifications the flows POST. The demo and the end-to-end tests both build on it.
+ *
+ *   const world = await LockstepWorld.create({ root, hosts: ["alpha", "beta", "gamma"] });
+ *   await world.fleet.bootstrap();
+ *   const pr = await world.openLockUpdatePr();
+ *   const res = await world.api("POST", "/api/flake-updates/merge-and-deploy", { pr_number: pr.number });
+ *   await world.stop();
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import { CredentialStore } from "../../broker/credentials.js";
+import { RolloutProgress, type RolloutStateName } from "../../protocol/schemas.js";
+import { decodeJson } from "../../protocol/payload.js";
+import { Topics } from "../../protocol/topics.js";
+import { TestFleet, type FleetHostOptions } from "../fleet/fleet.js";
+import { startLocalGitHub, type LocalGitHub } from "../github/server.js";
+import { startHubProcess, type HubProcess } from "./hub-process.js";
+
+export const OPERATOR = { name: "operator", password: "operator-password-for-tests" };
+const TOKEN = "ghp_LockstepWorldToken0123456789abcdef";
+const WEBHOOK_SECRET = "lockstep-world-webhook-secret";
+const FINAL_STATES: RolloutStateName[] = ["completed", "failed", "halted", "rolled-back", "interrupted", "cancelled"];
+
+export interface Notification {
+  title: string;
+  body: string;
+  type: string;
+  at: number;
+}
+
+export interface LockstepWorldOptions {
+  root: string;
+  hosts: string[];
+  hostOptions?: Record<string, FleetHostOptions>;
+  /** Merged into the hub's config file (rollout defaults, automatic, ...). */
+  hubConfig?: Record<string, unknown>;
+  /** Extra LOCKSTEP_* environment for the hub. */
+  hubEnv?: NodeJS.ProcessEnv;
+  onHubLine?: (line: string, stream: "stdout" | "stderr") => void;
+  /** Deliver GitHub webhooks to the hub (default true). */
+  webhooks?: boolean;
+  agentLogLevel?: "debug" | "info" | "warn" | "error";
+}
+
+/** A tiny Apprise API stand-in: records every JSON POST. */
+async function startReceiver(): Promise<{ url: string; received: Notification[]; server: Server }> {
+  const received: Notification[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Partial<Notification>;
+        received.push({ title: String(body.title ?? ""), body: String(body.body ?? ""), type: String(body.type ?? ""), at: Date.now() });
+        res.writeHead(200, { "content-type": "application/json" }).end('{"success":true}');
+      } catch {
+        res.writeHead(400).end();
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/notify/lockstep`, received, server };
+}
+
+export class LockstepWorld {
+  readonly topics = new Topics();
+  /** Latest retained rollout progress per id, as seen on MQTT. */
+  readonly rollouts = new Map<string, RolloutProgress>();
+  private readonly rolloutListeners = new Set<() => void>();
+
+  private constructor(
+    readonly opts: LockstepWorldOptions,
+    readonly dataDir: string,
+    readonly configFile: string,
+    readonly github: LocalGitHub,
+    public hub: HubProcess,
+    readonly fleet: TestFleet,
+    readonly notifications: Notification[],
+    private readonly receiver: Server,
+    private readonly watcher: MqttClient,
+  ) {}
+
+  static async create(opts: LockstepWorldOptions): Promise<LockstepWorld> {
+    const dataDir = join(opts.root, "hub");
+    mkdirSync(dataDir, { recursive: true });
+    const fleetRoot = join(opts.root, "fleet");
+    // The GitHub server reads the bare repo lazily: it can start before TestFleet creates the repo.
+    const github = await startLocalGitHub({ repo: join(fleetRoot, "repo", "origin.git"), owner: "acme", name: "fleet", token: TOKEN });
+    const receiver = await startReceiver();
+    writeFileSync(join(dataDir, "github-token"), TOKEN + "\n", { mode: 0o600 });
+    writeFileSync(join(dataDir, "webhook-secret"), WEBHOOK_SECRET + "\n", { mode: 0o600 });
+
+    // Users exist before the hub starts, so it prints no generated password.
+    const store = await CredentialStore.open(join(dataDir, "credentials.json"));
+    await store.add(OPERATOR.name, "operator", OPERATOR.password);
+    const issued = new Map<string, { username: string; password: string }>();
+    const credentials = async (role: "agent" | "hub" | "viewer" | "operator", name: string) => {
+      const username = role === "agent" ? name : `${role}-${name}`;
+      const known = issued.get(username);
+      if (known) return known;
+      const { password } = await store.add(username, role);
+      const c = { username, password };
+      issued.set(username, c);
+      return c;
+    };
+
+    const configFile = join(dataDir, "hub-config.json");
+    const config = {
+      github: {
+        owner: "acme",
+        repo: "fleet",
+        apiBaseUrl: github.url,
+        tokenFile: join(dataDir, "github-token"),
+        webhookSecretFile: join(dataDir, "webhook-secret"),
+        pollIntervalMs: 30_000,
+        mergeableRetryDelayMs: 200,
+      },
+      notify: { appriseUrl: receiver.url },
+      homeAssistant: { enabled: false },
+      ...opts.hubConfig,
+    };
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+    const hub = await startHubProcess({ dataDir, configFile, ...(opts.onHubLine ? { onLine: opts.onHubLine } : {}), ...(opts.hubEnv ? { env: opts.hubEnv } : {}) });
+    if (opts.webhooks !== false) github.addWebhook(`${hub.baseUrl}/api/github/webhook`, WEBHOOK_SECRET);
+
+    const fleet = await TestFleet.create({
+      root: fleetRoot,
+      hosts: opts.hosts,
+      broker: { url: hub.mqttUrl, credentials },
+      logLevel: opts.agentLogLevel ?? "info",
+      ...(opts.hostOptions ? { hostOptions: opts.hostOptions } : {}),
+    });
+    const watcherCreds = await credentials("viewer", "world");
+    const watcher = await mqtt.connectAsync(hub.mqttUrl, { ...watcherCreds, reconnectPeriod: 500, protocolVersion: 4 });
+    const world = new LockstepWorld(opts, dataDir, configFile, github, hub, fleet, receiver.received, receiver.server, watcher);
+    watcher.on("message", (topic, payload) => world.onMessage(topic, payload));
+    await watcher.subscribeAsync(world.topics.allRollouts(), { qos: 1 });
+    return world;
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    const t = this.topics.parse(topic);
+    if (t?.kind !== "rollout") return;
+    const d = decodeJson(RolloutProgress, payload);
+    if (!d.ok) return;
+    this.rollouts.set(t.rolloutId, d.value);
+    for (const l of this.rolloutListeners) l();
+  }
+
+  /** Call the hub's HTTP API as the operator (or as `auth`). */
+  async api(method: "GET" | "POST", path: string, body?: unknown, auth = OPERATOR): Promise<{ status: number; body: unknown }> {
+    const res = await fetch(`${this.hub.baseUrl}${path}`, {
+      method,
+      headers: {
+        authorization: `Basic ${Buffer.from(`${auth.name}:${auth.password}`).toString("base64")}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, body: parsed };
+  }
+
+  /**
+   * What the weekly GitHub action does: bump an input, `nix flake update` on a branch, push, and
+   * open the PR. Returns the PR number and its head.
+   */
+  async openLockUpdatePr(opts: { input?: string; createdAt?: Date; branch?: string } = {}): Promise<{ number: number; headSha: string; branch: string }> {
+    this.fleet.repo.bumpInput(opts.input ?? "nixpkgs");
+    const upd = this.fleet.repo.lockUpdateBranch(opts.branch ?? "update_flake_lock_action");
+    const number = await this.github.openPullRequest({
+      head: upd.branch,
+      title: "flake.lock: Update",
+      labels: ["automated", "dependencies"],
+      body: upd.prBody,
+      ...(opts.createdAt ? { createdAt: opts.createdAt } : {}),
+    });
+    return { number, headSha: upd.sha, branch: upd.branch };
+  }
+
+  /** Resolve with the rollout once `predicate` holds for its retained progress. */
+  waitForRollout(id: string, predicate: (p: RolloutProgress) => boolean, timeoutMs: number): Promise<RolloutProgress> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const p = this.rollouts.get(id);
+        if (p && predicate(p)) {
+          cleanup();
+          resolve(p);
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`rollout ${id}: timed out after ${timeoutMs} ms; last progress: ${JSON.stringify(this.rollouts.get(id) ?? null)}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.rolloutListeners.delete(check);
+      };
+      this.rolloutListeners.add(check);
+      check();
+    });
+  }
+
+  waitForRolloutEnd(id: string, timeoutMs: number): Promise<RolloutProgress> {
+    return this.waitForRollout(id, (p) => FINAL_STATES.includes(p.state), timeoutMs);
+  }
+
+  /** Stop the hub (SIGTERM) and start it again on the same data dir and config. */
+  async restartHub(): Promise<void> {
+    await this.hub.stop();
+    const { opts } = this;
+    this.hub = await startHubProcess({
+      dataDir: this.dataDir,
+      configFile: this.configFile,
+      env: { ...opts.hubEnv, LOCKSTEP_MQTT_PORT: String(new URL(this.hub.mqttUrl).port), LOCKSTEP_HTTP_PORT: String(new URL(this.hub.baseUrl).port) },
+      ...(opts.onHubLine ? { onLine: opts.onHubLine } : {}),
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.fleet.stop().catch(() => undefined);
+    await this.watcher.endAsync().catch(() => undefined);
+    await this.hub.stop().catch(() => undefined);
+    await this.github.stop().catch(() => undefined);
+    this.receiver.closeAllConnections();
+    await new Promise<void>((r) => this.receiver.close(() => r()));
+  }
+}
