@@ -189,12 +189,18 @@ describe("watching GitHub: cheap polls, events, webhooks", () => {
     const n = await h.server.openPullRequest({ head: upd.branch, title: "flake.lock: Update" });
     const m = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha });
     await revertLockUpdate(h.client, h.config, { mergeCommitSha: m.mergeCommitSha, reason: "test", mode: "commit" });
-    await h.newClient({}, { token: `${TEST_TOKEN}-wrong` }).getBranchHead().catch(() => undefined);
+    const e401 = await h.newClient({}, { token: `${TEST_TOKEN}-wrong` }).getBranchHead().catch((e: unknown) => e);
+    // Errors carry Octokit's request (headers included) as their cause: logging them is safe too.
+    h.client.logger.error({ err: e401 }, "GitHub call failed");
+    const ok = await h.client.getBranchHead().catch((e: unknown) => e);
+    h.client.logger.debug({ result: ok, client: h.client }, "client dump");
     // A careless log call with the config or the token object must not leak it either.
     h.client.logger.info({ config: h.config, token: h.config.token }, "config dump");
     expect(h.logs.lines.length).toBeGreaterThan(20);
     const leaked = h.logs.lines.filter((l) => l.includes(TEST_TOKEN) || l.includes(WEBHOOK_SECRET));
     expect(leaked).toEqual([]);
     expect(h.logs.lines.some((l) => l.includes("[REDACTED]"))).toBe(true);
+    expect(h.logs.lines.find((l) => l.includes("GitHub call failed"))).toContain("refused the token (401)");
+    expect(h.logs.lines.find((l) => l.includes("client dump"))?.length).toBeGreaterThan(500);
   });
 });
