@@ -125,6 +125,9 @@ interface RawResponse {
 type RawOptions = Record<string, unknown> & { method: string; headers: Record<string, string> };
 type RawRequest = (options: RawOptions) => Promise<RawResponse>;
 
+/** ETag cache size: a poll touches ~10 URLs; old shas' URLs fall out. */
+const MAX_ETAG_ENTRIES = 500;
+
 interface CachedResponse {
   etag: string;
   response: RawResponse;
@@ -204,12 +207,13 @@ export class GitHubClient {
       const response = await request(options);
       this.noteRateLimit(response.headers);
       const etag = response.headers.etag;
-      if (parsed.method === "GET" && typeof etag === "string") this.etags.set(key, { etag, response });
+      if (parsed.method === "GET" && typeof etag === "string") this.remember(key, { etag, response });
       this.logger.debug({ method: parsed.method, path, status: response.status, ms: Math.round(performance.now() - started) }, "github request");
       return response;
     } catch (e) {
       if (e instanceof RequestError && e.status === 304 && cached) {
         this.stats.notModified++;
+        this.remember(key, cached);
         if (e.response) this.noteRateLimit(e.response.headers as Record<string, unknown>);
         this.logger.debug({ method: parsed.method, path, status: 304, ms: Math.round(performance.now() - started) }, "github request (not modified)");
         return { ...cached.response, status: 304 };
@@ -218,6 +222,13 @@ export class GitHubClient {
       this.logger.debug({ method: parsed.method, path, status: e instanceof RequestError ? e.status : undefined, ms: Math.round(performance.now() - started) }, "github request failed");
       throw e;
     }
+  }
+
+  /** Keep the most recently used ETag entries (URLs with old shas stop being asked for). */
+  private remember(key: string, entry: CachedResponse): void {
+    this.etags.delete(key);
+    this.etags.set(key, entry);
+    if (this.etags.size > MAX_ETAG_ENTRIES) this.etags.delete(this.etags.keys().next().value!);
   }
 
   private noteRateLimit(headers: Record<string, unknown>): void {
