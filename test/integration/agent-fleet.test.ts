@@ -43,6 +43,30 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     }
   });
 
+  it("Agent and Lock compartments follow fleet/expected (agent version, pending update PR)", async () => {
+    const head = fleet.repo.head();
+    await fleet.publishExpected(fleet.expectedAt(head, { agentVersion: "99.0.0" }));
+    const agent = await fleet.waitFor("delta", "agent", (c) => c.status === "failed");
+    expect(agent.summary).toMatch(/fleet expects 99\.0\.0/);
+    const pending = {
+      number: 7,
+      title: "flake.lock: Update",
+      url: "https://github.com/acme/fleet/pull/7",
+      headSha: head,
+      headBranch: "update_flake_lock_action",
+      openedAt: new Date().toISOString(),
+      lockDiff: { added: [], removed: [], updated: [{ input: "nixpkgs", old: { type: "git", rev: "a".repeat(40), date: "2026-11-01" }, new: { type: "git", rev: "b".repeat(40), date: "2026-11-08" } }] },
+      ci: { state: "pending" as const },
+      superseded: [],
+    };
+    await fleet.publishExpected(fleet.expectedAt(head, { pendingUpdate: pending }));
+    const lock = await fleet.waitFor("delta", "lock", (c) => c.status === "outdated");
+    expect(lock.summary).toMatch(/update PR #7 pending: nixpkgs/);
+    await fleet.waitFor("delta", "agent", (c) => c.status === "ok");
+    await fleet.publishExpected(fleet.expectedAt(head));
+    await fleet.waitFor("delta", "lock", (c) => c.status === "ok");
+  });
+
   it("pulls an exact commit and refuses a commit that is not on the branch", async () => {
     const first = fleet.repo.head();
     const second = fleet.repo.commit({ "notes.txt": "second\n" }, "second commit");
@@ -190,7 +214,7 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
   it("an agent killed mid-switch reports the switch's true outcome after it restarts", async () => {
     const slow = fleet.repo.setBuildDelay("gamma", 3);
     expect((await fleet.runCommand("gamma", "pull", { commit: slow })).state).toBe("succeeded");
-    const before = fleet.generation("gamma").generation!;
+    const before = fleet.generation("gamma").generation;
     const sw = fleet.command("switch", { commit: slow });
     await fleet.sendCommand("gamma", sw);
     await fleet.waitForJob("gamma", sw.id, { states: ["running"] });
@@ -204,8 +228,28 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     const done = await fleet.waitForJob("gamma", sw.id);
     expect(done.state, done.summary).toBe("succeeded");
     expect(done.generationBefore).toBe(before);
-    expect(done.generationAfter).toBe(before + 1);
-    expect(fleet.generation("gamma").generation).toBe(before + 1);
+    expect(done.generationAfter).toBe((before ?? 0) + 1);
+    expect(fleet.generation("gamma").generation).toBe((before ?? 0) + 1);
+  });
+
+  it("an agent and its switch runner both killed mid-build report interrupted, generation unchanged", async () => {
+    const slow = fleet.repo.setBuildDelay("gamma", 3);
+    expect((await fleet.runCommand("gamma", "pull", { commit: slow })).state).toBe("succeeded");
+    const before = fleet.generation("gamma").generation;
+    const sw = fleet.command("switch", { commit: slow });
+    await fleet.sendCommand("gamma", sw);
+    const inflightFile = join(fleet.paths("gamma").stateDir, "inflight-job.json");
+    const runnerPid = await fleet.until(() => {
+      if (!existsSync(inflightFile)) return undefined;
+      return (JSON.parse(readFileSync(inflightFile, "utf8")) as { runnerPid?: number }).runnerPid;
+    }, 10_000, "the runner to start");
+    await fleet.killAgent("gamma", "SIGKILL");
+    process.kill(-runnerPid, "SIGKILL");
+    await fleet.startAgent("gamma");
+    const done = await fleet.waitForJob("gamma", sw.id);
+    expect(done.state, done.summary).toBe("interrupted");
+    expect(done.summary).toMatch(/stopped before it finished; still on generation/);
+    expect(fleet.generation("gamma").generation).toBe(before);
   });
 
   it("update-inputs runs nix flake update, commits flake.lock, and pushes only when asked", async () => {
