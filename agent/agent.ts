@@ -502,6 +502,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       finished: new Promise<void>((r) => (endJob = r)),
     };
     this.current = job;
+    try {
+      await this.precheck(cmd);
+    } catch (e) {
+      this.current = undefined;
+      endJob();
+      reporter.set(e instanceof Rejection ? "rejected" : "failed", { summary: (e as Error).message, error: (e as Error).message });
+      this.emit("job-finished", reporter.state);
+      return;
+    }
     const startedAt = new Date().toISOString();
     const record: InflightJob = {
       id: cmd.id,
@@ -523,7 +532,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           outcome = await this.opPull(cmd, job);
           break;
         case "switch":
-          outcome = await this.opSwitch(cmd, job, record);
+          outcome = await this.opSwitch(job, record);
           break;
         case "rollback":
           outcome = await this.opRollback(cmd, job, record);
@@ -669,26 +678,36 @@ export class Agent extends EventEmitter<AgentEvents> {
   // -------------------------------------------------------------------------------------------
   // activation (switch, rollback) in the detached runner
 
-  private async opSwitch(cmd: CommandOf<"switch">, job: RunningJob, record: InflightJob): Promise<Outcome> {
+  /** Checks that turn a command into "rejected" before it starts (nothing has been touched yet). */
+  private async precheck(cmd: Command): Promise<void> {
+    if (cmd.op === "switch") {
+      const head = await this.checkout.head();
+      if (!head) throw new Rejection("no checkout: pull a commit first");
+      if (cmd.args.commit && cmd.args.commit !== head) throw new Rejection(`checkout is at ${short(head)}, not ${short(cmd.args.commit)}: pull it first`);
+    }
+    if (cmd.op === "rollback") {
+      const profile = profilePathOf(this.config);
+      const gens = listGenerations(profile);
+      const current = readProfile(profile).generation;
+      const target = cmd.args.generation;
+      if (target !== undefined && !gens.some((g) => g.generation === target)) {
+        throw new Rejection(`generation ${target} does not exist (have ${gens.map((g) => g.generation).join(", ") || "none"})`);
+      }
+      if (target !== undefined && target === current) throw new Rejection(`generation ${target} is already current`);
+      if (target === undefined && !gens.some((g) => current !== undefined && g.generation < current)) {
+        throw new Rejection(`no generation before ${current ?? "the current one"} to roll back to`);
+      }
+    }
+  }
+
+  private async opSwitch(job: RunningJob, record: InflightJob): Promise<Outcome> {
     const head = await this.checkout.head();
-    if (!head) throw new Rejection("no checkout: pull a commit first");
-    if (cmd.args.commit && cmd.args.commit !== head) throw new Rejection(`checkout is at ${short(head)}, not ${short(cmd.args.commit)}: pull it first`);
+    if (!head) throw new Error("the checkout has no HEAD");
     return this.activate(job, { ...record, commit: head }, switchSteps(this.config));
   }
 
   private async opRollback(cmd: CommandOf<"rollback">, job: RunningJob, record: InflightJob): Promise<Outcome> {
-    const profile = profilePathOf(this.config);
-    const gens = listGenerations(profile);
-    const current = readProfile(profile).generation;
-    const target = cmd.args.generation;
-    if (target !== undefined && !gens.some((g) => g.generation === target)) {
-      throw new Rejection(`generation ${target} does not exist (have ${gens.map((g) => g.generation).join(", ") || "none"})`);
-    }
-    if (target === undefined && !gens.some((g) => current !== undefined && g.generation < current)) {
-      throw new Rejection(`no generation before ${current ?? "the current one"} to roll back to`);
-    }
-    if (target !== undefined && target === current) throw new Rejection(`generation ${target} is already current`);
-    return this.activate(job, record, rollbackSteps(this.config, target));
+    return this.activate(job, record, rollbackSteps(this.config, cmd.args.generation));
   }
 
   private async activate(job: RunningJob, record: InflightJob, steps: Step[]): Promise<Outcome> {

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
 import { TestFleet } from "../fleet/fleet.js";
@@ -92,6 +93,7 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
 
   it("switch builds with real Nix and creates a new profile generation; tests pass; rollback restores", { timeout: 120_000 }, async () => {
     const head = fleet.checkoutHead("alpha");
+    const first = execFileSync("git", ["rev-parse", `${head}~1`], { cwd: fleet.paths("alpha").checkout, encoding: "utf8" }).trim();
     const sw = await fleet.runCommand("alpha", "switch", { commit: head });
     expect(sw.state, sw.summary).toBe("succeeded");
     expect(sw.generationAfter).toBe(1);
@@ -137,6 +139,10 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     const missing = await fleet.runCommand("alpha", "rollback", { generation: 99 });
     expect(missing.state).toBe("rejected");
     expect(missing.summary).toMatch(/generation 99 does not exist/);
+    expect(missing.startedAt).toBeUndefined(); // rejected before it ran
+    const other = await fleet.runCommand("alpha", "switch", { commit: first });
+    expect(other.state).toBe("rejected");
+    expect(other.summary).toMatch(/^checkout is at [0-9a-f]{8}, not [0-9a-f]{8}: pull it first$/);
   });
 
   it("a failing build turns System red with the build's error text", async () => {
