@@ -209,6 +209,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         for (const e of rec.plan.excluded) this.audit("host.excluded", e.host, { code: e.code, reason: e.reason });
       }
       this.flushProgress();
+      // Hosts that were mid-step when the hub stopped are finished first, even if the rollout had
+      // already stopped launching new hosts: their commands are out, so their results must be learnt.
+      if (resuming) await this.finishInFlight();
       if (!rec.stop) await this.runPhases();
       if (this.detached) return structuredClone(rec.progress);
       if (rec.stop && (rec.stop.reason === "canary-failed" || rec.stop.reason === "budget-exceeded") && !this.cancelledBy) {
@@ -250,6 +253,17 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         this.stop("canary-failed", "no canary host could be deployed, so the waves have nothing to go by");
       }
     }
+  }
+
+  private async finishInFlight(): Promise<void> {
+    const rec = this.rec!;
+    const inFlight = Object.values(rec.progress.hosts)
+      .filter((h) => !TERMINAL_HOST_STATES.includes(h.state) && h.state !== "rolling-back")
+      .filter((h) => Object.values(rec.steps).some((s) => s.host === h.host))
+      .map((h) => h.host);
+    if (inFlight.length === 0) return;
+    this.audit("rollout.recovering", undefined, { hosts: inFlight });
+    await this.pool(inFlight, inFlight.length, () => !this.detached, (h) => this.runHost(h));
   }
 
   /** Canary soak: wait, then require every canary to still be healthy. */
@@ -686,7 +700,11 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         }[stop.reason]
       : "not started";
     for (const hs of Object.values(rec.progress.hosts)) {
-      if (hs.state === "pending" || hs.state === "queued") this.endHost(hs.host, "skipped", notStarted);
+      if (hs.state === "pending") this.endHost(hs.host, "skipped", notStarted);
+      else if (!TERMINAL_HOST_STATES.includes(hs.state)) {
+        // Still mid-step (e.g. after an internal error): say so rather than leave "switching" forever.
+        this.endHost(hs.host, "interrupted", `the rollout ended while the host was ${hs.state}`);
+      }
     }
     let state: RolloutStateName;
     if (this.cancelledBy || stop?.reason === "cancelled") state = "cancelled";

@@ -139,6 +139,7 @@ export class RolloutService {
     for (const a of this.active.values()) a.engine.detach();
     await Promise.allSettled([...this.active.values()].map((a) => a.done));
     this.active.clear();
+    await this.opts.store.flush();
   }
 
   private newEngine(): RolloutEngine {

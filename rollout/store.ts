@@ -78,6 +78,7 @@ export class RolloutStore {
   private readonly historyDir: string;
   private ready?: Promise<void>;
   private readonly writers = new Map<string, { running: boolean; queued?: PendingWrite }>();
+  private readonly running = new Set<Promise<void>>();
   /** Files actually written (save() calls are coalesced into fewer writes). */
   writeCount = 0;
 
@@ -149,6 +150,12 @@ export class RolloutStore {
     return r.data;
   }
 
+  /** Resolves when every write started so far is on disk (call before handing the data dir to another store). */
+  async flush(): Promise<void> {
+    const pending = [...this.writers.values()].map((w) => w.queued?.promise.catch(() => undefined));
+    await Promise.all([...this.running, ...pending]);
+  }
+
   private enqueue(path: string, record: unknown): Promise<void> {
     let w = this.writers.get(path);
     if (!w) {
@@ -167,7 +174,11 @@ export class RolloutStore {
       reject = rej;
     });
     w.queued = { record, promise, resolve, reject };
-    if (!w.running) void this.pump(path, w);
+    if (!w.running) {
+      const pumping = this.pump(path, w);
+      this.running.add(pumping);
+      void pumping.finally(() => this.running.delete(pumping));
+    }
     return promise;
   }
 
@@ -197,8 +208,12 @@ export class RolloutStore {
   }
 }
 
+let tmpCounter = 0;
+
 async function atomicWrite(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
+  // Unique per write: two store instances in one process (a service closed and a new one resuming)
+  // may write the same rollout at the same moment, and must not rename each other's temp file.
+  const tmp = `${path}.${process.pid}.${++tmpCounter}.tmp`;
   const fh = await open(tmp, "w", 0o600);
   try {
     await fh.writeFile(text, "utf8");

@@ -89,6 +89,9 @@ describe.each(BROKER_KINDS)("FleetClient on %s", (kind) => {
     await fleet?.stop();
     await agent?.endAsync();
     await rogue?.endAsync();
+    // Let the broker finish streaming retained messages to the clients that just left: stopping
+    // Aedes mid-stream makes its LevelDB iterator throw after close (a broker-side race).
+    await new Promise((r) => setTimeout(r, 200));
     await broker?.stop();
   });
 

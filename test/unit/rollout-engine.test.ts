@@ -243,8 +243,12 @@ describe("RolloutEngine", () => {
 
   it("offline queue: the command reaches a host that reconnects in time; an expired one is rejected and the host skipped", async () => {
     const t = setup(hosts(3, (i) => ({ online: i === 0 })));
-    setTimeout(() => t.fleet.setOnline("h1", true), 150);
-    setTimeout(() => t.fleet.setOnline("h2", true), 600); // after its queued pull expired
+    // Reconnect relative to when each host's pull was queued: h1 well within the 400 ms expiry, h2 after it.
+    t.engine.on("audit", (e) => {
+      if (e.action !== "command.sent" || e.details?.op !== "pull") return;
+      if (e.target === "h1") setTimeout(() => t.fleet.setOnline("h1", true), 100);
+      if (e.target === "h2") setTimeout(() => t.fleet.setOnline("h2", true), 600);
+    });
     const final = await t.run({ offline: { queue: 400 }, strategy: { stepTimeouts: { pull: 100, switch: 2000, test: 2000 } } });
     expect(final.phases.at(-1)).toEqual({ name: "queued", hosts: ["h1", "h2"] });
     expect(final.hosts.h1!.state).toBe("succeeded");

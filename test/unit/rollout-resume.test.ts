@@ -27,13 +27,20 @@ function setup(n: number, latencyMs: number) {
     fleet.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const engine = (resumeGraceMs = 200) => new RolloutEngine({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5, resumeGraceMs });
+  const stores: RolloutStore[] = [];
+  const engine = (resumeGraceMs = 200) => {
+    const store = new RolloutStore(dir);
+    stores.push(store);
+    return new RolloutEngine({ fleet, store, progressIntervalMs: 5, resumeGraceMs });
+  };
+  // The stopped hub's last write lands before the new one starts (in reality its process is gone).
+  const settle = () => Promise.all(stores.map((s) => s.flush()));
   const plan = (spec: Omit<RolloutSpecInput, "commit">) =>
     new RolloutPlanner().plan(
       { commit: COMMIT, ...spec, strategy: { soakMs: 0, stepTimeouts: { pull: 3000, switch: 3000, test: 3000 }, healthTimeoutMs: 1000, ...spec.strategy } },
       fleet.hosts(),
     );
-  return { dir, fleet, engine, plan };
+  return { dir, fleet, engine, plan, settle };
 }
 
 const until = async (cond: () => boolean | Promise<boolean>, ms = 3000) => {
@@ -60,6 +67,7 @@ describe("resume after a hub restart", () => {
     });
     void first.run(plan, "alice");
     await until(() => stopped);
+    await t.settle();
     const commandsBefore = t.fleet.commands.length;
 
     const second = t.engine();
@@ -89,6 +97,7 @@ describe("resume after a hub restart", () => {
     const store = new RolloutStore(t.dir);
     await until(async () => (await store.load(plan.id))?.steps["h1/switch"] !== undefined);
     first.detach();
+    await t.settle();
 
     const final = await t.engine(100).resume(plan.id);
     expect(final.state).toBe("interrupted");
@@ -109,6 +118,7 @@ describe("resume after a hub restart", () => {
     await until(() => soakStart > 0);
     await new Promise((r) => setTimeout(r, 150));
     first.detach();
+    await t.settle();
     await new Promise((r) => setTimeout(r, 100)); // the hub is down for a moment
 
     const final = await t.engine().resume(plan.id);
