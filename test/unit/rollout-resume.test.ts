@@ -110,7 +110,7 @@ describe("resume after a hub restart", () => {
 
   it("a restart during the soak waits only for the rest of it", async () => {
     const t = setup(2, 1);
-    const plan = t.plan({ strategy: { canary: 1, soakMs: 400 } });
+    const plan = t.plan({ strategy: { canary: 1, soakMs: 1000 } });
     const first = t.engine();
     let soakStart = 0;
     first.on("audit", (e) => e.action === "soak.started" && (soakStart = Date.now()));
@@ -124,8 +124,8 @@ describe("resume after a hub restart", () => {
     const final = await t.engine().resume(plan.id);
     const waveStart = Date.parse(final.hosts.h1!.startedAt!);
     expect(final.state).toBe("completed");
-    expect(waveStart - soakStart).toBeGreaterThanOrEqual(390);
-    expect(waveStart - soakStart).toBeLessThan(650); // not a second full soak
+    expect(waveStart - soakStart).toBeGreaterThanOrEqual(990);
+    expect(waveStart - soakStart).toBeLessThan(1200); // a second full soak would end after 1250 ms
     expect(t.fleet.ran("h0")).toBe(3);
   });
 
