@@ -207,6 +207,11 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       } else {
         this.audit("rollout.started", undefined, { commit: rec.commit, prNumber: rec.plan.spec.prNumber, phases: rec.progress.phases }, rec.requestedBy);
         for (const e of rec.plan.excluded) this.audit("host.excluded", e.host, { code: e.code, reason: e.reason });
+        const warning = this.expectationWarning();
+        if (warning) {
+          this.log.warn({ rolloutId: rec.id }, warning);
+          this.audit("rollout.warning", undefined, { warning });
+        }
       }
       this.flushProgress();
       // Hosts that were mid-step when the hub stopped are finished first, even if the rollout had
@@ -408,10 +413,32 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       problems = this.healthProblems(host, this.fleet.host(host));
       if (problems.length === 0) problems = [`not healthy within ${seconds(spec.strategy.healthTimeoutMs)}`];
     }
-    if (problems.length > 0) return this.failHost(host, `health gate: ${problems.join("; ")}`);
+    if (problems.length > 0) {
+      const hint = this.expectationWarning();
+      return this.failHost(host, `health gate: ${problems.join("; ")}${hint ? ` (${hint})` : ""}`);
+    }
     this.endHost(host, "succeeded", undefined);
     this.audit("host.succeeded", host, { generationBefore: hs.generationBefore, generationAfter: hs.generationAfter });
     await this.save();
+  }
+
+  /**
+   * Git and lock are judged against fleet/expected. When it names another head (or still shows the
+   * merged PR as pending), those compartments cannot turn green for this commit: say so up front.
+   */
+  private expectationWarning(): string | undefined {
+    const rec = this.rec!;
+    const gate = rec.plan.spec.strategy.healthCompartments;
+    if (!gate.some((c) => c === "git" || c === "lock" || c === "system")) return undefined;
+    const expected = this.fleet.expected?.();
+    if (!expected) return undefined;
+    if (expected.headCommit !== rec.commit) {
+      return `fleet/expected names ${short(expected.headCommit)} as head, not ${short(rec.commit)}: the health gate waits until it is updated (publish the merged commit as head, or leave git/lock/system out of healthCompartments)`;
+    }
+    if (expected.pendingUpdate) {
+      return `fleet/expected still shows update PR #${expected.pendingUpdate.number} as pending: lock and system stay "outdated" until it is cleared`;
+    }
+    return undefined;
   }
 
   /** What keeps the host from passing its health gate; empty when it passes. */

@@ -12,6 +12,7 @@ import type {
   CommandOp,
   Compartment,
   CompartmentName,
+  FleetExpected,
   HostInfo,
   JobState,
   RolloutHistoryEntry,
@@ -62,6 +63,8 @@ export interface FleetPort {
   waitForHost(host: string, predicate: (h: HostSnapshot) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<HostSnapshot>;
   /** Called on every state change; returns the unsubscribe function. */
   onChange(listener: (change: FleetChange) => void): () => void;
+  /** The fleet's retained expectation (head commit, pending PR), when the port knows it. */
+  expected?(): FleetExpected | undefined;
 }
 
 /** Where rollout progress, history and audit events go (retained topics and the events topic on MQTT). */

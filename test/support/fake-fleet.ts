@@ -8,7 +8,7 @@
  * - a host can restart during a switch (offline for a while, the job result comes after);
  * - compartments follow the DESIGN.md rules from the simulated facts.
  */
-import type { Command, CommandOp, Compartment, CompartmentName, HostInfo, JobState, MaintenanceWindow, RolloutHistoryEntry, RolloutProgress, AuditEvent } from "../../protocol/schemas.js";
+import type { Command, CommandOp, Compartment, CompartmentName, FleetExpected, HostInfo, JobState, MaintenanceWindow, RolloutHistoryEntry, RolloutProgress, AuditEvent } from "../../protocol/schemas.js";
 import {
   newCommandId,
   waitForChange,
@@ -223,6 +223,11 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
       timeoutMs,
       signal,
     );
+  }
+
+  expected(): FleetExpected | undefined {
+    if (!this.expectedHead) return undefined;
+    return { repo: "fake", branch: "main", headCommit: this.expectedHead, lockHash: "0".repeat(64), pendingUpdate: null, updatedAt: new Date().toISOString() };
   }
 
   onChange(listener: (change: FleetChange) => void): () => void {

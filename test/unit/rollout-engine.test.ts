@@ -207,6 +207,8 @@ describe("RolloutEngine", () => {
     const final = await t.run({ strategy: { healthTimeoutMs: 100 } });
     expect(final.state).toBe("halted");
     expect(final.hosts.h0!.reason).toMatch(/^health gate: git outdated/);
+    expect(final.hosts.h0!.reason).toMatch(/fleet\/expected names dddddddd as head, not cccccccc/);
+    expect(t.audits.find((a) => a.action === "rollout.warning")?.details?.warning).toMatch(/the health gate waits until it is updated/);
     // Dropping git/lock from the gate deploys a non-head commit fine.
     const u = setup(hosts(1));
     u.fleet.setExpectedHead("d".repeat(40));
