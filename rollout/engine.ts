@@ -392,7 +392,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     }
 
     this.setHostState(host, "switching");
-    const sw = await this.step(host, "switch", "switch", { commit: rec.commit }, { timeoutMs: t.switch, expiresInMs: t.switch, onlineTimeoutMs: t.pull });
+    const sw = await this.step(host, "switch", "switch", { commit: rec.commit }, { timeoutMs: t.switch, expiresInMs: t.switch, onlineTimeoutMs: spec.strategy.healthTimeoutMs });
     if (sw.generationBefore !== undefined) hs.generationBefore = sw.generationBefore;
     if (sw.generationAfter !== undefined) hs.generationAfter = sw.generationAfter;
     if (sw.state !== "succeeded") return this.stepFailed(host, "switch", sw);
