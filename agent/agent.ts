@@ -35,7 +35,7 @@ import { statePaths, type AgentConfig } from "./config.js";
 import { measure } from "./facts.js";
 import { GitCheckout, describeGitFailure } from "./git.js";
 import { JobReporter } from "./jobs.js";
-import { profilePathOf, rollbackSteps, switchSteps, updateInputsArgv, type Step } from "./os-profiles.js";
+import { evalArgv, profilePathOf, rollbackSteps, switchSteps, updateInputsArgv, type Step } from "./os-profiles.js";
 import { runProcess, meaningfulErrorLine, killGroup, type RunOptions, type RunResult } from "./process.js";
 import { listGenerations, readProfile } from "./profile.js";
 import { InflightStore, StateStore, type InflightJob } from "./state.js";
@@ -122,6 +122,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
   private fetching = false;
+  private gitQueue: Promise<void> = Promise.resolve();
   private info: Partial<HostInfo> = {};
 
   constructor(
@@ -300,7 +301,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.fetching || this.current || !this.checkout.exists() || (await this.checkout.hasCommit(head))) return;
     this.fetching = true;
     try {
-      const r = await this.checkout.run(this.checkout.fetchArgs()).done;
+      const r = await this.withGit(() => this.checkout.run(this.checkout.fetchArgs()).done);
       if (r.exitCode !== 0) this.log.warn({ error: describeGitFailure("fetch", r) }, "fetching the fleet head failed");
     } finally {
       this.fetching = false;
@@ -439,6 +440,21 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
+  private jobFinished(state: JobState): void {
+    this.log.info({ job: state.id, op: state.op, state: state.state, summary: state.summary }, "job finished");
+    this.emit("job-finished", state);
+  }
+
+  /** Git operations that fetch or move the checkout run one at a time (ref locks, index lock). */
+  private withGit<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.gitQueue.then(fn, fn);
+    this.gitQueue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
   /** A job that runs alongside others and touches nothing on the system. */
   private async quickJob(reporter: JobReporter, body: () => Promise<string>): Promise<void> {
     reporter.set("running");
@@ -447,16 +463,45 @@ export class Agent extends EventEmitter<AgentEvents> {
     } catch (e) {
       reporter.set(e instanceof Rejection ? "rejected" : "failed", { summary: (e as Error).message, error: (e as Error).message });
     }
-    this.emit("job-finished", reporter.state);
+    this.jobFinished(reporter.state);
   }
 
+  /**
+   * Fetch, evaluate what the checkout builds to (exact System check), re-measure. While another
+   * job runs, only re-measures: a fetch or evaluation must not race a checkout.
+   */
   private async opRefresh(): Promise<string> {
+    const notes: string[] = [];
     if (!this.current && this.checkout.exists()) {
-      const r = await this.checkout.run(this.checkout.fetchArgs()).done;
-      if (r.exitCode !== 0) this.log.warn({ error: describeGitFailure("fetch", r) }, "refresh: fetch failed");
+      const r = await this.withGit(() => this.checkout.run(this.checkout.fetchArgs()).done);
+      if (r.exitCode !== 0) notes.push(describeGitFailure("fetch", r));
+      const head = await this.checkout.head();
+      if (head && this.state.state.evaluated?.commit !== head && !this.current) {
+        const path = await this.evaluate();
+        if (path) this.state.update((s) => (s.evaluated = { commit: head, path }));
+        else notes.push("could not evaluate the checked-out configuration (see the agent log)");
+      }
     }
     await this.remeasure();
-    return "refreshed";
+    return notes.length ? `refreshed; ${notes.join("; ")}` : "refreshed";
+  }
+
+  /** The store path the checked-out configuration evaluates to, or undefined (logged). */
+  private async evaluate(): Promise<string | undefined> {
+    let out = "";
+    const p = runProcess(evalArgv(this.config), {
+      cwd: this.checkout.dir,
+      env: this.env,
+      timeoutMs: this.config.timeouts.switchSeconds * 1000,
+      onLine: (stream, text) => {
+        if (stream === "stdout") out += text;
+      },
+    });
+    const r = await p.done;
+    const path = out.trim();
+    if (r.exitCode === 0 && path.startsWith("/")) return path;
+    this.log.warn({ exitCode: r.exitCode, error: meaningfulErrorLine(r.tail) }, "evaluating the checked-out configuration failed");
+    return undefined;
   }
 
   private opHold(cmd: CommandOf<"hold">): string {
@@ -508,7 +553,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.current = undefined;
       endJob();
       reporter.set(e instanceof Rejection ? "rejected" : "failed", { summary: (e as Error).message, error: (e as Error).message });
-      this.emit("job-finished", reporter.state);
+      this.jobFinished(reporter.state);
       return;
     }
     const startedAt = new Date().toISOString();
@@ -529,7 +574,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       switch (cmd.op) {
         case "pull":
-          outcome = await this.opPull(cmd, job);
+          outcome = await this.withGit(() => this.opPull(cmd, job));
           break;
         case "switch":
           outcome = await this.opSwitch(job, record);
@@ -541,7 +586,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           outcome = await this.opTest(job);
           break;
         case "update-inputs":
-          outcome = await this.opUpdateInputs(cmd, job);
+          outcome = await this.withGit(() => this.opUpdateInputs(cmd, job));
           break;
         default:
           failure = { state: "rejected", message: `op ${cmd.op} cannot run as a job` };
@@ -565,7 +610,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.current = undefined;
     endJob();
     await this.remeasure();
-    this.emit("job-finished", reporter.state);
+    this.jobFinished(reporter.state);
   }
 
   /** Run one process as part of a job: output goes to the job, `stop` cancels it. */
@@ -852,7 +897,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       log.info({ state, summary }, "reported the job left by the previous agent process");
       reporter.set(state, { summary, ...extra });
       this.inflight.clear();
-      this.emit("job-finished", reporter.state);
+      this.jobFinished(reporter.state);
     };
     if (rec.op === "restart") return finish("succeeded", `agent restarted (pid ${rec.agentPid} -> ${process.pid})`, { exitCode: 0 });
     if (!rec.runnerPid || !rec.resultFile || !rec.logFile) {
@@ -895,7 +940,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       else job.reporter.set("failed", { summary: (e as Error).message, error: (e as Error).message });
     }
     this.inflight.clear();
-    this.emit("job-finished", job.reporter.state);
+    this.jobFinished(job.reporter.state);
   }
 }
 

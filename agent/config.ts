@@ -27,7 +27,7 @@
  *     "flakeAttr": "alpha",                       // nixos/darwin/home-manager: <checkout>#<flakeAttr>
  *                                                 // generic: <checkout>#<flakeAttr>, default lockstepSystems.<system>.<host>
  *     "profile": "/nix/var/nix/profiles/system",  // the profile whose generations are the "system"
- *     "argv": { "switch": [[...]], "rollback": [[...]], "rollbackTo": [[...]] }  // optional overrides
+ *     "argv": { "switch": [[...]], "rollback": [[...]], "rollbackTo": [[...]], "eval": [...] }  // optional overrides
  *   },
  *   "testsDir": "tests",                          // relative to the checkout: tests/common, tests/<host>
  *   "tags": [], "location": "rack 2", "priority": 100, "canary": false,
@@ -86,7 +86,7 @@ export const AgentConfigSchema = z
         profile: absolutePath.optional(),
         system: z.string().regex(/^[a-z0-9_]+-[a-z0-9_]+$/, "a Nix system like x86_64-linux").optional(),
         argv: z
-          .object({ switch: ArgvList.optional(), rollback: ArgvList.optional(), rollbackTo: ArgvList.optional() })
+          .object({ switch: ArgvList.optional(), rollback: ArgvList.optional(), rollbackTo: ArgvList.optional(), eval: Argv.optional() })
           .strict()
           .default({}),
       })

@@ -85,15 +85,19 @@ export async function measure(input: MeasureInput, now = new Date()): Promise<Me
   const systemCommit = builtFrom ?? (lastSwitch?.ok && lastSwitch.generation === gen ? lastSwitch.commit : undefined);
   // A failed switch is this checkout's failure only while the checkout is still at that commit.
   const failedHere = lastSwitch && !lastSwitch.ok && (!lastSwitch.commit || lastSwitch.commit === head);
-  const expectedSystemPath = state.lastBuild && state.lastBuild.commit === head ? state.lastBuild.path : undefined;
+  // What the checkout builds to, when known: from the last build of this commit, or an evaluation.
+  const expectedSystemPath =
+    state.lastBuild && state.lastBuild.commit === head ? state.lastBuild.path : state.evaluated && state.evaluated.commit === head ? state.evaluated.path : undefined;
+  // The exact check wins over "which commit was the generation built from".
+  const exactMatch = !!expectedSystemPath && expectedSystemPath === profile.path;
   let system = systemCompartment(
     {
       ...(profile.path ? { currentSystemPath: profile.path } : {}),
       ...(expectedSystemPath ? { expectedSystemPath } : {}),
       ...(gen !== undefined ? { generation: gen } : {}),
       ...(failedHere && lastSwitch ? { lastSwitch } : {}),
-      ...(head && systemCommit ? { checkoutChangedSinceSwitch: systemCommit !== head } : {}),
-      ...(head && !systemCommit && lastSwitch && !lastSwitch.ok && lastSwitch.commit !== head ? { checkoutChangedSinceSwitch: true } : {}),
+      ...(head && systemCommit && !exactMatch ? { checkoutChangedSinceSwitch: systemCommit !== head } : {}),
+      ...(head && !systemCommit && !exactMatch && lastSwitch && !lastSwitch.ok && lastSwitch.commit !== head ? { checkoutChangedSinceSwitch: true } : {}),
       git,
       lock,
       working: busy.has("system"),

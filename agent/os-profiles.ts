@@ -27,6 +27,8 @@ interface Templates {
   switch: string[][];
   rollback: string[][];
   rollbackTo: string[][];
+  /** Prints the store path the checked-out configuration builds to, without building it. */
+  eval: string[];
 }
 
 const DEFAULT_TEMPLATES: Record<OsKind, Templates> = {
@@ -37,6 +39,7 @@ const DEFAULT_TEMPLATES: Record<OsKind, Templates> = {
     ],
     rollback: [["nix-env", "--profile", "{profile}", "--rollback"]],
     rollbackTo: [["nix-env", "--profile", "{profile}", "--switch-generation", "{generation}"]],
+    eval: ["nix", "eval", "--raw", "{checkout}#{flakeAttr}.outPath"],
   },
   nixos: {
     switch: [["nixos-rebuild", "switch", "--flake", "{checkout}#{flakeAttr}"]],
@@ -45,11 +48,13 @@ const DEFAULT_TEMPLATES: Record<OsKind, Templates> = {
       ["nix-env", "--profile", "{profile}", "--switch-generation", "{generation}"],
       ["{profile}/bin/switch-to-configuration", "switch"],
     ],
+    eval: ["nix", "eval", "--raw", "{checkout}#nixosConfigurations.{flakeAttr}.config.system.build.toplevel.outPath"],
   },
   darwin: {
     switch: [["darwin-rebuild", "switch", "--flake", "{checkout}#{flakeAttr}"]],
     rollback: [["darwin-rebuild", "--rollback"]],
     rollbackTo: [["darwin-rebuild", "--switch-generation", "{generation}"]],
+    eval: ["nix", "eval", "--raw", "{checkout}#darwinConfigurations.{flakeAttr}.system.outPath"],
   },
   "home-manager": {
     switch: [["home-manager", "switch", "--flake", "{checkout}#{flakeAttr}"]],
@@ -61,6 +66,7 @@ const DEFAULT_TEMPLATES: Record<OsKind, Templates> = {
       ["nix-env", "--profile", "{profile}", "--switch-generation", "{generation}"],
       ["{profile}/activate"],
     ],
+    eval: ["nix", "eval", "--raw", '{checkout}#homeConfigurations."{flakeAttr}".activationPackage.outPath'],
   },
 };
 
@@ -128,7 +134,13 @@ function templatesOf(config: AgentConfig): Templates {
     switch: config.os.argv.switch ?? d.switch,
     rollback: config.os.argv.rollback ?? d.rollback,
     rollbackTo: config.os.argv.rollbackTo ?? d.rollbackTo,
+    eval: config.os.argv.eval ?? d.eval,
   };
+}
+
+/** Evaluate (not build) the checked-out configuration: prints its store path on stdout. */
+export function evalArgv(config: AgentConfig): string[] {
+  return expandArgv(templatesOf(config).eval, baseVars(config));
 }
 
 /** Build and activate the checked-out configuration. */

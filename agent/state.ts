@@ -30,6 +30,8 @@ export const PersistedState = z.object({
     .object({ ok: z.boolean(), error: z.string().optional(), commit: CommitSha.optional(), at: z.string(), generation: z.number().int().optional() })
     .optional(),
   lastBuild: z.object({ commit: CommitSha, path: z.string() }).optional(),
+  /** What a `refresh` evaluated the checked-out commit to (without building it). */
+  evaluated: z.object({ commit: CommitSha, path: z.string() }).optional(),
   lastTest: LastTest.optional(),
 });
 export type PersistedState = z.infer<typeof PersistedState>;

@@ -143,6 +143,16 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     const other = await fleet.runCommand("alpha", "switch", { commit: first });
     expect(other.state).toBe("rejected");
     expect(other.summary).toMatch(/^checkout is at [0-9a-f]{8}, not [0-9a-f]{8}: pull it first$/);
+
+    // A commit that does not change alpha's configuration: outdated by commit, green after an exact evaluation.
+    const docs = fleet.repo.commit({ "README.md": "docs only\n" }, "docs");
+    await fleet.publishExpected(fleet.expectedAt(docs));
+    expect((await fleet.runCommand("alpha", "pull", { commit: docs })).state).toBe("succeeded");
+    await fleet.waitFor("alpha", "system", (c) => c.status === "outdated");
+    const refresh = await fleet.runCommand("alpha", "refresh");
+    expect(refresh.summary).toBe("refreshed");
+    const exact = await fleet.waitFor("alpha", "system", (c) => c.status === "ok");
+    expect(exact.detail?.expectedSystemPath).toBe(fleet.generation("alpha").path);
   });
 
   it("a failing build turns System red with the build's error text", async () => {

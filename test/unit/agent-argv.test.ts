@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { parseAgentConfig, type AgentConfigInput } from "../../agent/config.js";
-import { ArgvError, assertCommitSha, expandArgv, rollbackSteps, switchSteps, updateInputsArgv } from "../../agent/os-profiles.js";
+import { ArgvError, assertCommitSha, evalArgv, expandArgv, rollbackSteps, switchSteps, updateInputsArgv } from "../../agent/os-profiles.js";
 import { GitCheckout } from "../../agent/git.js";
 import { Command, decodeJson } from "../../protocol/index.js";
 
@@ -26,6 +26,13 @@ describe("OS profile argv", () => {
     ]);
     expect(rollbackSteps(c).map((s) => s.argv)).toEqual([["nix-env", "--profile", "/var/lib/la/profiles/system", "--rollback"]]);
     expect(rollbackSteps(c, 7).map((s) => s.argv)).toEqual([["nix-env", "--profile", "/var/lib/la/profiles/system", "--switch-generation", "7"]]);
+    expect(evalArgv(c)).toEqual(["nix", "eval", "--raw", "/var/lib/la/checkout#lockstepSystems.x86_64-linux.web1.outPath"]);
+    expect(evalArgv(config({ kind: "home-manager", flakeAttr: "alice@web1" }))).toEqual([
+      "nix",
+      "eval",
+      "--raw",
+      '/var/lib/la/checkout#homeConfigurations."alice@web1".activationPackage.outPath',
+    ]);
   });
 
   it("nixos, darwin and home-manager use their rebuild tools with <checkout>#<flakeAttr>", () => {
