@@ -241,7 +241,6 @@ export class Agent extends EventEmitter<AgentEvents> {
           { topic: this.topics.commands(c.host), qos: 1 },
           { topic: this.topics.expected(), qos: 1 },
           { topic: this.topics.hubAvailability(), qos: 0 },
-          { topic: this.topics.haStatus(), qos: 0 },
         ].reduce<Record<string, { qos: 0 | 1 }>>((acc, s) => ((acc[s.topic] = { qos: s.qos as 0 | 1 }), acc), {}),
         (err, granted) => {
           if (err) this.log.error({ err: err.message }, "subscribe failed");
