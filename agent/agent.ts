@@ -418,6 +418,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       reporter.set("rejected", { summary: why, error: why });
     };
     if (Date.parse(cmd.expiresAt) <= Date.now()) return reject(`expired at ${cmd.expiresAt}: not run`);
+    if (this.stopping) return reject("agent is stopping: send the command again once it is back online");
     if (!CONCURRENT_OPS.has(cmd.op) && this.current) return reject(`busy with ${this.current.op} ${this.current.id}`);
     const hold = this.state.state.hold;
     if (hold?.held && HELD_OPS.has(cmd.op)) return reject(`host is on hold${hold.reason ? ` (${hold.reason})` : ""}: send release first`);
