@@ -831,7 +831,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     const genBefore = inflight.generationBefore;
     const genAfter = profile.generation;
     const gens = { ...(genBefore !== undefined ? { generationBefore: genBefore } : {}), ...(genAfter !== undefined ? { generationAfter: genAfter } : {}) };
-    const moved = `generation ${genBefore ?? "none"} -> ${genAfter ?? "none"}`;
+    // nix-env --set with the path that is already current creates no new generation: say so.
+    const moved = genBefore !== undefined && genBefore === genAfter ? `generation ${genAfter} unchanged (already this system)` : `generation ${genBefore ?? "none"} -> ${genAfter ?? "none"}`;
     let result: RunnerResult | undefined;
     try {
       if (inflight.resultFile && existsSync(inflight.resultFile)) result = RunnerResult.parse(JSON.parse(readFileSync(inflight.resultFile, "utf8")));
