@@ -528,10 +528,19 @@ export class Agent extends EventEmitter<AgentEvents> {
   private opRestart(cmd: CommandOf<"restart">, reporter: JobReporter): void {
     const now = new Date().toISOString();
     this.inflight.write({ id: cmd.id, op: "restart", acceptedAt: reporter.state.acceptedAt, startedAt: now, requestedBy: cmd.requestedBy, agentPid: process.pid });
+    // The host is busy until the process exits: no other job may start in between.
+    this.current = { id: cmd.id, op: "restart", reporter, touches: new Set(["agent"]), cancelled: false, cancel: () => undefined, finished: new Promise(() => undefined) };
     reporter.set("running", { summary: "restarting the agent" });
     this.log.info("restart requested: exiting for the supervisor to start the agent again");
-    // Let the running state reach the broker before exiting.
-    this.client?.publish(this.topics.job(this.host, cmd.id), JSON.stringify(reporter.state), { qos: 1, retain: true }, () => this.emit("restart-requested"));
+    let requested = false;
+    const exit = () => {
+      if (requested) return;
+      requested = true;
+      this.emit("restart-requested");
+    };
+    // Let the running state reach the broker before exiting (but do not wait forever for it).
+    this.client?.publish(this.topics.job(this.host, cmd.id), JSON.stringify(reporter.state), { qos: 1, retain: true }, exit);
+    setTimeout(exit, 5000).unref();
   }
 
   /** Run a job that needs the host to itself; persists it as in-flight while it runs. */
