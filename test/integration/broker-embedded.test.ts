@@ -227,6 +227,32 @@ describe("embedded broker", () => {
     expect(received).toBe(count);
   });
 
+  it("delivers QoS 1 to a persistent session with overlapping subscriptions once each, without dropping the connection", async () => {
+    // An agent subscribes to its commands and to its own subtree (which contains the commands).
+    // Each command must arrive exactly once, and PUBACKs must match what the broker stored.
+    const broker = await startBroker();
+    const { password } = await broker.credentials.add("overlap", "agent");
+    const opts = { username: "overlap", password, clientId: "lockstep-agent-overlap", clean: false };
+    const agent = await connect(broker.url, opts);
+    await agent.subscribeAsync(topics.commands("overlap"), { qos: 1 });
+    await agent.subscribeAsync(`${topics.host("overlap")}/#`, { qos: 1 });
+    let closes = 0;
+    agent.on("close", () => closes++);
+    const got: string[] = [];
+    agent.on("message", (t, p) => t === topics.commands("overlap") && got.push(p.toString()));
+    const hub = await connect(broker.url, broker.hubConnection());
+    const count = 200;
+    for (let i = 0; i < count; i++) {
+      if (i % 3 === 0) hub.publish(topics.expected(), String(i), { qos: 1, retain: true });
+      await hub.publishAsync(topics.commands("overlap"), String(i), { qos: 1 });
+    }
+    const deadline = Date.now() + 10_000;
+    while (got.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200)); // a duplicate would arrive right behind
+    expect(got).toEqual(Array.from({ length: count }, (_, i) => String(i)));
+    expect(closes).toBe(0);
+  });
+
   it("answers a QoS 1 round trip in a few milliseconds (Nagle off)", async () => {
     const broker = await startBroker();
     const { password } = await broker.credentials.add("rtt", "agent");
