@@ -58,7 +58,10 @@ describe("rollout on real agents", () => {
     fleet.repo.mergeIntoBranch(update.sha, "Merge pull request #1 from update_flake_lock_action");
     const target = fleet.repo.setBuildFailure("gamma", true);
     await client.publishExpected(fleet.expectedAt(target));
-    await client.waitForHost("gamma", (h) => h.compartments.git?.status === "outdated", 30_000);
+    // Plan only once the hub's view has every host's new state (under load one host can lag).
+    for (const host of ["alpha", "beta", "gamma"]) {
+      await client.waitForHost(host, (h) => h.compartments.git?.status === "outdated", 30_000);
+    }
 
     const plan = new RolloutPlanner().plan(
       {
