@@ -73,6 +73,8 @@ export class LockstepWorld {
   readonly topics = new Topics();
   /** Latest retained rollout progress per id, as seen on MQTT. */
   readonly rollouts = new Map<string, RolloutProgress>();
+  /** Every availability message seen (host, value, time): explains "offline" surprises in failures. */
+  readonly availabilityLog: Array<{ host: string; value: string; at: string; retain: boolean }> = [];
   private readonly rolloutListeners = new Set<() => void>();
 
   private constructor(
@@ -140,13 +142,14 @@ export class LockstepWorld {
     const watcherCreds = await credentials("viewer", "world");
     const watcher = await mqtt.connectAsync(hub.mqttUrl, { ...watcherCreds, reconnectPeriod: 500, protocolVersion: 4 });
     const world = new LockstepWorld(opts, dataDir, configFile, github, hub, fleet, receiver.received, receiver.server, watcher);
-    watcher.on("message", (topic, payload) => world.onMessage(topic, payload));
-    await watcher.subscribeAsync(world.topics.allRollouts(), { qos: 1 });
+    watcher.on("message", (topic, payload, packet) => world.onMessage(topic, payload, packet.retain));
+    await watcher.subscribeAsync([world.topics.allRollouts(), world.topics.availability("+")], { qos: 1 });
     return world;
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  private onMessage(topic: string, payload: Buffer, retain: boolean): void {
     const t = this.topics.parse(topic);
+    if (t?.kind === "availability") this.availabilityLog.push({ host: t.host, value: payload.toString(), at: new Date().toISOString(), retain });
     if (t?.kind !== "rollout") return;
     const d = decodeJson(RolloutProgress, payload);
     if (!d.ok) return;
@@ -218,14 +221,31 @@ export class LockstepWorld {
     return this.waitForRollout(id, (p) => FINAL_STATES.includes(p.state), timeoutMs);
   }
 
-  /** Stop the hub (SIGTERM) and start it again on the same data dir and config. */
-  async restartHub(): Promise<void> {
+  /** A Node-RED editor token for the operator (the editor's own login). */
+  async editorToken(): Promise<string> {
+    const res = await fetch(`${this.hub.baseUrl}/admin/auth/token`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ client_id: "node-red-editor", grant_type: "password", scope: "*", username: OPERATOR.name, password: OPERATOR.password }),
+    });
+    if (res.status !== 200) throw new Error(`editor login failed: HTTP ${res.status}`);
+    return ((await res.json()) as { access_token: string }).access_token;
+  }
+
+  /** Press an inject node's button, as in the editor. */
+  async pressInject(nodeId: string): Promise<void> {
+    const res = await fetch(`${this.hub.baseUrl}/admin/inject/${nodeId}`, { method: "POST", headers: { authorization: `Bearer ${await this.editorToken()}` } });
+    if (res.status !== 200) throw new Error(`inject ${nodeId}: HTTP ${res.status} ${await res.text()}`);
+  }
+
+  /** Stop the hub (SIGTERM) and start it again on the same data dir, config and ports; `env` adds LOCKSTEP_* overrides. */
+  async restartHub(env: NodeJS.ProcessEnv = {}): Promise<void> {
     await this.hub.stop();
     const { opts } = this;
     this.hub = await startHubProcess({
       dataDir: this.dataDir,
       configFile: this.configFile,
-      env: { ...opts.hubEnv, LOCKSTEP_MQTT_PORT: String(new URL(this.hub.mqttUrl).port), LOCKSTEP_HTTP_PORT: String(new URL(this.hub.baseUrl).port) },
+      env: { ...opts.hubEnv, ...env, LOCKSTEP_MQTT_PORT: String(new URL(this.hub.mqttUrl).port), LOCKSTEP_HTTP_PORT: String(new URL(this.hub.baseUrl).port) },
       ...(opts.onHubLine ? { onLine: opts.onHubLine } : {}),
     });
   }

@@ -16,13 +16,36 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt from "mqtt";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RolloutHistoryEntry, type JobState } from "../../protocol/schemas.js";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { RolloutHistoryEntry, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
 import { decodeJson } from "../../protocol/payload.js";
 import { LockstepWorld } from "../demo/world.js";
 
 const HOSTS = ["alpha", "beta", "gamma"];
 const SOAK_MS = 3000;
+
+/** A one-hour window starting 12 hours from now: closed during the whole test. */
+function closedWindow(): { days: Array<"mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun">; start: string; end: string; timeZone: string } {
+  const at = (offsetH: number) => new Date(Date.now() + offsetH * 3600_000).toISOString().slice(11, 16);
+  return { days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], start: at(12), end: at(13), timeZone: "UTC" };
+}
+
+function generations(world: LockstepWorld, hosts = HOSTS): Record<string, number> {
+  return Object.fromEntries(hosts.map((h) => [h, world.fleet.generation(h).generation!]));
+}
+
+/** Merge and deploy the PR through the API; resolves with the rollout id and merge commit. */
+async function mergeAndDeploy(world: LockstepWorld, prNumber: number, body: Record<string, unknown> = {}): Promise<{ jobId: string; commit: string }> {
+  const res = await world.api("POST", "/api/flake-updates/merge-and-deploy", { pr_number: prNumber, ...body });
+  expect(res.status, `${JSON.stringify(res.body)}\navailability seen: ${JSON.stringify(world.availabilityLog.slice(-20))}`).toBe(202);
+  const b = res.body as { job_id: string; commit: string };
+  return { jobId: b.job_id, commit: b.commit };
+}
+
+/** Close the revert PR a failed rollout opened (its title mentions flake.lock, so it would look pending). */
+async function closeRevertPr(world: LockstepWorld, p: { revertPr?: { number: number } }): Promise<void> {
+  if (p.revertPr && p.revertPr.number > 0) await world.github.closePullRequest(p.revertPr.number);
+}
 
 /** Jobs of a rollout on a host, by op. */
 function rolloutJobs(world: LockstepWorld, host: string, rolloutId: string): JobState[] {
@@ -52,7 +75,7 @@ async function readRetained<T>(world: LockstepWorld, topic: string, schema: { sa
   }
 }
 
-describe("end to end: hub + GitHub + three agents", () => {
+describe("end to end: hub + GitHub + real agents", () => {
   let root: string;
   let world: LockstepWorld;
 
@@ -60,8 +83,9 @@ describe("end to end: hub + GitHub + three agents", () => {
     root = mkdtempSync(join(tmpdir(), "lockstep-e2e-"));
     world = await LockstepWorld.create({
       root,
-      hosts: HOSTS,
-      hostOptions: { alpha: { priority: 1, canary: true }, beta: { priority: 2 }, gamma: { priority: 3 } },
+      // delta is outside its maintenance window all along: every rollout leaves it alone.
+      hosts: [...HOSTS, "delta"],
+      hostOptions: { alpha: { priority: 1, canary: true }, beta: { priority: 2 }, gamma: { priority: 3 }, delta: { priority: 4, maintenanceWindow: closedWindow() } },
       hubConfig: {
         rollout: {
           strategy: {
@@ -78,6 +102,11 @@ describe("end to end: hub + GitHub + three agents", () => {
     });
     await world.fleet.bootstrap();
   }, 240_000);
+
+  // A switch restarts the agent: start each test with every agent back online.
+  beforeEach(async () => {
+    for (const h of HOSTS) await world.fleet.waitForAvailability(h, "online", 30_000);
+  }, 90_000);
 
   afterAll(async () => {
     await world?.stop();
@@ -137,12 +166,143 @@ describe("end to end: hub + GitHub + three agents", () => {
 
     const history = await readRetained(world, world.topics.history(jobId), RolloutHistoryEntry);
     expect(history).toMatchObject({ rolloutId: jobId, commit, state: "completed", prNumber: pr.number });
-    expect(history.hosts.map((h) => h.host).sort()).toEqual(HOSTS);
+    expect(history.hosts.filter((h) => h.state === "succeeded").map((h) => h.host).sort()).toEqual(HOSTS);
+    // The host outside its window was left alone, with the reason recorded.
+    expect(final.hosts.delta).toMatchObject({ state: "skipped" });
+    expect(final.hosts.delta!.reason).toMatch(/window/);
+    expect(rolloutJobs(world, "delta", jobId)).toEqual([]);
     expect(history.lockDiff?.updated.map((c) => c.input)).toContain("nixpkgs");
 
     // The manual flow notifies when the rollout ends.
     await world.fleet.until(() => world.notifications.find((n) => n.title.includes(jobId)), 10_000, "the completion notification");
     expect(world.notifications.find((n) => n.title.includes(jobId))).toMatchObject({ type: "success" });
   }, 300_000);
-});
 
+  it("a host whose new build fails: rollback-all returns switched hosts to their generation, a revert PR restores flake.lock, a notification goes out", async () => {
+    world.fleet.repo.setBuildFailure("gamma", true);
+    let final: RolloutProgress | undefined;
+    try {
+      const pr = await world.openLockUpdatePr();
+      const before = generations(world);
+      const { jobId, commit } = await mergeAndDeploy(world, pr.number);
+      final = await world.waitForRolloutEnd(jobId, 240_000);
+      const explain = JSON.stringify(final, null, 1);
+      expect(final.state, explain).toBe("rolled-back");
+      for (const h of ["alpha", "beta"]) {
+        expect(final.hosts[h]!.state, explain).toBe("rolled-back");
+        expect(final.hosts[h]!.generationAfter, h).toBeGreaterThan(before[h]!);
+        expect(world.fleet.generation(h).generation, h).toBe(before[h]);
+      }
+      expect(final.hosts.gamma!.state).toBe("failed");
+      expect(final.hosts.gamma!.reason).toMatch(/switch failed/);
+      expect(world.fleet.generation("gamma").generation).toBe(before.gamma);
+
+      // The revert PR puts back the flake.lock from before the merge, byte for byte.
+      expect(final.revertPr?.number, explain).toBeGreaterThan(0);
+      const revert = world.github.pullRequest(final.revertPr!.number);
+      expect(revert.state).toBe("open");
+      const [firstParent] = parents(world, commit);
+      expect(world.fleet.repo.show(revert.headRef, "flake.lock")).toBe(world.fleet.repo.show(firstParent!, "flake.lock"));
+
+      await world.fleet.until(() => world.notifications.find((n) => n.title.includes(jobId)), 10_000, "the failure notification");
+      const note = world.notifications.find((n) => n.title.includes(jobId))!;
+      expect(note.type).toBe("failure");
+      expect(note.body).toMatch(/gamma: failed/);
+      expect(note.body).toContain(final.revertPr!.url);
+    } finally {
+      if (final) await closeRevertPr(world, final);
+      world.fleet.repo.setBuildFailure("gamma", false);
+    }
+  }, 300_000);
+
+  it("a failing canary stops the rollout before any wave starts", async () => {
+    world.fleet.repo.setBuildFailure("alpha", true);
+    let final: RolloutProgress | undefined;
+    try {
+      const pr = await world.openLockUpdatePr();
+      const { jobId } = await mergeAndDeploy(world, pr.number);
+      final = await world.waitForRolloutEnd(jobId, 240_000);
+      expect(["failed", "halted", "rolled-back"], JSON.stringify(final, null, 1)).toContain(final.state);
+      expect(final.hosts.alpha!.state).toBe("failed");
+      for (const h of ["beta", "gamma"]) {
+        expect(rolloutJobs(world, h, jobId), h).toEqual([]);
+        expect(final.hosts[h]!.state).not.toBe("succeeded");
+      }
+    } finally {
+      if (final) await closeRevertPr(world, final);
+      world.fleet.repo.setBuildFailure("alpha", false);
+    }
+  }, 300_000);
+
+  it("leaves offline and held hosts alone and records why", async () => {
+    await world.fleet.runCommand("beta", "hold", { reason: "kernel bisect" });
+    await world.fleet.stopAgent("gamma");
+    await world.fleet.waitForAvailability("gamma", "offline");
+    try {
+        const pr = await world.openLockUpdatePr();
+        const { jobId, commit } = await mergeAndDeploy(world, pr.number);
+        const final = await world.waitForRolloutEnd(jobId, 240_000);
+        expect(final.state, JSON.stringify(final, null, 1)).toBe("completed");
+        expect(final.hosts.alpha!.state).toBe("succeeded");
+        expect(world.fleet.checkoutHead("alpha")).toBe(commit);
+        expect(final.hosts.beta).toMatchObject({ state: "skipped" });
+        expect(final.hosts.beta!.reason).toMatch(/kernel bisect/);
+        expect(final.hosts.gamma).toMatchObject({ state: "skipped" });
+        expect(final.hosts.gamma!.reason).toMatch(/offline/);
+        expect(rolloutJobs(world, "beta", jobId)).toEqual([]);
+    } finally {
+      await world.fleet.runCommand("beta", "release", {});
+      await world.fleet.startAgent("gamma");
+    }
+  }, 300_000);
+
+  it("resumes a rollout after a hub restart in its middle without running any step twice", async () => {
+    const pr = await world.openLockUpdatePr();
+    const { jobId, commit } = await mergeAndDeploy(world, pr.number);
+    // Restart while the canary soaks (after its steps, before the wave).
+    await world.waitForRollout(jobId, (p) => p.hosts.alpha?.state === "succeeded", 120_000);
+    await world.restartHub();
+    const final = await world.waitForRolloutEnd(jobId, 240_000);
+    expect(["completed", "interrupted"], JSON.stringify(final, null, 1)).toContain(final.state);
+    for (const h of HOSTS) {
+      const ops = rolloutJobs(world, h, jobId).map((j) => j.op);
+      for (const op of ["pull", "switch", "test"]) expect(ops.filter((o) => o === op).length, `${h} ${op}`).toBeLessThanOrEqual(1);
+    }
+    if (final.state === "completed") {
+      for (const h of HOSTS) expect(world.fleet.checkoutHead(h)).toBe(commit);
+    }
+  }, 300_000);
+
+  it("automatic mode merges only once CI is green and the PR is old enough", async () => {
+    const DELAY_S = 30;
+    await world.restartHub({ LOCKSTEP_MERGE_DELAY_MINUTES: String(DELAY_S / 60), LOCKSTEP_RECHECK_MINUTES: String(3 / 60) });
+    const pr = await world.openLockUpdatePr();
+    const openedAt = Date.parse(world.github.pullRequest(pr.number).createdAt);
+    world.github.setStatus(pr.headSha, "pending", "ci/build");
+    const notes = world.notifications.length;
+
+    // CI pending: the weekly flow keeps waiting.
+    await world.pressInject("lockstep-weekly-run-now");
+    await new Promise((r) => setTimeout(r, 5000));
+    expect(world.github.pullRequest(pr.number).merged).toBe(false);
+
+    // CI failing: it gives up and says so.
+    world.github.setStatus(pr.headSha, "failure", "ci/build");
+    const refused = await world.fleet.until(() => world.notifications.slice(notes).find((n) => n.title.includes(`#${pr.number} not merged`)), 15_000, "the not-merged notification");
+    expect(refused.body).toMatch(/CI/);
+    expect(world.github.pullRequest(pr.number).merged).toBe(false);
+
+    // CI green, but the PR is younger than the delay: it waits, then merges and deploys.
+    world.github.setStatus(pr.headSha, "success", "ci/build");
+    await world.pressInject("lockstep-weekly-run-now");
+    const merged = await world.fleet.until(() => world.github.pullRequest(pr.number).merged && world.github.pullRequest(pr.number), 60_000, "the automatic merge");
+    expect(Date.parse(merged.mergedAt!) - openedAt).toBeGreaterThanOrEqual(DELAY_S * 1000 - 1000);
+    const done = await world.fleet.until(
+      () => world.notifications.slice(notes).find((n) => n.title.startsWith("Fleet updated to")),
+      120_000,
+      () => `the success notification (got: ${JSON.stringify(world.notifications.slice(notes))})`,
+    );
+    expect(done.title).toContain(merged.mergeCommitSha!.slice(0, 8));
+    for (const h of HOSTS) expect(world.fleet.checkoutHead(h)).toBe(merged.mergeCommitSha);
+  }, 300_000);
+});
