@@ -31,9 +31,11 @@ import {
   type HostInfo,
   type JobState,
 } from "../protocol/index.js";
-import { statePaths, type AgentConfig } from "./config.js";
+import { selfCheckPathOf, statePaths, type AgentConfig } from "./config.js";
 import { measure } from "./facts.js";
 import { GitCheckout, describeGitFailure } from "./git.js";
+import { InstalledAgentProbe, installedDiffers, type InstalledAgent } from "./installed.js";
+import { PublishedJobsStore } from "./job-history.js";
 import { JobReporter } from "./jobs.js";
 import { evalArgv, profilePathOf, rollbackSteps, switchSteps, updateInputsArgv, type Step } from "./os-profiles.js";
 import { runProcess, meaningfulErrorLine, killGroup, type RunOptions, type RunResult } from "./process.js";
@@ -42,7 +44,10 @@ import { InflightStore, StateStore, type InflightJob } from "./state.js";
 import { RunnerResult, type RunnerLogLine, type RunnerPlan } from "./switch-runner.js";
 import { AGENT_VERSION } from "./version.js";
 
-/** Exit code the CLI uses after a `restart` command, so systemd's Restart=on-failure restarts too. */
+/**
+ * Exit code the CLI uses after a `restart` command and after a switch or rollback that installed
+ * another agent, so systemd's Restart=on-failure (or launchd's KeepAlive) starts the installed one.
+ */
 export const RESTART_EXIT_CODE = 75;
 
 /** Ops that may run while another job is busy (they do not touch the system). */
@@ -124,6 +129,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   private fetching = false;
   private gitQueue: Promise<void> = Promise.resolve();
   private info: Partial<HostInfo> = {};
+  private readonly selfCheck: InstalledAgentProbe | undefined;
+  /** Where this agent's code lives (a Nix store path in a packaged agent). */
+  private readonly runningDir: string;
+  private lastSelfCheckError: string | undefined;
+  private readonly publishedJobs: PublishedJobsStore;
+  /** Job topics whose clear is on its way to the broker. */
+  private readonly clearing = new Set<string>();
 
   constructor(
     readonly config: AgentConfig,
@@ -140,6 +152,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.version = opts.version ?? AGENT_VERSION;
     this.runnerPath = opts.runnerPath ?? join(__dirname, "switch-runner.js");
     this.env = this.childEnv();
+    const selfCheckPath = selfCheckPathOf(config);
+    this.selfCheck = selfCheckPath ? new InstalledAgentProbe(selfCheckPath, config.selfCheck.timeoutSeconds * 1000, this.env) : undefined;
+    this.runningDir = safeRealpath(__dirname);
+    this.publishedJobs = new PublishedJobsStore(this.paths.publishedJobs, (why) => log.error({ why }, "published-jobs file was unreadable; moved aside"));
     this.checkout = new GitCheckout({
       dir: config.repo.checkoutDir,
       url: config.repo.url,
@@ -267,6 +283,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.lastPublished.clear();
     this.publish(this.topics.availability(this.host), "online", { qos: 1, retain: true });
     void this.remeasure();
+    this.pruneJobTopics();
   }
 
   private onMessage(topic: string, payload: Buffer): void {
@@ -327,12 +344,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private async measureAndPublish(): Promise<void> {
+    const installed = await this.readInstalled();
     const m = await measure({
       checkout: this.checkout,
       profile: profilePathOf(this.config),
       state: this.state.state,
       ...(this.expected ? { expected: this.expected } : {}),
       version: this.version,
+      ...(installed?.version ? { onDiskVersion: installed.version } : {}),
       working: this.current?.touches ?? new Set(),
     });
     for (const [name, comp] of Object.entries(m.compartments) as Array<[CompartmentName, Compartment]>) {
@@ -377,12 +396,109 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private newReporter(init: Omit<JobState, "host" | "summary" | "acceptedAt" | "state"> & { acceptedAt?: string }): JobReporter {
     const { acceptedAt, ...rest } = init;
-    return new JobReporter(
-      (t, p, o) => this.publish(t, p, o),
-      this.topics.job(this.host, init.id),
+    const stateTopic = this.topics.job(this.host, init.id);
+    const reporter: JobReporter = new JobReporter(
+      (t, p, o) => {
+        this.publish(t, p, o);
+        if (t === stateTopic && reporter.terminal) this.jobTopicFinal(init.id);
+      },
+      stateTopic,
       this.topics.jobOutput(this.host, init.id),
       { ...rest, host: this.host, state: "accepted", summary: "accepted", acceptedAt: acceptedAt ?? new Date().toISOString() },
     );
+    return reporter;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // retained job topics
+
+  /** A job's retained state is final: remember it, and clear what is beyond the newest keepJobs. */
+  private jobTopicFinal(id: string): void {
+    try {
+      this.publishedJobs.add(id);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, "could not record a published job");
+    }
+    this.pruneJobTopics();
+  }
+
+  /** Clear old retained jobs/<id> topics (empty retained payload); never the running job. */
+  private pruneJobTopics(): void {
+    const client = this.client;
+    if (!client) return;
+    const running = new Set(this.current ? [this.current.id] : []);
+    for (const id of this.publishedJobs.excess(this.config.keepJobs, running)) {
+      if (this.clearing.has(id)) continue;
+      this.clearing.add(id);
+      client.publish(this.topics.job(this.host, id), "", { qos: 1, retain: true }, (err) => {
+        this.clearing.delete(id);
+        if (err) {
+          if (!this.stopping) this.log.warn({ job: id, err: err.message }, "clearing an old job topic failed; trying again later");
+          return;
+        }
+        this.log.debug({ job: id }, "cleared an old retained job");
+        try {
+          this.publishedJobs.remove(id);
+        } catch (e) {
+          this.log.warn({ err: (e as Error).message }, "could not record a cleared job");
+        }
+      });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // the installed agent
+
+  /** The installed agent (selfCheck), or undefined without one; a failure is logged when it changes. */
+  private async readInstalled(): Promise<InstalledAgent | undefined> {
+    if (!this.selfCheck) return undefined;
+    const installed = await this.selfCheck.read();
+    if (installed.error !== this.lastSelfCheckError) {
+      if (installed.error) this.log.warn({ error: installed.error }, "cannot tell the installed agent's version");
+      this.lastSelfCheckError = installed.error;
+    }
+    return installed;
+  }
+
+  /** After a successful switch or rollback: why the agent should restart now, if it should. */
+  private async restartReason(): Promise<string | undefined> {
+    const mode = this.config.restartAfterSwitch;
+    if (mode === "never") return undefined;
+    const installed = await this.readInstalled();
+    const differs = installed ? installedDiffers(installed, { version: this.version, dir: this.runningDir }) : undefined;
+    if (differs) return differs;
+    return mode === "always" ? "restartAfterSwitch is always" : undefined;
+  }
+
+  /**
+   * The switch's final state is out; now exit for the supervisor to start the installed agent.
+   * The host stays busy until the process is gone. The in-flight record is kept until the broker
+   * acknowledged the final state: otherwise the next agent reports it again from the runner's result.
+   */
+  private async restartAfterActivation(job: RunningJob, why: string): Promise<void> {
+    this.current = { id: job.id, op: "restart", reporter: job.reporter, touches: new Set(), cancelled: false, cancel: () => undefined, finished: new Promise(() => undefined) };
+    this.jobFinished(job.reporter.state);
+    // Publishes the Agent compartment "running X but Y is installed: restart the agent" on the way out.
+    await this.remeasure();
+    this.log.info({ why }, "exiting so the supervisor starts the installed agent");
+    const acked = await this.publishAcked(this.topics.job(this.host, job.id), JSON.stringify(job.reporter.state), 5000);
+    if (acked) this.inflight.clear();
+    else this.log.warn({ job: job.id }, "the broker did not confirm the job's final state; the restarted agent reports it again");
+    this.emit("restart-requested");
+  }
+
+  /** Publish retained at QoS 1; true once the broker acknowledged it within timeoutMs. */
+  private publishAcked(topic: string, payload: string, timeoutMs: number): Promise<boolean> {
+    const client = this.client;
+    if (!client) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), timeoutMs);
+      t.unref();
+      client.publish(topic, payload, { qos: 1, retain: true }, (err) => {
+        clearTimeout(t);
+        resolve(!err);
+      });
+    });
   }
 
   private onCommand(payload: Buffer): void {
@@ -609,11 +725,22 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
     }
     if (this.stopping) return; // stop() already reported it (or the runner's result will be read on start)
+    // A switch or rollback may have installed another agent: say so, and restart into it below.
+    let restartWhy: string | undefined;
+    if (!job.cancelled && !failure && outcome?.state === "succeeded" && (cmd.op === "switch" || cmd.op === "rollback")) {
+      restartWhy = await this.restartReason();
+      if (restartWhy) outcome = { ...outcome, summary: `${outcome.summary}; restarting the agent (${restartWhy})` };
+    }
+    if (this.stopping) return;
     if (job.cancelled) reporter.set("cancelled", { summary: `${cmd.op} cancelled by stop` });
     else if (failure) reporter.set(failure.state, { summary: failure.message, error: failure.message });
     else if (outcome) {
       const { state, ...rest } = outcome;
       reporter.set(state, rest);
+    }
+    if (restartWhy && !job.cancelled) {
+      endJob();
+      return this.restartAfterActivation(job, restartWhy);
     }
     this.inflight.clear();
     this.current = undefined;
@@ -734,6 +861,14 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Checks that turn a command into "rejected" before it starts (nothing has been touched yet). */
   private async precheck(cmd: Command): Promise<void> {
+    if (cmd.op === "pull" && this.checkout.exists()) {
+      // A checkout must not silently carry local edits into (or lose them to) another commit.
+      const dirty = await this.checkout.dirtyFiles();
+      if (dirty.length > 0) {
+        const names = dirty.slice(0, 10).join(", ") + (dirty.length > 10 ? ` and ${dirty.length - 10} more` : "");
+        throw new Rejection(`checkout has uncommitted changes in ${names}: commit or discard them first`);
+      }
+    }
     if (cmd.op === "switch") {
       const head = await this.checkout.head();
       if (!head) throw new Rejection("no checkout: pull a commit first");
@@ -990,6 +1125,14 @@ function pruneJobFiles(dir: string, keep: number): void {
     for (const [id] of old) for (const ext of [".plan.json", ".result.json", ".log"]) rmSync(join(dir, id + ext), { force: true });
   } catch {
     // pruning is housekeeping: never fail a job over it
+  }
+}
+
+function safeRealpath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
   }
 }
 

@@ -36,7 +36,14 @@
  *   "timeouts": { "pullSeconds": 300, "switchSeconds": 3600, "testSeconds": 300, "updateInputsSeconds": 900 },
  *   "logLevel": "info",
  *   "env": { "NIX_CONFIG": "..." },               // extra environment for git/nix/tests
- *   "git": { "authorName": "Lockstep agent", "authorEmail": "lockstep@<host>" }
+ *   "git": { "authorName": "Lockstep agent", "authorEmail": "lockstep@<host>" },
+ *   "selfCheck": { "path": "/run/current-system/sw/bin/lockstep-agent", "timeoutSeconds": 10 },
+ *                                                 // the installed agent: `<path> version` is its version.
+ *                                                 // default per os.kind: nixos, darwin /run/current-system/sw/bin/lockstep-agent,
+ *                                                 // home-manager ~/.nix-profile/bin/lockstep-agent, generic none; null: none
+ *   "restartAfterSwitch": "if-changed",           // after a successful switch/rollback, exit 75 for the supervisor:
+ *                                                 // if-changed (the installed agent differs from the running one) | always | never
+ *   "keepJobs": 20                                // retained jobs/<id> topics kept per host; older ones are cleared
  * }
  *
  * argv templates are lists of argv lists. Placeholders, replaced whole-element or inside an
@@ -47,6 +54,7 @@
  *   LOCKSTEP_AGENT_BROKER_URL, LOCKSTEP_AGENT_PASSWORD_FILE, LOCKSTEP_AGENT_LOG_LEVEL, LOCKSTEP_AGENT_STATE_DIR
  */
 import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { z } from "zod";
 import { BranchName, ConfigError, MaintenanceWindow, OsKind, formatZodError, HOST_ID_PATTERN } from "../protocol/index.js";
@@ -116,6 +124,15 @@ export const AgentConfigSchema = z
       .object({ authorName: z.string().min(1).optional(), authorEmail: z.string().min(1).optional() })
       .strict()
       .default({}),
+    selfCheck: z
+      .object({
+        path: absolutePath.nullable().optional(),
+        timeoutSeconds: z.number().positive().default(10),
+      })
+      .strict()
+      .default({ timeoutSeconds: 10 }),
+    restartAfterSwitch: z.enum(["if-changed", "always", "never"]).default("if-changed"),
+    keepJobs: z.number().int().min(1).max(10_000).default(20),
   })
   .strict();
 
@@ -125,12 +142,32 @@ export type AgentConfig = z.infer<typeof AgentConfigSchema> & {
   brokerPassword?: string;
 };
 
+/**
+ * The installed agent binary whose `version` tells what a restart would run, or undefined when
+ * there is none to check (generic profile without selfCheck.path, or selfCheck.path null).
+ */
+export function selfCheckPathOf(config: AgentConfig): string | undefined {
+  const p = config.selfCheck.path;
+  if (p === null) return undefined;
+  if (p !== undefined) return p;
+  switch (config.os.kind) {
+    case "nixos":
+    case "darwin":
+      return "/run/current-system/sw/bin/lockstep-agent";
+    case "home-manager":
+      return join(homedir(), ".nix-profile", "bin", "lockstep-agent");
+    default:
+      return undefined;
+  }
+}
+
 /** Where the agent keeps its durable state, all under stateDir. */
 export function statePaths(stateDir: string) {
   return {
     state: join(stateDir, "agent-state.json"),
     inflight: join(stateDir, "inflight-job.json"),
     jobsDir: join(stateDir, "jobs"),
+    publishedJobs: join(stateDir, "published-jobs.json"),
     result: join(stateDir, "result"),
   };
 }

@@ -36,6 +36,8 @@ export interface MeasureInput {
   state: PersistedState;
   expected?: FleetExpected;
   version: string;
+  /** The installed agent's version (selfCheck), when known: a different one means "restart the agent". */
+  onDiskVersion?: string;
   /** Compartments a running job is changing: shown as "working". */
   working: ReadonlySet<CompartmentName>;
 }
@@ -109,7 +111,14 @@ export async function measure(input: MeasureInput, now = new Date()): Promise<Me
   let tests = testsCompartment({ ...(gen !== undefined ? { generation: gen } : {}), ...(state.lastTest ? { lastRun: state.lastTest } : {}) }, now);
   if (busy.has("tests")) tests = working("running tests…", tests);
 
-  let agent = agentCompartment({ version: input.version, ...(expected?.agentVersion ? { expectedVersion: expected.agentVersion } : {}) }, now);
+  let agent = agentCompartment(
+    {
+      version: input.version,
+      ...(expected?.agentVersion ? { expectedVersion: expected.agentVersion } : {}),
+      ...(input.onDiskVersion ? { onDiskVersion: input.onDiskVersion } : {}),
+    },
+    now,
+  );
   if (busy.has("agent")) agent = working("restarting…", agent);
 
   return {

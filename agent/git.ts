@@ -88,6 +88,22 @@ export class GitCheckout {
     return r.code === 0 && r.stdout.trim().length > 0;
   }
 
+  /** Tracked files with uncommitted changes (staged or not), as `git status` names them. */
+  async dirtyFiles(): Promise<string[]> {
+    const r = await this.query(["status", "--porcelain", "--untracked-files=no", "-z"]);
+    if (r.code !== 0) return [];
+    const files: string[] = [];
+    const entries = r.stdout.split("\0");
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.length < 4) continue;
+      files.push(e.slice(3));
+      // A rename or copy is followed by its source path.
+      if (e[0] === "R" || e[0] === "C") i++;
+    }
+    return files;
+  }
+
   async facts(expectedHead: string | undefined): Promise<GitFacts> {
     if (!this.exists()) return { branch: this.o.branch, error: `no checkout at ${this.o.dir}` };
     const head = await this.head();

@@ -61,6 +61,8 @@ export interface FleetHostOptions {
   location?: string;
   hold?: boolean;
   maintenanceWindow?: MaintenanceWindow;
+  /** Merged (shallowly) over the generated agent config: selfCheck, restartAfterSwitch, keepJobs, ... */
+  extraConfig?: Partial<AgentConfigInput>;
 }
 
 export interface TestFleetOptions {
@@ -119,6 +121,8 @@ interface AgentSlot {
   starts: number;
   exits: Array<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   restartTimer?: NodeJS.Timeout;
+  /** Extra environment for the agent process, from its next start on. */
+  env?: Record<string, string>;
 }
 
 export class FleetTimeoutError extends Error {
@@ -209,6 +213,7 @@ export class TestFleet {
       logLevel: this.opts.logLevel ?? "debug",
       env: { NIX_CONFIG: NIX_CONFIG_LINES.join("\n") },
       git: { authorName: `Lockstep agent ${host}`, authorEmail: `${host}@lockstep.invalid` },
+      ...(h.extraConfig ?? {}),
     };
   }
 
@@ -339,7 +344,7 @@ export class TestFleet {
     const fd = openSync(p.log, "a");
     const child = spawn(process.execPath, [this.opts.agentCli ?? TestFleet.agentCliPath(), "run", "--config", p.config], {
       stdio: ["ignore", fd, fd],
-      env: { ...process.env },
+      env: { ...process.env, ...(slot.env ?? {}) },
     });
     closeSync(fd);
     slot.child = child;
@@ -378,6 +383,14 @@ export class TestFleet {
     const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
     await exited;
     clearTimeout(t);
+  }
+
+  /**
+   * Environment for a host's agent process from its next (re)start on, e.g.
+   * LOCKSTEP_AGENT_VERSION_OVERRIDE to make the restarted agent the "installed" version.
+   */
+  setAgentEnv(host: string, env: Record<string, string>): void {
+    this.slot(host).env = { ...env };
   }
 
   isAgentRunning(host: string): boolean {
