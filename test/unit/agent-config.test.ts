@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadAgentConfig, parseAgentConfig } from "../../agent/config.js";
+import { homedir } from "node:os";
+import { loadAgentConfig, parseAgentConfig, selfCheckPathOf } from "../../agent/config.js";
 import { ConfigError } from "../../protocol/index.js";
 
 const minimal = () => ({
@@ -68,5 +69,21 @@ describe("agent config", () => {
     writeFileSync(file, "{ not json");
     expect(errorOf(() => loadAgentConfig(file, {})).message).toMatch(/is not valid JSON/);
     expect(errorOf(() => loadAgentConfig(join(dir, "nope.json"), {})).message).toMatch(/cannot read config file .*ENOENT/);
+  });
+
+  it("knows where the installed agent is per OS kind; restartAfterSwitch and keepJobs have safe defaults", () => {
+    const c = parseAgentConfig(minimal());
+    expect(c.restartAfterSwitch).toBe("if-changed");
+    expect(c.keepJobs).toBe(20);
+    expect(c.selfCheck.timeoutSeconds).toBe(10);
+    expect(selfCheckPathOf(c)).toBe("/run/current-system/sw/bin/lockstep-agent");
+    expect(selfCheckPathOf(parseAgentConfig({ ...minimal(), os: { kind: "darwin" } }))).toBe("/run/current-system/sw/bin/lockstep-agent");
+    expect(selfCheckPathOf(parseAgentConfig({ ...minimal(), os: { kind: "home-manager" } }))).toBe(join(homedir(), ".nix-profile", "bin", "lockstep-agent"));
+    expect(selfCheckPathOf(parseAgentConfig({ ...minimal(), os: { kind: "generic" } }))).toBeUndefined();
+    expect(selfCheckPathOf(parseAgentConfig({ ...minimal(), os: { kind: "generic" }, selfCheck: { path: "/opt/agent" } }))).toBe("/opt/agent");
+    expect(selfCheckPathOf(parseAgentConfig({ ...minimal(), selfCheck: { path: null } }))).toBeUndefined();
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), selfCheck: { path: "bin/agent" } })).message).toMatch(/selfCheck\.path: must be an absolute path/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), restartAfterSwitch: "sometimes" })).message).toMatch(/restartAfterSwitch/);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), keepJobs: 0 })).message).toMatch(/keepJobs/);
   });
 });

@@ -93,4 +93,13 @@ describe("agent measurement", () => {
     expect([busy.compartments.system.status, busy.compartments.tests.status, busy.compartments.lock.status]).toEqual(["working", "working", "working"]);
     expect(busy.compartments.git.status).toBe("ok");
   });
+
+  it("an installed agent other than the running one turns Agent red with a restart hint", async () => {
+    const w = world();
+    const input = { checkout: w.git, profile: w.profile, state: PersistedState.parse({}), expected: w.expected(A), version: "1.0.0", working: new Set<CompartmentName>() };
+    const stale = await measure({ ...input, onDiskVersion: "1.1.0" });
+    expect(stale.compartments.agent).toMatchObject({ status: "failed", summary: "running 1.0.0 but 1.1.0 is installed: restart the agent", detail: { onDiskVersion: "1.1.0", restartSuggested: true } });
+    expect((await measure({ ...input, onDiskVersion: "1.0.0" })).compartments.agent).toMatchObject({ status: "ok", summary: "agent 1.0.0" });
+    expect((await measure(input)).compartments.agent.status).toBe("ok");
+  });
 });
