@@ -16,7 +16,9 @@ let
   stateDir = "/var/lib/lockstep-agent";
   logDir = "/var/log/lockstep";
   stableBin = "/run/current-system/sw/bin/lockstep-agent";
-  agentJson = pkgs.writeText "lockstep-agent.json" (builtins.toJSON (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; }));
+  # selfCheck: the agent compares itself with the installed one (after a switch it restarts into
+  # it, exit 75); extraConfig may override it.
+  agentJson = pkgs.writeText "lockstep-agent.json" (builtins.toJSON (lockstep.recursiveMerge { selfCheck.path = stableBin; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; })));
   selfUpdateJson = pkgs.writeText "lockstep-self-update.json" (builtins.toJSON (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; }));
   secretFiles = builtins.filter (p: p != null) [ cfg.credentialsFile cfg.sshKeyFile ];
   # launchd gets no login PATH: the system profile first, so darwin-rebuild and the system's nix are found.

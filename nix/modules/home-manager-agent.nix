@@ -9,7 +9,9 @@ let
   stateDir = "${config.xdg.stateHome}/lockstep-agent";
   agentConfigFile = "${config.xdg.configHome}/lockstep/agent.json";
   selfUpdateConfigFile = "${config.xdg.configHome}/lockstep/self-update.json";
-  agentJson = builtins.toJSON (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; });
+  # selfCheck: the agent compares itself with the installed one (after a switch it restarts into
+  # it); extraConfig may override it.
+  agentJson = builtins.toJSON (lockstep.recursiveMerge { selfCheck.path = stableBin; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; }));
   selfUpdateJson = builtins.toJSON (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; userTimer = true; });
   secretFiles = builtins.filter (p: p != null) [ cfg.credentialsFile cfg.sshKeyFile ];
   # The user's profile first: after a switch the stable path is the new agent (see nix-darwin module).

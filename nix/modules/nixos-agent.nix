@@ -12,7 +12,9 @@ let
   agentConfigFile = "/etc/lockstep/agent.json";
   selfUpdateConfigFile = "/etc/lockstep/self-update.json";
 
-  agentJson = pkgs.writeText "lockstep-agent.json" (builtins.toJSON (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; }));
+  # selfCheck: the agent compares itself with the installed one (after a switch it restarts into
+  # it, exit 75); extraConfig may override it.
+  agentJson = pkgs.writeText "lockstep-agent.json" (builtins.toJSON (lockstep.recursiveMerge { selfCheck.path = "/run/current-system/sw/bin/lockstep-agent"; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; })));
   selfUpdateJson = pkgs.writeText "lockstep-self-update.json" (builtins.toJSON (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; }));
 
   # git for the checkout, nix for builds, ssh for deploy keys, systemctl/shutdown for health and

@@ -116,6 +116,12 @@ describe("services.lockstep-agent (NixOS)", () => {
     expect(agent.broker.username).toBeUndefined(); // the agent defaults it to the host id
   });
 
+  it("points the agent's selfCheck at the installed agent, so it restarts into a new one after a switch", () => {
+    const agent = parseAgentConfig(JSON.parse(h.config.environment.etc["lockstep/agent.json"].source.text));
+    expect(agent.selfCheck.path).toBe("/run/current-system/sw/bin/lockstep-agent");
+    expect(agent.restartAfterSwitch).toBe("if-changed");
+  });
+
   it("writes a self-update config the self-update accepts", () => {
     const su = parseSelfUpdateConfig(JSON.parse(h.config.environment.etc["lockstep/self-update.json"].source.text));
     expect(su).toMatchObject({
@@ -230,6 +236,11 @@ describe("services.lockstep-agent (nix-darwin)", () => {
     expect(agent).toMatchObject({ host: "macmini", os: { kind: "darwin" } });
   });
 
+  it("points the agent's selfCheck at the stable path launchd starts", () => {
+    const agent = parseAgentConfig(JSON.parse(h.config.environment.etc["lockstep/agent.json"].source.text));
+    expect(agent.selfCheck.path).toBe(h.config.launchd.daemons["lockstep-agent"].serviceConfig.ProgramArguments[0]);
+  });
+
   it("asks for hostName when nix-darwin has no networking.hostName", () => {
     const unnamed = harness("darwin-agent.nix", "lockstep-agent", agentBase, { hostConfig: { networking: { hostName: null } } });
     expect(unnamed.config.assertions.filter((a: { assertion: boolean }) => !a.assertion).map((a: { message: string }) => a.message)).toEqual([expect.stringContaining('hostName "" is not a valid host id')]);
@@ -255,6 +266,13 @@ describe("services.lockstep-agent (Home Manager)", () => {
     const su = parseSelfUpdateConfig(JSON.parse(h.config.xdg.configFile["lockstep/self-update.json"].text));
     expect(su).toMatchObject({ profile: "home-manager", systemProfile: "/home/alice/.local/state/nix/profiles/home-manager", reboot: { enabled: false } });
     expect(su.nextRunArgv).toEqual(["systemctl", "--user", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"]);
+  });
+
+  it("points the agent's selfCheck at the user's profile, overridable through extraConfig", () => {
+    const h = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-laptop" });
+    expect(parseAgentConfig(JSON.parse(h.config.xdg.configFile["lockstep/agent.json"].text)).selfCheck.path).toBe("/home/alice/.nix-profile/bin/lockstep-agent");
+    const own = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-laptop", extraConfig: { selfCheck: { path: "/opt/agent" } } });
+    expect(parseAgentConfig(JSON.parse(own.config.xdg.configFile["lockstep/agent.json"].text)).selfCheck.path).toBe("/opt/agent");
   });
 
   it("uses launchd agents on macOS", () => {
