@@ -1065,27 +1065,41 @@ export class Agent extends EventEmitter<AgentEvents> {
       void (async () => {
         await this.followRunner(job, rec, undefined, false);
         if (this.stopping) return;
-        this.finishActivation(job, rec);
-        this.current = undefined;
+        // This agent started before the activation finished: it may be the old one now.
+        const restartWhy = await this.finishActivation(job, rec, true);
         endJob();
+        if (restartWhy && !this.stopping) return this.restartAfterActivation(job, restartWhy);
+        this.current = undefined;
         await this.remeasure();
       })();
       return;
     }
     const job: RunningJob = { id: rec.id, op: rec.op, reporter, touches: new Set(), cancelled: false, cancel: () => undefined, finished: Promise.resolve() };
-    this.finishActivation(job, rec);
+    void this.finishActivation(job, rec);
   }
 
-  private finishActivation(job: RunningJob, rec: InflightJob): void {
+  /**
+   * Report an activation left by the previous agent process. With `mayRestart` (this process
+   * started while the activation still ran) a success may call for a restart into the installed
+   * agent: then the reason is returned and the caller restarts (the in-flight record stays until then).
+   */
+  private async finishActivation(job: RunningJob, rec: InflightJob, mayRestart = false): Promise<string | undefined> {
+    let restartWhy: string | undefined;
     try {
       const { state, ...rest } = this.activationOutcome(rec);
+      if (mayRestart && state === "succeeded" && !job.cancelled) {
+        restartWhy = await this.restartReason();
+        if (restartWhy) rest.summary = `${rest.summary}; restarting the agent (${restartWhy})`;
+      }
       job.reporter.set(job.cancelled ? "cancelled" : state, rest);
     } catch (e) {
       if (e instanceof InterruptedJob) job.reporter.set("interrupted", { summary: e.message, ...e.generations });
       else job.reporter.set("failed", { summary: (e as Error).message, error: (e as Error).message });
     }
+    if (restartWhy && !job.cancelled) return restartWhy;
     this.inflight.clear();
     this.jobFinished(job.reporter.state);
+    return undefined;
   }
 }
 

@@ -122,6 +122,30 @@ describe(`lockstep-agent lifecycle on ${BROKER_KINDS[0]}`, () => {
     expect(fleet.agentProcess("echo").starts).toBe(3);
   });
 
+  it("an agent restarted mid-switch follows it and then restarts into the agent the switch installed", { timeout: 90_000 }, async () => {
+    const slow = fleet.repo.setBuildDelay("echo", 5);
+    await fleet.publishExpected(fleet.expectedAt(slow));
+    expect((await fleet.runCommand("echo", "pull", { commit: slow })).state).toBe("succeeded");
+    const sw = fleet.command("switch", { commit: slow });
+    await fleet.sendCommand("echo", sw);
+    const inflightFile = join(fleet.paths("echo").stateDir, "inflight-job.json");
+    await fleet.until(() => existsSync(inflightFile) && /"runnerPid"/.test(readFileSync(inflightFile, "utf8")), 15_000, "the runner to start");
+    await fleet.killAgent("echo", "SIGKILL");
+    await fleet.startAgent("echo"); // still 9.9.10, like a crash-restart in the middle of a switch
+    const starts = fleet.agentProcess("echo").starts;
+    // The activation installs 9.9.11.
+    setInstalled("9.9.11");
+    fleet.setAgentEnv("echo", { LOCKSTEP_AGENT_VERSION_OVERRIDE: "9.9.11" });
+    const done = await fleet.waitForJob("echo", sw.id, { timeoutMs: 60_000 });
+    expect(done.state, done.summary).toBe("succeeded");
+    expect(done.summary).toMatch(/; restarting the agent \(running 9\.9\.10 but 9\.9\.11 is installed\)$/);
+    await fleet.until(() => fleet.agentProcess("echo").starts === starts + 1, 30_000, "echo's agent to be restarted");
+    expect(fleet.agentProcess("echo").exits.at(-1)?.code).toBe(75);
+    await fleet.waitFor("echo", "agent", (c) => c.status === "ok" && c.summary === "agent 9.9.11");
+    expect(existsSync(inflightFile)).toBe(false);
+    expect(fleet.job("echo", sw.id)?.state).toBe("succeeded");
+  });
+
   it("keeps only the newest keepJobs retained job topics, across an agent restart", { timeout: 60_000 }, async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
