@@ -3,7 +3,9 @@
  * (real agent processes from dist/: run `npx tsc -p .` first). One broker kind (the first of
  * BROKER_KINDS) keeps it lean; agent-fleet.test.ts covers the broker matrix.
  *   echo: restart into the installed agent after a switch; stale agent shown; restart command fixes it
- *   foxtrot: old retained job topics cleared (keepJobs 3), a pull refused on a dirty checkout
+ *   foxtrot: old retained job topics cleared (keepJobs 3), a pull refused on a dirty checkout,
+ *            restartAfterSwitch "always" (no selfCheck)
+ *   golf: restartAfterSwitch "never" with another agent installed
  *
  * The "installed agent" of echo is a script in its state dir that prints a version (selfCheck.path);
  * LOCKSTEP_AGENT_VERSION_OVERRIDE makes the restarted process that version.
@@ -39,14 +41,18 @@ describe(`lockstep-agent lifecycle on ${BROKER_KINDS[0]}`, () => {
     mkdirSync(echoState, { recursive: true });
     installedScript = join(echoState, "installed-agent");
     setInstalled(AGENT_VERSION);
+    const golfState = join(root, "hosts", "golf", "state");
+    mkdirSync(golfState, { recursive: true });
+    writeFileSync(join(golfState, "installed-agent"), "#!/bin/sh\necho 0.0.1-other\n", { mode: 0o755 });
     fleet = await TestFleet.create({
       root,
-      hosts: ["echo", "foxtrot"],
+      hosts: ["echo", "foxtrot", "golf"],
       broker,
       logLevel: "debug",
       hostOptions: {
         echo: { extraConfig: { selfCheck: { path: installedScript, timeoutSeconds: 10 } } },
-        foxtrot: { extraConfig: { keepJobs: 3 } },
+        foxtrot: { extraConfig: { keepJobs: 3, restartAfterSwitch: "always" } },
+        golf: { extraConfig: { selfCheck: { path: join(golfState, "installed-agent") }, restartAfterSwitch: "never" } },
       },
     });
     expect(fleet.paths("echo").stateDir).toBe(echoState);
@@ -178,6 +184,26 @@ describe(`lockstep-agent lifecycle on ${BROKER_KINDS[0]}`, () => {
     writeFileSync(join(checkout, "untracked.txt"), "not part of the checkout\n");
     const pulled = await fleet.runCommand("foxtrot", "pull", { commit: fleet.repo.head() });
     expect(pulled.state, pulled.summary).toBe("succeeded");
+  });
+
+  it("restartAfterSwitch: always restarts without a selfCheck, never keeps a stale agent running (and says so)", { timeout: 90_000 }, async () => {
+    const head = fleet.repo.head();
+    const [always, never] = await Promise.all(
+      ["foxtrot", "golf"].map(async (host) => {
+        expect((await fleet.runCommand(host, "pull", { commit: head })).state).toBe("succeeded");
+        return fleet.runCommand(host, "switch", { commit: head }, { timeoutMs: 60_000 });
+      }),
+    );
+    expect(always!.state, always!.summary).toBe("succeeded");
+    expect(always!.summary).toMatch(/; restarting the agent \(restartAfterSwitch is always\)$/);
+    await fleet.until(() => fleet.agentProcess("foxtrot").exits.at(-1)?.code === 75 && fleet.isAgentRunning("foxtrot"), 30_000, "foxtrot to restart");
+    await fleet.waitForAvailability("foxtrot", "online");
+
+    expect(never!.state, never!.summary).toBe("succeeded");
+    expect(never!.summary).not.toMatch(/restarting/);
+    const stale = await fleet.waitFor("golf", "agent", (c) => c.status === "failed");
+    expect(stale.summary).toBe(`running ${AGENT_VERSION} but 0.0.1-other is installed: restart the agent`);
+    expect(fleet.agentProcess("golf")).toMatchObject({ starts: 1, exits: [] });
   });
 
   /** The job ids a new subscriber gets as retained, non-empty messages on jobs/+. */
