@@ -23,6 +23,7 @@ import { TestFleet, type FleetHostOptions } from "../fleet/fleet.js";
 import { startLocalGitHub, type LocalGitHub } from "../github/server.js";
 import { startHubProcess, type HubProcess } from "./hub-process.js";
 
+/** The operator account the world creates (tests log in with it; the demo prints it). */
 export const OPERATOR = { name: "operator", password: "operator-password-for-tests" };
 const TOKEN = "ghp_LockstepWorldToken0123456789abcdef";
 const WEBHOOK_SECRET = "lockstep-world-webhook-secret";

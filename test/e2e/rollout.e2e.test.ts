@@ -105,12 +105,18 @@ describe("end to end: hub + GitHub + real agents", () => {
 
   // A switch restarts the agent: start each test with every agent back online.
   beforeEach(async () => {
-    for (const h of HOSTS) await world.fleet.waitForAvailability(h, "online", 30_000);
+    for (const h of HOSTS) {
+      await world.fleet.waitForAvailability(h, "online", 30_000).catch((err: Error) => {
+        throw new Error(`${err.message}; fleet view: ${JSON.stringify([...world.fleet.availability])}; availability messages seen: ${JSON.stringify(world.availabilityLog.slice(-40).map((a) => `${a.at.slice(14, 23)} ${a.host} ${a.value}${a.retain ? " R" : ""}`))}`);
+      });
+    }
   }, 90_000);
 
   afterAll(async () => {
     await world?.stop();
-    if (root) rmSync(root, { recursive: true, force: true });
+    // LOCKSTEP_KEEP_E2E=1 keeps the agents' logs and repos for a look after a failure.
+    if (root && !process.env.LOCKSTEP_KEEP_E2E) rmSync(root, { recursive: true, force: true });
+    else if (root) console.log(`e2e files kept in ${root}`);
   });
 
   it("merges the pending update PR and deploys exactly the merge commit to every host", async () => {
