@@ -177,12 +177,12 @@ async function main(): Promise<number> {
     say("");
     say("Bootstrapping: every host pulls, switches to and tests the current head...");
     await world.fleet.bootstrap();
-    for (const h of HOSTS) await world.fleet.waitForAvailability(h, "online", 30_000);
+    for (const h of HOSTS) await world.waitForAvailability(h, "online", 30_000);
     say("  all three hosts are green.");
 
     let ok = true;
     if (!args.once) ok = (await happyPath(world)) && ok;
-    for (const h of HOSTS) await world.fleet.waitForAvailability(h, "online", 30_000);
+    for (const h of HOSTS) await world.waitForAvailability(h, "online", 30_000);
     ok = (await failingUpdate(world, args.once ? 1 : 2)) && ok;
     say(ok ? "The demo went as described." : "Something did not go as described: see above.");
     if (args.once) {

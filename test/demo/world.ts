@@ -76,6 +76,8 @@ export class LockstepWorld {
   readonly rollouts = new Map<string, RolloutProgress>();
   /** Every availability message seen (host, value, time): explains "offline" surprises in failures. */
   readonly availabilityLog: Array<{ host: string; value: string; at: string; retain: boolean }> = [];
+  /** Latest availability per host as this world's own client sees it. */
+  readonly availability = new Map<string, string>();
   private readonly rolloutListeners = new Set<() => void>();
 
   private constructor(
@@ -150,7 +152,12 @@ export class LockstepWorld {
 
   private onMessage(topic: string, payload: Buffer, retain: boolean): void {
     const t = this.topics.parse(topic);
-    if (t?.kind === "availability") this.availabilityLog.push({ host: t.host, value: payload.toString(), at: new Date().toISOString(), retain });
+    if (t?.kind === "availability") {
+      this.availabilityLog.push({ host: t.host, value: payload.toString(), at: new Date().toISOString(), retain });
+      this.availability.set(t.host, payload.toString());
+      for (const l of this.rolloutListeners) l();
+      return;
+    }
     if (t?.kind !== "rollout") return;
     const d = decodeJson(RolloutProgress, payload);
     if (!d.ok) return;
@@ -208,6 +215,29 @@ export class LockstepWorld {
       const timer = setTimeout(() => {
         cleanup();
         reject(new Error(`rollout ${id}: timed out after ${timeoutMs} ms; last progress: ${JSON.stringify(this.rollouts.get(id) ?? null)}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.rolloutListeners.delete(check);
+      };
+      this.rolloutListeners.add(check);
+      check();
+    });
+  }
+
+  /** Resolve once this world's client (fresh retained state included) sees the host online/offline. */
+  waitForAvailability(host: string, value: "online" | "offline", timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.availability.get(host) === value) {
+          cleanup();
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        const seen = this.availabilityLog.filter((a) => a.host === host).slice(-6);
+        reject(new Error(`${host}: not ${value} after ${timeoutMs} ms; last availability messages: ${JSON.stringify(seen)}`));
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
