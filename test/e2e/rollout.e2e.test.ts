@@ -120,17 +120,18 @@ describe("end to end: hub + GitHub + real agents", () => {
     const before = Object.fromEntries(HOSTS.map((h) => [h, world.fleet.generation(h).generation!]));
     const pr = await world.openLockUpdatePr();
 
-    // Detection: the API shows the PR with its lock diff, and every host's Lock compartment says "pending".
+    // Detection, triggered by GitHub's signed webhook (flow 3): every host's Lock compartment says "pending".
+    for (const h of HOSTS) {
+      const lock = await world.fleet.waitFor(h, "lock", (c) => c.summary.startsWith(`update PR #${pr.number} pending`), 15_000);
+      expect(lock.status).toBe("outdated");
+    }
+    // The API shows the PR with its lock diff.
     const check = await world.api("POST", "/api/flake-updates/check", {});
     expect(check.status).toBe(200);
     const pending = (check.body as { pending: { number: number; headSha: string; lockDiff: { updated: Array<{ input: string }> } } }).pending;
     expect(pending.number).toBe(pr.number);
     expect(pending.headSha).toBe(pr.headSha);
     expect(pending.lockDiff.updated.map((c) => c.input)).toContain("nixpkgs");
-    for (const h of HOSTS) {
-      const lock = await world.fleet.waitFor(h, "lock", (c) => c.summary.startsWith(`update PR #${pr.number} pending`), 20_000);
-      expect(lock.status).toBe("outdated");
-    }
 
     const res = await world.api("POST", "/api/flake-updates/merge-and-deploy", { pr_number: pr.number });
     expect(res.status, JSON.stringify(res.body)).toBe(202);
@@ -276,9 +277,20 @@ describe("end to end: hub + GitHub + real agents", () => {
     }
   }, 300_000);
 
+  it("refuses webhook deliveries without a valid signature (no password needed, the signature is the check)", async () => {
+    const url = `${world.hub.baseUrl}/api/github/webhook`;
+    const body = JSON.stringify({ zen: "hello", hook_id: 1 });
+    const headers = { "content-type": "application/json", "x-github-event": "ping", "x-github-delivery": "d-1" };
+    const unsigned = await fetch(url, { method: "POST", headers, body });
+    expect(unsigned.status).toBe(401);
+    expect(((await unsigned.json()) as { error: string }).error).toMatch(/X-Hub-Signature-256/);
+    const forged = await fetch(url, { method: "POST", headers: { ...headers, "x-hub-signature-256": `sha256=${"0".repeat(64)}` }, body });
+    expect(forged.status).toBe(401);
+  });
+
   it("automatic mode merges only once CI is green and the PR is old enough", async () => {
     const DELAY_S = 30;
-    await world.restartHub({ LOCKSTEP_MERGE_DELAY_MINUTES: String(DELAY_S / 60), LOCKSTEP_RECHECK_MINUTES: String(3 / 60) });
+    await world.restartHub({ LOCKSTEP_MERGE_DELAY_MINUTES: String(DELAY_S / 60), LOCKSTEP_RECHECK_MINUTES: String(3 / 60), LOCKSTEP_BUILDER_HOST: "alpha" });
     const pr = await world.openLockUpdatePr();
     const openedAt = Date.parse(world.github.pullRequest(pr.number).createdAt);
     world.github.setStatus(pr.headSha, "pending", "ci/build");
@@ -307,5 +319,21 @@ describe("end to end: hub + GitHub + real agents", () => {
     );
     expect(done.title).toContain(merged.mergeCommitSha!.slice(0, 8));
     for (const h of HOSTS) expect(world.fleet.checkoutHead(h)).toBe(merged.mergeCommitSha);
+  }, 300_000);
+
+  it("host-driven update: the builder host runs nix flake update and pushes, the fleet deploys exactly that commit", async () => {
+    // The hub runs with LOCKSTEP_BUILDER_HOST=alpha since the previous test's restart.
+    world.fleet.repo.bumpInput("tools");
+    const headBefore = world.fleet.repo.head();
+    const rolloutsBefore = new Set(world.rollouts.keys());
+    await world.pressInject("lockstep-hd-run-now");
+    const pushed = await world.fleet.until(() => world.fleet.repo.head() !== headBefore && world.fleet.repo.head(), 60_000, "the builder's push");
+    expect(parents(world, pushed)).toEqual([headBefore]);
+    expect(world.fleet.repo.show(pushed, "flake.lock")).not.toBe(world.fleet.repo.show(headBefore, "flake.lock"));
+    const started = await world.fleet.until(() => [...world.rollouts.values()].find((p) => !rolloutsBefore.has(p.id)), 30_000, "the host-driven rollout");
+    expect(started.commit).toBe(pushed);
+    const final = await world.waitForRolloutEnd(started.id, 240_000);
+    expect(final.state, JSON.stringify(final, null, 1)).toBe("completed");
+    for (const h of HOSTS) expect(world.fleet.checkoutHead(h)).toBe(pushed);
   }, 300_000);
 });
