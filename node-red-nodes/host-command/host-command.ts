@@ -37,7 +37,7 @@ export = function register(RED: NodeAPI): void {
       if (!connection) throw new ConfigError(fleetNode?.configError ?? "no fleet connection", "select a lockstep-fleet node");
       const host = parseMessageField(HostId, msg.host ?? configuredHost, "host (msg.host or the node's Host)");
       const op = parseMessageField(CommandOp, msg.op ?? configuredOp, `op (one of ${COMMAND_OPS.join(", ")})`);
-      const argsInput = msg.args ?? (typeof msg.payload === "object" && msg.payload !== null && !Array.isArray(msg.payload) ? msg.payload : {});
+      const argsInput = msg.args ?? {};
       // Validate the arguments for this op here, so a typo fails before anything is sent.
       const args = parseMessageField(CommandArgs[op] as z.ZodType, argsInput, `arguments for ${op} (msg.args)`);
       const timeoutMs = (optionalNumber(msg.timeout) ?? timeoutS) * 1000;
