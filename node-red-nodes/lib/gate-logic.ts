@@ -69,6 +69,11 @@ export function gateConfigFromDef(def: Record<string, unknown>): GateConfig {
     timeZone: optionalString(def.timeZone) ?? "UTC",
   });
   if (!parsed.success) throw new ConfigError(`maintenance window is invalid: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: parsed.data.timeZone });
+  } catch {
+    throw new ConfigError(`unknown time zone "${parsed.data.timeZone}"`, "use an IANA name such as Europe/Berlin or UTC");
+  }
   return { window: parsed.data, hold };
 }
 

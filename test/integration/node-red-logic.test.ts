@@ -1,0 +1,112 @@
+/**
+ * The plain logic under the Node-RED nodes, without Node-RED: the gate's decision and its editor
+ * fields, how the deploy node layers a RolloutSpec, and how the shipped flows are merged.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { mergeShippedFlows } from "../../hub/node-red.js";
+import { mergeSpecLayers, specFromNodeConfig } from "../../node-red-nodes/lib/deploy-spec.js";
+import { decideGate, gateConfigFromDef } from "../../node-red-nodes/lib/gate-logic.js";
+import { parseRolloutSpec } from "../../rollout/spec.js";
+
+const SAT_0300_UTC = new Date("2026-11-21T03:00:00Z"); // a Saturday
+const SAT_1200_UTC = new Date("2026-11-21T12:00:00Z");
+
+describe("gate", () => {
+  const config = gateConfigFromDef({ days: "sat,sun", start: "02:00", end: "05:00", timeZone: "UTC", hold: "beta, gamma" });
+
+  it("passes inside the window and holds back outside it, saying which window", () => {
+    expect(decideGate(config, {}, SAT_0300_UTC)).toEqual({ pass: true, held: [] });
+    expect(decideGate(config, {}, SAT_1200_UTC)).toEqual({ pass: false, reason: "outside the maintenance window (sat,sun 02:00-05:00 UTC)", held: [] });
+  });
+
+  it("evaluates the window in its own time zone", () => {
+    const berlin = gateConfigFromDef({ start: "02:00", end: "05:00", timeZone: "Europe/Berlin" });
+    // 03:00 UTC is 04:00 in Berlin (winter): inside; 04:30 UTC is 05:30 there: outside.
+    expect(decideGate(berlin, {}, SAT_0300_UTC).pass).toBe(true);
+    expect(decideGate(berlin, {}, new Date("2026-11-21T04:30:00Z")).pass).toBe(false);
+  });
+
+  it("holds back a held host and removes held hosts from a list, with reasons", () => {
+    expect(decideGate(config, { host: "beta" }, SAT_0300_UTC)).toMatchObject({ pass: false, reason: "beta is on the gate's hold list" });
+    const fleetHeld = new Map([["delta", "disk replacement"]]);
+    expect(decideGate(config, { hosts: ["alpha", "beta", "delta"], heldByFleet: fleetHeld }, SAT_0300_UTC)).toEqual({
+      pass: true,
+      hosts: ["alpha"],
+      held: [
+        { host: "beta", reason: "beta is on the gate's hold list" },
+        { host: "delta", reason: "delta is held: disk replacement" },
+      ],
+    });
+    expect(decideGate(config, { hosts: ["beta", "gamma"] }, SAT_0300_UTC)).toMatchObject({ pass: false, reason: "every host in msg.hosts is held" });
+  });
+
+  it("rejects bad editor fields with the field named", () => {
+    expect(() => gateConfigFromDef({ start: "25:00", end: "05:00" })).toThrow(/maintenance window is invalid: start/);
+    expect(() => gateConfigFromDef({ hold: "Alpha!" })).toThrow(/hold list: "Alpha!" is not a host id/);
+    expect(() => gateConfigFromDef({ start: "02:00", end: "03:00", timeZone: "Mars/Olympus" })).toThrow(/unknown time zone "Mars\/Olympus"/);
+  });
+});
+
+describe("deploy spec layers", () => {
+  const commit = "c".repeat(40);
+
+  it("reads the editor's strings into a partial spec and leaves blank fields out", () => {
+    expect(specFromNodeConfig({ canary: "", soak: "", waves: "", onFailure: "", revertOnFailure: "" })).toEqual({});
+    expect(
+      specFromNodeConfig({ canary: "alpha, beta", soak: "90", waves: "25%", parallelism: "3", failureBudget: "1", onFailure: "rollback-all", revertOnFailure: "true", offline: "queue", offlineMinutes: "60" }),
+    ).toEqual({
+      strategy: { canary: ["alpha", "beta"], soakMs: 90_000, waves: { percent: 25 }, parallelism: 3 },
+      failureBudget: { count: 1 },
+      onFailure: "rollback-all",
+      revertOnFailure: true,
+      offline: { queue: 3_600_000 },
+    });
+    expect(specFromNodeConfig({ canary: "0", waves: "2" })).toEqual({ strategy: { canary: 0, waves: { size: 2 } } });
+    expect(() => specFromNodeConfig({ waves: "half" })).toThrow(/wave size "half"/);
+  });
+
+  it("lets later layers win key by key, and the result passes the engine's own schema", () => {
+    const hub = { strategy: { soakMs: 300_000, parallelism: 5 }, onFailure: "halt" };
+    const node = specFromNodeConfig({ soak: "10" });
+    const msg = { strategy: { parallelism: 1 } };
+    const spec = parseRolloutSpec(mergeSpecLayers(hub, node, msg, { commit, selection: { hosts: ["alpha"] } }));
+    expect(spec.strategy.soakMs).toBe(10_000);
+    expect(spec.strategy.parallelism).toBe(1);
+    expect(spec.onFailure).toBe("halt");
+    expect(spec.selection).toEqual({ hosts: ["alpha"] });
+    expect(() => parseRolloutSpec(mergeSpecLayers({ onFailur: "halt" }, { commit }))).toThrow(/onFailur/);
+  });
+});
+
+describe("shipped flows", () => {
+  it("merge into one flow file; shared config nodes may repeat only unchanged", () => {
+    const flows = mergeShippedFlows(resolve(__dirname, "..", "..", "flows")) as Array<{ id: string; type: string }>;
+    const types = new Set(flows.map((n) => n.type));
+    for (const t of ["lockstep-fleet", "lockstep-github", "lockstep-schedule", "lockstep-pr-watch", "lockstep-pr-merge", "lockstep-deploy", "lockstep-rollback", "lockstep-webhook", "lockstep-host-command", "lockstep-gate"]) {
+      expect(types, t).toContain(t);
+    }
+    expect(new Set(flows.map((n) => n.id)).size).toBe(flows.length);
+
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-flows-"));
+    try {
+      writeFileSync(join(dir, "a.json"), JSON.stringify([{ id: "x", type: "lockstep-fleet", name: "one" }]));
+      writeFileSync(join(dir, "b.json"), JSON.stringify([{ id: "x", type: "lockstep-fleet", name: "one" }]));
+      expect(mergeShippedFlows(dir)).toHaveLength(1);
+      writeFileSync(join(dir, "c.json"), JSON.stringify([{ id: "x", type: "lockstep-fleet", name: "two" }]));
+      expect(() => mergeShippedFlows(dir)).toThrow(/node x twice with different content/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("every flow node is wired to nodes that exist", () => {
+    const flows = mergeShippedFlows(resolve(__dirname, "..", "..", "flows")) as Array<{ id: string; wires?: string[][]; links?: string[] }>;
+    const ids = new Set(flows.map((n) => n.id));
+    for (const n of flows) {
+      for (const target of [...(n.wires ?? []).flat(), ...(n.links ?? [])]) expect(ids.has(target), `${n.id} → ${target}`).toBe(true);
+    }
+  });
+});
