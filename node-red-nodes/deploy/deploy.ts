@@ -64,9 +64,22 @@ export = function register(RED: NodeAPI): void {
       node.error(err);
     }
 
-    // Rollouts this node started, with the message context their events carry.
+    // Rollouts this node started, with the message context their events carry; after a restart,
+    // the ones still unfinished (they resume) are picked up again from the fleet's state dir.
     const mine = new Map<string, NodeMessage>();
-    const events = fleetNode?.connection?.rollouts.events;
+    const connection0 = fleetNode?.connection;
+    for (const { rolloutId, context: ctx } of connection0?.startersFor(node.id) ?? []) mine.set(rolloutId, ctx);
+    const events = connection0?.rollouts.events;
+    // Entries for rollouts that ended while nobody listened (e.g. a crash right at the end) are dropped.
+    void connection0?.ready.then(async () => {
+      for (const id of [...mine.keys()]) {
+        const p = await connection0.rollouts.get(id).catch(() => undefined);
+        if (!connection0.rollouts.isRunning(id) && (!p || p.finishedAt)) {
+          mine.delete(id);
+          connection0.forgetStarter(id);
+        }
+      }
+    });
     const onProgress = (p: RolloutProgress) => {
       const ctx = mine.get(p.id);
       if (!ctx) return;
@@ -77,6 +90,7 @@ export = function register(RED: NodeAPI): void {
       const ctx = mine.get(p.id);
       if (!ctx) return;
       mine.delete(p.id);
+      connection0?.forgetStarter(p.id);
       node.status(p.state === "completed" ? status.ok(summary(p)) : status.failed(summary(p)));
       node.send([null, { ...ctx, topic: p.state, rolloutId: p.id, payload: p }]);
     };
@@ -101,6 +115,7 @@ export = function register(RED: NodeAPI): void {
 
       const id = connection.rollouts.start(spec, requester(msg, node));
       mine.set(id, context(msg));
+      connection.rememberStarter(id, node.id, context(msg));
       msg.rolloutId = id;
       msg.topic = "started";
       msg.payload = { rolloutId: id, commit, selection: spec.selection };

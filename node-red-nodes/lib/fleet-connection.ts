@@ -4,6 +4,8 @@
  * is kept in a directory, so a restarted Node-RED resumes or honestly closes unfinished rollouts.
  */
 import { EventEmitter } from "node:events";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { Topics } from "../../protocol/topics.js";
@@ -83,6 +85,56 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
 
   get stateDetail(): string | undefined {
     return this.detail;
+  }
+
+  /**
+   * Which deploy node started which running rollout, with the message fields its events carry:
+   * kept in a file next to the rollout records, so after a restart the deploy node still reports
+   * the progress and outcome of the rollouts that resume (the weekly flow's notification).
+   */
+  rememberStarter(rolloutId: string, nodeId: string, context: Record<string, unknown>): void {
+    const all = this.readStarters();
+    let ctx: Record<string, unknown> = {};
+    try {
+      ctx = JSON.parse(JSON.stringify(context)) as Record<string, unknown>;
+    } catch {
+      // not serialisable: the outcome message carries the rollout only
+    }
+    all[rolloutId] = { nodeId, context: ctx, at: new Date().toISOString() };
+    this.writeStarters(all);
+  }
+
+  forgetStarter(rolloutId: string): void {
+    const all = this.readStarters();
+    if (!(rolloutId in all)) return;
+    delete all[rolloutId];
+    this.writeStarters(all);
+  }
+
+  /** Rollouts a deploy node started and that had not ended when it last ran. */
+  startersFor(nodeId: string): Array<{ rolloutId: string; context: Record<string, unknown> }> {
+    return Object.entries(this.readStarters())
+      .filter(([, v]) => v.nodeId === nodeId)
+      .map(([rolloutId, v]) => ({ rolloutId, context: v.context }));
+  }
+
+  private get startersFile(): string {
+    return join(this.opts.stateDir, "deploy-nodes.json");
+  }
+
+  private readStarters(): Record<string, { nodeId: string; context: Record<string, unknown>; at: string }> {
+    try {
+      return JSON.parse(readFileSync(this.startersFile, "utf8")) as Record<string, { nodeId: string; context: Record<string, unknown>; at: string }>;
+    } catch {
+      return {};
+    }
+  }
+
+  private writeStarters(all: Record<string, unknown>): void {
+    mkdirSync(this.opts.stateDir, { recursive: true });
+    const tmp = `${this.startersFile}.tmp`;
+    writeFileSync(tmp, JSON.stringify(all));
+    renameSync(tmp, this.startersFile);
   }
 
   /** Hosts whose agents report `hold`, with the reason they gave. */

@@ -275,6 +275,8 @@ describe("end to end: hub + GitHub + real agents", () => {
     if (final.state === "completed") {
       for (const h of HOSTS) expect(world.fleet.checkoutHead(h)).toBe(commit);
     }
+    // The deploy node that started it reports the outcome even though the hub restarted in between.
+    await world.fleet.until(() => world.notifications.find((n) => n.title.includes(jobId)), 15_000, "the outcome notification after the restart");
   }, 300_000);
 
   it("refuses webhook deliveries without a valid signature (no password needed, the signature is the check)", async () => {
