@@ -257,6 +257,9 @@ export class Agent extends EventEmitter<AgentEvents> {
           { topic: this.topics.commands(c.host), qos: 1 },
           { topic: this.topics.expected(), qos: 1 },
           { topic: this.topics.hubAvailability(), qos: 0 },
+          // Our own availability: a previous connection's "offline" (its will after a session
+          // takeover, or a slow clean stop) can land after our "online"; we answer it below.
+          { topic: this.topics.availability(c.host), qos: 1 },
         ].reduce<Record<string, { qos: 0 | 1 }>>((acc, s) => ((acc[s.topic] = { qos: s.qos as 0 | 1 }), acc), {}),
         (err, granted) => {
           if (err) this.log.error({ err: err.message }, "subscribe failed");
@@ -306,6 +309,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       void this.remeasure();
     } else if (parsed?.kind === "hubAvailability" && payload.toString() === "online") {
       void this.remeasure();
+    } else if (parsed?.kind === "availability" && parsed.host === this.host && payload.toString() === "offline" && !this.stopping && this.client?.connected) {
+      this.log.info("our availability reads offline while we are connected (an earlier connection's last word): publishing online again");
+      this.publish(this.topics.availability(this.host), "online", { qos: 1, retain: true });
     }
   }
 

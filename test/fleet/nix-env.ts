@@ -8,6 +8,9 @@ export const NIX_CONFIG_LINES = [
   "substituters =",
   "warn-dirty = false",
   "flake-registry = ",
+  // Agents of one test fleet evaluate the same flake at once; Nix 2.8's shared eval cache then
+  // sometimes answers "attribute 'packages.<system>.lockstepSystems' is unexpectedly missing".
+  "eval-cache = false",
 ];
 
 export function nixEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
