@@ -19,7 +19,7 @@ import mqtt from "mqtt";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RolloutHistoryEntry, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
 import { decodeJson } from "../../protocol/payload.js";
-import { LockstepWorld } from "../demo/world.js";
+import { LockstepWorld, OPERATOR } from "../demo/world.js";
 
 const HOSTS = ["alpha", "beta", "gamma"];
 const SOAK_MS = 3000;
@@ -57,7 +57,7 @@ function parents(world: LockstepWorld, sha: string): string[] {
 }
 
 async function readRetained<T>(world: LockstepWorld, topic: string, schema: { safeParse(v: unknown): { success: boolean; data?: T } }): Promise<T> {
-  const client = await mqtt.connectAsync(world.hub.mqttUrl, { username: "operator", password: "operator-password-for-tests", reconnectPeriod: 0 });
+  const client = await mqtt.connectAsync(world.hub.mqttUrl, { username: OPERATOR.name, password: OPERATOR.password, reconnectPeriod: 0 });
   try {
     const got = new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no retained message on ${topic}`)), 5000);
@@ -87,6 +87,7 @@ describe("end to end: hub + GitHub + real agents", () => {
       hosts: [...HOSTS, "delta"],
       hostOptions: { alpha: { priority: 1, canary: true }, beta: { priority: 2 }, gamma: { priority: 3 }, delta: { priority: 4, maintenanceWindow: closedWindow() } },
       hubConfig: {
+        homeAssistant: { enabled: true },
         rollout: {
           strategy: {
             soakMs: SOAK_MS,
@@ -125,6 +126,8 @@ describe("end to end: hub + GitHub + real agents", () => {
       const lock = await world.fleet.waitFor(h, "lock", (c) => c.summary.startsWith(`update PR #${pr.number} pending`), 15_000);
       expect(lock.status).toBe("outdated");
     }
+    // The webhook flow announces the new PR.
+    await world.fleet.until(() => world.notifications.find((n) => n.title === `Lock update PR #${pr.number} pending`), 10_000, "the new-PR notification");
     // The API shows the PR with its lock diff.
     const check = await world.api("POST", "/api/flake-updates/check", {});
     expect(check.status).toBe(200);
@@ -259,6 +262,27 @@ describe("end to end: hub + GitHub + real agents", () => {
       await world.fleet.startAgent("gamma");
     }
   }, 300_000);
+
+  it("Home Assistant's Install button deploys the fleet's head to that one host", async () => {
+    // After the previous test beta and gamma are behind the head alpha runs.
+    const head = world.fleet.repo.head();
+    expect(world.fleet.checkoutHead("beta")).not.toBe(head);
+    const known = new Set(world.rollouts.keys());
+    const ha = await mqtt.connectAsync(world.hub.mqttUrl, { username: OPERATOR.name, password: OPERATOR.password, reconnectPeriod: 0 });
+    try {
+      await ha.publishAsync(world.topics.actions("beta"), "install", { qos: 1 });
+    } finally {
+      await ha.endAsync();
+    }
+    const started = await world.fleet.until(() => [...world.rollouts.values()].find((p) => !known.has(p.id)), 20_000, "the install rollout");
+    expect(started.commit).toBe(head);
+    expect(started.requestedBy).toBe("home-assistant");
+    const final = await world.waitForRolloutEnd(started.id, 120_000);
+    expect(final.state, JSON.stringify(final, null, 1)).toBe("completed");
+    expect(Object.values(final.hosts).filter((h) => h.state !== "skipped").map((h) => h.host)).toEqual(["beta"]);
+    expect(world.fleet.checkoutHead("beta")).toBe(head);
+    expect(world.fleet.checkoutHead("gamma")).not.toBe(head);
+  }, 180_000);
 
   it("resumes a rollout after a hub restart in its middle without running any step twice", async () => {
     const pr = await world.openLockUpdatePr();
