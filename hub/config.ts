@@ -45,6 +45,11 @@ export const HubSettingsSchema = z.strictObject({
     .default({ host: "0.0.0.0", port: 1880 }),
   /** Public base URL of the hub when behind a proxy (used in printed URLs and notifications). */
   publicUrl: z.string().url().optional(),
+  /**
+   * MQTT over WebSocket URL the fleet page's browsers use. Default: the hub's own /mqtt (embedded
+   * broker), or the external broker's URL when that is a ws:// or wss:// URL.
+   */
+  pageMqttUrl: z.string().regex(/^wss?:\/\/\S+$/, "expected a ws:// or wss:// URL").optional(),
   github: GitHubSettings.optional(),
   notify: z.strictObject({ appriseUrl: z.string().url().optional() }).default({}),
   automatic: AutomaticSettings.default(AutomaticSettings.parse({})),
@@ -72,6 +77,7 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_HTTP_HOST", path: ["http", "host"], kind: "string" },
   { env: "LOCKSTEP_HTTP_PORT", path: ["http", "port"], kind: "int" },
   { env: "LOCKSTEP_PUBLIC_URL", path: ["publicUrl"], kind: "string" },
+  { env: "LOCKSTEP_PAGE_MQTT_URL", path: ["pageMqttUrl"], kind: "string" },
   { env: "LOCKSTEP_GITHUB_OWNER", path: ["github", "owner"], kind: "string" },
   { env: "LOCKSTEP_GITHUB_REPO", path: ["github", "repo"], kind: "repo" },
   { env: "LOCKSTEP_GITHUB_BRANCH", path: ["github", "baseBranch"], kind: "string" },

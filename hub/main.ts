@@ -169,7 +169,13 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       hubEvents,
     };
     nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users, log: log.child({ component: "node-red" }), lockstep });
-    const dashboard = createDashboardHandler({ prefix: config.broker.topicPrefix, mqttWsUrl: "/mqtt" });
+    // Embedded: the page connects to this server's /mqtt. External: to the broker's own WebSocket.
+    const externalWs = config.broker.external && /^wss?:/.test(config.broker.external.url) ? config.broker.external.url : undefined;
+    const pageMqttUrl = config.pageMqttUrl ?? externalWs;
+    if (config.broker.external && !pageMqttUrl) {
+      log.warn("external broker without a WebSocket URL: set pageMqttUrl (LOCKSTEP_PAGE_MQTT_URL) so the fleet page can connect");
+    }
+    const dashboard = createDashboardHandler({ prefix: config.broker.topicPrefix, ...(pageMqttUrl ? { mqttWsUrl: pageMqttUrl } : {}) });
     const api = nodeRed;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const express = require("express") as () => ExpressApp;
@@ -216,6 +222,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     print(`  HTTP API:          ${urls.api}`);
     print(`  MQTT:              ${urls.mqtt}${broker ? "" : " (external broker)"}`);
     if (broker) print(`  MQTT over WS:      ${urls.mqttWs}`);
+    else if (pageMqttUrl) print(`  page connects to: ${pageMqttUrl}`);
     print(`  data dir:          ${config.dataDir}`);
     return {
       config,

@@ -33,7 +33,8 @@ export interface HubProcess {
   child: ChildProcess;
   baseUrl: string;
   mqttUrl: string;
-  mqttWsUrl: string;
+  /** The hub's own MQTT over WebSocket (embedded broker only). */
+  mqttWsUrl?: string;
   /** Printed on first start only. */
   operatorPassword?: string;
   /** Everything printed so far. */
@@ -95,12 +96,13 @@ export async function startHubProcess(opts: HubProcessOptions): Promise<HubProce
     if (!m?.[1]) throw new Error(`hub output lacks ${re}:\n${out}`);
     return m[1];
   };
+  const wsUrl = /MQTT over WS:\s+(ws:\/\/\S+)/.exec(out)?.[1];
   const password = /created the operator "admin" with password (\S+)/.exec(out)?.[1];
   return {
     child,
     baseUrl: match(/fleet page:\s+(http:\/\/\S+?)\/?$/m),
     mqttUrl: match(/MQTT:\s+(mqtt:\/\/\S+)/),
-    mqttWsUrl: match(/MQTT over WS:\s+(ws:\/\/\S+)/),
+    ...(wsUrl ? { mqttWsUrl: wsUrl } : {}),
     ...(password ? { operatorPassword: password } : {}),
     output: () => out,
     async stop(signal: NodeJS.Signals = "SIGTERM") {

@@ -103,7 +103,8 @@ describe("lockstep hub process", () => {
   });
 
   it("speaks MQTT over WebSocket at /mqtt and announces itself on hub/availability", async () => {
-    const client = await mqtt.connectAsync(hub.mqttWsUrl, { username: viewer.name, password: viewer.password, reconnectPeriod: 0 });
+    expect(hub.mqttWsUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/mqtt$/);
+    const client = await mqtt.connectAsync(hub.mqttWsUrl!, { username: viewer.name, password: viewer.password, reconnectPeriod: 0 });
     try {
       const availability = new Promise<string>((resolve) => client.on("message", (_t, p) => resolve(p.toString())));
       await client.subscribeAsync("lockstep/v1/hub/availability");
