@@ -20,6 +20,7 @@ import { RolloutProgress, type RolloutStateName } from "../../protocol/schemas.j
 import { decodeJson } from "../../protocol/payload.js";
 import { Topics } from "../../protocol/topics.js";
 import { TestFleet, type FleetHostOptions } from "../fleet/fleet.js";
+import { startTestBroker, type TestBroker } from "../support/brokers.js";
 import { startLocalGitHub, type LocalGitHub } from "../github/server.js";
 import { startHubProcess, type HubProcess } from "./hub-process.js";
 
@@ -47,6 +48,11 @@ export interface LockstepWorldOptions {
   onHubLine?: (line: string, stream: "stdout" | "stderr") => void;
   /** Deliver GitHub webhooks to the hub (default true). */
   webhooks?: boolean;
+  /**
+   * "embedded" (default): the hub's own broker. "mosquitto": a real Mosquitto configured from
+   * Lockstep's credential store, which the hub uses as an external broker.
+   */
+  broker?: "embedded" | "mosquitto";
   agentLogLevel?: "debug" | "info" | "warn" | "error";
 }
 
@@ -90,6 +96,9 @@ export class LockstepWorld {
     readonly notifications: Notification[],
     private readonly receiver: Server,
     private readonly watcher: MqttClient,
+    /** MQTT credentials of an operator (to publish actions, read retained state). */
+    readonly mqttOperator: { username: string; password: string },
+    private readonly externalBroker?: TestBroker,
   ) {}
 
   static async create(opts: LockstepWorldOptions): Promise<LockstepWorld> {
@@ -106,7 +115,10 @@ export class LockstepWorld {
     const store = await CredentialStore.open(join(dataDir, "credentials.json"));
     await store.add(OPERATOR.name, "operator", OPERATOR.password);
     const issued = new Map<string, { username: string; password: string }>();
+    // MQTT users: in the hub's own store (embedded broker) or the external Mosquitto's.
+    const external = opts.broker === "mosquitto" ? await startTestBroker({ kind: "mosquitto", dataDir: join(opts.root, "mosquitto") }) : undefined;
     const credentials = async (role: "agent" | "hub" | "viewer" | "operator", name: string) => {
+      if (external) return external.credentials(role, name);
       const username = role === "agent" ? name : `${role}-${name}`;
       const known = issued.get(username);
       if (known) return known;
@@ -115,6 +127,12 @@ export class LockstepWorld {
       issued.set(username, c);
       return c;
     };
+    const brokerSection: Record<string, unknown> = {};
+    if (external) {
+      const hubCreds = await external.credentials("hub", "hub");
+      writeFileSync(join(dataDir, "broker-password"), hubCreds.password + "\n", { mode: 0o600 });
+      brokerSection.broker = { external: { url: external.url, username: hubCreds.username, passwordFile: join(dataDir, "broker-password") } };
+    }
 
     const configFile = join(dataDir, "hub-config.json");
     const config = {
@@ -129,6 +147,7 @@ export class LockstepWorld {
       },
       notify: { appriseUrl: receiver.url },
       homeAssistant: { enabled: false },
+      ...brokerSection,
       ...opts.hubConfig,
     };
     writeFileSync(configFile, JSON.stringify(config, null, 2));
@@ -144,7 +163,8 @@ export class LockstepWorld {
     });
     const watcherCreds = await credentials("viewer", "world");
     const watcher = await mqtt.connectAsync(hub.mqttUrl, { ...watcherCreds, reconnectPeriod: 500, protocolVersion: 4 });
-    const world = new LockstepWorld(opts, dataDir, configFile, github, hub, fleet, receiver.received, receiver.server, watcher);
+    const mqttOperator = external ? await credentials("operator", "world") : { username: OPERATOR.name, password: OPERATOR.password };
+    const world = new LockstepWorld(opts, dataDir, configFile, github, hub, fleet, receiver.received, receiver.server, watcher, mqttOperator, external);
     watcher.on("message", (topic, payload, packet) => world.onMessage(topic, payload, packet.retain));
     await watcher.subscribeAsync([world.topics.allRollouts(), world.topics.availability("+")], { qos: 1 });
     return world;
@@ -276,7 +296,12 @@ export class LockstepWorld {
     this.hub = await startHubProcess({
       dataDir: this.dataDir,
       configFile: this.configFile,
-      env: { ...opts.hubEnv, ...env, LOCKSTEP_MQTT_PORT: String(new URL(this.hub.mqttUrl).port), LOCKSTEP_HTTP_PORT: String(new URL(this.hub.baseUrl).port) },
+      env: {
+        ...opts.hubEnv,
+        ...env,
+        ...(this.externalBroker ? {} : { LOCKSTEP_MQTT_PORT: String(new URL(this.hub.mqttUrl).port) }),
+        LOCKSTEP_HTTP_PORT: String(new URL(this.hub.baseUrl).port),
+      },
       ...(opts.onHubLine ? { onLine: opts.onHubLine } : {}),
     });
   }
@@ -288,5 +313,6 @@ export class LockstepWorld {
     await this.github.stop().catch(() => undefined);
     this.receiver.closeAllConnections();
     await new Promise<void>((r) => this.receiver.close(() => r()));
+    await this.externalBroker?.stop().catch(() => undefined);
   }
 }

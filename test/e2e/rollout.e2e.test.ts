@@ -8,6 +8,10 @@
  *   3. a failing canary: the wave never starts
  *   4. offline and held hosts are left out with the reason recorded
  *   5. the hub restarts in the middle of a rollout: no step runs twice
+ *   ... and Home Assistant's Install, forged webhooks, automatic mode, the host-driven flow.
+ *
+ * It runs against the hub's embedded broker and against a real Mosquitto the hub uses as its
+ * external broker (LOCKSTEP_TEST_BROKERS chooses).
  *
  * Needs `npm run build` (agents and the hub run from dist/).
  */
@@ -19,7 +23,11 @@ import mqtt from "mqtt";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RolloutHistoryEntry, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
 import { decodeJson } from "../../protocol/payload.js";
-import { LockstepWorld, OPERATOR } from "../demo/world.js";
+import { LockstepWorld } from "../demo/world.js";
+import { BROKER_KINDS } from "../support/brokers.js";
+
+/** The suite runs once per broker kind (LOCKSTEP_TEST_BROKERS=aedes|mosquitto|aedes,mosquitto): the hub's embedded one, and a real Mosquitto as its external broker. */
+const WORLD_BROKERS = BROKER_KINDS.map((k) => (k === "aedes" ? "embedded" : "mosquitto") as "embedded" | "mosquitto");
 
 const HOSTS = ["alpha", "beta", "gamma"];
 const SOAK_MS = 3000;
@@ -57,7 +65,7 @@ function parents(world: LockstepWorld, sha: string): string[] {
 }
 
 async function readRetained<T>(world: LockstepWorld, topic: string, schema: { safeParse(v: unknown): { success: boolean; data?: T } }): Promise<T> {
-  const client = await mqtt.connectAsync(world.hub.mqttUrl, { username: OPERATOR.name, password: OPERATOR.password, reconnectPeriod: 0 });
+  const client = await mqtt.connectAsync(world.hub.mqttUrl, { ...world.mqttOperator, reconnectPeriod: 0 });
   try {
     const got = new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no retained message on ${topic}`)), 5000);
@@ -75,7 +83,7 @@ async function readRetained<T>(world: LockstepWorld, topic: string, schema: { sa
   }
 }
 
-describe("end to end: hub + GitHub + real agents", () => {
+describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)", (brokerKind) => {
   let root: string;
   let world: LockstepWorld;
 
@@ -83,6 +91,7 @@ describe("end to end: hub + GitHub + real agents", () => {
     root = mkdtempSync(join(tmpdir(), "lockstep-e2e-"));
     world = await LockstepWorld.create({
       root,
+      broker: brokerKind,
       // delta is outside its maintenance window all along: every rollout leaves it alone.
       hosts: [...HOSTS, "delta"],
       hostOptions: { alpha: { priority: 1, canary: true }, beta: { priority: 2 }, gamma: { priority: 3 }, delta: { priority: 4, maintenanceWindow: closedWindow() } },
@@ -268,7 +277,7 @@ describe("end to end: hub + GitHub + real agents", () => {
     const head = world.fleet.repo.head();
     expect(world.fleet.checkoutHead("beta")).not.toBe(head);
     const known = new Set(world.rollouts.keys());
-    const ha = await mqtt.connectAsync(world.hub.mqttUrl, { username: OPERATOR.name, password: OPERATOR.password, reconnectPeriod: 0 });
+    const ha = await mqtt.connectAsync(world.hub.mqttUrl, { ...world.mqttOperator, reconnectPeriod: 0 });
     try {
       await ha.publishAsync(world.topics.actions("beta"), "install", { qos: 1 });
     } finally {
