@@ -22,7 +22,7 @@ import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
-import { createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
+import { createEmbeddedNodeRed, whoamiHandler, type RequestHandler } from "./node-red.js";
 
 export const OPERATOR_USER = "admin";
 export const HUB_USER = "hub";
@@ -157,7 +157,6 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     // The one HTTP server: page, editor, API, MQTT over WebSocket.
     const hubEvents = new EventEmitter();
     const server = createServer();
-    let nodeRed: EmbeddedNodeRed | undefined;
     const lockstep: LockstepSettings = {
       mqtt: mqttConn,
       prefix: config.broker.topicPrefix,
@@ -168,7 +167,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
       hubEvents,
     };
-    nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users, log: log.child({ component: "node-red" }), lockstep });
+    const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users, log: log.child({ component: "node-red" }), lockstep });
     // Embedded: the page connects to this server's /mqtt. External: to the broker's own WebSocket.
     const externalWs = config.broker.external && /^wss?:/.test(config.broker.external.url) ? config.broker.external.url : undefined;
     const pageMqttUrl = config.pageMqttUrl ?? externalWs;
@@ -176,13 +175,13 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       log.warn("external broker without a WebSocket URL: set pageMqttUrl (LOCKSTEP_PAGE_MQTT_URL) so the fleet page can connect");
     }
     const dashboard = createDashboardHandler({ prefix: config.broker.topicPrefix, ...(pageMqttUrl ? { mqttWsUrl: pageMqttUrl } : {}) });
-    const api = nodeRed;
+    // express comes with Node-RED (its editor and http-in nodes are express apps).
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const express = require("express") as () => ExpressApp;
     const app = express();
-    app.get("/api/whoami", api.apiAuth, whoamiHandler);
-    app.use("/admin", api.httpAdmin);
-    app.use("/", api.httpNode);
+    app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
+    app.use("/admin", nodeRed.httpAdmin);
+    app.use("/", nodeRed.httpNode);
     server.on("request", (req, res) => {
       if (dashboard(req, res)) return;
       app(req, res);
@@ -197,18 +196,18 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           server.closeAllConnections();
         }),
     );
-    stops.push(() => nodeRed!.stop());
+    stops.push(() => nodeRed.stop());
     await nodeRed.start();
 
+    const base = config.publicUrl?.replace(/\/+$/, "") ?? `http://${displayHost(config.http.host)}:${httpPort}`;
     if (config.homeAssistant.enabled) {
-      const base = config.publicUrl ?? `http://${displayHost(config.http.host)}:${httpPort}`;
+      // Home Assistant's Install button → the lockstep-fleet node deploys the head to that host.
       const bridge = new HomeAssistantBridge({ client, topics, logger: log, configurationUrl: `${base}/` });
       bridge.on("install-requested", (req) => hubEvents.emit("install-requested", req));
       await bridge.start();
       stops.push(() => bridge.stop());
     }
 
-    const base = config.publicUrl?.replace(/\/+$/, "") ?? `http://${displayHost(config.http.host)}:${httpPort}`;
     const urls: HubUrls = {
       page: `${base}/`,
       editor: `${base}/admin/`,
