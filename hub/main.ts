@@ -25,6 +25,7 @@ import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type RequestHandler } from "./node-red.js";
 
 export const OPERATOR_USER = "admin";
+const STOP_STEP_TIMEOUT_MS = 5000;
 export const HUB_USER = "hub";
 
 export interface HubUrls {
@@ -116,10 +117,22 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   const print = opts.print ?? ((line: string) => process.stdout.write(line + "\n"));
   const log = opts.log ?? pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: "[REDACTED]" } }, pino.destination(2));
   const topics = new Topics(config.broker.topicPrefix, config.broker.haPrefix);
-  const stops: Array<() => Promise<void>> = [];
+  // What to undo on shutdown, in start order; stopped in reverse.
+  const stops: Array<{ what: string; stop: () => Promise<void> }> = [];
   const stopAll = async () => {
-    for (const stop of stops.reverse()) {
-      await stop().catch((err: unknown) => log.error({ err }, "error while stopping"));
+    for (const { what, stop } of stops.reverse()) {
+      const started = Date.now();
+      // A part that hangs must not keep the others (and the process) from stopping.
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          log.error({ what }, `${what} did not stop within ${STOP_STEP_TIMEOUT_MS} ms; going on`);
+          resolve();
+        }, STOP_STEP_TIMEOUT_MS);
+      });
+      await Promise.race([stop().catch((err: unknown) => log.error({ err, what }, "error while stopping")), timeout]);
+      clearTimeout(timer);
+      log.info({ what, ms: Date.now() - started }, "stopped");
     }
     stops.length = 0;
   };
@@ -138,16 +151,19 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     } else {
       broker = new EmbeddedBroker(config.broker, log.child({ component: "broker" }));
       await broker.start();
-      stops.push(() => broker!.stop());
+      stops.push({ what: "broker", stop: () => broker!.stop() });
       users = broker.credentials;
       mqttConn = broker.hubConnection();
     }
     await ensureInitialUsers(users, config.dataDir, print);
 
     const client = await connectHubClient(mqttConn.url, mqttConn.username, mqttConn.password, topics);
-    stops.push(async () => {
-      await client.publishAsync(topics.hubAvailability(), "offline", { retain: true, qos: 1 }).catch(() => undefined);
-      await client.endAsync();
+    stops.push({
+      what: "hub mqtt client",
+      stop: async () => {
+        await client.publishAsync(topics.hubAvailability(), "offline", { retain: true, qos: 1 }).catch(() => undefined);
+        await client.endAsync();
+      },
     });
 
     // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.
@@ -189,14 +205,23 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     if (broker) broker.attachWebSocket(server, "/mqtt");
 
     const httpPort = await listen(server, config.http.host, config.http.port);
-    stops.push(
-      () =>
+    // Upgraded sockets (MQTT over WebSocket, the editor's comms) are not closed by
+    // closeAllConnections() but keep server.close() waiting: track and end them too.
+    const sockets = new Set<import("node:net").Socket>();
+    server.on("connection", (socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+    });
+    stops.push({
+      what: "http server",
+      stop: () =>
         new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
+          for (const socket of sockets) socket.destroy();
         }),
-    );
-    stops.push(() => nodeRed.stop());
+    });
+    stops.push({ what: "node-red", stop: () => nodeRed.stop() });
     await nodeRed.start();
 
     const base = config.publicUrl?.replace(/\/+$/, "") ?? `http://${displayHost(config.http.host)}:${httpPort}`;
@@ -205,7 +230,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       const bridge = new HomeAssistantBridge({ client, topics, logger: log, configurationUrl: `${base}/` });
       bridge.on("install-requested", (req) => hubEvents.emit("install-requested", req));
       await bridge.start();
-      stops.push(() => bridge.stop());
+      stops.push({ what: "home assistant bridge", stop: () => bridge.stop() });
     }
 
     const urls: HubUrls = {

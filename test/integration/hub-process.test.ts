@@ -122,7 +122,8 @@ describe("lockstep hub process", () => {
     const deploy = await fetch(`${hub.baseUrl}/admin/flows`, { method: "POST", headers: { ...auth, "Node-RED-Deployment-Type": "full" }, body: JSON.stringify(edited) });
     expect(deploy.status).toBe(204);
 
-    expect(await hub.stop()).toBe(0);
+    const code = await hub.stop();
+    expect(code, hub.output().split("\n").slice(-15).join("\n")).toBe(0);
     hub = await startHubProcess({ dataDir });
     expect(hub.operatorPassword).toBeUndefined();
     const { access_token: token2 } = (await (await editorToken(hub.baseUrl, "admin", password)).json()) as { access_token: string };
