@@ -72,6 +72,11 @@ function testFlow(): Array<Record<string, unknown>> {
     { id: "window", type: "lockstep-gate", z: "t", days: "", start: "", end: "", timeZone: "UTC", hold: "", fleet: "", wires: [["passed"], ["held"]] },
     fn("passed", reply(200, "msg.payload = { output: 1, hosts: msg.hosts, held: msg.held };"), 1, [["out"]]),
     fn("held", reply(200, "msg.payload = { output: 2, reason: msg.reason, held: msg.held };"), 1, [["out"]]),
+    // Every second, in a time zone: counts its ticks in the global context.
+    { id: "tick", type: "lockstep-schedule", z: "t", cron: "* * * * * *", timeZone: "Pacific/Auckland", wires: [["count"]] },
+    fn("count", "global.set('ticks', (global.get('ticks') || 0) + 1); global.set('lastTick', msg); return null;", 1, [[]]),
+    { id: "in-ticks", type: "http in", z: "t", url: "/t/ticks", method: "get", wires: [["ticks"]] },
+    fn("ticks", reply(200, "msg.payload = { ticks: global.get('ticks') || 0, last: global.get('lastTick') || null };"), 1, [["out"]]),
     { id: "catch", type: "catch", z: "t", scope: null, wires: [["caught"]] },
     fn("caught", reply(500, "msg.payload = { error: msg.error.message };"), 1, [["out"]]),
     { id: "out", type: "http response", z: "t", statusCode: "", headers: {}, wires: [] },
@@ -200,6 +205,16 @@ describe("our nodes in a stock Node-RED against simulated agents", () => {
     const res = await post("/t/window", {});
     expect(res.body.output).toBe(2);
     expect(String(res.body.reason)).toMatch(/^outside the maintenance window \(mon,tue,wed,thu,fri,sat,sun \d\d:\d\d-\d\d:\d\d UTC\)$/);
+  });
+
+  it("schedule fires on its cron in its time zone", async () => {
+    const read = async () => (await (await fetch(`${baseUrl}/t/ticks`)).json()) as { ticks: number; last: { payload: string; cron: string; timeZone: string } | null };
+    const first = await read();
+    await new Promise((r) => setTimeout(r, 2200));
+    const later = await read();
+    expect(later.ticks).toBeGreaterThanOrEqual(first.ticks + 1);
+    expect(later.last).toMatchObject({ cron: "* * * * * *", timeZone: "Pacific/Auckland" });
+    expect(Math.abs(Date.parse(later.last!.payload) - Date.now())).toBeLessThan(5000);
   });
 
   it("logged no errors of its own", () => {

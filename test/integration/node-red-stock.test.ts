@@ -6,6 +6,8 @@
  * Needs the compiled package: `npm run build` (npm test does it first).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -36,6 +38,8 @@ describe("stock Node-RED loads the lockstep package", () => {
   let github: LocalGitHub;
   let fleet: FleetRepo;
   let creds: { username: string; password: string };
+  let receiver: Server;
+  const notifications: Array<{ title: string; body: string; type: string }> = [];
   let log = "";
   let baseUrl = "";
 
@@ -44,6 +48,16 @@ describe("stock Node-RED loads the lockstep package", () => {
       if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing: run "npm run build" first`);
     }
     broker = await startTestBroker({ kind: "aedes" });
+    // An Apprise-like receiver for the flows' notifications.
+    receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        notifications.push(JSON.parse(body) as { title: string; body: string; type: string });
+        res.writeHead(200).end("{}");
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r()));
     creds = await broker.credentials("hub", "stock-node-red");
     userDir = mkdtempSync(join(tmpdir(), "lockstep-stock-nr-"));
     fleet = FleetRepo.create({ root: join(userDir, "fleet"), hosts: ["alpha"] });
@@ -73,7 +87,7 @@ describe("stock Node-RED loads the lockstep package", () => {
     );
     child = spawn(process.execPath, [join(ROOT, "node_modules", "node-red", "red.js"), "--userDir", userDir, "--settings", join(userDir, "settings.js")], {
       cwd: userDir,
-      env: { ...process.env, NODE_RED_HOME: userDir },
+      env: { ...process.env, NODE_RED_HOME: userDir, LOCKSTEP_APPRISE_URL: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/notify/x` },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const onData = (d: Buffer) => {
@@ -106,6 +120,8 @@ describe("stock Node-RED loads the lockstep package", () => {
     }
     await broker?.stop();
     await github?.stop();
+    receiver?.closeAllConnections();
+    receiver?.close();
     if (userDir) rmSync(userDir, { recursive: true, force: true });
   });
 
@@ -159,5 +175,19 @@ describe("stock Node-RED loads the lockstep package", () => {
     } finally {
       await client.endAsync();
     }
+  });
+
+  it("reports a new lock-update PR on every pr-watch: the webhook flow announces it through the notification flow", async () => {
+    fleet.bumpInput("nixpkgs");
+    const upd = fleet.lockUpdateBranch();
+    const number = await github.openPullRequest({ head: upd.branch, title: "flake.lock: Update", labels: ["automated", "dependencies"], body: upd.prBody });
+    // A check from the manual flow's watch node; the webhook flow's watch node reports the change.
+    const res = await fetch(`${baseUrl}/api/flake-updates/check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(((await res.json()) as { pending: { number: number } }).pending.number).toBe(number);
+    const deadline = Date.now() + 10_000;
+    while (!notifications.some((n) => n.title === `Lock update PR #${number} pending`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const note = notifications.find((n) => n.title === `Lock update PR #${number} pending`);
+    expect(note).toMatchObject({ type: "info" });
+    expect(note!.body).toMatch(/nixpkgs/);
   });
 });
