@@ -76,6 +76,11 @@ export async function startHubProcess(opts: HubProcessOptions): Promise<HubProce
     });
   }
 
+  // From here on a failure must not leave the hub running.
+  const killOnError = (err: unknown) => {
+    if (exitCode === undefined) child.kill("SIGKILL");
+    throw err;
+  };
   await new Promise<void>((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`hub did not start within ${opts.startTimeoutMs ?? 60_000} ms:\n${out}`)), opts.startTimeoutMs ?? 60_000);
     const check = () => {
@@ -89,12 +94,12 @@ export async function startHubProcess(opts: HubProcessOptions): Promise<HubProce
       clearTimeout(timer);
       reject(new Error(`hub exited with ${code} before it was ready:\n${out}`));
     });
-  });
+  }).catch(killOnError);
 
   const match = (re: RegExp) => {
     const m = re.exec(out);
-    if (!m?.[1]) throw new Error(`hub output lacks ${re}:\n${out}`);
-    return m[1];
+    if (!m?.[1]) killOnError(new Error(`hub output lacks ${re}:\n${out}`));
+    return m![1]!;
   };
   const wsUrl = /MQTT over WS:\s+(ws:\/\/\S+)/.exec(out)?.[1];
   const password = /created the operator "admin" with password (\S+)/.exec(out)?.[1];
