@@ -35,6 +35,8 @@ export const AutomaticSettings = z.strictObject({
   mergeDelayMinutes: minutes.default(60),
   /** How often the weekly flow re-checks CI and the delay while it waits. */
   recheckMinutes: minutes.default(10),
+  /** How long the weekly flow waits for CI and the delay before it gives up (with a notification). */
+  maxWaitHours: z.number().positive().max(24 * 30).default(24),
 });
 export type AutomaticSettings = z.infer<typeof AutomaticSettings>;
 
@@ -89,6 +91,7 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_TIME_ZONE", path: ["automatic", "timeZone"], kind: "string" },
   { env: "LOCKSTEP_MERGE_DELAY_MINUTES", path: ["automatic", "mergeDelayMinutes"], kind: "number" },
   { env: "LOCKSTEP_RECHECK_MINUTES", path: ["automatic", "recheckMinutes"], kind: "number" },
+  { env: "LOCKSTEP_MAX_WAIT_HOURS", path: ["automatic", "maxWaitHours"], kind: "number" },
   { env: "LOCKSTEP_HA_ENABLED", path: ["homeAssistant", "enabled"], kind: "boolean" },
   { env: "LOCKSTEP_LOG_LEVEL", path: ["logLevel"], kind: "string" },
 ];

@@ -169,6 +169,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.
     if (config.notify.appriseUrl) process.env.LOCKSTEP_APPRISE_URL = config.notify.appriseUrl;
     process.env.LOCKSTEP_RECHECK_MINUTES = String(config.automatic.recheckMinutes);
+    process.env.LOCKSTEP_MAX_WAIT_HOURS = String(config.automatic.maxWaitHours);
 
     // The one HTTP server: page, editor, API, MQTT over WebSocket.
     const hubEvents = new EventEmitter();
