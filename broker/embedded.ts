@@ -162,6 +162,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       },
     });
     const aedes = this.aedes;
+    publishInOrder(aedes);
     aedes.on("clientReady", (client) => {
       this.live.set(client.id, client);
       const user = this.users.get(client);
@@ -229,7 +230,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
         const stream = createWebSocketStream(ws);
         stream.on("error", () => stream.destroy());
         const client = this.aedes?.handle(stream, req);
-        if (client) keepOvertakenMessages(client);
+        if (client) adaptDelivery(client);
       });
     };
     server.on("upgrade", onUpgrade);
@@ -291,11 +292,11 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       socket.destroy();
       return;
     }
-    keepOvertakenMessages(this.aedes.handle(socket));
+    adaptDelivery(this.aedes.handle(socket));
   }
 
   /**
-   * The one job of Aedes' dedupe that we keep (see keepOvertakenMessages): a message matching two
+   * The one job of Aedes' dedupe that we keep (see adaptDelivery): a message matching two
    * of a client's subscriptions (an agent's `hosts/<h>/commands` and `hosts/<h>/#`) goes out once.
    * A fresh client object per connection means re-deliveries after a reconnect are not suppressed.
    */
@@ -365,6 +366,13 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
 
   private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
     if (!client) return done(null); // the broker itself (an expired last will)
+    if (this.isSupersededWill(client)) {
+      // The host is already back: a newer connection with this client id is live. Publishing the old
+      // connection's "offline" now would overwrite its fresh "online" (the will goes out only after
+      // Aedes' asynchronous unsubscribe/persistence work, measured ~10 ms behind the new "online").
+      this.logger.debug({ clientId: client.id, topic: packet.topic }, "dropped the last will of a superseded connection");
+      return done(new Error("superseded connection"));
+    }
     const user = this.users.get(client);
     if (user && canPublish(user, packet.topic, this.topics)) return done(null);
     this.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, topic: packet.topic }, "mqtt publish denied");
@@ -375,6 +383,13 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     packet.retain = false;
     packet.payload = Buffer.alloc(0);
     done(null);
+  }
+
+  /** A closing client whose id already belongs to a newer live connection (restart or takeover). */
+  private isSupersededWill(client: Client): boolean {
+    // Aedes' own registry: a new connection is in it from its CONNECT on, before CONNACK.
+    const current = (this.aedes as unknown as { clients: Record<string, Client | undefined> } | undefined)?.clients[client.id];
+    return (client as unknown as { closed?: boolean }).closed === true && current !== undefined && current !== client;
   }
 
   private authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
@@ -390,20 +405,71 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
 const RECENT_FORWARDS = 4096;
 
 /**
- * Aedes numbers each message (brokerCounter) when its publish starts, and each client drops any
- * message numbered below the last one it got ("dedupe"). With LevelDB persistence, storing a
- * retained (or queued QoS 1) message is asynchronous, so a later message can overtake an earlier
- * one, which is then silently dropped: measured 1,501 of 3,000 delivered in a burst mixing retained
- * compartments and job output (aedes issues #955, #994). Renumbering in delivery order fixes that
- * but breaks persistent sessions (queued packets are stored under their first number, so PUBACK
- * lookups fail and Aedes drops the connection). So the "lower number" rule is switched off per
- * client, and exact duplicates are suppressed in authorizeForward (EmbeddedBroker.firstDelivery).
+ * Aedes acknowledges a QoS 1 PUBLISH before processing it and handles the packets of one socket read
+ * concurrently, and each publish waits on LevelDB (retained store, offline queue), so two messages
+ * from one client could reach subscribers in the opposite order (measured: command 178 after 179).
+ * MQTT wants each publisher's messages delivered in order, so publishes from one client (and those
+ * of the broker itself) run one after another. Publishes of different clients still overlap.
  */
-function keepOvertakenMessages(client: Client): void {
-  (client as unknown as { duplicates: Record<string, number> }).duplicates = new Proxy(Object.create(null) as Record<string, number>, {
-    get: () => 0,
-    set: () => true,
-  });
+function publishInOrder(aedes: Aedes): void {
+  type Done = (err?: Error) => void;
+  const publish = aedes.publish.bind(aedes) as unknown as (packet: PublishPacket, client: Client | null, done: Done) => void;
+  const chains = new WeakMap<Client, Promise<void>>();
+  let ownChain: Promise<void> = Promise.resolve();
+  (aedes as unknown as { publish: (packet: PublishPacket, client?: Client | null | Done, done?: Done) => void }).publish = (packet, client, done) => {
+    if (typeof client === "function") [done, client] = [client, null];
+    const from = client ?? null;
+    const previous = from ? (chains.get(from) ?? Promise.resolve()) : ownChain;
+    const next = previous.then(
+      () =>
+        new Promise<void>((resolve) =>
+          publish(packet, from, (err?: Error) => {
+            resolve();
+            done?.(err);
+          }),
+        ),
+    );
+    if (from) chains.set(from, next);
+    else ownChain = next;
+  };
+}
+
+/**
+ * Two fixes to how Aedes 1.x hands messages to one client, both measured with LevelDB persistence:
+ *
+ * 1. Aedes numbers each message (brokerCounter) when its publish starts, and each client drops any
+ *    message numbered below the last one it got ("dedupe"). Storing a retained (or queued QoS 1)
+ *    message is asynchronous, so a later message can overtake an earlier one, which was then
+ *    silently dropped: 1,501 of 3,000 delivered in a burst mixing retained compartments and job
+ *    output (aedes issues #955, #994). Renumbering in delivery order breaks persistent sessions
+ *    (queued packets are stored under their first number, so PUBACK lookups fail and Aedes drops
+ *    the connection). So the "lower number" rule is switched off, and exact duplicates are
+ *    suppressed in authorizeForward (EmbeddedBroker.firstDelivery).
+ * 2. For a persistent session each QoS 1 delivery first updates the stored packet, and those
+ *    writes finish in any order, so a client could get command 123 after 126 (MQTT wants each
+ *    topic ordered). Deliveries to such a client are therefore made one after another.
+ */
+function adaptDelivery(client: Client): void {
+  const c = client as unknown as {
+    clean: boolean;
+    duplicates: Record<string, number>;
+    deliverQoS: (packet: unknown, cb: () => void) => void;
+  };
+  c.duplicates = new Proxy(Object.create(null) as Record<string, number>, { get: () => 0, set: () => true });
+  const deliver = c.deliverQoS;
+  let tail: Promise<void> = Promise.resolve();
+  c.deliverQoS = (packet, cb) => {
+    if (c.clean) return deliver(packet, cb); // clean sessions write in emit order already
+    tail = tail.then(
+      () =>
+        new Promise<void>((resolve) =>
+          deliver(packet, () => {
+            resolve();
+            cb();
+          }),
+        ),
+    );
+  };
 }
 
 function readConfigFile(path: string, field: string): Buffer {

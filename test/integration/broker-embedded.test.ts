@@ -253,6 +253,42 @@ describe("embedded broker", () => {
     expect(closes).toBe(0);
   });
 
+  it("a restarted agent stays online: the old connection's last will does not overwrite the new 'online'", async () => {
+    const broker = await startBroker();
+    const { password } = await broker.credentials.add("phoenix", "agent");
+    const availability = topics.availability("phoenix");
+    const opts: IClientOptions = {
+      username: "phoenix", password, clientId: "lockstep-agent-phoenix", clean: false,
+      will: { topic: availability, payload: Buffer.from("offline"), qos: 1, retain: true },
+    };
+    for (let round = 0; round < 5; round++) {
+      const first = await connect(broker.url, opts);
+      await first.publishAsync(availability, "online", { qos: 1, retain: true });
+      // The process dies (its socket closes) and the new process is back before the broker has
+      // finished with the old connection (a restart after a switch).
+      first.stream.destroy();
+      const second = await connect(broker.url, opts);
+      await second.publishAsync(availability, "online", { qos: 1, retain: true });
+      await new Promise((r) => setTimeout(r, 150));
+      const viewer = await connect(broker.url, broker.hubConnection());
+      const retained = nextMessage(viewer, availability);
+      await viewer.subscribeAsync(availability, { qos: 1 });
+      expect(await retained).toBe("online");
+      await Promise.all([first.endAsync(true), second.endAsync(), viewer.endAsync()]);
+    }
+    // The race itself depends on timing; the rule behind the fix does not: a closing connection
+    // whose client id is already live again has its will refused, any other will goes out.
+    const live = await connect(broker.url, opts);
+    const hook = (broker as unknown as { authorizePublish(c: unknown, p: unknown, done: (e?: Error | null) => void): void }).authorizePublish.bind(broker);
+    const will = { cmd: "publish", topic: availability, payload: Buffer.from("offline"), qos: 1, retain: true };
+    const ask = (client: unknown) => new Promise<Error | null | undefined>((resolve) => hook(client, { ...will }, resolve));
+    expect((await ask({ id: "lockstep-agent-phoenix", closed: true }))?.message).toBe("superseded connection");
+    await live.endAsync(true);
+    await new Promise((r) => setTimeout(r, 100));
+    const gone = await ask({ id: "lockstep-agent-phoenix", closed: true });
+    expect(gone?.message).not.toBe("superseded connection");
+  });
+
   it("answers a QoS 1 round trip in a few milliseconds (Nagle off)", async () => {
     const broker = await startBroker();
     const { password } = await broker.credentials.add("rtt", "agent");
