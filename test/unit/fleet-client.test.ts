@@ -171,7 +171,9 @@ describe.each(BROKER_KINDS)("FleetClient on %s", (kind) => {
     await fleet.publishProgress(progress);
     await fleet.publishHistory({ rolloutId: "r-pub-1", commit: COMMIT, state: "completed", summary: "done", requestedBy: "alice", startedAt: now(), finishedAt: now(), hosts: [] });
     await fleet.publishAudit({ id: "e-1", at: now(), actor: "alice", action: "rollout.started" });
-    // Subscribing afterwards still gets the retained ones.
+    // Subscribing afterwards still gets the retained ones. A PUBACK does not mean the broker has
+    // stored the retained message yet; the audit event, published last, arriving means it has.
+    await until(() => got.has(topics.events()));
     await viewer.subscribeAsync([topics.rollout("r-pub-1"), topics.history("r-pub-1")], { qos: 1 });
     await until(() => got.size === 3);
     expect(JSON.parse(got.get(topics.rollout("r-pub-1"))!.payload).summary).toBe("wave-1: 1/3 hosts switched");
