@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in git mosquitto nix-bin chromium; do
+# The system packages: CI names the same list in .ci/run (LOCKSTEP_APT_PACKAGES).
+for pkg in ${LOCKSTEP_APT_PACKAGES:-git mosquitto nix-bin chromium}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,5 +1,5 @@
 # Evaluates a Lockstep module without nixpkgs, for the unit tests (test/unit/nix-modules.test.ts):
-# a stub of the few lib functions the modules use, option defaults collected from the declared
+# a stand-in for the few lib functions the modules use, option defaults collected from the declared
 # options, every value checked against its declared type, and the user's settings merged in.
 # It is not the NixOS module system; `nix flake check` evaluates the modules with the real one.
 { module                 # path of the module file

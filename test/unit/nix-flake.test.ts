@@ -1,5 +1,5 @@
 /**
- * flake.nix's outputs, evaluated against a stand-in for nixpkgs (nix/tests/stub-nixpkgs.nix)
+ * flake.nix's outputs, evaluated against a stand-in for nixpkgs (nix/tests/nixpkgs-stand-in.nix)
  * because nixpkgs cannot be fetched here: the output names users and `nix flake check` rely on,
  * the package definition, the overlay, and the modules' default package.
  */
@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const ROOT = join(__dirname, "..", "..");
-const PRELUDE = `let flake = import ./flake.nix; nixpkgs = import ./nix/tests/stub-nixpkgs.nix; self = flake.outputs { inherit self nixpkgs; }; in`;
+const PRELUDE = `let flake = import ./flake.nix; nixpkgs = import ./nix/tests/nixpkgs-stand-in.nix; self = flake.outputs { inherit self nixpkgs; }; in`;
 
 function evalFlake<T>(body: string): T {
   const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", `${PRELUDE} ${body}`], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });

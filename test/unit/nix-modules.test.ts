@@ -1,5 +1,5 @@
 /**
- * The Nix modules evaluated without nixpkgs (nix/tests/module-harness.nix stubs the few lib
+ * The Nix modules evaluated without nixpkgs (nix/tests/module-harness.nix stands in for the few lib
  * functions they use): option names, types and defaults, the generated JSON configs validated by
  * the very zod schemas the agent, self-update and hub load, and the systemd/launchd units.
  */

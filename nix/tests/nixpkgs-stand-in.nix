@@ -15,7 +15,7 @@ let
     fakeHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     licenses.mit = { spdxId = "MIT"; };
     platforms = { linux = [ "x86_64-linux" "aarch64-linux" ]; darwin = [ "x86_64-darwin" "aarch64-darwin" ]; };
-    nixosSystem = args: throw "stub-nixpkgs: nixosSystem needs the real nixpkgs";
+    nixosSystem = args: throw "nixpkgs-stand-in: nixosSystem needs the real nixpkgs";
   };
   pkgsFor = system:
     let
