@@ -563,12 +563,18 @@ function unsubscribeOutput(host) {
   app.client?.unsubscribe(app.topics.jobOutput(host, "+"));
 }
 
-/** The job whose output to show: the one this page just started, else the newest. */
+/**
+ * The job whose output to show: the one this page just started while it runs or is the newest,
+ * else the newest (so a rollout's pull/switch/test replace a finished manual switch).
+ */
 function shownJob(h) {
-  if (h.pendingCommand && (h.jobs.has(h.pendingCommand) || h.output.has(h.pendingCommand))) {
-    return h.jobs.get(h.pendingCommand) ?? { id: h.pendingCommand, op: "?", state: "running", summary: "" };
+  const newest = runningJob(h);
+  const mine = h.pendingCommand;
+  if (mine && (h.jobs.has(mine) || h.output.has(mine))) {
+    const job = h.jobs.get(mine) ?? { id: mine, op: "?", state: "running", summary: "" };
+    if (!newest || newest.id === mine || !TERMINAL_JOB_STATES.includes(job.state)) return job;
   }
-  return runningJob(h);
+  return newest;
 }
 
 function renderDetail(h) {
@@ -657,7 +663,8 @@ function renderDetail(h) {
       d.shownLines = out.lines.length;
       if (atBottom) d.pre.scrollTop = d.pre.scrollHeight;
     }
-    right.append(d.pre);
+    // Output is not retained: after a reload a finished job has none, so show no empty box.
+    if (d.pre.childNodes.length) right.append(d.pre);
   } else {
     right.append(el("p", { class: "muted", text: "No job has run on this host yet." }));
   }
