@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
+import { envValue, setPath, type EnvKind } from "./env-overrides.js";
 import { ConfigError, DEFAULT_HA_PREFIX, DEFAULT_PREFIX } from "../protocol/index.js";
 
 const port = z
@@ -76,7 +77,6 @@ export type HubBrokerConfig = z.output<typeof HubBrokerConfigSchema>;
 /** What a config file or a caller may write (defaults filled in by the schema). */
 export type HubBrokerConfigInput = z.input<typeof HubBrokerConfigSchema>;
 
-type EnvKind = "string" | "port" | "boolean";
 /** Environment variable -> config field. Listed here so `--help` and docs can show them. */
 export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]; kind: EnvKind }> = [
   { env: "LOCKSTEP_DATA_DIR", path: ["dataDir"], kind: "string" },
@@ -99,26 +99,7 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]
   { env: "LOCKSTEP_EXTERNAL_PASSWORD_FILE", path: ["external", "passwordFile"], kind: "string" },
 ];
 
-/** Env strings become numbers/booleans when they look like one; otherwise zod reports the field. */
-function envValue(raw: string, kind: EnvKind): unknown {
-  if (kind === "port") return /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
-  if (kind === "boolean") {
-    if (/^(1|true|yes|on)$/i.test(raw.trim())) return true;
-    if (/^(0|false|no|off)$/i.test(raw.trim())) return false;
-    return raw;
-  }
-  return raw;
-}
 
-function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
-  let node = target;
-  for (const key of path.slice(0, -1)) {
-    const next = node[key];
-    if (typeof next !== "object" || next === null || Array.isArray(next)) node[key] = {};
-    node = node[key] as Record<string, unknown>;
-  }
-  node[path[path.length - 1]!] = value;
-}
 
 /** Validate an already-merged config object. `sources` maps "a.b.c" to where a value came from. */
 export function parseHubBrokerConfig(input: unknown, sources: Map<string, string> = new Map()): HubBrokerConfig {

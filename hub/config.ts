@@ -15,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError, formatZodError } from "../protocol/index.js";
 import { loadHubBrokerConfig, type HubBrokerConfig } from "../broker/config.js";
+import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
 
 const port = z.number().int().min(0).max(65535);
 const minutes = z.number().min(0).max(60 * 24 * 30);
@@ -73,9 +74,9 @@ export interface HubConfig extends Omit<HubSettings, "broker" | "dataDir"> {
 }
 
 /** "repo" accepts "owner/repo" and then also sets the owner next to it. */
-type EnvKind = "string" | "int" | "number" | "boolean" | "repo";
+type HubEnvKind = EnvKind | "repo";
 /** Hub environment variables (the broker's own are listed in broker/config.ts ENV_OVERRIDES). */
-export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]; kind: EnvKind }> = [
+export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]; kind: HubEnvKind }> = [
   { env: "LOCKSTEP_HTTP_HOST", path: ["http", "host"], kind: "string" },
   { env: "LOCKSTEP_HTTP_PORT", path: ["http", "port"], kind: "int" },
   { env: "LOCKSTEP_PUBLIC_URL", path: ["publicUrl"], kind: "string" },
@@ -96,25 +97,7 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_LOG_LEVEL", path: ["logLevel"], kind: "string" },
 ];
 
-function envValue(raw: string, kind: EnvKind): unknown {
-  const t = raw.trim();
-  if ((kind === "int" && /^\d+$/.test(t)) || (kind === "number" && /^\d+(\.\d+)?$/.test(t))) return Number(t);
-  if (kind === "boolean") {
-    if (/^(1|true|yes|on)$/i.test(t)) return true;
-    if (/^(0|false|no|off)$/i.test(t)) return false;
-  }
-  return raw;
-}
 
-function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
-  let node = target;
-  for (const key of path.slice(0, -1)) {
-    const next = node[key];
-    if (typeof next !== "object" || next === null || Array.isArray(next)) node[key] = {};
-    node = node[key] as Record<string, unknown>;
-  }
-  node[path[path.length - 1]!] = value;
-}
 
 export interface LoadHubConfigOptions {
   file?: string;
@@ -148,10 +131,11 @@ export function loadHubConfig(options: LoadHubConfigOptions = {}): HubConfig {
   for (const { env: name, path, kind } of HUB_ENV_OVERRIDES) {
     const raw = env[name];
     if (raw === undefined || raw === "") continue;
-    if (kind === "repo" && raw.includes("/")) {
-      const [owner, name] = raw.split("/", 2);
-      setPath(merged, [...path.slice(0, -1), "owner"], owner);
-      setPath(merged, path, name);
+    if (kind === "repo") {
+      // "owner/repo" fills both fields; a bare name only the repo.
+      const [owner, repo] = raw.includes("/") ? raw.split("/", 2) : [undefined, raw];
+      if (owner !== undefined) setPath(merged, [...path.slice(0, -1), "owner"], owner);
+      setPath(merged, path, repo);
     } else setPath(merged, path, envValue(raw, kind));
     sources.push(`${path.join(".")} from ${name}`);
   }
