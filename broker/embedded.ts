@@ -25,7 +25,7 @@ import aedesPersistenceLevel from "aedes-persistence-level";
 import { Level } from "level";
 import type { Logger } from "pino";
 import { WebSocketServer, createWebSocketStream } from "ws";
-import { LockstepError, Topics } from "../protocol/index.js";
+import { Command, LockstepError, Topics } from "../protocol/index.js";
 import { canPublish, canReceive, canSubscribe, type AclUser } from "./acl.js";
 import type { HubBrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
@@ -61,6 +61,47 @@ export interface EmbeddedBrokerEvents {
   clientConnected: [info: { clientId: string; user: string; role: string }];
   clientDisconnected: [info: { clientId: string; user: string }];
   denied: [info: { clientId: string; user: string; action: "connect" | "publish" | "subscribe"; topic?: string; reason: string }];
+  /**
+   * An operator or hub client published (authorized) to hosts/<h>/commands or hosts/<h>/actions.
+   * `user` is who it authenticated as; `requestedBy` is only what the payload claims. For a command,
+   * op/id/rolloutId come from a payload that passed the Command schema (`valid` says whether it did);
+   * for an action, op is the bare op text when it looks like one.
+   */
+  hostRequest: [info: HostRequestInfo];
+}
+
+export interface HostRequestInfo {
+  clientId: string;
+  user: string;
+  role: string;
+  kind: "command" | "action";
+  host: string;
+  valid: boolean;
+  op?: string;
+  id?: string;
+  requestedBy?: string;
+  rolloutId?: string;
+}
+
+const ACTION_TEXT = /^[a-z][a-z-]{0,39}$/;
+
+/** What a hosts/<h>/commands or .../actions payload says, for the hostRequest event. */
+export function describeHostRequest(kind: "command" | "action", payload: Buffer | string): Pick<HostRequestInfo, "valid" | "op" | "id" | "requestedBy" | "rolloutId"> {
+  const text = typeof payload === "string" ? payload : payload.toString("utf8");
+  if (kind === "action") {
+    const op = text.trim();
+    return ACTION_TEXT.test(op) ? { valid: true, op } : { valid: false };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { valid: false };
+  }
+  const r = Command.safeParse(json);
+  if (!r.success) return { valid: false };
+  const c = r.data;
+  return { valid: true, op: c.op, id: c.id, requestedBy: c.requestedBy, ...(c.rolloutId !== undefined ? { rolloutId: c.rolloutId } : {}) };
 }
 
 export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
@@ -374,7 +415,10 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       return done(new Error("superseded connection"));
     }
     const user = this.users.get(client);
-    if (user && canPublish(user, packet.topic, this.topics)) return done(null);
+    if (user && canPublish(user, packet.topic, this.topics)) {
+      if (user.role === "operator" || user.role === "hub") this.noteHostRequest(client, user, packet);
+      return done(null);
+    }
     this.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, topic: packet.topic }, "mqtt publish denied");
     this.emit("denied", { clientId: client.id, user: user?.name ?? "", action: "publish", topic: packet.topic, reason: "not allowed for this role" });
     // MQTT 3.1.1 cannot refuse a publish; acknowledge it and send it nowhere, so the client is
@@ -383,6 +427,19 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     packet.retain = false;
     packet.payload = Buffer.alloc(0);
     done(null);
+  }
+
+  /** Emit hostRequest for an authorized publish to a host's commands or actions topic. */
+  private noteHostRequest(client: Client, user: AclUser, packet: PublishPacket): void {
+    if (this.listenerCount("hostRequest") === 0) return;
+    const parsed = this.topics.parse(packet.topic);
+    if (!parsed || (parsed.kind !== "commands" && parsed.kind !== "actions")) return;
+    const kind = parsed.kind === "commands" ? "command" : "action";
+    try {
+      this.emit("hostRequest", { clientId: client.id, user: user.name, role: user.role, kind, host: parsed.host, ...describeHostRequest(kind, packet.payload) });
+    } catch (err) {
+      this.logger.error({ err, topic: packet.topic }, "a hostRequest listener failed");
+    }
   }
 
   /** A closing client whose id already belongs to a newer live connection (restart or takeover). */

@@ -14,13 +14,14 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import pino, { type Logger } from "pino";
-import { ConfigError, LockstepError, Topics } from "../protocol/index.js";
+import { AuditEvent, ConfigError, LockstepError, Topics } from "../protocol/index.js";
 import { EmbeddedBroker } from "../broker/embedded.js";
 import { CredentialStore } from "../broker/credentials.js";
 import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
 import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
+import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type RequestHandler } from "./node-red.js";
 
@@ -166,6 +167,35 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       },
     });
 
+    // The audit log: everything on fleet/events (rollout engine, commands seen by the broker) is kept.
+    const auditLog = new AuditLog({ dataDir: config.dataDir, log: log.child({ component: "audit" }) });
+    const eventsTopic = topics.events();
+    client.on("message", (topic, payload) => {
+      if (topic !== eventsTopic) return;
+      let value: unknown;
+      try {
+        value = JSON.parse(payload.toString("utf8"));
+      } catch {
+        return log.warn({ topic }, "ignoring an audit event that is not JSON");
+      }
+      const event = AuditEvent.safeParse(value);
+      if (!event.success) return log.warn({ topic, issues: event.error.issues.slice(0, 3) }, "ignoring an invalid audit event");
+      try {
+        auditLog.append(event.data);
+      } catch (err) {
+        log.error({ err }, "cannot append to the audit log");
+      }
+    });
+    await client.subscribeAsync(eventsTopic, { qos: 1 });
+    if (broker) {
+      // Who sent a command: the broker knows the authenticated user of every publish.
+      broker.on("hostRequest", (info) => {
+        const event = hostRequestEvent(info);
+        if (!event) return;
+        client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
+      });
+    }
+
     // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.
     if (config.notify.appriseUrl) process.env.LOCKSTEP_APPRISE_URL = config.notify.appriseUrl;
     process.env.LOCKSTEP_RECHECK_MINUTES = String(config.automatic.recheckMinutes);
@@ -197,6 +227,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     const express = require("express") as () => ExpressApp;
     const app = express();
     app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
+    app.get("/api/audit", nodeRed.apiAuth, auditHandler(auditLog) as RequestHandler);
     app.use("/admin", nodeRed.httpAdmin);
     app.use("/", nodeRed.httpNode);
     server.on("request", (req, res) => {

@@ -1,0 +1,163 @@
+/**
+ * The audit log: every AuditEvent ("who did what, when") appended as one JSON line to
+ * <dataDir>/audit.jsonl (append-only, created 0600), with the newest events kept in memory for
+ * GET /api/audit. On start the tail of the file is read back; a malformed line is skipped and logged.
+ */
+import { randomBytes } from "node:crypto";
+import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { z } from "zod";
+import type { HostRequestInfo } from "../broker/embedded.js";
+import { AuditEvent } from "../protocol/schemas.js";
+
+export const AUDIT_FILE = "audit.jsonl";
+export const AUDIT_MEMORY = 500;
+/** How much of the file's end is read at start: plenty for AUDIT_MEMORY lines of normal size. */
+const TAIL_BYTES = 1024 * 1024;
+
+export interface AuditLogOptions {
+  dataDir: string;
+  log: Logger;
+  /** Events kept in memory (default 500). */
+  keep?: number;
+}
+
+export class AuditLog {
+  readonly file: string;
+  private readonly keep: number;
+  private readonly log: Logger;
+  /** Oldest first. */
+  private events: AuditEvent[] = [];
+
+  constructor(opts: AuditLogOptions) {
+    this.file = join(opts.dataDir, AUDIT_FILE);
+    this.keep = opts.keep ?? AUDIT_MEMORY;
+    this.log = opts.log;
+    this.load();
+  }
+
+  /** Append one event to the file and the in-memory window. */
+  append(event: AuditEvent): void {
+    const parsed = AuditEvent.parse(event);
+    appendFileSync(this.file, JSON.stringify(parsed) + "\n", { mode: 0o600 });
+    this.events.push(parsed);
+    if (this.events.length > this.keep) this.events.splice(0, this.events.length - this.keep);
+  }
+
+  /** Newest first, at most `limit`; with `before` (an event id) only events older than that one. */
+  recent(limit: number, opts: { before?: string } = {}): AuditEvent[] {
+    let end = this.events.length;
+    if (opts.before !== undefined) {
+      const i = this.events.findIndex((e) => e.id === opts.before);
+      if (i < 0) return [];
+      end = i;
+    }
+    const n = Math.max(0, Math.min(limit, end));
+    return this.events.slice(end - n, end).reverse();
+  }
+
+  get size(): number {
+    return this.events.length;
+  }
+
+  private load(): void {
+    if (!existsSync(this.file)) return;
+    const fd = openSync(this.file, "r");
+    let text: string;
+    try {
+      const size = fstatSync(fd).size;
+      const start = Math.max(0, size - TAIL_BYTES);
+      const buf = Buffer.alloc(size - start);
+      readSync(fd, buf, 0, buf.length, start);
+      text = buf.toString("utf8");
+      // Started mid-line: the first (partial) line is not a whole event.
+      if (start > 0) text = text.slice(text.indexOf("\n") + 1);
+    } finally {
+      closeSync(fd);
+    }
+    const lines = text.split("\n").filter((l) => l.trim() !== "");
+    let skipped = 0;
+    const events: AuditEvent[] = [];
+    for (const line of lines.slice(-this.keep * 2)) {
+      try {
+        const r = AuditEvent.safeParse(JSON.parse(line));
+        if (r.success) events.push(r.data);
+        else skipped++;
+      } catch {
+        skipped++;
+      }
+    }
+    if (skipped > 0) this.log.warn({ file: this.file, skipped }, "audit log: skipped malformed lines");
+    this.events = events.slice(-this.keep);
+    this.log.info({ file: this.file, loaded: this.events.length }, "audit log loaded");
+  }
+}
+
+/** The in-process hub's internal MQTT user ("$hub") is shown as "hub", like the rollout engine's own events. */
+function actorName(user: string): string {
+  return user.startsWith("$") ? user.slice(1) : user;
+}
+
+/**
+ * The audit event for a command or action the broker saw an operator or hub publish, or null when
+ * it is already audited elsewhere: commands of a rollout, sent by the hub, are audited by the
+ * rollout engine ("command.sent" with its rolloutId), so they are not recorded twice.
+ */
+export function hostRequestEvent(info: HostRequestInfo, now = new Date()): AuditEvent | null {
+  if (info.kind === "command" && info.role === "hub" && info.rolloutId !== undefined) return null;
+  const details: Record<string, unknown> = { op: info.op ?? null };
+  if (info.kind === "command") {
+    details.id = info.id ?? null;
+    details.requestedBy = info.requestedBy ?? null;
+    if (info.rolloutId !== undefined) details.rolloutId = info.rolloutId;
+  }
+  if (!info.valid) details.invalid = true;
+  return {
+    id: `e-${now.getTime().toString(36)}-${randomBytes(6).toString("hex")}`,
+    at: now.toISOString(),
+    actor: actorName(info.user),
+    action: info.kind === "command" ? "command.sent" : "action.sent",
+    target: info.host,
+    details,
+  };
+}
+
+const AuditQuery = z
+  .object({
+    limit: z
+      .string()
+      .regex(/^\d{1,3}$/, "limit must be a whole number from 1 to 500")
+      .transform(Number)
+      .pipe(z.number().int().min(1, "limit must be at least 1").max(AUDIT_MEMORY, `limit must be at most ${AUDIT_MEMORY}`))
+      .default(100),
+    before: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+
+type Req = IncomingMessage & { originalUrl?: string; lockstepUser?: { name: string; role: string } };
+
+/** `GET /api/audit?limit=N[&before=<event id>]` → {events} newest first; runs after the API's Basic auth. */
+export function auditHandler(audit: AuditLog): (req: Req, res: ServerResponse) => void {
+  return (req, res) => {
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(JSON.stringify(body));
+    };
+    if (!req.lockstepUser) return send(401, { error: "authentication required" });
+    const params = new URL(req.originalUrl ?? req.url ?? "/", "http://localhost").searchParams;
+    const query: Record<string, string> = {};
+    for (const key of new Set(params.keys())) {
+      const values = params.getAll(key);
+      if (values.length > 1) return send(400, { error: `query parameter ${key} given more than once` });
+      query[key] = values[0]!;
+    }
+    const parsed = AuditQuery.safeParse(query);
+    if (!parsed.success) {
+      const error = parsed.error.issues.map((i) => (i.code === "unrecognized_keys" ? `unknown query parameter(s): ${i.keys.join(", ")}` : i.message)).join("; ");
+      return send(400, { error });
+    }
+    send(200, { events: audit.recent(parsed.data.limit, parsed.data.before !== undefined ? { before: parsed.data.before } : {}) });
+  };
+}
