@@ -10,6 +10,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CredentialStore } from "../../broker/credentials.js";
+import { AuditEvent, Command } from "../../protocol/index.js";
 import { startHubProcess, type HubProcess } from "../demo/hub-process.js";
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
@@ -114,6 +115,34 @@ describe("lockstep hub process", () => {
     }
   });
 
+  it("records who sent a command: the broker's authenticated user, in GET /api/audit and audit.jsonl", async () => {
+    const op = await mqtt.connectAsync(hub.mqttUrl, { username: "admin", password, reconnectPeriod: 0 });
+    const now = new Date();
+    const command = Command.parse({ id: "c-audit-1", op: "refresh", args: {}, issuedAt: now.toISOString(), expiresAt: new Date(now.getTime() + 60_000).toISOString(), requestedBy: "claimed-name" });
+    try {
+      await op.publishAsync("lockstep/v1/hosts/web-1/commands", JSON.stringify(command), { qos: 1 });
+    } finally {
+      await op.endAsync();
+    }
+    const auth = { authorization: basic(viewer.name, viewer.password) };
+    let found: AuditEvent | undefined;
+    for (const deadline = Date.now() + 5000; !found && Date.now() < deadline; ) {
+      const res = await fetch(`${hub.baseUrl}/api/audit?limit=50`, { headers: auth });
+      expect(res.status).toBe(200);
+      const { events } = (await res.json()) as { events: AuditEvent[] };
+      found = events.find((e) => e.action === "command.sent" && e.details?.id === "c-audit-1");
+      if (!found) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(found).toMatchObject({ actor: "admin", target: "web-1", details: { op: "refresh", id: "c-audit-1", requestedBy: "claimed-name" } });
+    const lines = readFileSync(join(dataDir, "audit.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as AuditEvent);
+    expect(lines.find((e) => e.id === found!.id)).toEqual(found);
+
+    expect((await fetch(`${hub.baseUrl}/api/audit`)).status).toBe(401);
+    const bad = await fetch(`${hub.baseUrl}/api/audit?limit=0`, { headers: auth });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/limit/);
+  });
+
   it("keeps the user's flow edits across a restart and prints no new password", async () => {
     const { access_token } = (await (await editorToken(hub.baseUrl, "admin", password)).json()) as { access_token: string };
     const auth = { authorization: `Bearer ${access_token}`, "content-type": "application/json" };
@@ -129,5 +158,8 @@ describe("lockstep hub process", () => {
     const { access_token: token2 } = (await (await editorToken(hub.baseUrl, "admin", password)).json()) as { access_token: string };
     const flows = (await (await fetch(`${hub.baseUrl}/admin/flows`, { headers: { authorization: `Bearer ${token2}` } })).json()) as Array<{ id: string; name?: string }>;
     expect(flows.find((n) => n.id === "user-comment")?.name).toBe("my edit");
+    // The audit log is read back from audit.jsonl.
+    const audit = (await (await fetch(`${hub.baseUrl}/api/audit`, { headers: { authorization: basic("admin", password) } })).json()) as { events: AuditEvent[] };
+    expect(audit.events.some((e) => e.details?.id === "c-audit-1")).toBe(true);
   });
 });
