@@ -30,6 +30,7 @@ const HOST_ACTIONS = [
 const COMMAND_TTL_MS = 15 * 60_000;
 const MAX_OUTPUT_LINES = 2000;
 const SESSION_KEY = "lockstep.session";
+const MAX_ACTIVITY = 100;
 
 const app = {
   config: null,
@@ -42,6 +43,8 @@ const app = {
   expected: null,
   rollouts: new Map(),
   history: new Map(),
+  /** Audit events by id (GET /api/audit, then fleet/events live), at most MAX_ACTIVITY after a render. */
+  activity: new Map(),
   hubOnline: null,
   openHost: null,
   followRolloutId: null,
@@ -118,6 +121,7 @@ const checks = {
   expected: (v) => isObj(v) && isStr(v.headCommit) && isStr(v.lockHash),
   rollout: (v) => isObj(v) && isStr(v.id) && isStr(v.state) && Array.isArray(v.phases) && isObj(v.hosts) && isObj(v.counts),
   history: (v) => isObj(v) && isStr(v.rolloutId) && isStr(v.state) && Array.isArray(v.hosts),
+  event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
 };
 
 function rejectPayload(topic, why) {
@@ -224,6 +228,11 @@ function onMessage(topic, payload) {
       dirty.history = true;
       return schedule();
     }
+    case "events": {
+      if (d.empty || !checks.event(d.value)) return rejectPayload(topic, "not an audit event");
+      addActivity([d.value]);
+      return;
+    }
     case "hubAvailability": {
       app.hubOnline = d.empty ? null : d.text.trim() === "online";
       dirty.banner = true;
@@ -252,7 +261,7 @@ function removeHost(h) {
 // ---------------------------------------------------------------------------------------------
 // Rendering, batched per animation frame
 
-const dirty = { hosts: new Set(), order: false, fleet: false, rollout: false, history: false, counts: false, banner: false };
+const dirty = { hosts: new Set(), order: false, fleet: false, rollout: false, history: false, activity: false, counts: false, banner: false };
 let frame = 0;
 function schedule() {
   if (!frame) frame = requestAnimationFrame(render);
@@ -284,8 +293,9 @@ function render() {
   if (dirty.fleet) renderUpdateCard();
   if (dirty.rollout) renderRollout();
   if (dirty.history) renderHistory();
+  if (dirty.activity) renderActivity();
   if (dirty.banner) renderBanner();
-  dirty.order = dirty.counts = dirty.fleet = dirty.rollout = dirty.history = dirty.banner = false;
+  dirty.order = dirty.counts = dirty.fleet = dirty.rollout = dirty.history = dirty.activity = dirty.banner = false;
   const ms = performance.now() - t0;
   stats.renders++;
   stats.lastRenderMs = ms;
@@ -904,6 +914,66 @@ function renderHistory() {
   );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Activity: the audit log (who did what, when)
+
+function addActivity(events) {
+  for (const e of events) app.activity.set(e.id, e);
+  dirty.activity = true;
+  schedule();
+}
+
+async function loadActivity() {
+  try {
+    const res = await fetch(`api/audit?limit=${MAX_ACTIVITY}`, { headers: { authorization: basicAuth() } });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const body = await res.json();
+    const events = Array.isArray(body?.events) ? body.events : [];
+    const valid = events.filter(checks.event);
+    if (valid.length < events.length) rejectPayload("api/audit", `${events.length - valid.length} invalid event(s)`);
+    addActivity(valid);
+  } catch (err) {
+    console.warn(`lockstep: the activity log could not be loaded: ${err.message}`);
+  }
+}
+
+/** One short line from an event's details: op, state or summary, who it was requested as, the rollout. */
+function activityDetail(e) {
+  const d = isObj(e.details) ? e.details : {};
+  const parts = [];
+  for (const key of ["op", "phase", "state"]) if (isStr(d[key])) parts.push(d[key]);
+  if (isStr(d.summary)) parts.push(d.summary);
+  else if (isStr(d.reason)) parts.push(d.reason);
+  if (isStr(d.requestedBy) && d.requestedBy !== e.actor) parts.push(`requested as ${d.requestedBy}`);
+  if (isStr(d.rolloutId)) parts.push(`rollout ${d.rolloutId}`);
+  if (d.invalid === true) parts.push("invalid payload");
+  const text = parts.join(" · ");
+  return text.length > 160 ? `${text.slice(0, 159)}…` : text;
+}
+
+function renderActivity() {
+  const list = $("activity");
+  const events = [...app.activity.values()].sort((a, b) => b.at.localeCompare(a.at) || b.id.localeCompare(a.id));
+  for (const e of events.slice(MAX_ACTIVITY)) app.activity.delete(e.id);
+  if (events.length === 0) {
+    list.replaceChildren(el("li", { class: "muted", text: "No activity yet." }));
+    return;
+  }
+  list.replaceChildren(
+    ...events.slice(0, MAX_ACTIVITY).map((e) =>
+      el(
+        "li",
+        { dataset: { event: e.id, action: e.action } },
+        el("span", { class: "a-when", title: e.at, text: when(e.at) }),
+        el("span", { class: "a-actor", text: e.actor }),
+        el("span", { class: "a-action", text: e.action }),
+        el("span", { class: "a-target", text: e.target ?? "" }),
+        el("span", { class: "a-detail host-sub", text: activityDetail(e) }),
+      ),
+    ),
+  );
+}
+
 let bannerTimer = 0;
 function showBanner(text, isError = false) {
   const b = $("banner");
@@ -1000,7 +1070,7 @@ async function login(username, password) {
   client.on("close", () => setConn(false));
   client.on("error", (err) => console.warn("lockstep: mqtt error", err.message));
   const t = app.topics;
-  client.subscribe([...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.hubAvailability()], { qos: 0 });
+  client.subscribe([...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.hubAvailability(), t.events()], { qos: 0 });
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({ username, password }));
   document.body.dataset.role = app.role;
   $("session-user").textContent = `${app.user} · ${app.role}`;
@@ -1010,8 +1080,9 @@ async function login(username, password) {
   for (const b of document.querySelectorAll(".operator-only")) b.hidden = app.role !== "operator";
   setConn(true);
   if (who.note) showBanner(who.note);
-  dirty.fleet = dirty.rollout = dirty.history = dirty.counts = dirty.banner = true;
+  dirty.fleet = dirty.rollout = dirty.history = dirty.activity = dirty.counts = dirty.banner = true;
   schedule();
+  void loadActivity();
 }
 
 function setConn(online) {

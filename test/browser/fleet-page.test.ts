@@ -101,6 +101,7 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
         { ...operator, role: "operator" },
         { ...viewer, role: "viewer" },
       ],
+      auditEvents: [{ id: "e-seeded", at: "2025-12-10T03:00:00.000Z", actor: "olga", action: "command.sent", target: "db-1", details: { op: "pull", id: "c-1", requestedBy: "olga" } }],
       // The fake hub endpoint starts a "rollout" and publishes its progress like the rollout engine.
       async onMergeAndDeploy(body) {
         const id = `r-pr${body.pr_number}`;
@@ -164,6 +165,17 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
     expect(await page.textContent('tr.host[data-host="db-1"] .c-gen')).toBe("17");
     expect(await page.textContent("#fleet-counts")).toContain("3 hosts");
     await shot("fleet");
+  });
+
+  it("shows the audit log in the Activity card: loaded after login, then live from fleet/events", async () => {
+    await page.waitForSelector('#activity li[data-event="e-seeded"]');
+    expect(await page.textContent('#activity li[data-event="e-seeded"]')).toMatch(/olga.*command\.sent.*db-1.*pull/);
+    const live = { id: "e-live-1", at: new Date().toISOString(), actor: "rollout:r-1", action: "host.failed", target: "mac-1", details: { rolloutId: "r-1", reason: "health gate: tests failed" } };
+    await hub.publishAsync(topics.events(), JSON.stringify(live), { qos: 1 });
+    await page.waitForSelector('#activity li[data-event="e-live-1"]');
+    const rows = await page.$$eval("#activity > li", (lis) => lis.map((li) => (li as HTMLElement).dataset.event));
+    expect(rows).toEqual(["e-live-1", "e-seeded"]); // newest first
+    expect(await page.textContent('#activity li[data-event="e-live-1"]')).toContain("health gate: tests failed · rollout r-1");
   });
 
   it("explains a compartment's colour in its tooltip, with the pending PR's lock diff", async () => {

@@ -1,7 +1,7 @@
 /**
  * A stand-in for the hub's HTTP server in browser tests and the benchmark: the real fleet page
  * handler, MQTT over WebSocket at /mqtt (the broker's own WebSocket listener when it has one,
- * otherwise a byte-for-byte WebSocket→TCP relay), and fake `/api/` endpoints that check HTTP Basic
+ * otherwise a byte-for-byte WebSocket→TCP relay), and fake `/api/` endpoints (whoami, audit, the POSTs) that check HTTP Basic
  * auth against the same credentials and record what the page asked for.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -34,6 +34,8 @@ export interface PageServerOptions {
   users: PageUser[];
   /** Answer to POST /api/flake-updates/merge-and-deploy (the test publishes rollout progress). */
   onMergeAndDeploy?: (body: { pr_number?: number; hosts?: string[] }, user: string) => Promise<{ job_id: string }>;
+  /** What GET /api/audit answers (newest first), like the hub's audit log. */
+  auditEvents?: unknown[];
 }
 
 function basicUser(req: IncomingMessage, users: PageUser[]): PageUser | null {
@@ -71,6 +73,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
         return json(res, 401, { error: "authentication required" });
       }
       if (path === "/api/whoami" && req.method === "GET") return json(res, 200, { user: user.username, role: user.role });
+      if (path === "/api/audit" && req.method === "GET") return json(res, 200, { events: opts.auditEvents ?? [] });
       if (req.method !== "POST") return json(res, 405, { error: "method not allowed" });
       const body = await readJson(req);
       calls.push({ path, user: user.username, body });
