@@ -100,13 +100,8 @@ function actorName(user: string): string {
   return user.startsWith("$") ? user.slice(1) : user;
 }
 
-/**
- * The audit event for a command or action the broker saw an operator or hub publish, or null when
- * it is already audited elsewhere: commands of a rollout, sent by the hub, are audited by the
- * rollout engine ("command.sent" with its rolloutId), so they are not recorded twice.
- */
-export function hostRequestEvent(info: HostRequestInfo, now = new Date()): AuditEvent | null {
-  if (info.kind === "command" && info.role === "hub" && info.rolloutId !== undefined) return null;
+/** The audit event for a command or action the broker saw an operator or hub publish. */
+export function hostRequestEvent(info: HostRequestInfo, now = new Date()): AuditEvent {
   const details: Record<string, unknown> = { op: info.op ?? null };
   if (info.kind === "command") {
     details.id = info.id ?? null;
@@ -122,6 +117,64 @@ export function hostRequestEvent(info: HostRequestInfo, now = new Date()): Audit
     target: info.host,
     details,
   };
+}
+
+/** How long a hub rollout command waits for the rollout engine's own "command.sent" event. */
+export const ENGINE_AUDIT_WAIT_MS = 3000;
+const REMEMBERED_IDS = 1000;
+
+/**
+ * Turns the broker's hostRequest events into audit events without recording a command twice: the
+ * rollout engine audits each command it sends ("command.sent" with details.commandId, published just
+ * after the command). A hub command carrying a rolloutId is therefore held for a moment and dropped
+ * when the engine's event for its id arrives; other senders of rollout commands (e.g. the rollback
+ * node) do not audit them, so those are published when the wait runs out. Operators' commands and
+ * actions are published at once, whatever they claim.
+ */
+export class HostRequestAuditor {
+  private pending = new Map<string, { timer: NodeJS.Timeout; event: AuditEvent }>();
+  /** Command ids the engine audited before the broker's event was seen (not expected, but cheap). */
+  private engineAudited = new Set<string>();
+
+  constructor(
+    private readonly publish: (event: AuditEvent) => void,
+    private readonly waitMs = ENGINE_AUDIT_WAIT_MS,
+  ) {}
+
+  onHostRequest(info: HostRequestInfo): void {
+    const event = hostRequestEvent(info);
+    const id = info.id;
+    if (info.kind !== "command" || info.role !== "hub" || info.rolloutId === undefined || id === undefined) return this.publish(event);
+    if (this.engineAudited.delete(id) || this.pending.has(id)) return;
+    const timer = setTimeout(() => {
+      this.pending.delete(id);
+      this.publish(event);
+    }, this.waitMs);
+    this.pending.set(id, { timer, event });
+  }
+
+  /** Every event seen on fleet/events. */
+  onAuditEvent(event: AuditEvent): void {
+    const id = event.action === "command.sent" && event.details?.commandId;
+    if (typeof id !== "string" || typeof event.details?.rolloutId !== "string") return;
+    const held = this.pending.get(id);
+    if (held) {
+      clearTimeout(held.timer);
+      this.pending.delete(id);
+      return;
+    }
+    this.engineAudited.add(id);
+    if (this.engineAudited.size > REMEMBERED_IDS) this.engineAudited.delete(this.engineAudited.values().next().value as string);
+  }
+
+  /** Publish what is still held (the hub is stopping). */
+  flush(): void {
+    for (const { timer, event } of this.pending.values()) {
+      clearTimeout(timer);
+      this.publish(event);
+    }
+    this.pending.clear();
+  }
 }
 
 const AuditQuery = z

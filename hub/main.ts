@@ -21,7 +21,7 @@ import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
 import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
-import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
+import { AuditLog, HostRequestAuditor, auditHandler } from "./audit-log.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type RequestHandler } from "./node-red.js";
 
@@ -170,6 +170,9 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     // The audit log: everything on fleet/events (rollout engine, commands seen by the broker) is kept.
     const auditLog = new AuditLog({ dataDir: config.dataDir, log: log.child({ component: "audit" }) });
     const eventsTopic = topics.events();
+    const auditor = new HostRequestAuditor((event) => {
+      client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
+    });
     client.on("message", (topic, payload) => {
       if (topic !== eventsTopic) return;
       let value: unknown;
@@ -180,6 +183,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       }
       const event = AuditEvent.safeParse(value);
       if (!event.success) return log.warn({ topic, issues: event.error.issues.slice(0, 3) }, "ignoring an invalid audit event");
+      auditor.onAuditEvent(event.data);
       try {
         auditLog.append(event.data);
       } catch (err) {
@@ -189,11 +193,9 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     await client.subscribeAsync(eventsTopic, { qos: 1 });
     if (broker) {
       // Who sent a command: the broker knows the authenticated user of every publish.
-      broker.on("hostRequest", (info) => {
-        const event = hostRequestEvent(info);
-        if (!event) return;
-        client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
-      });
+      broker.on("hostRequest", (info) => auditor.onHostRequest(info));
+      // Stopped before the hub's client (stops run in reverse), so held events still go out.
+      stops.push({ what: "audit of host requests", stop: async () => auditor.flush() });
     }
 
     // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.

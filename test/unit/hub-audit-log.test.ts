@@ -3,9 +3,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { describeHostRequest } from "../../broker/embedded.js";
-import { AuditLog, auditHandler, hostRequestEvent } from "../../hub/audit-log.js";
+import { AuditLog, HostRequestAuditor, auditHandler, hostRequestEvent } from "../../hub/audit-log.js";
 import { AuditEvent } from "../../protocol/index.js";
 
 const dirs: string[] = [];
@@ -95,14 +95,40 @@ describe("commands seen by the broker as audit events", () => {
   });
 
   it("leaves the hub's rollout commands to the rollout engine's own audit events", () => {
-    const rollout = { ...command, rolloutId: "r-1" };
-    const base = { clientId: "x", kind: "command" as const, host: "web-1", ...describeHostRequest("command", JSON.stringify(rollout)) };
-    expect(hostRequestEvent({ ...base, user: "$hub", role: "hub" })).toBeNull();
-    // An operator's command is always recorded, whatever rolloutId it claims.
-    expect(hostRequestEvent({ ...base, user: "olga", role: "operator" })?.actor).toBe("olga");
-    // The hub's other commands (Home Assistant buttons, flows) are recorded as the hub's.
-    const plain = { clientId: "x", kind: "command" as const, host: "web-1", ...describeHostRequest("command", JSON.stringify(command)) };
-    expect(hostRequestEvent({ ...plain, user: "$hub", role: "hub" })?.actor).toBe("hub");
+    vi.useFakeTimers();
+    try {
+      const published: AuditEvent[] = [];
+      const auditor = new HostRequestAuditor((e) => published.push(e), 1000);
+      const request = (id: string, user: string, role: string, rolloutId?: string) => ({
+        clientId: "x",
+        user,
+        role,
+        kind: "command" as const,
+        host: "web-1",
+        ...describeHostRequest("command", JSON.stringify({ ...command, id, ...(rolloutId ? { rolloutId } : {}) })),
+      });
+      const engineEvent = (commandId: string): AuditEvent => ({ id: `e-${commandId}`, at: new Date().toISOString(), actor: "rollout:r-1", action: "command.sent", target: "web-1", details: { rolloutId: "r-1", op: "switch", commandId } });
+
+      // The engine audits its own command: the broker's copy is dropped.
+      auditor.onHostRequest(request("c-engine", "$hub", "hub", "r-1"));
+      auditor.onAuditEvent(engineEvent("c-engine"));
+      // A rollout command nobody audits (the rollback node): published once the wait is over.
+      auditor.onHostRequest(request("c-rollback", "$hub", "hub", "r-1"));
+      // An operator's command is recorded at once, whatever rolloutId it claims.
+      auditor.onHostRequest(request("c-op", "olga", "operator", "r-1"));
+      // The hub's other commands (Home Assistant buttons, flows) are recorded as the hub's.
+      auditor.onHostRequest(request("c-ha", "$hub", "hub"));
+      expect(published.map((e) => [e.actor, e.details?.id])).toEqual([["olga", "c-op"], ["hub", "c-ha"]]);
+      vi.advanceTimersByTime(1000);
+      expect(published.map((e) => e.details?.id)).toEqual(["c-op", "c-ha", "c-rollback"]);
+
+      // Held events go out when the hub stops.
+      auditor.onHostRequest(request("c-late", "$hub", "hub", "r-1"));
+      auditor.flush();
+      expect(published.at(-1)?.details?.id).toBe("c-late");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
