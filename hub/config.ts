@@ -2,7 +2,8 @@
  * The hub's configuration: one JSON file (`lockstep hub --config F`), then LOCKSTEP_* environment
  * variables on top, validated with zod. The broker part (`"broker": {...}`, data dir, listeners,
  * external broker) is the broker's own schema and loader; this file adds what only the hub has:
- * the HTTP server, GitHub, notifications, the weekly automation and Home Assistant.
+ * the HTTP server, GitHub, notifications, the weekly automation, Home Assistant and the bridge
+ * to an upstream broker.
  *
  * Example:
  *   { "dataDir": "/var/lib/lockstep",
@@ -41,6 +42,24 @@ export const AutomaticSettings = z.strictObject({
 });
 export type AutomaticSettings = z.infer<typeof AutomaticSettings>;
 
+/**
+ * A bridge from the embedded broker to an upstream one (Home Assistant's MQTT 5 Mosquitto): see
+ * hub/bridge.ts for what goes which way. The password comes from a file, never from the config.
+ */
+export const BridgeSettings = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^(mqtts?|wss?):\/\/[^\s]+$/, { error: "expected an mqtt://, mqtts://, ws:// or wss:// URL" })
+      .refine((url) => !/^[a-z]+:\/\/[^/@]*@/.test(url), { error: "must not contain a user or password: use username and passwordFile" }),
+    username: z.string().min(1, { error: "must not be empty" }).optional(),
+    /** File holding the upstream password (keeps the secret out of the config file and the environment). */
+    passwordFile: z.string().min(1, { error: "must not be empty" }).optional(),
+    clientId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'expected 1-64 letters, digits, ".", "_" or "-"' }).optional(),
+  })
+  .refine((b) => b.passwordFile === undefined || b.username !== undefined, { error: "passwordFile needs a username (MQTT 3.1.1 sends no password without one)", path: ["username"] });
+export type BridgeSettings = z.infer<typeof BridgeSettings>;
+
 export const HubSettingsSchema = z.strictObject({
   dataDir: z.string().min(1).optional(),
   http: z
@@ -62,6 +81,8 @@ export const HubSettingsSchema = z.strictObject({
    */
   rollout: z.record(z.string(), z.unknown()).default({}),
   homeAssistant: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+  /** Bridge the embedded broker to an upstream broker (embedded-broker mode only). */
+  bridge: BridgeSettings.optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   /** The broker's own section (broker/config.ts); dataDir and prefixes are shared with the hub. */
   broker: z.record(z.string(), z.unknown()).default({}),
@@ -94,6 +115,9 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_RECHECK_MINUTES", path: ["automatic", "recheckMinutes"], kind: "number" },
   { env: "LOCKSTEP_MAX_WAIT_HOURS", path: ["automatic", "maxWaitHours"], kind: "number" },
   { env: "LOCKSTEP_HA_ENABLED", path: ["homeAssistant", "enabled"], kind: "boolean" },
+  { env: "LOCKSTEP_BRIDGE_URL", path: ["bridge", "url"], kind: "string" },
+  { env: "LOCKSTEP_BRIDGE_USERNAME", path: ["bridge", "username"], kind: "string" },
+  { env: "LOCKSTEP_BRIDGE_PASSWORD_FILE", path: ["bridge", "passwordFile"], kind: "string" },
   { env: "LOCKSTEP_LOG_LEVEL", path: ["logLevel"], kind: "string" },
 ];
 
@@ -148,6 +172,12 @@ export function loadHubConfig(options: LoadHubConfigOptions = {}): HubConfig {
 
   const dataDir = settings.dataDir ?? options.dataDir ?? ".lockstep-data";
   const broker = loadHubBrokerConfig({ env, defaults: { dataDir, ...settings.broker } });
+  if (settings.bridge && broker.external) {
+    throw new ConfigError(
+      "invalid hub config: bridge is only for the embedded broker; with an external broker (broker.external) the hub already publishes there",
+      "remove the bridge section (or LOCKSTEP_BRIDGE_*), or drop broker.external to keep the embedded broker and bridge it",
+    );
+  }
   const { broker: _b, dataDir: _d, ...rest } = settings;
   void _b;
   void _d;

@@ -5,7 +5,8 @@
  * announces itself on hub/availability (retained, with an "offline" last will).
  *
  * Start order: config → broker → users (first start) → hub MQTT client → HTTP server + Node-RED
- * → HA bridge → listen → flows started → print where everything is. Stop runs it backwards.
+ * → HA bridge → MQTT bridge to an upstream broker (if configured) → print where everything is.
+ * Stop runs it backwards.
  */
 import { EventEmitter } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -22,6 +23,7 @@ import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
 import { AuditLog, HostRequestAuditor, auditHandler } from "./audit-log.js";
+import { MqttBridge, redactUrl } from "./bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type RequestHandler } from "./node-red.js";
 
@@ -141,6 +143,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   try {
     // Fail fast on a bad GitHub section instead of at the first poll.
     if (config.github) loadGitHubConfig(config.github);
+    const bridgePassword = config.bridge?.passwordFile !== undefined ? readSecretFile(config.bridge.passwordFile, "bridge password") : undefined;
 
     let broker: EmbeddedBroker | undefined;
     let users: CredentialStore;
@@ -267,6 +270,24 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       stops.push({ what: "home assistant bridge", stop: () => bridge.stop() });
     }
 
+    if (config.bridge && broker) {
+      // Not awaited on the upstream side: an unreachable upstream never holds up the local fleet.
+      const b = config.bridge;
+      const bridge = new MqttBridge({
+        local: { ...broker.hubConnection(), clientId: `lockstep-bridge-${process.pid}` },
+        upstream: {
+          url: b.url,
+          ...(b.username !== undefined ? { username: b.username } : {}),
+          ...(bridgePassword !== undefined ? { password: bridgePassword } : {}),
+          ...(b.clientId !== undefined ? { clientId: b.clientId } : {}),
+        },
+        topics,
+        logger: log,
+      });
+      await bridge.start();
+      stops.push({ what: "mqtt bridge", stop: () => bridge.stop() });
+    }
+
     const urls: HubUrls = {
       page: `${base}/`,
       editor: `${base}/admin/`,
@@ -281,6 +302,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     print(`  MQTT:              ${urls.mqtt}${broker ? "" : " (external broker)"}`);
     if (broker) print(`  MQTT over WS:      ${urls.mqttWs}`);
     else if (pageMqttUrl) print(`  page connects to: ${pageMqttUrl}`);
+    if (config.bridge && broker) print(`  bridged to:        ${redactUrl(config.bridge.url)} (upstream broker)`);
     print(`  data dir:          ${config.dataDir}`);
     return {
       config,
