@@ -9,17 +9,23 @@ need=()
 for pkg in ${LOCKSTEP_APT_PACKAGES:-git mosquitto nix-bin chromium}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# Debian's mosquitto package may start a system broker on 1883; Lockstep's tests use their own ports,
-# but the hub wants 1883 for its embedded broker.
+# Debian's mosquitto package starts a system broker on 1883 where systemd runs. The tests start their
+# own Mosquitto on free ports, and the hub's embedded broker wants 1883: so a service that this script
+# just installed is stopped and disabled; one that was there before is left alone, with a note.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
-  echo "setup: note: a system mosquitto is running on 1883; the hub will need another MQTT port (--mqtt-port)"
+  if [[ " ${need[*]:-} " == *" mosquitto "* ]]; then
+    echo "setup: stopping the mosquitto service the package just started (Lockstep runs its own brokers)"
+    $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  else
+    echo "setup: note: a system mosquitto is running on 1883; give the hub another MQTT port (LOCKSTEP_MQTT_PORT)"
+  fi
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
