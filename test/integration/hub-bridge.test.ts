@@ -2,8 +2,12 @@
  * The bridge between the embedded broker (Aedes, with its ACLs) and a real Mosquitto as the
  * upstream (Home Assistant's broker): retained state and discovery go out and stay retained,
  * deletions follow, HA's actions and birth come in, commands never do, and an upstream restart
- * is survived with the state republished. Needs the mosquitto binary.
+ * is survived with the state republished; and the hub process started with LOCKSTEP_BRIDGE_*.
+ * Needs the mosquitto binary and (for the hub process) `npm run build`.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +15,7 @@ import { Topics } from "../../protocol/index.js";
 import { MqttBridge } from "../../hub/bridge.js";
 import { startTestBroker, type TestBroker } from "../support/brokers.js";
 import { freePort } from "../support/mosquitto.js";
+import { startHubProcess, type HubProcess } from "../demo/hub-process.js";
 
 const topics = new Topics();
 const HOST = "web-1";
@@ -209,6 +214,45 @@ describe("MqttBridge: embedded broker → real Mosquitto", () => {
     } finally {
       await watcher.client.endAsync();
       await lonely.stop();
+    }
+  });
+});
+
+describe("lockstep hub with a bridge to Mosquitto", () => {
+  let dir: string;
+  let upstream: TestBroker;
+  let hub: HubProcess;
+  let creds: { username: string; password: string };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "lockstep-hub-bridge-"));
+    upstream = await startTestBroker({ kind: "mosquitto" });
+    creds = await upstream.credentials("hub", "bridge");
+    writeFileSync(join(dir, "bridge-password"), creds.password + "\n", { mode: 0o600 });
+    hub = await startHubProcess({
+      dataDir: join(dir, "data"),
+      env: { LOCKSTEP_BRIDGE_URL: upstream.url, LOCKSTEP_BRIDGE_USERNAME: creds.username, LOCKSTEP_BRIDGE_PASSWORD_FILE: join(dir, "bridge-password") },
+    });
+  });
+
+  afterAll(async () => {
+    await hub?.stop();
+    await upstream?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("says where it bridges to, never prints the password, and is online on the upstream broker", async () => {
+    expect(hub.output()).toContain(`bridged to:        ${upstream.url} (upstream broker)`);
+    const observer = await recorder(upstream.url, creds, [topics.hubAvailability()]);
+    try {
+      await waitFor("hub availability upstream", () => (observer.last(topics.hubAvailability())?.payload === "online" ? true : undefined));
+      expect(await retainedValue(upstream.url, creds, topics.hubAvailability())).toBe("online");
+      expect(hub.output()).not.toContain(creds.password);
+      expect(await hub.stop()).toBe(0);
+      await waitFor("offline upstream after the hub stopped", () => (observer.last(topics.hubAvailability())?.payload === "offline" ? true : undefined));
+      expect(hub.output()).not.toContain(creds.password);
+    } finally {
+      await observer.client.endAsync();
     }
   });
 });
