@@ -221,6 +221,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       if (this.detached) return structuredClone(rec.progress);
       if (rec.stop && (rec.stop.reason === "canary-failed" || rec.stop.reason === "budget-exceeded") && !this.cancelledBy) {
         await this.applyFailurePolicy();
+      } else if (!rec.stop && !this.cancelledBy) {
+        await this.rollBackFailuresWithinBudget();
       }
       if (this.detached) return structuredClone(rec.progress);
       return await this.finish();
@@ -630,6 +632,23 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       await this.pool(targets, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
     }
     if (spec.revertOnFailure && !this.detached && !this.cancelledBy) await this.requestRevert();
+  }
+
+  /**
+   * The budget decides whether the rollout goes on, not whether a broken host stays broken: under a
+   * rollback policy a host that switched and then failed (e.g. its tests) goes back to its previous
+   * generation even when the rollout completes. rollback-all within the budget touches only those.
+   */
+  private async rollBackFailuresWithinBudget(): Promise<void> {
+    const rec = this.rec!;
+    const spec = rec.plan.spec;
+    if (spec.onFailure === "halt") return;
+    const failed = Object.values(rec.progress.hosts)
+      .filter((h) => h.state === "failed" && rec.steps[`${h.host}/switch`] !== undefined)
+      .map((h) => h.host);
+    if (failed.length === 0) return;
+    this.audit("policy.rollback", undefined, { policy: spec.onFailure, hosts: failed, withinBudget: true });
+    await this.pool(failed, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
   }
 
   private async rollbackHost(host: string): Promise<void> {

@@ -181,6 +181,25 @@ describe("RolloutEngine", () => {
     expect(rollbacks.map((c) => c.op === "rollback" && c.args.generation)).toEqual([1, 1, 1]);
   });
 
+  it("within the failure budget, a rollback policy still returns a host that switched and failed", async () => {
+    const t = setup(hosts(4));
+    t.fleet.failTests("h2"); // switched to the new generation, then its tests failed
+    t.fleet.failBuild("h3"); // never switched: nothing to roll back
+    const final = await t.run({ onFailure: "rollback-all", failureBudget: 2, strategy: { waves: { size: 3 }, parallelism: 1 } });
+    expect(final.state).toBe("completed");
+    expect(stateOf(final)).toEqual({ h0: "succeeded", h1: "succeeded", h2: "rolled-back", h3: "failed" });
+    expect(t.fleet.generationOf("h2")).toBe(1);
+    expect(t.fleet.generationOf("h1")).toBe(2); // the budget held: healthy hosts keep the update
+    expect(t.fleet.ran("h3", "rollback")).toBe(0);
+
+    const halt = setup(hosts(3));
+    halt.fleet.failTests("h1");
+    const kept = await halt.run({ onFailure: "halt", failureBudget: 1, strategy: { waves: { size: 3 }, parallelism: 1 } });
+    expect(kept.state).toBe("completed");
+    expect(kept.hosts.h1!.state).toBe("failed");
+    expect(halt.fleet.commands.some((c) => c.op === "rollback")).toBe(false);
+  });
+
   it("calls the revert callback once on failure and records the PR", async () => {
     const calls: unknown[] = [];
     const t = setup(hosts(2), { revert: async (ctx) => (calls.push(ctx), { number: 42, url: "https://example.test/pr/42" }) });
