@@ -181,7 +181,27 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     rec.stop ??= { reason: "cancelled", detail: `cancelled by ${actor}`, at: new Date().toISOString() };
     this.audit("rollout.cancel", undefined, {}, actor);
     this.abort.abort();
+    this.stopStepsInFlight(actor);
     return true;
+  }
+
+  /**
+   * A cancel also stops what hosts are doing for this rollout: a pull or a test in flight gets a
+   * `stop`. A switch or rollback is left to finish: cutting an activation short is worse than
+   * letting it end, and its outcome is reported (the host shows "interrupted" here).
+   */
+  private stopStepsInFlight(actor: string): void {
+    const rec = this.rec!;
+    for (const step of Object.values(rec.steps)) {
+      if (step.result || (step.step !== "pull" && step.step !== "test")) continue;
+      const expiresAt = new Date(Date.now() + 15_000); // short: a stop names no job, it must not hit a later one
+      this.fleet
+        .sendCommand(step.host, "stop", {}, { rolloutId: rec.id, expiresAt, requestedBy: actor })
+        .then(
+          (id) => this.audit("host.stop-sent", step.host, { step: step.step, commandId: id }, actor),
+          (e: unknown) => this.log.warn({ err: e, host: step.host }, "could not send stop after cancel"),
+        );
+    }
   }
 
   /**

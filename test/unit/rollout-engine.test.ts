@@ -299,6 +299,22 @@ describe("RolloutEngine", () => {
     expect(t.engine.cancel("bob")).toBe(false);
   });
 
+  it("cancel sends stop to a host whose pull or test is in flight, and leaves a switch to finish", async () => {
+    const t = setup(hosts(2), { latencyMs: 150 });
+    const running = t.run({ strategy: { canary: 0, waves: { size: 2 }, parallelism: 2 } });
+    // Wait until both hosts have their pull in flight (150 ms each), then cancel.
+    const deadline = Date.now() + 2000;
+    while (t.fleet.commands.filter((c) => c.op === "pull").length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    t.engine.cancel("carol");
+    const final = await running;
+    expect(final.state).toBe("cancelled");
+    const stops = t.fleet.commands.filter((c) => c.op === "stop");
+    expect(stops.map((c) => c.host).sort()).toEqual(["h0", "h1"]);
+    expect(stops.every((c) => c.requestedBy === "carol")).toBe(true);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(t.audits.filter((a) => a.action === "host.stop-sent").map((a) => a.target).sort()).toEqual(["h0", "h1"]);
+  });
+
   it("cancel during the soak: no wave starts, nothing is reported as an error", async () => {
     const t = setup(hosts(3));
     const running = t.run({ strategy: { soakMs: 5000 } });
