@@ -586,7 +586,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     let result: StepResult;
     try {
       const job = await this.fleet.waitForJob(step.host, step.commandId, timeoutMs, this.abort.signal);
-      result = { state: job.state, summary: job.error ? `${job.summary} (${job.error})` : job.summary, at: job.finishedAt ?? new Date().toISOString() };
+      const summary = job.error && !job.summary.includes(job.error) ? `${job.summary} (${job.error})` : job.summary;
+      result = { state: job.state, summary, at: job.finishedAt ?? new Date().toISOString() };
       if (job.generationBefore !== undefined) result.generationBefore = job.generationBefore;
       if (job.generationAfter !== undefined) result.generationAfter = job.generationAfter;
     } catch (e) {
