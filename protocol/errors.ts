@@ -20,10 +20,3 @@ export class ConfigError extends LockstepError {
     super(message, "config", hint);
   }
 }
-
-export class PayloadError extends LockstepError {
-  override name = "PayloadError";
-  constructor(message: string, readonly topic?: string) {
-    super(message, "payload");
-  }
-}

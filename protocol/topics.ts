@@ -17,14 +17,6 @@ export function isValidHostId(host: string): boolean {
   return HOST_ID_PATTERN.test(host);
 }
 
-export function assertHostId(host: string): string {
-  if (!isValidHostId(host)) {
-    throw new Error(
-      `invalid host id "${host}": use 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit`,
-    );
-  }
-  return host;
-}
 
 export type ParsedTopic =
   | { kind: "availability"; host: string }
@@ -145,7 +137,7 @@ export class Topics {
   parse(topic: string): ParsedTopic | null {
     if (!topic.startsWith(this.root + "/")) return null;
     const parts = topic.slice(this.root.length + 1).split("/");
-    const [a, b, c, d, e, f] = parts;
+    const [a, b, c, d, e] = parts;
     if (a === "hosts" && b && isValidHostId(b)) {
       if (parts.length === 3 && c === "availability") return { kind: "availability", host: b };
       if (parts.length === 3 && c === "info") return { kind: "info", host: b };
@@ -167,7 +159,6 @@ export class Topics {
       if (parts.length === 3 && b === "history" && c && ID_PATTERN.test(c)) return { kind: "history", rolloutId: c };
     }
     if (a === "hub" && b === "availability" && parts.length === 2) return { kind: "hubAvailability" };
-    void f;
     return null;
   }
 }
