@@ -22,6 +22,7 @@ import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } fro
 import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
 import { currentGeneration, rebootNeeded } from "./self-update-system.js";
 import { insideWindow } from "./self-update-window.js";
+import { localNixSystem } from "./os-profiles.js";
 
 export const LOCK_FILE = "self-update.lock";
 /** The build's out-link: also a GC root, so the built system survives a garbage collection. */
@@ -35,11 +36,6 @@ export interface SelfUpdateOptions {
   env?: NodeJS.ProcessEnv;
   /** Nix system for the generic profile's attribute (default: this machine's). */
   system?: string;
-}
-
-function localSystem(): string {
-  const arch = process.arch === "arm64" ? "aarch64" : process.arch === "x64" ? "x86_64" : process.arch;
-  return `${arch}-${process.platform === "darwin" ? "darwin" : "linux"}`;
 }
 
 function newRunId(at: Date): string {
@@ -137,7 +133,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
 
     const checkout = cfg.checkoutDir;
     const lockFile = join(checkout, "flake.lock");
-    const commands = profileCommands(cfg, opts.system ?? localSystem());
+    const commands = profileCommands(cfg, opts.system ?? localNixSystem());
     const outLink = join(cfg.stateDir, OUT_LINK);
     const placeholders = { flake: checkout, attr: commands.attribute, out: outLink, profile: cfg.systemProfile, host: cfg.host };
     record.generationBefore = await currentGeneration(cfg.systemProfile);
