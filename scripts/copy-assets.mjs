@@ -1,23 +1,20 @@
-// tsc emits .js only: copy what Node-RED and the hub load next to it (editor .html, icons, the page).
+// tsc emits .js only: copy what Node-RED and the hub load next to it (editor .html, the shipped flows,
+// the fleet page's static files).
 import { cpSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 
-const ASSET = /\.(html|json|css|svg|png|nix|yml|yaml|sh)$/;
-function copyTree(from, to) {
+function copyTree(from, to, asset) {
   if (!existsSync(from)) return;
   for (const name of readdirSync(from)) {
     const src = join(from, name);
-    const dst = join(to, name);
-    if (statSync(src).isDirectory()) copyTree(src, dst);
-    else if (ASSET.test(name) && !name.endsWith(".test.ts")) {
-      mkdirSync(dirname(dst), { recursive: true });
-      cpSync(src, dst);
+    if (statSync(src).isDirectory()) copyTree(src, join(to, name), asset);
+    else if (asset.test(name)) {
+      mkdirSync(to, { recursive: true });
+      cpSync(src, join(to, name));
     }
   }
 }
-for (const dir of ["node-red-nodes", "dashboard", "flows", "test/fleet"]) copyTree(dir, join("dist", dir));
-// The fleet page's browser modules are plain .js in the source (tsc compiles only dashboard/server.ts).
-mkdirSync(join("dist", "dashboard"), { recursive: true });
-for (const name of readdirSync("dashboard")) {
-  if (/\.js$/.test(name)) cpSync(join("dashboard", name), join("dist", "dashboard", name));
-}
+copyTree("node-red-nodes", join("dist", "node-red-nodes"), /\.html$/);
+copyTree("flows", join("dist", "flows"), /\.json$/);
+// The page's browser modules are plain .js in the source (tsc compiles only dashboard/server.ts).
+copyTree("dashboard", join("dist", "dashboard"), /\.(html|css|svg|js)$/);
