@@ -15,7 +15,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import pino, { type Logger } from "pino";
-import { AuditEvent, ConfigError, LockstepError, Topics } from "../protocol/index.js";
+import { AuditEvent, ConfigError, decodeJson, LockstepError, Topics } from "../protocol/index.js";
 import { EmbeddedBroker } from "../broker/embedded.js";
 import { CredentialStore } from "../broker/credentials.js";
 import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
@@ -178,17 +178,11 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     });
     client.on("message", (topic, payload) => {
       if (topic !== eventsTopic) return;
-      let value: unknown;
+      const event = decodeJson(AuditEvent, payload);
+      if (!event.ok) return log.warn({ topic, error: event.error }, "ignoring an invalid audit event");
+      auditor.onAuditEvent(event.value);
       try {
-        value = JSON.parse(payload.toString("utf8"));
-      } catch {
-        return log.warn({ topic }, "ignoring an audit event that is not JSON");
-      }
-      const event = AuditEvent.safeParse(value);
-      if (!event.success) return log.warn({ topic, issues: event.error.issues.slice(0, 3) }, "ignoring an invalid audit event");
-      auditor.onAuditEvent(event.data);
-      try {
-        auditLog.append(event.data);
+        auditLog.append(event.value);
       } catch (err) {
         log.error({ err }, "cannot append to the audit log");
       }
