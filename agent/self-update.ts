@@ -22,7 +22,7 @@ import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } fro
 import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
 import { currentGeneration, rebootNeeded } from "./self-update-system.js";
 import { insideWindow } from "./self-update-window.js";
-import { localNixSystem } from "./os-profiles.js";
+import { localNixSystem, updateInputsArgv } from "./os-profiles.js";
 
 export const LOCK_FILE = "self-update.lock";
 /** The build's out-link: also a GC root, so the built system survives a garbage collection. */
@@ -160,8 +160,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
         if (r.exitCode !== 0) throw new RunStop("failed", "git pull failed; nothing was built or switched", describeFailure(r));
       } else {
         const lockBefore = readOrUndefined(lockFile);
-        const argv = cfg.inputs.length ? ["nix", "flake", "lock", ...cfg.inputs.flatMap((i) => ["--update-input", i])] : ["nix", "flake", "update"];
-        const r = await run(argv, checkout);
+        const r = await run(updateInputsArgv(cfg.inputs), checkout);
         if (r.exitCode !== 0) throw new RunStop("failed", "nix flake update failed; nothing was built or switched", describeFailure(r));
         record.lockChanged = readOrUndefined(lockFile) !== lockBefore;
         if (record.lockChanged && cfg.commitLock) {
