@@ -10,12 +10,12 @@ import {
   describeChange,
   formatLockDiff,
   topicsFor,
+  worstStatus,
 } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
 const COMPARTMENT_LABEL = { agent: "Agent", git: "Git", lock: "Lock", system: "System", tests: "Tests" };
 const OS_LABEL = { nixos: "NixOS", darwin: "macOS", "home-manager": "Home Manager", generic: "Nix" };
-const SEVERITY = { failed: 4, working: 3, outdated: 2, unknown: 1, ok: 0 };
 /** Ops an operator can run on a host from the page; `confirm` ones change the running system. */
 const HOST_ACTIONS = [
   { op: "pull", label: "Pull" },
@@ -304,12 +304,7 @@ function render() {
 }
 
 function worstOf(h) {
-  let worst = "ok";
-  for (const name of COMPARTMENTS) {
-    const s = h.compartments[name]?.status ?? "unknown";
-    if (SEVERITY[s] > SEVERITY[worst]) worst = s;
-  }
-  return worst;
+  return worstStatus(COMPARTMENTS.map((name) => h.compartments[name]?.status ?? "unknown"));
 }
 
 function runningJob(h) {

@@ -10,6 +10,10 @@ export const ROLLOUT_STATES = ["planned", "running", "soaking", "completed", "fa
 /** Rollout states after which nothing more happens. */
 export const TERMINAL_ROLLOUT_STATES = ["completed", "failed", "halted", "rolled-back", "interrupted", "cancelled"];
 
+const SEVERITY = { failed: 4, working: 3, outdated: 2, unknown: 1, ok: 0 };
+/** The most severe of some compartment statuses ("ok" for none), as protocol/compartments.ts worstStatus. */
+export const worstStatus = (statuses) => statuses.reduce((w, s) => (SEVERITY[s] > SEVERITY[w] ? s : w), "ok");
+
 const HOST_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
 export const isValidHostId = (host) => HOST_ID.test(host);

@@ -16,6 +16,7 @@ const page = js as {
   ROLLOUT_STATES: string[];
   TERMINAL_ROLLOUT_STATES: string[];
   isValidHostId(h: string): boolean;
+  worstStatus(statuses: string[]): string;
   topicsFor(prefix?: string): Record<string, (...a: string[]) => unknown> & { root: string; parse(t: string): unknown };
   describeChange(c: ts.InputChange): string;
   formatLockDiff(d: ts.LockDiff, o?: { max?: number; separator?: string }): string;
@@ -107,6 +108,13 @@ describe("dashboard/protocol.js mirrors protocol/", () => {
   it("accepts the same host ids", () => {
     for (const h of ["web-1", "a", "A", "-x", "x".repeat(63), "x".repeat(64), "a_b"]) {
       expect(page.isValidHostId(h), h).toBe(ts.isValidHostId(h));
+    }
+  });
+
+  it("ranks statuses like protocol/compartments.ts", () => {
+    expect(page.worstStatus([])).toBe(ts.worstStatus([]));
+    for (const a of ts.STATUSES) {
+      for (const b of ts.STATUSES) expect(page.worstStatus([a, b]), `${a}, ${b}`).toBe(ts.worstStatus([a, b]));
     }
   });
 });
