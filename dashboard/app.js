@@ -345,7 +345,7 @@ function renderHost(h) {
   const info = h.info;
   const online = h.availability === "online";
   setClass(row.tr, `host ${online ? "online" : "offline"}${app.openHost === h.id ? " open" : ""}`);
-  setText(row.name, info.hostname && info.hostname !== h.id ? `${h.id}` : h.id);
+  setText(row.name, h.id);
   row.name.title = info.hostname ?? "";
 
   const flagKey = `${info.hold}|${info.canary}|${info.holdReason ?? ""}`;
