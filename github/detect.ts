@@ -11,7 +11,7 @@
 import { diffLocks, parseLockUpdateText, lockLastModified, parseFlakeLock, lockHash } from "../protocol/index.js";
 import type { CiState, FleetExpected, LockDiff, PendingUpdate } from "../protocol/index.js";
 import { LockstepError } from "../protocol/errors.js";
-import type { GitHubClient, PullSummary, CombinedStatus, CheckRunList } from "./client.js";
+import type { GitHubClient, PullSummary, CombinedStatus, CheckRunList, FileAtRef } from "./client.js";
 import type { DetectionRules, GitHubConfig } from "./config.js";
 
 export type MatchRule = "labels" | "title" | "headBranch";
@@ -87,6 +87,8 @@ export interface Detection {
   baseHead: string;
   /** The pending PR body's "Flake lock file updates:" block parsed, when the body has one. */
   bodyLockDiff: LockDiff | null;
+  /** flake.lock at `baseHead`, when detection already read it (the pending PR's base is the base head). */
+  baseLock: FileAtRef | null;
 }
 
 export interface DetectOptions {
@@ -118,10 +120,10 @@ export async function detectPendingUpdate(client: GitHubClient, config: GitHubCo
   }
   matches.sort((a, b) => (a.openedAt === b.openedAt ? a.number - b.number : a.openedAt < b.openedAt ? -1 : 1));
   const first = matches[0];
-  if (!first) return { pending: null, matches, ignored, baseHead, bodyLockDiff: null };
+  if (!first) return { pending: null, matches, ignored, baseHead, bodyLockDiff: null, baseLock: null };
   const pr = open.find((p) => p.number === first.number)!;
-  const pending = await describePendingUpdate(client, config, pr, matches.slice(1).map((m) => m.number), opts);
-  return { pending, matches, ignored, baseHead, bodyLockDiff: lockDiffFromBody(pr.body) };
+  const { pending, before } = await describe(client, config, pr, matches.slice(1).map((m) => m.number), opts);
+  return { pending, matches, ignored, baseHead, bodyLockDiff: lockDiffFromBody(pr.body), baseLock: pr.base.sha === baseHead ? before : null };
 }
 
 /** Lock diff, CI and mergeability of one PR, as the protocol's PendingUpdate. */
@@ -132,11 +134,16 @@ export async function describePendingUpdate(
   superseded: number[] = [],
   opts: DetectOptions = {},
 ): Promise<PendingUpdate> {
-  const lockDiff = await lockDiffOf(client, config, pr);
+  return (await describe(client, config, pr, superseded, opts)).pending;
+}
+
+/** describePendingUpdate, also handing back flake.lock at the PR's base sha (read for the diff). */
+async function describe(client: GitHubClient, config: GitHubConfig, pr: PullSummary, superseded: number[], opts: DetectOptions): Promise<{ pending: PendingUpdate; before: FileAtRef }> {
+  const { diff: lockDiff, before } = await readLockDiff(client, config, pr);
   const [combined, checks] = [await client.getCombinedStatus(pr.head.sha), await client.listCheckRuns(pr.head.sha)];
   const ci = ciStateFrom(combined, checks);
   const { mergeable, mergeableState } = await mergeabilityOf(client, pr.number, opts.mergeableRetries ?? config.mergeableRetries, opts.mergeableRetryDelayMs ?? config.mergeableRetryDelayMs);
-  return {
+  const pending: PendingUpdate = {
     number: pr.number,
     title: pr.title,
     url: pr.html_url,
@@ -149,20 +156,21 @@ export async function describePendingUpdate(
     mergeableState,
     superseded,
   };
+  return { pending, before };
 }
 
 /**
  * flake.lock at the PR's base sha vs. at its head sha (the real change). Falls back to the PR
  * body's "Flake lock file updates:" text only when the files cannot be diffed (e.g. unparseable).
  */
-export async function lockDiffOf(client: GitHubClient, config: GitHubConfig, pr: PullSummary): Promise<LockDiff> {
+async function readLockDiff(client: GitHubClient, config: GitHubConfig, pr: PullSummary): Promise<{ diff: LockDiff; before: FileAtRef }> {
   const before = await client.getFile(config.lockPath, pr.base.sha);
   const after = await client.getFile(config.lockPath, pr.head.sha);
   try {
-    return diffLocks(before.text, after.text);
+    return { diff: diffLocks(before.text, after.text), before };
   } catch (e) {
-    const fromBody = pr.body ? parseLockUpdateText(pr.body) : null;
-    if (fromBody) return fromBody;
+    const fromBody = lockDiffFromBody(pr.body);
+    if (fromBody) return { diff: fromBody, before };
     throw new LockstepError(`cannot diff ${config.lockPath} of PR #${pr.number}: ${(e as Error).message}`, "lock-diff", "check that the PR's flake.lock is valid JSON", { cause: e });
   }
 }
@@ -187,10 +195,10 @@ export async function fleetExpected(
   client: GitHubClient,
   config: GitHubConfig,
   pending: PendingUpdate | null,
-  extra: { baseHead?: string; agentVersion?: string; now?: Date } = {},
+  extra: { baseHead?: string; agentVersion?: string; now?: Date; /** flake.lock at `baseHead`, when already read. */ baseLock?: FileAtRef | null } = {},
 ): Promise<FleetExpected> {
   const head = extra.baseHead ?? (await client.getBranchHead(config.baseBranch));
-  const lock = await client.getFile(config.lockPath, head);
+  const lock = (extra.baseHead !== undefined ? extra.baseLock : null) ?? (await client.getFile(config.lockPath, head));
   let lastModified: number | undefined;
   try {
     lastModified = lockLastModified(parseFlakeLock(lock.text));
