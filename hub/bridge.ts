@@ -71,9 +71,8 @@ export function bridgeFilters(topics: Topics): { out: string[]; in: string[] } {
   };
 }
 
-/** Is this local topic forwarded to the upstream broker? */
-export function forwardsOut(topics: Topics, topic: string): boolean {
-  const { out } = bridgeFilters(topics);
+/** Is this local topic forwarded to the upstream broker? `out`: bridgeFilters(topics).out, if already built. */
+export function forwardsOut(topics: Topics, topic: string, out = bridgeFilters(topics).out): boolean {
   if (!out.some((filter) => topicMatches(filter, topic))) return false;
   if (topic.startsWith(`${topics.haPrefix}/`)) {
     const node = topic.split("/")[2] ?? "";
@@ -279,7 +278,7 @@ export class MqttBridge {
   }
 
   private onLocalMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    if (!forwardsOut(this.topics, topic)) return;
+    if (!forwardsOut(this.topics, topic, this.filters.out)) return;
     const upstream = this.upstream;
     if (!upstream?.connected) {
       this.stats.droppedOut++;
