@@ -3,10 +3,9 @@
  * validated with zod. Errors name the bad field and where it came from, e.g.
  * `listeners.tcp.port: expected a number 0-65535 (from LOCKSTEP_MQTT_PORT)`.
  */
-import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { envValue, setPath, type EnvKind } from "./env-overrides.js";
+import { envValue, readConfigFile, setPath, type EnvKind } from "./env-overrides.js";
 import { ConfigError, DEFAULT_HA_PREFIX, DEFAULT_PREFIX } from "../protocol/index.js";
 
 const port = z
@@ -142,24 +141,7 @@ export function loadHubBrokerConfig(options: LoadConfigOptions = {}): HubBrokerC
   const merged: Record<string, unknown> = structuredClone(options.defaults ?? {});
   const sources = new Map<string, string>();
 
-  if (options.file) {
-    let text: string;
-    try {
-      text = readFileSync(options.file, "utf8");
-    } catch (err) {
-      throw new ConfigError(`cannot read config file ${options.file}: ${(err as Error).message}`, "check the path given with --config");
-    }
-    let fromFile: unknown;
-    try {
-      fromFile = JSON.parse(text);
-    } catch (err) {
-      throw new ConfigError(`config file ${options.file} is not valid JSON: ${(err as Error).message}`);
-    }
-    if (typeof fromFile !== "object" || fromFile === null || Array.isArray(fromFile)) {
-      throw new ConfigError(`config file ${options.file} must hold a JSON object`);
-    }
-    Object.assign(merged, brokerSection(fromFile as Record<string, unknown>));
-  }
+  if (options.file) Object.assign(merged, brokerSection(readConfigFile(options.file)));
 
   for (const { env: name, path, kind } of ENV_OVERRIDES) {
     const raw = env[name];

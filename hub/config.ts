@@ -12,11 +12,10 @@
  *     "notify": { "appriseUrl": "http://apprise:8000/notify/fleet" },
  *     "broker": { "listeners": { "tcp": { "port": 1883 } } } }
  */
-import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError, formatZodError } from "../protocol/index.js";
 import { loadHubBrokerConfig, type HubBrokerConfig } from "../broker/config.js";
-import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
+import { envValue, readConfigFile, setPath, type EnvKind } from "../broker/env-overrides.js";
 
 const port = z.number().int().min(0).max(65535);
 const minutes = z.number().min(0).max(60 * 24 * 30);
@@ -133,24 +132,7 @@ export interface LoadHubConfigOptions {
 /** Read, merge and validate. Throws ConfigError naming the field and where it came from. */
 export function loadHubConfig(options: LoadHubConfigOptions = {}): HubConfig {
   const env = options.env ?? process.env;
-  let fromFile: Record<string, unknown> = {};
-  if (options.file) {
-    let text: string;
-    try {
-      text = readFileSync(options.file, "utf8");
-    } catch (err) {
-      throw new ConfigError(`cannot read config file ${options.file}: ${(err as Error).message}`, "check the path given with --config");
-    }
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("expected a JSON object");
-      fromFile = parsed as Record<string, unknown>;
-    } catch (err) {
-      throw new ConfigError(`config file ${options.file} is not valid JSON: ${(err as Error).message}`);
-    }
-  }
-
-  const merged = structuredClone(fromFile);
+  const merged = options.file ? readConfigFile(options.file) : {};
   const sources: string[] = [];
   for (const { env: name, path, kind } of HUB_ENV_OVERRIDES) {
     const raw = env[name];
