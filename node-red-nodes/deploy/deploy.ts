@@ -7,16 +7,15 @@
 import { z } from "zod";
 import { CommitSha, LockDiff, type RolloutProgress } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
-import { HOST_ID_PATTERN } from "../../protocol/topics.js";
 import { parseRolloutSpec } from "../../rollout/spec.js";
 import { mergeSpecLayers, specFromNodeConfig } from "../lib/deploy-spec.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
-import { onClose, onInput, parseMessageField } from "../lib/input.js";
+import { onClose, onInput, parseMessageField, HostId } from "../lib/input.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
 
-const Hosts = z.array(z.string().regex(HOST_ID_PATTERN, "not a valid host id")).min(1);
+const Hosts = z.array(HostId).min(1);
 const Tags = z.array(z.string().min(1)).min(1);
 const PartialSpec = z.record(z.string(), z.unknown());
 

@@ -4,14 +4,12 @@
  * msg.reason saying why.
  */
 import { z } from "zod";
-import { HOST_ID_PATTERN } from "../../protocol/topics.js";
 import { decideGate, gateConfigFromDef, type GateConfig } from "../lib/gate-logic.js";
-import { onInput, parseMessageField } from "../lib/input.js";
+import { onInput, parseMessageField, HostId } from "../lib/input.js";
 import { status } from "../lib/status.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
 import type { Node, NodeAPI, NodeDef } from "../lib/red.js";
 
-const HostId = z.string().regex(HOST_ID_PATTERN, "not a valid host id");
 
 export = function register(RED: NodeAPI): void {
   function LockstepGateNode(this: Node, def: NodeDef) {

@@ -5,15 +5,13 @@
  */
 import { z } from "zod";
 import { CommandArgs, CommandOp, COMMAND_OPS, type JobState } from "../../protocol/schemas.js";
-import { HOST_ID_PATTERN } from "../../protocol/topics.js";
 import { ConfigError } from "../../protocol/errors.js";
 import { newCommandId } from "../../rollout/fleet-port.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
-import { onClose, onInput, optionalNumber, optionalString, parseMessageField } from "../lib/input.js";
+import { onClose, onInput, optionalNumber, optionalString, parseMessageField, HostId } from "../lib/input.js";
 import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef } from "../lib/red.js";
 
-const HostId = z.string().regex(HOST_ID_PATTERN, "not a valid host id");
 const DEFAULT_TIMEOUT_S = 15 * 60;
 
 export = function register(RED: NodeAPI): void {

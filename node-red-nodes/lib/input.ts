@@ -2,9 +2,10 @@
  * Input handling shared by our nodes: run an async handler per message, report failures through
  * done(err) (so Catch nodes fire) and a red status, and validate msg fields with zod.
  */
-import type { z } from "zod";
+import { z } from "zod";
 import { formatZodError } from "../../protocol/payload.js";
 import { LockstepError } from "../../protocol/errors.js";
+import { HOST_ID_PATTERN } from "../../protocol/topics.js";
 import { asError, status } from "./status.js";
 import type { Node, NodeMessage, SendFn } from "./red.js";
 
@@ -37,6 +38,9 @@ export function onClose(node: Node, handler: (removed: boolean) => Promise<void>
       .finally(() => done());
   });
 }
+
+/** A host id in a message (msg.host, msg.hosts, ...). */
+export const HostId = z.string().regex(HOST_ID_PATTERN, "not a valid host id");
 
 /** Validate a value from a message; the error names the field and the node type. */
 export function parseMessageField<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {

@@ -8,15 +8,13 @@
 import { z } from "zod";
 import { CommitSha, type JobState } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
-import { HOST_ID_PATTERN } from "../../protocol/topics.js";
 import { newCommandId } from "../../rollout/fleet-port.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
 import type { GitHubConfigNode } from "../lib/github-connection.js";
-import { onClose, onInput, optionalNumber, optionalString, parseMessageField } from "../lib/input.js";
+import { onClose, onInput, optionalNumber, optionalString, parseMessageField, HostId } from "../lib/input.js";
 import { errorText, status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
 
-const HostId = z.string().regex(HOST_ID_PATTERN, "not a valid host id");
 const Generations = z.record(HostId, z.number().int().positive());
 
 /** msg.hosts, or the failed/succeeded hosts of a rollout outcome in msg.payload. */
