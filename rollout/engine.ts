@@ -22,7 +22,7 @@ import type {
   RolloutStateName,
 } from "../protocol/schemas.js";
 import { RolloutNotFoundError, WaitAbortedError, WaitTimeoutError } from "./errors.js";
-import { newCommandId, newId, type CommandArgsInput, type FleetPort, type HostSnapshot } from "./fleet-port.js";
+import { newCommandId, newId, waitForChange, type CommandArgsInput, type FleetChange, type FleetPort, type HostSnapshot } from "./fleet-port.js";
 import type { RolloutPlan } from "./spec.js";
 import type { RolloutRecord, RolloutStore, StepRecord, StepResult } from "./store.js";
 import { describeWindow, isWithinWindow } from "./windows.js";
@@ -619,21 +619,11 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     return this.awaitResult(step, Math.max(remaining, this.resumeGraceMs));
   }
 
-  private waitForAnyJobState(host: string, jobId: string, ms: number) {
-    return new Promise<ReturnType<FleetPort["job"]>>((resolve) => {
-      const done = (v: ReturnType<FleetPort["job"]>) => {
-        clearTimeout(timer);
-        unsubscribe();
-        this.abort.signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      };
-      const onAbort = () => done(undefined);
-      const unsubscribe = this.fleet.onChange((c) => {
-        if (c.kind === "job" && c.host === host && c.jobId === jobId) done(this.fleet.job(host, jobId));
-      });
-      const timer = setTimeout(() => done(this.fleet.job(host, jobId)), ms);
-      this.abort.signal.addEventListener("abort", onAbort, { once: true });
-    });
+  /** The job's state once the host reports it (or as it is after `ms`); undefined when the rollout stops. */
+  private waitForAnyJobState(host: string, jobId: string, ms: number): Promise<ReturnType<FleetPort["job"]>> {
+    const job = () => this.fleet.job(host, jobId);
+    const relevant = (c: FleetChange) => c.kind === "job" && c.host === host && c.jobId === jobId;
+    return waitForChange(this.fleet, `job ${jobId} on ${host}`, job, relevant, ms, this.abort.signal).catch((e: unknown) => (e instanceof WaitTimeoutError ? job() : undefined));
   }
 
   // ------------------------------------------------------------------------------------------
