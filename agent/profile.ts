@@ -13,14 +13,21 @@ export interface ProfileState {
 }
 
 export function readProfile(profile: string): ProfileState {
+  let link: string;
   try {
-    const link = readlinkSync(profile);
-    const m = new RegExp(`^${escape(basename(profile))}-(\\d+)-link$`).exec(basename(link));
-    const generation = m ? Number(m[1]) : undefined;
-    return { ...(generation !== undefined ? { generation } : {}), path: realpathSync(profile) };
+    link = readlinkSync(profile);
   } catch {
-    return {};
+    return {}; // no profile yet: the first switch creates generation 1
   }
+  const m = new RegExp(`^${escape(basename(profile))}-(\\d+)-link$`).exec(basename(link));
+  const generation = m ? Number(m[1]) : undefined;
+  let path: string | undefined;
+  try {
+    path = realpathSync(profile);
+  } catch {
+    // a dangling link (its generation garbage-collected): the generation number still holds
+  }
+  return { ...(generation !== undefined ? { generation } : {}), ...(path ? { path } : {}) };
 }
 
 /** All generations present, ascending, with their store paths. */

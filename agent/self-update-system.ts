@@ -1,17 +1,5 @@
-/** Facts about Nix profiles and system closures that the self-update compares before and after. */
-import { readlink, realpath } from "node:fs/promises";
-import { basename } from "node:path";
-
-/** The generation a profile points at: /nix/var/nix/profiles/system -> system-42-link gives 42. */
-export async function currentGeneration(profile: string): Promise<number | undefined> {
-  try {
-    const target = await readlink(profile);
-    const m = /-(\d+)-link$/.exec(basename(target));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined; // no profile yet: the first switch creates generation 1
-  }
-}
+/** Facts about system closures that the self-update compares before and after. */
+import { realpath } from "node:fs/promises";
 
 async function resolved(path: string): Promise<string | null> {
   try {

@@ -20,7 +20,8 @@ import { runHealthChecks } from "./self-update-health.js";
 import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./self-update-lock.js";
 import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } from "./self-update-runlog.js";
 import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
-import { currentGeneration, rebootNeeded } from "./self-update-system.js";
+import { rebootNeeded } from "./self-update-system.js";
+import { readProfile } from "./profile.js";
 import { insideWindow } from "./self-update-window.js";
 import { localNixSystem, updateInputsArgv } from "./os-profiles.js";
 
@@ -136,7 +137,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     const commands = profileCommands(cfg, opts.system ?? localNixSystem());
     const outLink = join(cfg.stateDir, OUT_LINK);
     const placeholders = { flake: checkout, attr: commands.attribute, out: outLink, profile: cfg.systemProfile, host: cfg.host };
-    record.generationBefore = await currentGeneration(cfg.systemProfile);
+    record.generationBefore = readProfile(cfg.systemProfile).generation;
     const headOf = async () => (existsSync(join(checkout, ".git")) ? (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined : undefined);
     record.commitBefore = await headOf();
 
@@ -193,7 +194,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
       switched = true;
       return `switched to ${record.systemPath}`;
     });
-    record.generationAfter = await currentGeneration(cfg.systemProfile);
+    record.generationAfter = readProfile(cfg.systemProfile).generation;
 
     if (cfg.reboot.enabled) {
       await step("reboot-check", async () => {

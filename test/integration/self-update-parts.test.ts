@@ -4,7 +4,8 @@ import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { insideWindow } from "../../agent/self-update-window.js";
-import { rebootNeeded, currentGeneration } from "../../agent/self-update-system.js";
+import { rebootNeeded } from "../../agent/self-update-system.js";
+import { readProfile } from "../../agent/profile.js";
 import { checkDisk, checkSystemState, checkUptime } from "../../agent/self-update-health.js";
 import { runSelfUpdateCli } from "../../agent/self-update-cli.js";
 import { appendRunRecord, type RunRecord } from "../../agent/self-update-runlog.js";
@@ -54,8 +55,8 @@ describe("reboot need", () => {
 
   it("reads the generation from a profile link", async () => {
     symlinkSync("system-42-link", join(dir, "system"));
-    expect(await currentGeneration(join(dir, "system"))).toBe(42);
-    expect(await currentGeneration(join(dir, "no-such-profile"))).toBeUndefined();
+    expect(readProfile(join(dir, "system")).generation).toBe(42);
+    expect(readProfile(join(dir, "no-such-profile")).generation).toBeUndefined();
   });
 });
 

@@ -14,7 +14,7 @@ import { nixEnv, nixSystem } from "../fleet/nix-env.js";
 import { runSelfUpdate } from "../../agent/self-update.js";
 import { parseSelfUpdateConfig, type SelfUpdateConfigInput } from "../../agent/self-update-config.js";
 import { readRunRecords } from "../../agent/self-update-runlog.js";
-import { currentGeneration } from "../../agent/self-update-system.js";
+import { readProfile } from "../../agent/profile.js";
 import { JobState, Topics } from "../../protocol/index.js";
 import { startTestBroker } from "../support/brokers.js";
 
@@ -104,7 +104,7 @@ describe("lockstep-agent self-update with real nix", () => {
       expect(git(h.checkout, "status", "--porcelain")).toBe("");
       expect(record.generationBefore).toBe(1);
       expect(record.generationAfter).toBe(2);
-      expect(await currentGeneration(h.profile)).toBe(2);
+      expect(readProfile(h.profile).generation).toBe(2);
       expect(realpathSync(h.profile)).toBe(record.systemPath);
       expect(readFileSync(record.systemPath!, "utf8")).toContain("nixpkgs=nixpkgs-2");
       expect(record.steps.map((s) => [s.name, s.status])).toEqual([
@@ -148,7 +148,7 @@ describe("lockstep-agent self-update with real nix", () => {
     expect(record.steps.map((s) => s.name)).toEqual(["lock", "health"]);
     expect(readFileSync(join(h.checkout, "flake.lock"), "utf8")).toBe(lockBefore);
     expect(git(h.checkout, "rev-parse", "HEAD")).toBe(headBefore);
-    expect(await currentGeneration(h.profile)).toBe(1);
+    expect(readProfile(h.profile).generation).toBe(1);
     expect(existsSync(join(h.stateDir, "self-update-system"))).toBe(false);
     expect(readRunRecords(h.stateDir).map((r) => r.outcome)).toEqual(["unhealthy"]);
   });
@@ -163,7 +163,7 @@ describe("lockstep-agent self-update with real nix", () => {
     expect(record.summary).toBe("build failed; the running generation is untouched");
     expect(record.error).toContain("injected build failure");
     expect(record.steps.map((s) => [s.name, s.status]).at(-1)).toEqual(["build", "failed"]);
-    expect(await currentGeneration(h.profile)).toBe(1);
+    expect(readProfile(h.profile).generation).toBe(1);
     expect(realpathSync(h.profile)).toBe(runningBefore);
   });
 
@@ -189,7 +189,7 @@ describe("lockstep-agent self-update with real nix", () => {
     const locked = a.outcome === "locked" ? a : b;
     expect(locked.steps.map((s) => s.name)).toEqual(["lock"]);
     expect(locked.error).toContain(`pid ${process.pid}`);
-    expect(await currentGeneration(h.profile)).toBe(2);
+    expect(readProfile(h.profile).generation).toBe(2);
 
     // A lock left by a process that no longer exists is stale.
     const dead = spawnSync("true");
