@@ -1,5 +1,5 @@
-/** Run one argv (never through a shell) and capture its output, with a timeout. */
-import { spawn } from "node:child_process";
+/** Run one argv (never through a shell) and capture its output, with a timeout (see process.ts). */
+import { runProcess, type OutputStream } from "./process.js";
 
 export interface CommandResult {
   argv: string[];
@@ -21,28 +21,15 @@ export interface RunOptions {
 /** Keep the last part of a long output: the error is almost always at the end. */
 const MAX_CAPTURE = 256 * 1024;
 
-export function runCommand(argv: readonly string[], opts: RunOptions): Promise<CommandResult> {
-  const [program, ...args] = argv;
-  return new Promise((resolve) => {
-    let stdout = "";
-    let stderr = "";
-    let timedOut = false;
-    const child = spawn(program!, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGTERM");
-    }, opts.timeoutMs);
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout = (stdout + d).slice(-MAX_CAPTURE)));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-MAX_CAPTURE)));
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      resolve({ argv: [...argv], exitCode: null, signal: null, stdout, stderr, timedOut, spawnError: e.message });
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ argv: [...argv], exitCode: code, signal, stdout, stderr, timedOut });
-    });
-  });
+export async function runCommand(argv: readonly string[], opts: RunOptions): Promise<CommandResult> {
+  const captured: Record<OutputStream, string> = { stdout: "", stderr: "" };
+  const r = await runProcess([...argv], {
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    env: opts.env ?? process.env,
+    timeoutMs: opts.timeoutMs,
+    onLine: (stream, text) => (captured[stream] = (captured[stream] + text + "\n").slice(-MAX_CAPTURE)),
+  }).done;
+  return { argv: [...argv], exitCode: r.exitCode, signal: r.signal, ...captured, timedOut: r.timedOut, ...(r.spawnError ? { spawnError: r.spawnError } : {}) };
 }
 
 /** One line saying why a command failed, for run records and job summaries. */
