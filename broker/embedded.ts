@@ -25,7 +25,7 @@ import aedesPersistenceLevel from "aedes-persistence-level";
 import { Level } from "level";
 import type { Logger } from "pino";
 import { WebSocketServer, createWebSocketStream } from "ws";
-import { Command, LockstepError, Topics } from "../protocol/index.js";
+import { Command, decodeJson, LockstepError, Topics } from "../protocol/index.js";
 import { canPublish, canReceive, canSubscribe, type AclUser } from "./acl.js";
 import type { HubBrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
@@ -87,20 +87,13 @@ const ACTION_TEXT = /^[a-z][a-z-]{0,39}$/;
 
 /** What a hosts/<h>/commands or .../actions payload says, for the hostRequest event. */
 export function describeHostRequest(kind: "command" | "action", payload: Buffer | string): Pick<HostRequestInfo, "valid" | "op" | "id" | "requestedBy" | "rolloutId"> {
-  const text = typeof payload === "string" ? payload : payload.toString("utf8");
   if (kind === "action") {
-    const op = text.trim();
+    const op = (typeof payload === "string" ? payload : payload.toString("utf8")).trim();
     return ACTION_TEXT.test(op) ? { valid: true, op } : { valid: false };
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { valid: false };
-  }
-  const r = Command.safeParse(json);
-  if (!r.success) return { valid: false };
-  const c = r.data;
+  const r = decodeJson(Command, payload);
+  if (!r.ok) return { valid: false };
+  const c = r.value;
   return { valid: true, op: c.op, id: c.id, requestedBy: c.requestedBy, ...(c.rolloutId !== undefined ? { rolloutId: c.rolloutId } : {}) };
 }
 
