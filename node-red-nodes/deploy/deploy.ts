@@ -10,7 +10,7 @@ import { ConfigError } from "../../protocol/errors.js";
 import { parseRolloutSpec } from "../../rollout/spec.js";
 import { mergeSpecLayers, specFromNodeConfig } from "../lib/deploy-spec.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
-import { onClose, onInput, parseMessageField, HostId } from "../lib/input.js";
+import { onClose, onInput, parseMessageField, HostId, requester } from "../lib/input.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
@@ -24,13 +24,6 @@ function commitOf(msg: NodeMessage): string {
   const p = (typeof msg.payload === "object" && msg.payload !== null ? msg.payload : {}) as Record<string, unknown>;
   const value = msg.commit ?? p.mergeCommitSha ?? p.commit;
   return parseMessageField(CommitSha, value, "the commit to deploy (msg.commit)");
-}
-
-/** Who asked: msg.requestedBy, the API user, or this node. */
-function requester(msg: NodeMessage, node: Node): string {
-  if (typeof msg.requestedBy === "string" && msg.requestedBy) return msg.requestedBy.slice(0, 200);
-  const user = (msg.req as { lockstepUser?: { name?: string } } | undefined)?.lockstepUser?.name;
-  return user ? `api:${user}` : `node-red:${node.name || node.id}`;
 }
 
 /** The message's own fields for follow-up messages, without the HTTP request/response. */

@@ -8,7 +8,7 @@ import { CommandArgs, CommandOp, COMMAND_OPS, type JobState } from "../../protoc
 import { ConfigError } from "../../protocol/errors.js";
 import { newCommandId } from "../../rollout/fleet-port.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
-import { onClose, onInput, optionalNumber, optionalString, parseMessageField, HostId } from "../lib/input.js";
+import { onClose, onInput, optionalNumber, optionalString, parseMessageField, HostId, requester } from "../lib/input.js";
 import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef } from "../lib/red.js";
 
@@ -39,7 +39,7 @@ export = function register(RED: NodeAPI): void {
       // Validate the arguments for this op here, so a typo fails before anything is sent.
       const args = parseMessageField(CommandArgs[op] as z.ZodType, argsInput, `arguments for ${op} (msg.args)`);
       const timeoutMs = (optionalNumber(msg.timeout) ?? timeoutS) * 1000;
-      const requestedBy = typeof msg.requestedBy === "string" && msg.requestedBy ? msg.requestedBy : `node-red:${node.name || node.id}`;
+      const requestedBy = requester(msg, node);
 
       const id = newCommandId();
       node.status(status.working(`${op} on ${host}`));

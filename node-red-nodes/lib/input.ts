@@ -59,3 +59,10 @@ export function optionalNumber(value: unknown): number | undefined {
 export function optionalString(value: unknown): string | undefined {
   return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
 }
+
+/** Who asked, for commands and the audit log: msg.requestedBy, the API user, or this node (at most 200 characters, as a Command allows). */
+export function requester(msg: NodeMessage, node: Node): string {
+  if (typeof msg.requestedBy === "string" && msg.requestedBy) return msg.requestedBy.slice(0, 200);
+  const user = (msg.req as { lockstepUser?: { name?: string } } | undefined)?.lockstepUser?.name;
+  return user ? `api:${user}` : `node-red:${node.name || node.id}`;
+}

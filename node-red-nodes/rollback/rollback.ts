@@ -11,7 +11,7 @@ import { ConfigError } from "../../protocol/errors.js";
 import { newCommandId } from "../../rollout/fleet-port.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
 import type { GitHubConfigNode } from "../lib/github-connection.js";
-import { onClose, onInput, optionalNumber, optionalString, parseMessageField, HostId } from "../lib/input.js";
+import { onClose, onInput, optionalNumber, optionalString, parseMessageField, HostId, requester } from "../lib/input.js";
 import { errorText, status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
 
@@ -49,7 +49,7 @@ export = function register(RED: NodeAPI): void {
       if (!connection) throw new ConfigError(fleetNode?.configError ?? "no fleet connection", "select a lockstep-fleet node");
       const hosts = hostsOf(msg);
       const generations = msg.generations === undefined ? {} : parseMessageField(Generations, msg.generations, "msg.generations");
-      const requestedBy = typeof msg.requestedBy === "string" && msg.requestedBy ? msg.requestedBy : `node-red:${node.name || node.id}`;
+      const requestedBy = requester(msg, node);
       const rolloutId = typeof msg.rolloutId === "string" ? msg.rolloutId : undefined;
       node.status(status.working(`rolling back ${hosts.length} host(s)`));
       const abort = new AbortController();
@@ -100,7 +100,7 @@ export = function register(RED: NodeAPI): void {
       node.status(status.working(`reverting ${commit.slice(0, 8)}`));
       const result = await connection.revert(commit, reason.slice(0, 500), {
         ...(typeof prNumber === "number" ? { prNumber } : {}),
-        requestedBy: typeof msg.requestedBy === "string" ? msg.requestedBy : `node-red:${node.name || node.id}`,
+        requestedBy: requester(msg, node),
       });
       msg.revert = result;
       msg.payload = result;
