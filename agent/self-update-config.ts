@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError } from "../protocol/index.js";
+import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError, HOST_ID_PATTERN } from "../protocol/index.js";
 
 /** An argv array: program first, never shell text. `{placeholders}` are filled per run (see expandArgv). */
 const Argv = z.array(z.string()).min(1, "an argv needs at least the program");
@@ -81,7 +81,7 @@ export type BrokerReportConfig = z.infer<typeof BrokerReportConfig>;
 
 export const SelfUpdateConfig = z
   .object({
-    host: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "host ids are 1-63 chars of a-z, 0-9, - and _"),
+    host: z.string().regex(HOST_ID_PATTERN, "host ids are 1-63 chars of a-z, 0-9, - and _"),
     stateDir: z.string().default("/var/lib/lockstep-agent"),
     /** The flake checkout this host builds from. */
     checkoutDir: z.string(),
