@@ -63,6 +63,8 @@ export class FleetClient implements FleetPort, RolloutPublisher {
   private readonly listeners = new Set<(c: FleetChange) => void>();
   private latestExpected?: FleetExpected;
   private started = false;
+  /** Host state, job states and fleet/expected: subscribed on start, unsubscribed on a shared client's stop. */
+  private readonly subscriptions: string[];
   private readonly onMessage = (topic: string, payload: Buffer) => this.handle(topic, payload);
 
   constructor(private readonly opts: FleetClientOptions) {
@@ -72,6 +74,7 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     this.client = opts.client;
     this.ownsClient = !opts.client;
     this.jobCacheSize = opts.jobCacheSize ?? 10_000;
+    this.subscriptions = [...this.topics.allHostState(), this.topics.allJobs(), this.topics.expected()];
   }
 
   /** Connect (if needed) and subscribe; retained host state starts arriving right after. */
@@ -87,7 +90,7 @@ export class FleetClient implements FleetPort, RolloutPublisher {
       });
     }
     this.client.on("message", this.onMessage);
-    const subs = [...this.topics.allHostState(), this.topics.allJobs(), this.topics.expected()];
+    const subs = this.subscriptions;
     const granted = await this.client.subscribeAsync(subs, { qos: 1 });
     const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
     if (refused.length > 0) this.log.error({ refused }, "broker refused subscriptions: check the hub account's ACL");
@@ -99,7 +102,7 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     if (!this.client) return;
     this.client.off("message", this.onMessage);
     if (this.ownsClient) await this.client.endAsync();
-    else if (this.started) await this.client.unsubscribeAsync([...this.topics.allHostState(), this.topics.allJobs(), this.topics.expected()]).catch(() => undefined);
+    else if (this.started) await this.client.unsubscribeAsync(this.subscriptions).catch(() => undefined);
     this.started = false;
     if (this.ownsClient) this.client = undefined;
   }
@@ -144,7 +147,8 @@ export class FleetClient implements FleetPort, RolloutPublisher {
   }
 
   waitForJob(host: string, jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobState> {
-    return this.waitFor(
+    return waitForChange(
+      this,
       `job ${jobId} on ${host}`,
       () => {
         const j = this.job(host, jobId);
@@ -157,7 +161,8 @@ export class FleetClient implements FleetPort, RolloutPublisher {
   }
 
   waitForHost(host: string, predicate: (h: HostSnapshot) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<HostSnapshot> {
-    return this.waitFor(
+    return waitForChange(
+      this,
       `host ${host}`,
       () => {
         const h = this.host(host);
@@ -302,15 +307,5 @@ export class FleetClient implements FleetPort, RolloutPublisher {
         this.log.error({ err: e, change }, "fleet change listener threw");
       }
     }
-  }
-
-  private waitFor<T>(
-    what: string,
-    check: () => T | undefined,
-    relevant: (c: FleetChange) => boolean,
-    timeoutMs: number,
-    signal?: AbortSignal,
-  ): Promise<T> {
-    return waitForChange(this, what, check, relevant, timeoutMs, signal);
   }
 }
