@@ -11,7 +11,7 @@
 import { diffLocks, parseLockUpdateText, lockLastModified, parseFlakeLock, lockHash } from "../protocol/index.js";
 import type { CiState, FleetExpected, LockDiff, PendingUpdate } from "../protocol/index.js";
 import { LockstepError } from "../protocol/errors.js";
-import type { GitHubClient, PullSummary, CombinedStatus, CheckRunList, FileAtRef } from "./client.js";
+import type { GitHubClient, PullSummary, PullDetail, CombinedStatus, CheckRunList, FileAtRef } from "./client.js";
 import type { DetectionRules, GitHubConfig } from "./config.js";
 
 export type MatchRule = "labels" | "title" | "headBranch";
@@ -126,11 +126,14 @@ export async function detectPendingUpdate(client: GitHubClient, config: GitHubCo
   return { pending, matches, ignored, baseHead, bodyLockDiff: lockDiffFromBody(pr.body), baseLock: pr.base.sha === baseHead ? before : null };
 }
 
-/** Lock diff, CI and mergeability of one PR, as the protocol's PendingUpdate. */
+/**
+ * Lock diff, CI and mergeability of one PR, as the protocol's PendingUpdate. A PullDetail the
+ * caller just fetched is the first mergeability answer (not asked for again).
+ */
 export async function describePendingUpdate(
   client: GitHubClient,
   config: GitHubConfig,
-  pr: PullSummary,
+  pr: PullSummary | PullDetail,
   superseded: number[] = [],
   opts: DetectOptions = {},
 ): Promise<PendingUpdate> {
@@ -138,11 +141,11 @@ export async function describePendingUpdate(
 }
 
 /** describePendingUpdate, also handing back flake.lock at the PR's base sha (read for the diff). */
-async function describe(client: GitHubClient, config: GitHubConfig, pr: PullSummary, superseded: number[], opts: DetectOptions): Promise<{ pending: PendingUpdate; before: FileAtRef }> {
+async function describe(client: GitHubClient, config: GitHubConfig, pr: PullSummary | PullDetail, superseded: number[], opts: DetectOptions): Promise<{ pending: PendingUpdate; before: FileAtRef }> {
   const { diff: lockDiff, before } = await readLockDiff(client, config, pr);
   const [combined, checks] = [await client.getCombinedStatus(pr.head.sha), await client.listCheckRuns(pr.head.sha)];
   const ci = ciStateFrom(combined, checks);
-  const { mergeable, mergeableState } = await mergeabilityOf(client, pr.number, opts.mergeableRetries ?? config.mergeableRetries, opts.mergeableRetryDelayMs ?? config.mergeableRetryDelayMs);
+  const { mergeable, mergeableState } = await mergeabilityOf(client, pr.number, opts.mergeableRetries ?? config.mergeableRetries, opts.mergeableRetryDelayMs ?? config.mergeableRetryDelayMs, "mergeable" in pr ? pr : undefined);
   const pending: PendingUpdate = {
     number: pr.number,
     title: pr.title,
@@ -180,9 +183,9 @@ export function lockDiffFromBody(body: string | null): LockDiff | null {
   return body ? parseLockUpdateText(body) : null;
 }
 
-/** GET the PR until mergeable is not null ("computing"), at most `retries` extra times. */
-export async function mergeabilityOf(client: GitHubClient, number: number, retries: number, delayMs: number): Promise<{ mergeable: boolean | null; mergeableState: string }> {
-  let pr = await client.getPull(number);
+/** GET the PR (unless `first` is that answer) until mergeable is not null ("computing"), at most `retries` extra times. */
+export async function mergeabilityOf(client: GitHubClient, number: number, retries: number, delayMs: number, first?: PullDetail): Promise<{ mergeable: boolean | null; mergeableState: string }> {
+  let pr = first ?? (await client.getPull(number));
   for (let i = 0; pr.mergeable === null && pr.state === "open" && i < retries; i++) {
     await sleep(delayMs);
     pr = await client.getPull(number);
