@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { HostRequestInfo } from "../broker/embedded.js";
+import { decodeJson } from "../protocol/payload.js";
 import { AuditEvent } from "../protocol/schemas.js";
 
 export const AUDIT_FILE = "audit.jsonl";
@@ -81,13 +82,9 @@ export class AuditLog {
     let skipped = 0;
     const events: AuditEvent[] = [];
     for (const line of lines.slice(-this.keep * 2)) {
-      try {
-        const r = AuditEvent.safeParse(JSON.parse(line));
-        if (r.success) events.push(r.data);
-        else skipped++;
-      } catch {
-        skipped++;
-      }
+      const r = decodeJson(AuditEvent, line);
+      if (r.ok) events.push(r.value);
+      else skipped++;
     }
     if (skipped > 0) this.log.warn({ file: this.file, skipped }, "audit log: skipped malformed lines");
     this.events = events.slice(-this.keep);
