@@ -330,7 +330,8 @@ function createRow(h) {
   );
   for (const c of COMPARTMENTS) {
     const cell = el("span", { class: "cell unknown", tabindex: 0, "aria-label": `${COMPARTMENT_LABEL[c]}: unknown` });
-    cell._tip = { title: COMPARTMENT_LABEL[c], lines: [] };
+    // Built when shown: a re-render (500 hosts on a fleet/expected change) does not build tooltips.
+    cell._tip = () => tooltipFor(h, c);
     cells[c] = cell;
     tr.append(el("td", { class: "c-comp", dataset: { compartment: c } }, cell));
   }
@@ -388,7 +389,6 @@ function renderHost(h) {
     const cell = row.cells[name];
     setClass(cell, `cell ${status}`);
     setText(cell, status);
-    cell._tip = tooltipFor(h, name);
     const label = `${COMPARTMENT_LABEL[name]}: ${status}. ${c?.summary ?? ""}`;
     if (cell.getAttribute("aria-label") !== label) cell.setAttribute("aria-label", label);
   }
@@ -512,7 +512,7 @@ function tooltipFor(h, name) {
 let tooltipTarget = null;
 function showTooltip(target) {
   const tip = $("tooltip");
-  const content = target._tip;
+  const content = target._tip?.();
   if (!content) return;
   tooltipTarget = target;
   tip.replaceChildren(el("strong", { text: content.title }), content.lines.join("\n"));
