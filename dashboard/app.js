@@ -209,8 +209,10 @@ function onMessage(topic, payload) {
       else if (!checks.expected(d.value)) return rejectPayload(topic, "not fleet/expected");
       else app.expected = d.value;
       dirty.fleet = true;
-      // Lock tooltips show the pending PR's diff: refresh them all.
-      for (const h of app.hosts.values()) dirty.hosts.add(h);
+      // Of the host rows only the tooltips show fleet/expected, and they are built when shown:
+      // re-render just the host whose tooltip is open.
+      const tipHost = tooltipTarget && app.hosts.get(tooltipTarget.closest("tr.host")?.dataset.host);
+      if (tipHost) dirty.hosts.add(tipHost);
       return schedule();
     }
     case "rollout": {
