@@ -16,7 +16,8 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { CredentialStore } from "../../broker/credentials.js";
-import { RolloutProgress, type RolloutStateName } from "../../protocol/schemas.js";
+import { RolloutProgress } from "../../protocol/schemas.js";
+import { isFinalRolloutState } from "../../rollout/engine.js";
 import { decodeJson } from "../../protocol/payload.js";
 import { Topics } from "../../protocol/topics.js";
 import { TestFleet, type FleetHostOptions } from "../fleet/fleet.js";
@@ -28,7 +29,6 @@ import { startHubProcess, type HubProcess } from "./hub-process.js";
 export const OPERATOR = { name: "operator", password: "operator-password-for-tests" };
 const TOKEN = "ghp_LockstepWorldToken0123456789abcdef";
 const WEBHOOK_SECRET = "lockstep-world-webhook-secret";
-const FINAL_STATES: RolloutStateName[] = ["completed", "failed", "halted", "rolled-back", "interrupted", "cancelled"];
 
 export interface Notification {
   title: string;
@@ -269,7 +269,7 @@ export class LockstepWorld {
   }
 
   waitForRolloutEnd(id: string, timeoutMs: number): Promise<RolloutProgress> {
-    return this.waitForRollout(id, (p) => FINAL_STATES.includes(p.state), timeoutMs);
+    return this.waitForRollout(id, (p) => isFinalRolloutState(p.state), timeoutMs);
   }
 
   /** A Node-RED editor token for the operator (the editor's own login). */
