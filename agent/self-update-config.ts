@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError, HOST_ID_PATTERN } from "../protocol/index.js";
 
-/** An argv array: program first, never shell text. `{placeholders}` are filled per run (see expandArgv). */
+/** An argv array: program first, never shell text. `{placeholders}` are filled per run (os-profiles.ts expandArgv). */
 const Argv = z.array(z.string()).min(1, "an argv needs at least the program");
 
 export const SELF_UPDATE_PROFILES = ["nixos", "darwin", "home-manager", "generic"] as const;
@@ -187,9 +187,4 @@ export function profileCommands(cfg: SelfUpdateConfig, system: string): ProfileC
     build: cfg.buildArgv ?? ["nix", "build", "{flake}#{attr}", "-o", "{out}"],
     switches: cfg.switchArgvs ?? d.switches,
   };
-}
-
-/** Fill `{name}` placeholders inside argv elements. Values become single argv elements: no shell, no splitting. */
-export function expandArgv(argv: readonly string[], values: Record<string, string>): string[] {
-  return argv.map((arg) => arg.replace(/\{([a-z]+)\}/g, (whole, name: string) => values[name] ?? whole));
 }

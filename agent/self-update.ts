@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import pino, { type Logger } from "pino";
 import type { SelfUpdateConfig } from "./self-update-config.js";
-import { expandArgv, profileCommands } from "./self-update-config.js";
+import { profileCommands } from "./self-update-config.js";
 import { runCommand, describeFailure, type CommandResult } from "./self-update-exec.js";
 import { runHealthChecks } from "./self-update-health.js";
 import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./self-update-lock.js";
@@ -23,7 +23,7 @@ import { connectReporter, jobStateOf, type JobReporter } from "./self-update-rep
 import { rebootNeeded } from "./self-update-system.js";
 import { readProfile } from "./profile.js";
 import { insideWindow } from "./self-update-window.js";
-import { localNixSystem, updateInputsArgv } from "./os-profiles.js";
+import { expandArgv, localNixSystem, updateInputsArgv } from "./os-profiles.js";
 
 export const LOCK_FILE = "self-update.lock";
 /** The build's out-link: also a GC root, so the built system survives a garbage collection. */

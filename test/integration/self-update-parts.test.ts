@@ -9,7 +9,8 @@ import { readProfile } from "../../agent/profile.js";
 import { checkDisk, checkSystemState, checkUptime } from "../../agent/self-update-health.js";
 import { runSelfUpdateCli } from "../../agent/self-update-cli.js";
 import { appendRunRecord, type RunRecord } from "../../agent/self-update-runlog.js";
-import { parseSelfUpdateConfig, profileCommands, expandArgv } from "../../agent/self-update-config.js";
+import { parseSelfUpdateConfig, profileCommands } from "../../agent/self-update-config.js";
+import { expandArgv } from "../../agent/os-profiles.js";
 import { acquireSelfUpdateLock } from "../../agent/self-update-lock.js";
 import { MaintenanceWindow } from "../../protocol/index.js";
 
