@@ -178,6 +178,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       GIT_COMMITTER_NAME: name,
       GIT_COMMITTER_EMAIL: email,
       GIT_TERMINAL_PROMPT: "0",
+      // Nix and test scripts read the checkout while a job may write it: reads take no index lock.
+      GIT_OPTIONAL_LOCKS: "0",
       ...c.env,
     };
     if (c.repo.sshKeyFile) {

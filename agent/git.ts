@@ -37,10 +37,14 @@ export class GitCheckout {
     return existsSync(join(this.o.dir, ".git"));
   }
 
-  /** Quick read-only git call; resolves with stdout, or undefined when git exits non-zero. */
+  /**
+   * Quick read-only git call; resolves with the exit code and stdout. GIT_OPTIONAL_LOCKS=0 keeps
+   * `git status` from rewriting the index: that takes `.git/index.lock`, and a checkout running at
+   * the same moment in a job would fail with "remove the file manually to continue".
+   */
   private query(args: string[]): Promise<{ code: number; stdout: string }> {
     return new Promise((resolve) => {
-      execFile("git", args, { cwd: this.o.dir, env: this.o.env, encoding: "utf8", timeout: 30_000 }, (err, stdout) => {
+      execFile("git", args, { cwd: this.o.dir, env: { ...this.o.env, GIT_OPTIONAL_LOCKS: "0" }, encoding: "utf8", timeout: 30_000 }, (err, stdout) => {
         const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 128) : 0;
         resolve({ code, stdout: String(stdout ?? "") });
       });
