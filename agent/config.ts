@@ -53,11 +53,10 @@
  * Environment overrides (for quick tests and systemd drop-ins):
  *   LOCKSTEP_AGENT_BROKER_URL, LOCKSTEP_AGENT_PASSWORD_FILE, LOCKSTEP_AGENT_LOG_LEVEL, LOCKSTEP_AGENT_STATE_DIR
  */
-import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { z } from "zod";
-import { BranchName, ConfigError, MaintenanceWindow, OsKind, formatZodError, HOST_ID_PATTERN } from "../protocol/index.js";
+import { BranchName, ConfigError, MaintenanceWindow, OsKind, formatZodError, HOST_ID_PATTERN, readConfigFile, readSecretFile } from "../protocol/index.js";
 
 const Argv = z.array(z.string().min(1)).min(1);
 const ArgvList = z.array(Argv).min(1);
@@ -198,28 +197,7 @@ export function parseAgentConfig(raw: unknown, env: NodeJS.ProcessEnv = {}, sour
 
 /** Read the config file, apply env overrides, validate, and read the broker password file. */
 export function loadAgentConfig(file: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, "pass --config with a readable JSON file");
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config file ${file} is not valid JSON: ${(e as Error).message}`);
-  }
-  const config = parseAgentConfig(raw, env, file);
-  if (config.broker.passwordFile) {
-    try {
-      config.brokerPassword = readFileSync(config.broker.passwordFile, "utf8").replace(/\r?\n$/, "");
-    } catch (e) {
-      throw new ConfigError(
-        `broker.passwordFile ${config.broker.passwordFile} cannot be read: ${(e as NodeJS.ErrnoException).code ?? "error"}`,
-        "create it (mode 0400, owned by the agent user) or fix the path",
-      );
-    }
-  }
+  const config = parseAgentConfig(readConfigFile(file), env, file);
+  if (config.broker.passwordFile) config.brokerPassword = readSecretFile(config.broker.passwordFile, "broker.passwordFile");
   return config;
 }

@@ -5,7 +5,8 @@
  */
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { envValue, readConfigFile, setPath, type EnvKind } from "./env-overrides.js";
+import { envValue, setPath, type EnvKind } from "./env-overrides.js";
+import { readConfigFile } from "../protocol/config-file.js";
 import { ConfigError, DEFAULT_HA_PREFIX, DEFAULT_PREFIX } from "../protocol/index.js";
 
 const port = z

@@ -3,11 +3,11 @@
  * Validated with zod; the token is read from a file, the config, or LOCKSTEP_GITHUB_TOKEN and held
  * in a Secret that prints as "[REDACTED]" so it cannot end up in a log line or a JSON dump.
  */
-import { readFileSync } from "node:fs";
 import { inspect } from "node:util";
 import pino, { type Logger } from "pino";
 import { z } from "zod";
 import { ConfigError } from "../protocol/errors.js";
+import { readSecretFile } from "../protocol/config-file.js";
 
 /** A secret string that never serialises: String(), JSON and util.inspect show "[REDACTED]". */
 export class Secret {
@@ -82,17 +82,6 @@ export type GitHubConfigInput = z.input<typeof GitHubConfigInput>;
 export interface GitHubConfig extends Omit<z.infer<typeof GitHubConfigInput>, "token" | "tokenFile" | "webhookSecret" | "webhookSecretFile"> {
   token: Secret;
   webhookSecret?: Secret;
-}
-
-function readSecretFile(path: string, what: string): string {
-  try {
-    const value = readFileSync(path, "utf8").trim();
-    if (!value) throw new ConfigError(`${what} file ${path} is empty`, `put the ${what} in ${path}`);
-    return value;
-  } catch (e) {
-    if (e instanceof ConfigError) throw e;
-    throw new ConfigError(`cannot read the ${what} file ${path}: ${(e as Error).message}`, `check the path and that Lockstep may read it`);
-  }
 }
 
 /**

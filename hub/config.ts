@@ -15,7 +15,8 @@
 import { z } from "zod";
 import { ConfigError, formatZodError } from "../protocol/index.js";
 import { loadHubBrokerConfig, type HubBrokerConfig } from "../broker/config.js";
-import { envValue, readConfigFile, setPath, type EnvKind } from "../broker/env-overrides.js";
+import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
+import { readConfigFile } from "../protocol/config-file.js";
 
 const port = z.number().int().min(0).max(65535);
 const minutes = z.number().min(0).max(60 * 24 * 30);

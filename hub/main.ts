@@ -9,13 +9,13 @@
  * Stop runs it backwards.
  */
 import { EventEmitter } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import pino, { type Logger } from "pino";
-import { AuditEvent, ConfigError, decodeJson, LockstepError, Topics } from "../protocol/index.js";
+import { AuditEvent, ConfigError, decodeJson, LockstepError, readSecretFile, Topics } from "../protocol/index.js";
 import { EmbeddedBroker } from "../broker/embedded.js";
 import { CredentialStore } from "../broker/credentials.js";
 import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
@@ -51,16 +51,6 @@ class HubError extends LockstepError {
   override name = "HubError";
   constructor(message: string, hint?: string, options?: { cause?: unknown }) {
     super(message, "hub", hint, options);
-  }
-}
-
-function readSecretFile(path: string, what: string): string {
-  try {
-    const value = readFileSync(path, "utf8").trim();
-    if (!value) throw new Error("file is empty");
-    return value;
-  } catch (err) {
-    throw new ConfigError(`cannot read the ${what} from ${path}: ${(err as Error).message}`);
   }
 }
 

@@ -5,3 +5,4 @@ export * from "./flake-lock.js";
 export * from "./lock-hash.js";
 export * from "./errors.js";
 export * from "./payload.js";
+export * from "./config-file.js";

@@ -65,7 +65,7 @@ describe("agent config", () => {
     expect(c.brokerPassword).toBe("s3cret");
 
     writeFileSync(file, JSON.stringify({ ...minimal(), broker: { url: "mqtt://hub", passwordFile: join(dir, "missing") } }));
-    expect(errorOf(() => loadAgentConfig(file, {})).message).toMatch(/broker\.passwordFile .*missing cannot be read: ENOENT/);
+    expect(errorOf(() => loadAgentConfig(file, {})).message).toMatch(/cannot read the broker\.passwordFile file .*missing: ENOENT/);
     writeFileSync(file, "{ not json");
     expect(errorOf(() => loadAgentConfig(file, {})).message).toMatch(/is not valid JSON/);
     expect(errorOf(() => loadAgentConfig(join(dir, "nope.json"), {})).message).toMatch(/cannot read config file .*ENOENT/);
