@@ -782,6 +782,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (fetch.exitCode !== 0) return fail(describeGitFailure("fetch", fetch), fetch);
     if (!(await this.checkout.hasCommit(commit))) return fail(`commit ${short(commit)} is not on branch ${this.config.repo.branch}: origin/${this.config.repo.branch} does not contain it`);
     if (!(await this.checkout.onBranch(commit))) return fail(`commit ${short(commit)} is not on branch ${this.config.repo.branch}: refusing to check it out`);
+    // Older than a whole pull may take: no git of ours holds it (pulls run one at a time).
+    const staleLockAge = this.checkout.clearStaleIndexLock(timeoutMs);
+    if (staleLockAge !== undefined) job.reporter.line("info", `removed a stale .git/index.lock (${Math.round(staleLockAge / 60_000)} min old, left by a git that was killed)`);
     const co = await this.step(job, ["git", ...this.checkout.checkoutArgs(commit)], { cwd: this.checkout.dir, timeoutMs });
     if (co.exitCode !== 0) return fail(describeGitFailure("checkout", co), co);
     const summary = before === commit ? `already at ${short(commit)}` : `checked out ${short(commit)} (was ${before ? short(before) : "nothing"})`;

@@ -4,7 +4,7 @@
  * payload-derived value that reaches git is a validated 40-hex commit sha.
  */
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { LockstepError } from "../protocol/index.js";
 import { assertCommitSha } from "./os-profiles.js";
@@ -67,6 +67,25 @@ export class GitCheckout {
   checkoutArgs(commit: string): string[] {
     // A local branch at the exact commit (not "whatever origin/main is now").
     return ["checkout", "-q", "-B", this.o.branch, assertCommitSha(commit)];
+  }
+
+  /**
+   * Remove a `.git/index.lock` older than `maxAgeMs`: a git killed mid-checkout (agent killed, host
+   * lost power) leaves it, and every later checkout would fail until someone deletes it by hand.
+   * Only call it while no git of ours runs here (the agent's git queue); a younger lock is left
+   * alone, it may belong to someone working in the checkout. Returns the lock's age when removed.
+   */
+  clearStaleIndexLock(maxAgeMs: number, now = Date.now()): number | undefined {
+    const lock = join(this.o.dir, ".git", "index.lock");
+    let age: number;
+    try {
+      age = now - statSync(lock).mtimeMs;
+    } catch {
+      return undefined;
+    }
+    if (age < maxAgeMs) return undefined;
+    rmSync(lock, { force: true });
+    return age;
   }
 
   async head(): Promise<string | undefined> {

@@ -6,7 +6,7 @@
  *   gamma: failing tests, killed mid-switch      delta: command handling (ids, expiry, malformed, busy)
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, existsSync, readFileSync } from "node:fs";
+import { mkdtempSync, rmSync, existsSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
@@ -85,8 +85,15 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     expect(fleet.checkoutHead("alpha")).toBe(second);
 
     // An older commit of the branch is fine: the rollout decides which commit, not "latest".
-    expect((await fleet.runCommand("alpha", "pull", { commit: first })).state).toBe("succeeded");
+    // Meanwhile a git killed long ago left its index.lock: the pull clears it and says so.
+    const lock = join(fleet.paths("alpha").checkout, ".git", "index.lock");
+    writeFileSync(lock, "");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(lock, hourAgo, hourAgo);
+    const back = await fleet.runCommand("alpha", "pull", { commit: first });
+    expect(back.state, back.summary).toBe("succeeded");
     expect(fleet.checkoutHead("alpha")).toBe(first);
+    expect(existsSync(lock)).toBe(false);
     expect((await fleet.runCommand("alpha", "pull", { commit: second })).state).toBe("succeeded");
   });
 

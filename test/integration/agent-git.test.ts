@@ -5,7 +5,7 @@
  * to continue" (seen in CI, a canary pull failed this way).
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -44,5 +44,23 @@ describe("GitCheckout reads", () => {
     expect(facts.dirty).toBeUndefined();
     expect(await checkout.dirtyFiles()).toEqual([]);
     expect(statSync(index).mtimeMs).toBe(before);
+  });
+});
+
+describe("a stale .git/index.lock", () => {
+  it("is removed when older than the limit and left alone when younger", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-git-"));
+    dirs.push(dir);
+    git(dir, "init", "-q", "-b", "main");
+    const lock = join(dir, ".git", "index.lock");
+    writeFileSync(lock, "");
+    const checkout = new GitCheckout({ dir, url: dir, branch: "main", env: process.env, timeoutMs: 10_000 });
+    expect(checkout.clearStaleIndexLock(60_000)).toBeUndefined();
+    expect(existsSync(lock)).toBe(true);
+    const old = new Date(Date.now() - 10 * 60_000);
+    utimesSync(lock, old, old);
+    expect(checkout.clearStaleIndexLock(60_000)).toBeGreaterThanOrEqual(10 * 60_000 - 1000);
+    expect(existsSync(lock)).toBe(false);
+    expect(checkout.clearStaleIndexLock(60_000)).toBeUndefined();
   });
 });
