@@ -2,9 +2,11 @@
  * The audit log: every AuditEvent ("who did what, when") appended as one JSON line to
  * <dataDir>/audit.jsonl (append-only, created 0600), with the newest events kept in memory for
  * GET /api/audit. On start the tail of the file is read back; a malformed line is skipped and logged.
+ * When the file would grow past `maxBytes` it is rotated like logrotate does it: audit.jsonl.1 is
+ * the newest old file, up to `keepFiles` of them; the oldest is deleted.
  */
 import { randomBytes } from "node:crypto";
-import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -15,6 +17,8 @@ import { AuditEvent } from "../protocol/schemas.js";
 
 export const AUDIT_FILE = "audit.jsonl";
 export const AUDIT_MEMORY = 500;
+export const AUDIT_MAX_BYTES = 10 * 1024 * 1024;
+export const AUDIT_KEEP_FILES = 5;
 /** How much of the file's end is read at start: plenty for AUDIT_MEMORY lines of normal size. */
 const TAIL_BYTES = 1024 * 1024;
 
@@ -23,18 +27,28 @@ export interface AuditLogOptions {
   log: Logger;
   /** Events kept in memory (default 500). */
   keep?: number;
+  /** Rotate before the file grows past this (default 10 MiB). */
+  maxBytes?: number;
+  /** Rotated files kept: audit.jsonl.1 … .N (default 5; 0 keeps none). */
+  keepFiles?: number;
 }
 
 export class AuditLog {
   readonly file: string;
   private readonly keep: number;
   private readonly log: Logger;
+  private readonly maxBytes: number;
+  private readonly keepFiles: number;
+  /** The current file's size, kept here so an append costs no stat. */
+  private bytes = 0;
   /** Oldest first. */
   private events: AuditEvent[] = [];
 
   constructor(opts: AuditLogOptions) {
     this.file = join(opts.dataDir, AUDIT_FILE);
     this.keep = opts.keep ?? AUDIT_MEMORY;
+    this.maxBytes = opts.maxBytes ?? AUDIT_MAX_BYTES;
+    this.keepFiles = opts.keepFiles ?? AUDIT_KEEP_FILES;
     this.log = opts.log;
     this.load();
   }
@@ -42,7 +56,11 @@ export class AuditLog {
   /** Append one event to the file and the in-memory window. */
   append(event: AuditEvent): void {
     const parsed = AuditEvent.parse(event);
-    appendFileSync(this.file, JSON.stringify(parsed) + "\n", { mode: 0o600 });
+    const line = JSON.stringify(parsed) + "\n";
+    const size = Buffer.byteLength(line);
+    if (this.bytes > 0 && this.bytes + size > this.maxBytes) this.rotate();
+    appendFileSync(this.file, line, { mode: 0o600 });
+    this.bytes += size;
     this.events.push(parsed);
     if (this.events.length > this.keep) this.events.splice(0, this.events.length - this.keep);
   }
@@ -63,22 +81,23 @@ export class AuditLog {
     return this.events.length;
   }
 
-  private load(): void {
-    if (!existsSync(this.file)) return;
-    const fd = openSync(this.file, "r");
-    let text: string;
-    try {
-      const size = fstatSync(fd).size;
-      const start = Math.max(0, size - TAIL_BYTES);
-      const buf = Buffer.alloc(size - start);
-      readSync(fd, buf, 0, buf.length, start);
-      text = buf.toString("utf8");
-      // Started mid-line: the first (partial) line is not a whole event.
-      if (start > 0) text = text.slice(text.indexOf("\n") + 1);
-    } finally {
-      closeSync(fd);
+  /** audit.jsonl → .1 → .2 …; the file beyond keepFiles is deleted. */
+  private rotate(): void {
+    const name = (n: number) => (n === 0 ? this.file : `${this.file}.${n}`);
+    if (this.keepFiles === 0) rmSync(this.file, { force: true });
+    else rmSync(name(this.keepFiles), { force: true });
+    for (let n = this.keepFiles - 1; n >= 0; n--) {
+      if (existsSync(name(n))) renameSync(name(n), name(n + 1));
     }
-    const lines = text.split("\n").filter((l) => l.trim() !== "");
+    this.bytes = 0;
+    this.log.info({ file: this.file, keepFiles: this.keepFiles }, "audit log rotated");
+  }
+
+  private load(): void {
+    this.bytes = existsSync(this.file) ? statSync(this.file).size : 0;
+    // The newest events may straddle a rotation: read the previous file first when there is one.
+    const lines = [...tailLines(`${this.file}.1`), ...tailLines(this.file)];
+    if (lines.length === 0) return;
     let skipped = 0;
     const events: AuditEvent[] = [];
     for (const line of lines.slice(-this.keep * 2)) {
@@ -90,6 +109,25 @@ export class AuditLog {
     this.events = events.slice(-this.keep);
     this.log.info({ file: this.file, loaded: this.events.length }, "audit log loaded");
   }
+}
+
+/** The non-empty lines of a file's last TAIL_BYTES (none when it does not exist). */
+function tailLines(file: string): string[] {
+  if (!existsSync(file)) return [];
+  const fd = openSync(file, "r");
+  let text: string;
+  try {
+    const size = fstatSync(fd).size;
+    const start = Math.max(0, size - TAIL_BYTES);
+    const buf = Buffer.alloc(size - start);
+    readSync(fd, buf, 0, buf.length, start);
+    text = buf.toString("utf8");
+    // Started mid-line: the first (partial) line is not a whole event.
+    if (start > 0) text = text.slice(text.indexOf("\n") + 1);
+  } finally {
+    closeSync(fd);
+  }
+  return text.split("\n").filter((l) => l.trim() !== "");
 }
 
 /** The in-process hub's internal MQTT user ("$hub") is shown as "hub", like the rollout engine's own events. */

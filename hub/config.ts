@@ -81,6 +81,10 @@ export const HubSettingsSchema = z.strictObject({
    */
   rollout: z.record(z.string(), z.unknown()).default({}),
   homeAssistant: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+  /** <dataDir>/audit.jsonl is rotated before it passes maxMegabytes; keepFiles old files are kept. */
+  audit: z
+    .strictObject({ maxMegabytes: z.number().positive().max(10_000).default(10), keepFiles: z.number().int().min(0).max(1000).default(5) })
+    .default({ maxMegabytes: 10, keepFiles: 5 }),
   /** Bridge the embedded broker to an upstream broker (embedded-broker mode only). */
   bridge: BridgeSettings.optional(),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),

@@ -161,7 +161,12 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     });
 
     // The audit log: everything on fleet/events (rollout engine, commands seen by the broker) is kept.
-    const auditLog = new AuditLog({ dataDir: config.dataDir, log: log.child({ component: "audit" }) });
+    const auditLog = new AuditLog({
+      dataDir: config.dataDir,
+      log: log.child({ component: "audit" }),
+      maxBytes: Math.round(config.audit.maxMegabytes * 1024 * 1024),
+      keepFiles: config.audit.keepFiles,
+    });
     const eventsTopic = topics.events();
     const auditor = new HostRequestAuditor((event) => {
       client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));

@@ -22,6 +22,7 @@ describe("hub config", () => {
     expect(c.automatic).toMatchObject({ cron: "0 6 * * 1", timeZone: "UTC", mergeDelayMinutes: 60 });
     expect(c.dataDir).toBe(join(dir, "d1"));
     expect(c.github).toBeUndefined();
+    expect(c.audit).toEqual({ maxMegabytes: 10, keepFiles: 5 });
   });
 
   it("reads the file, then lets LOCKSTEP_* variables override it", () => {
@@ -45,6 +46,8 @@ describe("hub config", () => {
     writeFileSync(file, JSON.stringify({ htp: { port: 1 } }));
     expect(() => loadHubConfig({ file, env: {} })).toThrow(/invalid hub config.*htp/);
     expect(() => loadHubConfig({ file: join(dir, "missing.json"), env: {} })).toThrow(/cannot read config file/);
+    writeFileSync(file, JSON.stringify({ audit: { keepFiles: -1 } }));
+    expect(() => loadHubConfig({ file, env: {} })).toThrow(/audit\.keepFiles/);
   });
 
   it("parses the command line", () => {

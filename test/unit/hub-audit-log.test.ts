@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,6 +75,43 @@ describe("AuditLog", () => {
     expect(reloaded.recent(500).map((e) => e.id)).toEqual(["e-12", "e-11", "e-10", "e-9", "e-8"]);
     // The file keeps everything.
     expect(readFileSync(join(dir, "audit.jsonl"), "utf8").trim().split("\n")).toHaveLength(12);
+  });
+});
+
+describe("AuditLog rotation", () => {
+  it("rotates before the file passes maxBytes, keeps keepFiles old files, and reloads across a rotation", () => {
+    const dir = tempDir();
+    const lineBytes = Buffer.byteLength(JSON.stringify(ev(10)) + "\n");
+    // Three events per file.
+    const opts = { dataDir: dir, log: memoryLog().log, maxBytes: lineBytes * 3, keepFiles: 2 };
+    const audit = new AuditLog(opts);
+    for (let i = 10; i < 20; i++) audit.append(ev(i));
+    const ids = (f: string) => readFileSync(join(dir, f), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as AuditEvent).id);
+    expect(ids("audit.jsonl")).toEqual(["e-19"]);
+    expect(ids("audit.jsonl.1")).toEqual(["e-16", "e-17", "e-18"]);
+    expect(ids("audit.jsonl.2")).toEqual(["e-13", "e-14", "e-15"]);
+    expect(existsSync(join(dir, "audit.jsonl.3"))).toBe(false);
+    expect(statSync(join(dir, "audit.jsonl.1")).mode & 0o777).toBe(0o600);
+    // Memory is not affected by rotation, and a restart right after one still shows recent events.
+    expect(audit.recent(4).map((e) => e.id)).toEqual(["e-19", "e-18", "e-17", "e-16"]);
+    const reloaded = new AuditLog(opts);
+    expect(reloaded.recent(4).map((e) => e.id)).toEqual(["e-19", "e-18", "e-17", "e-16"]);
+    // The reloaded log knows the current file's size: the next two fit, the third rotates.
+    reloaded.append(ev(20));
+    reloaded.append(ev(21));
+    expect(ids("audit.jsonl")).toEqual(["e-19", "e-20", "e-21"]);
+    reloaded.append(ev(22));
+    expect(ids("audit.jsonl")).toEqual(["e-22"]);
+    expect(ids("audit.jsonl.1")).toEqual(["e-19", "e-20", "e-21"]);
+  });
+
+  it("keeps no old file with keepFiles 0", () => {
+    const dir = tempDir();
+    const lineBytes = Buffer.byteLength(JSON.stringify(ev(10)) + "\n");
+    const audit = new AuditLog({ dataDir: dir, log: memoryLog().log, maxBytes: lineBytes * 2, keepFiles: 0 });
+    for (let i = 10; i < 15; i++) audit.append(ev(i));
+    expect(readFileSync(join(dir, "audit.jsonl"), "utf8").trim().split("\n")).toHaveLength(1);
+    expect(existsSync(join(dir, "audit.jsonl.1"))).toBe(false);
   });
 });
 
