@@ -18,6 +18,7 @@ import {
   FleetExpected,
   HostInfo,
   LockstepError,
+  commandSentEvent,
   decodeJson,
   encodeJson,
   type CompartmentName,
@@ -290,7 +291,11 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     try {
       const command = this.buildCommand(op);
       this.client.publish(this.topics.commands(host), encodeJson(command), { qos: 1 }, (err) => {
-        if (err) this.log.error({ err, host, op }, "publishing a command for home assistant failed");
+        if (err) return this.log.error({ err, host, op }, "publishing a command for home assistant failed");
+        // Hub-side senders record their own commands in the audit log (the broker skips the hub's).
+        this.client.publish(this.topics.events(), encodeJson(commandSentEvent(host, command)), { qos: 1 }, (e) => {
+          if (e) this.log.error({ err: e, host, op }, "cannot publish the audit event of a home assistant command");
+        });
       });
       this.log.info({ host, op, commandId: command.id }, "home assistant action sent as command");
     } catch (err) {

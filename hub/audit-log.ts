@@ -5,13 +5,13 @@
  * When the file would grow past `maxBytes` it is rotated like logrotate does it: audit.jsonl.1 is
  * the newest old file, up to `keepFiles` of them; the oldest is deleted.
  */
-import { randomBytes } from "node:crypto";
 import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { z } from "zod";
 import type { HostRequestInfo } from "../broker/embedded.js";
+import { newAuditEventId } from "../protocol/audit.js";
 import { decodeJson } from "../protocol/payload.js";
 import { AuditEvent } from "../protocol/schemas.js";
 
@@ -145,7 +145,7 @@ export function hostRequestEvent(info: HostRequestInfo, now = new Date()): Audit
   }
   if (!info.valid) details.invalid = true;
   return {
-    id: `e-${now.getTime().toString(36)}-${randomBytes(6).toString("hex")}`,
+    id: newAuditEventId(now),
     at: now.toISOString(),
     actor: actorName(info.user),
     action: info.kind === "command" ? "command.sent" : "action.sent",
@@ -154,62 +154,13 @@ export function hostRequestEvent(info: HostRequestInfo, now = new Date()): Audit
   };
 }
 
-/** How long a hub rollout command waits for the rollout engine's own "command.sent" event. */
-export const ENGINE_AUDIT_WAIT_MS = 3000;
-const REMEMBERED_IDS = 1000;
-
 /**
- * Turns the broker's hostRequest events into audit events without recording a command twice: the
- * rollout engine audits each command it sends ("command.sent" with details.commandId, published just
- * after the command). A hub command carrying a rolloutId is therefore held for a moment and dropped
- * when the engine's event for its id arrives; other senders of rollout commands (e.g. the rollback
- * node) do not audit them, so those are published when the wait runs out. Operators' commands and
- * actions are published at once, whatever they claim.
+ * The audit event for a host request the broker authorized, or undefined for the hub's own: hub-side
+ * code sends commands through FleetClient (rollout engine, Node-RED nodes) or the Home Assistant
+ * bridge, which record them themselves with who asked. Recording them here too would list each twice.
  */
-export class HostRequestAuditor {
-  private pending = new Map<string, { timer: NodeJS.Timeout; event: AuditEvent }>();
-  /** Command ids the engine audited before the broker's event was seen (not expected, but cheap). */
-  private engineAudited = new Set<string>();
-
-  constructor(
-    private readonly publish: (event: AuditEvent) => void,
-    private readonly waitMs = ENGINE_AUDIT_WAIT_MS,
-  ) {}
-
-  onHostRequest(info: HostRequestInfo): void {
-    const event = hostRequestEvent(info);
-    const id = info.id;
-    if (info.kind !== "command" || info.role !== "hub" || info.rolloutId === undefined || id === undefined) return this.publish(event);
-    if (this.engineAudited.delete(id) || this.pending.has(id)) return;
-    const timer = setTimeout(() => {
-      this.pending.delete(id);
-      this.publish(event);
-    }, this.waitMs);
-    this.pending.set(id, { timer, event });
-  }
-
-  /** Every event seen on fleet/events. */
-  onAuditEvent(event: AuditEvent): void {
-    const id = event.action === "command.sent" && event.details?.commandId;
-    if (typeof id !== "string" || typeof event.details?.rolloutId !== "string") return;
-    const held = this.pending.get(id);
-    if (held) {
-      clearTimeout(held.timer);
-      this.pending.delete(id);
-      return;
-    }
-    this.engineAudited.add(id);
-    if (this.engineAudited.size > REMEMBERED_IDS) this.engineAudited.delete(this.engineAudited.values().next().value as string);
-  }
-
-  /** Publish what is still held (the hub is stopping). */
-  flush(): void {
-    for (const { timer, event } of this.pending.values()) {
-      clearTimeout(timer);
-      this.publish(event);
-    }
-    this.pending.clear();
-  }
+export function brokerAuditEvent(info: HostRequestInfo, now = new Date()): AuditEvent | undefined {
+  return info.role === "hub" ? undefined : hostRequestEvent(info, now);
 }
 
 const AuditQuery = z

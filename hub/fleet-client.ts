@@ -3,6 +3,10 @@
  * info, compartments) and job states, commands out (QoS 1), and rollout progress, history, audit
  * events and fleet/expected in. Implements the rollout engine's FleetPort and RolloutPublisher.
  *
+ * Every command sent here is also recorded on fleet/events ("command.sent", actor = requestedBy):
+ * this is the one place hub-side code (rollout engine, Node-RED nodes) sends commands, so the audit
+ * log gets each exactly once, with an embedded or an external broker alike.
+ *
  * Every incoming payload is validated with the protocol schemas; a malformed one is logged and
  * ignored, never thrown. Topic strings come only from protocol Topics.
  */
@@ -21,6 +25,7 @@ import {
   type RolloutHistoryEntry,
   type RolloutProgress,
 } from "../protocol/schemas.js";
+import { commandSentEvent } from "../protocol/audit.js";
 import { decodeJson, encodeJson } from "../protocol/payload.js";
 import { Topics } from "../protocol/topics.js";
 import { FleetNotConnectedError } from "../rollout/errors.js";
@@ -139,6 +144,8 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     const cmd = Command.parse(candidate);
     await client.publishAsync(this.topics.commands(host), encodeJson(cmd), { qos: 1, retain: false });
     this.log.info({ host, op, commandId: cmd.id, rolloutId: meta.rolloutId, requestedBy: meta.requestedBy }, "command sent");
+    // The command is out: an audit event that cannot be published is logged, never a failed send.
+    await this.publishAudit(commandSentEvent(host, cmd)).catch((err: unknown) => this.log.error({ err, commandId: cmd.id }, "cannot publish the audit event of a command"));
     return cmd.id;
   }
 

@@ -22,7 +22,7 @@ import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
 import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
-import { AuditLog, HostRequestAuditor, auditHandler } from "./audit-log.js";
+import { AuditLog, auditHandler, brokerAuditEvent } from "./audit-log.js";
 import { MqttBridge, redactUrl } from "./bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type RequestHandler } from "./node-red.js";
@@ -160,7 +160,8 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       },
     });
 
-    // The audit log: everything on fleet/events (rollout engine, commands seen by the broker) is kept.
+    // The audit log: everything on fleet/events (rollout engine, FleetClient's commands, Home
+    // Assistant's, and what operators published as the broker saw it) is kept.
     const auditLog = new AuditLog({
       dataDir: config.dataDir,
       log: log.child({ component: "audit" }),
@@ -168,14 +169,10 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       keepFiles: config.audit.keepFiles,
     });
     const eventsTopic = topics.events();
-    const auditor = new HostRequestAuditor((event) => {
-      client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
-    });
     client.on("message", (topic, payload) => {
       if (topic !== eventsTopic) return;
       const event = decodeJson(AuditEvent, payload);
       if (!event.ok) return log.warn({ topic, error: event.error }, "ignoring an invalid audit event");
-      auditor.onAuditEvent(event.value);
       try {
         auditLog.append(event.value);
       } catch (err) {
@@ -185,9 +182,10 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     await client.subscribeAsync(eventsTopic, { qos: 1 });
     if (broker) {
       // Who sent a command: the broker knows the authenticated user of every publish.
-      broker.on("hostRequest", (info) => auditor.onHostRequest(info));
-      // Stopped before the hub's client (stops run in reverse), so held events still go out.
-      stops.push({ what: "audit of host requests", stop: async () => auditor.flush() });
+      broker.on("hostRequest", (info) => {
+        const event = brokerAuditEvent(info);
+        if (event) client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
+      });
     }
 
     // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.

@@ -6,3 +6,4 @@ export * from "./lock-hash.js";
 export * from "./errors.js";
 export * from "./payload.js";
 export * from "./config-file.js";
+export * from "./audit.js";

@@ -195,12 +195,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     for (const step of Object.values(rec.steps)) {
       if (step.result || (step.step !== "pull" && step.step !== "test")) continue;
       const expiresAt = new Date(Date.now() + 15_000); // short: a stop names no job, it must not hit a later one
-      this.fleet
-        .sendCommand(step.host, "stop", {}, { rolloutId: rec.id, expiresAt, requestedBy: actor })
-        .then(
-          (id) => this.audit("host.stop-sent", step.host, { step: step.step, commandId: id }, actor),
-          (e: unknown) => this.log.warn({ err: e, host: step.host }, "could not send stop after cancel"),
-        );
+      // Recorded in the audit log by the fleet port (FleetClient), like every command.
+      this.fleet.sendCommand(step.host, "stop", {}, { rolloutId: rec.id, expiresAt, requestedBy: actor }).catch((e: unknown) => this.log.warn({ err: e, host: step.host }, "could not send stop after cancel"));
     }
   }
 
@@ -577,8 +573,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     rec.progress.hosts[host]!.jobIds.push(id);
     await this.save(); // recorded before it is sent: see the file comment
     if (this.abort.signal.aborted) throw new WaitAbortedError(`${op} on ${host}`);
+    // The fleet port records the command in the audit log ("command.sent"), as for every sender.
     await this.fleet.sendCommand(host, op, args, { id, rolloutId: rec.id, expiresAt, requestedBy: rec.requestedBy });
-    this.audit("command.sent", host, { op, commandId: id, expiresAt: record.expiresAt });
     return this.awaitResult(record, o.timeoutMs);
   }
 

@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { RolloutHistoryEntry, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
+import { RolloutHistoryEntry, type AuditEvent, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
 import { decodeJson } from "../../protocol/payload.js";
 import { LockstepWorld } from "../demo/world.js";
 import { BROKER_KINDS } from "../support/brokers.js";
@@ -203,6 +203,17 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
     expect(final.hosts.delta!.reason).toMatch(/window/);
     expect(rolloutJobs(world, "delta", jobId)).toEqual([]);
     expect(history.lockDiff?.updated.map((c) => c.input)).toContain("nixpkgs");
+
+    // The audit log has each of the rollout's commands exactly once, with either broker.
+    const jobIdsSent = HOSTS.flatMap((h) => final.hosts[h]!.jobIds).sort();
+    let sent: AuditEvent[] = [];
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+      const audit = await world.api("GET", "/api/audit?limit=500");
+      sent = (audit.body as { events: AuditEvent[] }).events.filter((e) => e.action === "command.sent" && e.details?.rolloutId === jobId);
+      if (sent.length >= jobIdsSent.length) break;
+    }
+    expect(sent.map((e) => e.details?.commandId).sort()).toEqual(jobIdsSent);
+    expect(sent.every((e) => e.actor === final.requestedBy)).toBe(true);
 
     // The manual flow notifies when the rollout ends.
     await world.fleet.until(() => world.notifications.find((n) => n.title.includes(jobId)), 10_000, "the completion notification");

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { Writable } from "node:stream";
-import { Command, Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
+import { AuditEvent, Command, Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
 import { HomeAssistantBridge, type InstallRequested } from "../../ha/bridge.js";
 import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
 
@@ -160,10 +160,15 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
     const agent = agents[0]!;
     const commands = new Inbox(agent);
     await agent.subscribeAsync(topics.commands("web-1"), { qos: 1 });
+    // Each command is recorded on fleet/events by the bridge (the broker leaves the hub's commands out).
+    const events = new Inbox(ha);
+    await ha.subscribeAsync(topics.events(), { qos: 1 });
     for (const op of ["switch", "test", "rollback", "pull"] as const) {
       const got = commands.next((m) => m.topic === topics.commands("web-1") && JSON.parse(m.payload).op === op);
       await ha.publishAsync(topics.actions("web-1"), op, { qos: 1 });
       const command = Command.parse(JSON.parse((await got).payload));
+      const audited = await events.next((m) => (JSON.parse(m.payload) as AuditEvent).details?.commandId === command.id);
+      expect(AuditEvent.parse(JSON.parse(audited.payload))).toMatchObject({ actor: "home-assistant", action: "command.sent", target: "web-1", details: { op } });
       expect(command.requestedBy).toBe("home-assistant");
       expect(Date.parse(command.expiresAt)).toBeGreaterThan(Date.parse(command.issuedAt));
       if (command.op === "pull") expect(command.args.commit).toBe(HEAD);

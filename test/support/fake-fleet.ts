@@ -77,6 +77,7 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
   private readonly hostMap = new Map<string, FakeHost>();
   private readonly jobs = new Map<string, JobState>();
   private readonly listeners = new Set<(c: FleetChange) => void>();
+  private readonly commandListeners = new Set<(c: Command & { host: string }) => void>();
   private readonly dropped = new Set<string>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private expectedHead?: string;
@@ -186,10 +187,16 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
     } as Command;
     if (this.dropped.delete(`${host}/${op}`)) return new Promise<string>(() => undefined);
     this.commands.push({ ...cmd, host });
+    for (const l of this.commandListeners) l({ ...cmd, host });
     if (op === "pull" && !this.expectedHead) this.setExpectedHead((args as { commit: string }).commit);
     if (h.online) this.later(0, () => this.deliver(h, cmd));
     else h.inbox.push(cmd);
     return cmd.id;
+  }
+
+  /** Called with each command as it reaches the broker (tests hook "the moment X was sent" here). */
+  onCommand(listener: (c: Command & { host: string }) => void): void {
+    this.commandListeners.add(listener);
   }
 
   job(host: string, jobId: string): JobState | undefined {

@@ -9,7 +9,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FleetClient } from "../../hub/fleet-client.js";
 import { WaitTimeoutError } from "../../rollout/errors.js";
-import { Command, type HostInfo, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
+import { AuditEvent, Command, type HostInfo, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
 import { Topics } from "../../protocol/topics.js";
 import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
 
@@ -114,7 +114,11 @@ describe.each(BROKER_KINDS)("FleetClient on %s", (kind) => {
     await until(() => fleet.host("web2")?.info?.priority === 5);
   });
 
-  it("sends valid QoS 1 commands and resolves waitForJob with the agent's terminal state", async () => {
+  it("sends valid QoS 1 commands, records each on fleet/events, and resolves waitForJob with the agent's terminal state", async () => {
+    const viewer = await connect(broker, "viewer", "audit");
+    const audited: AuditEvent[] = [];
+    viewer.on("message", (t, p) => t === topics.events() && audited.push(AuditEvent.parse(JSON.parse(p.toString()))));
+    await viewer.subscribeAsync(topics.events(), { qos: 1 });
     await agent.subscribeAsync(topics.commands("web1"), { qos: 1 });
     const received: Command[] = [];
     const onMsg = (t: string, p: Buffer) => {
@@ -136,8 +140,15 @@ describe.each(BROKER_KINDS)("FleetClient on %s", (kind) => {
     expect(received).toHaveLength(1);
     expect(received[0]).toMatchObject({ id, op: "switch", args: { commit: COMMIT }, rolloutId: "r-test", requestedBy: "alice", expiresAt: expiresAt.toISOString() });
     // Ids are unique per command.
-    const id2 = await fleet.sendCommand("web1", "test", {}, { expiresAt, requestedBy: "alice" });
+    const id2 = await fleet.sendCommand("web1", "test", {}, { expiresAt, requestedBy: "bob" });
     expect(id2).not.toBe(id);
+    // One audit event per command, in order, on whose behalf it was sent.
+    await until(() => audited.length >= 2);
+    expect(audited.map((e) => [e.action, e.actor, e.target, e.details?.commandId, e.details?.op, e.details?.rolloutId])).toEqual([
+      ["command.sent", "alice", "web1", id, "switch", "r-test"],
+      ["command.sent", "bob", "web1", id2, "test", undefined],
+    ]);
+    await viewer.endAsync();
   });
 
   it("waitForJob and waitForHost time out with a typed error; waitForHost sees live changes", async () => {

@@ -59,8 +59,8 @@ describe("resume after a hub restart", () => {
     let switchesSent = 0;
     let stopped = false;
     // Stop the hub (synchronously, like a crash) the moment all of the wave's switches are out.
-    first.on("audit", (e) => {
-      if (e.action === "command.sent" && e.details?.op === "switch" && ++switchesSent === 4) {
+    t.fleet.onCommand((c) => {
+      if (!stopped && c.op === "switch" && ++switchesSent === 4) {
         first.detach();
         stopped = true;
       }
