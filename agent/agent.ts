@@ -599,12 +599,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!this.current && this.checkout.exists()) {
       const r = await this.withGit(() => this.checkout.run(this.checkout.fetchArgs()).done);
       if (r.exitCode !== 0) notes.push(describeGitFailure("fetch", r));
-      const head = await this.checkout.head();
-      if (head && this.state.state.evaluated?.commit !== head && !this.current) {
+      // In the git queue too: a pull arriving meanwhile must not move the tree under the evaluation
+      // (the result would be recorded for a commit it was not computed from); it waits for us.
+      await this.withGit(async () => {
+        const head = await this.checkout.head();
+        if (!head || this.state.state.evaluated?.commit === head || this.current) return;
         const path = await this.evaluate();
         if (path) this.state.update((s) => (s.evaluated = { commit: head, path }));
         else notes.push("could not evaluate the checked-out configuration (see the agent log)");
-      }
+      });
     }
     await this.remeasure();
     return notes.length ? `refreshed; ${notes.join("; ")}` : "refreshed";
