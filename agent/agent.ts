@@ -32,6 +32,7 @@ import {
   type JobState,
 } from "../protocol/index.js";
 import { selfCheckPathOf, statePaths, type AgentConfig } from "./config.js";
+import { selfUpdateInProgress } from "./self-update-lock.js";
 import { measure } from "./facts.js";
 import { GitCheckout, describeGitFailure } from "./git.js";
 import { InstalledAgentProbe, installedDiffers, type InstalledAgent } from "./installed.js";
@@ -544,6 +545,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (Date.parse(cmd.expiresAt) <= Date.now()) return reject(`expired at ${cmd.expiresAt}: not run`);
     if (this.stopping) return reject("agent is stopping: send the command again once it is back online");
     if (!CONCURRENT_OPS.has(cmd.op) && this.current) return reject(`busy with ${this.current.op} ${this.current.id}`);
+    const selfUpdate = CONCURRENT_OPS.has(cmd.op) || cmd.op === "restart" ? null : selfUpdateInProgress(this.paths.selfUpdateLock);
+    if (selfUpdate) return reject(`busy with a self-update run${selfUpdate.pid ? ` (pid ${selfUpdate.pid})` : ""}: send the command again when it has finished`);
     const hold = this.state.state.hold;
     if (hold?.held && HELD_OPS.has(cmd.op)) return reject(`host is on hold${hold.reason ? ` (${hold.reason})` : ""}: send release first`);
     log.info("command accepted");

@@ -86,6 +86,22 @@ export function acquireSelfUpdateLock(path: string): HeldLock {
   };
 }
 
+/**
+ * The pid of a self-update run holding the lock, if one runs now: the agent daemon refuses jobs that
+ * would touch the checkout or the system meanwhile (the mirror of agentJobInProgress below). A
+ * stale lock (dead pid) is no run; an unreadable one may be being written, so it counts as running.
+ */
+export function selfUpdateInProgress(path: string): { pid: number } | null {
+  try {
+    statSync(path);
+  } catch {
+    return null;
+  }
+  const owner = readOwner(path);
+  if (owner === null) return { pid: 0 };
+  return processAlive(owner) ? { pid: owner } : null;
+}
+
 /** What the agent daemon records while it runs a job (agent/agent.ts InflightStore); only these fields are read. */
 const InflightJob = z.object({ id: z.string(), op: z.string() });
 

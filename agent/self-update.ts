@@ -18,6 +18,7 @@ import { profileCommands } from "./self-update-config.js";
 import { runCommand, describeFailure, type CommandResult } from "./self-update-exec.js";
 import { runHealthChecks } from "./self-update-health.js";
 import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./self-update-lock.js";
+import { statePaths } from "./config.js";
 import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } from "./self-update-runlog.js";
 import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
 import { rebootNeeded } from "./self-update-system.js";
@@ -25,7 +26,6 @@ import { readProfile } from "./profile.js";
 import { insideWindow } from "./self-update-window.js";
 import { expandArgv, localNixSystem, updateInputsArgv } from "./os-profiles.js";
 
-export const LOCK_FILE = "self-update.lock";
 /** The build's out-link: also a GC root, so the built system survives a garbage collection. */
 export const OUT_LINK = "self-update-system";
 
@@ -116,7 +116,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   try {
     await step("lock", async () => {
       try {
-        lock = acquireSelfUpdateLock(join(cfg.stateDir, LOCK_FILE));
+        lock = acquireSelfUpdateLock(statePaths(cfg.stateDir).selfUpdateLock);
       } catch (e) {
         if (e instanceof SelfUpdateLockedError) throw new RunStop("locked", "another self-update run is in progress; this one did nothing", e.message);
         throw e;

@@ -235,6 +235,21 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     expect(fleet.generation("delta").generation).toBeUndefined();
   });
 
+  it("refuses jobs that touch the checkout or the system while a self-update run holds its lock", async () => {
+    // This test process stands in for a running self-update (a live pid in the lock).
+    const lock = join(fleet.paths("delta").stateDir, "self-update.lock");
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }));
+    try {
+      const refused = await fleet.runCommand("delta", "pull", { commit: fleet.repo.head() });
+      expect(refused.state).toBe("rejected");
+      expect(refused.summary).toBe(`busy with a self-update run (pid ${process.pid}): send the command again when it has finished`);
+      expect((await fleet.runCommand("delta", "refresh")).state).toBe("succeeded");
+    } finally {
+      rmSync(lock, { force: true });
+    }
+    expect((await fleet.runCommand("delta", "pull", { commit: fleet.repo.head() })).state).toBe("succeeded");
+  });
+
   it("an agent killed mid-switch reports the switch's true outcome after it restarts", async () => {
     const slow = fleet.repo.setBuildDelay("gamma", 3);
     expect((await fleet.runCommand("gamma", "pull", { commit: slow })).state).toBe("succeeded");
