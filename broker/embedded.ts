@@ -97,6 +97,14 @@ export function describeHostRequest(kind: "command" | "action", payload: Buffer 
   return { valid: true, op: c.op, id: c.id, requestedBy: c.requestedBy, ...(c.rolloutId !== undefined ? { rolloutId: c.rolloutId } : {}) };
 }
 
+export interface EmbeddedBrokerOptions {
+  /**
+   * How often the last wills of clients that were connected when the broker last stopped, and have
+   * not come back since, are published (default 60 s; Aedes checks wills of "dead" brokers).
+   */
+  orphanWillCheckMs?: number;
+}
+
 export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   readonly topics: Topics;
   private aedes?: Aedes;
@@ -118,6 +126,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   constructor(
     readonly config: HubBrokerConfig,
     private readonly logger: Logger,
+    private readonly options: EmbeddedBrokerOptions = {},
   ) {
     super();
     this.topics = new Topics(config.topicPrefix, config.haPrefix);
@@ -184,7 +193,10 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       );
     }
     this.persistence = aedesPersistenceLevel(this.db);
+    // Aedes checks for wills of dead brokers every 4 heartbeats; one is dead after 3 without a beat.
+    const heartbeatInterval = Math.max(250, Math.round((this.options.orphanWillCheckMs ?? 60_000) / 4));
     this.aedes = await Aedes.createBroker({
+      heartbeatInterval,
       persistence: this.persistence,
       authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
@@ -196,6 +208,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       },
     });
     const aedes = this.aedes;
+    // Publishing orphaned wills runs on a timer; a failure there must be logged, not crash the hub.
+    (aedes as unknown as NodeJS.EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "mqtt broker error"));
     publishInOrder(aedes);
     aedes.on("clientReady", (client) => {
       this.live.set(client.id, client);
@@ -282,7 +296,16 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     for (const detach of [...this.detachers]) detach();
     // Stop accepting first, then close clients (which lets the servers finish closing).
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    if (aedes) {
+      // The broker going away is not its clients dying: publishing every agent's "offline" will now
+      // would leave the whole fleet reading offline across a hub restart (and a subscriber racing
+      // an agent's fresh "online" could end up with the stale "offline"). The wills stay persisted:
+      // a client that reconnects replaces its own, and the next start publishes the will of one that
+      // never comes back (orphanWillCheckMs).
+      const clients = (aedes as unknown as { clients: Record<string, { will: unknown }> }).clients;
+      for (const client of Object.values(clients)) client.will = null;
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    }
     for (const client of this.wss.clients) client.terminate();
     for (const server of this.servers) (server as HttpServer).closeAllConnections?.();
     await Promise.all(closing);

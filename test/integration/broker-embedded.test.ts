@@ -289,6 +289,47 @@ describe("embedded broker", () => {
     expect(gone?.message).not.toBe("superseded connection");
   });
 
+  it("a broker restart does not publish its clients' wills; the will of a client that never comes back goes out after it", async () => {
+    const dataDir = await mkdtemp(join(dir, "restart-"));
+    const config = (port: number) => parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port } } });
+    const first = new EmbeddedBroker(config(0), silent);
+    brokers.push(first);
+    await first.start();
+    const port = first.ports.tcp;
+    const agentOptions = async (host: string): Promise<IClientOptions> => ({
+      username: host,
+      password: (await first.credentials.add(host, "agent")).password,
+      clientId: `lockstep-agent-${host}`,
+      clean: false,
+      will: { topic: topics.availability(host), payload: Buffer.from("offline"), qos: 1, retain: true },
+    });
+    const stays = await agentOptions("stays");
+    const leaves = await agentOptions("leaves");
+    for (const opts of [stays, leaves]) {
+      const c = await connect(first.url, opts);
+      await c.publishAsync(topics.availability(opts.username!), "online", { qos: 1, retain: true });
+    }
+    await first.stop();
+
+    const second = new EmbeddedBroker(config(port), silent, { orphanWillCheckMs: 1000 });
+    brokers.push(second);
+    await second.start();
+    const viewer = await connect(second.url, second.hubConnection());
+    const seen: string[] = [];
+    viewer.on("message", (t, p) => seen.push(`${t.split("/").at(-2)}=${p.toString()}`));
+    await viewer.subscribeAsync(topics.availability("+"), { qos: 1 });
+    // Right after the restart both still read online: the stop published no will.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seen.sort()).toEqual(["leaves=online", "stays=online"]);
+    // "stays" reconnects (its new will replaces the old one); "leaves" never does.
+    const back = await connect(second.url, stays);
+    await back.publishAsync(topics.availability("stays"), "online", { qos: 1, retain: true });
+    const deadline = Date.now() + 8000;
+    while (!seen.includes("leaves=offline") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(seen).toContain("leaves=offline");
+    expect(seen).not.toContain("stays=offline");
+  });
+
   it("answers a QoS 1 round trip in a few milliseconds (Nagle off)", async () => {
     const broker = await startBroker();
     const { password } = await broker.credentials.add("rtt", "agent");
