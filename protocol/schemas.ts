@@ -269,6 +269,8 @@ export const HostRolloutState = z.object({
   reason: z.string().optional(),
   generationBefore: z.number().int().optional(),
   generationAfter: z.number().int().optional(),
+  /** The host's checkout commit before this rollout: a rollback puts the checkout back there. */
+  commitBefore: CommitSha.optional(),
   jobIds: z.array(z.string()).default([]),
   startedAt: isoDate.optional(),
   finishedAt: isoDate.optional(),

@@ -138,6 +138,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     for (const phase of plan.phases) {
       for (const h of phase.hosts) {
         hosts[h] = { host: h, phase: phase.name, state: "pending", jobIds: [], generationBefore: plan.generationsAtPlan[h] };
+        const commitBefore = plan.commitsAtPlan[h];
+        if (commitBefore !== undefined) hosts[h].commitBefore = commitBefore;
       }
     }
     // Hosts that were selected but cannot take part are shown, with why; unselected ones only in the plan.
@@ -383,8 +385,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   }
 
   private rememberGeneration(host: string, snap: HostSnapshot): { queued: false } {
-    const g = snap.info?.generation;
-    if (g !== undefined) this.rec!.progress.hosts[host]!.generationBefore = g;
+    const hs = this.rec!.progress.hosts[host]!;
+    if (snap.info?.generation !== undefined) hs.generationBefore = snap.info.generation;
+    if (snap.info?.commit !== undefined) hs.commitBefore = snap.info.commit;
     return { queued: false };
   }
 
@@ -658,6 +661,25 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     await this.pool(failed, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
   }
 
+  /**
+   * Put a rolled-back host's checkout back at its commit from before the rollout, so that what it
+   * runs is what its checkout builds: a later switch (by hand, from Home Assistant) must not bring
+   * the rolled-back update back. Returns the text added to the host's reason.
+   */
+  private async restoreCheckout(host: string): Promise<string> {
+    const rec = this.rec!;
+    const before = rec.progress.hosts[host]!.commitBefore;
+    if (before === undefined || before === rec.commit || rec.steps[`${host}/pull`]?.result?.state !== "succeeded") return "";
+    const t = rec.plan.spec.strategy;
+    const r = await this.step(host, "restore-checkout", "pull", { commit: before }, { timeoutMs: t.stepTimeouts.pull, expiresInMs: t.stepTimeouts.pull, onlineTimeoutMs: t.healthTimeoutMs });
+    if (r.state === "succeeded") {
+      this.audit("host.checkout-restored", host, { commit: before });
+      return `; checkout back at ${short(before)}`;
+    }
+    this.audit("host.checkout-restore-failed", host, { commit: before, state: r.state, summary: r.summary });
+    return `; its checkout is still at ${short(rec.commit)} (putting it back at ${short(before)}: ${r.state}, ${r.summary})`;
+  }
+
   private async rollbackHost(host: string): Promise<void> {
     const rec = this.rec!;
     const hs = rec.progress.hosts[host]!;
@@ -671,7 +693,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         const untouched = target !== undefined ? current === target && (switched === undefined || switched === target) : rec.steps[`${host}/switch`]?.result?.state !== "succeeded";
         if (untouched) {
           this.audit("host.rollback-not-needed", host, { generation: current });
-          hs.reason = `${before}; still on generation ${current ?? "?"}, nothing to roll back`;
+          hs.reason = `${before}; still on generation ${current ?? "?"}, nothing to roll back${await this.restoreCheckout(host)}`;
           this.changed();
           return;
         }
@@ -701,8 +723,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
           return;
         }
       }
-      this.endHost(host, "rolled-back", `${before}; rolled back to generation ${target ?? "previous"}`);
       this.audit("host.rolled-back", host, { generation: target });
+      this.endHost(host, "rolled-back", `${before}; rolled back to generation ${target ?? "previous"}${await this.restoreCheckout(host)}`);
     } catch (e) {
       if (this.detached) return;
       if (this.abort.signal.aborted || e instanceof WaitAbortedError) {

@@ -73,6 +73,8 @@ export class RolloutPlanner {
 
     const generationsAtPlan: Record<string, number> = {};
     for (const h of eligible) if (h.info?.generation !== undefined) generationsAtPlan[h.host] = h.info.generation;
+    const commitsAtPlan: Record<string, string> = {};
+    for (const h of eligible) if (h.info?.commit !== undefined) commitsAtPlan[h.host] = h.info.commit;
 
     return {
       id,
@@ -83,6 +85,7 @@ export class RolloutPlanner {
       excluded,
       offlineAtPlan: eligible.filter((h) => !online(h)).map((h) => h.host),
       generationsAtPlan,
+      commitsAtPlan,
     };
   }
 

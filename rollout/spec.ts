@@ -137,5 +137,7 @@ export const RolloutPlan = z.object({
   offlineAtPlan: z.array(hostId).default([]),
   /** Generation of each planned host when planned: what a rollback returns to if the host reports no other. */
   generationsAtPlan: z.record(z.string(), z.number().int()).default({}),
+  /** Checkout commit of each planned host when planned: where a rollback puts the checkout back. */
+  commitsAtPlan: z.record(z.string(), CommitSha).default({}),
 });
 export type RolloutPlan = z.infer<typeof RolloutPlan>;

@@ -214,6 +214,7 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
     try {
       const pr = await world.openLockUpdatePr();
       const before = generations(world);
+      const checkoutBefore = Object.fromEntries(HOSTS.map((h) => [h, world.fleet.checkoutHead(h)]));
       const { jobId, commit } = await mergeAndDeploy(world, pr.number);
       final = await world.waitForRolloutEnd(jobId, 240_000);
       const explain = JSON.stringify(final, null, 1);
@@ -223,6 +224,8 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
         expect(final.hosts[h]!.generationAfter, h).toBeGreaterThan(before[h]!);
         expect(world.fleet.generation(h).generation, h).toBe(before[h]);
       }
+      // Every checkout is back where it was: a later switch rebuilds what runs, not the update.
+      for (const h of HOSTS) expect(world.fleet.checkoutHead(h), explain).toBe(checkoutBefore[h]);
       expect(final.hosts.gamma!.state).toBe("failed");
       expect(final.hosts.gamma!.reason).toMatch(/switch failed/);
       expect(world.fleet.generation("gamma").generation).toBe(before.gamma);

@@ -50,6 +50,7 @@ describe("rollout on real agents", () => {
 
   it("canary passes, the wave hits a build failure, rollback-all restores the previous generations", async () => {
     const before = Object.fromEntries(HOSTS.map((h) => [h, fleet.generation(h).generation]));
+    const checkoutBefore = Object.fromEntries(HOSTS.map((h) => [h, fleet.checkoutHead(h)]));
     expect(Object.values(before).every((g) => typeof g === "number")).toBe(true);
 
     // The new commit: a real lock update merged into main, plus a change that breaks gamma's build.
@@ -103,8 +104,14 @@ describe("rollout on real agents", () => {
     expect(final.hosts.gamma!.reason).toMatch(/^switch failed/);
     expect(final.hosts.gamma!.reason).toMatch(/nothing to roll back/);
     expect(fleet.generation("gamma").generation).toBe(before.gamma);
-    // Every host pulled exactly the target commit.
-    for (const h of HOSTS) expect(fleet.checkoutHead(h)).toBe(target);
+    // Every host pulled exactly the target commit, and the rollback put its checkout back where it
+    // was (gamma's too: it holds the update that does not build).
+    for (const h of HOSTS) {
+      const pull = client.job(h, final.hosts[h]!.jobIds[0]!);
+      expect(pull).toMatchObject({ op: "pull", state: "succeeded", commit: target });
+      expect(fleet.checkoutHead(h), explain()).toBe(checkoutBefore[h]);
+      expect(final.hosts[h]!.reason).toContain(`checkout back at ${checkoutBefore[h]!.slice(0, 8)}`);
+    }
     // The wave did not start before the soak ended.
     const soakEnd = Date.parse(audits.find((a) => a.action === "soak.finished")!.at);
     expect(Math.min(...["beta", "gamma"].map((h) => Date.parse(final.hosts[h]!.startedAt!)))).toBeGreaterThanOrEqual(soakEnd);

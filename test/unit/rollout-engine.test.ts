@@ -7,7 +7,7 @@ import { RolloutPlanner } from "../../rollout/planner.js";
 import { RolloutStore } from "../../rollout/store.js";
 import type { RolloutSpecInput } from "../../rollout/spec.js";
 import { RolloutProgress, RolloutHistoryEntry, AuditEvent } from "../../protocol/schemas.js";
-import { FakeFleet, type FakeHostOptions } from "../support/fake-fleet.js";
+import { FakeFleet, OLD_COMMIT, type FakeHostOptions } from "../support/fake-fleet.js";
 
 const COMMIT = "c".repeat(40);
 const FAST = {
@@ -179,6 +179,16 @@ describe("RolloutEngine", () => {
     expect(b.fleet.ran("h3", "rollback")).toBe(0);
     const rollbacks = b.fleet.commands.filter((c) => c.op === "rollback");
     expect(rollbacks.map((c) => c.op === "rollback" && c.args.generation)).toEqual([1, 1, 1]);
+    // Each host's checkout goes back to its commit from before the rollout (h3's too: it pulled the
+    // update that failed to build), so a later switch rebuilds what runs; rollback-failed's healthy h1 kept the update.
+    for (const h of ["h0", "h1", "h2", "h3"]) {
+      expect(b.fleet.host(h)?.info?.commit).toBe(OLD_COMMIT);
+      expect(r2.hosts[h]!.commitBefore).toBe(OLD_COMMIT);
+      expect(r2.hosts[h]!.reason).toMatch(new RegExp(`checkout back at ${OLD_COMMIT.slice(0, 8)}`));
+    }
+    expect(b.fleet.commands.filter((c) => c.op === "pull" && c.args.commit === OLD_COMMIT).map((c) => c.host).sort()).toEqual(["h0", "h1", "h2", "h3"]);
+    expect(a.fleet.host("h2")?.info?.commit).toBe(OLD_COMMIT);
+    expect(a.fleet.host("h1")?.info?.commit).toBe(COMMIT);
   });
 
   it("within the failure budget, a rollback policy still returns a host that switched and failed", async () => {
