@@ -23,6 +23,29 @@ const TOKEN = "ghp_StockNodeRedTestToken0123456789";
 const ROOT = resolve(__dirname, "..", "..");
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { name: string; "node-red": { nodes: Record<string, string> } };
 
+/**
+ * A tab beside the shipped flows: a pr-watch on the shipped GitHub connection that checks only on
+ * input (POST /probe/pr-check), and keeps what comes out of either output for GET /probe/pr-events.
+ */
+function prWatchProbe(): Array<Record<string, unknown>> {
+  const fn = (id: string, func: string, wires: string[][] = [[]]) => ({ id, type: "function", z: "probe", name: id, func, outputs: 1, wires });
+  const keep = (output: number) => `const e = global.get("prEvents") || []; e.push({ output: ${output}, topic: msg.topic, prNumber: msg.prNumber ?? null }); global.set("prEvents", e); return null;`;
+  const nodes: Array<Record<string, unknown>> = [
+    { id: "probe", type: "tab", label: "pr-watch probe" },
+    { id: "probe-in", type: "http in", z: "probe", url: "/probe/pr-check", method: "post", wires: [["probe-watch", "probe-ack"]] },
+    { id: "probe-watch", type: "lockstep-pr-watch", z: "probe", github: "lockstep-github-config", fleet: "", interval: "0", wires: [["probe-changes"], ["probe-checked"]] },
+    fn("probe-changes", keep(1)),
+    fn("probe-checked", keep(2)),
+    fn("probe-ack", "msg.payload = {}; return msg;", [["probe-out"]]),
+    { id: "probe-events-in", type: "http in", z: "probe", url: "/probe/pr-events", method: "get", wires: [["probe-events"]] },
+    fn("probe-events", 'msg.payload = global.get("prEvents") || []; return msg;', [["probe-out"]]),
+    { id: "probe-out", type: "http response", z: "probe", statusCode: "", headers: {}, wires: [] },
+  ];
+  // Node-RED treats a node without a position as a config node.
+  nodes.forEach((n, i) => n.z && Object.assign(n, { x: 120 + 160 * (i % 5), y: 60 + 60 * Math.floor(i / 5) }));
+  return nodes;
+}
+
 interface NodeSetInfo {
   id: string;
   module: string;
@@ -64,7 +87,7 @@ describe("stock Node-RED loads the lockstep package", () => {
     github = await startLocalGitHub({ repo: fleet, owner: "acme", name: "fleet", token: TOKEN });
     mkdirSync(join(userDir, "node_modules"));
     symlinkSync(ROOT, join(userDir, "node_modules", pkg.name), "dir");
-    writeFileSync(join(userDir, "flows.json"), JSON.stringify(mergeShippedFlows(join(ROOT, "flows"))));
+    writeFileSync(join(userDir, "flows.json"), JSON.stringify([...mergeShippedFlows(join(ROOT, "flows")), ...prWatchProbe()]));
     // An ordinary settings.js; the lockstep block is how a stock install points the shipped flows at a fleet.
     writeFileSync(
       join(userDir, "settings.js"),
@@ -77,7 +100,8 @@ describe("stock Node-RED loads the lockstep package", () => {
           logging: { console: { level: "info" } },
           lockstep: {
             mqtt: { url: broker.url, ...creds },
-            github: { owner: "acme", repo: "fleet", token: TOKEN, webhookSecret: "stock-secret", apiBaseUrl: github.url },
+            // Hourly polls: within this test only the checks it asks for run (their events are asserted).
+            github: { owner: "acme", repo: "fleet", token: TOKEN, webhookSecret: "stock-secret", apiBaseUrl: github.url, pollIntervalMs: 3_600_000 },
             automatic: { cron: "0 6 * * 1" },
           },
         },
@@ -150,7 +174,7 @@ describe("stock Node-RED loads the lockstep package", () => {
   it("runs the shipped flows: all nodes deployed, no errors or missing types in the log", async () => {
     const res = await fetch(`${baseUrl}/flows`, { headers: { accept: "application/json", "Node-RED-API-Version": "v2" } });
     const deployed = (await res.json()) as { flows: Array<{ id: string; type: string }> };
-    const shipped = mergeShippedFlows(join(ROOT, "flows")) as Array<{ id: string }>;
+    const shipped = [...mergeShippedFlows(join(ROOT, "flows")), ...prWatchProbe()] as Array<{ id: string }>;
     expect(deployed.flows.map((n) => n.id).sort()).toEqual(shipped.map((n) => n.id).sort());
     expect(log).not.toMatch(/Waiting for missing types/);
     expect(log).not.toMatch(/\[error\]/);
@@ -189,5 +213,46 @@ describe("stock Node-RED loads the lockstep package", () => {
     const note = notifications.find((n) => n.title === `Lock update PR #${number} pending`);
     expect(note).toMatchObject({ type: "info" });
     expect(note!.body).toMatch(/nixpkgs/);
+  });
+
+  it("pr-watch: output 1 says new, changed (CI went green) and closed, whoever checked; output 2 answers each check it was asked for", async () => {
+    type Event = { output: number; topic: string; prNumber: number | null };
+    const events = async () => (await (await fetch(`${baseUrl}/probe/pr-events`)).json()) as Event[];
+    /** Ask the probe to check; resolves with what came out of it since `from`, once its answer is there. */
+    const check = async (from: number): Promise<Event[]> => {
+      expect((await fetch(`${baseUrl}/probe/pr-check`, { method: "POST" })).status).toBe(200);
+      const deadline = Date.now() + 10_000;
+      let got: Event[] = [];
+      while (!got.some((e) => e.output === 2) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        got = (await events()).slice(from);
+      }
+      return got;
+    };
+    const open = github.openPullNumbers();
+    expect(open).toHaveLength(1); // the previous test's PR
+    const number = open[0]!;
+    // The watcher is shared by every pr-watch on the connection: the manual flow's check in the
+    // previous test already told this node about the new PR.
+    const seen = await events();
+    expect(seen).toContainEqual({ output: 1, topic: "new", prNumber: number });
+    expect(seen.filter((e) => e.topic === "new")).toHaveLength(1);
+
+    // Nothing changed: only the answer to the check.
+    expect(await check(seen.length)).toEqual([{ output: 2, topic: "checked", prNumber: null }]);
+
+    let from = (await events()).length;
+    github.setStatus(fleet.head(github.pullRequest(number).headRef), "success", "ci/build");
+    expect(await check(from)).toEqual([
+      { output: 1, topic: "changed", prNumber: number },
+      { output: 2, topic: "checked", prNumber: null },
+    ]);
+
+    from = (await events()).length;
+    await github.closePullRequest(number);
+    expect(await check(from)).toEqual([
+      { output: 1, topic: "closed", prNumber: number },
+      { output: 2, topic: "checked", prNumber: null },
+    ]);
   });
 });
