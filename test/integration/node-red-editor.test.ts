@@ -53,7 +53,7 @@ describe("the Node-RED editor in a browser", () => {
       RED.nodes.eachConfig(check);
       const tabs: string[] = [];
       RED.nodes.eachWorkspace((w) => tabs.push(w.label));
-      const palette = [...document.querySelectorAll(".red-ui-palette-node[data-palette-type^='lockstep-']")].map((e) => e.getAttribute("data-palette-type") ?? "");
+      const palette = Array.from(document.querySelectorAll(".red-ui-palette-node[data-palette-type^='lockstep-']")).map((e) => e.getAttribute("data-palette-type") ?? "");
       return { types: Object.fromEntries(ourTypes.map((t) => [t, RED.nodes.getType(t) !== undefined])), invalid, tabs, palette };
     }, types);
     mkdirSync(join(ROOT, "test-results"), { recursive: true });
