@@ -19,7 +19,6 @@ import {
   FleetExpected,
   HostInfo,
   JobState,
-  TERMINAL_JOB_STATES,
   type AuditEvent,
   type CommandOp,
   type RolloutHistoryEntry,
@@ -31,7 +30,8 @@ import { Topics } from "../protocol/topics.js";
 import { FleetNotConnectedError } from "../rollout/errors.js";
 import {
   newCommandId,
-  waitForChange,
+  waitForHostState,
+  waitForTerminalJob,
   type CommandArgsInput,
   type CommandMeta,
   type FleetChange,
@@ -54,8 +54,6 @@ export interface FleetClientOptions {
   /** How many job states to keep in memory (oldest dropped first). Default 10,000. */
   jobCacheSize?: number;
 }
-
-const isTerminal = (j: JobState) => TERMINAL_JOB_STATES.includes(j.state);
 
 export class FleetClient implements FleetPort, RolloutPublisher {
   readonly topics: Topics;
@@ -154,31 +152,11 @@ export class FleetClient implements FleetPort, RolloutPublisher {
   }
 
   waitForJob(host: string, jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobState> {
-    return waitForChange(
-      this,
-      `job ${jobId} on ${host}`,
-      () => {
-        const j = this.job(host, jobId);
-        return j && isTerminal(j) ? j : undefined;
-      },
-      (c) => c.kind === "job" && c.host === host && c.jobId === jobId,
-      timeoutMs,
-      signal,
-    );
+    return waitForTerminalJob(this, host, jobId, timeoutMs, signal);
   }
 
   waitForHost(host: string, predicate: (h: HostSnapshot) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<HostSnapshot> {
-    return waitForChange(
-      this,
-      `host ${host}`,
-      () => {
-        const h = this.host(host);
-        return h && predicate(h) ? h : undefined;
-      },
-      (c) => c.host === host,
-      timeoutMs,
-      signal,
-    );
+    return waitForHostState(this, host, predicate, timeoutMs, signal);
   }
 
   onChange(listener: (change: FleetChange) => void): () => void {

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { WaitAbortedError, WaitTimeoutError } from "./errors.js";
+import { TERMINAL_JOB_STATES } from "../protocol/schemas.js";
 import type { z } from "zod";
 import type {
   AuditEvent,
@@ -125,4 +126,34 @@ export function waitForChange<T>(
     }, timeoutMs);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** FleetPort.waitForJob for any port: the job's terminal state, from its cache or when it arrives. */
+export function waitForTerminalJob(port: Pick<FleetPort, "onChange" | "job">, host: string, jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobState> {
+  return waitForChange(
+    port,
+    `job ${jobId} on ${host}`,
+    () => {
+      const j = port.job(host, jobId);
+      return j && TERMINAL_JOB_STATES.includes(j.state) ? j : undefined;
+    },
+    (c) => c.kind === "job" && c.host === host && c.jobId === jobId,
+    timeoutMs,
+    signal,
+  );
+}
+
+/** FleetPort.waitForHost for any port: the host's snapshot once `predicate` holds. */
+export function waitForHostState(port: Pick<FleetPort, "onChange" | "host">, host: string, predicate: (h: HostSnapshot) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<HostSnapshot> {
+  return waitForChange(
+    port,
+    `host ${host}`,
+    () => {
+      const h = port.host(host);
+      return h && predicate(h) ? h : undefined;
+    },
+    (c) => c.host === host,
+    timeoutMs,
+    signal,
+  );
 }

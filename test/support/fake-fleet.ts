@@ -11,7 +11,8 @@
 import type { Command, CommandOp, Compartment, CompartmentName, FleetExpected, HostInfo, JobState, MaintenanceWindow, RolloutHistoryEntry, RolloutProgress, AuditEvent } from "../../protocol/schemas.js";
 import {
   newCommandId,
-  waitForChange,
+  waitForHostState,
+  waitForTerminalJob,
   type CommandArgsInput,
   type CommandMeta,
   type FleetChange,
@@ -204,32 +205,11 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
   }
 
   waitForJob(host: string, jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobState> {
-    const terminal = ["rejected", "succeeded", "failed", "interrupted", "cancelled"];
-    return waitForChange(
-      this,
-      `job ${jobId} on ${host}`,
-      () => {
-        const j = this.job(host, jobId);
-        return j && terminal.includes(j.state) ? j : undefined;
-      },
-      (c) => c.kind === "job" && c.jobId === jobId,
-      timeoutMs,
-      signal,
-    );
+    return waitForTerminalJob(this, host, jobId, timeoutMs, signal);
   }
 
   waitForHost(host: string, predicate: (h: HostSnapshot) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<HostSnapshot> {
-    return waitForChange(
-      this,
-      `host ${host}`,
-      () => {
-        const s = this.host(host);
-        return s && predicate(s) ? s : undefined;
-      },
-      (c) => c.host === host,
-      timeoutMs,
-      signal,
-    );
+    return waitForHostState(this, host, predicate, timeoutMs, signal);
   }
 
   expected(): FleetExpected | undefined {
