@@ -193,4 +193,33 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
     await readerSeen.until(topics.compartment("persist-h", "git"));
     expect(readerSeen.seen[0]!.payload).toBe('{"status":"ok"}');
   });
+
+  it("a new subscriber never ends on a retained value older than one it already got live", async () => {
+    // The retained copy is read while live publishes go on; it must not arrive after a newer one.
+    const agent = await connect(await broker.credentials("agent", "busy-h"));
+    const topic = topics.info("busy-h");
+    let n = 0;
+    let running = true;
+    const publishing = (async () => {
+      while (running) await agent.publishAsync(topic, String(++n), { qos: 1, retain: true });
+    })();
+    const viewer = await broker.credentials("viewer", "busy");
+    let stale = 0;
+    try {
+      for (let i = 0; i < 100; i++) {
+        const client = await connect(viewer);
+        const seen = recorder(client);
+        await subscribe(client, topics.info("+"));
+        await seen.until(topic);
+        await new Promise((r) => setTimeout(r, 20));
+        const values = seen.seen.filter((m) => m.topic === topic).map((m) => Number(m.payload));
+        if (values.some((v, j) => j > 0 && v < values[j - 1]!)) stale++;
+        await client.endAsync();
+      }
+    } finally {
+      running = false;
+      await publishing;
+    }
+    expect(stale, `${stale} of 100 subscriptions saw an older retained value after a newer live one`).toBe(0);
+  }, 60_000);
 });
