@@ -47,7 +47,10 @@ export = function register(RED: NodeAPI): void {
     };
     const onExpected = (expected: FleetExpected) => {
       if (expectedPublisher.get(connection!.repository) !== node.id) return;
-      fleetNode?.connection?.fleet.publishExpected(expected).catch((err: unknown) => node.warn(`could not publish fleet/expected: ${errorText(err)}`));
+      const fleet = fleetNode?.connection;
+      // The first check runs as the flows start, often before the fleet connection is up: publish
+      // once it is (in order, so the newest wins). The watcher reports an unchanged expectation only once.
+      fleet?.ready.then(() => fleet.fleet.publishExpected(expected)).catch((err: unknown) => node.warn(`could not publish fleet/expected: ${errorText(err)}`));
     };
     const onError = (err: Error) => node.status(status.failed(err));
 

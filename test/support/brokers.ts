@@ -41,8 +41,8 @@ export interface TestBroker {
    * the host id and the user name; other roles get the user name `<role>-<name>`.
    */
   credentials(role: Role, name: string): Promise<{ username: string; password: string }>;
-  /** Stop and start again on the same port, keeping persisted state. */
-  restart(): Promise<void>;
+  /** Stop and start again on the same port, keeping persisted state; `whileDown` runs in between. */
+  restart(opts?: { whileDown?: () => Promise<void> }): Promise<void>;
   stop(): Promise<void>;
   /** The broker's state directory (credentials, persistence, generated config). */
   dataDir?: string;
@@ -115,8 +115,9 @@ async function startAedes(dataDir: string, ownDir: boolean): Promise<TestBroker>
     dataDir,
     embedded: broker,
     credentials: (role, name) => issued.get(broker.credentials, role, name, async () => undefined),
-    async restart() {
+    async restart(opts = {}) {
       await broker.stop();
+      await opts.whileDown?.();
       broker = new EmbeddedBroker(config(tcp, ws ?? 0), logger);
       await broker.start();
       handle.embedded = broker;
@@ -155,8 +156,9 @@ async function startMosquitto(dataDir: string, ownDir: boolean): Promise<TestBro
         await mosquitto.reload();
         await waitUntilAccepted(url, username, password, mosquitto);
       }),
-    async restart() {
+    async restart(opts = {}) {
       await mosquitto.stop();
+      await opts.whileDown?.();
       await mosquitto.start();
     },
     async stop() {
