@@ -3,7 +3,6 @@
  * (client with ETag cache, the update watcher, merge and revert). Blank fields take the hub's
  * `github` settings, so the shipped flows work unedited inside `lockstep hub`.
  */
-import { ConfigError } from "../../protocol/errors.js";
 import { GitHubConnection, type GitHubConfigNode } from "../lib/github-connection.js";
 import { onClose, optionalNumber, optionalString } from "../lib/input.js";
 import { nodeRedLogger } from "../lib/logger.js";
@@ -44,11 +43,14 @@ export = function register(RED: NodeAPI): void {
       // A token given here replaces a token file from the settings (and the other way round).
       const merged: Record<string, unknown> = { ...defaults, ...own };
       if (!merged.owner || !merged.repo) {
-        throw new ConfigError("no GitHub repository configured", "set github.owner and github.repo in the hub config (or LOCKSTEP_GITHUB_REPO=owner/repo), or fill in this node");
+        // How a fresh hub starts: nothing is broken, the update flows wait for a repository.
+        node.configError = "no GitHub repository configured";
+        node.warn(`${node.configError}: the update flows stay idle until one is (github.owner and github.repo in the hub config, LOCKSTEP_GITHUB_REPO=owner/repo, or this node)`);
+      } else {
+        if (own.token !== undefined) delete merged.tokenFile;
+        if (own.tokenFile !== undefined) delete merged.token;
+        node.connection = new GitHubConnection(merged as never, nodeRedLogger(RED, `lockstep-github:${node.name || node.id}`));
       }
-      if (own.token !== undefined) delete merged.tokenFile;
-      if (own.tokenFile !== undefined) delete merged.token;
-      node.connection = new GitHubConnection(merged as never, nodeRedLogger(RED, `lockstep-github:${node.name || node.id}`));
     } catch (err) {
       node.configError = errorText(err);
       node.error(err);
