@@ -162,11 +162,14 @@ const mosquittoConfigCommand: Subcommand = {
   summary: "write passwd, acl and mosquitto.conf for an external Mosquitto",
   usage: [
     "lockstep mosquitto-config --out DIR [--port N] [--ws-port N] [--host H] [--run-as-user U]",
+    "                          [--tls-cert FILE --tls-key FILE [--tls-port N]]",
     "    Writes DIR/passwd, DIR/acl and DIR/mosquitto.conf from Lockstep's users (no",
     "    plaintext needed). Start Mosquitto with `mosquitto -c DIR/mosquitto.conf`; after",
     "    `lockstep users add/remove`, run this again and send Mosquitto SIGHUP.",
     `    Defaults: --port 1883, --ws-port 9001 (0 = no WebSocket listener), queue limits`,
     `    max_inflight_messages ${MOSQUITTO_QUEUE_DEFAULTS.maxInflightMessages}, max_queued_messages ${MOSQUITTO_QUEUE_DEFAULTS.maxQueuedMessages}.`,
+    "    With --tls-cert and --tls-key (PEM; readable by Mosquitto's account) it also listens for",
+    "    MQTT over TLS on --tls-port (default 8883): agents then use mqtts:// URLs.",
   ].join("\n"),
   options: {
     out: { type: "string", short: "o" },
@@ -174,6 +177,9 @@ const mosquittoConfigCommand: Subcommand = {
     "ws-port": { type: "string" },
     host: { type: "string" },
     "run-as-user": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
+    "tls-port": { type: "string" },
   },
   async run({ args, values, io, config }) {
     if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"`, 'run "lockstep mosquitto-config --help"');
@@ -184,6 +190,18 @@ const mosquittoConfigCommand: Subcommand = {
     const wsPortRaw = str(values, "ws-port");
     const wsPort = wsPortRaw === "0" ? 0 : portOption(values, "ws-port", 9001);
     const runAsUser = str(values, "run-as-user");
+    const tlsCert = str(values, "tls-cert");
+    const tlsKey = str(values, "tls-key");
+    if ((tlsCert === undefined) !== (tlsKey === undefined)) throw new UsageError("mosquitto-config: --tls-cert and --tls-key go together", 'run "lockstep mosquitto-config --help"');
+    if (tlsCert === undefined && str(values, "tls-port") !== undefined) throw new UsageError("mosquitto-config: --tls-port needs --tls-cert and --tls-key", 'run "lockstep mosquitto-config --help"');
+    for (const [flag, file] of [["--tls-cert", tlsCert], ["--tls-key", tlsKey]] as const) {
+      if (file === undefined) continue;
+      try {
+        readFileSync(file);
+      } catch (err) {
+        throw new UsageError(`mosquitto-config: ${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, "give a readable PEM file");
+      }
+    }
     // As root, hand the files to the account Mosquitto drops to, or it cannot read its passwd.
     let owner: { uid: number; gid: number } | undefined;
     if (process.getuid?.() === 0 && runAsUser !== "root") {
@@ -196,6 +214,7 @@ const mosquittoConfigCommand: Subcommand = {
       dir: out,
       tcp: { port: portOption(values, "port", 1883), ...(host ? { host } : {}) },
       ...(wsPort ? { ws: { port: wsPort, ...(host ? { host } : {}) } } : {}),
+      ...(tlsCert && tlsKey ? { tls: { port: portOption(values, "tls-port", 8883), certFile: tlsCert, keyFile: tlsKey, ...(host ? { host } : {}) } } : {}),
       ...(runAsUser ? { runAsUser } : {}),
       ...(owner ? { owner } : {}),
       topics: new Topics(cfg.topicPrefix, cfg.haPrefix),

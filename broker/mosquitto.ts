@@ -76,6 +76,8 @@ export interface MosquittoConfOptions {
   dir: string;
   tcp: { host?: string; port: number };
   ws?: { host?: string; port: number };
+  /** MQTT over TLS; the files must be readable by the account Mosquitto runs as. */
+  tls?: { host?: string; port: number; certFile: string; keyFile: string };
   /** Where Mosquitto keeps its persistence file (default <dir>/data). */
   persistenceDir?: string;
   /** `user` option: the account Mosquitto drops to when started as root (default: Mosquitto's own). */
@@ -136,6 +138,10 @@ export function mosquittoConf(options: MosquittoConfOptions): string {
   lines.push("", `listener ${options.tcp.port}${options.tcp.host ? ` ${options.tcp.host}` : ""}`, "protocol mqtt");
   if (options.ws) {
     lines.push("", `listener ${options.ws.port}${options.ws.host ? ` ${options.ws.host}` : ""}`, "protocol websockets");
+  }
+  if (options.tls) {
+    const t = options.tls;
+    lines.push("", `listener ${t.port}${t.host ? ` ${t.host}` : ""}`, "protocol mqtt", `certfile ${resolve(t.certFile)}`, `keyfile ${resolve(t.keyFile)}`);
   }
   return lines.join("\n") + "\n";
 }

@@ -3,7 +3,9 @@
  * a non-agent whose name looks like a host id cannot speak for that host, and the raised queue
  * limits deliver every retained message of a large fleet to a new wildcard subscriber.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
@@ -102,6 +104,48 @@ describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("gene
     await hub.publishAsync(topics.info("marker"), "x", { qos: 1 });
     await marker;
     expect(seen).toEqual([topics.info("marker")]);
+  });
+
+  it("`lockstep mosquitto-config --tls-cert --tls-key` adds an MQTT-over-TLS listener the real Mosquitto serves", async () => {
+    const dataDir = join(dir, "tls-state");
+    const out = join(dir, "tls-mq");
+    const errors: string[] = [];
+    const io = { stdout: () => undefined, stderr: (t: string) => void errors.push(t), env: {} };
+    const cert = join(dir, "tls-cert.pem");
+    const key = join(dir, "tls-key.pem");
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"], { stdio: "ignore" });
+    const passwordFile = join(dir, "tls-agent.pw");
+    await writeFile(passwordFile, "tls-agent-password\n", { mode: 0o600 });
+    expect(await main(["--data-dir", dataDir, "users", "add", "web9", "--role", "agent", "--password-file", passwordFile], io)).toBe(0);
+    const [port, tlsPort] = [await freePort(), await freePort()];
+    const base = ["--data-dir", dataDir, "mosquitto-config", "--out", out, "--host", "127.0.0.1", "--port", String(port), "--ws-port", "0"];
+    // Half a TLS setup is refused, naming the missing part.
+    expect(await main([...base, "--tls-cert", cert], io)).toBe(2);
+    expect(errors.join("")).toMatch(/--tls-cert and --tls-key go together/);
+    // As root the files would go to Mosquitto's own account; this test's Mosquitto runs as us.
+    const asUs = process.getuid?.() === 0 ? ["--run-as-user", "root"] : [];
+    expect(await main([...base, ...asUs, "--tls-cert", cert, "--tls-key", key, "--tls-port", String(tlsPort)], io)).toBe(0);
+    const child = spawn(MOSQUITTO_BINARY, ["-c", join(out, "mosquitto.conf")], { stdio: ["ignore", "ignore", "pipe"] });
+    let log = "";
+    child.stderr.on("data", (chunk: Buffer) => (log += chunk.toString()));
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    try {
+      await waitForPort(tlsPort, 10_000, () => child.exitCode !== null).catch((err: Error) => {
+        throw new Error(`${err.message}\n${log}`);
+      });
+      // The certificate is checked (our self-signed CA, name localhost), and the usual users apply.
+      const tls = { ca: readFileSync(cert), servername: "localhost", reconnectPeriod: 0, connectTimeout: 5_000 } as const;
+      const agent = await mqtt.connectAsync(`mqtts://127.0.0.1:${tlsPort}`, { ...tls, username: "web9", password: "tls-agent-password" });
+      const seen = new Promise<string>((resolve) => agent.on("message", (_t, p) => resolve(p.toString())));
+      await agent.subscribeAsync(topics.availability("web9"), { qos: 1 });
+      await agent.publishAsync(topics.availability("web9"), "online", { qos: 1, retain: true });
+      expect(await seen).toBe("online");
+      await agent.endAsync();
+      await expect(mqtt.connectAsync(`mqtts://127.0.0.1:${tlsPort}`, { ...tls, username: "web9", password: "wrong" })).rejects.toThrow();
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
+    }
   });
 
   it.runIf(process.getuid?.() === 0 && systemUser("mosquitto") !== undefined)(

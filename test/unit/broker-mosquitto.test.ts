@@ -60,6 +60,9 @@ describe("generated Mosquitto files", () => {
     expect(Number(/max_inflight_messages (\d+)/.exec(conf)![1])).toBeGreaterThan(20);
     expect(conf).toContain("listener 1883\nprotocol mqtt\n");
     expect(conf).toContain("listener 9001 127.0.0.1\nprotocol websockets\n");
+    expect(conf).not.toContain("certfile");
+    const tls = mosquittoConf({ dir: "/etc/lockstep-mq", tcp: { port: 1883 }, tls: { port: 8883, certFile: "/etc/ssl/mqtt.pem", keyFile: "/etc/ssl/mqtt.key" } });
+    expect(tls).toContain("listener 8883\nprotocol mqtt\ncertfile /etc/ssl/mqtt.pem\nkeyfile /etc/ssl/mqtt.key\n");
   });
 });
 
