@@ -97,6 +97,10 @@ export const CombinedStatus = z.object({
 });
 export type CombinedStatus = z.infer<typeof CombinedStatus>;
 
+/** GitHub's largest page, and how many pages a list is read to at most (1,000 items). */
+const PER_PAGE = 100;
+const MAX_PAGES = 10;
+
 export const CheckRunList = z.object({
   total_count: z.number().int(),
   check_runs: z.array(z.object({ name: z.string(), status: z.string(), conclusion: z.string().nullable() })),
@@ -275,10 +279,19 @@ export class GitHubClient {
   // -------------------------------------------------------------------------------------------
   // The REST subset Lockstep uses
 
-  /** Open PRs against `base`, oldest first (first 100: lock-update PRs are few). */
+  /**
+   * Open PRs against `base`, oldest first, every page (up to MAX_PAGES × 100): a busy repository's
+   * newest PR, the week's lock update among them, is not on the first page. Each page has its own
+   * ETag, so an unchanged repository still costs no rate limit.
+   */
   async listOpenPulls(base = this.config.baseBranch): Promise<PullSummary[]> {
-    const r = await this.call("GET /repos/{owner}/{repo}/pulls", { state: "open", base, sort: "created", direction: "asc", per_page: 100 }, z.array(PullSummary));
-    return r.data;
+    const all: PullSummary[] = [];
+    for (let page = 1; page <= MAX_PAGES; page++) {
+      const r = await this.call("GET /repos/{owner}/{repo}/pulls", { state: "open", base, sort: "created", direction: "asc", per_page: PER_PAGE, page }, z.array(PullSummary));
+      all.push(...r.data);
+      if (r.data.length < PER_PAGE) break;
+    }
+    return all;
   }
 
   async getPull(number: number): Promise<PullDetail> {
@@ -304,8 +317,17 @@ export class GitHubClient {
     return (await this.call("GET /repos/{owner}/{repo}/commits/{ref}/status", { ref, per_page: 100 }, CombinedStatus)).data;
   }
 
+  /** Every check run of a commit: a failing one on a later page must not read as green. */
   async listCheckRuns(ref: string): Promise<CheckRunList> {
-    return (await this.call("GET /repos/{owner}/{repo}/commits/{ref}/check-runs", { ref, per_page: 100 }, CheckRunList)).data;
+    const route = "GET /repos/{owner}/{repo}/commits/{ref}/check-runs";
+    const first = (await this.call(route, { ref, per_page: PER_PAGE, page: 1 }, CheckRunList)).data;
+    const runs = [...first.check_runs];
+    for (let page = 2; runs.length < first.total_count && page <= MAX_PAGES; page++) {
+      const next = (await this.call(route, { ref, per_page: PER_PAGE, page }, CheckRunList)).data.check_runs;
+      if (next.length === 0) break;
+      runs.push(...next);
+    }
+    return { total_count: first.total_count, check_runs: runs };
   }
 
   /** The commit sha a branch points at. */

@@ -977,13 +977,17 @@ export class LocalGitHub {
       };
     });
 
-    this.route("GET", `${R}/commits/{ref}/check-runs`, async ({ params }) => {
+    this.route("GET", `${R}/commits/{ref}/check-runs`, async ({ params, query }) => {
       const sha = await this.resolveRefParam(params.ref!);
-      const runs = this.checkRuns.get(sha) ?? [];
+      const all = this.checkRuns.get(sha) ?? [];
+      // Paginated like GitHub: per_page (default 30, at most 100) and page; total_count counts all.
+      const perPage = Math.min(100, Number(query.get("per_page") ?? 30) || 30);
+      const page = Math.max(1, Number(query.get("page") ?? 1) || 1);
+      const runs = all.slice((page - 1) * perPage, page * perPage);
       return {
         status: 200,
         body: {
-          total_count: runs.length,
+          total_count: all.length,
           check_runs: runs.map((r) => ({
             id: r.id,
             head_sha: r.sha,

@@ -90,4 +90,26 @@ describe("detecting the lock-update PR (local GitHub on a real bare repo)", () =
     await h.server.closePullRequest(older);
     await h.server.closePullRequest(newer);
   });
+
+  it("finds the lock-update PR behind more than 100 older open PRs, and reads check runs past the first 100", async () => {
+    await h.server.git.commitFile("busy-branch", h.fleet.head(), "README.md", Buffer.from("busy\n"), "busy");
+    const others: number[] = [];
+    for (let i = 0; i < 120; i++) {
+      others.push(await h.server.openPullRequest({ head: "busy-branch", title: `feature ${i}`, createdAt: new Date(Date.UTC(2026, 9, 1, 0, i)) }));
+    }
+    h.fleet.bumpInput("nixpkgs", new Date("2026-11-20T12:00:00Z"));
+    const upd = h.fleet.lockUpdateBranch("update_flake_lock_action");
+    const lockPr = await h.server.openPullRequest({ head: upd.branch, title: "flake.lock: Update", createdAt: new Date("2026-11-20T13:00:00Z") });
+    // 120 check runs: the one that fails is on the second page.
+    for (let i = 0; i < 119; i++) h.server.addCheckRun(upd.sha, { name: `build ${i}`, status: "completed", conclusion: "success" });
+    h.server.addCheckRun(upd.sha, { name: "build 119", status: "completed", conclusion: "failure" });
+    try {
+      const d = await detectPendingUpdate(h.client, h.config);
+      expect(d.pending?.number).toBe(lockPr);
+      expect(d.pending?.ci.state).toBe("failure");
+      expect(d.pending?.ci.summary).toMatch(/build 119/);
+    } finally {
+      for (const n of [...others, lockPr]) await h.server.closePullRequest(n);
+    }
+  });
 });
