@@ -71,7 +71,7 @@ in
       repo = mkOption { type = types.nullOr types.str; default = null; example = "fleet"; description = "Fleet repository name; null disables the GitHub integration."; };
       baseBranch = mkOption { type = types.str; default = "main"; description = "Branch lock-update PRs target."; };
       tokenFile = secretOption "GitHub token (fine-grained: contents and pull requests read/write, checks and statuses read).";
-      webhookSecretFile = secretOption "Secret of the GitHub webhook that posts to <http>/github/webhook.";
+      webhookSecretFile = secretOption "Secret of the GitHub webhook that posts to <http>/api/github/webhook.";
     };
 
     externalBroker = mkOption {
