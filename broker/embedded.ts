@@ -387,6 +387,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     let live = this.liveSinceSubscribe.get(client);
     if (packet.brokerId) {
       if (!live) this.liveSinceSubscribe.set(client, (live = new Set()));
+      live.delete(packet.topic); // re-added last: busy topics are the last to be forgotten
       live.add(packet.topic);
       // Bounded (job topics are new every time); a forgotten mark only matters during a replay.
       if (live.size > RECENT_FORWARDS) live.delete(live.values().next().value as string);
@@ -424,6 +425,12 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       if (holder && !holder.closed && holderUser && holderUser.name !== user.name) {
         // Another user's live session: taking it over would disconnect that client.
         return refuse(NOT_AUTHORIZED, `client id "${client.id}" is in use by another user`);
+      }
+      // A will is published by the broker later, possibly by the next broker start with no
+      // connection left to check: its topic is checked now, like any publish of this user.
+      const will = (client as unknown as { _will?: { topic?: string } | null })._will;
+      if (will?.topic !== undefined && !canPublish(user, will.topic, this.topics)) {
+        return refuse(NOT_AUTHORIZED, `last will on ${will.topic}, which this user may not publish to`);
       }
       this.users.set(client, user);
       done(null, true);

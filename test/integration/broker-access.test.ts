@@ -194,6 +194,25 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
     expect(readerSeen.seen[0]!.payload).toBe('{"status":"ok"}');
   });
 
+  it("a last will on a topic its user may not publish to never reaches anyone", async () => {
+    const agent = await connect(await broker.credentials("agent", "will-h"));
+    expect(await subscribe(agent, topics.commands("will-h"))).toBe(1);
+    const seen = recorder(agent);
+    const forged = { topic: topics.commands("will-h"), payload: Buffer.from("forged-by-will"), qos: 1 as const, retain: false };
+    // The embedded broker refuses the connection (its wills may go out after a restart, with no
+    // connection left to check); Mosquitto accepts it and checks the will when it fires.
+    const forger = await connect(await broker.credentials("viewer", "will-forger"), { will: forged }).catch((err: Error) => {
+      expect(err.message).toMatch(/[Nn]ot authorized/);
+      return undefined;
+    });
+    forger?.stream.destroy(); // dies without DISCONNECT: the will fires now, if it may
+    await new Promise((r) => setTimeout(r, 200));
+    const operator = await connect(await broker.credentials("operator", "will-check"));
+    await operator.publishAsync(topics.commands("will-h"), "marker", { qos: 1 });
+    await seen.until(topics.commands("will-h"));
+    expect(seen.seen.map((m) => m.payload)).toEqual(["marker"]);
+  });
+
   it("a new subscriber never ends on a retained value older than one it already got live", async () => {
     // The retained copy is read while live publishes go on; it must not arrive after a newer one.
     const agent = await connect(await broker.credentials("agent", "busy-h"));

@@ -309,6 +309,10 @@ describe("embedded broker", () => {
       const c = await connect(first.url, opts);
       await c.publishAsync(topics.availability(opts.username!), "online", { qos: 1, retain: true });
     }
+    // A viewer whose will would command a host: refused at CONNECT, since a will kept over the
+    // stop is published by the next start with no connection left to check it against.
+    const forger = { username: "forger", password: (await first.credentials.add("forger", "viewer")).password, will: { topic: topics.commands("stays"), payload: Buffer.from("forged"), qos: 1 as const, retain: true } };
+    await expect(connect(first.url, forger)).rejects.toThrow(/[Nn]ot authorized/);
     await first.stop();
 
     const second = new EmbeddedBroker(config(port), silent, { orphanWillCheckMs: 1000 });
@@ -317,7 +321,7 @@ describe("embedded broker", () => {
     const viewer = await connect(second.url, second.hubConnection());
     const seen: string[] = [];
     viewer.on("message", (t, p) => seen.push(`${t.split("/").at(-2)}=${p.toString()}`));
-    await viewer.subscribeAsync(topics.availability("+"), { qos: 1 });
+    await viewer.subscribeAsync([topics.availability("+"), topics.commands("+")], { qos: 1 });
     // Right after the restart both still read online: the stop published no will.
     await new Promise((r) => setTimeout(r, 300));
     expect(seen.sort()).toEqual(["leaves=online", "stays=online"]);
@@ -327,7 +331,9 @@ describe("embedded broker", () => {
     const deadline = Date.now() + 8000;
     while (!seen.includes("leaves=offline") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(seen).toContain("leaves=offline");
+    await new Promise((r) => setTimeout(r, 200));
     expect(seen).not.toContain("stays=offline");
+    expect(seen.filter((s) => s.includes("forged"))).toEqual([]);
   });
 
   it("answers a QoS 1 round trip in a few milliseconds (Nagle off)", async () => {
