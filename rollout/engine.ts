@@ -640,6 +640,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       this.audit("policy.rollback", undefined, { policy: spec.onFailure, hosts: targets });
       this.flushProgress();
       await this.pool(targets, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
+      await this.pool(this.pulledButNotSwitched(), spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.restoreCheckout(h));
     }
     if (spec.revertOnFailure && !this.detached && !this.cancelledBy) await this.requestRevert();
   }
@@ -656,9 +657,11 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const failed = Object.values(rec.progress.hosts)
       .filter((h) => h.state === "failed" && rec.steps[`${h.host}/switch`] !== undefined)
       .map((h) => h.host);
-    if (failed.length === 0) return;
-    this.audit("policy.rollback", undefined, { policy: spec.onFailure, hosts: failed, withinBudget: true });
+    const unswitched = this.pulledButNotSwitched();
+    if (failed.length === 0 && unswitched.length === 0) return;
+    if (failed.length > 0) this.audit("policy.rollback", undefined, { policy: spec.onFailure, hosts: failed, withinBudget: true });
     await this.pool(failed, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
+    await this.pool(unswitched, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.restoreCheckout(h));
   }
 
   /**
@@ -666,18 +669,39 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
    * runs is what its checkout builds: a later switch (by hand, from Home Assistant) must not bring
    * the rolled-back update back. Returns the text added to the host's reason.
    */
-  private async restoreCheckout(host: string): Promise<string> {
+  private async restoreCheckout(host: string): Promise<void> {
     const rec = this.rec!;
-    const before = rec.progress.hosts[host]!.commitBefore;
-    if (before === undefined || before === rec.commit || rec.steps[`${host}/pull`]?.result?.state !== "succeeded") return "";
+    const hs = rec.progress.hosts[host]!;
+    const before = hs.commitBefore;
+    if (before === undefined || before === rec.commit || rec.steps[`${host}/pull`]?.result?.state !== "succeeded") return;
     const t = rec.plan.spec.strategy;
-    const r = await this.step(host, "restore-checkout", "pull", { commit: before }, { timeoutMs: t.stepTimeouts.pull, expiresInMs: t.stepTimeouts.pull, onlineTimeoutMs: t.healthTimeoutMs });
-    if (r.state === "succeeded") {
-      this.audit("host.checkout-restored", host, { commit: before });
-      return `; checkout back at ${short(before)}`;
+    let note: string;
+    try {
+      const r = await this.step(host, "restore-checkout", "pull", { commit: before }, { timeoutMs: t.stepTimeouts.pull, expiresInMs: t.stepTimeouts.pull, onlineTimeoutMs: t.healthTimeoutMs });
+      if (r.state === "succeeded") {
+        this.audit("host.checkout-restored", host, { commit: before });
+        note = `checkout back at ${short(before)}`;
+      } else {
+        this.audit("host.checkout-restore-failed", host, { commit: before, state: r.state, summary: r.summary });
+        note = `its checkout is still at ${short(rec.commit)} (putting it back at ${short(before)}: ${r.state}, ${r.summary})`;
+      }
+    } catch (e) {
+      if (this.detached) return;
+      const why = this.abort.signal.aborted || e instanceof WaitAbortedError ? "the rollout was cancelled" : (e as Error).message;
+      this.audit("host.checkout-restore-failed", host, { commit: before, error: why });
+      note = `its checkout is still at ${short(rec.commit)} (not put back at ${short(before)}: ${why})`;
     }
-    this.audit("host.checkout-restore-failed", host, { commit: before, state: r.state, summary: r.summary });
-    return `; its checkout is still at ${short(rec.commit)} (putting it back at ${short(before)}: ${r.state}, ${r.summary})`;
+    // The host's outcome is already final; this only adds where its checkout ended up.
+    hs.reason = hs.reason ? `${hs.reason}; ${note}` : note;
+    this.changed();
+  }
+
+  /** Failed hosts that pulled the update but were never sent a switch: only their checkout goes back. */
+  private pulledButNotSwitched(): string[] {
+    const rec = this.rec!;
+    return Object.values(rec.progress.hosts)
+      .filter((h) => h.state === "failed" && rec.steps[`${h.host}/pull`]?.result?.state === "succeeded" && rec.steps[`${h.host}/switch`] === undefined)
+      .map((h) => h.host);
   }
 
   private async rollbackHost(host: string): Promise<void> {
@@ -693,8 +717,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         const untouched = target !== undefined ? current === target && (switched === undefined || switched === target) : rec.steps[`${host}/switch`]?.result?.state !== "succeeded";
         if (untouched) {
           this.audit("host.rollback-not-needed", host, { generation: current });
-          hs.reason = `${before}; still on generation ${current ?? "?"}, nothing to roll back${await this.restoreCheckout(host)}`;
+          hs.reason = `${before}; still on generation ${current ?? "?"}, nothing to roll back`;
           this.changed();
+          await this.restoreCheckout(host);
           return;
         }
       }
@@ -724,7 +749,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         }
       }
       this.audit("host.rolled-back", host, { generation: target });
-      this.endHost(host, "rolled-back", `${before}; rolled back to generation ${target ?? "previous"}${await this.restoreCheckout(host)}`);
+      this.endHost(host, "rolled-back", `${before}; rolled back to generation ${target ?? "previous"}`);
+      await this.restoreCheckout(host);
     } catch (e) {
       if (this.detached) return;
       if (this.abort.signal.aborted || e instanceof WaitAbortedError) {

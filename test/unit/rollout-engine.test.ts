@@ -191,6 +191,26 @@ describe("RolloutEngine", () => {
     expect(a.fleet.host("h1")?.info?.commit).toBe(COMMIT);
   });
 
+  it("a host that pulled but never got its switch (offline) has only its checkout put back", async () => {
+    const t = setup(hosts(2));
+    // h1 goes away the moment its pull succeeds, so the switch is never sent; it is back before the policy runs.
+    let gone = false;
+    t.fleet.onChange((c) => {
+      if (gone || c.kind !== "job" || c.host !== "h1") return;
+      const job = t.fleet.job("h1", c.jobId!);
+      if (job?.op !== "pull" || job.state !== "succeeded") return;
+      gone = true;
+      t.fleet.setOnline("h1", false);
+      setTimeout(() => t.fleet.setOnline("h1", true), 400);
+    });
+    const final = await t.run({ onFailure: "rollback-failed", strategy: { canary: 0, waves: { size: 2 }, parallelism: 1, healthTimeoutMs: 300 } });
+    expect(final.hosts.h1!.state).toBe("failed");
+    expect(t.fleet.commands.filter((c) => c.host === "h1").map((c) => c.op)).toEqual(["pull", "pull"]);
+    expect(t.fleet.host("h1")?.info?.commit).toBe(OLD_COMMIT);
+    expect(final.hosts.h1!.reason).toMatch(new RegExp(`not online within.*; checkout back at ${OLD_COMMIT.slice(0, 8)}`));
+    expect(t.fleet.host("h0")?.info?.commit).toBe(COMMIT); // healthy: keeps the update
+  });
+
   it("within the failure budget, a rollback policy still returns a host that switched and failed", async () => {
     const t = setup(hosts(4));
     t.fleet.failTests("h2"); // switched to the new generation, then its tests failed
