@@ -128,6 +128,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
   private fetching = false;
+  /** The `nix eval` of a refresh, while it runs. */
+  private refreshEvaluation?: ReturnType<typeof runProcess>;
   private gitQueue: Promise<void> = Promise.resolve();
   private info: Partial<HostInfo> = {};
   private readonly selfCheck: InstalledAgentProbe | undefined;
@@ -551,6 +553,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (hold?.held && HELD_OPS.has(cmd.op)) return reject(`host is on hold${hold.reason ? ` (${hold.reason})` : ""}: send release first`);
     log.info("command accepted");
     reporter.set("accepted");
+    // A refresh's evaluation only fills a cache: it must not hold up a job that changes the checkout.
+    if (!CONCURRENT_OPS.has(cmd.op)) this.refreshEvaluation?.cancel();
     switch (cmd.op) {
       case "refresh":
         return void this.quickJob(reporter, () => this.opRefresh());
@@ -603,13 +607,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       const r = await this.withGit(() => this.checkout.run(this.checkout.fetchArgs()).done);
       if (r.exitCode !== 0) notes.push(describeGitFailure("fetch", r));
       // In the git queue too: a pull arriving meanwhile must not move the tree under the evaluation
-      // (the result would be recorded for a commit it was not computed from); it waits for us.
+      // (the result would be recorded for a commit it was not computed from). The evaluation is
+      // only a cache, so a job that arrives cancels it instead of waiting (see onCommand).
       await this.withGit(async () => {
         const head = await this.checkout.head();
         if (!head || this.state.state.evaluated?.commit === head || this.current) return;
-        const path = await this.evaluate();
-        if (path) this.state.update((s) => (s.evaluated = { commit: head, path }));
-        else notes.push("could not evaluate the checked-out configuration (see the agent log)");
+        const r = await this.evaluate();
+        if (r.path) this.state.update((s) => (s.evaluated = { commit: head, path: r.path! }));
+        else notes.push(r.cancelled ? "evaluation stopped: a job started" : "could not evaluate the checked-out configuration (see the agent log)");
       });
     }
     await this.remeasure();
@@ -617,7 +622,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   /** The store path the checked-out configuration evaluates to, or undefined (logged). */
-  private async evaluate(): Promise<string | undefined> {
+  /** What the checkout builds to (`nix eval`); cancelled when a job arrives meanwhile. */
+  private async evaluate(): Promise<{ path?: string; cancelled: boolean }> {
     let out = "";
     const p = runProcess(evalArgv(this.config), {
       cwd: this.checkout.dir,
@@ -627,11 +633,12 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (stream === "stdout") out += text;
       },
     });
-    const r = await p.done;
+    this.refreshEvaluation = p;
+    const r = await p.done.finally(() => (this.refreshEvaluation = undefined));
     const path = out.trim();
-    if (r.exitCode === 0 && path.startsWith("/")) return path;
-    this.log.warn({ exitCode: r.exitCode, error: meaningfulErrorLine(r.tail) }, "evaluating the checked-out configuration failed");
-    return undefined;
+    if (r.exitCode === 0 && path.startsWith("/")) return { path, cancelled: false };
+    if (!r.cancelled) this.log.warn({ exitCode: r.exitCode, error: meaningfulErrorLine(r.tail) }, "evaluating the checked-out configuration failed");
+    return { cancelled: r.cancelled };
   }
 
   private opHold(cmd: CommandOf<"hold">): string {

@@ -6,6 +6,7 @@
  *   foxtrot: old retained job topics cleared (keepJobs 3), a pull refused on a dirty checkout,
  *            restartAfterSwitch "always" (no selfCheck)
  *   golf: restartAfterSwitch "never" with another agent installed
+ *   hotel: a refresh whose evaluation takes long (a `sleep` as its eval command) is cancelled by a pull
  *
  * The "installed agent" of echo is a script in its state dir that prints a version (selfCheck.path);
  * LOCKSTEP_AGENT_VERSION_OVERRIDE makes the restarted process that version.
@@ -19,6 +20,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
 import { TestFleet } from "../fleet/fleet.js";
 import { AGENT_VERSION } from "../../agent/version.js";
+import { nixSystem } from "../fleet/nix-env.js";
 
 describe(`lockstep-agent lifecycle on ${BROKER_KINDS[0]}`, () => {
   let broker: TestBroker;
@@ -46,13 +48,24 @@ describe(`lockstep-agent lifecycle on ${BROKER_KINDS[0]}`, () => {
     writeFileSync(join(golfState, "installed-agent"), "#!/bin/sh\necho 0.0.1-other\n", { mode: 0o755 });
     fleet = await TestFleet.create({
       root,
-      hosts: ["echo", "foxtrot", "golf"],
+      hosts: ["echo", "foxtrot", "golf", "hotel"],
       broker,
       logLevel: "debug",
       hostOptions: {
         echo: { extraConfig: { selfCheck: { path: installedScript, timeoutSeconds: 10 } } },
         foxtrot: { extraConfig: { keepJobs: 3, restartAfterSwitch: "always" } },
         golf: { extraConfig: { selfCheck: { path: join(golfState, "installed-agent") }, restartAfterSwitch: "never" } },
+        hotel: {
+          extraConfig: {
+            os: {
+              kind: "generic",
+              profile: join(root, "hosts", "hotel", "profiles", "system"),
+              flakeAttr: `lockstepSystems.${nixSystem()}.hotel`,
+              // An evaluation that takes a minute: it says when it started.
+              argv: { eval: ["sh", "-c", `touch ${join(root, "hosts", "hotel", "eval-started")}; exec sleep 60`] },
+            },
+          },
+        },
       },
     });
     expect(fleet.paths("echo").stateDir).toBe(echoState);
@@ -171,6 +184,17 @@ describe(`lockstep-agent lifecycle on ${BROKER_KINDS[0]}`, () => {
     ids.push(sixth.id);
     await fleet.until(() => history().length === 3 && history()[0] === ids[3], 10_000, () => `the oldest job to be cleared (now ${history().join(", ")})`);
     expect(await retainedJobs("foxtrot")).toEqual([...ids.slice(3)].sort());
+  });
+
+  it("a job cancels a refresh's slow evaluation instead of waiting behind it (the evaluation is only a cache)", { timeout: 60_000 }, async () => {
+    const refresh = fleet.command("refresh", {});
+    await fleet.sendCommand("hotel", refresh);
+    await fleet.until(() => existsSync(join(root, "hosts", "hotel", "eval-started")), 20_000, "hotel's evaluation to start");
+    // Without the cancel, this pull would wait out the minute-long evaluation and time out here.
+    const pull = await fleet.runCommand("hotel", "pull", { commit: fleet.repo.head() }, { timeoutMs: 20_000 });
+    expect(pull.state, pull.summary).toBe("succeeded");
+    const refreshed = await fleet.waitForJob("hotel", refresh.id, { timeoutMs: 10_000 });
+    expect(refreshed).toMatchObject({ state: "succeeded", summary: "refreshed; evaluation stopped: a job started" });
   });
 
   it("refuses to pull over uncommitted changes in the checkout, naming the files", { timeout: 60_000 }, async () => {
