@@ -62,15 +62,29 @@ function readOwner(path: string): number | null {
   }
 }
 
+/**
+ * An unreadable lock is one being written right now, or one a crash left empty (created, not yet
+ * written, no fsync): after this long it is the latter, and stale.
+ */
+export const UNREADABLE_LOCK_STALE_MS = 60_000;
+
+function unreadableAndOld(path: string, now = Date.now()): boolean {
+  try {
+    return now - statSync(path).mtimeMs > UNREADABLE_LOCK_STALE_MS;
+  } catch {
+    return false;
+  }
+}
+
 export function acquireSelfUpdateLock(path: string): HeldLock {
   let tookOverStalePid: number | undefined;
   if (!tryCreate(path)) {
     const owner = readOwner(path);
-    // An unreadable lock may be one being written right now: treat it as held, never steal it.
-    if (owner === null) throw new SelfUpdateLockedError(path, 0);
-    if (processAlive(owner)) throw new SelfUpdateLockedError(path, owner);
+    // An unreadable lock may be one being written right now: treat it as held, unless it is old.
+    if (owner === null && !unreadableAndOld(path)) throw new SelfUpdateLockedError(path, 0);
+    if (owner !== null && processAlive(owner)) throw new SelfUpdateLockedError(path, owner);
     unlinkSync(path);
-    tookOverStalePid = owner;
+    if (owner !== null) tookOverStalePid = owner;
     // If another run took it over between our unlink and create, it wins.
     if (!tryCreate(path)) throw new SelfUpdateLockedError(path, readOwner(path) ?? 0);
   }
@@ -89,7 +103,8 @@ export function acquireSelfUpdateLock(path: string): HeldLock {
 /**
  * The pid of a self-update run holding the lock, if one runs now: the agent daemon refuses jobs that
  * would touch the checkout or the system meanwhile (the mirror of agentJobInProgress below). A
- * stale lock (dead pid) is no run; an unreadable one may be being written, so it counts as running.
+ * stale lock (dead pid) is no run; an unreadable one may be being written, so it counts as running
+ * for UNREADABLE_LOCK_STALE_MS (after that a crash left it empty).
  */
 export function selfUpdateInProgress(path: string): { pid: number } | null {
   try {
@@ -98,7 +113,7 @@ export function selfUpdateInProgress(path: string): { pid: number } | null {
     return null;
   }
   const owner = readOwner(path);
-  if (owner === null) return { pid: 0 };
+  if (owner === null) return unreadableAndOld(path) ? null : { pid: 0 };
   return processAlive(owner) ? { pid: owner } : null;
 }
 
