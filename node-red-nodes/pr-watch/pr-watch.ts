@@ -45,13 +45,24 @@ export = function register(RED: NodeAPI): void {
       node.status(status.idle(`PR #${closed.number} ${closed.merged ? "merged" : "closed"}`));
       node.send([{ topic: "closed", payload: closed, prNumber: closed.number }, null]);
     };
-    const onExpected = (expected: FleetExpected) => {
-      if (expectedPublisher.get(connection!.repository) !== node.id) return;
+    // The watcher reports an unchanged expectation only once, so the latest is kept and published
+    // once the fleet connection is up (the first check runs as the flows start, often before) and
+    // again after each reconnect (a broker without persistence has lost it). In order: newest wins.
+    let latestExpected: FleetExpected | undefined;
+    const publishExpected = () => {
       const fleet = fleetNode?.connection;
-      // The first check runs as the flows start, often before the fleet connection is up: publish
-      // once it is (in order, so the newest wins). The watcher reports an unchanged expectation only once.
-      fleet?.ready.then(() => fleet.fleet.publishExpected(expected)).catch((err: unknown) => node.warn(`could not publish fleet/expected: ${errorText(err)}`));
+      const expected = latestExpected;
+      if (!fleet || !expected || expectedPublisher.get(connection!.repository) !== node.id) return;
+      fleet.ready.then(() => fleet.fleet.publishExpected(expected)).catch((err: unknown) => node.warn(`could not publish fleet/expected: ${errorText(err)}`));
     };
+    const onExpected = (expected: FleetExpected) => {
+      latestExpected = expected;
+      publishExpected();
+    };
+    const onFleetState = (state: string) => {
+      if (state === "connected") publishExpected();
+    };
+    fleetNode?.connection?.on("state", onFleetState);
     const onError = (err: Error) => node.status(status.failed(err));
 
     let timer: NodeJS.Timeout | undefined;
@@ -98,6 +109,7 @@ export = function register(RED: NodeAPI): void {
         connection.watcher.off("error", onError);
         if (expectedPublisher.get(connection.repository) === node.id) expectedPublisher.delete(connection.repository);
       }
+      fleetNode?.connection?.off("state", onFleetState);
       githubNode?.deregister(node);
     });
   }

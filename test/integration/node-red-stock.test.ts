@@ -209,6 +209,34 @@ describe("stock Node-RED loads the lockstep package", () => {
     }
   });
 
+  it("publishes fleet/expected again when the fleet connection comes back to a broker that lost it", async () => {
+    /** The retained fleet/expected head as a fresh subscriber sees it, once there is one (or after 20 s). */
+    const readHead = async (): Promise<string | undefined> => {
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        const reader = await mqtt.connectAsync(broker.url, { ...creds, reconnectPeriod: 0 });
+        try {
+          const got = new Promise<string | undefined>((resolve) => {
+            reader.on("message", (_t, p) => resolve(p.length > 0 ? (JSON.parse(p.toString()) as { headCommit: string }).headCommit : undefined));
+            setTimeout(() => resolve(undefined), 500);
+          });
+          await reader.subscribeAsync("lockstep/v1/fleet/expected");
+          const head = await got;
+          if (head !== undefined) return head;
+        } finally {
+          await reader.endAsync();
+        }
+      }
+      return undefined;
+    };
+    expect(await readHead()).toBe(fleet.head());
+    const client = await mqtt.connectAsync(broker.url, { ...creds, reconnectPeriod: 0 });
+    await client.publishAsync("lockstep/v1/fleet/expected", "", { qos: 1, retain: true }); // gone, as on a broker without persistence
+    await client.endAsync();
+    await broker.restart();
+    expect(await readHead()).toBe(fleet.head());
+  });
+
   it("reports a new lock-update PR on every pr-watch: the webhook flow announces it through the notification flow", async () => {
     fleet.bumpInput("nixpkgs");
     const upd = fleet.lockUpdateBranch();
