@@ -280,18 +280,20 @@ export class GitHubClient {
   // The REST subset Lockstep uses
 
   /**
-   * Open PRs against `base`, oldest first, every page (up to MAX_PAGES × 100): a busy repository's
-   * newest PR, the week's lock update among them, is not on the first page. Each page has its own
-   * ETag, so an unchanged repository still costs no rate limit.
+   * Open PRs against `base`, oldest first, read page by page (up to MAX_PAGES × 100): with more than
+   * 100 open, the week's lock update is not on the first page. Pages are read newest first, so a
+   * repository with more than the cap loses its oldest PRs, never the new update; a PR that moved
+   * between pages while they were read is listed once. Each page has its own ETag, so an unchanged
+   * repository still costs no rate limit.
    */
   async listOpenPulls(base = this.config.baseBranch): Promise<PullSummary[]> {
-    const all: PullSummary[] = [];
+    const byNumber = new Map<number, PullSummary>();
     for (let page = 1; page <= MAX_PAGES; page++) {
-      const r = await this.call("GET /repos/{owner}/{repo}/pulls", { state: "open", base, sort: "created", direction: "asc", per_page: PER_PAGE, page }, z.array(PullSummary));
-      all.push(...r.data);
+      const r = await this.call("GET /repos/{owner}/{repo}/pulls", { state: "open", base, sort: "created", direction: "desc", per_page: PER_PAGE, page }, z.array(PullSummary));
+      for (const pr of r.data) byNumber.set(pr.number, pr);
       if (r.data.length < PER_PAGE) break;
     }
-    return all;
+    return [...byNumber.values()].reverse();
   }
 
   async getPull(number: number): Promise<PullDetail> {
