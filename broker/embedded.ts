@@ -38,7 +38,8 @@ const NOT_AUTHORIZED = 5;
 const CREDENTIALS_POLL_MS = 1_000;
 
 /** The in-process hub's user name: "$" cannot appear in stored user names, so it never collides. */
-const INTERNAL_HUB_USER = "$hub";
+/** The hub process's own MQTT user (password random per start, never stored). */
+export const INTERNAL_HUB_USER = "$hub";
 
 /** Published denials are re-routed here: no client can subscribe to it, so the message goes nowhere. */
 const DROPPED_TOPIC = "$lockstep/dropped";

@@ -141,6 +141,8 @@ describe("commands seen by the broker as audit events", () => {
       ...describeHostRequest("command", JSON.stringify({ ...command, rolloutId: "r-1" })),
     });
     expect(brokerAuditEvent(request("$hub", "hub"))).toBeUndefined();
+    // Another hub-role user (a script with hub credentials) is recorded like anyone else.
+    expect(brokerAuditEvent(request("automation", "hub"))).toMatchObject({ actor: "automation", action: "command.sent" });
     // An operator's command is recorded, whatever rolloutId or requestedBy it claims.
     expect(brokerAuditEvent(request("olga", "operator"))).toMatchObject({ actor: "olga", action: "command.sent", details: { id: "c-1", rolloutId: "r-1", requestedBy: "someone-else" } });
   });
