@@ -282,6 +282,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   private async finishInFlight(): Promise<void> {
     const rec = this.rec!;
+    // A checkout being put back when the hub stopped: its host's outcome is final, only the note is missing.
+    const restoring = Object.values(rec.steps).filter((s) => s.step === "restore-checkout" && !s.result).map((s) => s.host);
+    await this.pool(restoring, restoring.length, () => !this.detached, (h) => this.restoreCheckout(h));
     const inFlight = Object.values(rec.progress.hosts)
       .filter((h) => !TERMINAL_HOST_STATES.includes(h.state) && h.state !== "rolling-back")
       .filter((h) => Object.values(rec.steps).some((s) => s.host === h.host))
@@ -674,6 +677,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const hs = rec.progress.hosts[host]!;
     const before = hs.commitBefore;
     if (before === undefined || before === rec.commit || rec.steps[`${host}/pull`]?.result?.state !== "succeeded") return;
+    if (rec.steps[`${host}/restore-checkout`]?.result) return; // done (and noted) before a restart
     const t = rec.plan.spec.strategy;
     let note: string;
     try {

@@ -12,7 +12,7 @@ import { RolloutPlanner } from "../../rollout/planner.js";
 import { RolloutStore } from "../../rollout/store.js";
 import type { RolloutSpecInput } from "../../rollout/spec.js";
 import type { AuditEvent } from "../../protocol/schemas.js";
-import { FakeFleet } from "../support/fake-fleet.js";
+import { FakeFleet, OLD_COMMIT } from "../support/fake-fleet.js";
 
 const COMMIT = "e".repeat(40);
 const cleanups: (() => void)[] = [];
@@ -86,6 +86,34 @@ describe("resume after a hub restart", () => {
     }
     expect(t.fleet.commands.length).toBeGreaterThan(commandsBefore);
     expect((await new RolloutStore(t.dir).load(plan.id))?.finished).toBe(true);
+  });
+
+  it("a checkout being put back when the hub stopped is finished on resume, once, and noted once", async () => {
+    const t = setup(2, 30);
+    t.fleet.failTests("h0"); // the canary switches, fails its tests, is rolled back: then its checkout goes back
+    const plan = t.plan({ onFailure: "rollback-failed", strategy: { canary: 1, waves: { size: 1 }, parallelism: 1 } });
+    const first = t.engine();
+    let stopped = false;
+    t.fleet.onCommand((c) => {
+      if (!stopped && c.host === "h0" && c.op === "pull" && c.args.commit === OLD_COMMIT) {
+        first.detach(); // the hub stops with the restore pull out
+        stopped = true;
+      }
+    });
+    void first.run(plan, "alice");
+    await until(() => stopped);
+    await t.settle();
+
+    const second = t.engine();
+    const audits: AuditEvent[] = [];
+    second.on("audit", (e) => audits.push(e));
+    const final = await second.resume(plan.id);
+    expect(final.hosts.h0!.state).toBe("rolled-back");
+    expect(final.hosts.h0!.reason!.match(/checkout back at/g)).toHaveLength(1);
+    expect(audits.filter((e) => e.action === "command.recovered").map((e) => e.details?.step)).toEqual(["restore-checkout"]);
+    expect(audits.filter((e) => e.action === "host.checkout-restored")).toHaveLength(1);
+    expect(t.fleet.commands.filter((c) => c.host === "h0" && c.op === "pull" && c.args.commit === OLD_COMMIT)).toHaveLength(1);
+    expect(t.fleet.host("h0")?.info?.commit).toBe(OLD_COMMIT);
   });
 
   it("a step recorded but never delivered is reported interrupted, not resent", async () => {
