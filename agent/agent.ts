@@ -210,6 +210,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.stopping) return;
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    // A refresh's `nix eval` runs in its own process group: it would outlive us (and its timeout).
+    this.refreshEvaluation?.cancel();
     const job = this.current;
     // A job in the detached runner keeps going; the next start reports it. Others end here.
     if (job && !job.op.match(/^(switch|rollback|restart)$/)) {

@@ -68,6 +68,14 @@ function readOwner(path: string): number | null {
  */
 export const UNREADABLE_LOCK_STALE_MS = 60_000;
 
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 function unreadableAndOld(path: string, now = Date.now()): boolean {
   try {
     return now - statSync(path).mtimeMs > UNREADABLE_LOCK_STALE_MS;
@@ -79,11 +87,18 @@ function unreadableAndOld(path: string, now = Date.now()): boolean {
 export function acquireSelfUpdateLock(path: string): HeldLock {
   let tookOverStalePid: number | undefined;
   if (!tryCreate(path)) {
+    const stale = inodeOf(path);
     const owner = readOwner(path);
     // An unreadable lock may be one being written right now: treat it as held, unless it is old.
     if (owner === null && !unreadableAndOld(path)) throw new SelfUpdateLockedError(path, 0);
     if (owner !== null && processAlive(owner)) throw new SelfUpdateLockedError(path, owner);
-    unlinkSync(path);
+    // Two runs may both find it stale: only remove the very file judged, not one the other just made.
+    if (stale === undefined || inodeOf(path) !== stale) throw new SelfUpdateLockedError(path, readOwner(path) ?? 0);
+    try {
+      unlinkSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
     if (owner !== null) tookOverStalePid = owner;
     // If another run took it over between our unlink and create, it wins.
     if (!tryCreate(path)) throw new SelfUpdateLockedError(path, readOwner(path) ?? 0);
