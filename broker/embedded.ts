@@ -457,7 +457,19 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   }
 
   private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
-    if (!client) return done(null); // the broker itself (an expired last will)
+    if (!client) {
+      // A will kept from an earlier broker run whose client never came back. Wills are checked at
+      // CONNECT, but one stored by an older version was not: only an "offline" availability goes out.
+      const parsed = this.topics.parse(packet.topic);
+      const availability = (parsed?.kind === "availability" || packet.topic === this.topics.hubAvailability()) && packet.payload.toString() === "offline";
+      if (!availability) {
+        this.logger.warn({ topic: packet.topic }, "dropped a stored last will that is not an availability");
+        packet.topic = DROPPED_TOPIC;
+        packet.retain = false;
+        packet.payload = Buffer.alloc(0);
+      }
+      return done(null);
+    }
     if (this.isSupersededWill(client)) {
       // The host is already back: a newer connection with this client id is live. Publishing the old
       // connection's "offline" now would overwrite its fresh "online" (the will goes out only after

@@ -313,6 +313,9 @@ describe("embedded broker", () => {
     // stop is published by the next start with no connection left to check it against.
     const forger = { username: "forger", password: (await first.credentials.add("forger", "viewer")).password, will: { topic: topics.commands("stays"), payload: Buffer.from("forged"), qos: 1 as const, retain: true } };
     await expect(connect(first.url, forger)).rejects.toThrow(/[Nn]ot authorized/);
+    // One stored by an older version, which did not check wills at CONNECT, goes nowhere either.
+    const persistence = (first as unknown as { persistence: { putWill(c: { id: string }, p: object): Promise<void> } }).persistence;
+    await persistence.putWill({ id: "old-forger" }, { cmd: "publish", topic: topics.commands("stays"), payload: Buffer.from("forged-before-upgrade"), qos: 1, retain: true, dup: false });
     await first.stop();
 
     const second = new EmbeddedBroker(config(port), silent, { orphanWillCheckMs: 1000 });
