@@ -549,8 +549,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (Date.parse(cmd.expiresAt) <= Date.now()) return reject(`expired at ${cmd.expiresAt}: not run`);
     if (this.stopping) return reject("agent is stopping: send the command again once it is back online");
     if (!CONCURRENT_OPS.has(cmd.op) && this.current) return reject(`busy with ${this.current.op} ${this.current.id}`);
-    const selfUpdate = CONCURRENT_OPS.has(cmd.op) || cmd.op === "restart" ? null : selfUpdateInProgress(this.paths.selfUpdateLock);
-    if (selfUpdate) return reject(`busy with a self-update run${selfUpdate.pid ? ` (pid ${selfUpdate.pid})` : ""}: send the command again when it has finished`);
+    const selfUpdate = CONCURRENT_OPS.has(cmd.op) || cmd.op === "restart" ? undefined : this.selfUpdateBusy();
+    if (selfUpdate) return reject(selfUpdate);
     const hold = this.state.state.hold;
     if (hold?.held && HELD_OPS.has(cmd.op)) return reject(`host is on hold${hold.reason ? ` (${hold.reason})` : ""}: send release first`);
     log.info("command accepted");
@@ -682,6 +682,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     setTimeout(exit, 5000).unref();
   }
 
+  /** Why a job must wait for a running `lockstep-agent self-update`, if one runs. */
+  private selfUpdateBusy(): string | undefined {
+    const run = selfUpdateInProgress(this.paths.selfUpdateLock);
+    return run ? `busy with a self-update run${run.pid ? ` (pid ${run.pid})` : ""}: send the command again when it has finished` : undefined;
+  }
+
   /** Run a job that needs the host to itself; persists it as in-flight while it runs. */
   private async exclusiveJob(cmd: Command, reporter: JobReporter): Promise<void> {
     let endJob!: () => void;
@@ -715,6 +721,17 @@ export class Agent extends EventEmitter<AgentEvents> {
       agentPid: process.pid,
     };
     this.inflight.write(record);
+    // A self-update takes its lock and then looks for our in-flight record; we write that record and
+    // then look for its lock. Whichever comes second sees the other: the two never both run.
+    const selfUpdate = this.selfUpdateBusy();
+    if (selfUpdate) {
+      this.inflight.clear();
+      this.current = undefined;
+      endJob();
+      reporter.set("rejected", { summary: selfUpdate, error: selfUpdate });
+      this.jobFinished(reporter.state);
+      return;
+    }
     reporter.set("running", { summary: `${cmd.op} running`, startedAt });
     void this.remeasure();
     let outcome: Outcome | undefined;
