@@ -20,6 +20,23 @@ import { BROKER_KINDS } from "../support/brokers.js";
 
 const topics = new Topics();
 
+/** Run Mosquitto on a generated config while `body` runs; its log is in the error if the port never opens. */
+async function withMosquitto(confFile: string, port: number, body: () => Promise<void>): Promise<void> {
+  const child = spawn(MOSQUITTO_BINARY, ["-c", confFile], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  child.stderr.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  try {
+    await waitForPort(port, 10_000, () => child.exitCode !== null).catch((err: Error) => {
+      throw new Error(`${err.message}\n${log}`);
+    });
+    await body();
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
 describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("generated Mosquitto config on the real broker", () => {
   let dir: string;
   let store: CredentialStore;
@@ -125,14 +142,7 @@ describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("gene
     // As root the files would go to Mosquitto's own account; this test's Mosquitto runs as us.
     const asUs = process.getuid?.() === 0 ? ["--run-as-user", "root"] : [];
     expect(await main([...base, ...asUs, "--tls-cert", cert, "--tls-key", key, "--tls-port", String(tlsPort)], io)).toBe(0);
-    const child = spawn(MOSQUITTO_BINARY, ["-c", join(out, "mosquitto.conf")], { stdio: ["ignore", "ignore", "pipe"] });
-    let log = "";
-    child.stderr.on("data", (chunk: Buffer) => (log += chunk.toString()));
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    try {
-      await waitForPort(tlsPort, 10_000, () => child.exitCode !== null).catch((err: Error) => {
-        throw new Error(`${err.message}\n${log}`);
-      });
+    await withMosquitto(join(out, "mosquitto.conf"), tlsPort, async () => {
       // The certificate is checked (our self-signed CA, name localhost), and the usual users apply.
       const tls = { ca: readFileSync(cert), servername: "localhost", reconnectPeriod: 0, connectTimeout: 5_000 } as const;
       const agent = await mqtt.connectAsync(`mqtts://127.0.0.1:${tlsPort}`, { ...tls, username: "web9", password: "tls-agent-password" });
@@ -142,10 +152,7 @@ describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("gene
       expect(await seen).toBe("online");
       await agent.endAsync();
       await expect(mqtt.connectAsync(`mqtts://127.0.0.1:${tlsPort}`, { ...tls, username: "web9", password: "wrong" })).rejects.toThrow();
-    } finally {
-      child.kill("SIGTERM");
-      await exited;
-    }
+    });
   });
 
   it.runIf(process.getuid?.() === 0 && systemUser("mosquitto") !== undefined)(
@@ -161,21 +168,11 @@ describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("gene
       expect(await main(["--data-dir", dataDir, "users", "add", "web7", "--role", "agent", "--password-file", passwordFile], io)).toBe(0);
       const port = await freePort();
       expect(await main(["--data-dir", dataDir, "mosquitto-config", "--out", out, "--host", "127.0.0.1", "--port", String(port), "--ws-port", "0"], io)).toBe(0);
-      const child = spawn(MOSQUITTO_BINARY, ["-c", join(out, "mosquitto.conf")], { stdio: ["ignore", "ignore", "pipe"] });
-      let log = "";
-      child.stderr.on("data", (chunk: Buffer) => (log += chunk.toString()));
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      try {
-        await waitForPort(port, 10_000, () => child.exitCode !== null).catch((err: Error) => {
-          throw new Error(`${err.message}\n${log}`);
-        });
+      await withMosquitto(join(out, "mosquitto.conf"), port, async () => {
         const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: "web7", password: "web7-password", reconnectPeriod: 0 });
         await client.publishAsync(topics.availability("web7"), "online", { qos: 1, retain: true });
         await client.endAsync();
-      } finally {
-        child.kill("SIGTERM");
-        await exited;
-      }
+      });
     },
   );
 
