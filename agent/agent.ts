@@ -39,7 +39,7 @@ import { InstalledAgentProbe, installedDiffers, type InstalledAgent } from "./in
 import { PublishedJobsStore } from "./job-history.js";
 import { JobReporter } from "./jobs.js";
 import { evalArgv, profilePathOf, rollbackSteps, switchSteps, updateInputsArgv, type Step } from "./os-profiles.js";
-import { runProcess, meaningfulErrorLine, killGroup, type RunOptions, type RunResult } from "./process.js";
+import { runProcess, meaningfulErrorLine, killGroup, processAlive, type RunOptions, type RunResult } from "./process.js";
 import { listGenerations, readProfile } from "./profile.js";
 import { InflightStore, StateStore, type InflightJob } from "./state.js";
 import { RunnerResult, type RunnerLogLine, type RunnerPlan } from "./switch-runner.js";
@@ -1000,7 +1000,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         }
       }
     };
-    const alive = () => (exited ? undefined : isAlive(inflight.runnerPid!));
+    const alive = () => (exited ? undefined : processAlive(inflight.runnerPid!));
     let done = false;
     void exited?.then(() => (done = true));
     while (!done && !this.stopping) {
@@ -1091,7 +1091,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!rec.runnerPid || !rec.resultFile || !rec.logFile) {
       return finish("interrupted", `agent stopped while ${rec.op} ran; run it again`);
     }
-    if (isAlive(rec.runnerPid) && !existsSync(rec.resultFile)) {
+    if (processAlive(rec.runnerPid) && !existsSync(rec.resultFile)) {
       // The switch outlived the agent: keep reporting it as the current job until it ends.
       log.info({ runnerPid: rec.runnerPid }, "switch runner still running: following it");
       let endJob!: () => void;
@@ -1161,14 +1161,6 @@ function fail(summary: string, r?: RunResult): Outcome {
 
 const short = (sha: string) => sha.slice(0, 8);
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Keep the files of the newest `keep` jobs (by modification time) in the jobs directory. */
 function pruneJobFiles(dir: string, keep: number): void {

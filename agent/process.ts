@@ -52,6 +52,16 @@ export class LineSplitter {
   }
 }
 
+/** Does a process with this pid exist (EPERM: it does, but belongs to someone else)? */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export function killGroup(pid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(-pid, signal);

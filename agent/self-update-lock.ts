@@ -7,6 +7,7 @@ import { openSync, writeSync, closeSync, readFileSync, unlinkSync, statSync } fr
 import { z } from "zod";
 import { LockstepError } from "../protocol/index.js";
 import { statePaths } from "./config.js";
+import { processAlive } from "./process.js";
 
 export class SelfUpdateLockedError extends LockstepError {
   override name = "SelfUpdateLockedError";
@@ -27,15 +28,6 @@ export interface HeldLock {
   release(): void;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 function tryCreate(path: string): boolean {
   try {
