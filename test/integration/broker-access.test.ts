@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { Topics } from "../../protocol/index.js";
-import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
+import { BROKER_KINDS, startTestBroker, untilConnected, type TestBroker } from "../support/brokers.js";
 
 const topics = new Topics();
 
@@ -24,14 +24,7 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
     const client = mqtt.connect(broker.url, { ...creds, reconnectPeriod: 0, connectTimeout: 5_000, ...extra });
     recorders.set(client, record(client));
     clients.push(client);
-    await new Promise<void>((resolve, reject) => {
-      client.once("connect", () => resolve());
-      client.once("error", (err) => {
-        client.end(true);
-        reject(err);
-      });
-    });
-    return client;
+    return untilConnected(client);
   }
 
   function recorder(client: MqttClient) {

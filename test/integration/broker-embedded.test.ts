@@ -17,6 +17,7 @@ import { Topics } from "../../protocol/index.js";
 import { parseHubBrokerConfig, type HubBrokerConfigInput } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
+import { untilConnected } from "../support/brokers.js";
 
 const topics = new Topics();
 const silent = pino({ level: "silent" });
@@ -41,14 +42,7 @@ describe("embedded broker", () => {
   async function connect(url: string, options: IClientOptions): Promise<MqttClient> {
     const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...options });
     clients.push(client);
-    await new Promise<void>((resolve, reject) => {
-      client.once("connect", () => resolve());
-      client.once("error", (err) => {
-        client.end(true);
-        reject(err);
-      });
-    });
-    return client;
+    return untilConnected(client);
   }
 
   function nextMessage(client: MqttClient, topic: string): Promise<string> {

@@ -16,7 +16,7 @@ import { spawn } from "node:child_process";
 import { main } from "../../broker/cli.js";
 import { systemUser } from "../../broker/mosquitto.js";
 import { MOSQUITTO_BINARY, MosquittoProcess, freePort, mosquittoAvailable, waitForPort } from "../support/mosquitto.js";
-import { BROKER_KINDS } from "../support/brokers.js";
+import { BROKER_KINDS, untilConnected } from "../support/brokers.js";
 
 const topics = new Topics();
 
@@ -47,14 +47,7 @@ describe.runIf(BROKER_KINDS.includes("mosquitto") && mosquittoAvailable())("gene
   async function connect(options: IClientOptions): Promise<MqttClient> {
     const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...options });
     clients.push(client);
-    await new Promise<void>((resolve, reject) => {
-      client.once("connect", () => resolve());
-      client.once("error", (err) => {
-        client.end(true);
-        reject(err);
-      });
-    });
-    return client;
+    return untilConnected(client);
   }
 
   async function addAndReload(name: string, role: "agent" | "viewer" | "operator" | "hub"): Promise<string> {

@@ -20,7 +20,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import mqtt from "mqtt";
+import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { parseHubBrokerConfig } from "../../broker/config.js";
 import { CredentialStore, type UserRole } from "../../broker/credentials.js";
@@ -185,4 +185,15 @@ async function waitUntilAccepted(url: string, username: string, password: string
     }
   }
   throw new Error(`mosquitto did not accept new user "${username}" after reload: ${lastError}\nmosquitto log:\n${mosquitto.log}`);
+}
+
+/** Resolves once `client` (made with reconnectPeriod 0) is connected; on a refusal ends it and rejects. */
+export function untilConnected(client: MqttClient): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    client.once("connect", () => resolve(client));
+    client.once("error", (err) => {
+      client.end(true);
+      reject(err);
+    });
+  });
 }
