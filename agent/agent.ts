@@ -34,7 +34,7 @@ import {
 import { selfCheckPathOf, statePaths, type AgentConfig } from "./config.js";
 import { selfUpdateInProgress } from "./self-update-lock.js";
 import { measure } from "./facts.js";
-import { GitCheckout, describeGitFailure } from "./git.js";
+import { GitCheckout, describeGitFailure, gitSshCommand } from "./git.js";
 import { InstalledAgentProbe, installedDiffers, type InstalledAgent } from "./installed.js";
 import { PublishedJobsStore } from "./job-history.js";
 import { JobReporter } from "./jobs.js";
@@ -185,10 +185,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       GIT_OPTIONAL_LOCKS: "0",
       ...c.env,
     };
-    if (c.repo.sshKeyFile) {
-      // Interpreted by git with sh: the path comes from the config file and is single-quoted.
-      env.GIT_SSH_COMMAND = `ssh -i '${c.repo.sshKeyFile.replaceAll("'", "'\\''")}' -o IdentitiesOnly=yes -o BatchMode=yes`;
-    }
+    if (c.repo.sshKeyFile) env.GIT_SSH_COMMAND = gitSshCommand(c.repo.sshKeyFile);
     return env;
   }
 
@@ -623,7 +620,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     return notes.length ? `refreshed; ${notes.join("; ")}` : "refreshed";
   }
 
-  /** The store path the checked-out configuration evaluates to, or undefined (logged). */
   /** What the checkout builds to (`nix eval`); cancelled when a job arrives meanwhile. */
   private async evaluate(): Promise<{ path?: string; cancelled: boolean }> {
     let out = "";

@@ -6,17 +6,9 @@
 import { execFile } from "node:child_process";
 import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { LockstepError } from "../protocol/index.js";
 import { assertCommitSha } from "./os-profiles.js";
 import { runProcess, type RunOptions, type RunResult } from "./process.js";
 import type { GitFacts } from "../protocol/index.js";
-
-export class GitError extends LockstepError {
-  override name = "GitError";
-  constructor(message: string, hint?: string) {
-    super(message, "git", hint);
-  }
-}
 
 export interface GitCheckoutOptions {
   dir: string;
@@ -106,10 +98,6 @@ export class GitCheckout {
     return this.isAncestor(assertCommitSha(sha), `refs/remotes/origin/${this.o.branch}`);
   }
 
-  async dirty(): Promise<boolean> {
-    const r = await this.query(["status", "--porcelain", "--untracked-files=no"]);
-    return r.code === 0 && r.stdout.trim().length > 0;
-  }
 
   /** Tracked files with uncommitted changes (staged or not), as `git status` names them. */
   async dirtyFiles(): Promise<string[]> {
@@ -132,7 +120,7 @@ export class GitCheckout {
     const head = await this.head();
     const f: GitFacts = { branch: this.o.branch };
     if (head) f.head = head;
-    if (await this.dirty()) f.dirty = true;
+    if ((await this.dirtyFiles()).length > 0) f.dirty = true;
     if (!head || !expectedHead) return f;
     f.expectedHead = expectedHead;
     if (head === expectedHead) return { ...f, relation: "equal" };
@@ -144,6 +132,11 @@ export class GitCheckout {
     if (await this.isAncestor(expectedHead, head)) return { ...f, relation: "ahead" };
     return { ...f, relation: "diverged" };
   }
+}
+
+/** GIT_SSH_COMMAND for a deploy key: git runs it through sh, so the path is single-quoted as one word. */
+export function gitSshCommand(keyFile: string): string {
+  return `ssh -i '${keyFile.replaceAll("'", "'\\''")}' -o IdentitiesOnly=yes -o BatchMode=yes`;
 }
 
 export function describeGitFailure(step: string, r: RunResult): string {

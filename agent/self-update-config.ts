@@ -4,9 +4,8 @@
  * It is its own JSON file (the NixOS module writes /etc/lockstep/self-update.json) so a host
  * without a hub needs nothing else. Every field is validated here; defaults match a NixOS host.
  */
-import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError, HOST_ID_PATTERN } from "../protocol/index.js";
+import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError, HOST_ID_PATTERN, readConfigFile } from "../protocol/index.js";
 
 /** An argv array: program first, never shell text. `{placeholders}` are filled per run (os-profiles.ts expandArgv). */
 const Argv = z.array(z.string()).min(1, "an argv needs at least the program");
@@ -136,19 +135,7 @@ export function parseSelfUpdateConfig(json: unknown, source = "self-update confi
 }
 
 export function loadSelfUpdateConfig(path = DEFAULT_SELF_UPDATE_CONFIG_PATH): SelfUpdateConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`, "pass --config PATH or enable services.lockstep-agent.selfUpdate");
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`${path} is not JSON: ${(e as Error).message}`);
-  }
-  return parseSelfUpdateConfig(json, path);
+  return parseSelfUpdateConfig(readConfigFile(path), path);
 }
 
 export interface ProfileCommands {

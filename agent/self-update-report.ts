@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
 import type { Logger } from "pino";
-import { JobState, Topics } from "../protocol/index.js";
+import { JobState, readSecretFile, Topics } from "../protocol/index.js";
 import type { BrokerReportConfig } from "./self-update-config.js";
 import type { RunRecord } from "./self-update-runlog.js";
 
@@ -41,9 +41,9 @@ export async function connectReporter(broker: BrokerReportConfig, host: string, 
   let password: string | undefined;
   if (broker.passwordFile) {
     try {
-      password = readFileSync(broker.passwordFile, "utf8").replace(/\r?\n$/, "");
+      password = readSecretFile(broker.passwordFile, "broker password");
     } catch (e) {
-      log.warn({ passwordFile: broker.passwordFile, code: (e as NodeJS.ErrnoException).code }, "cannot read the broker password file; not reporting this run to the hub");
+      log.warn({ passwordFile: broker.passwordFile, error: (e as Error).message }, "cannot read the broker password file; not reporting this run to the hub");
       return null;
     }
   }

@@ -19,6 +19,7 @@ import { runCommand, describeFailure, type CommandResult } from "./self-update-e
 import { runHealthChecks } from "./self-update-health.js";
 import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./self-update-lock.js";
 import { statePaths } from "./config.js";
+import { gitSshCommand } from "./git.js";
 import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } from "./self-update-runlog.js";
 import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
 import { rebootNeeded } from "./self-update-system.js";
@@ -67,10 +68,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   const log = opts.log ?? pino({ level: cfg.logLevel }, pino.destination(2));
   const now = opts.now ?? (() => new Date());
   const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env), ...cfg.env };
-  if (cfg.sshKeyFile) {
-    // git runs GIT_SSH_COMMAND through a shell: the key path is quoted as one word.
-    env.GIT_SSH_COMMAND = `ssh -i '${cfg.sshKeyFile.replaceAll("'", "'\\''")}' -o IdentitiesOnly=yes -o BatchMode=yes`;
-  }
+  if (cfg.sshKeyFile) env.GIT_SSH_COMMAND = gitSshCommand(cfg.sshKeyFile);
   const timeoutMs = cfg.stepTimeoutSeconds * 1000;
   const started = now();
   const startedMs = Date.now();
