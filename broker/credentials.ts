@@ -10,7 +10,7 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes, scrypt, timingSafeEqua
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { z } from "zod";
-import { LockstepError, isValidHostId } from "../protocol/index.js";
+import { LockstepError, formatZodError, isValidHostId } from "../protocol/index.js";
 
 export const ROLES = ["agent", "viewer", "operator", "hub"] as const;
 export const UserRole = z.enum(ROLES);
@@ -139,8 +139,7 @@ export class CredentialStore {
       }
       const result = CredentialsFile.safeParse(parsed);
       if (!result.success) {
-        const where = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-        throw new CredentialError(`credentials file ${this.file} is malformed: ${where}`, "restore it from a backup or remove it and add the users again");
+        throw new CredentialError(`credentials file ${this.file} is malformed: ${formatZodError(result.error)}`, "restore it from a backup or remove it and add the users again");
       }
       for (const user of result.data.users) users.set(user.name, user);
     }
@@ -309,7 +308,8 @@ function summary(user: StoredUser): UserSummary {
   return { name: user.name, role: user.role, createdAt: user.createdAt };
 }
 
-function safeEqualStrings(a: string, b: string): boolean {
+/** Constant-time string comparison (hashing first makes the lengths equal). */
+export function safeEqualStrings(a: string, b: string): boolean {
   const ha = createHash("sha256").update(a).digest();
   const hb = createHash("sha256").update(b).digest();
   return timingSafeEqual(ha, hb);

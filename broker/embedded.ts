@@ -10,7 +10,7 @@
  * - Retained messages, subscriptions and queued QoS 1 messages live in a LevelDB under
  *   <dataDir>/mqtt and survive a restart.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -28,7 +28,7 @@ import { WebSocketServer, createWebSocketStream } from "ws";
 import { Command, decodeJson, LockstepError, Topics } from "../protocol/index.js";
 import { canPublish, canReceive, canSubscribe, topicMatches, type AclUser } from "./acl.js";
 import type { HubBrokerConfig } from "./config.js";
-import { CredentialStore } from "./credentials.js";
+import { CredentialStore, safeEqualStrings } from "./credentials.js";
 
 /** Aedes' CONNACK return codes (a const enum in its typings, so spelled out here). */
 const BAD_USERNAME_OR_PASSWORD = 4;
@@ -443,7 +443,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     }
     const secret = password?.toString("utf8") ?? "";
     if (username === INTERNAL_HUB_USER) {
-      return this.internalHubPassword !== "" && safeEqual(secret, this.internalHubPassword)
+      return this.internalHubPassword !== "" && safeEqualStrings(secret, this.internalHubPassword)
         ? accept({ name: INTERNAL_HUB_USER, role: "hub" })
         : refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password");
     }
@@ -492,9 +492,12 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     done(null);
   }
 
-  /** Emit hostRequest for an authorized publish to a host's commands or actions topic. */
+  /**
+   * Emit hostRequest for an authorized publish to a host's commands or actions topic, except the hub
+   * process's own: its senders (FleetClient, the Home Assistant bridge) audit their commands themselves.
+   */
   private noteHostRequest(client: Client, user: AclUser, packet: PublishPacket): void {
-    if (this.listenerCount("hostRequest") === 0) return;
+    if (user.name === INTERNAL_HUB_USER || this.listenerCount("hostRequest") === 0) return;
     const parsed = this.topics.parse(packet.topic);
     if (!parsed || (parsed.kind !== "commands" && parsed.kind !== "actions")) return;
     const kind = parsed.kind === "commands" ? "command" : "action";
@@ -600,13 +603,8 @@ function readConfigFile(path: string, field: string): Buffer {
   }
 }
 
-function safeEqual(a: string, b: string): boolean {
-  const ha = createHash("sha256").update(a).digest();
-  const hb = createHash("sha256").update(b).digest();
-  return timingSafeEqual(ha, hb);
-}
-
-function connectHost(host: string): string {
+/** A loopback address for a listener bound to all interfaces; IPv6 literals in brackets, for URLs. */
+export function connectHost(host: string): string {
   if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
   return host.includes(":") ? `[${host}]` : host;
 }

@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { INTERNAL_HUB_USER, type HostRequestInfo } from "../broker/embedded.js";
+import type { HostRequestInfo } from "../broker/embedded.js";
 import { newAuditEventId } from "../protocol/audit.js";
 import { decodeJson } from "../protocol/payload.js";
 import { AuditEvent } from "../protocol/schemas.js";
@@ -154,16 +154,6 @@ export function hostRequestEvent(info: HostRequestInfo, now = new Date()): Audit
   };
 }
 
-/**
- * The audit event for a host request the broker authorized, or undefined for the hub process's own
- * connection: in the hub, commands are sent through FleetClient (rollout engine, Node-RED nodes) or
- * the Home Assistant bridge, which record them with who asked; recording them here too would list
- * each twice. Every other user is recorded, hub-role scripts included (a stock Node-RED with a
- * hub-role user is then listed twice: by its FleetClient, and here with the authenticated user).
- */
-export function brokerAuditEvent(info: HostRequestInfo, now = new Date()): AuditEvent | undefined {
-  return info.user === INTERNAL_HUB_USER ? undefined : hostRequestEvent(info, now);
-}
 
 const AuditQuery = z
   .object({

@@ -16,13 +16,13 @@ import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import pino, { type Logger } from "pino";
 import { AuditEvent, ConfigError, decodeJson, LockstepError, readSecretFile, Topics } from "../protocol/index.js";
-import { EmbeddedBroker } from "../broker/embedded.js";
+import { EmbeddedBroker, connectHost } from "../broker/embedded.js";
 import { CredentialStore } from "../broker/credentials.js";
 import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
 import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
-import { AuditLog, auditHandler, brokerAuditEvent } from "./audit-log.js";
+import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
 import { MqttBridge, redactUrl } from "./bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type RequestHandler } from "./node-red.js";
@@ -52,10 +52,6 @@ class HubError extends LockstepError {
   constructor(message: string, hint?: string, options?: { cause?: unknown }) {
     super(message, "hub", hint, options);
   }
-}
-
-function displayHost(host: string): string {
-  return host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
 }
 
 /**
@@ -183,8 +179,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     if (broker) {
       // Who sent a command: the broker knows the authenticated user of every publish.
       broker.on("hostRequest", (info) => {
-        const event = brokerAuditEvent(info);
-        if (event) client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
+        client.publishAsync(eventsTopic, JSON.stringify(hostRequestEvent(info)), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
       });
     }
 
@@ -248,7 +243,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     stops.push({ what: "node-red", stop: () => nodeRed.stop() });
     await nodeRed.start();
 
-    const base = config.publicUrl?.replace(/\/+$/, "") ?? `http://${displayHost(config.http.host)}:${httpPort}`;
+    const base = config.publicUrl?.replace(/\/+$/, "") ?? `http://${connectHost(config.http.host)}:${httpPort}`;
     if (config.homeAssistant.enabled) {
       // Home Assistant's Install button → the lockstep-fleet node deploys the head to that host.
       const bridge = new HomeAssistantBridge({ client, topics, logger: log, configurationUrl: `${base}/` });

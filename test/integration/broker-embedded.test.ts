@@ -333,6 +333,19 @@ describe("embedded broker", () => {
     expect(seen.filter((s) => s.includes("forged"))).toEqual([]);
   });
 
+  it("reports commands as hostRequest with the authenticated user, except the hub process's own (its senders audit them)", async () => {
+    const broker = await startBroker();
+    const requests: Array<{ user: string; id?: string }> = [];
+    broker.on("hostRequest", (info) => requests.push({ user: info.user, ...(info.id ? { id: info.id } : {}) }));
+    const command = (id: string) => JSON.stringify({ id, op: "refresh", args: {}, issuedAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 60_000).toISOString(), requestedBy: "someone" });
+    const hub = await connect(broker.url, broker.hubConnection());
+    await hub.publishAsync(topics.commands("web1"), command("c-hub"), { qos: 1 });
+    const { password } = await broker.credentials.add("automation", "hub");
+    const script = await connect(broker.url, { username: "automation", password });
+    await script.publishAsync(topics.commands("web1"), command("c-script"), { qos: 1 });
+    expect(requests).toEqual([{ user: "automation", id: "c-script" }]);
+  });
+
   it("answers a QoS 1 round trip in a few milliseconds (Nagle off)", async () => {
     const broker = await startBroker();
     const { password } = await broker.credentials.add("rtt", "agent");
