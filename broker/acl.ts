@@ -82,7 +82,25 @@ export function operatorPatterns(topics: Topics = defaultTopics): RolePatterns {
   };
 }
 
+/**
+ * The patterns of a user, built once per role (and host) and topic layout: the embedded broker asks
+ * for them on every publish and every delivery. Shared and frozen: callers must not change them.
+ */
 export function patternsFor(user: AclUser, topics: Topics = defaultTopics): RolePatterns {
+  let byUser = patternCache.get(topics);
+  if (!byUser) patternCache.set(topics, (byUser = new Map()));
+  const key = user.role === "agent" ? `agent:${user.name}` : user.role;
+  let patterns = byUser.get(key);
+  if (!patterns) {
+    patterns = Object.freeze(buildPatterns(user, topics));
+    byUser.set(key, patterns);
+  }
+  return patterns;
+}
+
+const patternCache = new WeakMap<Topics, Map<string, RolePatterns>>();
+
+function buildPatterns(user: AclUser, topics: Topics): RolePatterns {
   switch (user.role) {
     case "agent":
       return agentPatterns(user.name, topics);
