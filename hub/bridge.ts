@@ -55,19 +55,16 @@ export interface BridgeStats {
 
 /** Subscription filters on each side. Disjoint: no topic matches a filter of both lists. */
 export function bridgeFilters(topics: Topics): { out: string[]; in: string[] } {
-  const hosts = `${topics.root}/hosts/+`;
   return {
     out: [
-      `${hosts}/availability`,
-      `${hosts}/info`,
-      `${hosts}/compartments/+`,
-      `${hosts}/jobs/+`,
+      ...topics.allHostState(),
+      topics.allJobs(),
       `${topics.root}/fleet/#`,
       topics.hubAvailability(),
       // MQTT has no "lockstep_+" level wildcard: subscribe to all devices, forward only ours.
       `${topics.haPrefix}/device/+/config`,
     ],
-    in: [`${hosts}/actions`, topics.haStatus()],
+    in: [topics.actions("+"), topics.haStatus()],
   };
 }
 
@@ -80,8 +77,9 @@ export function forwardsOut(topics: Topics, topic: string, out = bridgeFilters(t
     return node.startsWith("lockstep_") && isValidHostId(host) && topics.haDiscovery(host) === topic;
   }
   const parsed = topics.parse(topic);
-  // Host topics must name a valid host; fleet/ha/<host>/... is not in parse() but is under fleet/#.
-  if (topic.startsWith(`${topics.root}/hosts/`)) return parsed !== null && parsed.kind !== "commands" && parsed.kind !== "actions" && parsed.kind !== "jobOutput";
+  // Host topics must name a valid host (the filters already leave commands, actions and job output
+  // out); fleet/ha/<host>/... is not in parse() but is under fleet/#.
+  if (topic.startsWith(`${topics.root}/hosts/`)) return parsed !== null;
   return true;
 }
 
