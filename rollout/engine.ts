@@ -642,8 +642,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       this.setRolloutState("rolling-back");
       this.audit("policy.rollback", undefined, { policy: spec.onFailure, hosts: targets });
       this.flushProgress();
-      await this.pool(targets, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
-      await this.pool(this.pulledButNotSwitched(), spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.restoreCheckout(h));
+      await this.rollBackHosts(targets, this.pulledButNotSwitched());
     }
     if (spec.revertOnFailure && !this.detached && !this.cancelledBy) await this.requestRevert();
   }
@@ -663,14 +662,21 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const unswitched = this.pulledButNotSwitched();
     if (failed.length === 0 && unswitched.length === 0) return;
     if (failed.length > 0) this.audit("policy.rollback", undefined, { policy: spec.onFailure, hosts: failed, withinBudget: true });
-    await this.pool(failed, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.rollbackHost(h));
-    await this.pool(unswitched, spec.strategy.parallelism, () => !this.detached && !this.cancelledBy, (h) => this.restoreCheckout(h));
+    await this.rollBackHosts(failed, unswitched);
+  }
+
+  /** Roll back `switched` hosts (system, then checkout); put back only the checkout of `unswitched` ones. */
+  private async rollBackHosts(switched: string[], unswitched: string[]): Promise<void> {
+    const limit = this.rec!.plan.spec.strategy.parallelism;
+    const goOn = () => !this.detached && !this.cancelledBy;
+    await this.pool(switched, limit, goOn, (h) => this.rollbackHost(h));
+    await this.pool(unswitched, limit, goOn, (h) => this.restoreCheckout(h));
   }
 
   /**
    * Put a rolled-back host's checkout back at its commit from before the rollout, so that what it
    * runs is what its checkout builds: a later switch (by hand, from Home Assistant) must not bring
-   * the rolled-back update back. Returns the text added to the host's reason.
+   * the rolled-back update back. Where the checkout ended up is added to the host's reason.
    */
   private async restoreCheckout(host: string): Promise<void> {
     const rec = this.rec!;
