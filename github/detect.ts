@@ -100,6 +100,17 @@ export interface DetectOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** List open PRs on the base branch and pick the pending lock update (see the rule above). */
+/**
+ * With `detection.onlyFlakeLock`: why a PR is not a lock update ("changes X, not only flake.lock"),
+ * or undefined when it changes flake.lock alone (or the rule is off).
+ */
+export async function changesMoreThanLock(client: GitHubClient, config: GitHubConfig, number: number): Promise<string | undefined> {
+  if (!config.detection.onlyFlakeLock) return undefined;
+  const names = (await client.listPullFiles(number)).map((f) => f.filename);
+  if (names.length === 1 && names[0] === config.lockPath) return undefined;
+  return `changes ${names.length === 0 ? "no files" : names.slice(0, 5).join(", ")}, not only ${config.lockPath}`;
+}
+
 export async function detectPendingUpdate(client: GitHubClient, config: GitHubConfig, opts: DetectOptions = {}): Promise<Detection> {
   const baseHead = await client.getBranchHead(config.baseBranch);
   const open = await client.listOpenPulls(config.baseBranch);
@@ -108,13 +119,10 @@ export async function detectPendingUpdate(client: GitHubClient, config: GitHubCo
   for (const pr of open) {
     const rules = matchRules(pr, config.detection);
     if (rules.length === 0) continue;
-    if (config.detection.onlyFlakeLock) {
-      const files = await client.listPullFiles(pr.number);
-      const names = files.map((f) => f.filename);
-      if (names.length !== 1 || names[0] !== config.lockPath) {
-        ignored.push({ number: pr.number, reason: `changes ${names.length === 0 ? "no files" : names.slice(0, 5).join(", ")}, not only ${config.lockPath}` });
-        continue;
-      }
+    const notOnlyLock = await changesMoreThanLock(client, config, pr.number);
+    if (notOnlyLock) {
+      ignored.push({ number: pr.number, reason: notOnlyLock });
+      continue;
     }
     matches.push({ number: pr.number, title: pr.title, url: pr.html_url, headBranch: pr.head.ref, headSha: pr.head.sha, openedAt: pr.created_at, rules });
   }

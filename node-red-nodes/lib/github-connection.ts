@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import { GitHubClient } from "../../github/client.js";
 import { loadGitHubConfig, type GitHubConfig, type GitHubConfigInput } from "../../github/config.js";
-import { describePendingUpdate, matchRules } from "../../github/detect.js";
+import { changesMoreThanLock, describePendingUpdate, matchRules } from "../../github/detect.js";
 import { checkMergeGuards, mergeUpdate, MergeGuardError, MergeRefusedError, type MergeResult } from "../../github/merge.js";
 import { UpdateWatcher } from "../../github/poller.js";
 import { revertLockUpdate, type RevertResult } from "../../github/revert.js";
@@ -54,10 +54,8 @@ export class GitHubConnection {
     if (pr.state !== "open") throw new NotAnUpdateError(number, pr.merged ? "it is already merged" : "it is closed");
     if (pr.base.ref !== this.config.baseBranch) throw new NotAnUpdateError(number, `it targets ${pr.base.ref}, not ${this.config.baseBranch}`);
     if (matchRules(pr, this.config.detection).length === 0) throw new NotAnUpdateError(number, "it matches none of the detection rules (labels, title, head branch)");
-    if (this.config.detection.onlyFlakeLock) {
-      const files = (await this.client.listPullFiles(number)).map((f) => f.filename);
-      if (files.length !== 1 || files[0] !== this.config.lockPath) throw new NotAnUpdateError(number, `it changes ${files.join(", ") || "no files"}, not only ${this.config.lockPath}`);
-    }
+    const notOnlyLock = await changesMoreThanLock(this.client, this.config, number);
+    if (notOnlyLock) throw new NotAnUpdateError(number, `it ${notOnlyLock}`);
     return describePendingUpdate(this.client, this.config, pr);
   }
 
