@@ -24,7 +24,7 @@ import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } fro
 import { connectReporter, jobStateOf, type JobReporter } from "./self-update-report.js";
 import { rebootNeeded } from "./self-update-system.js";
 import { readProfile } from "./profile.js";
-import { insideWindow } from "./self-update-window.js";
+import { isWithinWindow } from "../protocol/windows.js";
 import { expandArgv, localNixSystem, updateInputsArgv } from "./os-profiles.js";
 
 /** The build's out-link: also a GC root, so the built system survives a garbage collection. */
@@ -197,7 +197,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     if (cfg.reboot.enabled) {
       await step("reboot-check", async () => {
         const need = await rebootNeeded(cfg.reboot.bootedSystem, record.systemPath!, cfg.reboot.components);
-        const inWindow = cfg.reboot.window === null || insideWindow(cfg.reboot.window, now());
+        const inWindow = cfg.reboot.window === null || isWithinWindow(cfg.reboot.window, now());
         const reason = !need.needed
           ? "no reboot needed: kernel, initrd and modules are the booted ones"
           : inWindow

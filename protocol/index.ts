@@ -7,3 +7,4 @@ export * from "./errors.js";
 export * from "./payload.js";
 export * from "./config-file.js";
 export * from "./audit.js";
+export * from "./windows.js";

@@ -25,7 +25,7 @@ import { RolloutNotFoundError, WaitAbortedError, WaitTimeoutError } from "./erro
 import { newCommandId, newId, waitForChange, type CommandArgsInput, type FleetChange, type FleetPort, type HostSnapshot } from "./fleet-port.js";
 import type { RolloutPlan } from "./spec.js";
 import type { RolloutRecord, RolloutStore, StepRecord, StepResult } from "./store.js";
-import { describeWindow, isWithinWindow } from "./windows.js";
+import { describeWindow, isWithinWindow } from "../protocol/windows.js";
 
 export interface RolloutEngineEvents {
   /** Coalesced (at most every progressIntervalMs) plus immediately on phase changes and the end. */

@@ -2,7 +2,6 @@
 export * from "./spec.js";
 export * from "./fleet-port.js";
 export * from "./errors.js";
-export * from "./windows.js";
 export * from "./planner.js";
 export * from "./store.js";
 export * from "./engine.js";

@@ -6,7 +6,7 @@ import type { HostSnapshot } from "./fleet-port.js";
 import { newId } from "./fleet-port.js";
 import { RolloutPlanError } from "./errors.js";
 import { parseRolloutSpec, type Exclusion, type RolloutPhase, type RolloutPlan, type RolloutSpec, type RolloutSpecInput } from "./spec.js";
-import { describeWindow, isWithinWindow } from "./windows.js";
+import { describeWindow, isWithinWindow } from "../protocol/windows.js";
 
 /** Deployment order: ascending priority number (1 before 100), then host id. */
 export function byPriority(a: HostSnapshot, b: HostSnapshot): number {

@@ -6,8 +6,9 @@
 import { MaintenanceWindow } from "../../protocol/schemas.js";
 import { HOST_ID_PATTERN } from "../../protocol/topics.js";
 import { ConfigError } from "../../protocol/errors.js";
+import { formatZodError } from "../../protocol/payload.js";
 import { optionalString } from "./input.js";
-import { describeWindow, isWithinWindow } from "../../rollout/windows.js";
+import { checkTimeZone, describeWindow, isWithinWindow } from "../../protocol/windows.js";
 
 export interface GateConfig {
   window?: MaintenanceWindow;
@@ -68,12 +69,8 @@ export function gateConfigFromDef(def: Record<string, unknown>): GateConfig {
     end,
     timeZone: optionalString(def.timeZone) ?? "UTC",
   });
-  if (!parsed.success) throw new ConfigError(`maintenance window is invalid: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: parsed.data.timeZone });
-  } catch {
-    throw new ConfigError(`unknown time zone "${parsed.data.timeZone}"`, "use an IANA name such as Europe/Berlin or UTC");
-  }
+  if (!parsed.success) throw new ConfigError(`maintenance window is invalid: ${formatZodError(parsed.error)}`);
+  checkTimeZone(parsed.data.timeZone);
   return { window: parsed.data, hold };
 }
 

@@ -5,20 +5,13 @@
  */
 import cron, { type ScheduledTask } from "node-cron";
 import { ConfigError } from "../../protocol/errors.js";
+import { checkTimeZone } from "../../protocol/windows.js";
 import { onClose, optionalString } from "../lib/input.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef } from "../lib/red.js";
 
 const DEFAULT_CRON = "0 6 * * 1";
-
-function checkTimeZone(timeZone: string): void {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone });
-  } catch {
-    throw new ConfigError(`unknown time zone "${timeZone}"`, "use an IANA name such as Europe/Berlin or UTC");
-  }
-}
 
 function formatNext(date: Date | null, timeZone: string): string {
   if (!date) return "no next run";

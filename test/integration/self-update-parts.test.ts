@@ -3,7 +3,7 @@ import { describe, it, expect, afterAll, vi } from "vitest";
 import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { insideWindow } from "../../agent/self-update-window.js";
+import { isWithinWindow } from "../../protocol/windows.js";
 import { rebootNeeded } from "../../agent/self-update-system.js";
 import { readProfile } from "../../agent/profile.js";
 import { checkDisk, checkSystemState, checkUptime } from "../../agent/self-update-health.js";
@@ -21,16 +21,16 @@ describe("reboot window", () => {
   const w = (o: object) => MaintenanceWindow.parse(o);
   it("handles days, ranges, midnight crossing and time zones", () => {
     const sat0300 = w({ days: ["sat"], start: "03:00", end: "04:00" });
-    expect(insideWindow(sat0300, new Date("2026-11-21T03:00:00Z"))).toBe(true); // a Saturday
-    expect(insideWindow(sat0300, new Date("2026-11-21T04:00:00Z"))).toBe(false);
-    expect(insideWindow(sat0300, new Date("2026-11-22T03:30:00Z"))).toBe(false); // Sunday
+    expect(isWithinWindow(sat0300, new Date("2026-11-21T03:00:00Z"))).toBe(true); // a Saturday
+    expect(isWithinWindow(sat0300, new Date("2026-11-21T04:00:00Z"))).toBe(false);
+    expect(isWithinWindow(sat0300, new Date("2026-11-22T03:30:00Z"))).toBe(false); // Sunday
     const overnight = w({ days: ["sat"], start: "23:00", end: "02:00" });
-    expect(insideWindow(overnight, new Date("2026-11-21T23:30:00Z"))).toBe(true);
-    expect(insideWindow(overnight, new Date("2026-11-22T01:59:00Z"))).toBe(true); // Sunday morning, Saturday's window
-    expect(insideWindow(overnight, new Date("2026-11-21T01:00:00Z"))).toBe(false); // Saturday morning is Friday's window
+    expect(isWithinWindow(overnight, new Date("2026-11-21T23:30:00Z"))).toBe(true);
+    expect(isWithinWindow(overnight, new Date("2026-11-22T01:59:00Z"))).toBe(true); // Sunday morning, Saturday's window
+    expect(isWithinWindow(overnight, new Date("2026-11-21T01:00:00Z"))).toBe(false); // Saturday morning is Friday's window
     const berlin = w({ days: ["sat"], start: "03:00", end: "04:00", timeZone: "Europe/Berlin" });
-    expect(insideWindow(berlin, new Date("2026-11-21T02:30:00Z"))).toBe(true); // 03:30 in Berlin (CET)
-    expect(insideWindow(berlin, new Date("2026-11-21T03:30:00Z"))).toBe(false);
+    expect(isWithinWindow(berlin, new Date("2026-11-21T02:30:00Z"))).toBe(true); // 03:30 in Berlin (CET)
+    expect(isWithinWindow(berlin, new Date("2026-11-21T03:30:00Z"))).toBe(false);
   });
 });
 

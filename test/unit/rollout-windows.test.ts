@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isWithinWindow, localTime } from "../../rollout/windows.js";
+import { isWithinWindow, localTime } from "../../protocol/windows.js";
 import { MaintenanceWindow } from "../../protocol/schemas.js";
 
 const w = (x: unknown) => MaintenanceWindow.parse(x);

@@ -5,8 +5,8 @@
  * A window whose end is before its start crosses midnight: "fri 22:00-02:00" covers Friday 22:00
  * to Saturday 02:00 (the listed day is the day the window opens). start == end means the whole day.
  */
-import type { MaintenanceWindow } from "../protocol/schemas.js";
-import { ConfigError } from "../protocol/errors.js";
+import type { MaintenanceWindow } from "./schemas.js";
+import { ConfigError } from "./errors.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
 type Day = (typeof DAYS)[number];
@@ -20,11 +20,16 @@ function formatterFor(timeZone: string): Intl.DateTimeFormat {
     try {
       f = new Intl.DateTimeFormat("en-US", { timeZone, weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
     } catch {
-      throw new ConfigError(`unknown time zone "${timeZone}" in maintenance window`, "use an IANA name such as Europe/Berlin or UTC");
+      throw new ConfigError(`unknown time zone "${timeZone}"`, "use an IANA name such as Europe/Berlin or UTC");
     }
     formatters.set(timeZone, f);
   }
   return f;
+}
+
+/** Throws ConfigError unless the platform knows `timeZone` (an IANA name). */
+export function checkTimeZone(timeZone: string): void {
+  formatterFor(timeZone);
 }
 
 /** Weekday and minute of the day at `at` in `timeZone`. */
