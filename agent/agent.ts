@@ -39,7 +39,7 @@ import { InstalledAgentProbe, installedDiffers, type InstalledAgent } from "./in
 import { PublishedJobsStore } from "./job-history.js";
 import { JobReporter } from "./jobs.js";
 import { evalArgv, profilePathOf, rollbackSteps, switchSteps, updateInputsArgv, type Step } from "./os-profiles.js";
-import { runProcess, meaningfulErrorLine, killGroup, processAlive, type RunOptions, type RunResult } from "./process.js";
+import { runProcess, meaningfulErrorLine, killGroup, processAlive, LineSplitter, type RunOptions, type RunResult } from "./process.js";
 import { listGenerations, readProfile } from "./profile.js";
 import { InflightStore, StateStore, type InflightJob } from "./state.js";
 import { RunnerResult, type RunnerLogLine, type RunnerPlan } from "./switch-runner.js";
@@ -975,7 +975,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async followRunner(job: RunningJob, inflight: InflightJob, exited: Promise<void> | undefined, fromStart = true): Promise<void> {
     const logFile = inflight.logFile!;
     let offset = fromStart ? 0 : safeSize(logFile);
-    let partial = "";
+    const lines = new LineSplitter((l) => {
+      try {
+        const o = JSON.parse(l) as RunnerLogLine;
+        job.reporter.line(o.s, o.x, o.t);
+      } catch {
+        // a torn line from a killed runner: skip it
+      }
+    });
     const drain = () => {
       const size = safeSize(logFile);
       if (size <= offset) return;
@@ -984,24 +991,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       readSync(fd, buf, 0, buf.length, offset);
       closeSync(fd);
       offset = size;
-      const text = partial + buf.toString("utf8");
-      const lines = text.split("\n");
-      partial = lines.pop() ?? "";
-      for (const l of lines) {
-        try {
-          const o = JSON.parse(l) as RunnerLogLine;
-          job.reporter.line(o.s, o.x, o.t);
-        } catch {
-          // a torn line from a killed runner: skip it
-        }
-      }
+      lines.push(buf);
     };
-    const alive = () => (exited ? undefined : processAlive(inflight.runnerPid!));
     let done = false;
     void exited?.then(() => (done = true));
     while (!done && !this.stopping) {
       drain();
-      if (exited === undefined && !alive()) break;
+      if (exited === undefined && !processAlive(inflight.runnerPid!)) break;
       if (existsSync(inflight.resultFile!) && exited === undefined) break;
       await new Promise((r) => setTimeout(r, RUNNER_POLL_MS));
     }
