@@ -36,14 +36,21 @@ export type GuardFailure = "ci-not-green" | "too-young" | "not-mergeable" | "mer
 /** A guard said no before anything was sent to GitHub. */
 export class MergeGuardError extends LockstepError {
   override name = "MergeGuardError";
-  constructor(readonly failures: { guard: GuardFailure; detail: string }[], readonly prNumber: number) {
+  constructor(
+    readonly failures: { guard: GuardFailure; detail: string }[],
+    readonly prNumber: number,
+    /** The PR's CI state when the guards were checked ("pending" means: wait, not refuse). */
+    readonly ciState?: PendingUpdate["ci"]["state"],
+  ) {
     super(`PR #${prNumber} is not ready to merge: ${failures.map((f) => f.detail).join("; ")}`, "merge-guard", "wait for CI and the minimum age, or merge by hand");
   }
 }
 
+/** What CI must say: "success" (default), "not-failing" (pending is fine), or "ignore". */
+export type CiGuard = "success" | "not-failing" | "ignore";
+
 export interface MergeGuards {
-  /** Require CI state "success". Default true. */
-  requireGreenCi?: boolean;
+  ci?: CiGuard;
   /** Minimum time since the PR was opened, in ms. Default 0. */
   minAgeMs?: number;
   /** Refuse when GitHub says mergeable: false, or has not decided (null). Default true. */
@@ -54,7 +61,8 @@ export interface MergeGuards {
 /** Check the guards against a detected update. Pure; returns the failures (empty = go). */
 export function checkMergeGuards(update: PendingUpdate, guards: MergeGuards = {}): { guard: GuardFailure; detail: string }[] {
   const failures: { guard: GuardFailure; detail: string }[] = [];
-  if ((guards.requireGreenCi ?? true) && update.ci.state !== "success") {
+  const ci = guards.ci ?? "success";
+  if ((ci === "success" && update.ci.state !== "success") || (ci === "not-failing" && update.ci.state === "failure")) {
     failures.push({ guard: "ci-not-green", detail: `CI is ${update.ci.state}${update.ci.summary ? ` (${update.ci.summary})` : ""}` });
   }
   const minAge = guards.minAgeMs ?? 0;
@@ -72,7 +80,7 @@ export function checkMergeGuards(update: PendingUpdate, guards: MergeGuards = {}
 /** Throws MergeGuardError when a guard fails. */
 export function assertMergeAllowed(update: PendingUpdate, guards: MergeGuards = {}): void {
   const failures = checkMergeGuards(update, guards);
-  if (failures.length) throw new MergeGuardError(failures, update.number);
+  if (failures.length) throw new MergeGuardError(failures, update.number, update.ci.state);
 }
 
 export interface MergeRequest {

@@ -7,16 +7,13 @@ import type { Logger } from "pino";
 import { GitHubClient } from "../../github/client.js";
 import { loadGitHubConfig, type GitHubConfig, type GitHubConfigInput } from "../../github/config.js";
 import { changesMoreThanLock, describePendingUpdate, matchRules } from "../../github/detect.js";
-import { checkMergeGuards, mergeUpdate, MergeGuardError, MergeRefusedError, type MergeResult } from "../../github/merge.js";
+import { assertMergeAllowed, mergeUpdate, MergeRefusedError, type CiGuard, type MergeResult } from "../../github/merge.js";
 import { UpdateWatcher } from "../../github/poller.js";
 import { revertLockUpdate, type RevertResult } from "../../github/revert.js";
 import { LockstepError } from "../../protocol/errors.js";
 import type { PendingUpdate } from "../../protocol/schemas.js";
 import type { RevertCallback } from "../../rollout/engine.js";
 import type { Node } from "./red.js";
-
-/** How the CI state gates a merge: only green, anything but failing, or not at all. */
-export type CiGuard = "success" | "not-failing" | "ignore";
 
 export interface MergeGuardOptions {
   ci: CiGuard;
@@ -59,15 +56,6 @@ export class GitHubConnection {
     return describePendingUpdate(this.client, this.config, pr);
   }
 
-  /** Guard failures for an update (empty: go). */
-  guardFailures(update: PendingUpdate, guards: MergeGuardOptions, now = new Date()) {
-    const failures = checkMergeGuards(update, { requireGreenCi: guards.ci === "success", minAgeMs: guards.minAgeMs, now });
-    if (guards.ci === "not-failing" && update.ci.state === "failure") {
-      failures.unshift({ guard: "ci-not-green", detail: `CI failed${update.ci.summary ? ` (${update.ci.summary})` : ""}` });
-    }
-    return failures;
-  }
-
   /**
    * Merge PR `number` if the guards hold for its current state and its head is still
    * `expectedHeadSha` (when given). Throws MergeGuardError / MergeRefusedError / GitHubError.
@@ -83,8 +71,7 @@ export class GitHubConnection {
         "check again, review the new lock diff and CI, then merge",
       );
     }
-    const failures = this.guardFailures(update, guards);
-    if (failures.length) throw new MergeGuardError(failures, number);
+    assertMergeAllowed(update, { ci: guards.ci, minAgeMs: guards.minAgeMs });
     // GitHub enforces the head too: a push between our check and the merge answers 409.
     const result = await mergeUpdate(this.client, this.config, { number, expectedHeadSha: update.headSha });
     void this.watcher.checkNow();

@@ -7,8 +7,8 @@
 import { z } from "zod";
 import { CommitSha, PendingUpdate } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
-import { MergeGuardError, MergeRefusedError } from "../../github/merge.js";
-import type { CiGuard, GitHubConfigNode } from "../lib/github-connection.js";
+import { MergeGuardError, MergeRefusedError, type CiGuard } from "../../github/merge.js";
+import type { GitHubConfigNode } from "../lib/github-connection.js";
 import { onClose, onInput, optionalNumber, optionalString, parseMessageField } from "../lib/input.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { status } from "../lib/status.js";
@@ -56,7 +56,7 @@ export = function register(RED: NodeAPI): void {
       } catch (err) {
         if (err instanceof MergeGuardError) {
           // CI still running counts as "wait"; CI failed or GitHub refusing the merge does not.
-          const guards = err.failures.map((f) => ({ ...f, guard: f.guard === "ci-not-green" && /CI is pending/.test(f.detail) ? "ci-pending" : f.guard }));
+          const guards = err.failures.map((f) => ({ ...f, guard: f.guard === "ci-not-green" && err.ciState === "pending" ? "ci-pending" : f.guard }));
           msg.prNumber = number;
           msg.reason = err.message;
           msg.guards = guards;

@@ -74,6 +74,6 @@ describe("merge guards", () => {
     expect(checkMergeGuards(update({ ci: { state: "pending", summary: "waiting for: build" } }), { now })).toEqual([{ guard: "ci-not-green", detail: "CI is pending (waiting for: build)" }]);
     expect(checkMergeGuards(update({}), { minAgeMs: 8 * 3_600_000, now })[0]).toEqual({ guard: "too-young", detail: "opened 360 min ago, minimum is 480 min" });
     expect(checkMergeGuards(update({ mergeable: false, mergeableState: "dirty" }), { now })[0]!.guard).toBe("not-mergeable");
-    expect(checkMergeGuards(update({ ci: { state: "failure" } }), { requireGreenCi: false, now })).toEqual([]);
+    expect(checkMergeGuards(update({ ci: { state: "failure" } }), { ci: "ignore", now })).toEqual([]);
   });
 });
