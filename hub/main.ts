@@ -195,10 +195,8 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       mqtt: mqttConn,
       prefix: config.broker.topicPrefix,
       ...(config.github ? { github: config.github } : {}),
-      notify: config.notify,
       rollout: config.rollout,
       automatic: config.automatic,
-      ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
       hubEvents,
     };
     const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users, log: log.child({ component: "node-red" }), lockstep });

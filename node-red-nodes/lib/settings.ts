@@ -25,16 +25,15 @@ export const LockstepSettingsSchema = z.object({
   github: z.record(z.string(), z.unknown()).optional(),
   /** Defaults for every deploy node's RolloutSpec (rollout/spec.ts): strategy, onFailure, ... */
   rollout: z.record(z.string(), z.unknown()).optional(),
-  notify: z.object({ appriseUrl: z.string().optional() }).default({}),
+  // The shipped flows' notification and re-check settings come from the environment
+  // (LOCKSTEP_APPRISE_URL, LOCKSTEP_RECHECK_MINUTES, LOCKSTEP_MAX_WAIT_HOURS), read by function nodes.
   automatic: z
     .object({
       cron: z.string().optional(),
       timeZone: z.string().optional(),
       mergeDelayMinutes: z.number().optional(),
-      recheckMinutes: z.number().optional(),
     })
     .default({}),
-  publicUrl: z.string().optional(),
 });
 export type LockstepSettings = z.infer<typeof LockstepSettingsSchema> & {
   /** Set by the hub: emits "install-requested" {host} from Home Assistant's update entity. */
