@@ -43,7 +43,7 @@ import {
   type MaintenanceWindow,
 } from "../../protocol/index.js";
 import { FleetRepo } from "./repo.js";
-import { NIX_CONFIG_LINES, nixSystem } from "./nix-env.js";
+import { nixConfigEnv, nixSystem } from "./nix-env.js";
 import { readProfile, listGenerations } from "../../agent/profile.js";
 import type { AgentConfigInput } from "../../agent/config.js";
 
@@ -211,7 +211,7 @@ export class TestFleet {
       ...(h.maintenanceWindow ? { maintenanceWindow: h.maintenanceWindow } : {}),
       timeouts: { pullSeconds: t.pullSeconds ?? 60, switchSeconds: t.switchSeconds ?? 180, testSeconds: t.testSeconds ?? 30, updateInputsSeconds: t.updateInputsSeconds ?? 120 },
       logLevel: this.opts.logLevel ?? "debug",
-      env: { NIX_CONFIG: NIX_CONFIG_LINES.join("\n") },
+      env: nixConfigEnv(),
       git: { authorName: `Lockstep agent ${host}`, authorEmail: `${host}@lockstep.invalid` },
       ...(h.extraConfig ?? {}),
     };

@@ -7,12 +7,13 @@ import { describe, it, expect } from "vitest";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { nixEnv } from "../fleet/nix-env.js";
 
 const ROOT = join(__dirname, "..", "..");
 const PRELUDE = `let flake = import ./flake.nix; nixpkgs = import ./nix/tests/nixpkgs-stand-in.nix; self = flake.outputs { inherit self nixpkgs; }; in`;
 
 function evalFlake<T>(body: string): T {
-  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", `${PRELUDE} ${body}`], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", `${PRELUDE} ${body}`], { cwd: ROOT, env: nixEnv(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   return JSON.parse(out) as T;
 }
 

@@ -11,11 +11,12 @@ import { parseAgentConfig } from "../../agent/config.js";
 import { parseSelfUpdateConfig } from "../../agent/self-update-config.js";
 import { HubSettingsSchema } from "../../hub/config.js";
 import { parseHubBrokerConfig } from "../../broker/config.js";
+import { nixEnv } from "../fleet/nix-env.js";
 
 const ROOT = join(__dirname, "..", "..");
 
 function evalNix<T = unknown>(expr: string): T {
-  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", expr], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "-E", expr], { cwd: ROOT, env: nixEnv(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   return JSON.parse(out) as T;
 }
 

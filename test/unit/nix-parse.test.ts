@@ -3,6 +3,7 @@ import { describe, it, expect } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join, relative } from "node:path";
+import { nixEnv } from "../fleet/nix-env.js";
 
 const ROOT = join(__dirname, "..", "..");
 const SKIP = new Set(["node_modules", "dist", ".git", ".lockstep-data", "test-results"]);
@@ -28,15 +29,15 @@ describe("nix files", () => {
 
   it("all parse", () => {
     const failures = files
-      .map((f) => ({ file: relative(ROOT, f), r: spawnSync("nix-instantiate", ["--parse", f], { encoding: "utf8" }) }))
+      .map((f) => ({ file: relative(ROOT, f), r: spawnSync("nix-instantiate", ["--parse", f], { env: nixEnv(), encoding: "utf8" }) }))
       .filter(({ r }) => r.status !== 0)
       .map(({ file, r }) => `${file}: ${r.stderr.trim()}`);
     expect(failures).toEqual([]);
   });
 
   it("a syntax error is caught (the check can fail)", () => {
-    const r = spawnSync("nix-instantiate", ["--parse", "-E", "{ a = ; }"], { encoding: "utf8" });
+    const r = spawnSync("nix-instantiate", ["--parse", "-E", "{ a = ; }"], { env: nixEnv(), encoding: "utf8" });
     expect(r.status).not.toBe(0);
-    expect(execFileSync("nix-instantiate", ["--parse", "-E", "{ a = 1; }"], { encoding: "utf8" })).toContain("a = 1");
+    expect(execFileSync("nix-instantiate", ["--parse", "-E", "{ a = 1; }"], { env: nixEnv(), encoding: "utf8" })).toContain("a = 1");
   });
 });
