@@ -19,6 +19,7 @@ import { AuditEvent, ConfigError, decodeJson, LockstepError, readSecretFile, Top
 import { EmbeddedBroker, connectHost } from "../broker/embedded.js";
 import { CredentialStore } from "../broker/credentials.js";
 import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
+import { publishHubStatus } from "./status.js";
 import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
@@ -127,8 +128,9 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   };
 
   try {
+    const startedAt = new Date();
     // Fail fast on a bad GitHub section instead of at the first poll.
-    if (config.github) loadGitHubConfig(config.github);
+    const github = config.github ? loadGitHubConfig(config.github) : undefined;
     const bridgePassword = config.bridge?.passwordFile !== undefined ? readSecretFile(config.bridge.passwordFile, "bridge password") : undefined;
 
     let broker: EmbeddedBroker | undefined;
@@ -148,6 +150,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     await ensureInitialUsers(users, config.dataDir, print);
 
     const client = await connectHubClient(mqttConn.url, mqttConn.username, mqttConn.password, topics);
+    await publishHubStatus(client, topics, { ...(github ? { github } : {}), ...(broker ? { mqttPort: broker.ports.tcp } : {}), startedAt });
     stops.push({
       what: "hub mqtt client",
       stop: async () => {

@@ -332,3 +332,20 @@ export const RolloutHistoryEntry = z.object({
   revertPr: z.object({ number: z.number().int(), url: z.string() }).optional(),
 });
 export type RolloutHistoryEntry = z.infer<typeof RolloutHistoryEntry>;
+
+/**
+ * Retained on `hub/status` by the hub at start: what a page needs to tell a new user what to do
+ * next (no repository configured yet; how agents reach the broker).
+ */
+export const HubStatus = z.object({
+  version: z.string(),
+  startedAt: isoDate,
+  github: z.object({
+    configured: z.boolean(),
+    /** "owner/repo" when configured. */
+    repo: z.string().optional(),
+  }),
+  /** The embedded broker's MQTT TCP port agents connect to (absent with an external broker). */
+  mqttPort: z.number().int().min(0).max(65535).optional(),
+});
+export type HubStatus = z.infer<typeof HubStatus>;

@@ -30,6 +30,7 @@ export type ParsedTopic =
   | { kind: "rollout"; rolloutId: string }
   | { kind: "events" }
   | { kind: "hubAvailability" }
+  | { kind: "hubStatus" }
   | { kind: "history"; rolloutId: string };
 
 export class Topics {
@@ -83,6 +84,10 @@ export class Topics {
   /** Retained `online`/`offline` of the hub itself (its last will). */
   hubAvailability(): string {
     return `${this.root}/hub/availability`;
+  }
+  /** Retained `HubStatus`: what the hub was started with (is GitHub configured, where agents connect). */
+  hubStatus(): string {
+    return `${this.root}/hub/status`;
   }
   /**
    * Non-retained requests from simple clients (Home Assistant buttons) that cannot build a full
@@ -159,6 +164,7 @@ export class Topics {
       if (parts.length === 3 && b === "history" && c && ID_PATTERN.test(c)) return { kind: "history", rolloutId: c };
     }
     if (a === "hub" && b === "availability" && parts.length === 2) return { kind: "hubAvailability" };
+    if (a === "hub" && b === "status" && parts.length === 2) return { kind: "hubStatus" };
     return null;
   }
 }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CredentialStore } from "../../broker/credentials.js";
-import { AuditEvent, Command } from "../../protocol/index.js";
+import { AuditEvent, Command, HubStatus, Topics } from "../../protocol/index.js";
 import { startHubProcess, type HubProcess } from "../demo/hub-process.js";
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
@@ -110,6 +110,19 @@ describe("lockstep hub process", () => {
       const availability = new Promise<string>((resolve) => client.on("message", (_t, p) => resolve(p.toString())));
       await client.subscribeAsync("lockstep/v1/hub/availability");
       expect(await availability).toBe("online");
+    } finally {
+      await client.endAsync();
+    }
+  });
+
+  it("publishes a retained hub/status: no GitHub repository configured, the MQTT port agents use", async () => {
+    const client = await mqtt.connectAsync(hub.mqttUrl, { username: viewer.name, password: viewer.password, reconnectPeriod: 0 });
+    try {
+      const payload = new Promise<string>((resolve) => client.on("message", (_t, p) => resolve(p.toString())));
+      await client.subscribeAsync(new Topics().hubStatus());
+      const status = HubStatus.parse(JSON.parse(await payload));
+      expect(status.github).toEqual({ configured: false });
+      expect(status.mqttPort).toBe(Number(new URL(hub.mqttUrl).port));
     } finally {
       await client.endAsync();
     }

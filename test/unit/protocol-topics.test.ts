@@ -26,6 +26,8 @@ describe("Topics", () => {
     expect(t.parse(t.rollout("r"))).toEqual({ kind: "rollout", rolloutId: "r" });
     expect(t.parse(t.history("r"))).toEqual({ kind: "history", rolloutId: "r" });
     expect(t.parse(t.hubAvailability())).toEqual({ kind: "hubAvailability" });
+    expect(t.parse(t.hubStatus())).toEqual({ kind: "hubStatus" });
+    expect(t.parse(`${t.root}/hub/status/extra`)).toBeNull();
   });
 
   it("rejects foreign, malformed and unknown topics", () => {
