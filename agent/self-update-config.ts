@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError, HOST_ID_PATTERN, readConfigFile } from "../protocol/index.js";
+import { REBOOT_COMPONENTS } from "../protocol/reboot.js";
 
 /** An argv array: program first, never shell text. `{placeholders}` are filled per run (os-profiles.ts expandArgv). */
 const Argv = z.array(z.string()).min(1, "an argv needs at least the program");
@@ -59,7 +60,7 @@ export const RebootConfig = z
     /** The running kernel's system (what was booted). */
     bootedSystem: z.string().default("/run/booted-system"),
     /** Entries of a system closure whose change needs a reboot. */
-    components: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1).default(["kernel", "initrd", "kernel-modules"]),
+    components: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1).default([...REBOOT_COMPONENTS]),
   })
   .strict();
 export type RebootConfig = z.infer<typeof RebootConfig>;

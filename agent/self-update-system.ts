@@ -1,5 +1,8 @@
-/** Facts about system closures that the self-update compares before and after. */
+/** Facts about system closures that the self-update and previews compare before and after. */
 import { realpath } from "node:fs/promises";
+import { rebootNeedOf, type RebootNeed } from "../protocol/reboot.js";
+
+export type { RebootNeed };
 
 async function resolved(path: string): Promise<string | null> {
   try {
@@ -9,22 +12,14 @@ async function resolved(path: string): Promise<string | null> {
   }
 }
 
-export interface RebootNeed {
-  needed: boolean;
-  /** Components whose store path differs between the booted and the new system. */
-  changed: string[];
-}
-
 /**
- * A reboot is needed when the kernel, initrd or kernel modules of the new system differ from the
- * booted one (what nixos-rebuild cannot switch live). A component missing on one side and present
- * on the other counts as changed; missing on both is no change.
+ * Resolves each reboot component (kernel, initrd, kernel-modules) in both systems and applies the
+ * shared rule (protocol/reboot.ts).
  */
-export async function rebootNeeded(bootedSystem: string, newSystem: string, components: string[]): Promise<RebootNeed> {
-  const changed: string[] = [];
-  for (const c of components) {
-    const [booted, next] = await Promise.all([resolved(`${bootedSystem}/${c}`), resolved(`${newSystem}/${c}`)]);
-    if (booted !== next) changed.push(c);
-  }
-  return { needed: changed.length > 0, changed };
+export async function rebootNeeded(bootedSystem: string, newSystem: string, components: readonly string[]): Promise<RebootNeed> {
+  const paths = new Map<string, [string | null, string | null]>();
+  await Promise.all(
+    components.map(async (c) => paths.set(c, await Promise.all([resolved(`${bootedSystem}/${c}`), resolved(`${newSystem}/${c}`)]))),
+  );
+  return rebootNeedOf(components, (c) => paths.get(c)![0], (c) => paths.get(c)![1]);
 }

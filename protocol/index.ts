@@ -8,3 +8,6 @@ export * from "./payload.js";
 export * from "./config-file.js";
 export * from "./audit.js";
 export * from "./windows.js";
+export * from "./preview.js";
+export * from "./nix-output.js";
+export * from "./reboot.js";

@@ -90,6 +90,23 @@ export const COMMAND_OPS = [
 export const CommandOp = z.enum(COMMAND_OPS);
 export type CommandOp = z.infer<typeof CommandOp>;
 
+/**
+ * Arguments of the `preview` op: which PR head to evaluate, whether to build it, and (on a host
+ * with the `builder` tag) which other hosts' configurations to preview as well.
+ */
+export const PreviewArgs = z
+  .object({
+    pr: z.number().int().positive(),
+    headSha: CommitSha,
+    /** Absent: the agent's configured default (on for the canary, off elsewhere). */
+    build: z.boolean().optional(),
+    forHosts: z.array(hostId).max(100).optional(),
+    /** Preview even if the PR changes more than flake.lock (the hub's config decides). */
+    allowMoreThanLock: z.boolean().default(false),
+  })
+  .strict();
+export type PreviewArgs = z.infer<typeof PreviewArgs>;
+
 const empty = z.object({}).strict().default({});
 export const CommandArgs = {
   refresh: empty,

@@ -13,6 +13,9 @@ export const HOST_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Job, rollout and command ids: URL/topic safe. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
 
+/** A pull request number in a topic: positive, no leading zero, so every PR has exactly one topic. */
+const PR_NUMBER = /^[1-9][0-9]{0,9}$/;
+
 export function isValidHostId(host: string): boolean {
   return HOST_ID_PATTERN.test(host);
 }
@@ -31,7 +34,9 @@ export type ParsedTopic =
   | { kind: "events" }
   | { kind: "hubAvailability" }
   | { kind: "hubStatus" }
-  | { kind: "history"; rolloutId: string };
+  | { kind: "history"; rolloutId: string }
+  | { kind: "preview"; pr: number; host: string }
+  | { kind: "previewSummary"; pr: number };
 
 export class Topics {
   readonly root: string;
@@ -80,6 +85,14 @@ export class Topics {
   }
   events(): string {
     return `${this.root}/fleet/events`;
+  }
+  /** Retained per open PR and host: what merging the PR would change there (protocol/preview.ts). */
+  preview(pr: number, host: string): string {
+    return `${this.root}/fleet/previews/${pr}/${host}`;
+  }
+  /** Retained per open PR: the fleet summary of its previews. */
+  previewSummary(pr: number): string {
+    return `${this.root}/fleet/preview-summaries/${pr}`;
   }
   /** Retained `online`/`offline` of the hub itself (its last will). */
   hubAvailability(): string {
@@ -137,6 +150,12 @@ export class Topics {
   allHistory(): string {
     return `${this.root}/fleet/history/+`;
   }
+  allPreviews(): string {
+    return `${this.root}/fleet/previews/+/+`;
+  }
+  allPreviewSummaries(): string {
+    return `${this.root}/fleet/preview-summaries/+`;
+  }
 
   /** Parse a topic under this prefix, or return null for anything else. */
   parse(topic: string): ParsedTopic | null {
@@ -162,6 +181,8 @@ export class Topics {
       if (parts.length === 2 && b === "events") return { kind: "events" };
       if (parts.length === 3 && b === "rollouts" && c && ID_PATTERN.test(c)) return { kind: "rollout", rolloutId: c };
       if (parts.length === 3 && b === "history" && c && ID_PATTERN.test(c)) return { kind: "history", rolloutId: c };
+      if (parts.length === 4 && b === "previews" && c && PR_NUMBER.test(c) && d && isValidHostId(d)) return { kind: "preview", pr: Number(c), host: d };
+      if (parts.length === 3 && b === "preview-summaries" && c && PR_NUMBER.test(c)) return { kind: "previewSummary", pr: Number(c) };
     }
     if (a === "hub" && b === "availability" && parts.length === 2) return { kind: "hubAvailability" };
     if (a === "hub" && b === "status" && parts.length === 2) return { kind: "hubStatus" };
