@@ -2,11 +2,13 @@
  * HTTP handler for the fleet page: the static files of dashboard/ and `/config.json`, which tells
  * the page where the MQTT WebSocket is and which topic prefix the fleet uses.
  *
- * Only a fixed list of files is served (no path from the URL ever reaches the file system), so
- * there is no directory traversal to defend against. Works from the source tree (tests run the
- * .ts) and from dist/dashboard (scripts/copy-assets.mjs copies the static files next to server.js).
+ * Only a fixed list of files is served, made once at start (no path from the URL ever reaches the
+ * file system), so there is no directory traversal to defend against: index.html, style.css, the
+ * entry app.js, the page's modules (modules/*.js), the protocol module generated from protocol/
+ * (generated/protocol.js, by scripts/build-page.mjs) and MQTT.js's browser build. Works from the
+ * source tree (tests run the .ts) and from dist/dashboard (npm run build puts the files there).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { dirname, join } from "node:path";
@@ -52,11 +54,15 @@ function staticFiles(): Map<string, StaticFile> {
     ["/", { path: join(PAGE_DIR, "index.html"), contentType: "text/html; charset=utf-8" }],
     ["/index.html", { path: join(PAGE_DIR, "index.html"), contentType: "text/html; charset=utf-8" }],
     ["/app.js", { path: join(PAGE_DIR, "app.js"), contentType: js }],
-    ["/protocol.js", { path: join(PAGE_DIR, "protocol.js"), contentType: js }],
+    ["/generated/protocol.js", { path: join(PAGE_DIR, "generated", "protocol.js"), contentType: js }],
     ["/style.css", { path: join(PAGE_DIR, "style.css"), contentType: "text/css; charset=utf-8" }],
     ["/favicon.svg", { path: join(PAGE_DIR, "favicon.svg"), contentType: "image/svg+xml" }],
     ["/vendor/mqtt.esm.js", { path: mqttBrowserBundle(), contentType: js }],
   ]);
+  const modules = join(PAGE_DIR, "modules");
+  for (const name of existsSync(modules) ? readdirSync(modules) : []) {
+    if (name.endsWith(".js")) files.set(`/modules/${name}`, { path: join(modules, name), contentType: js });
+  }
   for (const [url, f] of files) {
     if (!existsSync(f.path)) throw new ConfigError(`fleet page file missing: ${f.path} (for ${url})`, "run npm run build");
   }

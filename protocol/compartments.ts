@@ -177,10 +177,6 @@ export function testsCompartment(f: TestFacts, now = new Date()): Compartment {
   return make("ok", `${r.total}/${r.total} passed`, now, detail, gen);
 }
 
-/** Worst-first ordering, for summarising a host in one colour. */
-const SEVERITY: Record<Status, number> = { failed: 4, working: 3, outdated: 2, unknown: 1, ok: 0 };
-export function worstStatus(statuses: Status[]): Status {
-  return statuses.reduce<Status>((w, s) => (SEVERITY[s] > SEVERITY[w] ? s : w), "ok");
-}
+export { worstStatus } from "./enums.js";
 
 export type { LockDiff };

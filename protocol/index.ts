@@ -11,3 +11,5 @@ export * from "./windows.js";
 export * from "./preview.js";
 export * from "./nix-output.js";
 export * from "./reboot.js";
+export { FINAL_ROLLOUT_STATES, isFinalRolloutState } from "./enums.js";
+export * from "./lock-diff-view.js";

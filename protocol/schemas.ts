@@ -3,19 +3,20 @@
  * passes `parse` is exactly the TypeScript type the rest of the code works with.
  */
 import { z } from "zod";
+import { COMMAND_OPS, COMPARTMENTS, HOST_ROLLOUT_STATES, JOB_STATES, OS_KINDS, ROLLOUT_STATES, STATUSES, TERMINAL_JOB_STATES } from "./enums.js";
 
-export const STATUSES = ["ok", "outdated", "failed", "working", "unknown"] as const;
+// The plain lists live in enums.ts (no zod, so the page's browser module can use them too).
+export { COMMAND_OPS, COMPARTMENTS, HOST_ROLLOUT_STATES, JOB_STATES, OS_KINDS, ROLLOUT_STATES, STATUSES, TERMINAL_JOB_STATES };
+
 export const Status = z.enum(STATUSES);
 export type Status = z.infer<typeof Status>;
 
-export const COMPARTMENTS = ["agent", "git", "lock", "system", "tests"] as const;
 export const CompartmentName = z.enum(COMPARTMENTS);
 export type CompartmentName = z.infer<typeof CompartmentName>;
 
 export const Availability = z.enum(["online", "offline"]);
 export type Availability = z.infer<typeof Availability>;
 
-export const OS_KINDS = ["nixos", "darwin", "home-manager", "generic"] as const;
 export const OsKind = z.enum(OS_KINDS);
 export type OsKind = z.infer<typeof OsKind>;
 
@@ -75,18 +76,6 @@ export type Compartment = z.infer<typeof Compartment>;
 // ---------------------------------------------------------------------------------------------
 // Commands (hub/operator → agent). Arguments are data, validated per op; never shell text.
 
-export const COMMAND_OPS = [
-  "refresh",
-  "pull",
-  "switch",
-  "test",
-  "rollback",
-  "stop",
-  "restart",
-  "update-inputs",
-  "hold",
-  "release",
-] as const;
 export const CommandOp = z.enum(COMMAND_OPS);
 export type CommandOp = z.infer<typeof CommandOp>;
 
@@ -151,10 +140,8 @@ export const Command = z.discriminatedUnion("op", [
 export type Command = z.infer<typeof Command>;
 export type CommandOf<O extends CommandOp> = Extract<Command, { op: O }>;
 
-export const JOB_STATES = ["accepted", "rejected", "running", "succeeded", "failed", "interrupted", "cancelled"] as const;
 export const JobStateName = z.enum(JOB_STATES);
 export type JobStateName = z.infer<typeof JobStateName>;
-export const TERMINAL_JOB_STATES: readonly JobStateName[] = ["rejected", "succeeded", "failed", "interrupted", "cancelled"];
 
 export const JobState = z.object({
   id: z.string(),
@@ -247,35 +234,9 @@ export type FleetExpected = z.infer<typeof FleetExpected>;
 // ---------------------------------------------------------------------------------------------
 // Rollouts, history and the audit log (hub → everyone)
 
-export const ROLLOUT_STATES = [
-  "planned",
-  "running",
-  "soaking",
-  "completed",
-  "failed",
-  "halted",
-  "rolling-back",
-  "rolled-back",
-  "interrupted",
-  "cancelled",
-] as const;
 export const RolloutStateName = z.enum(ROLLOUT_STATES);
 export type RolloutStateName = z.infer<typeof RolloutStateName>;
 
-export const HOST_ROLLOUT_STATES = [
-  "pending",
-  "skipped",
-  "queued",
-  "pulling",
-  "switching",
-  "testing",
-  "verifying",
-  "succeeded",
-  "failed",
-  "rolling-back",
-  "rolled-back",
-  "interrupted",
-] as const;
 export const HostRolloutStateName = z.enum(HOST_ROLLOUT_STATES);
 export type HostRolloutStateName = z.infer<typeof HostRolloutStateName>;
 

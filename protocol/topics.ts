@@ -2,7 +2,8 @@
  * Every MQTT topic Lockstep uses, built and parsed in one place.
  * Nothing else in the code base writes a topic string by hand.
  */
-import { COMPARTMENTS, type CompartmentName } from "./schemas.js";
+import { COMPARTMENTS } from "./enums.js";
+import type { CompartmentName } from "./schemas.js";
 
 export const DEFAULT_PREFIX = "lockstep";
 export const PROTOCOL_VERSION = "v1";

@@ -57,14 +57,10 @@ export interface RolloutEngineOptions {
 }
 
 const TERMINAL_HOST_STATES: readonly HostRolloutStateName[] = ["succeeded", "failed", "skipped", "rolled-back", "interrupted"];
-const FINAL_ROLLOUT_STATES: readonly RolloutStateName[] = ["completed", "failed", "halted", "rolled-back", "interrupted", "cancelled"];
 const short = (sha?: string) => (sha ? sha.slice(0, 8) : "none");
 const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 const isOnline = (h: HostSnapshot) => h.availability === "online";
 
-export function isFinalRolloutState(s: RolloutStateName): boolean {
-  return FINAL_ROLLOUT_STATES.includes(s);
-}
 
 /** "wave-1: 3/9 hosts switched, 1 failed, 2 skipped" */
 export function summarizeProgress(p: RolloutProgress): string {

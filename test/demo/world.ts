@@ -17,7 +17,7 @@ import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import { CredentialStore } from "../../broker/credentials.js";
 import { RolloutProgress } from "../../protocol/schemas.js";
-import { isFinalRolloutState } from "../../rollout/engine.js";
+import { isFinalRolloutState } from "../../protocol/index.js";
 import { decodeJson } from "../../protocol/payload.js";
 import { Topics } from "../../protocol/topics.js";
 import { TestFleet, type FleetHostOptions } from "../fleet/fleet.js";

@@ -24,8 +24,9 @@ describe("createDashboardHandler", () => {
   it("serves the page and its modules with correct content types", async () => {
     for (const [path, type, needle] of [
       ["/", "text/html", "<title>Lockstep fleet</title>"],
-      ["/app.js", "text/javascript", "import mqtt from"],
-      ["/protocol.js", "text/javascript", "export function topicsFor"],
+      ["/app.js", "text/javascript", "setRenderers"],
+      ["/modules/session.js", "text/javascript", "import mqtt from"],
+      ["/generated/protocol.js", "text/javascript", "Generated from protocol/"],
       ["/style.css", "text/css", ".cell.ok"],
       ["/vendor/mqtt.esm.js", "text/javascript", "export default"],
       ["/favicon.svg", "image/svg+xml", "<svg"],
@@ -51,12 +52,12 @@ describe("createDashboardHandler", () => {
 
   it("leaves other paths to the hub, including traversal attempts", async () => {
     unhandled.length = 0;
-    for (const path of ["/admin", "/api/whoami", "/mqtt", "/../package.json", "/%2e%2e/package.json", "/dashboard/server.ts", "/vendor/../app.js.map"]) {
+    for (const path of ["/admin", "/api/whoami", "/mqtt", "/../package.json", "/%2e%2e/package.json", "/dashboard/server.ts", "/vendor/../app.js.map", "/protocol.js", "/modules/../server.ts"]) {
       const res = await fetch(base + path);
       expect(res.status, path).toBe(404);
       expect(await res.text()).toBe("not the page");
     }
-    expect(unhandled.length).toBe(7);
+    expect(unhandled.length).toBe(9);
   });
 
   it("answers HEAD without a body and refuses other methods", async () => {

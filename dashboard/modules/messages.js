@@ -1,0 +1,148 @@
+// MQTT messages into state. The browser has no zod: each payload is checked for the fields the
+// page relies on; a bad one is counted, warned about and ignored (the last good state stays).
+import { STATUSES } from "../generated/protocol.js";
+import { isObj, isStr } from "./dom.js";
+import { MAX_OUTPUT_LINES, app, hostRecord, stats, touch } from "./state.js";
+import { dirty, markHost, schedule } from "./render.js";
+import { tooltipTarget } from "./tooltip.js";
+import { addActivity } from "./activity.js";
+
+export function decode(payload) {
+  const text = new TextDecoder().decode(payload);
+  if (text.length === 0) return { empty: true };
+  try {
+    return { value: JSON.parse(text), text };
+  } catch {
+    return { error: "not JSON", text };
+  }
+}
+
+export const checks = {
+  info: (v, host) => isObj(v) && v.host === host && isStr(v.os) && isStr(v.agentVersion) && isStr(v.updatedAt),
+  compartment: (v) => isObj(v) && STATUSES.includes(v.status) && isStr(v.summary) && isStr(v.checkedAt),
+  job: (v) => isObj(v) && isStr(v.id) && isStr(v.op) && isStr(v.state) && isStr(v.acceptedAt),
+  jobOutput: (v) => isObj(v) && isStr(v.id) && Number.isInteger(v.seq) && Array.isArray(v.lines),
+  expected: (v) => isObj(v) && isStr(v.headCommit) && isStr(v.lockHash),
+  rollout: (v) => isObj(v) && isStr(v.id) && isStr(v.state) && Array.isArray(v.phases) && isObj(v.hosts) && isObj(v.counts),
+  history: (v) => isObj(v) && isStr(v.rolloutId) && isStr(v.state) && Array.isArray(v.hosts),
+  event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
+};
+
+export function rejectPayload(topic, why) {
+  stats.invalid++;
+  console.warn(`lockstep: ignoring invalid payload on ${topic}: ${why}`);
+}
+
+export function onMessage(topic, payload) {
+  stats.messages++;
+  const parsed = app.topics.parse(topic);
+  if (!parsed) return;
+  // Availability payloads are bare words, everything else is JSON.
+  const plainText = parsed.kind === "availability" || parsed.kind === "hubAvailability";
+  const d = plainText ? { text: new TextDecoder().decode(payload), empty: payload.length === 0 } : decode(payload);
+  if (d.error) return rejectPayload(topic, d.error);
+
+  switch (parsed.kind) {
+    case "availability": {
+      const h = hostRecord(parsed.host);
+      const text = d.empty ? null : d.text.trim();
+      if (text !== null && text !== "online" && text !== "offline") return rejectPayload(topic, "expected online/offline");
+      h.availability = text;
+      return markHost(h);
+    }
+    case "info": {
+      const h = hostRecord(parsed.host);
+      if (d.empty) return removeHost(h);
+      if (!checks.info(d.value, parsed.host)) return rejectPayload(topic, "not a host info");
+      const isNew = !h.info;
+      h.info = d.value;
+      touch(h, d.value.updatedAt);
+      if (isNew) dirty.order = true;
+      return markHost(h);
+    }
+    case "compartment": {
+      const h = hostRecord(parsed.host);
+      if (d.empty) delete h.compartments[parsed.compartment];
+      else if (!checks.compartment(d.value)) return rejectPayload(topic, "not a compartment");
+      else {
+        h.compartments[parsed.compartment] = d.value;
+        touch(h, d.value.checkedAt);
+      }
+      return markHost(h);
+    }
+    case "job": {
+      const h = hostRecord(parsed.host);
+      if (d.empty) h.jobs.delete(parsed.jobId);
+      else if (!checks.job(d.value)) return rejectPayload(topic, "not a job state");
+      else h.jobs.set(parsed.jobId, d.value);
+      return markHost(h);
+    }
+    case "jobOutput": {
+      if (d.empty) return;
+      if (!checks.jobOutput(d.value)) return rejectPayload(topic, "not job output");
+      const h = hostRecord(parsed.host);
+      let out = h.output.get(parsed.jobId);
+      if (!out) h.output.set(parsed.jobId, (out = { seqs: new Set(), lines: [] }));
+      if (out.seqs.has(d.value.seq)) return; // a redelivered batch
+      out.seqs.add(d.value.seq);
+      for (const line of d.value.lines) {
+        if (isObj(line) && isStr(line.text)) out.lines.push({ stream: isStr(line.stream) ? line.stream : "stdout", text: line.text });
+      }
+      if (out.lines.length > MAX_OUTPUT_LINES) out.lines.splice(0, out.lines.length - MAX_OUTPUT_LINES);
+      return markHost(h);
+    }
+    case "expected": {
+      if (d.empty) app.expected = null;
+      else if (!checks.expected(d.value)) return rejectPayload(topic, "not fleet/expected");
+      else app.expected = d.value;
+      dirty.fleet = true;
+      // Of the host rows only the tooltips show fleet/expected, and they are built when shown:
+      // re-render just the host whose tooltip is open.
+      const tipHost = tooltipTarget && app.hosts.get(tooltipTarget.closest("tr.host")?.dataset.host);
+      if (tipHost) dirty.hosts.add(tipHost);
+      return schedule();
+    }
+    case "rollout": {
+      if (d.empty) app.rollouts.delete(parsed.rolloutId);
+      else if (!checks.rollout(d.value)) return rejectPayload(topic, "not a rollout");
+      else app.rollouts.set(parsed.rolloutId, d.value);
+      dirty.rollout = true;
+      dirty.fleet = true;
+      return schedule();
+    }
+    case "history": {
+      if (d.empty) app.history.delete(parsed.rolloutId);
+      else if (!checks.history(d.value)) return rejectPayload(topic, "not a history entry");
+      else app.history.set(parsed.rolloutId, d.value);
+      dirty.history = true;
+      return schedule();
+    }
+    case "events": {
+      if (d.empty || !checks.event(d.value)) return rejectPayload(topic, "not an audit event");
+      addActivity([d.value]);
+      return;
+    }
+    case "hubAvailability": {
+      app.hubOnline = d.empty ? null : d.text.trim() === "online";
+      dirty.banner = true;
+      return schedule();
+    }
+    default:
+      return;
+  }
+}
+
+export function removeHost(h) {
+  h.info = null;
+  if (h.row) {
+    h.row.tr.remove();
+    h.row = null;
+  }
+  if (h.detail) {
+    h.detail.tr.remove();
+    h.detail = null;
+  }
+  if (app.openHost === h.id) app.openHost = null;
+  dirty.counts = true;
+  schedule();
+}

@@ -1,0 +1,130 @@
+// Login, the MQTT connection and the hub API (HTTP Basic with the same account).
+import mqtt from "../vendor/mqtt.esm.js";
+import { Topics } from "../generated/protocol.js";
+import { $, isObj, isStr, randomId } from "./dom.js";
+import { SESSION_KEY, app, stats } from "./state.js";
+import { markAll } from "./render.js";
+import { onMessage } from "./messages.js";
+import { showBanner } from "./notice.js";
+import { loadActivity } from "./activity.js";
+
+export async function api(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: basicAuth() },
+    body: JSON.stringify(body ?? {}),
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    // a non-JSON error page: report its status below
+  }
+  if (!res.ok) throw new Error((isObj(json) && (json.error || json.message)) || `HTTP ${res.status}`);
+  return json;
+}
+
+export function basicAuth() {
+  return "Basic " + btoa(unescape(encodeURIComponent(`${app.user}:${app.password}`)));
+}
+
+
+export function defaultWsUrl() {
+  const u = new URL("mqtt", location.href);
+  u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return u.toString();
+}
+
+export function explainConnectError(err, url) {
+  const code = err?.code;
+  const msg = String(err?.message ?? err);
+  if (code === 4 || code === 5 || /not authori[sz]ed|bad user ?name or password/i.test(msg)) return "Wrong username or password.";
+  return `Cannot reach the fleet's MQTT broker at ${url}: ${msg}`;
+}
+
+export function connectMqtt(url, username, password) {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, {
+      username,
+      password,
+      clientId: `lockstep-page-${randomId()}${randomId()}`,
+      protocolVersion: 4,
+      clean: true,
+      connectTimeout: 10_000,
+      reconnectPeriod: 0, // first attempt only; reconnects are switched on once it worked
+    });
+    const fail = (err) => {
+      client.removeAllListeners("connect");
+      client.end(true);
+      reject(new Error(explainConnectError(err, url)));
+    };
+    client.once("connect", () => {
+      client.removeListener("error", fail);
+      client.removeListener("close", onClose);
+      resolve(client);
+    });
+    client.once("error", fail);
+    const onClose = () => fail(new Error("the connection was closed"));
+    client.once("close", onClose);
+  });
+}
+
+export async function whoami(username, password) {
+  try {
+    const res = await fetch("api/whoami", { headers: { authorization: "Basic " + btoa(unescape(encodeURIComponent(`${username}:${password}`))) } });
+    if (!res.ok) return { role: "viewer", note: `role unknown (whoami: HTTP ${res.status}); actions hidden` };
+    const body = await res.json();
+    return { role: body?.role === "operator" ? "operator" : "viewer", user: isStr(body?.user) ? body.user : username };
+  } catch (err) {
+    return { role: "viewer", note: `role unknown (${err.message}); actions hidden` };
+  }
+}
+
+export async function login(username, password) {
+  const cfgRes = await fetch("config.json");
+  if (!cfgRes.ok) throw new Error(`the page configuration could not be loaded (HTTP ${cfgRes.status})`);
+  app.config = await cfgRes.json();
+  app.topics = new Topics(app.config.prefix);
+  const url = app.config.mqttWsUrl || defaultWsUrl();
+  const client = await connectMqtt(url, username, password);
+  const who = await whoami(username, password);
+  app.client = client;
+  app.user = who.user ?? username;
+  app.password = password;
+  app.role = who.role;
+  client.options.reconnectPeriod = 3000;
+  client.on("message", (topic, payload) => {
+    const t0 = performance.now();
+    onMessage(topic, payload);
+    stats.handleMs += performance.now() - t0;
+  });
+  client.on("connect", () => setConn(true));
+  client.on("close", () => setConn(false));
+  client.on("error", (err) => console.warn("lockstep: mqtt error", err.message));
+  const t = app.topics;
+  client.subscribe([...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.hubAvailability(), t.events()], { qos: 0 });
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ username, password }));
+  document.body.dataset.role = app.role;
+  $("session-user").textContent = `${app.user} · ${app.role}`;
+  $("session").hidden = false;
+  $("login-view").hidden = true;
+  $("fleet-view").hidden = false;
+  for (const b of document.querySelectorAll(".operator-only")) b.hidden = app.role !== "operator";
+  setConn(true);
+  if (who.note) showBanner(who.note);
+  markAll();
+  void loadActivity();
+}
+
+export function setConn(online) {
+  const c = $("conn-state");
+  c.dataset.state = online ? "online" : "offline";
+  c.textContent = online ? "live" : "reconnecting…";
+}
+
+export function logout() {
+  sessionStorage.removeItem(SESSION_KEY);
+  app.client?.end(true);
+  location.reload();
+}
