@@ -44,7 +44,7 @@ describe("lock diff rows for the page", () => {
     expect(rows[0]!.followers).toEqual(["home-manager/nixpkgs", "agenix/nixpkgs"]);
     expect(describeLockDiff(legacy)).toBe("nixpkgs 2025-12-10 → 2025-12-17 (aaaaaaa → bbbbbbb) (+2 following)");
 
-    const withFollowers = { added: [], removed: [], updated: [{ input: "nixpkgs", old: gh(A, "2025-12-10"), new: gh(B, "2025-12-17"), followers: ["a/nixpkgs"] }] } as LockDiff;
+    const withFollowers = { added: [], removed: [], updated: [{ input: "nixpkgs", old: gh(A, "2025-12-10"), new: gh(B, "2025-12-17"), followers: ["a/nixpkgs"] }] } as unknown as LockDiff;
     expect(lockDiffRows(withFollowers)[0]!.followers).toEqual(["a/nixpkgs"]);
   });
 
