@@ -7,6 +7,7 @@
 import { benchBroker } from "./broker.js";
 import { benchDashboard } from "./dashboard.js";
 import { benchGithub } from "./github.js";
+import { benchHubStart } from "./hub-start.js";
 import { benchRollout } from "./rollout.js";
 
 const BENCHMARKS: [string, () => Promise<Record<string, number>>][] = [
@@ -14,6 +15,7 @@ const BENCHMARKS: [string, () => Promise<Record<string, number>>][] = [
   ["github", benchGithub],
   ["rollout", benchRollout],
   ["dashboard", benchDashboard],
+  ["hub-start", benchHubStart],
 ];
 
 async function main(filter: string[]): Promise<number> {

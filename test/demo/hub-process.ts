@@ -27,6 +27,8 @@ export interface HubProcessOptions {
   /** Called with every stdout/stderr line (the demo prints some of them). */
   onLine?: (line: string, stream: "stdout" | "stderr") => void;
   startTimeoutMs?: number;
+  /** Start through `npm run hub` (set-up check, build if stale, then the hub) instead of node directly. */
+  viaNpm?: boolean;
 }
 
 export interface HubProcess {
@@ -44,10 +46,13 @@ export interface HubProcess {
 }
 
 export async function startHubProcess(opts: HubProcessOptions): Promise<HubProcess> {
-  if (!existsSync(HUB_ENTRY)) throw new Error(`${HUB_ENTRY} is missing: run "npm run build" first`);
-  const args = [HUB_ENTRY, "--data-dir", opts.dataDir, ...(opts.configFile ? ["--config", opts.configFile] : [])];
-  const child = spawn(process.execPath, args, {
+  if (!opts.viaNpm && !existsSync(HUB_ENTRY)) throw new Error(`${HUB_ENTRY} is missing: run "npm run build" first`);
+  const hubArgs = ["--data-dir", opts.dataDir, ...(opts.configFile ? ["--config", opts.configFile] : [])];
+  const [cmd, args] = opts.viaNpm ? ["npm", ["run", "--silent", "hub", "--", ...hubArgs]] : [process.execPath, [HUB_ENTRY, ...hubArgs]];
+  const child = spawn(cmd, args, {
     cwd: REPO_ROOT,
+    // Its own process group: a stop reaches the hub behind npm too.
+    detached: opts.viaNpm === true,
     env: {
       ...process.env,
       LOCKSTEP_HTTP_HOST: "127.0.0.1",
@@ -76,9 +81,10 @@ export async function startHubProcess(opts: HubProcessOptions): Promise<HubProce
     });
   }
 
+  const kill = (sig: NodeJS.Signals) => (opts.viaNpm && child.pid ? process.kill(-child.pid, sig) : child.kill(sig));
   // From here on a failure must not leave the hub running.
   const killOnError = (err: unknown) => {
-    if (exitCode === undefined) child.kill("SIGKILL");
+    if (exitCode === undefined) kill("SIGKILL");
     throw err;
   };
   await new Promise<void>((resolveReady, reject) => {
@@ -112,8 +118,8 @@ export async function startHubProcess(opts: HubProcessOptions): Promise<HubProce
     output: () => out,
     async stop(signal: NodeJS.Signals = "SIGTERM") {
       if (exitCode !== undefined) return exitCode;
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      kill(signal);
+      const timer = setTimeout(() => kill("SIGKILL"), 20_000);
       const code = await exited;
       clearTimeout(timer);
       return code;
