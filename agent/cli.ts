@@ -19,7 +19,33 @@ import { AGENT_VERSION } from "./version.js";
 const USAGE = `usage: lockstep-agent run --config FILE
        lockstep-agent check-config --config FILE
        lockstep-agent self-update [options] | status [options]
-       lockstep-agent version`;
+       lockstep-agent version
+       lockstep-agent --help`;
+
+const HELP = `lockstep-agent: the per-host daemon of Lockstep. It publishes this host's five compartments
+(Agent, Git, Lock, System, Tests) to the hub's MQTT broker and runs the allow-listed jobs the hub
+sends (pull, switch, test, rollback, ...). No shell text ever comes from the network.
+
+commands:
+  run --config FILE            run the agent (systemd / launchd start this; runs until SIGTERM)
+  check-config --config FILE   validate a config file, print what it says, exit 0 (or 2 with the field named)
+  self-update [--config FILE] [--json]
+                               standalone nightly update for hosts without a hub (see self-update --help)
+  status [--config FILE] [--json] [--runs N]
+                               the self-update's recent runs and its next scheduled run
+  version                      print the agent version
+
+config: a JSON file; a complete example is agent/example-config.json in the source (shipped as
+  example-config.json next to this program), every field is documented in agent/README.md.
+  LOCKSTEP_AGENT_CONFIG may name the file instead of --config.
+environment overrides: LOCKSTEP_AGENT_BROKER_URL, LOCKSTEP_AGENT_PASSWORD_FILE,
+  LOCKSTEP_AGENT_LOG_LEVEL, LOCKSTEP_AGENT_STATE_DIR
+exit codes: 0 stopped on request, 1 runtime error, 2 usage or config error,
+  75 restart requested by a \`restart\` command (Restart=on-failure restarts it)
+first steps: on the hub, \`lockstep users add HOST --role agent\` prints the host's password; put it
+  in the file broker.passwordFile names, then \`lockstep-agent check-config --config FILE\` and \`run\`.`;
+
+const wantsHelp = (args: string[]): boolean => args.some((a) => a === "--help" || a === "-h");
 
 function configArg(args: string[]): string | undefined {
   const i = args.indexOf("--config");
@@ -57,6 +83,10 @@ async function run(args: string[]): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h" || ((cmd === "run" || cmd === "check-config") && wantsHelp(rest))) {
+    (cmd === undefined ? process.stderr : process.stdout).write(`${HELP}\n`);
+    return cmd === undefined ? 2 : 0;
+  }
   switch (cmd) {
     case "run":
       return run(rest);

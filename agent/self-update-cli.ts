@@ -19,6 +19,20 @@ import { runCommand } from "./self-update-exec.js";
 export const EXIT_CODES: Record<RunOutcome, number> = { succeeded: 0, failed: 1, unhealthy: 3, locked: 4 };
 const EXIT_USAGE = 2;
 
+const HELP = `lockstep-agent self-update: update this host from its flake without a hub, meant for a
+nightly systemd timer / launchd job. One run: take the lock (never beside an agent job or another
+run) -> health checks (nothing is touched unless they pass) -> update (mode flake-update: nix flake
+update + commit; mode git-pull: pull the branch) -> build (an out-link: a failed build leaves the
+running generation alone) -> switch -> reboot, only when the kernel, initrd or modules changed and
+only inside the reboot window. Every run is appended to <stateDir>/self-update-runs.jsonl and, with
+a broker configured, reported to the hub.
+
+lockstep-agent status shows the recorded runs and the next scheduled one.
+
+exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a health check
+  stopped the run (nothing changed), 4 another run or an agent job holds the lock (nothing changed)
+`;
+
 const USAGE = `usage:
   lockstep-agent self-update [--config PATH] [--json]
   lockstep-agent status      [--config PATH] [--json] [--runs N]
@@ -66,6 +80,10 @@ export async function runSelfUpdateCli(argv: string[]): Promise<number> {
   if (command !== "self-update" && command !== "status") {
     process.stderr.write(USAGE);
     return EXIT_USAGE;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(`${HELP}\n${USAGE}`);
+    return 0;
   }
   const flags = parseFlags(rest);
   if (typeof flags === "string") {

@@ -18,3 +18,4 @@ copyTree("node-red-nodes", join("dist", "node-red-nodes"), /\.html$/);
 copyTree("flows", join("dist", "flows"), /\.json$/);
 // The page's browser modules are plain .js in the source (tsc compiles only dashboard/server.ts).
 copyTree("dashboard", join("dist", "dashboard"), /\.(html|css|svg|js)$/);
+copyTree("agent", join("dist", "agent"), /^example-config\.json$/);
