@@ -1,7 +1,8 @@
 // Build only when something the build reads is newer than the last build, so `npm run hub` / demo /
 // bench start in a second on an unchanged tree instead of spending 10–17 s in tsc.
 // Inputs: tsconfig.json's "include" folders, the asset folders copy-assets.mjs copies, and the files
-// that change what tsc emits. Directory mtimes count too (a deleted source file changes its folder).
+// that change what tsc emits. Directory mtimes count too (a deleted source file changes its folder);
+// generated/ folders are outputs (dashboard/generated is written by the build itself).
 // `--force` builds regardless; LOCKSTEP_ALWAYS_BUILD=1 does the same.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 const STAMP = join("dist", ".build-stamp");
 const tsconfig = JSON.parse(readFileSync("tsconfig.json", "utf8"));
 const roots = [...new Set([...(tsconfig.include ?? []), "flows", "dashboard", "node-red-nodes"])];
-const files = ["tsconfig.json", "package.json", "package-lock.json", "scripts/copy-assets.mjs", "scripts/build-if-stale.mjs"];
+const files = ["tsconfig.json", "package.json", "package-lock.json", "scripts/copy-assets.mjs", "scripts/build-page.mjs", "scripts/build-if-stale.mjs"];
 
 /** Newest mtime (ms) of a file or folder tree; node_modules and dist are not inputs. */
 function newest(path) {
@@ -19,7 +20,7 @@ function newest(path) {
   if (!st.isDirectory()) return st.mtimeMs;
   let max = st.mtimeMs;
   for (const name of readdirSync(path)) {
-    if (name === "node_modules" || name === "dist") continue;
+    if (name === "node_modules" || name === "dist" || name === "generated") continue;
     max = Math.max(max, newest(join(path, name)));
   }
   return max;
