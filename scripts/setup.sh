@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 # The system packages: CI names the same list in .ci/run (LOCKSTEP_APT_PACKAGES).
-for pkg in ${LOCKSTEP_APT_PACKAGES:-git mosquitto nix-bin chromium}; do
+for pkg in ${LOCKSTEP_APT_PACKAGES:-git mosquitto nix-bin chromium openssh-client util-linux iproute2}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 SUDO=""
