@@ -5,7 +5,9 @@
  *
  * Layout of the flake repo:
  *   flake.nix, flake.lock
- *   hosts/<host>.nix        { fail = false; message = ""; }  -> fail = true breaks that host's build
+ *   hosts/<host>.nix        { fail = false; message = ""; }  -> fail = true breaks that host's build;
+ *                           packages = [ "hello" ]; kernel = true; -> a NixOS-like versioned system (HostModule)
+ *   inputs/<input>/packages.nix   the package set ("hello" 2.12, "linux" 6.6.58, ...) that bumpPackages changes
  *   tests/<host>/*.sh       the host's own checks (exit 0 = pass)
  *   tests/common/*.sh       checks every host runs
  */
@@ -48,9 +50,50 @@ function runBoth(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEn
 const gitDateEnv = (date?: Date): NodeJS.ProcessEnv =>
   date ? nixEnv({ GIT_AUTHOR_DATE: date.toISOString(), GIT_COMMITTER_DATE: date.toISOString() }) : nixEnv();
 
+/**
+ * What hosts/<host>.nix says. Without `packages` and `kernel` a host's system is one file naming
+ * every input's version (any input bump changes every such host). With them, the system is a
+ * directory that links only the named packages from the first input's package set (a bump that
+ * leaves them alone changes nothing on this host), plus kernel/initrd/kernel-modules like NixOS.
+ */
+export interface HostModule {
+  fail?: boolean;
+  message?: string;
+  /** A slower build, in seconds. */
+  delay?: number;
+  /** Package names from the package set (FleetRepo.setPackages), built as `<name>-<version>`. */
+  packages?: string[];
+  /** Link `linux` as kernel, its initrd and modules (a change needs a reboot). */
+  kernel?: boolean;
+  /** Put a `bin/switch-to-configuration` in the system whose dry-activate restarts one unit per package. */
+  switchScript?: boolean;
+}
+
+export function hostModuleOf(m: HostModule): string {
+  const fields = [`fail = ${m.fail ? "true" : "false"};`, `message = ${JSON.stringify(m.message ?? "")};`];
+  if (m.delay && m.delay > 0) fields.push(`delay = ${Math.ceil(m.delay)};`);
+  if (m.packages) fields.push(`packages = [ ${m.packages.map((p) => JSON.stringify(p)).join(" ")} ];`);
+  if (m.kernel) fields.push("kernel = true;");
+  if (m.switchScript) fields.push("switchScript = true;");
+  return `{ ${fields.join(" ")} }\n`;
+}
+
 export function hostModule(fail: boolean, message = "", delaySeconds = 0): string {
-  const delay = delaySeconds > 0 ? ` delay = ${Math.ceil(delaySeconds)};` : "";
-  return `{ fail = ${fail ? "true" : "false"}; message = ${JSON.stringify(message)};${delay} }\n`;
+  return hostModuleOf({ fail, message, delay: delaySeconds });
+}
+
+/** A package of the test package set: its version, extra bytes (for size deltas), and whether its build fails. */
+export interface TestPackage {
+  version: string;
+  size?: number;
+  broken?: boolean;
+}
+
+function packagesNix(pkgs: Record<string, TestPackage>): string {
+  const entries = Object.entries(pkgs).map(
+    ([name, p]) => `  ${JSON.stringify(name)} = { version = ${JSON.stringify(p.version)}; size = ${Math.max(0, Math.floor(p.size ?? 0))}; broken = ${p.broken ? "true" : "false"}; };`,
+  );
+  return `{\n${entries.join("\n")}\n}\n`;
 }
 
 function flakeNix(inputs: string[], system: string): string {
@@ -70,8 +113,38 @@ ${inputLines}
       system = "${system}";
       hostNames = builtins.map (f: builtins.replaceStrings [ ".nix" ] [ "" ] f)
         (builtins.attrNames (builtins.readDir ./hosts));
+      pkgSet = ${inputs[0]}.packages;
+      # A package of the set as a derivation named like nixpkgs names them ("hello-2.12"), so
+      # \`nix store diff-closures\` reports "hello: 2.12 → 2.13".
+      mkPkg = pname:
+        let p = pkgSet.\${pname}; in
+        builtins.derivation {
+          name = "\${pname}-\${p.version}";
+          inherit system;
+          builder = "/bin/sh";
+          args = [ "-c" (if p.broken
+            then "echo 'error: \${pname}-\${p.version} does not build: marked broken in this package set' >&2; exit 1"
+            else "echo '\${pname} \${p.version}' > $out; printf '%*s' \${toString p.size} '' >> $out") ];
+        };
+      kernelOf = v: builtins.derivation {
+        name = "linux-\${v}";
+        inherit system;
+        builder = "/bin/sh";
+        args = [ "-c" "/bin/mkdir -p $out/lib/modules/\${v}; echo 'kernel \${v}' > $out/bzImage; echo 'initrd \${v}' > $out/initrd" ];
+      };
       mkSystem = name:
-        let cfg = import (./hosts + "/\${name}.nix"); in
+        let
+          cfg = import (./hosts + "/\${name}.nix");
+          versioned = (cfg ? packages) || (cfg.kernel or false);
+          pkgs = builtins.map mkPkg (cfg.packages or [ ]);
+          kernel = kernelOf pkgSet.linux.version;
+          links = builtins.concatStringsSep "; " (builtins.map (p: "/bin/ln -s \${p} $out/sw/\${p.name}") pkgs);
+          units = builtins.concatStringsSep ", " (builtins.map (p: "\${p.name}.service") pkgs);
+          body = if !versioned then "echo '\${name} ${versions} \${cfg.message}' > $out" else
+            "/bin/mkdir -p $out/sw $out/bin; echo '\${name} \${cfg.message}' > $out/info; \${links}"
+            + (if cfg.kernel or false then "; /bin/ln -s \${kernel}/bzImage $out/kernel; /bin/ln -s \${kernel}/initrd $out/initrd; /bin/ln -s \${kernel}/lib/modules $out/kernel-modules" else "")
+            + (if cfg.switchScript or false then "; echo '#!/bin/sh' > $out/bin/switch-to-configuration; echo 'echo \\"would restart the following units: \${units}\\" >&2' >> $out/bin/switch-to-configuration; /bin/chmod +x $out/bin/switch-to-configuration" else "");
+        in
         builtins.derivation {
           name = "lockstep-system-\${name}";
           inherit system;
@@ -79,7 +152,7 @@ ${inputLines}
           # hosts/<host>.nix may set delay = N (seconds): a slow build, to kill an agent mid-switch.
           args = [ "-c" ((if (cfg.delay or 0) > 0 then "/bin/sleep \${toString cfg.delay}; " else "") + (if cfg.fail
             then "echo 'error: configuration of \${name} does not build: \${cfg.message}' >&2; exit 1"
-            else "echo '\${name} ${versions} \${cfg.message}' > $out")) ];
+            else body)) ];
         };
       systems = builtins.listToAttrs (builtins.map (n: { name = n; value = mkSystem n; }) hostNames);
     in {
@@ -92,10 +165,19 @@ ${inputLines}
 }
 
 function inputFlake(name: string, hasNixpkgsInput: boolean): string {
+  const outputs = `{ version = builtins.replaceStrings [ "\\n" ] [ "" ] (builtins.readFile ./version); packages = import ./packages.nix; }`;
   return hasNixpkgsInput
-    ? `{ inputs.nixpkgs.url = "git+file://@INPUTS@/nixpkgs";\n  outputs = { self, nixpkgs }: { version = builtins.replaceStrings [ "\\n" ] [ "" ] (builtins.readFile ./version); }; }\n`
-    : `{ outputs = { self }: { version = builtins.replaceStrings [ "\\n" ] [ "" ] (builtins.readFile ./version); }; }\n`;
+    ? `{ inputs.nixpkgs.url = "git+file://@INPUTS@/nixpkgs";\n  outputs = { self, nixpkgs }: ${outputs}; }\n`
+    : `{ outputs = { self }: ${outputs}; }\n`;
 }
+
+/** The package set every input starts with: what versioned hosts (HostModule.packages) build. */
+export const INITIAL_PACKAGES: Record<string, TestPackage> = {
+  hello: { version: "2.12", size: 1000 },
+  coreutils: { version: "9.4" },
+  openssl: { version: "3.0.15" },
+  linux: { version: "6.6.58" },
+};
 
 export class FleetRepo {
   readonly origin: string;
@@ -105,6 +187,7 @@ export class FleetRepo {
   readonly hosts: string[];
   readonly inputs: string[];
   private versions = new Map<string, number>();
+  private packages = new Map<string, Record<string, TestPackage>>();
 
   private constructor(readonly opts: FleetRepoOptions) {
     this.origin = join(opts.root, "origin.git");
@@ -137,6 +220,7 @@ export class FleetRepo {
       run("git", ["init", "-q", "-b", "main"], dir);
       writeFileSync(join(dir, "flake.nix"), inputFlake(name, name !== "nixpkgs" && this.inputs.includes("nixpkgs")).replaceAll("@INPUTS@", this.inputsDir));
       writeFileSync(join(dir, "version"), `${name}-1\n`);
+      writeFileSync(join(dir, "packages.nix"), packagesNix(INITIAL_PACKAGES));
       this.versions.set(name, 1);
       run("git", ["add", "-A"], dir);
       run("git", ["commit", "-qm", `${name} 1`], dir, gitDateEnv(date));
@@ -186,6 +270,31 @@ export class FleetRepo {
     writeFileSync(join(dir, "version"), `${name}-${v}\n`);
     run("git", ["commit", "-qam", `${name} ${v}`], dir, gitDateEnv(date));
     return run("git", ["rev-parse", "HEAD"], dir).trim();
+  }
+
+  /**
+   * Commit a new revision of an input repo whose package set changes: `changes` are merged over the
+   * current set (a package's new version, size or broken flag). Returns the input's new sha.
+   */
+  bumpPackages(name: string, changes: Record<string, Partial<TestPackage>>, date = new Date()): string {
+    const dir = join(this.inputsDir, name);
+    if (!existsSync(dir)) throw new Error(`unknown input ${name}`);
+    const current = this.packages.get(name) ?? { ...INITIAL_PACKAGES };
+    const next: Record<string, TestPackage> = { ...current };
+    for (const [pkg, change] of Object.entries(changes)) next[pkg] = { ...(current[pkg] ?? { version: "1.0" }), ...change };
+    this.packages.set(name, next);
+    writeFileSync(join(dir, "packages.nix"), packagesNix(next));
+    // A new revision of the input, like bumpInput: unversioned hosts change too.
+    const v = (this.versions.get(name) ?? 1) + 1;
+    this.versions.set(name, v);
+    writeFileSync(join(dir, "version"), `${name}-${v}\n`);
+    run("git", ["commit", "-qam", `${name}: ${Object.keys(changes).join(", ")}`], dir, gitDateEnv(date));
+    return run("git", ["rev-parse", "HEAD"], dir).trim();
+  }
+
+  /** Write hosts/<host>.nix on a branch (default: the fleet branch) and push. Returns the new sha. */
+  setHostModule(host: string, module: HostModule, branch = this.branch): string {
+    return this.commit({ [`hosts/${host}.nix`]: hostModuleOf(module) }, `${host}: configuration`, branch);
   }
 
   private syncSeed(branch = this.branch): void {
