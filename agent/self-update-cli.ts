@@ -64,6 +64,7 @@ const NextElapse = z
   .transform((v) => (v === "" || v === "n/a" || v === "0" ? null : v));
 
 export async function nextScheduledRun(cfg: SelfUpdateConfig): Promise<string> {
+  if (cfg.nextRunArgv === null) return "not queryable (launchd runs it at its StartCalendarInterval)";
   const r = await runCommand(cfg.nextRunArgv, { timeoutMs: 10_000, env: { ...process.env, ...cfg.env } });
   if (r.exitCode !== 0) return "unknown";
   return NextElapse.parse(r.stdout) ?? "unknown";

@@ -11,6 +11,9 @@ import { REBOOT_COMPONENTS } from "../protocol/reboot.js";
 /** An argv array: program first, never shell text. `{placeholders}` are filled per run (os-profiles.ts expandArgv). */
 const Argv = z.array(z.string()).min(1, "an argv needs at least the program");
 
+/** A systemd unit name (name.type, templates with @). */
+export const UNIT_NAME = /^[A-Za-z0-9:_.@\\-]+\.[a-z]+$/;
+
 export const SELF_UPDATE_PROFILES = ["nixos", "darwin", "home-manager", "generic"] as const;
 export const SelfUpdateProfileName = z.enum(SELF_UPDATE_PROFILES);
 export type SelfUpdateProfileName = z.infer<typeof SelfUpdateProfileName>;
@@ -33,6 +36,17 @@ export const HealthConfig = z
         argv: Argv.default(["systemctl", "is-system-running"]),
         /** States printed by the argv that count as healthy. */
         accepted: z.array(z.string().regex(/^[a-z-]+$/)).min(1).default(["running"]),
+      })
+      .strict()
+      .prefault({}),
+    /** Failed systemd units: reported on every run; only the `required` ones stop it. */
+    failedUnits: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Prints the failed units, one per line, unit name first. */
+        argv: Argv.default(["systemctl", "list-units", "--state=failed", "--plain", "--no-legend", "--no-pager"]),
+        /** Units that must not be failed for the run to go ahead. */
+        required: z.array(z.string().regex(UNIT_NAME, "a systemd unit name like nix-daemon.service")).default([]),
       })
       .strict()
       .prefault({}),
@@ -113,8 +127,8 @@ export const SelfUpdateConfig = z
     topicPrefix: z.string().default("lockstep"),
     /** Extra environment for git and nix (e.g. NIX_CONFIG). */
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
-    /** Shown by `lockstep-agent status`: argv printing NextElapseUSecRealtime=... */
-    nextRunArgv: Argv.default(["systemctl", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"]),
+    /** Shown by `lockstep-agent status`: argv printing NextElapseUSecRealtime=...; null where the scheduler cannot be asked (launchd). */
+    nextRunArgv: Argv.nullable().default(["systemctl", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"]),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   })
   .strict();

@@ -1,15 +1,15 @@
 /**
- * Health checks that run before a self-update touches anything: enough free disk, systemd happy,
- * and the host not freshly booted. Each is configurable and can be switched off.
+ * Health checks that run before a self-update touches anything: enough free disk, systemd happy
+ * (no required unit failed; other failed units are reported), and the host not freshly booted. Each is configurable and can be switched off.
  */
 import { statfs, readFile } from "node:fs/promises";
 import { uptime as osUptime } from "node:os";
 import { z } from "zod";
-import type { HealthConfig } from "./self-update-config.js";
+import { UNIT_NAME, type HealthConfig } from "./self-update-config.js";
 import { runCommand } from "./self-update-exec.js";
 
 export interface HealthResult {
-  check: "disk" | "system-state" | "uptime";
+  check: "disk" | "system-state" | "failed-units" | "uptime";
   ok: boolean;
   detail: string;
 }
@@ -45,6 +45,30 @@ export async function checkSystemState(argv: string[], accepted: string[], opts:
   return { check: "system-state", ok, detail: `system is ${state.data}${ok ? "" : ` (accepted: ${accepted.join(", ")}; see systemctl --failed)`}` };
 }
 
+/** Unit names shown in a detail line; the rest is counted. */
+const SHOWN_UNITS = 10;
+
+/**
+ * `systemctl list-units --state=failed --plain --no-legend`: one unit per line, name first. Every
+ * failed unit is reported; only a failed `required` one stops the run. When the list cannot be
+ * read, the run stops only if some unit is required (otherwise there was nothing to enforce).
+ */
+export async function checkFailedUnits(argv: string[], required: string[], opts: HealthOptions = {}): Promise<HealthResult> {
+  const r = await runCommand(argv, { env: opts.env, timeoutMs: opts.timeoutMs ?? 30_000 });
+  if (r.spawnError || r.exitCode !== 0) {
+    const why = r.spawnError ? `${argv[0]} could not be started: ${r.spawnError}` : `${argv.join(" ")} exited ${r.exitCode}`;
+    return { check: "failed-units", ok: required.length === 0, detail: `cannot list failed units (${why})` };
+  }
+  const failed = r.stdout
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/)[0] ?? "")
+    .filter((unit) => UNIT_NAME.test(unit));
+  const blocking = required.filter((u) => failed.includes(u));
+  const shown = failed.slice(0, SHOWN_UNITS).join(", ") + (failed.length > SHOWN_UNITS ? ` and ${failed.length - SHOWN_UNITS} more` : "");
+  if (blocking.length > 0) return { check: "failed-units", ok: false, detail: `required unit(s) failed: ${blocking.join(", ")} (systemctl status ${blocking[0]})` };
+  return { check: "failed-units", ok: true, detail: failed.length === 0 ? "no failed units" : `failed units (not required, the run goes ahead): ${shown}` };
+}
+
 /** /proc/uptime: "12345.67 23456.78" -- seconds since boot, then idle seconds. */
 const Uptime = z.string().regex(/^\d+(\.\d+)?\s/).transform((s) => Number(s.split(/\s/)[0]));
 
@@ -68,6 +92,7 @@ export async function runHealthChecks(cfg: HealthConfig, opts: HealthOptions = {
   const results: HealthResult[] = [];
   if (cfg.disk.enabled) results.push(await checkDisk(cfg.disk.path, cfg.disk.maxUsedPercent));
   if (cfg.systemState.enabled) results.push(await checkSystemState(cfg.systemState.argv, cfg.systemState.accepted, opts));
+  if (cfg.failedUnits.enabled) results.push(await checkFailedUnits(cfg.failedUnits.argv, cfg.failedUnits.required, opts));
   if (cfg.uptime.enabled) results.push(await checkUptime(cfg.uptime.uptimeFile, cfg.uptime.minSeconds));
   return results;
 }
