@@ -75,11 +75,32 @@ rec {
         location = cfg.location;
         maintenanceWindow = cfg.maintenanceWindow;
       })
-      cfg.extraConfig;
+      (withUserSettings cfg);
+
+  # What the user adds to a generated config: `settings` (deep-merged across modules by its JSON
+  # type), then the deprecated `extraConfig` over it.
+  withUserSettings = opts: recursiveMerge opts.settings opts.extraConfig;
+
+  # Warnings shared by the agent modules.
+  agentWarnings = cfg:
+    (if cfg.extraConfig != { } then [ "services.lockstep-agent.extraConfig is deprecated: use services.lockstep-agent.settings (it merges deeply across modules)." ] else [ ])
+    ++ (if cfg.selfUpdate.extraConfig != { } then [ "services.lockstep-agent.selfUpdate.extraConfig is deprecated: use services.lockstep-agent.selfUpdate.settings." ] else [ ])
+    ++ (if cfg.selfUpdate.enable && cfg.selfUpdate.persistent && cfg.selfUpdate.health.minUptimeSeconds > 0 then [ "services.lockstep-agent.selfUpdate: with persistent = true the missed run is caught up right after boot, and health.minUptimeSeconds = ${toString cfg.selfUpdate.health.minUptimeSeconds} skips it; set it to 0 or persistent = false." ] else [ ]);
+
+  # Host-id assertion message, with a hint when the default came from a host name with capitals.
+  hostIdMessage = { hostName, suggestion ? "" }:
+    let lower = toLower hostName; in
+    "services.lockstep-agent.hostName \"${hostName}\" is not a valid host id: use 1-63 characters of a-z, 0-9, '-' and '_'."
+    + (if lower != hostName && isValidHostId lower then " Host ids are lowercase: set services.lockstep-agent.hostName = \"${lower}\" (and flakeAttr = \"${hostName}\" if your configuration is named that way)." else suggestion);
+
+  upperChars = chars "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  lowerChars = chars "abcdefghijklmnopqrstuvwxyz";
+  toLower = builtins.replaceStrings upperChars lowerChars;
 
   # The self-update's JSON config (agent/self-update-config.ts SelfUpdateConfig).
-  # `userTimer`: the timer is a systemd user unit (Home Manager), so status asks `systemctl --user`.
-  selfUpdateConfig = { cfg, kind, stateDir, timerUnit ? "lockstep-self-update.timer", userTimer ? false }:
+  # `scheduler`: "systemd" (status asks systemctl for the timer's next run), "systemd-user" (the timer
+  # is a user unit: `systemctl --user`), or "launchd" (no next-run query, no systemd health checks).
+  selfUpdateConfig = { cfg, kind, stateDir, timerUnit ? "lockstep-self-update.timer", scheduler ? "systemd" }:
     let su = cfg.selfUpdate; in
     recursiveMerge
       (dropNulls {
@@ -96,6 +117,9 @@ rec {
         health = {
           disk = { enabled = su.health.maxDiskUsedPercent != null; path = su.health.diskPath; maxUsedPercent = if su.health.maxDiskUsedPercent == null then 100 else su.health.maxDiskUsedPercent; };
           systemState = { enabled = su.health.systemStates != [ ]; accepted = if su.health.systemStates == [ ] then [ "running" ] else su.health.systemStates; };
+          # systemd only: which units failed (reported) and whether a required one is among them.
+          failedUnits = { enabled = scheduler != "launchd"; required = su.health.requiredUnits; }
+            // (if scheduler == "systemd-user" then { argv = [ "systemctl" "--user" "list-units" "--state=failed" "--plain" "--no-legend" "--no-pager" ]; } else { });
           uptime = { enabled = su.health.minUptimeSeconds > 0; minSeconds = su.health.minUptimeSeconds; };
         };
         reboot = dropNulls {
@@ -108,10 +132,14 @@ rec {
             dropNulls { url = cfg.brokerUrl; username = cfg.brokerUsername; passwordFile = cfg.credentialsFile; caFile = cfg.brokerCaFile; }
           else null;
         topicPrefix = cfg.topicPrefix;
-        nextRunArgv = [ "systemctl" ] ++ (if userTimer then [ "--user" ] else [ ]) ++ [ "show" timerUnit "-p" "NextElapseUSecRealtime" ];
         logLevel = cfg.logLevel;
+      }
+      // {
+        # null: launchd cannot be asked for a calendar job's next run.
+        nextRunArgv = if scheduler == "launchd" then null
+          else [ "systemctl" ] ++ (if scheduler == "systemd-user" then [ "--user" ] else [ ]) ++ [ "show" timerUnit "-p" "NextElapseUSecRealtime" ];
       })
-      su.extraConfig;
+      (withUserSettings su);
 
   # The hub's JSON config (hub/config.ts HubSettingsSchema, with broker/config.ts under "broker").
   # Secrets are referenced where systemd's LoadCredential puts them (`credentialsDir`), so the
@@ -149,5 +177,5 @@ rec {
           };
         };
       })
-      cfg.extraConfig;
+      (withUserSettings cfg);
 }

@@ -1,10 +1,11 @@
 # Lockstep: hub (`lockstep`) and agent (`lockstep-agent`) from one npm build.
 #
-# npmDepsHash pins the npm dependencies (package-lock.json). After changing package-lock.json:
-#   1. set  npmDepsHash = lib.fakeHash;
-#   2. run  nix build .#lockstep   -- it fails with "hash mismatch ... got: sha256-..."
-#   3. paste the "got:" hash here.
-# Or, without a failing build:  nix run nixpkgs#prefetch-npm-deps package-lock.json
+# npmDepsHash pins the npm dependencies (package-lock.json). The lock must carry each package's
+# download address (`resolved`) first, or nixpkgs' fetcher skips the package and the hash pins an
+# empty cache: on a machine that reaches the npm registry run
+#   node scripts/nix-npm-deps.mjs --write
+# which adds the addresses (checked against the lock's integrity) and writes the hash here
+# (docs/nix.md, "What is pinned").
 { lib
 , buildNpmPackage
 , nodejs_20
@@ -21,15 +22,31 @@ buildNpmPackage {
   inherit (packageJson) version;
   nodejs = nodejs_20;
 
-  # The repository without build output, dependencies, local state or VCS data.
-  src = lib.cleanSourceWith {
-    src = ../.;
-    filter = path: type:
-      !(builtins.elem (baseNameOf path) [ "node_modules" "dist" ".git" ".lockstep-data" "test-results" "result" ]);
+  # Only what `npm run build` and the install read, so editing docs/, nix/ or test/ (or a README
+  # next to the code) does not rebuild the package.
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions ([
+      ../package.json
+      ../package-lock.json
+      ../tsconfig.json
+      ../scripts/copy-assets.mjs
+      ../flows
+    ] ++ map (dir: lib.fileset.fileFilter (file: !file.hasExt "md") dir) [
+      ../protocol
+      ../broker
+      ../agent
+      ../github
+      ../rollout
+      ../hub
+      ../ha
+      ../dashboard
+      ../node-red-nodes
+    ]);
   };
 
-  # Not pinned yet: this repository is developed where nixpkgs cannot be fetched, so the hash
-  # could not be computed. The first `nix build .#lockstep` prints it (steps above).
+  # Not pinned yet: the committed lock has no download addresses and this repository is developed
+  # where nixpkgs cannot be fetched (see the comment at the top).
   npmDepsHash = lib.fakeHash;
 
   nativeBuildInputs = [ makeWrapper ];

@@ -10,6 +10,21 @@
 }:
 let
   inherit (lib) mkOption mkEnableOption types literalExpression;
+  # RFC 42: a freeform `settings` typed by the JSON format, so several modules' definitions merge
+  # deeply (types.attrs would keep only one module's `timeouts`).
+  json = pkgs.formats.json { };
+  settingsOption = { file, example }: mkOption {
+    type = json.type;
+    default = { };
+    inherit example;
+    description = "Freeform ${file} contents, merged deeply over what the typed options generate (they are the documented subset; every field is in ${file}). Definitions from several modules merge key by key.";
+  };
+  deprecatedExtraConfig = settingsName: mkOption {
+    type = types.attrs;
+    default = { };
+    visible = false;
+    description = "Deprecated: use `${settingsName}`, which merges deeply across modules. Still merged over the generated JSON (after `${settingsName}`), but only one module's value of each top-level key survives.";
+  };
   days = [ "mon" "tue" "wed" "thu" "fri" "sat" "sun" ];
   windowType = types.submodule {
     options = {
@@ -94,12 +109,8 @@ in
     description = "When rollouts may switch this host; null means any time.";
   };
   logLevel = mkOption { type = types.enum [ "fatal" "error" "warn" "info" "debug" "trace" ]; default = "info"; description = "Log level of the agent and the self-update."; };
-  extraConfig = mkOption {
-    type = types.attrs;
-    default = { };
-    example = { timeouts.switchSeconds = 7200; };
-    description = "Merged (recursively) over the generated agent config JSON (see agent/config.ts for every field).";
-  };
+  settings = settingsOption { file = "agent/config.ts"; example = { timeouts.switchSeconds = 7200; }; };
+  extraConfig = deprecatedExtraConfig "settings";
 
   selfUpdate = {
     enable = mkEnableOption "the standalone nightly self-update (`lockstep-agent self-update`) for hosts without a hub";
@@ -126,11 +137,26 @@ in
       diskPath = mkOption { type = types.str; default = "/"; description = "Filesystem the disk check measures (the one holding /nix)."; };
       systemStates = mkOption {
         type = types.listOf types.str;
-        default = if platform == "NixOS" then [ "running" ] else [ ];
-        example = [ "running" "degraded" ];
-        description = "`systemctl is-system-running` states that count as healthy; empty disables the check (the default off NixOS).";
+        # "degraded" = some unit failed, usually one unrelated to updating; `requiredUnits` names
+        # the ones that do matter, and every run reports the failed units it saw.
+        default = if platform == "NixOS" then [ "running" "degraded" ] else [ ];
+        example = [ "running" ];
+        description = "`systemctl is-system-running` states that count as healthy; empty disables the check (the default off NixOS). The default accepts \"degraded\" (some unit failed): list the units that matter in `requiredUnits`.";
       };
-      minUptimeSeconds = mkOption { type = types.ints.unsigned; default = 600; description = "Skip the run when the host booted less than this long ago (0 disables)."; };
+      requiredUnits = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "nix-daemon.service" "zfs-mount.service" ];
+        description = "systemd units that must not be failed for the run to go ahead. Other failed units do not stop it; the run reports them.";
+      };
+      minUptimeSeconds = mkOption {
+        type = types.ints.unsigned;
+        # The timer is Persistent: a night the host was off is caught up right after boot, which
+        # any minimum uptime would skip.
+        default = 0;
+        example = 600;
+        description = "Skip the run when the host booted less than this long ago (0, the default, disables the check). With `persistent` on, a value above 0 skips the catch-up run at boot.";
+      };
     };
     reboot = {
       enable = mkOption { type = types.bool; default = platform == "NixOS"; description = "Reboot when the new system's kernel, initrd or kernel modules differ from the booted ones."; };
@@ -141,6 +167,7 @@ in
       };
       window = mkOption { type = types.nullOr windowType; default = null; description = "Reboot only inside this window; null means whenever the run happens."; };
     };
-    extraConfig = mkOption { type = types.attrs; default = { }; description = "Merged over the generated self-update config JSON (agent/self-update-config.ts)."; };
+    settings = settingsOption { file = "agent/self-update-config.ts"; example = { stepTimeoutSeconds = 7200; }; };
+    extraConfig = deprecatedExtraConfig "selfUpdate.settings";
   };
 }

@@ -16,10 +16,17 @@ let
   stateDir = "/var/lib/lockstep-agent";
   logDir = "/var/log/lockstep";
   stableBin = "/run/current-system/sw/bin/lockstep-agent";
+  json = pkgs.formats.json { };
   # selfCheck: the agent compares itself with the installed one (after a switch it restarts into
-  # it, exit 75); extraConfig may override it.
-  agentJson = pkgs.writeText "lockstep-agent.json" (builtins.toJSON (lockstep.recursiveMerge { selfCheck.path = stableBin; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; })));
-  selfUpdateJson = pkgs.writeText "lockstep-self-update.json" (builtins.toJSON (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; }));
+  # it, exit 75); settings may override it.
+  agentJson = json.generate "lockstep-agent.json" (lockstep.recursiveMerge { selfCheck.path = stableBin; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; }));
+  selfUpdateJson = json.generate "lockstep-self-update.json" (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; scheduler = "launchd"; });
+  logFiles = lib.optional cfg.enable "${logDir}/agent.log" ++ lib.optional cfg.selfUpdate.enable "${logDir}/self-update.log";
+  # newsyslog(8), which macOS runs periodically from launchd, rotates the launchd logs: at 10 MiB, keeping 5
+  # gzipped. N: there is no pid file to signal. launchd opens the file each time it starts the job,
+  # so the nightly self-update writes a fresh one at once; the long-running agent keeps writing
+  # the renamed file until it next restarts (it does after every switch).
+  newsyslogConf = lib.concatMapStrings (f: "${f}\t640\t5\t10240\t*\tNZ\n") logFiles;
   secretFiles = builtins.filter (p: p != null) [ cfg.credentialsFile cfg.sshKeyFile ];
   # launchd gets no login PATH: the system profile first, so darwin-rebuild and the system's nix are found.
   path = lib.concatStringsSep ":" [ "/run/current-system/sw/bin" "/nix/var/nix/profiles/default/bin" "/usr/bin" "/bin" "/usr/sbin" "/sbin" ];
@@ -43,10 +50,12 @@ in
   config = lib.mkMerge [
     (lib.mkIf (cfg.enable || cfg.selfUpdate.enable) {
       assertions = [
-        { assertion = lockstep.isValidHostId cfg.hostName; message = "services.lockstep-agent.hostName \"${cfg.hostName}\" is not a valid host id: use 1-63 characters of a-z, 0-9, '-' and '_'."; }
+        { assertion = lockstep.isValidHostId cfg.hostName; message = lockstep.hostIdMessage { inherit (cfg) hostName; suggestion = " Set services.lockstep-agent.hostName (or networking.hostName)."; }; }
         { assertion = builtins.all (p: !lockstep.isStorePath p && lockstep.isAbsolutePath p) secretFiles; message = "services.lockstep-agent: credentialsFile and sshKeyFile must be absolute paths outside the Nix store."; }
       ];
+      warnings = lockstep.agentWarnings cfg;
       environment.systemPackages = [ cfg.package ];
+      environment.etc."newsyslog.d/lockstep.conf".text = "# logfilename\tmode\tcount\tsize(KiB)\twhen\tflags\n" + newsyslogConf;
       # launchd cannot create directories; the activation does, root-only.
       system.activationScripts.postActivation.text = ''
         mkdir -p ${stateDir} ${logDir}

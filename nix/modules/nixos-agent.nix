@@ -12,10 +12,11 @@ let
   agentConfigFile = "/etc/lockstep/agent.json";
   selfUpdateConfigFile = "/etc/lockstep/self-update.json";
 
+  json = pkgs.formats.json { };
   # selfCheck: the agent compares itself with the installed one (after a switch it restarts into
-  # it, exit 75); extraConfig may override it.
-  agentJson = pkgs.writeText "lockstep-agent.json" (builtins.toJSON (lockstep.recursiveMerge { selfCheck.path = "/run/current-system/sw/bin/lockstep-agent"; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; })));
-  selfUpdateJson = pkgs.writeText "lockstep-self-update.json" (builtins.toJSON (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; }));
+  # it, exit 75); settings may override it.
+  agentJson = json.generate "lockstep-agent.json" (lockstep.recursiveMerge { selfCheck.path = "/run/current-system/sw/bin/lockstep-agent"; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; }));
+  selfUpdateJson = json.generate "lockstep-self-update.json" (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; });
 
   # git for the checkout, nix for builds, ssh for deploy keys, systemctl/shutdown for health and
   # reboot, nixos-rebuild for the agent's nixos profile.
@@ -49,10 +50,11 @@ in
   config = lib.mkMerge [
     (lib.mkIf (cfg.enable || cfg.selfUpdate.enable) {
       assertions = [
-        { assertion = lockstep.isValidHostId cfg.hostName; message = "services.lockstep-agent.hostName \"${cfg.hostName}\" is not a valid host id: use 1-63 characters of a-z, 0-9, '-' and '_'."; }
+        { assertion = lockstep.isValidHostId cfg.hostName; message = lockstep.hostIdMessage { inherit (cfg) hostName; }; }
         { assertion = builtins.all (p: !lockstep.isStorePath p) secretFiles; message = "services.lockstep-agent: credentialsFile and sshKeyFile must not be in the Nix store (everyone can read it); use a path like /run/secrets/lockstep-agent (agenix, sops-nix)."; }
         { assertion = builtins.all lockstep.isAbsolutePath secretFiles; message = "services.lockstep-agent: credentialsFile and sshKeyFile must be absolute paths."; }
       ];
+      warnings = lockstep.agentWarnings cfg;
       # `lockstep-agent status` and `check-config` for the admin.
       environment.systemPackages = [ cfg.package ];
     })

@@ -6,7 +6,8 @@ let
   lockstep = import ../lib.nix;
   inherit (lib) mkOption mkEnableOption types literalExpression;
   credentialsDir = "/run/credentials/lockstep-hub.service";
-  hubJson = pkgs.writeText "lockstep-hub.json" (builtins.toJSON (lockstep.hubConfig { inherit cfg credentialsDir; }));
+  json = pkgs.formats.json { };
+  hubJson = json.generate "lockstep-hub.json" (lockstep.hubConfig { inherit cfg credentialsDir; });
 
   # Secret files handed to the service by systemd (LoadCredential): they stay root-only on disk
   # and appear read-only under ${credentialsDir} for the hub's user.
@@ -23,11 +24,21 @@ let
     default = null;
     description = description + " Absolute path outside the Nix store, readable by root; passed to the hub with systemd LoadCredential.";
   };
-  ports = [ cfg.listeners.http.port ]
-    ++ lib.optional (cfg.externalBroker == null) cfg.listeners.mqtt.port
-    ++ lib.optional (cfg.externalBroker == null && cfg.tls.certFile != null) cfg.listeners.mqttTls.port;
-  listener = name: defaultPort: {
-    host = mkOption { type = types.str; default = "0.0.0.0"; description = "Address the ${name} listener binds to."; };
+  tlsOn = cfg.tls.certFile != null;
+  embedded = cfg.externalBroker == null;
+  # The listeners the hub runs; a loopback-bound one is on but not reachable from outside.
+  listenersOn = [ cfg.listeners.http ]
+    ++ lib.optional embedded cfg.listeners.mqtt
+    ++ lib.optional (embedded && tlsOn) cfg.listeners.mqttTls;
+  isLoopback = host: host == "localhost" || host == "::1" || lib.hasPrefix "127." host;
+  ports = map (l: l.port) listenersOn;
+  firewallPorts = map (l: l.port) (builtins.filter (l: !isLoopback l.host) listenersOn);
+  listener = name: defaultPort: { host ? "0.0.0.0", hostText ? null, hostDescription ? "" }: {
+    host = mkOption {
+      type = types.str;
+      default = host;
+      description = "Address the ${name} listener binds to: \"0.0.0.0\" all IPv4 addresses, \"::\" IPv4 and IPv6, \"127.0.0.1\" this host only (not opened by `openFirewall`).${hostDescription}";
+    } // lib.optionalAttrs (hostText != null) { defaultText = literalExpression hostText; };
     port = mkOption { type = types.port; default = defaultPort; description = "Port of the ${name} listener."; };
   };
 in
@@ -55,16 +66,22 @@ in
     logLevel = mkOption { type = types.enum [ "fatal" "error" "warn" "info" "debug" "trace" ]; default = "info"; description = "Hub log level."; };
 
     listeners = {
-      mqtt = listener "MQTT (TCP)" 1883;
-      mqttTls = listener "MQTT over TLS" 8883;
-      http = listener "HTTP (fleet page, Node-RED editor, MQTT over WebSocket at /mqtt, GitHub webhook)" 1880;
+      # The hub itself connects to the plaintext listener, so it always runs; with TLS configured it
+      # stays on this host by default and agents use the TLS one.
+      mqtt = listener "MQTT (TCP, plaintext)" 1883 {
+        host = if tlsOn then "127.0.0.1" else "0.0.0.0";
+        hostText = ''if tls.certFile != null then "127.0.0.1" else "0.0.0.0"'';
+        hostDescription = " The default keeps it on this host once TLS is configured (the hub connects to it itself).";
+      };
+      mqttTls = listener "MQTT over TLS" 8883 { };
+      http = listener "HTTP (fleet page, Node-RED editor, MQTT over WebSocket at /mqtt, GitHub webhook)" 1880 { };
     };
     tls = {
       certFile = secretOption "TLS certificate (PEM) for the MQTT TLS listener; setting it enables that listener.";
       keyFile = secretOption "TLS private key (PEM).";
       caFile = secretOption "CA (PEM); when set, MQTT clients must also present a certificate signed by it.";
     };
-    openFirewall = mkOption { type = types.bool; default = false; description = "Open the HTTP port and, with the embedded broker, the MQTT (and MQTT TLS) ports."; };
+    openFirewall = mkOption { type = types.bool; default = false; description = "Open the ports of the listeners that run and are not bound to loopback: HTTP and, with the embedded broker, MQTT (plaintext unless TLS moved it to 127.0.0.1) and MQTT over TLS when configured."; };
 
     github = {
       owner = mkOption { type = types.nullOr types.str; default = null; example = "acme"; description = "Owner of the fleet repository on GitHub."; };
@@ -85,7 +102,18 @@ in
       default = null;
       description = "Use this broker (Mosquitto, EMQX, the Home Assistant add-on) instead of the embedded one; the MQTT listeners are then not opened.";
     };
-    extraConfig = mkOption { type = types.attrs; default = { }; example = { automatic.mergeDelayMinutes = 120; }; description = "Merged (recursively) over the generated hub config JSON (hub/config.ts)."; };
+    settings = mkOption {
+      type = json.type;
+      default = { };
+      example = { automatic.mergeDelayMinutes = 120; };
+      description = "Freeform hub config (hub/config.ts; the broker's part under `broker`, broker/config.ts), merged deeply over what the typed options generate (they are the documented subset). Definitions from several modules merge key by key.";
+    };
+    extraConfig = mkOption {
+      type = types.attrs;
+      default = { };
+      visible = false;
+      description = "Deprecated: use `settings`, which merges deeply across modules. Still merged over the generated JSON (after `settings`), but only one module's value of each top-level key survives.";
+    };
   };
 
   config = lib.mkIf cfg.enable {
@@ -108,7 +136,8 @@ in
     users.groups.lockstep-hub = { };
     # A data dir outside /var/lib is not a StateDirectory: create it for the hub's user.
     systemd.tmpfiles.rules = lib.optional (!lib.hasPrefix "/var/lib/" cfg.dataDir) "d ${cfg.dataDir} 0700 lockstep-hub lockstep-hub - -";
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall ports;
+    warnings = lib.optional (cfg.extraConfig != { }) "services.lockstep-hub.extraConfig is deprecated: use services.lockstep-hub.settings (it merges deeply across modules).";
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall firewallPorts;
 
     systemd.services.lockstep-hub = {
       description = "Lockstep hub (MQTT broker, Node-RED, fleet page)";

@@ -5,7 +5,9 @@
 { module                 # path of the module file
 , name                   # "lockstep-agent" or "lockstep-hub"
 , settings ? { }         # what a user writes under services.<name>
+, moreSettings ? [ ]     # what further user modules write there (merged by option type, as the module system does)
 , hostConfig ? { }       # other config the module reads (networking.hostName, ...)
+, osConfig ? null        # Home Manager as a NixOS / nix-darwin module passes the system's config
 , isDarwin ? false
 }:
 let
@@ -24,6 +26,7 @@ let
       str = mkType "str" { };
       int = mkType "int" { };
       attrs = mkType "attrs" { };
+      json = mkType "json" { };
       package = mkType "package" { };
       port = mkType "port" { };
       enum = values: mkType "enum" { inherit values; };
@@ -40,14 +43,20 @@ let
     mkMerge = contents: { _type = "merge"; inherit contents; };
     mkDefault = v: v;
     optional = c: x: if c then [ x ] else [ ];
+    optionals = c: xs: if c then xs else [ ];
+    # Home Manager's lib.hm: activation entries are ordered by a DAG; the harness keeps the data.
+    hm.dag.entryAfter = after: data: { inherit after data; };
     optionalAttrs = c: a: if c then a else { };
     concatStringsSep = builtins.concatStringsSep;
+    concatMapStrings = f: xs: builtins.concatStringsSep "" (map f xs);
     filterAttrs = pred: attrs: builtins.listToAttrs (builtins.filter (kv: pred kv.name kv.value) (map (n: { name = n; value = attrs.${n}; }) (builtins.attrNames attrs)));
     mapAttrsToList = f: attrs: map (n: f n attrs.${n}) (builtins.attrNames attrs);
     hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
     removePrefix = p: s: if hasPrefix p s then builtins.substring (builtins.stringLength p) (-1) s else s;
     makeBinPath = ps: builtins.concatStringsSep ":" (map (p: "${p}/bin") ps);
     toLower = builtins.replaceStrings upper lower;
+    # Like nixpkgs: safe strings stay unquoted.
+    escapeShellArg = s: if builtins.match "[[:alnum:],._+:@%/-]+" s != null then s else "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
   };
 
   store = n: "/nix/store/00000000000000000000000000000000-${n}";
@@ -58,6 +67,8 @@ let
     nix = store "nix";
     home-manager = store "home-manager";
     writeText = fileName: text: { _type = "file"; name = fileName; inherit text; };
+    # pkgs.formats.json: its type merges definitions deeply (checked below); generate writes JSON.
+    formats.json = { }: { type = lib.types.json; generate = fileName: value: pkgs.writeText fileName (builtins.toJSON value); };
     stdenv.hostPlatform.isDarwin = isDarwin;
   };
 
@@ -68,7 +79,9 @@ let
         if t.name == "bool" then builtins.isBool v
         else if t.name == "str" then builtins.isString v
         else if t.name == "int" then builtins.isInt v
-        else if t.name == "attrs" || t.name == "submodule" then builtins.isAttrs v
+        else if t.name == "attrs" then builtins.isAttrs v
+        else if t.name == "submodule" then builtins.isAttrs v || (builtins.isList v && builtins.all builtins.isAttrs v)
+        else if t.name == "json" then isJson v
         else if t.name == "package" then builtins.isString v || builtins.isAttrs v
         else if t.name == "port" then builtins.isInt v && v >= 0 && v <= 65535
         else if t.name == "unsigned" then builtins.isInt v && v >= 0
@@ -81,22 +94,45 @@ let
     in
     if ok then v else throw "option ${path}: value ${builtins.toJSON v} is not a ${t.name}";
 
-  # Option tree + settings -> config values (defaults filled, submodule defaults too, types checked).
-  # A setting that names no option is an error, like in the module system.
-  resolveOptions = path: opts: set:
-    let unknown = builtins.filter (k: !(opts ? ${k})) (builtins.attrNames set); in
+  isJson = v: !(builtins.isFunction v) && (if builtins.isAttrs v then builtins.all isJson (builtins.attrValues v) else if builtins.isList v then builtins.all isJson v else true);
+
+  # Option tree + the user modules' definitions -> config values (defaults filled, submodule
+  # defaults too, types checked). A setting that names no option is an error, like in the module system.
+  resolveOptions = path: opts: sets:
+    let unknown = builtins.filter (k: !(opts ? ${k})) (builtins.concatMap builtins.attrNames sets); in
     if unknown != [ ] then throw "harness: ${path} has no option(s) ${builtins.concatStringsSep ", " unknown}"
     else builtins.mapAttrs
       (n: o:
-        let p = "${path}.${n}"; in
+        let
+          p = "${path}.${n}";
+          defs = map (s: s.${n}) (builtins.filter (s: s ? ${n}) sets);
+        in
         if isOption o then
-          let v = if set ? ${n} then set.${n} else o.default or (throw "option ${p} has no default and is not set"); in
+          let v = if defs != [ ] then mergeDefinitions p o.type defs else o.default or (throw "option ${p} has no default and is not set"); in
           withSubmoduleDefaults p o.type (checked p o.type v)
-        else resolveOptions p o (set.${n} or { }))
+        else resolveOptions p o defs)
       opts;
+
+  # Several modules defining one option, merged the way its type does in nixpkgs' lib/types.nix:
+  # lists concatenate, `attrs` merges shallowly (the last wins per top-level key), the JSON format
+  # type merges attribute sets deeply, anything else must be defined once or equally.
+  mergeDefinitions = path: t: defs:
+    if builtins.length defs == 1 then builtins.head defs
+    else if t.name == "listOf" then builtins.concatLists defs
+    else if t.name == "attrs" then builtins.foldl' (a: b: a // b) { } defs
+    else if t.name == "json" then builtins.foldl' (mergeJson path) (builtins.head defs) (builtins.tail defs)
+    else if t.name == "submodule" then defs # resolved by withSubmoduleDefaults below, one level at a time
+    else if builtins.all (d: d == builtins.head defs) defs then builtins.head defs
+    else throw "option ${path} has conflicting definitions: ${builtins.toJSON defs}";
+  mergeJson = path: a: b:
+    if builtins.isAttrs a && builtins.isAttrs b then
+      a // builtins.mapAttrs (n: bv: if a ? ${n} then mergeJson "${path}.${n}" a.${n} bv else bv) b
+    else if builtins.isList a && builtins.isList b then a ++ b
+    else if a == b then a
+    else throw "option ${path} has conflicting definitions: ${builtins.toJSON a} and ${builtins.toJSON b}";
   withSubmoduleDefaults = p: t: v:
     if t.name == "nullOr" && v != null then withSubmoduleDefaults p t.elem v
-    else if t.name == "submodule" then resolveOptions p t.options v
+    else if t.name == "submodule" then resolveOptions p t.options (if builtins.isList v then v else [ v ])
     else v;
 
   # mkIf / mkMerge -> plain values; lists concatenate and attribute sets merge, as in the module system.
@@ -126,9 +162,9 @@ let
     }
     hostConfig;
 
-  evaluated = import module { inherit lib pkgs config; };
+  evaluated = import module ({ inherit lib pkgs config; } // (if osConfig == null then { } else { inherit osConfig; }));
   options = evaluated.options.services.${name};
-  cfg = resolveOptions "services.${name}" options settings;
+  cfg = resolveOptions "services.${name}" options ([ settings ] ++ moreSettings);
   config = baseConfig // { services.${name} = cfg; };
 
   # Option names (dotted) with their type names, for checking the documented interface.

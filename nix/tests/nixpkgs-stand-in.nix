@@ -10,7 +10,19 @@ let
     mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
     optionalAttrs = c: a: if c then a else { };
     importJSON = path: builtins.fromJSON (builtins.readFile path);
-    cleanSourceWith = { src, filter }: src;
+    # lib.fileset: a file set is the list of paths it names (a fileFilter keeps its predicate's
+    # description); toSource fails for a path that does not exist, as the real one does.
+    fileset = {
+      unions = sets: builtins.concatLists (map (s: if builtins.isList s then s else [ s ]) sets);
+      fileFilter = predicate: path: { _type = "fileFilter"; inherit path; excludesMarkdown = !(predicate { name = "README.md"; hasExt = ext: ext == "md"; }); };
+      toSource = { root, fileset }:
+        let
+          paths = map (s: if builtins.isAttrs s then s.path else s) (if builtins.isList fileset then fileset else [ fileset ]);
+          missing = builtins.filter (p: !builtins.pathExists p) paths;
+        in
+        if missing != [ ] then throw "lib.fileset.toSource: ${toString (builtins.head missing)} does not exist"
+        else { _type = "source"; inherit root; files = map (s: if builtins.isAttrs s then { path = toString s.path; inherit (s) excludesMarkdown; } else { path = toString s; excludesMarkdown = false; }) fileset; outPath = toString root; };
+    };
     makeBinPath = ps: builtins.concatStringsSep ":" (map (p: "${p}/bin") ps);
     fakeHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     licenses.mit = { spdxId = "MIT"; };

@@ -35,19 +35,33 @@ interface Harness {
   config: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-function harness(module: string, name: string, settings: object, extra: { hostConfig?: object; isDarwin?: boolean } = {}): Harness {
-  // Settings travel as JSON: builtins.fromJSON turns them into a Nix attribute set.
+interface HarnessExtra {
+  hostConfig?: object;
+  isDarwin?: boolean;
+  /** What further modules write under services.<name>, merged with `settings` by option type. */
+  moreSettings?: object[];
+  /** Home Manager inside NixOS / nix-darwin: the system's config. */
+  osConfig?: object;
+}
+
+/** A value handed to Nix as JSON: builtins.fromJSON turns it into a Nix value. */
+const nixJson = (v: unknown) => `builtins.fromJSON ${JSON.stringify(JSON.stringify(v))}`;
+
+function harness(module: string, name: string, settings: object, extra: HarnessExtra = {}): Harness {
   const args = [
     `module = ./nix/modules/${module}`,
     `name = "${name}"`,
-    `settings = builtins.fromJSON ${JSON.stringify(JSON.stringify(settings))}`,
-    `hostConfig = builtins.fromJSON ${JSON.stringify(JSON.stringify(extra.hostConfig ?? {}))}`,
+    `settings = ${nixJson(settings)}`,
+    `moreSettings = ${nixJson(extra.moreSettings ?? [])}`,
+    `hostConfig = ${nixJson(extra.hostConfig ?? {})}`,
     `isDarwin = ${extra.isDarwin ? "true" : "false"}`,
+    ...(extra.osConfig ? [`osConfig = ${nixJson(extra.osConfig)}`] : []),
   ].join("; ");
   return evalNix<Harness>(`import ./nix/tests/module-harness.nix { ${args}; }`);
 }
 
 const agentBase = { enable: true, brokerUrl: "mqtts://hub.lan:8883", repo: { url: "git@github.com:acme/fleet.git" } };
+const failedAssertions = (h: Harness): string[] => h.config.assertions.filter((a: { assertion: boolean }) => !a.assertion).map((a: { message: string }) => a.message);
 
 describe("nix/lib.nix", () => {
   it("staggers hosts by a stable offset from the host name (same formula as sha256 here)", () => {
@@ -73,7 +87,7 @@ describe("nix/lib.nix", () => {
 });
 
 describe("services.lockstep-agent (NixOS)", () => {
-  const h = harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, credentialsFile: "/run/secrets/mqtt", tags: ["edge"], canary: true, maintenanceWindow: { days: ["sat"], start: "02:00", end: "05:00", timeZone: "Europe/Berlin" }, extraConfig: { timeouts: { switchSeconds: 7200 } }, selfUpdate: { enable: true, reboot: { window: { start: "03:00", end: "05:00" } } } });
+  const h = harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, credentialsFile: "/run/secrets/mqtt", tags: ["edge"], canary: true, maintenanceWindow: { days: ["sat"], start: "02:00", end: "05:00", timeZone: "Europe/Berlin" }, settings: { timeouts: { switchSeconds: 7200 } }, selfUpdate: { enable: true, reboot: { window: { start: "03:00", end: "05:00" } } } });
 
   it("declares every documented option, each with a description", () => {
     const names = h.options.map((o) => o.name).sort();
@@ -81,23 +95,53 @@ describe("services.lockstep-agent (NixOS)", () => {
       [
         "enable", "package", "brokerUrl", "brokerUsername", "credentialsFile", "brokerCaFile", "hostName", "topicPrefix",
         "repo.url", "repo.branch", "repo.checkoutDir", "sshKeyFile", "profile", "flakeAttr", "systemProfile", "testsDir",
-        "tags", "location", "priority", "canary", "hold", "maintenanceWindow", "logLevel", "extraConfig",
+        "tags", "location", "priority", "canary", "hold", "maintenanceWindow", "logLevel", "settings", "extraConfig",
         "selfUpdate.enable", "selfUpdate.mode", "selfUpdate.inputs", "selfUpdate.commitLock", "selfUpdate.attribute",
         "selfUpdate.time", "selfUpdate.days", "selfUpdate.spreadMinutes", "selfUpdate.randomizedDelaySec", "selfUpdate.persistent",
         "selfUpdate.reportToHub", "selfUpdate.health.maxDiskUsedPercent", "selfUpdate.health.diskPath", "selfUpdate.health.systemStates",
-        "selfUpdate.health.minUptimeSeconds", "selfUpdate.reboot.enable", "selfUpdate.reboot.command", "selfUpdate.reboot.window",
-        "selfUpdate.extraConfig",
+        "selfUpdate.health.requiredUnits", "selfUpdate.health.minUptimeSeconds", "selfUpdate.reboot.enable", "selfUpdate.reboot.command",
+        "selfUpdate.reboot.window", "selfUpdate.settings", "selfUpdate.extraConfig",
       ].sort(),
     );
     expect(h.options.filter((o) => !o.hasDescription)).toEqual([]);
     // Secrets are strings, never Nix path literals (which would be copied into the store).
     for (const secret of ["credentialsFile", "sshKeyFile"]) expect(h.options.find((o) => o.name === secret)).toMatchObject({ type: "nullOr", elem: "str" });
+    // RFC 42: freeform settings of the JSON format's type; the old extraConfig stays a (shallow) attrs.
+    expect(h.options.filter((o) => o.name.endsWith("settings")).map((o) => o.type)).toEqual(["json", "json"]);
   });
 
   it("has the documented defaults", () => {
     expect(h.cfg).toMatchObject({ profile: "nixos", hostName: "alpha", priority: 100, hold: false, logLevel: "info", testsDir: "tests", topicPrefix: "lockstep" });
     expect(h.cfg.repo).toEqual({ url: agentBase.repo.url, branch: "main", checkoutDir: "/var/lib/lockstep-agent/checkout" });
-    expect(h.cfg.selfUpdate).toMatchObject({ mode: "flake-update", time: "03:00", spreadMinutes: 60, persistent: true, health: { maxDiskUsedPercent: 90, systemStates: ["running"], minUptimeSeconds: 600 } });
+    expect(h.cfg.selfUpdate).toMatchObject({ mode: "flake-update", time: "03:00", spreadMinutes: 60, persistent: true, health: { maxDiskUsedPercent: 90, systemStates: ["running", "degraded"], requiredUnits: [], minUptimeSeconds: 0 } });
+  });
+
+  it("merges settings from several modules deeply, and keeps extraConfig as a deprecated, shallow alias", () => {
+    const two = harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, settings: { timeouts: { switchSeconds: 7200 } } }, { moreSettings: [{ settings: { timeouts: { testSeconds: 900 } }, selfUpdate: { enable: true, settings: { env: { A: "1" } } } }, { selfUpdate: { settings: { env: { B: "2" } } } }] });
+    const agent = parseAgentConfig(JSON.parse(two.config.environment.etc["lockstep/agent.json"].source.text));
+    expect(agent.timeouts).toMatchObject({ switchSeconds: 7200, testSeconds: 900 });
+    expect(parseSelfUpdateConfig(JSON.parse(two.config.environment.etc["lockstep/self-update.json"].source.text)).env).toEqual({ A: "1", B: "2" });
+    expect(two.config.warnings).toEqual([]);
+    // Two modules giving one leaf different values is an error, as in the module system.
+    expect(() => harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, settings: { timeouts: { switchSeconds: 1 } } }, { moreSettings: [{ settings: { timeouts: { switchSeconds: 2 } } }] })).toThrow(/conflicting definitions/);
+    // extraConfig (types.attrs): the last module's `timeouts` replaces the first's -- why it is deprecated.
+    const old = harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, extraConfig: { timeouts: { switchSeconds: 7200 } } }, { moreSettings: [{ extraConfig: { timeouts: { testSeconds: 900 } } }] });
+    const oldAgent = JSON.parse(old.config.environment.etc["lockstep/agent.json"].source.text);
+    expect(oldAgent.timeouts).toEqual({ testSeconds: 900 });
+    expect(old.config.warnings).toEqual([expect.stringContaining("extraConfig is deprecated: use services.lockstep-agent.settings")]);
+  });
+
+  it("lets the persistent timer's catch-up run at boot and does not skip for unrelated failed units", () => {
+    const su = parseSelfUpdateConfig(JSON.parse(h.config.environment.etc["lockstep/self-update.json"].source.text));
+    expect(h.config.systemd.timers["lockstep-self-update"].timerConfig.Persistent).toBe(true);
+    // The catch-up happens right after boot: no minimum uptime by default.
+    expect(su.health.uptime.enabled).toBe(false);
+    // A degraded system (some unit failed) goes ahead; the run reports the failed units and stops only for required ones.
+    expect(su.health.systemState).toMatchObject({ enabled: true, accepted: ["running", "degraded"] });
+    expect(su.health.failedUnits).toEqual({ enabled: true, argv: ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend", "--no-pager"], required: [] });
+    const strict = harness("nixos-agent.nix", "lockstep-agent", { ...agentBase, selfUpdate: { enable: true, health: { requiredUnits: ["nix-daemon.service"], minUptimeSeconds: 600 } } });
+    expect(parseSelfUpdateConfig(JSON.parse(strict.config.environment.etc["lockstep/self-update.json"].source.text)).health).toMatchObject({ failedUnits: { required: ["nix-daemon.service"] }, uptime: { enabled: true, minSeconds: 600 } });
+    expect(strict.config.warnings).toEqual([expect.stringContaining("health.minUptimeSeconds = 600 skips it")]);
   });
 
   it("writes an agent config the agent accepts", () => {
@@ -132,7 +176,7 @@ describe("services.lockstep-agent (NixOS)", () => {
       profile: "nixos",
       broker: { url: "mqtts://hub.lan:8883", passwordFile: "/run/secrets/mqtt" },
       reboot: { enabled: true, window: { start: "03:00", end: "05:00", timeZone: "UTC" } },
-      health: { disk: { enabled: true, maxUsedPercent: 90 }, systemState: { enabled: true, accepted: ["running"] }, uptime: { enabled: true, minSeconds: 600, uptimeFile: null } },
+      health: { disk: { enabled: true, maxUsedPercent: 90 }, systemState: { enabled: true, accepted: ["running", "degraded"] }, uptime: { enabled: false, minSeconds: 0, uptimeFile: null } },
       nextRunArgv: ["systemctl", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"],
     });
   });
@@ -167,7 +211,11 @@ describe("services.lockstep-agent (NixOS)", () => {
     expect(failing({ ...agentBase, credentialsFile: "/nix/store/abc-mqtt-password" })).toEqual([expect.stringContaining("must not be in the Nix store")]);
     expect(failing({ ...agentBase, sshKeyFile: "relative/key" })).toEqual([expect.stringContaining("absolute paths")]);
     expect(failing({ enable: true, repo: { url: "x" } })).toEqual([expect.stringContaining("brokerUrl must be set")]);
-    expect(failing(agentBase, { networking: { hostName: "My_Laptop" } })).toEqual([expect.stringContaining("not a valid host id")]);
+    expect(failing(agentBase, { networking: { hostName: "my.laptop" } })).toEqual([expect.stringContaining("not a valid host id")]);
+    // NixOS allows capitals in networking.hostName; host ids are lowercase: the message says what to set.
+    expect(failing(agentBase, { networking: { hostName: "WebServer" } })).toEqual([
+      'services.lockstep-agent.hostName "WebServer" is not a valid host id: use 1-63 characters of a-z, 0-9, \'-\' and \'_\'. Host ids are lowercase: set services.lockstep-agent.hostName = "webserver" (and flakeAttr = "WebServer" if your configuration is named that way).',
+    ]);
   });
 
   it("rejects values of the wrong type and unknown options", () => {
@@ -191,8 +239,9 @@ describe("services.lockstep-hub (NixOS)", () => {
     const settings = HubSettingsSchema.parse(json);
     expect(settings).toMatchObject({ dataDir: "/var/lib/lockstep", http: { host: "0.0.0.0", port: 8080 }, github: { owner: "acme", repo: "fleet", baseBranch: "main", tokenFile: "/run/credentials/lockstep-hub.service/github-token", webhookSecretFile: "/run/credentials/lockstep-hub.service/github-webhook-secret" } });
     const broker = parseHubBrokerConfig({ dataDir: settings.dataDir, ...settings.broker });
-    expect(broker.listeners.tcp).toEqual({ host: "0.0.0.0", port: 1883 });
-    expect(broker.listeners.tls).toMatchObject({ port: 8883, certFile: "/run/credentials/lockstep-hub.service/tls-cert", keyFile: "/run/credentials/lockstep-hub.service/tls-key" });
+    // With TLS on, the plaintext listener serves only this host (the hub connects to it itself).
+    expect(broker.listeners.tcp).toEqual({ host: "127.0.0.1", port: 1883 });
+    expect(broker.listeners.tls).toMatchObject({ host: "0.0.0.0", port: 8883, certFile: "/run/credentials/lockstep-hub.service/tls-cert", keyFile: "/run/credentials/lockstep-hub.service/tls-key" });
     expect(h.config.systemd.services["lockstep-hub"].serviceConfig.LoadCredential.sort()).toEqual(
       ["github-token:/run/secrets/gh-token", "github-webhook-secret:/run/secrets/gh-webhook", "tls-cert:/var/lib/acme/hub/cert.pem", "tls-key:/var/lib/acme/hub/key.pem"].sort(),
     );
@@ -202,7 +251,14 @@ describe("services.lockstep-hub (NixOS)", () => {
     const sc = h.config.systemd.services["lockstep-hub"].serviceConfig;
     expect(h.config.users.users["lockstep-hub"]).toMatchObject({ isSystemUser: true, group: "lockstep-hub" });
     expect(sc).toMatchObject({ User: "lockstep-hub", StateDirectory: "lockstep", ProtectSystem: "strict", NoNewPrivileges: true, CapabilityBoundingSet: [], AmbientCapabilities: [] });
-    expect(h.config.networking.firewall.allowedTCPPorts).toEqual([8080, 1883, 8883]);
+    // TLS only: 1883 stays closed.
+    expect(h.config.networking.firewall.allowedTCPPorts).toEqual([8080, 8883]);
+    const plain = harness("nixos-hub.nix", "lockstep-hub", { enable: true, openFirewall: true });
+    expect(plain.config.networking.firewall.allowedTCPPorts).toEqual([1880, 1883]);
+    // Both MQTT listeners reachable when the admin binds the plaintext one to all addresses again.
+    const both = harness("nixos-hub.nix", "lockstep-hub", { enable: true, openFirewall: true, tls: { certFile: "/run/secrets/c", keyFile: "/run/secrets/k" }, listeners: { mqtt: { host: "::" } } });
+    expect(both.config.networking.firewall.allowedTCPPorts).toEqual([1880, 1883, 8883]);
+    expect(harness("nixos-hub.nix", "lockstep-hub", { enable: true }).config.networking.firewall.allowedTCPPorts).toBeUndefined();
     const external = harness("nixos-hub.nix", "lockstep-hub", { enable: true, openFirewall: true, externalBroker: { url: "mqtts://mosquitto.lan:8883", passwordFile: "/run/secrets/hub-mqtt" }, listeners: { http: { port: 80 } } });
     expect(external.config.networking.firewall.allowedTCPPorts).toEqual([80]);
     expect(external.config.systemd.services["lockstep-hub"].serviceConfig.AmbientCapabilities).toEqual(["CAP_NET_BIND_SERVICE"]);
@@ -214,6 +270,14 @@ describe("services.lockstep-hub (NixOS)", () => {
     expect(h.config.systemd.tmpfiles.rules).toEqual([]);
     const ext = HubSettingsSchema.parse(JSON.parse(external.config.environment.etc["lockstep/hub.json"].source.text));
     expect(parseHubBrokerConfig({ dataDir: "/x", ...ext.broker }).external).toEqual({ url: "mqtts://mosquitto.lan:8883", username: "lockstep-hub", passwordFile: "/run/credentials/lockstep-hub.service/external-broker-password" });
+  });
+
+  it("merges settings from several modules deeply", () => {
+    const two = harness("nixos-hub.nix", "lockstep-hub", { enable: true, settings: { broker: { allowAnonymous: false } } }, { moreSettings: [{ settings: { broker: { haPrefix: "ha" } } }] });
+    const json = JSON.parse(two.config.environment.etc["lockstep/hub.json"].source.text);
+    const broker = parseHubBrokerConfig({ dataDir: "/x", ...HubSettingsSchema.parse(json).broker });
+    expect(broker).toMatchObject({ allowAnonymous: false, haPrefix: "ha", topicPrefix: "lockstep", listeners: { tcp: { host: "0.0.0.0", port: 1883 } } });
+    expect(two.config.warnings).toEqual([]);
   });
 
   it("refuses secrets in the store and half-configured TLS", () => {
@@ -244,14 +308,31 @@ describe("services.lockstep-agent (nix-darwin)", () => {
 
   it("asks for hostName when nix-darwin has no networking.hostName", () => {
     const unnamed = harness("darwin-agent.nix", "lockstep-agent", agentBase, { hostConfig: { networking: { hostName: null } } });
-    expect(unnamed.config.assertions.filter((a: { assertion: boolean }) => !a.assertion).map((a: { message: string }) => a.message)).toEqual([expect.stringContaining('hostName "" is not a valid host id')]);
+    expect(failedAssertions(unnamed)).toEqual([expect.stringMatching(/hostName "" is not a valid host id.*Set services\.lockstep-agent\.hostName/)]);
   });
 
   it("schedules the self-update with launchd and no Linux-only checks", () => {
     const sc = h.config.launchd.daemons["lockstep-self-update"].serviceConfig;
     expect(sc.StartCalendarInterval).toEqual([{ Hour: 3, Minute: parseInt(createHash("sha256").update("macmini").digest("hex").slice(0, 7), 16) % 60, Weekday: 6 }]);
     const su = parseSelfUpdateConfig(JSON.parse(h.config.environment.etc["lockstep/self-update.json"].source.text));
-    expect(su).toMatchObject({ profile: "darwin", reboot: { enabled: false }, health: { systemState: { enabled: false }, uptime: { enabled: true, uptimeFile: null } } });
+    expect(su).toMatchObject({ profile: "darwin", reboot: { enabled: false }, health: { systemState: { enabled: false }, failedUnits: { enabled: false }, uptime: { enabled: false } } });
+    // launchd cannot be asked for the next run: status must not call systemctl on macOS.
+    expect(su.nextRunArgv).toBeNull();
+  });
+
+  it("logs to /var/log/lockstep, created by the activation and rotated by newsyslog", () => {
+    const daemons = h.config.launchd.daemons;
+    expect(daemons["lockstep-agent"].serviceConfig).toMatchObject({ StandardOutPath: "/var/log/lockstep/agent.log", StandardErrorPath: "/var/log/lockstep/agent.log" });
+    expect(daemons["lockstep-self-update"].serviceConfig).toMatchObject({ StandardOutPath: "/var/log/lockstep/self-update.log", StandardErrorPath: "/var/log/lockstep/self-update.log" });
+    expect(h.config.system.activationScripts.postActivation.text).toContain("mkdir -p /var/lib/lockstep-agent /var/log/lockstep");
+    const conf = (h.config.environment.etc["newsyslog.d/lockstep.conf"].text as string).split("\n").filter((l) => l && !l.startsWith("#"));
+    // newsyslog.conf(5): logfilename mode count size(KiB) when flags -- every log file launchd writes, and nothing else.
+    expect(conf.map((l) => l.split("\t"))).toEqual([
+      ["/var/log/lockstep/agent.log", "640", "5", "10240", "*", "NZ"],
+      ["/var/log/lockstep/self-update.log", "640", "5", "10240", "*", "NZ"],
+    ]);
+    const onlySelfUpdate = harness("darwin-agent.nix", "lockstep-agent", { repo: agentBase.repo, selfUpdate: { enable: true } }, { hostConfig: { networking: { hostName: "mini" } } });
+    expect(onlySelfUpdate.config.environment.etc["newsyslog.d/lockstep.conf"].text).not.toContain("agent.log");
   });
 });
 
@@ -261,24 +342,49 @@ describe("services.lockstep-agent (Home Manager)", () => {
     const unit = h.config.systemd.user.services["lockstep-agent"];
     expect(unit.Unit["X-RestartIfChanged"]).toBe(false);
     expect(unit.Service.ExecStart).toBe("/home/alice/.nix-profile/bin/lockstep-agent run --config /home/alice/.config/lockstep/agent.json");
-    const agent = parseAgentConfig(JSON.parse(h.config.xdg.configFile["lockstep/agent.json"].text));
+    const agent = parseAgentConfig(JSON.parse(h.config.xdg.configFile["lockstep/agent.json"].source.text));
     expect(agent).toMatchObject({ host: "alice-laptop", os: { kind: "home-manager", profile: "/home/alice/.local/state/nix/profiles/home-manager" }, stateDir: "/home/alice/.local/state/lockstep-agent" });
     expect(h.config.systemd.user.timers["lockstep-self-update"].Timer.Persistent).toBe(true);
-    const su = parseSelfUpdateConfig(JSON.parse(h.config.xdg.configFile["lockstep/self-update.json"].text));
+    const su = parseSelfUpdateConfig(JSON.parse(h.config.xdg.configFile["lockstep/self-update.json"].source.text));
     expect(su).toMatchObject({ profile: "home-manager", systemProfile: "/home/alice/.local/state/nix/profiles/home-manager", reboot: { enabled: false } });
     expect(su.nextRunArgv).toEqual(["systemctl", "--user", "show", "lockstep-self-update.timer", "-p", "NextElapseUSecRealtime"]);
+    expect(su.health.failedUnits).toMatchObject({ enabled: true, argv: expect.arrayContaining(["--user"]) });
   });
 
   it("points the agent's selfCheck at the user's profile, overridable through extraConfig", () => {
     const h = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-laptop" });
-    expect(parseAgentConfig(JSON.parse(h.config.xdg.configFile["lockstep/agent.json"].text)).selfCheck.path).toBe("/home/alice/.nix-profile/bin/lockstep-agent");
-    const own = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-laptop", extraConfig: { selfCheck: { path: "/opt/agent" } } });
-    expect(parseAgentConfig(JSON.parse(own.config.xdg.configFile["lockstep/agent.json"].text)).selfCheck.path).toBe("/opt/agent");
+    expect(parseAgentConfig(JSON.parse(h.config.xdg.configFile["lockstep/agent.json"].source.text)).selfCheck.path).toBe("/home/alice/.nix-profile/bin/lockstep-agent");
+    const own = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-laptop", settings: { selfCheck: { path: "/opt/agent" } } });
+    expect(parseAgentConfig(JSON.parse(own.config.xdg.configFile["lockstep/agent.json"].source.text)).selfCheck.path).toBe("/opt/agent");
   });
 
-  it("uses launchd agents on macOS", () => {
-    const h = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-mac" }, { isDarwin: true });
+  it("uses launchd agents on macOS, logging to ~/Library/Logs/lockstep, which the activation creates", () => {
+    const h = harness("home-manager-agent.nix", "lockstep-agent", { ...agentBase, hostName: "alice-mac", selfUpdate: { enable: true, days: ["sun"] } }, { isDarwin: true });
     expect(h.config.launchd.agents["lockstep-agent"].config).toMatchObject({ KeepAlive: true, ProgramArguments: ["/home/alice/.nix-profile/bin/lockstep-agent", "run", "--config", "/home/alice/.config/lockstep/agent.json"] });
     expect(h.config.systemd).toBeUndefined();
+    const logs = "/home/alice/Library/Logs/lockstep";
+    expect(h.config.launchd.agents["lockstep-agent"].config).toMatchObject({ StandardOutPath: `${logs}/agent.log`, StandardErrorPath: `${logs}/agent.log` });
+    const selfUpdate = h.config.launchd.agents["lockstep-self-update"].config;
+    expect(selfUpdate).toMatchObject({ StandardOutPath: `${logs}/self-update.log`, StandardErrorPath: `${logs}/self-update.log` });
+    expect(selfUpdate.StartCalendarInterval).toEqual([{ Hour: 3, Minute: parseInt(createHash("sha256").update("alice-mac").digest("hex").slice(0, 7), 16) % 60, Weekday: 0 }]);
+    expect(h.config.home.activation.lockstepLogDir).toEqual({ after: ["writeBoundary"], data: `run mkdir -p ${logs}\n` });
+    const su = parseSelfUpdateConfig(JSON.parse(h.config.xdg.configFile["lockstep/self-update.json"].source.text));
+    expect(su.nextRunArgv).toBeNull();
+    expect(su.health).toMatchObject({ systemState: { enabled: false }, failedUnits: { enabled: false }, uptime: { enabled: false } });
+  });
+
+  it("defaults the host id to <user>-<hostname>, lowercased, and says what to set where it cannot", () => {
+    const base = { ...agentBase };
+    const inNixos = harness("home-manager-agent.nix", "lockstep-agent", base, { osConfig: { networking: { hostName: "Laptop" } } });
+    expect(inNixos.cfg.hostName).toBe("alice-laptop");
+    expect(parseAgentConfig(JSON.parse(inNixos.config.xdg.configFile["lockstep/agent.json"].source.text)).host).toBe("alice-laptop");
+    expect(failedAssertions(inNixos)).toEqual([]);
+    // Standalone Home Manager has no host name to read.
+    const standalone = harness("home-manager-agent.nix", "lockstep-agent", base);
+    expect(failedAssertions(standalone)).toEqual([
+      'services.lockstep-agent.hostName "" is not a valid host id: use 1-63 characters of a-z, 0-9, \'-\' and \'_\'. Home Manager cannot see this machine\'s host name here (standalone, or no networking.hostName): set services.lockstep-agent.hostName, e.g. "alice-laptop".',
+    ]);
+    const dotted = harness("home-manager-agent.nix", "lockstep-agent", base, { osConfig: { networking: { hostName: "mac.local" } } });
+    expect(failedAssertions(dotted)).toEqual([expect.stringContaining('"alice-mac.local" is not a valid host id')]);
   });
 });
