@@ -36,10 +36,13 @@
               maintenanceWindow = { days = [ "sat" ]; start = "02:00"; end = "05:00"; };
               selfUpdate.enable = true;
               selfUpdate.reboot.window = { start = "03:00"; end = "05:00"; timeZone = "Europe/Berlin"; };
+              selfUpdate.health.requiredUnits = [ "nix-daemon.socket" ];
+              settings.timeouts.switchSeconds = 7200;
             };
             services.lockstep-hub = {
               enable = true;
               openFirewall = true;
+              settings.broker.haPrefix = "homeassistant";
             };
           }
         ];
@@ -62,10 +65,13 @@
         lockstep-agent = withPackage ./nix/modules/darwin-agent.nix [ "services" "lockstep-agent" "package" ];
         default = self.darwinModules.lockstep-agent;
       };
-      homeManagerModules = {
+      # Home Manager's flake convention; `nix flake check` knows it.
+      homeModules = {
         lockstep-agent = withPackage ./nix/modules/home-manager-agent.nix [ "services" "lockstep-agent" "package" ];
-        default = self.homeManagerModules.lockstep-agent;
+        default = self.homeModules.lockstep-agent;
       };
+      # The old name, kept for flakes that use it (nix flake check warns about it as an unknown output).
+      homeManagerModules = self.homeModules;
 
       checks = forAllSystems (pkgs:
         let

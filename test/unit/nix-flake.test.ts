@@ -29,7 +29,8 @@ describe("flake.nix", () => {
       checks = builtins.mapAttrs (s: c: builtins.attrNames c) self.checks;
       nixos = builtins.attrNames self.nixosModules;
       darwin = builtins.attrNames self.darwinModules;
-      homeManager = builtins.attrNames self.homeManagerModules;
+      home = builtins.attrNames self.homeModules;
+      homeAlias = self.homeManagerModules == self.homeModules;
       overlay = builtins.isFunction self.overlays.default;
     }`);
     expect(r.input).toBe("github:NixOS/nixpkgs/nixos-unstable");
@@ -40,7 +41,9 @@ describe("flake.nix", () => {
     expect((r.checks as Record<string, string[]>)["aarch64-darwin"]).toEqual(["lockstep"]);
     expect(r.nixos).toEqual(["default", "lockstep-agent", "lockstep-hub"]);
     expect(r.darwin).toEqual(["default", "lockstep-agent"]);
-    expect(r.homeManager).toEqual(["default", "lockstep-agent"]);
+    // Home Manager's convention is homeModules; the old name stays as an alias.
+    expect(r.home).toEqual(["default", "lockstep-agent"]);
+    expect(r.homeAlias).toBe(true);
     expect(r.overlay).toBe(true);
   });
 
@@ -59,7 +62,7 @@ describe("flake.nix", () => {
       overlay = (self.overlays.default pkgs pkgs).lockstep.name;
       nixosDefault = (self.nixosModules.lockstep-agent { inherit pkgs; lib = nixpkgs.lib; }).config.services.lockstep-agent.package;
       hubDefault = (self.nixosModules.lockstep-hub { inherit pkgs; lib = nixpkgs.lib; }).config.services.lockstep-hub.package;
-      imports = map toString (self.homeManagerModules.lockstep-agent { inherit pkgs; lib = nixpkgs.lib; }).imports;
+      imports = map toString (self.homeModules.lockstep-agent { inherit pkgs; lib = nixpkgs.lib; }).imports;
     }`);
     expect(r.overlay).toBe(`lockstep-${version}`);
     // A derivation serialises as its store path.
@@ -67,5 +70,32 @@ describe("flake.nix", () => {
     expect(r.nixosDefault).toEqual({ _type: "override", priority: 1000, content: pkgPath });
     expect(r.hubDefault).toEqual({ _type: "override", priority: 1000, content: pkgPath });
     expect(r.imports).toEqual([join(ROOT, "nix/modules/home-manager-agent.nix")]);
+  });
+
+  it("builds from only what the build reads: no docs/, nix/, test/ or READMEs", () => {
+    const src = evalFlake<{ files: Array<{ path: string; excludesMarkdown: boolean }> }>(`{ inherit (self.packages.x86_64-linux.lockstep.src) files; }`);
+    const rel = src.files.map((f) => f.path.slice(ROOT.length + 1));
+    expect(rel.sort()).toEqual(
+      ["package.json", "package-lock.json", "tsconfig.json", "scripts/copy-assets.mjs", "flows", "protocol", "broker", "agent", "github", "rollout", "hub", "ha", "dashboard", "node-red-nodes"].sort(),
+    );
+    // Every source directory tsconfig.json compiles is in (the test/ ones are for the demo and benchmarks).
+    const tsconfig = JSON.parse(readFileSync(join(ROOT, "tsconfig.json"), "utf8")) as { include: string[] };
+    expect(tsconfig.include.filter((d) => !d.startsWith("test/") && !rel.includes(d))).toEqual([]);
+    expect(src.files.filter((f) => !f.path.endsWith(".json") && !f.path.endsWith(".mjs") && f.path !== join(ROOT, "flows")).every((f) => f.excludesMarkdown)).toBe(true);
+  });
+
+  it("evaluates every output but the NixOS check (which needs the real nixpkgs)", () => {
+    const r = evalFlake<Record<string, unknown>>(`let
+      pkgs = nixpkgs.legacyPackages.x86_64-linux;
+      force = v: builtins.deepSeq v true;
+      moduleArgs = { inherit pkgs; lib = nixpkgs.lib; };
+    in {
+      packages = force self.packages;
+      devShells = force self.devShells;
+      checks = builtins.mapAttrs (s: c: force (builtins.removeAttrs c [ "nixos-modules" ])) self.checks;
+      overlay = force (self.overlays.default pkgs pkgs);
+      modules = map (m: force (m moduleArgs)) (builtins.concatMap builtins.attrValues [ self.nixosModules self.darwinModules self.homeModules ]);
+    }`);
+    expect(r).toEqual({ packages: true, devShells: true, checks: Object.fromEntries(SYSTEMS.map((s) => [s, true])), overlay: true, modules: [true, true, true, true, true, true, true] });
   });
 });
