@@ -30,6 +30,7 @@ buildNpmPackage {
       ../package.json
       ../package-lock.json
       ../tsconfig.json
+      ../scripts/build-page.mjs
       ../scripts/copy-assets.mjs
       ../flows
     ] ++ map (dir: lib.fileset.fileFilter (file: !file.hasExt "md") dir) [

@@ -76,9 +76,14 @@ describe("flake.nix", () => {
     const src = evalFlake<{ files: Array<{ path: string; excludesMarkdown: boolean }> }>(`{ inherit (self.packages.x86_64-linux.lockstep.src) files; }`);
     const rel = src.files.map((f) => f.path.slice(ROOT.length + 1));
     expect(rel.sort()).toEqual(
-      ["package.json", "package-lock.json", "tsconfig.json", "scripts/copy-assets.mjs", "flows", "protocol", "broker", "agent", "github", "rollout", "hub", "ha", "dashboard", "node-red-nodes"].sort(),
+      ["package.json", "package-lock.json", "tsconfig.json", "scripts/build-page.mjs", "scripts/copy-assets.mjs", "flows", "protocol", "broker", "agent", "github", "rollout", "hub", "ha", "dashboard", "node-red-nodes"].sort(),
     );
-    // Every source directory tsconfig.json compiles is in (the test/ ones are for the demo and benchmarks).
+    // Every script `npm run build` runs is in, and every source directory tsconfig.json compiles
+    // (the test/ ones are for the demo and benchmarks).
+    const build = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: { build: string } }).scripts.build;
+    const buildScripts = build.match(/scripts\/\S+/g) ?? [];
+    expect(buildScripts.length).toBeGreaterThan(0);
+    expect(buildScripts.filter((f) => !rel.includes(f))).toEqual([]);
     const tsconfig = JSON.parse(readFileSync(join(ROOT, "tsconfig.json"), "utf8")) as { include: string[] };
     expect(tsconfig.include.filter((d) => !d.startsWith("test/") && !rel.includes(d))).toEqual([]);
     expect(src.files.filter((f) => !f.path.endsWith(".json") && !f.path.endsWith(".mjs") && f.path !== join(ROOT, "flows")).every((f) => f.excludesMarkdown)).toBe(true);
