@@ -1,12 +1,12 @@
 /**
- * The hub broker's configuration: a JSON file, then LOCKSTEP_* environment variables on top,
- * validated with zod. Errors name the bad field and where it came from, e.g.
- * `listeners.tcp.port: expected a number 0-65535 (from LOCKSTEP_MQTT_PORT)`.
+ * The embedded broker's configuration: schema, the LOCKSTEP_* variables that set its fields, and
+ * validation whose errors name the bad field and where it came from, e.g.
+ * `listeners.tcp.port: expected a number 0-65535 (from LOCKSTEP_MQTT_PORT)`. Reading it from the
+ * hub's config file and the environment is the hub's job (hub/config.ts loadHubBrokerConfig).
  */
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { envValue, setPath, type EnvKind } from "./env-overrides.js";
-import { readConfigFile } from "../protocol/config-file.js";
+import type { EnvKind } from "./env-overrides.js";
 import { ConfigError, DEFAULT_HA_PREFIX, DEFAULT_PREFIX } from "../protocol/index.js";
 
 const port = z
@@ -46,7 +46,7 @@ export const ExternalBrokerConfig = z.strictObject({
   passwordFile: path,
 });
 
-export const HubBrokerConfigSchema = z
+export const BrokerConfigSchema = z
   .strictObject({
     /** Where the broker keeps its state: credentials, MQTT persistence (<dataDir>/mqtt). */
     dataDir: path,
@@ -73,9 +73,9 @@ export const HubBrokerConfigSchema = z
     credentialsFile: resolve(c.credentialsFile ?? join(c.dataDir, "credentials.json")),
   }));
 
-export type HubBrokerConfig = z.output<typeof HubBrokerConfigSchema>;
+export type BrokerConfig = z.output<typeof BrokerConfigSchema>;
 /** What a config file or a caller may write (defaults filled in by the schema). */
-export type HubBrokerConfigInput = z.input<typeof HubBrokerConfigSchema>;
+export type BrokerConfigInput = z.input<typeof BrokerConfigSchema>;
 
 /** Environment variable -> config field. Listed here so `--help` and docs can show them. */
 export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]; kind: EnvKind }> = [
@@ -102,8 +102,8 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]
 
 
 /** Validate an already-merged config object. `sources` maps "a.b.c" to where a value came from. */
-export function parseHubBrokerConfig(input: unknown, sources: Map<string, string> = new Map()): HubBrokerConfig {
-  const result = HubBrokerConfigSchema.safeParse(input);
+export function parseBrokerConfig(input: unknown, sources: Map<string, string> = new Map()): BrokerConfig {
+  const result = BrokerConfigSchema.safeParse(input);
   if (result.success) return result.data;
   const lines = result.error.issues.map((issue) => {
     const field = issue.path.map(String).join(".") || "(config)";
@@ -113,42 +113,4 @@ export function parseHubBrokerConfig(input: unknown, sources: Map<string, string
     return `${field}: ${message}${from ? ` (from ${from})` : ""}`;
   });
   throw new ConfigError(`invalid broker config: ${lines.join("; ")}`, "fix the field(s) named above in the config file or environment");
-}
-
-export interface LoadConfigOptions {
-  /** JSON config file; optional when the environment (or `defaults`) provides dataDir. */
-  file?: string;
-  env?: NodeJS.ProcessEnv;
-  /** Values used when neither the file nor the environment sets them (e.g. the CLI's --data-dir). */
-  defaults?: Record<string, unknown>;
-}
-
-/**
- * The broker settings inside a config file: either a bare broker config, or a hub config file
- * (`lockstep hub --config`) whose broker settings sit under "broker" next to a shared "dataDir".
- */
-export function brokerSection(file: Record<string, unknown>): Record<string, unknown> {
-  const nested = file.broker;
-  if (typeof nested !== "object" || nested === null || Array.isArray(nested)) return file;
-  return { ...(file.dataDir !== undefined ? { dataDir: file.dataDir } : {}), ...(nested as Record<string, unknown>) };
-}
-
-/**
- * Read the config file (if any), apply LOCKSTEP_* overrides, validate. Throws ConfigError.
- * Precedence: `defaults` < file < environment.
- */
-export function loadHubBrokerConfig(options: LoadConfigOptions = {}): HubBrokerConfig {
-  const env = options.env ?? process.env;
-  const merged: Record<string, unknown> = structuredClone(options.defaults ?? {});
-  const sources = new Map<string, string>();
-
-  if (options.file) Object.assign(merged, brokerSection(readConfigFile(options.file)));
-
-  for (const { env: name, path, kind } of ENV_OVERRIDES) {
-    const raw = env[name];
-    if (raw === undefined || raw === "") continue;
-    setPath(merged, path, envValue(raw, kind));
-    sources.set(path.join("."), name);
-  }
-  return parseHubBrokerConfig(merged, sources);
 }

@@ -27,7 +27,7 @@ import type { Logger } from "pino";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import { Command, decodeJson, LockstepError, Topics } from "../protocol/index.js";
 import { canPublish, canReceive, canSubscribe, topicMatches, type AclUser } from "./acl.js";
-import type { HubBrokerConfig } from "./config.js";
+import type { BrokerConfig } from "./config.js";
 import { CredentialStore, safeEqualStrings } from "./credentials.js";
 
 /** Aedes' CONNACK return codes (a const enum in its typings, so spelled out here). */
@@ -127,7 +127,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private internalHubPassword = "";
 
   constructor(
-    readonly config: HubBrokerConfig,
+    readonly config: BrokerConfig,
     private readonly logger: Logger,
     private readonly options: EmbeddedBrokerOptions = {},
   ) {

@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 import { ConfigError, formatZodError } from "../protocol/index.js";
-import { loadHubBrokerConfig, type HubBrokerConfig } from "../broker/config.js";
+import { ENV_OVERRIDES, parseBrokerConfig, type BrokerConfig } from "../broker/config.js";
 import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
 import { readConfigFile } from "../protocol/config-file.js";
 
@@ -93,6 +93,12 @@ export const HubSettingsSchema = z.strictObject({
 });
 export type HubSettings = z.infer<typeof HubSettingsSchema>;
 
+/** Where state lives when neither --data-dir, the config file nor LOCKSTEP_DATA_DIR says. */
+export const DEFAULT_DATA_DIR = ".lockstep-data";
+
+/** The broker part of the hub's configuration (the embedded broker's own schema, broker/config.ts). */
+export type HubBrokerConfig = BrokerConfig;
+
 export interface HubConfig extends Omit<HubSettings, "broker" | "dataDir"> {
   dataDir: string;
   broker: HubBrokerConfig;
@@ -157,7 +163,7 @@ export function loadHubConfig(options: LoadHubConfigOptions = {}): HubConfig {
   }
   const settings = result.data;
 
-  const dataDir = settings.dataDir ?? options.dataDir ?? ".lockstep-data";
+  const dataDir = settings.dataDir ?? options.dataDir ?? DEFAULT_DATA_DIR;
   const broker = loadHubBrokerConfig({ env, defaults: { dataDir, ...settings.broker } });
   if (settings.bridge && broker.external) {
     throw new ConfigError(
@@ -170,4 +176,40 @@ export function loadHubConfig(options: LoadHubConfigOptions = {}): HubConfig {
   void _d;
   // The broker loader applies LOCKSTEP_DATA_DIR, so its dataDir is the one everything uses.
   return { ...rest, dataDir: broker.dataDir, broker };
+}
+
+export interface LoadHubBrokerConfigOptions {
+  /** The hub's config file (or a bare broker config); optional when the environment or `defaults` give dataDir. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values used when neither the file nor the environment sets them (e.g. the CLI's --data-dir). */
+  defaults?: Record<string, unknown>;
+}
+
+/**
+ * The broker settings inside a config file: either a bare broker config, or a hub config file
+ * (`lockstep hub --config`) whose broker settings sit under "broker" next to a shared "dataDir".
+ */
+export function brokerSection(file: Record<string, unknown>): Record<string, unknown> {
+  const nested = file.broker;
+  if (typeof nested !== "object" || nested === null || Array.isArray(nested)) return file;
+  return { ...(file.dataDir !== undefined ? { dataDir: file.dataDir } : {}), ...(nested as Record<string, unknown>) };
+}
+
+/**
+ * The broker's configuration as `lockstep users` and the hub read it: the config file (if any),
+ * then LOCKSTEP_* overrides, validated. Precedence: `defaults` < file < environment. Throws ConfigError.
+ */
+export function loadHubBrokerConfig(options: LoadHubBrokerConfigOptions = {}): HubBrokerConfig {
+  const env = options.env ?? process.env;
+  const merged: Record<string, unknown> = structuredClone(options.defaults ?? {});
+  const sources = new Map<string, string>();
+  if (options.file) Object.assign(merged, brokerSection(readConfigFile(options.file)));
+  for (const { env: name, path, kind } of ENV_OVERRIDES) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    setPath(merged, path, envValue(raw, kind));
+    sources.set(path.join("."), name);
+  }
+  return parseBrokerConfig(merged, sources);
 }

@@ -65,7 +65,7 @@ buildNpmPackage {
       if [ -d "$dir" ]; then cp -r "$dir" $out/lib/lockstep/; fi
     done
     makeWrapper ${nodejs_20}/bin/node $out/bin/lockstep \
-      --add-flags $out/lib/lockstep/dist/broker/cli.js
+      --add-flags $out/lib/lockstep/dist/hub/cli.js
     # The agent runs git and nix. --suffix: the host's own nix and git (NixOS: config.nix.package)
     # come first on PATH; these are the fallback that makes the agent work anywhere.
     makeWrapper ${nodejs_20}/bin/node $out/bin/lockstep-agent \

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import pino from "pino";
 import { Topics } from "../../protocol/index.js";
-import { parseHubBrokerConfig } from "../../broker/config.js";
+import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
 import { MosquittoProcess, freePort, mosquittoAvailable } from "../support/mosquitto.js";
@@ -126,7 +126,7 @@ async function retainedFanOut(
 
 async function benchEmbedded(dir: string, out: Record<string, number>): Promise<void> {
   const broker = new EmbeddedBroker(
-    parseHubBrokerConfig({ dataDir: join(dir, "embedded"), listeners: { tcp: { host: "127.0.0.1", port: 0 } } }),
+    parseBrokerConfig({ dataDir: join(dir, "embedded"), listeners: { tcp: { host: "127.0.0.1", port: 0 } } }),
     pino({ level: "silent" }),
   );
   await broker.start();

@@ -17,7 +17,7 @@ export const REPO_ROOT = (() => {
   throw new Error(`cannot find the repository root above ${__dirname}`);
 })();
 
-export const HUB_ENTRY = join(REPO_ROOT, "dist", "hub", "main.js");
+export const HUB_ENTRY = join(REPO_ROOT, "dist", "hub", "cli.js");
 
 export interface HubProcessOptions {
   dataDir: string;
@@ -48,7 +48,7 @@ export interface HubProcess {
 export async function startHubProcess(opts: HubProcessOptions): Promise<HubProcess> {
   if (!opts.viaNpm && !existsSync(HUB_ENTRY)) throw new Error(`${HUB_ENTRY} is missing: run "npm run build" first`);
   const hubArgs = ["--data-dir", opts.dataDir, ...(opts.configFile ? ["--config", opts.configFile] : [])];
-  const [cmd, args] = opts.viaNpm ? ["npm", ["run", "--silent", "hub", "--", ...hubArgs]] : [process.execPath, [HUB_ENTRY, ...hubArgs]];
+  const [cmd, args] = opts.viaNpm ? ["npm", ["run", "--silent", "hub", "--", ...hubArgs]] : [process.execPath, [HUB_ENTRY, "hub", ...hubArgs]];
   const child = spawn(cmd, args, {
     cwd: REPO_ROOT,
     // Its own process group: a stop reaches the hub behind npm too.

@@ -14,7 +14,7 @@ import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
 import { Topics } from "../../protocol/index.js";
-import { parseHubBrokerConfig, type HubBrokerConfigInput } from "../../broker/config.js";
+import { parseBrokerConfig, type BrokerConfigInput } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
 import { untilConnected } from "../support/brokers.js";
@@ -28,10 +28,10 @@ describe("embedded broker", () => {
   const clients: MqttClient[] = [];
   const servers: Server[] = [];
 
-  async function startBroker(extra: Partial<HubBrokerConfigInput> = {}): Promise<EmbeddedBroker> {
+  async function startBroker(extra: Partial<BrokerConfigInput> = {}): Promise<EmbeddedBroker> {
     const dataDir = await mkdtemp(join(dir, "broker-"));
     const broker = new EmbeddedBroker(
-      parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } }, ...extra }),
+      parseBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } }, ...extra }),
       silent,
     );
     brokers.push(broker);
@@ -119,14 +119,14 @@ describe("embedded broker", () => {
   it("a failed start names the cause and releases everything it opened", async () => {
     const first = await startBroker();
     const dataDir = await mkdtemp(join(dir, "broker-"));
-    const clash = new EmbeddedBroker(parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: first.ports.tcp } } }), silent);
+    const clash = new EmbeddedBroker(parseBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: first.ports.tcp } } }), silent);
     await expect(clash.start()).rejects.toThrow(/cannot listen for tcp on 127\.0\.0\.1:\d+.*change listeners\.tcp\.port/);
     // Its LevelDB lock was released: the same data dir opens again.
-    const retry = new EmbeddedBroker(parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } } }), silent);
+    const retry = new EmbeddedBroker(parseBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } } }), silent);
     brokers.push(retry);
     await retry.start();
     // A second broker on a data dir in use is refused with a hint.
-    const twin = new EmbeddedBroker(parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } } }), silent);
+    const twin = new EmbeddedBroker(parseBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port: 0 } } }), silent);
     await expect(twin.start()).rejects.toThrow(/another Lockstep hub running with the same dataDir/);
   });
 
@@ -285,7 +285,7 @@ describe("embedded broker", () => {
 
   it("a broker restart does not publish its clients' wills; the will of a client that never comes back goes out after it", async () => {
     const dataDir = await mkdtemp(join(dir, "restart-"));
-    const config = (port: number) => parseHubBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port } } });
+    const config = (port: number) => parseBrokerConfig({ dataDir, listeners: { tcp: { host: "127.0.0.1", port } } });
     const first = new EmbeddedBroker(config(0), silent);
     brokers.push(first);
     await first.start();

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Topics } from "../../protocol/index.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { spawn } from "node:child_process";
-import { main } from "../../broker/cli.js";
+import { main } from "../../hub/cli.js";
 import { systemUser } from "../../broker/mosquitto.js";
 import { MOSQUITTO_BINARY, MosquittoProcess, freePort, mosquittoAvailable, waitForPort } from "../support/mosquitto.js";
 import { BROKER_KINDS, untilConnected } from "../support/brokers.js";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadHubConfig } from "../../hub/config.js";
 import { parseBasicAuth } from "../../hub/node-red.js";
-import { parseHubArgs } from "../../hub/main.js";
+import { parseHubArgs } from "../../hub/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-hub-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

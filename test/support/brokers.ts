@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
-import { parseHubBrokerConfig } from "../../broker/config.js";
+import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore, type UserRole } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
 import { MosquittoProcess, freePort } from "./mosquitto.js";
@@ -98,7 +98,7 @@ class IssuedCredentials {
 async function startAedes(dataDir: string, ownDir: boolean): Promise<TestBroker> {
   const logger = pino({ level: process.env.LOCKSTEP_TEST_LOG_LEVEL ?? "silent" });
   const config = (tcpPort: number, wsPort: number) =>
-    parseHubBrokerConfig({
+    parseBrokerConfig({
       dataDir,
       listeners: { tcp: { host: "127.0.0.1", port: tcpPort }, ws: { host: "127.0.0.1", port: wsPort, path: "/mqtt" } },
     });

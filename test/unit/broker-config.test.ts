@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../../protocol/index.js";
-import { loadHubBrokerConfig, parseHubBrokerConfig } from "../../broker/config.js";
+import { parseBrokerConfig } from "../../broker/config.js";
+import { loadHubBrokerConfig } from "../../hub/config.js";
 
 describe("broker config", () => {
   let dir: string;
@@ -15,7 +16,7 @@ describe("broker config", () => {
   });
 
   it("fills defaults: credentials file in dataDir, TCP 1883, anonymous off", () => {
-    const config = parseHubBrokerConfig({ dataDir: "/var/lib/lockstep" });
+    const config = parseBrokerConfig({ dataDir: "/var/lib/lockstep" });
     expect(config).toMatchObject({
       dataDir: "/var/lib/lockstep",
       credentialsFile: "/var/lib/lockstep/credentials.json",
@@ -40,8 +41,8 @@ describe("broker config", () => {
     [{ dataDir: "/d", listner: {} }, /unknown field\(s\) "listner"/],
     [{}, /dataDir: expected a file path/],
   ])("names the bad field: %j", (input, message) => {
-    expect(() => parseHubBrokerConfig(input)).toThrow(ConfigError);
-    expect(() => parseHubBrokerConfig(input)).toThrow(message);
+    expect(() => parseBrokerConfig(input)).toThrow(ConfigError);
+    expect(() => parseBrokerConfig(input)).toThrow(message);
   });
 
   it("applies LOCKSTEP_* environment overrides on top of the file and says where a bad value came from", async () => {

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Topics } from "../../protocol/index.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { mosquittoAclFile, mosquittoConf, mosquittoPasswdFile, systemUser, writeMosquittoConfig } from "../../broker/mosquitto.js";
-import { main, type CliIo } from "../../broker/cli.js";
+import { main, type CliIo } from "../../hub/cli.js";
 
 const users = [
   { name: "web1", role: "agent" as const, mosquittoHash: "$7$101$c2FsdA==$aGFzaA==" },

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseAgentConfig } from "../../agent/config.js";
 import { parseSelfUpdateConfig } from "../../agent/self-update-config.js";
 import { HubSettingsSchema } from "../../hub/config.js";
-import { parseHubBrokerConfig } from "../../broker/config.js";
+import { parseBrokerConfig } from "../../broker/config.js";
 import { nixEnv } from "../fleet/nix-env.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -238,7 +238,7 @@ describe("services.lockstep-hub (NixOS)", () => {
     const json = JSON.parse(h.config.environment.etc["lockstep/hub.json"].source.text);
     const settings = HubSettingsSchema.parse(json);
     expect(settings).toMatchObject({ dataDir: "/var/lib/lockstep", http: { host: "0.0.0.0", port: 8080 }, github: { owner: "acme", repo: "fleet", baseBranch: "main", tokenFile: "/run/credentials/lockstep-hub.service/github-token", webhookSecretFile: "/run/credentials/lockstep-hub.service/github-webhook-secret" } });
-    const broker = parseHubBrokerConfig({ dataDir: settings.dataDir, ...settings.broker });
+    const broker = parseBrokerConfig({ dataDir: settings.dataDir, ...settings.broker });
     // With TLS on, the plaintext listener serves only this host (the hub connects to it itself).
     expect(broker.listeners.tcp).toEqual({ host: "127.0.0.1", port: 1883 });
     expect(broker.listeners.tls).toMatchObject({ host: "0.0.0.0", port: 8883, certFile: "/run/credentials/lockstep-hub.service/tls-cert", keyFile: "/run/credentials/lockstep-hub.service/tls-key" });
@@ -269,13 +269,13 @@ describe("services.lockstep-hub (NixOS)", () => {
     expect(elsewhere.tmpfiles.rules).toEqual(["d /srv/lockstep 0700 lockstep-hub lockstep-hub - -"]);
     expect(h.config.systemd.tmpfiles.rules).toEqual([]);
     const ext = HubSettingsSchema.parse(JSON.parse(external.config.environment.etc["lockstep/hub.json"].source.text));
-    expect(parseHubBrokerConfig({ dataDir: "/x", ...ext.broker }).external).toEqual({ url: "mqtts://mosquitto.lan:8883", username: "lockstep-hub", passwordFile: "/run/credentials/lockstep-hub.service/external-broker-password" });
+    expect(parseBrokerConfig({ dataDir: "/x", ...ext.broker }).external).toEqual({ url: "mqtts://mosquitto.lan:8883", username: "lockstep-hub", passwordFile: "/run/credentials/lockstep-hub.service/external-broker-password" });
   });
 
   it("merges settings from several modules deeply", () => {
     const two = harness("nixos-hub.nix", "lockstep-hub", { enable: true, settings: { broker: { allowAnonymous: false } } }, { moreSettings: [{ settings: { broker: { haPrefix: "ha" } } }] });
     const json = JSON.parse(two.config.environment.etc["lockstep/hub.json"].source.text);
-    const broker = parseHubBrokerConfig({ dataDir: "/x", ...HubSettingsSchema.parse(json).broker });
+    const broker = parseBrokerConfig({ dataDir: "/x", ...HubSettingsSchema.parse(json).broker });
     expect(broker).toMatchObject({ allowAnonymous: false, haPrefix: "ha", topicPrefix: "lockstep", listeners: { tcp: { host: "0.0.0.0", port: 1883 } } });
     expect(two.config.warnings).toEqual([]);
   });

@@ -1,19 +1,17 @@
-#!/usr/bin/env node
 /**
- * The `lockstep` command line. One entry per subcommand in SUBCOMMANDS; each declares its
- * options (node:util parseArgs) and a run() that returns the exit code.
+ * The broker's subcommands of the `lockstep` command (hub/cli.ts parses the command line and
+ * dispatches): `users` and `mosquitto-config`. Each declares its options (node:util parseArgs)
+ * and a run() that returns the exit code.
  *
  *   lockstep users add web1 --role agent        prints a generated password once
  *   lockstep users remove web1
  *   lockstep users list
  *   lockstep mosquitto-config --out /etc/mosquitto/lockstep
- *
- * Global options: --config FILE (hub or broker JSON config), --data-dir DIR, --help.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { LockstepError, Topics } from "../protocol/index.js";
-import { loadHubBrokerConfig, ENV_OVERRIDES, type HubBrokerConfig } from "./config.js";
+import type { BrokerConfig } from "./config.js";
 import { CredentialStore, ROLES, UserRole } from "./credentials.js";
 import { MOSQUITTO_QUEUE_DEFAULTS, systemUser, writeMosquittoConfig } from "./mosquitto.js";
 
@@ -23,8 +21,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
 }
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
-type Values = Record<string, string | boolean | undefined>;
+export type Options = NonNullable<ParseArgsConfig["options"]>;
+export type Values = Record<string, string | boolean | undefined>;
 
 export interface CliContext {
   /** Positional arguments after the subcommand name. */
@@ -33,7 +31,7 @@ export interface CliContext {
   values: Values;
   io: CliIo;
   /** The broker config from --config / --data-dir / LOCKSTEP_* (loaded on first use). */
-  config(): HubBrokerConfig;
+  config(): BrokerConfig;
 }
 
 export interface Subcommand {
@@ -45,15 +43,6 @@ export interface Subcommand {
   run(ctx: CliContext): Promise<number>;
 }
 
-/** Where state lives when neither --data-dir, the config file nor LOCKSTEP_DATA_DIR says. */
-export const DEFAULT_DATA_DIR = ".lockstep-data";
-
-const GLOBAL_OPTIONS: Options = {
-  config: { type: "string", short: "c" },
-  "data-dir": { type: "string" },
-  help: { type: "boolean", short: "h" },
-};
-
 export class UsageError extends LockstepError {
   override name = "UsageError";
   constructor(message: string, hint = 'run "lockstep --help"') {
@@ -61,12 +50,12 @@ export class UsageError extends LockstepError {
   }
 }
 
-function str(values: Values, key: string): string | undefined {
+export function str(values: Values, key: string): string | undefined {
   const v = values[key];
   return typeof v === "string" ? v : undefined;
 }
 
-function portOption(values: Values, key: string, fallback: number): number {
+export function portOption(values: Values, key: string, fallback: number): number {
   const raw = str(values, key);
   if (raw === undefined) return fallback;
   if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) {
@@ -86,7 +75,7 @@ function readPasswordFile(file: string): string {
   return text.split(/\r?\n/, 1)[0] ?? "";
 }
 
-const usersCommand: Subcommand = {
+export const usersCommand: Subcommand = {
   name: "users",
   summary: "add, remove or list who may connect to the broker",
   usage: [
@@ -157,7 +146,7 @@ const usersCommand: Subcommand = {
   },
 };
 
-const mosquittoConfigCommand: Subcommand = {
+export const mosquittoConfigCommand: Subcommand = {
   name: "mosquitto-config",
   summary: "write passwd, acl and mosquitto.conf for an external Mosquitto",
   usage: [
@@ -226,100 +215,3 @@ const mosquittoConfigCommand: Subcommand = {
     return 0;
   },
 };
-
-/** `lockstep hub`: hub/main.ts runs the broker, the fleet page, Node-RED and the API until SIGTERM. */
-const hubCommand: Subcommand = {
-  name: "hub",
-  summary: "run the hub: broker, fleet page, Node-RED editor and HTTP API",
-  usage: "lockstep hub [--config FILE] [--data-dir DIR]",
-  options: {},
-  async run({ values }) {
-    const { runHub } = await import("../hub/main.js");
-    const config = str(values, "config");
-    const dataDir = str(values, "data-dir");
-    return runHub([...(config ? ["--config", config] : []), ...(dataDir ? ["--data-dir", dataDir] : [])]);
-  },
-};
-
-/** Every subcommand, in `--help` order. Add new ones here. */
-export const SUBCOMMANDS: Subcommand[] = [hubCommand, usersCommand, mosquittoConfigCommand];
-
-function globalHelp(): string {
-  const width = Math.max(...SUBCOMMANDS.map((c) => c.name.length));
-  return [
-    "Usage: lockstep [--config FILE] [--data-dir DIR] COMMAND [options]",
-    "",
-    "Commands:",
-    ...SUBCOMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
-    "",
-    "Global options:",
-    "  -c, --config FILE   JSON config (a hub config with a \"broker\" section, or broker settings)",
-    `      --data-dir DIR  state directory (default ${DEFAULT_DATA_DIR}; also LOCKSTEP_DATA_DIR)`,
-    "  -h, --help          this help; `lockstep COMMAND --help` for a command",
-    "",
-    "Environment: " + ENV_OVERRIDES.map((o) => o.env).join(", "),
-    "",
-  ].join("\n");
-}
-
-/** Run the CLI; resolves to the process exit code. */
-export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
-  try {
-    // First pass: find the subcommand name (the first positional) around the global options.
-    const first = parseArgs({ args: argv, options: GLOBAL_OPTIONS, strict: false, allowPositionals: true });
-    const name = first.positionals[0];
-    const command = SUBCOMMANDS.find((c) => c.name === name);
-    if (!command) {
-      if (name === undefined || name === "help") {
-        io.stdout(globalHelp());
-        return name === undefined && !first.values.help ? 2 : 0;
-      }
-      throw new UsageError(`unknown command "${name}"`);
-    }
-    let parsed: ReturnType<typeof parseArgs>;
-    try {
-      parsed = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, ...command.options }, strict: true, allowPositionals: true });
-    } catch (err) {
-      throw new UsageError((err as Error).message, `run "lockstep ${command.name} --help"`);
-    }
-    const values = parsed.values as Values;
-    if (values.help) {
-      io.stdout(`${command.summary}\n\n${command.usage}\n`);
-      return 0;
-    }
-    let loaded: HubBrokerConfig | undefined;
-    const config = () =>
-      (loaded ??= loadHubBrokerConfig({
-        file: str(values, "config"),
-        env: io.env,
-        defaults: { dataDir: str(values, "data-dir") ?? DEFAULT_DATA_DIR },
-      }));
-    return await command.run({ args: parsed.positionals.slice(1), values, io, config });
-  } catch (err) {
-    if (err instanceof LockstepError) {
-      io.stderr(`lockstep: ${err.message}\n`);
-      return err instanceof UsageError ? 2 : 1;
-    }
-    throw err;
-  }
-}
-
-function defaultIo(): CliIo {
-  return {
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-    env: process.env,
-  };
-}
-
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`lockstep: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}

@@ -1,0 +1,355 @@
+/**
+ * `lockstep hub`: the one process a fleet needs. It runs (or connects to) the MQTT broker, serves
+ * the fleet page, the Node-RED editor (/admin), the HTTP API (/api/, Node-RED http-in nodes) and
+ * MQTT over WebSocket (/mqtt) on one HTTP port, bridges the fleet into Home Assistant, and
+ * announces itself on hub/availability (retained, with an "offline" last will).
+ *
+ * startHub is a list of named steps (hub/steps.ts), each paired with its stop: config check →
+ * broker → first-start users → hub MQTT client → audit log → HTTP server → Node-RED → HA bridge
+ * → upstream MQTT bridge (if configured); then it prints where everything is. Stop runs them
+ * backwards. The command line is hub/cli.ts.
+ */
+import { EventEmitter } from "node:events";
+import { writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import pino, { type Logger } from "pino";
+import { AuditEvent, decodeJson, LockstepError, readSecretFile, Topics } from "../protocol/index.js";
+import { EmbeddedBroker, connectHost, type HostRequestInfo } from "../broker/embedded.js";
+import { CredentialStore } from "../broker/credentials.js";
+import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
+import { publishHubStatus } from "./status.js";
+import { HomeAssistantBridge } from "../ha/bridge.js";
+import { createDashboardHandler } from "../dashboard/server.js";
+import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
+import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
+import { MqttBridge, redactUrl } from "./bridge.js";
+import { loadHubConfig, type HubConfig } from "./config.js";
+import { createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
+import { startSteps, type StartStep } from "./steps.js";
+
+export const OPERATOR_USER = "admin";
+export const HUB_USER = "hub";
+
+export interface HubUrls {
+  page: string;
+  editor: string;
+  api: string;
+  mqtt: string;
+  mqttWs: string;
+}
+
+export interface RunningHub {
+  config: HubConfig;
+  urls: HubUrls;
+  httpPort: number;
+  mqttPort?: number;
+  stop(): Promise<void>;
+}
+
+class HubError extends LockstepError {
+  override name = "HubError";
+  constructor(message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, "hub", hint, options);
+  }
+}
+
+/**
+ * First start: no users at all → an operator (password printed once, stored hashed) and a hub user
+ * (password kept in a 0600 file in the data dir: it is what the hub uses on an external broker
+ * generated from this store).
+ */
+async function ensureInitialUsers(store: CredentialStore, dataDir: string, print: (line: string) => void): Promise<void> {
+  if (store.list().length > 0) return;
+  const operator = await store.add(OPERATOR_USER, "operator");
+  const hub = await store.add(HUB_USER, "hub");
+  writeFileSync(join(dataDir, "hub-password"), hub.password + "\n", { mode: 0o600 });
+  print(`First start: created the operator "${OPERATOR_USER}" with password ${operator.password}`);
+  print("  (shown only now and stored hashed; add more users with `lockstep users add`)");
+}
+
+async function connectHubClient(url: string, username: string, password: string, topics: Topics): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, {
+    username,
+    password,
+    clientId: `lockstep-hub-${process.pid}-${Date.now().toString(36)}`,
+    protocolVersion: 4,
+    reconnectPeriod: 2000,
+    will: { topic: topics.hubAvailability(), payload: Buffer.from("offline"), retain: true, qos: 1 },
+  });
+  await client.publishAsync(topics.hubAvailability(), "online", { retain: true, qos: 1 });
+  // After a broker restart the retained "online" may be gone: say it again on every reconnect.
+  client.on("connect", () => void client.publishAsync(topics.hubAvailability(), "online", { retain: true, qos: 1 }).catch(() => undefined));
+  return client;
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(new HubError(`cannot listen for HTTP on ${host}:${port}: ${err.message}`, "is another hub or Node-RED using the port? set http.port or LOCKSTEP_HTTP_PORT"));
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export interface StartHubOptions {
+  config: HubConfig;
+  log?: Logger;
+  /** Where the startup lines (URLs, first password) go; default stdout. */
+  print?: (line: string) => void;
+}
+
+/** What the start steps build, step by step; later steps read what earlier ones left here. */
+interface HubParts {
+  broker?: EmbeddedBroker;
+  users?: CredentialStore;
+  mqttConn?: { url: string; username: string; password: string };
+  client?: MqttClient;
+  auditLog?: AuditLog;
+  server?: Server;
+  nodeRed?: EmbeddedNodeRed;
+  httpPort?: number;
+  hubEvents: EventEmitter;
+}
+
+export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
+  const { config } = opts;
+  const print = opts.print ?? ((line: string) => process.stdout.write(line + "\n"));
+  const log = opts.log ?? pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: "[REDACTED]" } }, pino.destination(2));
+  const topics = new Topics(config.broker.topicPrefix, config.broker.haPrefix);
+  const parts: HubParts = { hubEvents: new EventEmitter() };
+  const need = <K extends keyof HubParts>(key: K): NonNullable<HubParts[K]> => {
+    const v = parts[key];
+    if (v === undefined) throw new HubError(`internal: start step order: ${String(key)} is not there yet`);
+    return v as NonNullable<HubParts[K]>;
+  };
+  // Embedded: the page connects to this server's /mqtt. External: to the broker's own WebSocket.
+  const externalWs = config.broker.external && /^wss?:/.test(config.broker.external.url) ? config.broker.external.url : undefined;
+  const pageMqttUrl = config.pageMqttUrl ?? externalWs;
+  let base = "";
+  const startedAt = new Date();
+  let github: ReturnType<typeof loadGitHubConfig> | undefined;
+
+  const steps: StartStep[] = [
+    {
+      name: "config check",
+      // Fail fast on a bad GitHub section or an unreadable bridge password, before anything runs.
+      async start() {
+        github = config.github ? loadGitHubConfig(config.github) : undefined;
+        if (config.bridge?.passwordFile !== undefined) readSecretFile(config.bridge.passwordFile, "bridge password");
+      },
+    },
+    {
+      name: "broker",
+      async start() {
+        if (config.broker.external) {
+          parts.users = await CredentialStore.open(config.broker.credentialsFile);
+          const ext = config.broker.external;
+          parts.mqttConn = { url: ext.url, username: ext.username, password: readSecretFile(ext.passwordFile, "external broker password") };
+          return;
+        }
+        const broker = new EmbeddedBroker(config.broker, log.child({ component: "broker" }));
+        await broker.start();
+        parts.broker = broker;
+        parts.users = broker.credentials;
+        parts.mqttConn = broker.hubConnection();
+        return () => broker.stop();
+      },
+    },
+    {
+      name: "first-start users",
+      async start() {
+        await ensureInitialUsers(need("users"), config.dataDir, print);
+      },
+    },
+    {
+      name: "hub mqtt client",
+      async start() {
+        const conn = need("mqttConn");
+        const client = await connectHubClient(conn.url, conn.username, conn.password, topics);
+        parts.client = client;
+        await publishHubStatus(client, topics, { ...(github ? { github } : {}), ...(parts.broker ? { mqttPort: parts.broker.ports.tcp } : {}), startedAt });
+        return async () => {
+          await client.publishAsync(topics.hubAvailability(), "offline", { retain: true, qos: 1 }).catch(() => undefined);
+          await client.endAsync();
+        };
+      },
+    },
+    {
+      name: "audit log",
+      // Everything on fleet/events (rollout engine, FleetClient's commands, Home Assistant's, and
+      // what operators published as the broker saw it) is kept.
+      async start() {
+        const client = need("client");
+        const auditLog = new AuditLog({
+          dataDir: config.dataDir,
+          log: log.child({ component: "audit" }),
+          maxBytes: Math.round(config.audit.maxMegabytes * 1024 * 1024),
+          keepFiles: config.audit.keepFiles,
+        });
+        parts.auditLog = auditLog;
+        const eventsTopic = topics.events();
+        const onMessage = (topic: string, payload: Buffer) => {
+          if (topic !== eventsTopic) return;
+          const event = decodeJson(AuditEvent, payload);
+          if (!event.ok) return log.warn({ topic, error: event.error }, "ignoring an invalid audit event");
+          try {
+            auditLog.append(event.value);
+          } catch (err) {
+            log.error({ err }, "cannot append to the audit log");
+          }
+        };
+        client.on("message", onMessage);
+        await client.subscribeAsync(eventsTopic, { qos: 1 });
+        // Who sent a command: the broker knows the authenticated user of every publish.
+        const onHostRequest = (info: HostRequestInfo) => {
+          client.publishAsync(eventsTopic, JSON.stringify(hostRequestEvent(info)), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
+        };
+        parts.broker?.on("hostRequest", onHostRequest);
+        return async () => {
+          parts.broker?.off("hostRequest", onHostRequest);
+          client.off("message", onMessage);
+        };
+      },
+    },
+    {
+      name: "http server",
+      async start() {
+        // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.
+        if (config.notify.appriseUrl) process.env.LOCKSTEP_APPRISE_URL = config.notify.appriseUrl;
+        process.env.LOCKSTEP_RECHECK_MINUTES = String(config.automatic.recheckMinutes);
+        process.env.LOCKSTEP_MAX_WAIT_HOURS = String(config.automatic.maxWaitHours);
+
+        // The one HTTP server: page, editor, API, MQTT over WebSocket.
+        const server = createServer();
+        parts.server = server;
+        const lockstep: LockstepSettings = {
+          mqtt: need("mqttConn"),
+          prefix: config.broker.topicPrefix,
+          ...(config.github ? { github: config.github } : {}),
+          rollout: config.rollout,
+          automatic: config.automatic,
+          hubEvents: parts.hubEvents,
+        };
+        const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users: need("users"), log: log.child({ component: "node-red" }), lockstep });
+        parts.nodeRed = nodeRed;
+        if (config.broker.external && !pageMqttUrl) {
+          log.warn("external broker without a WebSocket URL: set pageMqttUrl (LOCKSTEP_PAGE_MQTT_URL) so the fleet page can connect");
+        }
+        const dashboard = createDashboardHandler({ prefix: config.broker.topicPrefix, ...(pageMqttUrl ? { mqttWsUrl: pageMqttUrl } : {}) });
+        // express comes with Node-RED (its editor and http-in nodes are express apps).
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const express = require("express") as () => ExpressApp;
+        const app = express();
+        app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
+        app.get("/api/audit", nodeRed.apiAuth, auditHandler(need("auditLog")) as RequestHandler);
+        app.use("/admin", nodeRed.httpAdmin);
+        app.use("/", nodeRed.httpNode);
+        server.on("request", (req, res) => {
+          if (dashboard(req, res)) return;
+          app(req, res);
+        });
+        parts.broker?.attachWebSocket(server, "/mqtt");
+        parts.httpPort = await listen(server, config.http.host, config.http.port);
+        base = config.publicUrl?.replace(/\/+$/, "") ?? `http://${connectHost(config.http.host)}:${parts.httpPort}`;
+        // Upgraded sockets (MQTT over WebSocket, the editor's comms) are not closed by
+        // closeAllConnections() but keep server.close() waiting: track and end them too.
+        const sockets = new Set<Socket>();
+        server.on("connection", (socket) => {
+          sockets.add(socket);
+          socket.once("close", () => sockets.delete(socket));
+        });
+        return () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+            for (const socket of sockets) socket.destroy();
+          });
+      },
+    },
+    {
+      name: "node-red",
+      async start() {
+        const nodeRed = need("nodeRed");
+        // Stopped even when its start fails half-way (flows that never report started).
+        const stop = () => nodeRed.stop();
+        await nodeRed.start().catch(async (err: unknown) => {
+          await stop().catch(() => undefined);
+          throw err;
+        });
+        return stop;
+      },
+    },
+    {
+      name: "home assistant bridge",
+      async start() {
+        if (!config.homeAssistant.enabled) return;
+        // Home Assistant's Install button → the lockstep-fleet node deploys the head to that host.
+        const bridge = new HomeAssistantBridge({ client: need("client"), topics, logger: log, configurationUrl: `${base}/` });
+        bridge.on("install-requested", (req) => parts.hubEvents.emit("install-requested", req));
+        await bridge.start();
+        return () => bridge.stop();
+      },
+    },
+    {
+      name: "upstream bridge",
+      async start() {
+        const broker = parts.broker;
+        if (!config.bridge || !broker) return;
+        // Not awaited on the upstream side: an unreachable upstream never holds up the local fleet.
+        const b = config.bridge;
+        const bridgePassword = b.passwordFile !== undefined ? readSecretFile(b.passwordFile, "bridge password") : undefined;
+        const bridge = new MqttBridge({
+          local: { ...broker.hubConnection(), clientId: `lockstep-bridge-${process.pid}` },
+          upstream: {
+            url: b.url,
+            ...(b.username !== undefined ? { username: b.username } : {}),
+            ...(bridgePassword !== undefined ? { password: bridgePassword } : {}),
+            ...(b.clientId !== undefined ? { clientId: b.clientId } : {}),
+          },
+          topics,
+          logger: log,
+        });
+        await bridge.start();
+        return () => bridge.stop();
+      },
+    },
+  ];
+
+  const running = await startSteps(steps, log);
+  const broker = parts.broker;
+  const mqttConn = need("mqttConn");
+  const urls: HubUrls = {
+    page: `${base}/`,
+    editor: `${base}/admin/`,
+    api: `${base}/api/`,
+    mqtt: broker ? broker.url : mqttConn.url,
+    mqttWs: `${base.replace(/^http/, "ws")}/mqtt`,
+  };
+  print("Lockstep hub is running");
+  print(`  fleet page:        ${urls.page}`);
+  print(`  Node-RED editor:   ${urls.editor}`);
+  print(`  HTTP API:          ${urls.api}`);
+  print(`  MQTT:              ${urls.mqtt}${broker ? "" : " (external broker)"}`);
+  if (broker) print(`  MQTT over WS:      ${urls.mqttWs}`);
+  else if (pageMqttUrl) print(`  page connects to: ${pageMqttUrl}`);
+  if (config.bridge && broker) print(`  bridged to:        ${redactUrl(config.bridge.url)} (upstream broker)`);
+  print(`  data dir:          ${config.dataDir}`);
+  return {
+    config,
+    urls,
+    httpPort: need("httpPort"),
+    ...(broker ? { mqttPort: broker.ports.tcp } : {}),
+    stop: () => running.stop(),
+  };
+}
+
+interface ExpressApp {
+  (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void;
+  get(path: string, ...handlers: RequestHandler[]): void;
+  use(path: string, handler: RequestHandler): void;
+}
