@@ -172,11 +172,15 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         const conn = need("mqttConn");
         const client = await connectHubClient(conn.url, conn.username, conn.password, topics);
         parts.client = client;
-        await publishHubStatus(client, topics, { ...(github ? { github } : {}), ...(parts.broker ? { mqttPort: parts.broker.ports.tcp } : {}), startedAt });
-        return async () => {
+        const stop = async () => {
           await client.publishAsync(topics.hubAvailability(), "offline", { retain: true, qos: 1 }).catch(() => undefined);
           await client.endAsync();
         };
+        await publishHubStatus(client, topics, { ...(github ? { github } : {}), ...(parts.broker ? { mqttPort: parts.broker.ports.tcp } : {}), startedAt }).catch(async (err: unknown) => {
+          await stop();
+          throw err;
+        });
+        return stop;
       },
     },
     {
