@@ -3,7 +3,7 @@
  * The agent calls these with what it measured; the page and Home Assistant only display results.
  */
 import type { Compartment, LockDiff, PendingUpdate, Status } from "./schemas.js";
-import { formatLockDiff } from "./flake-lock.js";
+import { formatLockDiff } from "./lock-diff.js";
 
 export const LOCK_AGE_OK_DAYS = 7;
 export const LOCK_AGE_OUTDATED_DAYS = 30;

@@ -172,6 +172,7 @@ export type JobOutput = z.infer<typeof JobOutput>;
 // ---------------------------------------------------------------------------------------------
 // flake.lock diff and the fleet's expectations
 
+/** One side of an input change. `type` is the lock's (github, git, tarball, ...) or "follows". */
 export const LockedRef = z.object({
   type: z.string(),
   rev: z.string().optional(),
@@ -186,10 +187,29 @@ export const LockedRef = z.object({
 });
 export type LockedRef = z.infer<typeof LockedRef>;
 
+/**
+ * How an input changed (for entries in `updated`; the whole shape is described in lock-diff.ts):
+ * - updated: locked → locked (a new rev, date or source);
+ * - follows-changed: follows 'a' → follows 'b';
+ * - now-pinned: follows 'a' → its own locked input;
+ * - now-follows: its own locked input → follows 'a'.
+ */
+export const CHANGE_KINDS = ["updated", "follows-changed", "now-pinned", "now-follows"] as const;
+export const ChangeKind = z.enum(CHANGE_KINDS);
+export type ChangeKind = z.infer<typeof ChangeKind>;
+
 export const InputChange = z.object({
+  /** Input path as Nix prints it: "nixpkgs", "home-manager/nixpkgs". */
   input: z.string(),
+  /** Absent for `added` (and in entries stored before kinds existed). */
+  kind: ChangeKind.optional(),
   old: LockedRef.optional(),
   new: LockedRef.optional(),
+  /**
+   * Inputs that follow this one and changed only because it did (their follows path is the
+   * same): "home-manager/nixpkgs" under "nixpkgs". They are not listed on their own.
+   */
+  followers: z.array(z.string()).optional(),
 });
 export type InputChange = z.infer<typeof InputChange>;
 

@@ -23,7 +23,8 @@ describe("test fleet repo (real git + real nix)", () => {
     expect(upd.sha).toMatch(/^[0-9a-f]{40}$/);
     const after = repo.show(upd.sha, "flake.lock");
     const diff = diffLocks(before, after);
-    expect(diff.updated.map((c) => c.input)).toEqual(["nixpkgs", "tools/nixpkgs"]);
+    expect(diff.updated.map((c) => c.input)).toEqual(["nixpkgs"]);
+    expect(diff.updated[0]!.followers).toEqual(["tools/nixpkgs"]); // follows nixpkgs: grouped under it
     expect(diff.updated[0]!.old!.date).toBe("2026-11-01");
     expect(diff.updated[0]!.new!.date).toBe("2026-11-08");
 

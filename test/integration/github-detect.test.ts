@@ -32,7 +32,8 @@ describe("detecting the lock-update PR (local GitHub on a real bare repo)", () =
     expect(p.number).toBe(n);
     expect(d.matches[0]!.rules).toEqual(["labels"]);
     expect(p.headSha).toBe(upd.sha);
-    expect(p.lockDiff.updated.map((c) => c.input)).toEqual(["nixpkgs", "tools/nixpkgs"]);
+    expect(p.lockDiff.updated.map((c) => c.input)).toEqual(["nixpkgs"]);
+    expect(p.lockDiff.updated[0]!.followers).toEqual(["tools/nixpkgs"]); // follows nixpkgs: grouped under it
     expect(p.lockDiff.updated[0]!.old!.date).toBe("2026-11-01");
     expect(p.lockDiff.updated[0]!.new!.date).toBe("2026-11-08");
     // The body's Nix text agrees with the file diff

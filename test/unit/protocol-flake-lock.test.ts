@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { diffLocks, flattenLock, FlakeLockError, formatLockDiff, lockLastModified, parseFlakeLock, parseLockUpdateText, lockHash } from "../../protocol/index.js";
+import { diffLocks, flattenLock, FlakeLockError, formatLockDiff, lockLastModified, parseFlakeLock, parseLockUpdateText, lockHash, readLockInputs, describeChange } from "../../protocol/index.js";
 
 const rev = (c: string) => c.repeat(40);
 function lock(nixpkgsRev: string, nixpkgsTime: number, extra: Record<string, unknown> = {}) {
@@ -23,9 +23,11 @@ describe("flake.lock reader", () => {
   it("flattens nested inputs and resolves follows paths (also follows-of-follows)", () => {
     const flat = flattenLock(parseFlakeLock(text));
     expect([...flat.keys()].sort()).toEqual(["home-manager", "home-manager/nixpkgs", "home-manager/utils", "home-manager/utils/systems", "nixpkgs", "src", "tools", "tools/hm", "tools/nixpkgs"]);
-    expect(flat.get("home-manager/nixpkgs")).toMatchObject({ follows: "nixpkgs", rev: rev("a") });
-    expect(flat.get("tools/nixpkgs")).toMatchObject({ follows: "home-manager/nixpkgs", rev: rev("a") });
-    expect(flat.get("tools/hm")).toMatchObject({ follows: "home-manager", rev: rev("c") });
+    expect(flat.get("home-manager/nixpkgs")).toEqual({ type: "follows", follows: "nixpkgs" });
+    expect(flat.get("tools/nixpkgs")).toEqual({ type: "follows", follows: "home-manager/nixpkgs" });
+    const inputs = readLockInputs(parseFlakeLock(text)).inputs;
+    expect(inputs.get("tools/nixpkgs")!.node).toBe("nixpkgs"); // follows of follows, resolved
+    expect(inputs.get("tools/hm")!.node).toBe("home-manager");
     expect(flat.get("nixpkgs")).toMatchObject({ type: "github", owner: "NixOS", ref: "nixos-unstable", date: "2025-12-10" });
     expect(flat.get("src")).toMatchObject({ type: "tarball", url: "https://example.org/src.tar.gz" });
     expect(flat.get("tools")).toMatchObject({ type: "git", ref: "main", url: "file:///srv/tools" });
@@ -39,12 +41,66 @@ describe("flake.lock reader", () => {
     expect(() => parseFlakeLock("{")).toThrow(FlakeLockError);
     expect(() => parseFlakeLock(JSON.stringify({ version: 7, root: "root", nodes: {} }))).toThrow(/root node "root" is missing/);
     expect(() => parseFlakeLock(JSON.stringify({ version: 3, root: "root", nodes: { root: {} } }))).toThrow(/version 3 is not supported/);
+    // Locks before version 5 have another shape: the version is what to report, not the shape.
+    expect(() => parseFlakeLock(JSON.stringify({ version: 4, inputs: { nixpkgs: { uri: "github:NixOS/nixpkgs" } } }))).toThrow("flake.lock version 4 is not supported (Nix ≥ 2.4 writes version 5+)");
+    expect(() => parseFlakeLock(JSON.stringify({ version: 8, root: "root", nodes: { root: {} } }))).toThrow(/version 8 is not supported .*update Lockstep/);
     expect(() => parseFlakeLock(JSON.stringify({ version: 7, root: "root", nodes: { root: { inputs: { a: 5 } } } }))).toThrow(/nodes\.root\.inputs\.a/);
   });
 
   it("a dangling follows does not crash", () => {
     const t = JSON.stringify({ version: 7, root: "root", nodes: { root: { inputs: { x: ["missing"] } } } });
-    expect(flattenLock(parseFlakeLock(t)).get("x")).toMatchObject({ type: "unknown", follows: "missing" });
+    expect(flattenLock(parseFlakeLock(t)).get("x")).toEqual({ type: "follows", follows: "missing" });
+    expect(readLockInputs(parseFlakeLock(t)).inputs.get("x")!.node).toBeUndefined();
+  });
+
+  it("version 5: dates and narHash from `info`", () => {
+    const v5 = JSON.stringify({
+      version: 5,
+      root: "root",
+      nodes: {
+        root: { inputs: { nix: "nix" } },
+        nix: { info: { lastModified: 1586427766, narHash: "sha256-n" }, locked: { type: "github", owner: "NixOS", repo: "nix", rev: rev("3") }, original: { type: "github", owner: "NixOS", repo: "nix" } },
+      },
+    });
+    expect(flattenLock(parseFlakeLock(v5)).get("nix")).toMatchObject({ date: "2020-04-09", narHash: "sha256-n", rev: rev("3") });
+    expect(lockLastModified(parseFlakeLock(v5))).toBe(1586427766);
+  });
+
+  it("a lock whose nodes share inputs is walked once per node (the 173-byte lock bomb)", () => {
+    // Every node points at the next one three times: 3^16 paths to depth 16, 16 nodes to walk.
+    const nodes: Record<string, unknown> = {};
+    for (let i = 0; i < 16; i++) nodes[`n${i}`] = i === 15 ? { locked: { type: "path", path: "/x" } } : { inputs: { a: `n${i + 1}`, b: `n${i + 1}`, c: `n${i + 1}` }, locked: { type: "path", path: "/x" } };
+    nodes.r = { inputs: { a: "n0", b: "n0", c: "n0" } };
+    const bomb = JSON.stringify({ version: 7, root: "r", nodes });
+    const inputs = readLockInputs(parseFlakeLock(bomb)).inputs;
+    expect(inputs.size).toBe(3 * 16); // each node's three edges, listed under the first path that reaches it
+    const selfLoop = JSON.stringify({ version: 7, root: "r", nodes: { r: { inputs: { a: "r", b: "r", c: "r" } } } });
+    expect([...flattenLock(parseFlakeLock(selfLoop)).keys()]).toEqual(["a", "b", "c"]);
+    expect(diffLocks(bomb, selfLoop).removed.length).toBeGreaterThan(0);
+  });
+
+  it("a follows cycle is a clear error, not a stack overflow", () => {
+    const cycle = JSON.stringify({ version: 7, root: "r", nodes: { r: { inputs: { a: ["b"], b: ["a"] } } } });
+    const err = (() => {
+      try {
+        readLockInputs(parseFlakeLock(cycle));
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(FlakeLockError);
+    expect(err).toMatchObject({ code: "follows-cycle", message: expect.stringMatching(/follows cycle at '(a|b)'/) });
+    const self = JSON.stringify({ version: 7, root: "r", nodes: { r: { inputs: { x: "n" } }, n: { inputs: { y: ["x", "y"] }, locked: { type: "path", path: "/x" } } } });
+    expect(() => diffLocks(self, self)).toThrow(expect.objectContaining({ code: "follows-cycle" }));
+  });
+
+  it("refuses locks over the work limits with a typed error", () => {
+    const wide = { version: 7, root: "r", nodes: Object.fromEntries([["r", { inputs: Object.fromEntries(Array.from({ length: 20_001 }, (_, i) => [`i${i}`, "r"])) }]]) };
+    expect(() => parseFlakeLock(JSON.stringify(wide))).toThrow(expect.objectContaining({ code: "too-large" }));
+    const deep: Record<string, unknown> = { r: { inputs: { a: "n0" } } };
+    for (let i = 0; i < 40; i++) deep[`n${i}`] = { inputs: { a: `n${i + 1}` }, locked: { type: "path", path: "/x" } };
+    deep.n40 = { locked: { type: "path", path: "/x" } };
+    expect(() => readLockInputs(parseFlakeLock(JSON.stringify({ version: 7, root: "r", nodes: deep })))).toThrow(expect.objectContaining({ code: "too-deep" }));
   });
 });
 
@@ -53,13 +109,30 @@ describe("lock diff", () => {
     const before = lock(rev("a"), 1765324800);
     const after = lock(rev("b"), 1765929600, { extra: "systems" }); // 2025-12-17, plus a new root input
     const d = diffLocks(before, after);
-    expect(d.updated.map((c) => c.input)).toEqual(["home-manager/nixpkgs", "nixpkgs", "tools/nixpkgs"]);
-    const np = d.updated.find((c) => c.input === "nixpkgs")!;
+    // The inputs that follow nixpkgs did not change on their own: they are grouped under it.
+    expect(d.updated.map((c) => c.input)).toEqual(["nixpkgs"]);
+    const np = d.updated[0]!;
+    expect(np).toMatchObject({ kind: "updated", followers: ["home-manager/nixpkgs", "tools/nixpkgs"] });
     expect(np.old).toMatchObject({ rev: rev("a"), date: "2025-12-10" });
     expect(np.new).toMatchObject({ rev: rev("b"), date: "2025-12-17" });
     expect(d.added.map((c) => c.input)).toEqual(["extra"]);
     expect(diffLocks(after, before).removed.map((c) => c.input)).toEqual(["extra"]);
-    expect(formatLockDiff(d, { max: 2 })).toBe("home-manager/nixpkgs 2025-12-10 → 2025-12-17, nixpkgs 2025-12-10 → 2025-12-17, +2 more");
+    expect(formatLockDiff(d, { max: 1 })).toBe("nixpkgs 2025-12-10 → 2025-12-17 (+2 following), +1 more");
+    expect(formatLockDiff(d)).toBe("nixpkgs 2025-12-10 → 2025-12-17 (+2 following), extra added (2023-03-28 eeeeeee)");
+  });
+
+  it("a change between follows and a pinned input is its own kind", () => {
+    const follows = lock(rev("a"), 1765324800);
+    const pinned = follows.replace('"nixpkgs":["nixpkgs"],"utils"', '"nixpkgs":"hm-nixpkgs","utils"').replace('"systems":{', '"hm-nixpkgs":{"locked":{"type":"github","owner":"NixOS","repo":"nixpkgs","rev":"' + rev("9") + '","lastModified":1765929600}},"systems":{');
+    const d = diffLocks(follows, pinned);
+    // tools/nixpkgs still follows home-manager/nixpkgs: it moves with it, as its follower.
+    expect(d.updated).toEqual([
+      { input: "home-manager/nixpkgs", kind: "now-pinned", old: { type: "follows", follows: "nixpkgs" }, new: expect.objectContaining({ rev: rev("9"), date: "2025-12-17" }), followers: ["tools/nixpkgs"] },
+    ]);
+    expect(describeChange(d.updated[0]!)).toBe(`home-manager/nixpkgs follows nixpkgs → 2025-12-17 ${rev("9").slice(0, 7)} (+1 following)`);
+    expect(diffLocks(pinned, follows).updated[0]).toMatchObject({ input: "home-manager/nixpkgs", kind: "now-follows" });
+    const retargeted = follows.replace('"tools":{"inputs":{"nixpkgs":["home-manager","nixpkgs"]', '"tools":{"inputs":{"nixpkgs":["nixpkgs"]');
+    expect(diffLocks(follows, retargeted).updated).toEqual([{ input: "tools/nixpkgs", kind: "follows-changed", old: { type: "follows", follows: "home-manager/nixpkgs" }, new: { type: "follows", follows: "nixpkgs" } }]);
   });
 
   it("identical locks have an empty diff; the lock hash identifies exact bytes", () => {
@@ -70,48 +143,3 @@ describe("lock diff", () => {
   });
 });
 
-describe("'Flake lock file updates:' text", () => {
-  it("parses the current multi-line form with → lines, follows and added/removed", () => {
-    const text = [
-      "Automated changes by the update-flake-lock action.",
-      "",
-      "```",
-      "Flake lock file updates:",
-      "",
-      "• Updated input 'nixpkgs':",
-      "    'github:NixOS/nixpkgs/" + rev("a") + "?narHash=sha256-x%3D' (2025-12-10)",
-      "  → 'github:NixOS/nixpkgs/" + rev("b") + "?narHash=sha256-y%3D' (2025-12-17)",
-      "• Updated input 'home-manager/nixpkgs':",
-      "    follows 'nixpkgs'",
-      "  → 'github:NixOS/nixpkgs/" + rev("c") + "' (2025-12-18)",
-      "• Added input 'sops':",
-      "    'github:Mic92/sops-nix/" + rev("d") + "' (2025-12-01)",
-      "• Removed input 'old'",
-      "```",
-      "",
-      "### Running GitHub Actions on this PR",
-    ].join("\n");
-    const d = parseLockUpdateText(text)!;
-    expect(d.updated).toHaveLength(2);
-    expect(d.updated[0]).toMatchObject({ input: "nixpkgs", old: { type: "github", owner: "NixOS", repo: "nixpkgs", rev: rev("a"), date: "2025-12-10" }, new: { rev: rev("b"), date: "2025-12-17" } });
-    expect(d.updated[1]).toMatchObject({ input: "home-manager/nixpkgs", old: { follows: "nixpkgs" }, new: { rev: rev("c") } });
-    expect(d.added[0]).toMatchObject({ input: "sops", new: { owner: "Mic92", rev: rev("d") } });
-    expect(d.removed[0]!.input).toBe("old");
-  });
-
-  it("parses the older one-line form", () => {
-    const text = "warning: updating lock file '/x/flake.lock':\nFlake lock file updates:\n* Updated 'nixpkgs': 'github:NixOS/nixpkgs/" + rev("a") + "' -> 'github:NixOS/nixpkgs/" + rev("b") + "'\n* Updated 'tools': 'git+file:///srv/tools?ref=main&rev=" + rev("c") + "' -> 'git+file:///srv/tools?ref=main&rev=" + rev("d") + "'\n";
-    const d = parseLockUpdateText(text)!;
-    expect(d.updated.map((c) => [c.input, c.old?.rev, c.new?.rev])).toEqual([
-      ["nixpkgs", rev("a"), rev("b")],
-      ["tools", rev("c"), rev("d")],
-    ]);
-    expect(d.updated[1]!.old).toMatchObject({ type: "git", ref: "main" });
-  });
-
-  it("single-line '→' form (Nix 2.4-2.18) and no block at all", () => {
-    const d = parseLockUpdateText(`Flake lock file updates:\n\n• Updated input 'nixpkgs': 'github:NixOS/nixpkgs/${rev("a")}' (2025-12-10) → 'github:NixOS/nixpkgs/${rev("b")}' (2025-12-17)\n`)!;
-    expect(d.updated[0]).toMatchObject({ input: "nixpkgs", old: { date: "2025-12-10" }, new: { date: "2025-12-17", rev: rev("b") } });
-    expect(parseLockUpdateText("Bump stuff")).toBeNull();
-  });
-});
