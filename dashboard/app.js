@@ -4,12 +4,12 @@
 // message travels: session (login, MQTT) → messages (payload checks, state) → render (the frame)
 // → hosts, detail, tooltip, fleet-bar, activity, notice (the views). Topics, enums and the
 // lock-diff wording come from protocol/ through generated/protocol.js (scripts/build-page.mjs).
-import { $, ago, setText } from "./modules/dom.js";
+import { $, setText } from "./modules/dom.js";
 import { SESSION_KEY, app } from "./modules/state.js";
 import { setRenderers } from "./modules/render.js";
-import { applyFilter, renderCounts, renderHost, renderOrder } from "./modules/hosts.js";
+import { applyFilter, renderCounts, renderHost, renderOrder, seenText } from "./modules/hosts.js";
 import { hideTooltip, showTooltip } from "./modules/tooltip.js";
-import { toggleDetail } from "./modules/detail.js";
+import { fitDetailToColumns, toggleDetail } from "./modules/detail.js";
 import { renderHistory, renderRollout, renderUpdateCard } from "./modules/fleet-bar.js";
 import { renderActivity } from "./modules/activity.js";
 import { renderBanner, showBanner } from "./modules/notice.js";
@@ -80,9 +80,10 @@ function wireUi() {
       if (ev.target.closest?.(".cell")) hideTooltip();
     });
   }
+  window.addEventListener("resize", fitDetailToColumns);
   // Relative times ("3 min ago") age without messages.
   setInterval(() => {
-    for (const h of app.hosts.values()) if (h.row) setText(h.row.seen, h.availability === "online" ? ago(h.lastSeen) : `offline, ${ago(h.lastSeen)}`);
+    for (const h of app.hosts.values()) if (h.row) setText(h.row.seen, seenText(h));
   }, 30_000);
 }
 

@@ -48,6 +48,13 @@ function mqttBrowserBundle(): string {
   throw new ConfigError("the MQTT.js browser bundle (mqtt/dist/mqtt.esm.js) was not found", "reinstall the mqtt package");
 }
 
+const DOCS: [string, string][] = [
+  ["/docs/README.md", "README.md"],
+  ["/docs/nix.md", "docs/nix.md"],
+  ["/docs/github.md", "docs/github.md"],
+  ["/docs/node-red.md", "docs/node-red.md"],
+];
+
 function staticFiles(): Map<string, StaticFile> {
   const js = "text/javascript; charset=utf-8";
   const files = new Map<string, StaticFile>([
@@ -59,13 +66,20 @@ function staticFiles(): Map<string, StaticFile> {
     ["/favicon.svg", { path: join(PAGE_DIR, "favicon.svg"), contentType: "image/svg+xml" }],
     ["/vendor/mqtt.esm.js", { path: mqttBrowserBundle(), contentType: js }],
   ]);
+  const docs = new Map<string, StaticFile>();
   const modules = join(PAGE_DIR, "modules");
   for (const name of existsSync(modules) ? readdirSync(modules) : []) {
     if (name.endsWith(".js")) files.set(`/modules/${name}`, { path: join(modules, name), contentType: js });
   }
+  // The docs the empty page links to, as plain text: from the source tree or the installed package.
+  for (const [url, rel] of DOCS) {
+    const found = [join(PAGE_DIR, "..", rel), join(PAGE_DIR, "..", "..", rel)].find((p) => existsSync(p));
+    if (found) docs.set(url, { path: found, contentType: "text/plain; charset=utf-8" });
+  }
   for (const [url, f] of files) {
     if (!existsSync(f.path)) throw new ConfigError(`fleet page file missing: ${f.path} (for ${url})`, "run npm run build");
   }
+  for (const [url, f] of docs) files.set(url, f);
   return files;
 }
 

@@ -109,7 +109,8 @@ export function lockDiffRows(diff: LockDiff): LockDiffRow[] {
     const row: LockDiffRow = { input: c.input, kind, followers: stringList(c.followers) };
     if (c.old) row.old = side(c.old);
     if (c.new) row.new = side(c.new);
-    const url = compareUrl(c.old, c.new);
+    // A compare view shows an upstream update; a change of what an input follows is not one.
+    const url = kind === "updated" || kind === "follows-only" ? compareUrl(c.old, c.new) : undefined;
     if (url) row.compareUrl = url;
     rows.push(row);
     byInput.set(c.input, row);

@@ -1,7 +1,7 @@
 // Host detail: compartments, actions, the running job's live output.
 import { COMPARTMENTS, TERMINAL_JOB_STATES } from "../generated/protocol.js";
 import { el, randomId, short } from "./dom.js";
-import { COMMAND_TTL_MS, COMPARTMENT_LABEL, OS_LABEL, app, runningJob } from "./state.js";
+import { COMMAND_TTL_MS, COMPARTMENT_LABEL, OS_LABEL, app, lastLines, rolloutFailure, runningJob } from "./state.js";
 import { markHost } from "./render.js";
 import { tooltipFor } from "./tooltip.js";
 import { confirmDialog, showBanner } from "./notice.js";
@@ -33,11 +33,26 @@ export function toggleDetail(h) {
   openDetail(h);
 }
 
+/**
+ * The detail cell spans the columns that are shown: on phones five are hidden, and a cell spanning
+ * them too squeezes the host column to nothing (the detail then looks cut off).
+ */
+function visibleColumns() {
+  const shown = [...document.querySelectorAll("table.hosts thead th")].filter((th) => th.offsetWidth > 0).length;
+  return shown || 6 + COMPARTMENTS.length;
+}
+
+/** After a resize across the phone breakpoint: the open detail spans the columns now shown. */
+export function fitDetailToColumns() {
+  const h = app.openHost ? app.hosts.get(app.openHost) : null;
+  if (h?.detail) h.detail.td.colSpan = visibleColumns();
+}
+
 export function openDetail(h) {
   if (app.openHost === h.id && h.detail) return;
   if (app.openHost && app.openHost !== h.id) toggleDetail(app.hosts.get(app.openHost));
   app.openHost = h.id;
-  const td = el("td", { colspan: 6 + COMPARTMENTS.length });
+  const td = el("td", { colspan: visibleColumns() });
   const tr = el("tr", { class: "detail", dataset: { detailFor: h.id } }, td);
   h.detail = { tr, td, pre: el("pre", { class: "job-output", "aria-live": "off" }), shownJob: null, shownLines: 0 };
   h.row.tr.after(tr);
@@ -65,6 +80,14 @@ export function shownJob(h) {
     if (!newest || newest.id === mine || !TERMINAL_JOB_STATES.includes(job.state)) return job;
   }
   return newest;
+}
+
+/** The host's last rollout failure, first thing in its detail: which rollout, what happened, why. */
+function whyFailed(h) {
+  const f = rolloutFailure(h);
+  if (!f) return "";
+  const what = { failed: "failed", "rolled-back": "failed and was rolled back", "rolling-back": "failed; rolling back", interrupted: "was interrupted" }[f.state] ?? f.state;
+  return el("div", { class: `why-box ${f.state}` }, el("strong", { text: `Rollout ${f.rolloutId}: ${h.id} ${what}` }), el("pre", { class: "why-text", text: lastLines(f.reason, 6) }));
 }
 
 export function renderDetail(h) {
@@ -158,7 +181,7 @@ export function renderDetail(h) {
   } else {
     right.append(el("p", { class: "muted", text: "No job has run on this host yet." }));
   }
-  d.td.replaceChildren(el("div", { class: "detail-grid" }, el("div", {}, facts, compList), right));
+  d.td.replaceChildren(whyFailed(h), el("div", { class: "detail-grid" }, el("div", {}, facts, compList), right));
 }
 
 export async function runAction(h, action) {

@@ -1,11 +1,12 @@
 // Fleet bar: the pending update, the rollout's progress, the update history.
 import { FINAL_ROLLOUT_STATES } from "../generated/protocol.js";
 import { $, ago, el, isObj, isStr, short, when } from "./dom.js";
-import { app } from "./state.js";
+import { app, lastLines } from "./state.js";
 import { dirty, schedule } from "./render.js";
 import { confirmDialog, showBanner } from "./notice.js";
 import { api } from "./session.js";
 import { lockDiffList, lockDiffText } from "./lock-diff.js";
+import { noExpectedState } from "./empty-hub.js";
 
 export function activeRollout() {
   const all = [...app.rollouts.values()];
@@ -20,7 +21,7 @@ export function renderUpdateCard() {
   const exp = app.expected;
   const p = exp?.pendingUpdate;
   if (!exp) {
-    body.replaceChildren(el("span", { class: "muted", text: "Waiting for the hub to publish the fleet's expected state…" }));
+    body.replaceChildren(noExpectedState());
     return;
   }
   if (!p) {
@@ -94,11 +95,9 @@ export function renderRollout() {
   badge.textContent = r.state;
   const total = r.counts.total || Object.keys(r.hosts).length;
   const done = r.counts.succeeded + r.counts.failed + r.counts.skipped;
-  const running = !FINAL_ROLLOUT_STATES.includes(r.state);
-  const title = running ? `Deploying ${done}/${total}` : `${r.state === "completed" ? "Deployed" : "Finished"} ${r.counts.succeeded}/${total}`;
   const pct = (n) => (total ? `${(100 * n) / total}%` : "0");
   body.replaceChildren(
-    el("div", { class: "rollout-title", id: "rollout-title", text: title }),
+    el("div", { class: "rollout-title", id: "rollout-title", text: rolloutTitle(r) }),
     el("div", { class: "host-sub", text: `${r.summary} · commit ${short(r.commit)}${r.prNumber ? ` · PR #${r.prNumber}` : ""} · by ${r.requestedBy}` }),
     el(
       "div",
@@ -127,7 +126,58 @@ export function renderRollout() {
         ),
       ),
     ),
+    failureReasons(Object.values(r.hosts)),
     r.revertPr ? el("p", {}, "Reverted in ", el("a", { href: r.revertPr.url, target: "_blank", rel: "noopener", text: `PR #${r.revertPr.number}` })) : "",
+  );
+}
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** What the rollout is doing or did, in words: "Deploying 1/3", "Rolling back 2 hosts", "Halted: 1 host failed". */
+export function rolloutTitle(r) {
+  const hosts = Object.values(r.hosts ?? {});
+  const count = (...states) => hosts.filter((h) => states.includes(h?.state)).length;
+  const total = r.counts.total || hosts.length;
+  const { succeeded, failed, skipped } = r.counts;
+  const done = succeeded + failed + skipped;
+  const failedPart = failed ? `, ${plural(failed, "host")} failed` : "";
+  switch (r.state) {
+    case "planned":
+      return `Starting: ${plural(total, "host")} to deploy`;
+    case "soaking":
+      return `Watching the canary before the next wave (${done}/${total} done)`;
+    case "rolling-back": {
+      const n = count("rolling-back") || count("failed");
+      return `Rolling back ${plural(n, "host")}`;
+    }
+    case "rolled-back":
+      return `Rolled back ${plural(count("rolled-back"), "host")}${count("failed") ? `; ${plural(count("failed"), "host")} failed` : ""}`;
+    case "completed":
+      return `Deployed ${succeeded}/${total}${failedPart}${skipped ? `, ${skipped} skipped` : ""}`;
+    case "halted":
+      return `Halted: ${plural(failed, "host")} failed, ${succeeded}/${total} deployed`;
+    case "failed":
+      return `Failed: ${plural(failed, "host")} failed, ${succeeded}/${total} deployed`;
+    case "interrupted":
+      return `Interrupted: ${succeeded}/${total} deployed`;
+    case "cancelled":
+      return `Cancelled: ${succeeded}/${total} deployed`;
+    default:
+      return `Deploying ${done}/${total}`;
+  }
+}
+
+/** Host states that mean something went wrong on that host. */
+const WENT_WRONG = ["failed", "rolling-back", "rolled-back", "interrupted"];
+
+/** Why hosts failed, shown in full where the eye goes (a phone has no hover): host — last lines of the reason. */
+function failureReasons(hosts) {
+  const bad = hosts.filter((h) => isObj(h) && WENT_WRONG.includes(h.state) && isStr(h.reason));
+  if (bad.length === 0) return "";
+  return el(
+    "ul",
+    { class: "why-list" },
+    bad.map((h) => el("li", { class: `why ${h.state}`, dataset: { host: h.host } }, el("strong", { text: `${h.host}: ` }), el("span", { class: "why-text", text: lastLines(h.reason) }))),
   );
 }
 
@@ -159,6 +209,7 @@ export function renderHistory() {
             el("span", { class: "chip", title: hs.reason ?? "" }, hs.host, el("span", { class: `badge ${hs.state}`, text: hs.state })),
           ),
         ),
+        failureReasons(e.hosts),
         e.revertPr ? el("div", {}, "reverted in ", el("a", { href: e.revertPr.url, target: "_blank", rel: "noopener", text: `PR #${e.revertPr.number}` })) : "",
       ),
     ),

@@ -1,7 +1,8 @@
 // The hosts table: one row per host, updated cell by cell; header counts; filters.
-import { COMPARTMENTS, STATUSES, TERMINAL_JOB_STATES } from "../generated/protocol.js";
+import { COMPARTMENTS, TERMINAL_JOB_STATES } from "../generated/protocol.js";
 import { $, ago, el, setClass, setText } from "./dom.js";
-import { COMPARTMENT_LABEL, OS_LABEL, app, runningJob, stats, worstOf } from "./state.js";
+import { COMPARTMENT_LABEL, OS_LABEL, STATUS_ICON, app, attentionOf, hostProblem, runningJob, stats } from "./state.js";
+import { renderNoHosts } from "./empty-hub.js";
 import { dirty } from "./render.js";
 import { showTooltip, tooltipFor, tooltipTarget } from "./tooltip.js";
 import { renderDetail } from "./detail.js";
@@ -54,10 +55,13 @@ export function renderHost(h) {
   const jobText = job && !TERMINAL_JOB_STATES.includes(job.state) ? `${job.op}: ${job.state}…` : "";
   const where = [info.location, ...(info.tags ?? [])].filter(Boolean);
   const subText = [jobText, online ? "" : `offline · seen ${ago(h.lastSeen)}`].filter(Boolean).join(" · ");
-  const subKey = `${subText}|${OS_LABEL[info.os] ?? info.os}|${where.join(",")}`;
+  // Why a failed host is red, in the row itself (a phone has no hover).
+  const problem = hostProblem(h);
+  const subKey = `${subText}|${problem}|${OS_LABEL[info.os] ?? info.os}|${where.join(",")}`;
   if (row.rendered.sub !== subKey) {
     row.rendered.sub = subKey;
     row.sub.replaceChildren(
+      problem ? el("div", { class: "why-line", text: problem }) : "",
       subText ? el("span", { text: subText }) : "",
       el("span", { class: "mobile-only", text: `${subText ? " · " : ""}${OS_LABEL[info.os] ?? info.os}${where.length ? " · " + where.join(", ") : ""}` }),
     );
@@ -74,7 +78,7 @@ export function renderHost(h) {
   const generation = h.compartments.system?.generation ?? info.generation;
   setText(row.gen, generation !== undefined ? String(generation) : "–");
   setText(row.agentv, info.agentVersion);
-  setText(row.seen, online ? ago(h.lastSeen) : `offline, ${ago(h.lastSeen)}`);
+  setText(row.seen, seenText(h));
 
   for (const name of COMPARTMENTS) {
     const c = h.compartments[name];
@@ -82,6 +86,8 @@ export function renderHost(h) {
     const cell = row.cells[name];
     setClass(cell, `cell ${status}`);
     setText(cell, status);
+    // Not colour alone: where the word does not fit (phones), the cell shows this icon.
+    if (cell.dataset.icon !== STATUS_ICON[status]) cell.dataset.icon = STATUS_ICON[status];
     const label = `${COMPARTMENT_LABEL[name]}: ${status}. ${c?.summary ?? ""}`;
     if (cell.getAttribute("aria-label") !== label) cell.setAttribute("aria-label", label);
   }
@@ -102,33 +108,53 @@ export function renderOrder() {
   }
   tbody.append(frag);
   stats.rows = ids.length;
-  $("hosts-empty").hidden = ids.length > 0;
+  renderNoHosts(ids.length === 0);
 }
 
+/**
+ * "Last seen": an online host has a live MQTT session (the broker's keep-alive is its heartbeat,
+ * and its last will says offline when that stops), so it is seen now; an offline one was last seen
+ * when it went offline while this page watched, else at its newest report.
+ */
+export function seenText(h) {
+  return h.availability === "online" ? "now" : `offline, ${ago(h.lastSeen)}`;
+}
+
+/** Header: hosts, online, and how many need attention and why (each host counted once). */
 export function renderCounts() {
-  const counts = { ok: 0, outdated: 0, failed: 0, working: 0, unknown: 0 };
+  const reasons = new Map();
   let total = 0, online = 0;
   for (const h of app.hosts.values()) {
     if (!h.info) continue;
     total++;
     if (h.availability === "online") online++;
-    counts[worstOf(h)]++;
+    const why = attentionOf(h);
+    if (why) reasons.set(why, (reasons.get(why) ?? 0) + 1);
   }
   const box = $("fleet-counts");
-  const key = JSON.stringify([total, online, counts]);
+  const attention = [...reasons.values()].reduce((a, b) => a + b, 0);
+  const key = JSON.stringify([total, online, [...reasons]]);
   if (box._key === key) return;
   box._key = key;
+  const order = ["failed", "offline", "outdated", "no report"];
   box.replaceChildren(
     el("span", { class: "count", text: `${total} hosts` }),
     el("span", { class: "count", text: `${online} online` }),
-    ...STATUSES.filter((s) => counts[s] > 0).map((s) =>
-      el("span", { class: "count", title: `hosts whose worst compartment is ${s}` }, el("span", { class: "dot", style: `background: var(--${s})` }), `${counts[s]} ${s}`),
-    ),
+    attention
+      ? el(
+          "span",
+          { class: "count attention", id: "attention" },
+          `⚠ ${attention} need${attention === 1 ? "s" : ""} attention: `,
+          order.filter((r) => reasons.has(r)).map((r) => `${reasons.get(r)} ${r}`).join(", "),
+        )
+      : total
+        ? el("span", { class: "count", text: "✓ all current" })
+        : "",
   );
 }
 
 export function matchesFilter(h) {
-  if (app.problemsOnly && worstOf(h) === "ok" && h.availability === "online") return false;
+  if (app.problemsOnly && !attentionOf(h)) return false;
   if (!app.filter) return true;
   const info = h.info ?? {};
   const hay = [h.id, info.hostname, info.location, info.os, ...(info.tags ?? [])].join(" ").toLowerCase();

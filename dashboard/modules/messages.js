@@ -25,6 +25,7 @@ export const checks = {
   expected: (v) => isObj(v) && isStr(v.headCommit) && isStr(v.lockHash),
   rollout: (v) => isObj(v) && isStr(v.id) && isStr(v.state) && Array.isArray(v.phases) && isObj(v.hosts) && isObj(v.counts),
   history: (v) => isObj(v) && isStr(v.rolloutId) && isStr(v.state) && Array.isArray(v.hosts),
+  hubStatus: (v) => isObj(v) && isStr(v.version) && isObj(v.github) && typeof v.github.configured === "boolean" && (v.mqttPort === undefined || Number.isInteger(v.mqttPort)),
   event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
 };
 
@@ -33,7 +34,8 @@ export function rejectPayload(topic, why) {
   console.warn(`lockstep: ignoring invalid payload on ${topic}: ${why}`);
 }
 
-export function onMessage(topic, payload) {
+/** One MQTT message; `retained` when the broker replayed it on subscribe (not news of this moment). */
+export function onMessage(topic, payload, retained = false) {
   stats.messages++;
   const parsed = app.topics.parse(topic);
   if (!parsed) return;
@@ -47,6 +49,8 @@ export function onMessage(topic, payload) {
       const h = hostRecord(parsed.host);
       const text = d.empty ? null : d.text.trim();
       if (text !== null && text !== "online" && text !== "offline") return rejectPayload(topic, "expected online/offline");
+      // A live (not retained) change is a moment the broker saw the host: an "offline" is its last sign of life.
+      if (!retained && text !== null) h.lastSeen = Date.now();
       h.availability = text;
       return markHost(h);
     }
@@ -106,7 +110,9 @@ export function onMessage(topic, payload) {
       if (d.empty) app.rollouts.delete(parsed.rolloutId);
       else if (!checks.rollout(d.value)) return rejectPayload(topic, "not a rollout");
       else app.rollouts.set(parsed.rolloutId, d.value);
-      dirty.rollout = true;
+      markNamedHosts(d.value?.hosts ? Object.keys(d.value.hosts) : []);
+      // Activity's rollout lines name the rollout's PR and state.
+      dirty.rollout = dirty.activity = true;
       dirty.fleet = true;
       return schedule();
     }
@@ -114,13 +120,21 @@ export function onMessage(topic, payload) {
       if (d.empty) app.history.delete(parsed.rolloutId);
       else if (!checks.history(d.value)) return rejectPayload(topic, "not a history entry");
       else app.history.set(parsed.rolloutId, d.value);
-      dirty.history = true;
+      markNamedHosts(Array.isArray(d.value?.hosts) ? d.value.hosts.map((x) => x?.host) : []);
+      dirty.history = dirty.activity = true;
       return schedule();
     }
     case "events": {
       if (d.empty || !checks.event(d.value)) return rejectPayload(topic, "not an audit event");
       addActivity([d.value]);
       return;
+    }
+    case "hubStatus": {
+      if (d.empty) app.hubStatus = null;
+      else if (!checks.hubStatus(d.value)) return rejectPayload(topic, "not a hub status");
+      else app.hubStatus = d.value;
+      dirty.fleet = dirty.order = true;
+      return schedule();
     }
     case "hubAvailability": {
       app.hubOnline = d.empty ? null : d.text.trim() === "online";
@@ -129,6 +143,14 @@ export function onMessage(topic, payload) {
     }
     default:
       return;
+  }
+}
+
+/** A rollout's outcome shows in its hosts' rows (why a host failed): re-render those. */
+function markNamedHosts(ids) {
+  for (const id of ids) {
+    const h = app.hosts.get(id);
+    if (h) dirty.hosts.add(h);
   }
 }
 

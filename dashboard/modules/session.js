@@ -94,16 +94,16 @@ export async function login(username, password) {
   app.password = password;
   app.role = who.role;
   client.options.reconnectPeriod = 3000;
-  client.on("message", (topic, payload) => {
+  client.on("message", (topic, payload, packet) => {
     const t0 = performance.now();
-    onMessage(topic, payload);
+    onMessage(topic, payload, packet?.retain === true);
     stats.handleMs += performance.now() - t0;
   });
   client.on("connect", () => setConn(true));
   client.on("close", () => setConn(false));
   client.on("error", (err) => console.warn("lockstep: mqtt error", err.message));
   const t = app.topics;
-  client.subscribe([...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.hubAvailability(), t.events()], { qos: 0 });
+  client.subscribe([...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.hubAvailability(), t.hubStatus(), t.events()], { qos: 0 });
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({ username, password }));
   document.body.dataset.role = app.role;
   $("session-user").textContent = `${app.user} · ${app.role}`;

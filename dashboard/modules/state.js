@@ -5,6 +5,9 @@ import { COMPARTMENTS, worstStatus } from "../generated/protocol.js";
 export const COMPARTMENT_LABEL = { agent: "Agent", git: "Git", lock: "Lock", system: "System", tests: "Tests" };
 export const OS_LABEL = { nixos: "NixOS", darwin: "macOS", "home-manager": "Home Manager", generic: "Nix" };
 
+/** Shown in a compartment cell where its word does not fit: never colour alone. */
+export const STATUS_ICON = { ok: "✓", outdated: "↑", failed: "✕", working: "⟳", unknown: "?" };
+
 export const COMMAND_TTL_MS = 15 * 60_000;
 export const MAX_OUTPUT_LINES = 2000;
 export const SESSION_KEY = "lockstep.session";
@@ -24,6 +27,8 @@ export const app = {
   /** Audit events by id (GET /api/audit, then fleet/events live), at most MAX_ACTIVITY after a render. */
   activity: new Map(),
   hubOnline: null,
+  /** The hub's retained hub/status (GitHub configured? the MQTT port agents use), null until seen. */
+  hubStatus: null,
   openHost: null,
   followRolloutId: null,
   filter: "",
@@ -57,4 +62,51 @@ export function runningJob(h) {
   let latest = null;
   for (const j of h.jobs.values()) if (!latest || j.acceptedAt > latest.acceptedAt) latest = j;
   return latest;
+}
+
+/** Why a host needs attention (the most pressing reason), or null when it does not. */
+export function attentionOf(h) {
+  const worst = worstOf(h);
+  if (worst === "failed") return "failed";
+  if (h.availability !== "online") return "offline";
+  if (worst === "outdated") return "outdated";
+  if (worst === "unknown") return "no report";
+  return null;
+}
+
+/** Host states in a rollout whose reason says what went wrong. */
+const FAILED_IN_ROLLOUT = ["failed", "rolled-back", "rolling-back", "interrupted"];
+
+/**
+ * The host's newest rollout outcome if it went wrong: { rolloutId, state, reason }, else null
+ * (a later rollout that succeeded on the host clears an older failure).
+ */
+export function rolloutFailure(h) {
+  const seen = [];
+  for (const r of app.rollouts.values()) {
+    const hs = r.hosts?.[h.id];
+    if (hs) seen.push({ at: String(r.updatedAt ?? ""), rolloutId: r.id, state: hs.state, reason: hs.reason });
+  }
+  for (const e of app.history.values()) {
+    const hs = e.hosts.find((x) => x?.host === h.id);
+    if (hs && !app.rollouts.has(e.rolloutId)) seen.push({ at: String(e.finishedAt ?? ""), rolloutId: e.rolloutId, state: hs.state, reason: hs.reason });
+  }
+  const newest = seen.sort((a, b) => b.at.localeCompare(a.at))[0];
+  return newest && FAILED_IN_ROLLOUT.includes(newest.state) && typeof newest.reason === "string" ? newest : null;
+}
+
+/** The last `n` non-empty lines of a reason (build errors end with what matters). */
+export function lastLines(text, n = 3) {
+  const lines = String(text).split("\n").map((l) => l.trim()).filter(Boolean);
+  return (lines.length > n ? ["…", ...lines.slice(-n)] : lines).join("\n");
+}
+
+/** One line saying why a failed host is red: its rollout's reason, else its first failed compartment. */
+export function hostProblem(h) {
+  if (worstOf(h) !== "failed") return "";
+  const r = rolloutFailure(h);
+  // The last line of the reason, without Nix's "> " build-log prefix.
+  if (r) return `${r.state === "rolled-back" ? "rolled back" : r.state}: ${lastLines(r.reason, 1).replace(/^…\n/, "").replace(/^>\s*/, "")}`;
+  const name = COMPARTMENTS.find((c) => h.compartments[c]?.status === "failed");
+  return name ? `${COMPARTMENT_LABEL[name]}: ${h.compartments[name].summary}` : "";
 }

@@ -158,6 +158,8 @@ export class LockstepWorld {
       root: fleetRoot,
       hosts: opts.hosts,
       broker: { url: hub.mqttUrl, credentials },
+      // What the demo's Activity card shows for the bootstrap commands: no test-harness name.
+      hubName: "setup",
       logLevel: opts.agentLogLevel ?? "info",
       ...(opts.hostOptions ? { hostOptions: opts.hostOptions } : {}),
     });

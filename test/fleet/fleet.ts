@@ -82,7 +82,7 @@ export interface TestFleetOptions {
   startAgents?: boolean;
   /** The agent's compiled CLI (default: dist/agent/cli.js of this checkout). */
   agentCli?: string;
-  /** Name of the fleet's own hub-role MQTT user (default "test-fleet"). */
+  /** Name of the fleet's own hub-role MQTT user and of its commands' requestedBy (default "test-fleet"). */
   hubName?: string;
   logLevel?: "debug" | "info" | "warn" | "error";
   /** Delay before the supervisor restarts an agent that exited (default 300 ms). */
@@ -430,7 +430,7 @@ export class TestFleet {
       args: args ?? {},
       issuedAt: opts.issuedAt ?? new Date(now).toISOString(),
       expiresAt: opts.expiresAt ?? new Date(now + (opts.expiresInMs ?? 600_000)).toISOString(),
-      requestedBy: opts.requestedBy ?? "test-fleet",
+      requestedBy: opts.requestedBy ?? this.opts.hubName ?? "test-fleet",
       ...(opts.rolloutId ? { rolloutId: opts.rolloutId } : {}),
     });
   }

@@ -30,6 +30,9 @@ describe("createDashboardHandler", () => {
       ["/style.css", "text/css", ".cell.ok"],
       ["/vendor/mqtt.esm.js", "text/javascript", "export default"],
       ["/favicon.svg", "image/svg+xml", "<svg"],
+      // The docs the empty page links to.
+      ["/docs/README.md", "text/plain", "# Lockstep"],
+      ["/docs/nix.md", "text/plain", "services.lockstep-agent"],
     ] as const) {
       const res = await fetch(base + path);
       expect(res.status, path).toBe(200);

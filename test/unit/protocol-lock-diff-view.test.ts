@@ -72,3 +72,15 @@ describe("lock diff rows for the page", () => {
     expect(describeLockDiff({ added: [], removed: [], updated: [] })).toBe("no input changes");
   });
 });
+
+describe("compare links", () => {
+  it("are given for updates, not for a change of what an input follows", () => {
+    const rows = lockDiffRows({
+      added: [],
+      removed: [],
+      updated: [{ input: "x/nixpkgs", old: gh(A, "2025-12-10"), new: { ...gh(B, "2025-12-17"), follows: "nixpkgs" } }],
+    });
+    expect(rows[0]!.kind).toBe("now-follows");
+    expect(rows[0]!.compareUrl).toBeUndefined();
+  });
+});
