@@ -89,7 +89,14 @@ export const PreviewArgs = z
     headSha: CommitSha,
     /** Absent: the agent's configured default (on for the canary, off elsewhere). */
     build: z.boolean().optional(),
-    forHosts: z.array(hostId).max(100).optional(),
+    /**
+     * Builder hosts only: other hosts whose configurations to preview too, each with the system
+     * it runs now (from its retained info) so "not affected" and the package diff can be told.
+     */
+    forHosts: z
+      .array(z.object({ host: hostId, systemPath: z.string().regex(/^\/nix\/store\/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+$/, "a Nix store path").optional() }).strict())
+      .max(100)
+      .optional(),
     /** Preview even if the PR changes more than flake.lock (the hub's config decides). */
     allowMoreThanLock: z.boolean().default(false),
   })

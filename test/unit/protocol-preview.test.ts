@@ -255,7 +255,9 @@ describe("preview topics and args", () => {
   it("validates preview args", () => {
     expect(PreviewArgs.parse({ pr: 3, headSha: SHA1 })).toEqual({ pr: 3, headSha: SHA1, allowMoreThanLock: false });
     expect(PreviewArgs.safeParse({ pr: 3, headSha: "abc" }).success).toBe(false);
-    expect(PreviewArgs.safeParse({ pr: 3, headSha: SHA1, forHosts: ["../x"] }).success).toBe(false);
+    expect(PreviewArgs.safeParse({ pr: 3, headSha: SHA1, forHosts: [{ host: "../x" }] }).success).toBe(false);
+    expect(PreviewArgs.safeParse({ pr: 3, headSha: SHA1, forHosts: [{ host: "laptop", systemPath: "/etc/passwd" }] }).success).toBe(false);
+    expect(PreviewArgs.parse({ pr: 3, headSha: SHA1, forHosts: [{ host: "laptop", systemPath: "/nix/store/rwykzvd1kpg7z53qy4ds661l2vfls2x9-nixos-system-laptop-24.11" }] }).forHosts).toHaveLength(1);
     expect(PreviewArgs.safeParse({ pr: 3, headSha: SHA1, shell: "rm -rf /" }).success).toBe(false);
   });
 });
