@@ -37,6 +37,9 @@ export function agentPatterns(host: string, topics: Topics = defaultTopics): Rol
       topics.info(host),
       `${base}/compartments/+`,
       `${base}/jobs/#`,
+      // Previews this host evaluated (for itself, or as a builder for others); the hub checks and
+      // republishes them on fleet/previews, so no agent writes another host's fleet state.
+      `${base}/previews/+/+`,
       topics.haDiscovery(host),
     ],
     read: [

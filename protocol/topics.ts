@@ -37,6 +37,7 @@ export type ParsedTopic =
   | { kind: "hubStatus" }
   | { kind: "history"; rolloutId: string }
   | { kind: "preview"; pr: number; host: string }
+  | { kind: "hostPreview"; builtOn: string; pr: number; host: string }
   | { kind: "previewSummary"; pr: number };
 
 export class Topics {
@@ -90,6 +91,16 @@ export class Topics {
   /** Retained per open PR and host: what merging the PR would change there (protocol/preview.ts). */
   preview(pr: number, host: string): string {
     return `${this.root}/fleet/previews/${pr}/${host}`;
+  }
+  /**
+   * Retained: a preview as the agent that evaluated it (`builtOn`) publishes it, for itself or, on a
+   * builder, for another host. The hub validates it and republishes it on preview(pr, host).
+   */
+  hostPreview(builtOn: string, pr: number, host: string): string {
+    return `${this.host(builtOn)}/previews/${pr}/${host}`;
+  }
+  allHostPreviews(): string {
+    return `${this.root}/hosts/+/previews/+/+`;
   }
   /** Retained per open PR: the fleet summary of its previews. */
   previewSummary(pr: number): string {
@@ -171,6 +182,7 @@ export class Topics {
       if (parts.length === 4 && c === "compartments" && (COMPARTMENTS as readonly string[]).includes(d ?? "")) {
         return { kind: "compartment", host: b, compartment: d as CompartmentName };
       }
+      if (parts.length === 5 && c === "previews" && d && PR_NUMBER.test(d) && e && isValidHostId(e)) return { kind: "hostPreview", builtOn: b, pr: Number(d), host: e };
       if (c === "jobs" && d && ID_PATTERN.test(d)) {
         if (parts.length === 4) return { kind: "job", host: b, jobId: d };
         if (parts.length === 5 && e === "output") return { kind: "jobOutput", host: b, jobId: d };

@@ -78,6 +78,9 @@ describe("agent", () => {
     t.job("web1", "j-1"),
     t.jobOutput("web1", "j-1"),
     t.haDiscovery("web1"),
+    // Previews it evaluated, for itself or (a builder) for another host; the hub republishes them.
+    t.hostPreview("web1", 7, "web1"),
+    t.hostPreview("web1", 7, "laptop"),
   ];
 
   it.each(own)("publishes its own %s", (topic) => {
@@ -90,6 +93,9 @@ describe("agent", () => {
     t.compartment("web2", "system"),
     t.job("web2", "j-1"),
     t.haDiscovery("web2"),
+    t.hostPreview("web2", 7, "web1"),
+    t.preview(7, "web1"),
+    t.previewSummary(7),
     t.commands("web1"),
     t.actions("web1"),
     t.commands("web2"),

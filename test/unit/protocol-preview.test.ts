@@ -248,6 +248,8 @@ describe("preview topics and args", () => {
     expect(t.previewSummary(12)).toBe("lockstep/v1/fleet/preview-summaries/12");
     expect(t.parse(t.preview(12, "alpha"))).toEqual({ kind: "preview", pr: 12, host: "alpha" });
     expect(t.parse(t.previewSummary(12))).toEqual({ kind: "previewSummary", pr: 12 });
+    expect(t.hostPreview("builder", 12, "laptop")).toBe("lockstep/v1/hosts/builder/previews/12/laptop");
+    expect(t.parse(t.hostPreview("builder", 12, "laptop"))).toEqual({ kind: "hostPreview", builtOn: "builder", pr: 12, host: "laptop" });
     expect(t.parse("lockstep/v1/fleet/previews/012/alpha")).toBeNull();
     expect(t.parse("lockstep/v1/fleet/previews/12/Alpha")).toBeNull();
     expect(t.parse("lockstep/v1/fleet/preview-summaries/x")).toBeNull();
