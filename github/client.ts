@@ -6,8 +6,14 @@
  * - Conditional requests: every GET remembers its ETag per URL and sends If-None-Match next
  *   time; a 304 returns the remembered body. GitHub does not count 304s against the rate limit,
  *   so polling an unchanged repository is free after the first poll.
- * - Serial: one request at a time per client (GitHub asks integrations not to run requests
- *   concurrently for one token).
+ * - Bounded: every HTTP attempt has a timeout (`requestTimeoutMs`, default 30 s), so a request
+ *   GitHub never answers fails as `github-timeout` instead of holding its caller forever.
+ * - Few at a time, never a queue behind one call: up to `maxConcurrentRequests` (default 4) run
+ *   at once per client, so one slow answer does not stall detection or a merge. Writes are spaced
+ *   `writeSpacingMs` apart (GitHub asks for that to avoid its secondary rate limit).
+ * - Writes are never retried on 5xx or a timeout (a merge may have happened although the answer
+ *   was lost); reads are retried with backoff. Failed calls are reported to `onFailure` listeners.
+ * - Octokit's per-request log lines go to debug: a 304 is the normal answer to a poll.
  * - Every response body is validated with zod (only the fields Lockstep reads); failures are
  *   typed GitHubErrors with a hint.
  */
@@ -19,7 +25,7 @@ import Bottleneck from "bottleneck";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { createGitHubLogger, type GitHubConfig, type MergeMethod } from "./config.js";
-import { GitHubError, gitHubErrorFor } from "./errors.js";
+import { GitHubError, gitHubErrorFor, timeoutError } from "./errors.js";
 
 const LockstepOctokit = Octokit.plugin(throttling, retry);
 type OctokitInstance = InstanceType<typeof LockstepOctokit>;
@@ -38,7 +44,14 @@ export interface GitHubClientOptions {
   rateLimitRetries?: number;
   /** Minimum ms between writes (GitHub asks for >= 1 s between content-creating requests). Default 1000. */
   writeSpacingMs?: number;
+  /** Longest wait for one HTTP attempt (connect to the end of the body), in ms. Default 30 000. */
+  requestTimeoutMs?: number;
+  /** Requests in flight at once for this client. Default 4. */
+  maxConcurrentRequests?: number;
 }
+
+/** Told about every call that failed (after its retries); the hub turns these into audit events. */
+export type GitHubFailureListener = (error: GitHubError) => void;
 
 export interface RateLimitInfo {
   limit?: number;
@@ -129,6 +142,9 @@ interface RawResponse {
 type RawOptions = Record<string, unknown> & { method: string; headers: Record<string, string> };
 type RawRequest = (options: RawOptions) => Promise<RawResponse>;
 
+/** What @octokit/plugin-request-log writes per answer: "GET /path - 304 with id … in 3ms". */
+const OCTOKIT_REQUEST_LINE = /^[A-Z]+ \S+ - \d+ with id \S+ in \d+ms$/;
+
 /** ETag cache size: a poll touches ~10 URLs; old shas' URLs fall out. */
 const MAX_ETAG_ENTRIES = 500;
 
@@ -143,7 +159,9 @@ export class GitHubClient {
   readonly stats: ClientStats = { requests: 0, notModified: 0, rateLimitWaits: [] };
   rateLimit: RateLimitInfo = {};
   private readonly etags = new Map<string, CachedResponse>();
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly failureListeners = new Set<GitHubFailureListener>();
+  private readonly retries: number;
+  private readonly requestTimeoutMs: number;
 
   constructor(readonly config: GitHubConfig, opts: GitHubClientOptions = {}) {
     this.logger = (opts.logger ?? createGitHubLogger()).child({ component: "github-client", repo: `${config.owner}/${config.repo}` });
@@ -157,45 +175,55 @@ export class GitHubClient {
       return willRetry;
     };
     const writeSpacing = opts.writeSpacingMs ?? 1000;
+    this.retries = opts.retries ?? 3;
+    const timeoutMs = (this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000);
+    // Each attempt (a retry is a new one) gets its own deadline, joined with the caller's signal.
+    const timedFetch: typeof fetch = (url, init) => {
+      const deadline = AbortSignal.timeout(timeoutMs);
+      return fetch(url, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline });
+    };
     this.octokit = new LockstepOctokit({
       auth: config.token.reveal(),
       baseUrl: config.apiBaseUrl,
       userAgent: config.userAgent,
+      request: { fetch: timedFetch },
       log: {
         debug: () => undefined,
         info: () => undefined,
         warn: (message: string) => log.warn({ source: "octokit" }, message),
-        error: (message: string) => log.error({ source: "octokit" }, message),
+        // The request-log plugin reports every non-2xx answer here, 304s included; failures that
+        // matter reach the caller as GitHubErrors (and onFailure), so these lines are debug.
+        error: (message: string) => (OCTOKIT_REQUEST_LINE.test(message) ? log.debug({ source: "octokit" }, message) : log.error({ source: "octokit" }, message)),
       },
       throttle: {
         onRateLimit: onLimit("primary"),
         onSecondaryRateLimit: onLimit("secondary"),
         retryAfterBaseValue: opts.rateLimitBaseMs ?? 1000,
-        // Own groups per client (the plugin's defaults are process-wide and space notifications 3 s).
+        // Own groups per client (the plugin's defaults are process-wide: 10 requests in flight for
+        // every client together, and notifications spaced 3 s).
+        global: new Bottleneck.Group({ maxConcurrent: opts.maxConcurrentRequests ?? 4 }),
         write: new Bottleneck.Group({ maxConcurrent: 1, minTime: writeSpacing }),
         notifications: new Bottleneck.Group({ maxConcurrent: 1, minTime: writeSpacing }),
       },
       retry: {
-        retries: opts.retries ?? 3,
+        retries: this.retries,
         retryAfterBaseValue: opts.retryBaseMs ?? 1000,
         // 405/409 are answers about the PR, not transient failures; 403/429 belong to throttling.
         doNotRetry: [400, 401, 403, 404, 405, 409, 410, 422, 429, 451],
       },
     });
-    this.octokit.hook.wrap("request", (request, options) =>
-      this.serially(() => this.conditional(request as unknown as RawRequest, options as unknown as RawOptions)) as unknown as ReturnType<typeof request>,
-    );
+    this.octokit.hook.wrap("request", (request, options) => this.conditional(request as unknown as RawRequest, options as unknown as RawOptions) as unknown as ReturnType<typeof request>);
+  }
+
+  /** Be told about every failed call (returns a function that stops it). */
+  onFailure(listener: GitHubFailureListener): () => void {
+    this.failureListeners.add(listener);
+    return () => this.failureListeners.delete(listener);
   }
 
   /** Forget cached ETags (e.g. after a config change). */
   clearCache(): void {
     this.etags.clear();
-  }
-
-  private serially<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
   }
 
   /** Add If-None-Match for known GETs; turn a 304 into the remembered response. */
@@ -248,32 +276,54 @@ export class GitHubClient {
    */
   async call<T>(route: string, params: Record<string, unknown>, schema: z.ZodType<T>): Promise<{ data: T; status: number; notModified: boolean }> {
     let response: { status: number; data: unknown };
+    // Writes are not retried on 5xx: a merge or PR creation may have happened although the
+    // answer failed; the caller detects again instead of repeating it blindly.
+    const isWrite = !route.startsWith("GET ");
+    const retried = isWrite ? 0 : this.retries;
     try {
-      // Writes are not retried on 5xx: a merge or PR creation may have happened although the
-      // answer failed; the caller detects again instead of repeating it blindly.
-      const isWrite = !route.startsWith("GET ");
       response = await this.octokit.request(route, { owner: this.config.owner, repo: this.config.repo, ...params, ...(isWrite ? { request: { retries: 0 } } : {}) });
     } catch (e) {
-      if (e instanceof RequestError) {
-        const data = e.response?.data as { message?: unknown } | undefined;
-        const message = typeof data?.message === "string" ? data.message : undefined;
-        // @octokit/request reports fetch failures as status 500 without a response.
-        throw gitHubErrorFor(e.response ? e.status : undefined, route, message ?? (e.response ? undefined : e.message), e);
-      }
-      throw gitHubErrorFor(undefined, route, (e as Error).message, e);
+      throw this.failed(this.errorFor(e, route, isWrite, retried));
     }
     const parsed = schema.safeParse(response.data);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw new GitHubError(
+      throw this.failed(new GitHubError(
         `GitHub ${route} answered with an unexpected shape at ${issue.path.join(".") || "(top)"}: ${issue.message}`,
         "github-invalid-response",
         response.status,
         route,
         "check apiBaseUrl points at the GitHub REST API (https://api.github.com or https://HOST/api/v3)",
-      );
+      ));
     }
     return { data: parsed.data, status: response.status, notModified: response.status === 304 };
+  }
+
+  private errorFor(e: unknown, route: string, isWrite: boolean, retried: number): GitHubError {
+    // @octokit/request wraps fetch's TimeoutError (our deadline) in a RequestError with status 500.
+    const timedOut = (x: unknown) => x instanceof Error && x.name === "TimeoutError";
+    if (timedOut(e) || (e instanceof RequestError && !e.response && timedOut(e.cause))) {
+      return timeoutError(route, this.requestTimeoutMs, isWrite, retried, e);
+    }
+    if (e instanceof RequestError) {
+      const data = e.response?.data as { message?: unknown } | undefined;
+      const message = typeof data?.message === "string" ? data.message : undefined;
+      // @octokit/request reports fetch failures as status 500 without a response.
+      return gitHubErrorFor(e.response ? e.status : undefined, route, message ?? (e.response ? undefined : e.message), e, { isWrite, retried });
+    }
+    return gitHubErrorFor(undefined, route, (e as Error).message, e, { isWrite, retried });
+  }
+
+  /** Tell the failure listeners (a listener that throws is logged, never breaks the call). */
+  private failed(error: GitHubError): GitHubError {
+    for (const listener of this.failureListeners) {
+      try {
+        listener(error);
+      } catch (err) {
+        this.logger.error({ err }, "a GitHub failure listener threw");
+      }
+    }
+    return error;
   }
 
   // -------------------------------------------------------------------------------------------

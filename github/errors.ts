@@ -14,6 +14,7 @@ export type GitHubErrorCode =
   | "github-unprocessable"
   | "github-server-error"
   | "github-network"
+  | "github-timeout"
   | "github-invalid-response"
   | "github-unexpected-status";
 
@@ -35,14 +36,34 @@ export class GitHubError extends LockstepError {
   readonly githubMessage: string | undefined;
 }
 
+/** How a failed call was sent: writes are never retried, reads `retried` times. */
+export interface AttemptInfo {
+  isWrite: boolean;
+  retried: number;
+}
+
+/** What happened to a call that failed without a usable answer, said honestly. */
+function retryNote(attempt: AttemptInfo | undefined): string {
+  if (!attempt) return "try again later";
+  if (attempt.isWrite) return "the write was not retried (it may have happened on GitHub's side): check the pull request, then try again";
+  return attempt.retried > 0 ? `retried ${attempt.retried} time${attempt.retried === 1 ? "" : "s"} with backoff already, try again later` : "try again later";
+}
+
+/** A call that got no answer within `timeoutMs` per attempt (a read is retried, a write is not sent again). */
+export function timeoutError(route: string, timeoutMs: number, isWrite: boolean, retried: number, cause?: unknown): GitHubError {
+  const seconds = Math.round(timeoutMs / 100) / 10;
+  const hint = `GitHub or the network is slow or stuck; ${retryNote({ isWrite, retried })}`;
+  return new GitHubError(`GitHub ${route} did not answer within ${seconds} s`, "github-timeout", undefined, route, hint, { cause });
+}
+
 /** Map an HTTP failure to a typed error with advice. `githubMessage` is GitHub's own text. */
-export function gitHubErrorFor(status: number | undefined, route: string, githubMessage: string | undefined, cause?: unknown): GitHubError {
+export function gitHubErrorFor(status: number | undefined, route: string, githubMessage: string | undefined, cause?: unknown, attempt?: AttemptInfo): GitHubError {
   const said = githubMessage ? `: ${githubMessage}` : "";
   const at = `GitHub ${route}`;
   const error = (message: string, code: GitHubErrorCode, hint?: string) => new GitHubError(message, code, status, route, hint, { cause, githubMessage });
   switch (true) {
     case status === undefined:
-      return error(`${at} could not be reached${said}`, "github-network", "check apiBaseUrl and the network; polling will retry");
+      return error(`${at} could not be reached${said}`, "github-network", attempt?.isWrite ? `check apiBaseUrl and the network; ${retryNote(attempt)}` : "check apiBaseUrl and the network; polling will retry");
     case status === 401:
       return error(`${at} refused the token (401)${said}`, "github-unauthorized", "the token is missing, expired or revoked: create a new one and update tokenFile / LOCKSTEP_GITHUB_TOKEN");
     case status === 403 && /rate limit/i.test(githubMessage ?? ""):
@@ -60,7 +81,7 @@ export function gitHubErrorFor(status: number | undefined, route: string, github
     case status === 422:
       return error(`${at} rejected the request (422)${said}`, "github-unprocessable", "GitHub validated the request and refused it: read its message (a required check failing, a branch that already exists, an invalid parameter)");
     case status !== undefined && status >= 500:
-      return error(`${at} failed on GitHub's side (${status})${said}`, "github-server-error", "GitHub is having trouble: retried with backoff already, try again later");
+      return error(`${at} failed on GitHub's side (${status})${said}`, "github-server-error", `GitHub is having trouble: ${retryNote(attempt)}`);
     default:
       return error(`${at} answered ${status}${said}`, "github-unexpected-status");
   }

@@ -6,7 +6,7 @@
  *
  * Like GitHub it sends ETags and answers If-None-Match with 304 (which costs no rate limit),
  * returns x-ratelimit-* headers, and counts requests. Faults (5xx, 403 rate limit, 405/409/422,
- * slow responses) can be injected per path. A `validate` hook sees every response (the tests plug
+ * slow or stalled responses) can be injected per path. A `validate` hook sees every response (the tests plug
  * in the OpenAPI checker); violations are collected in `contractViolations`.
  *
  * Standalone (the demo): `const gh = await start({ repo: fleet, owner: "acme", name: "fleet" })`.
@@ -34,6 +34,8 @@ export interface FaultSpec {
   /** How many matching requests get the fault. Default 1. */
   times?: number;
   delayMs?: number;
+  /** Never answer: the request hangs until the client gives up (closes the connection) or the server stops. */
+  stall?: boolean;
 }
 
 export interface ResponseValidator {
@@ -168,6 +170,8 @@ export class LocalGitHub {
   private readonly statuses = new Map<string, Map<string, StatusRecord>>();
   private readonly checkRuns = new Map<string, CheckRunRecord[]>();
   private readonly faults: (FaultSpec & { remaining: number })[] = [];
+  /** Requests held by a `stall` fault; released (closed unanswered) on stop. */
+  private readonly stalled = new Set<() => void>();
   private readonly webhooks: { url: string; secret: string }[] = [];
   private readonly rateLimitTotal: number;
   private readonly rateLimitReset = Math.floor(Date.now() / 1000) + 3600;
@@ -197,6 +201,8 @@ export class LocalGitHub {
   }
 
   async stop(): Promise<void> {
+    for (const release of this.stalled) release();
+    this.stalled.clear();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -355,6 +361,15 @@ export class LocalGitHub {
       const raw = await readBody(req);
       const fault = this.takeFault(method, path);
       if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (fault?.stall) {
+        await new Promise<void>((resolve) => {
+          this.stalled.add(resolve);
+          res.once("close", () => resolve());
+        });
+        this.requests.push({ method, path, route: "(stalled)", status: 0, countsAgainstRateLimit: false });
+        res.destroy();
+        return;
+      }
       const matched = this.match(method, path);
       if (matched) template = matched.route.template;
       if (this.opts.token !== undefined && !this.authorized(req)) {
