@@ -30,22 +30,21 @@ const defaultTopics = new Topics();
 
 /** Patterns for one agent (host id `host`). */
 export function agentPatterns(host: string, topics: Topics = defaultTopics): RolePatterns {
-  const base = topics.host(host);
   return {
     publish: [
       topics.availability(host),
       topics.info(host),
-      `${base}/compartments/+`,
-      `${base}/jobs/#`,
+      topics.compartments(host),
+      topics.jobs(host),
       // Previews this host evaluated (for itself, or as a builder for others); the hub checks and
       // republishes them on fleet/previews, so no agent writes another host's fleet state.
-      `${base}/previews/+/+`,
+      topics.hostPreviews(host),
       topics.haDiscovery(host),
     ],
     read: [
       topics.commands(host),
       // Its own retained state, read back after a restart.
-      `${base}/#`,
+      topics.hostTree(host),
       topics.expected(),
       topics.hubAvailability(),
       topics.haStatus(),
@@ -55,18 +54,18 @@ export function agentPatterns(host: string, topics: Topics = defaultTopics): Rol
 
 /** Topics a viewer reads: all Lockstep state except commands, plus Home Assistant discovery. */
 export function viewerPatterns(topics: Topics = defaultTopics): RolePatterns {
-  const hosts = `${topics.root}/hosts/+`;
+  const any = Topics.ANY_HOST;
   return {
     publish: [],
     read: [
-      `${hosts}/availability`,
-      `${hosts}/info`,
-      `${hosts}/compartments/+`,
-      `${hosts}/jobs/#`,
-      `${hosts}/actions`,
-      `${topics.root}/fleet/#`,
-      `${topics.root}/hub/#`,
-      `${topics.haPrefix}/#`,
+      topics.availability(any),
+      topics.info(any),
+      topics.compartments(any),
+      topics.jobs(any),
+      topics.actions(any),
+      topics.fleetTree(),
+      topics.hubTree(),
+      topics.haTree(),
     ],
   };
 }
@@ -76,8 +75,8 @@ export function operatorPatterns(topics: Topics = defaultTopics): RolePatterns {
   const viewer = viewerPatterns(topics);
   return {
     publish: [
-      `${topics.root}/hosts/+/commands`,
-      `${topics.root}/hosts/+/actions`,
+      topics.commands(Topics.ANY_HOST),
+      topics.actions(Topics.ANY_HOST),
       // Home Assistant's birth message, so an HA connected as operator triggers discovery.
       topics.haStatus(),
     ],
@@ -118,7 +117,7 @@ function buildPatterns(user: AclUser, topics: Topics): RolePatterns {
 
 /** Filters (not topics) that a viewer or operator may subscribe with: the Lockstep and HA namespaces. */
 function namespaceFilters(topics: Topics): string[] {
-  return [`${topics.root}/#`, `${topics.haPrefix}/#`];
+  return [topics.namespace(), topics.haTree()];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ export type ParsedTopic =
   | { kind: "previewSummary"; pr: number };
 
 export class Topics {
+  /** The single-level wildcard, for use as a host id in the builders to get a filter over all hosts. */
+  static readonly ANY_HOST = "+";
   readonly root: string;
 
   constructor(
@@ -142,7 +144,38 @@ export class Topics {
     return `${this.root}/fleet/ha/${host}/state`;
   }
 
-  // Wildcard subscriptions
+  // Wildcard filters. Host-level builders above also take ANY_HOST ("+") as the host.
+  /** Everything under one host (`+` for every host). */
+  hostTree(host: string): string {
+    return `${this.host(host)}/#`;
+  }
+  /** Every compartment topic of a host. */
+  compartments(host: string): string {
+    return `${this.host(host)}/compartments/+`;
+  }
+  /** Every preview a host published (as the host that evaluated them). */
+  hostPreviews(builtOn: string): string {
+    return `${this.host(builtOn)}/previews/+/+`;
+  }
+  /** Every job record and job output topic of a host. */
+  jobs(host: string): string {
+    return `${this.host(host)}/jobs/#`;
+  }
+  /** Everything under this prefix and protocol version. */
+  namespace(): string {
+    return `${this.root}/#`;
+  }
+  fleetTree(): string {
+    return `${this.root}/fleet/#`;
+  }
+  hubTree(): string {
+    return `${this.root}/hub/#`;
+  }
+  /** Everything under Home Assistant's discovery prefix. */
+  haTree(): string {
+    return `${this.haPrefix}/#`;
+  }
+
   allHosts(): string {
     return `${this.root}/hosts/#`;
   }

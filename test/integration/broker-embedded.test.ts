@@ -273,7 +273,9 @@ describe("embedded broker", () => {
     // The race itself depends on timing; the rule behind the fix does not: a closing connection
     // whose client id is already live again has its will refused, any other will goes out.
     const live = await connect(broker.url, opts);
-    const hook = (broker as unknown as { authorizePublish(c: unknown, p: unknown, done: (e?: Error | null) => void): void }).authorizePublish.bind(broker);
+    // Aedes' own authorizePublish hook, as Aedes calls it for a closing client's will.
+    const aedes = (broker as unknown as { aedes: { authorizePublish(c: unknown, p: unknown, done: (e?: Error | null) => void): void } }).aedes;
+    const hook = aedes.authorizePublish.bind(aedes);
     const will = { cmd: "publish", topic: availability, payload: Buffer.from("offline"), qos: 1, retain: true };
     const ask = (client: unknown) => new Promise<Error | null | undefined>((resolve) => hook(client, { ...will }, resolve));
     expect((await ask({ id: "lockstep-agent-phoenix", closed: true }))?.message).toBe("superseded connection");

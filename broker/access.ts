@@ -1,0 +1,105 @@
+/**
+ * The embedded broker's access control: Aedes' authorizePublish / authorizeSubscribe /
+ * authorizeForward hooks, applying acl.ts to the user each connection logged in as.
+ * - a denied subscription gets the MQTT failure code 0x80;
+ * - a denied publish is acknowledged and dropped (MQTT 3.1.1 cannot refuse one; Mosquitto does the same);
+ * - a message is delivered only to a client allowed to read its topic.
+ */
+import type { Aedes, AedesOptions, Client, PublishPacket, Subscription } from "aedes";
+import type { Logger } from "pino";
+import type { Topics } from "../protocol/index.js";
+import { canPublish, canReceive, canSubscribe, type AclUser } from "./acl.js";
+import { DeliveryGuard, isSupersededConnection } from "./aedes-fixes.js";
+import { INTERNAL_HUB_USER, type ClientIdentities } from "./auth.js";
+
+/** Denied publishes are re-routed here: no client can subscribe to it, so the message goes nowhere. */
+const DROPPED_TOPIC = "$lockstep/dropped";
+
+export interface AccessDenial {
+  clientId: string;
+  user: string;
+  action: "publish" | "subscribe";
+  topic: string;
+  reason: string;
+}
+
+export interface AccessContext {
+  aedes: () => Aedes | undefined;
+  topics: Topics;
+  identities: ClientIdentities;
+  logger: Logger;
+  onDenied: (info: AccessDenial) => void;
+  /** An authorized publish by an operator or hub client (for audit attribution). */
+  onOperatorPublish: (client: Client, user: AclUser, packet: PublishPacket) => void;
+}
+
+function dropPacket(packet: PublishPacket): void {
+  packet.topic = DROPPED_TOPIC;
+  packet.retain = false;
+  packet.payload = Buffer.alloc(0);
+}
+
+export class BrokerAccess {
+  private readonly delivery = new DeliveryGuard();
+
+  constructor(private readonly ctx: AccessContext) {}
+
+  /** Aedes' hooks, ready to pass to Aedes.createBroker. */
+  hooks(): Pick<AedesOptions, "authorizePublish" | "authorizeSubscribe" | "authorizeForward"> {
+    return {
+      authorizePublish: (client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void) => this.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void) =>
+        this.authorizeSubscribe(client, sub, done),
+      authorizeForward: (client, packet) => this.authorizeForward(client, packet) as typeof packet | null,
+    };
+  }
+
+  /** Call on Aedes' "subscribe" event. */
+  subscribed(subs: Subscription[], client: Client): void {
+    this.delivery.subscribed(subs, client);
+  }
+
+  private authorizeForward(client: Client, packet: PublishPacket): PublishPacket | null {
+    const user = this.ctx.identities.userOf(client);
+    if (!user || !canReceive(user, packet.topic, this.ctx.topics)) return null;
+    return this.delivery.admit(client, packet) ? packet : null;
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+    const { topics, logger } = this.ctx;
+    if (!client) {
+      // A will kept from an earlier broker run whose client never came back. Wills are checked at
+      // CONNECT, but one stored by an older version was not: only an "offline" availability goes out.
+      const parsed = topics.parse(packet.topic);
+      const availability = (parsed?.kind === "availability" || packet.topic === topics.hubAvailability()) && packet.payload.toString() === "offline";
+      if (!availability) {
+        logger.warn({ topic: packet.topic }, "dropped a stored last will that is not an availability");
+        dropPacket(packet);
+      }
+      return done(null);
+    }
+    if (isSupersededConnection(this.ctx.aedes(), client)) {
+      // The host is already back: its old connection's "offline" would overwrite the fresh "online".
+      logger.debug({ clientId: client.id, topic: packet.topic }, "dropped the last will of a superseded connection");
+      return done(new Error("superseded connection"));
+    }
+    const user = this.ctx.identities.userOf(client);
+    if (user && canPublish(user, packet.topic, topics)) {
+      if ((user.role === "operator" || user.role === "hub") && user.name !== INTERNAL_HUB_USER) this.ctx.onOperatorPublish(client, user, packet);
+      return done(null);
+    }
+    logger.warn({ clientId: client.id, user: user?.name, role: user?.role, topic: packet.topic }, "mqtt publish denied");
+    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", action: "publish", topic: packet.topic, reason: "not allowed for this role" });
+    // Acknowledged and sent nowhere, so the client is not disconnected and nothing is delivered or retained.
+    dropPacket(packet);
+    done(null);
+  }
+
+  private authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
+    const user = this.ctx.identities.userOf(client);
+    if (user && canSubscribe(user, sub.topic, this.ctx.topics)) return done(null, sub);
+    this.ctx.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, filter: sub.topic }, "mqtt subscription denied");
+    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", action: "subscribe", topic: sub.topic, reason: "not allowed for this role" });
+    done(null, null); // SUBACK 0x80
+  }
+}

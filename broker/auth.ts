@@ -1,0 +1,105 @@
+/**
+ * Who a client is: the CONNECT check of the embedded broker (stored users, the hub process's own
+ * user, anonymous viewers when allowed) and the record of which user each connection logged in as.
+ */
+import type { AuthenticateError, Client } from "aedes";
+import type { Logger } from "pino";
+import type { Topics } from "../protocol/index.js";
+import { canPublish, type AclUser } from "./acl.js";
+import { ConnackCode, pendingWill } from "./aedes-fixes.js";
+import { safeEqualStrings, type CredentialStore } from "./credentials.js";
+
+/** The hub process's own MQTT user (password random per start, never stored). "$" cannot appear in stored names. */
+export const INTERNAL_HUB_USER = "$hub";
+
+/** A logged-in user; createdAt identifies the stored user (absent for the hub and anonymous). */
+export type SessionUser = AclUser & { createdAt?: string };
+
+/** Which user each connection authenticated as, and the live connection of each client id. */
+export class ClientIdentities {
+  private users = new WeakMap<Client, SessionUser>();
+  private live = new Map<string, Client>();
+
+  userOf(client: Client): SessionUser | undefined {
+    return this.users.get(client);
+  }
+  bind(client: Client, user: SessionUser): void {
+    this.users.set(client, user);
+  }
+  /** Call when Aedes reports the client ready (after CONNACK). */
+  connected(client: Client): void {
+    this.live.set(client.id, client);
+  }
+  disconnected(client: Client): void {
+    if (this.live.get(client.id) === client) this.live.delete(client.id);
+  }
+  liveClient(clientId: string): Client | undefined {
+    return this.live.get(clientId);
+  }
+  liveClients(): IterableIterator<Client> {
+    return this.live.values();
+  }
+  clear(): void {
+    this.live.clear();
+  }
+}
+
+export interface AuthContext {
+  credentials: () => CredentialStore;
+  allowAnonymous: boolean;
+  /** The in-process hub's password for this run ("" when not started). */
+  internalHubPassword: () => string;
+  topics: Topics;
+  identities: ClientIdentities;
+  logger: Logger;
+  /** A refused login, for the broker's "denied" event. */
+  onRefused: (info: { clientId: string; user: string; reason: string }) => void;
+}
+
+type AuthDone = (error: AuthenticateError | null, success: boolean | null) => void;
+
+/** Aedes' `authenticate` hook. */
+export function authenticate(ctx: AuthContext, client: Client, username: string | undefined, password: Buffer | undefined, done: AuthDone): void {
+  const refuse = (code: number, reason: string) => {
+    ctx.logger.warn({ clientId: client.id, user: username, reason }, "mqtt connection refused");
+    ctx.onRefused({ clientId: client.id, user: username ?? "", reason });
+    const err = new Error(reason) as AuthenticateError;
+    err.returnCode = code as AuthenticateError["returnCode"];
+    done(err, false);
+  };
+  const accept = (user: SessionUser) => {
+    const holder = ctx.identities.liveClient(client.id);
+    const holderUser = holder ? ctx.identities.userOf(holder) : undefined;
+    if (holder && !holder.closed && holderUser && holderUser.name !== user.name) {
+      // Another user's live session: taking it over would disconnect that client.
+      return refuse(ConnackCode.notAuthorized, `client id "${client.id}" is in use by another user`);
+    }
+    // A will is published by the broker later, possibly by the next broker start with no
+    // connection left to check: its topic is checked now, like any publish of this user.
+    const will = pendingWill(client);
+    if (will?.topic !== undefined && !canPublish(user, will.topic, ctx.topics)) {
+      return refuse(ConnackCode.notAuthorized, `last will on ${will.topic}, which this user may not publish to`);
+    }
+    ctx.identities.bind(client, user);
+    done(null, true);
+  };
+
+  if (username === undefined || username === "") {
+    if (ctx.allowAnonymous) return accept({ name: "anonymous", role: "viewer" });
+    return refuse(ConnackCode.notAuthorized, "anonymous clients are not allowed");
+  }
+  const secret = password?.toString("utf8") ?? "";
+  if (username === INTERNAL_HUB_USER) {
+    const expected = ctx.internalHubPassword();
+    return expected !== "" && safeEqualStrings(secret, expected)
+      ? accept({ name: INTERNAL_HUB_USER, role: "hub" })
+      : refuse(ConnackCode.badUsernameOrPassword, "bad user name or password");
+  }
+  ctx.credentials().verify(username, secret).then(
+    (user) => (user ? accept({ name: user.name, role: user.role, createdAt: user.createdAt }) : refuse(ConnackCode.badUsernameOrPassword, "bad user name or password")),
+    (err: Error) => {
+      ctx.logger.error({ err: err.message }, "credential check failed");
+      refuse(ConnackCode.serverUnavailable, "credential store unreadable");
+    },
+  );
+}
