@@ -6,8 +6,10 @@
  * Written against aedes 1.2.0 and aedes-persistence-level 9.2.0.
  */
 import type { Socket } from "node:net";
+import { Readable, type Duplex } from "node:stream";
 import type { Aedes, Client, PublishPacket, Subscription } from "aedes";
 import { topicMatches } from "./acl.js";
+import { RetainedIndex } from "./retained-index.js";
 
 /** Aedes' CONNACK return codes (a const enum in its typings, so spelled out here). */
 export const ConnackCode = {
@@ -183,4 +185,133 @@ export class DeliveryGuard {
     }
     return !(packet.retain && live?.has(packet.topic));
   }
+}
+
+// -------------------------------------------------------------------------------------------------
+// The persistence (aedes-persistence-level). Aedes 1.2 calls it promise-style (no callbacks).
+
+/** What Aedes hands the persistence and gets back from a retained stream (only the fields it reads). */
+interface StoredPacket {
+  cmd: "publish";
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: true;
+}
+
+/** The client fields the persistence looks at (Aedes passes its Client, or `{ id }` for a stored session). */
+interface PersistenceClient {
+  id: string;
+  clean?: boolean;
+}
+
+/** The methods of aedes-persistence-level's CallBackPersistence that these fixes wrap. */
+export interface FixablePersistence {
+  setup(broker: unknown): Promise<void>;
+  storeRetained(packet: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }): Promise<void>;
+  createRetainedStream(pattern: string): Readable;
+  createRetainedStreamCombi(patterns: string[]): Readable;
+  outgoingUpdate(client: PersistenceClient, packet: { messageId?: number }): Promise<void>;
+  outgoingClearMessageId(client: PersistenceClient, packet: { messageId?: number }): Promise<unknown>;
+  addSubscriptions(client: PersistenceClient, subs: unknown[]): Promise<void>;
+}
+
+/**
+ * Fix aedes-persistence-level where profiles of 1,000-10,000 simulated hosts put the broker's time:
+ *
+ * 1. Retained messages are found by topic, not by scan: upstream walks and msgpack-decodes every
+ *    retained message once per filter of every SUBSCRIBE (one agent's subscribe: 190 ms at 1,000
+ *    hosts, 2 s at 10,000; connecting N hosts O(N²)). An in-memory RetainedIndex, loaded once at
+ *    start and updated in the order Aedes stores, answers the retained replay; LevelDB stays the
+ *    durable copy. A failed write puts the previous value back, so the index never shows what the
+ *    store does not hold.
+ * 2. No LevelDB lookup per PUBACK of a clean session: upstream looks the message id up in the
+ *    outgoing store although a clean session's QoS 1 deliveries are never stored (2 s of 7 s
+ *    main-thread time at 10,000 changes). Only ids this process stored for a clean client (its
+ *    left-over queue, sent once after CONNECT) are looked up.
+ * 3. A SUBSCRIBE's filters are stored once: Aedes' subscribe handler calls addSubscriptions with the
+ *    packet's whole filter list once per filter (1,000 filters: 2.7 GB; 10,000: 11.6 GB and the hub
+ *    died). The first call stores the list; the others of the same packet share its promise.
+ */
+export function fixPersistence(persistence: FixablePersistence): { retained: RetainedIndex<StoredPacket> } {
+  const index = new RetainedIndex<StoredPacket>();
+  const p = persistence;
+  const original = {
+    setup: p.setup.bind(p),
+    storeRetained: p.storeRetained.bind(p),
+    createRetainedStream: p.createRetainedStream.bind(p),
+    outgoingUpdate: p.outgoingUpdate.bind(p),
+    outgoingClearMessageId: p.outgoingClearMessageId.bind(p),
+    addSubscriptions: p.addSubscriptions.bind(p),
+  };
+
+  // Aedes insists on an AsyncFunction here (it checks constructor.name).
+  p.setup = async function setup(broker: unknown): Promise<void> {
+    await original.setup(broker);
+    for await (const stored of original.createRetainedStream("#") as AsyncIterable<StoredPacket>) index.set(retainedCopy(stored));
+  };
+
+  p.storeRetained = async (packet) => {
+    const previous = index.get(packet.topic);
+    const entry = packet.payload.length === 0 ? undefined : retainedCopy(packet);
+    if (entry) index.set(entry);
+    else index.delete(packet.topic);
+    try {
+      await original.storeRetained(packet);
+    } catch (err) {
+      if (index.get(packet.topic) === entry) {
+        if (previous) index.set(previous);
+        else index.delete(packet.topic);
+      }
+      throw err;
+    }
+  };
+
+  const matching = function* (patterns: string[]): Generator<StoredPacket> {
+    for (const pattern of patterns) yield* index.match(pattern);
+  };
+  p.createRetainedStream = (pattern) => Readable.from(matching([pattern]));
+  p.createRetainedStreamCombi = (patterns) => Readable.from(matching(patterns));
+
+  const storedForClean = new WeakMap<PersistenceClient, Set<number>>();
+  p.outgoingUpdate = async (client, packet) => {
+    if (client.clean === true && packet.messageId !== undefined) {
+      let ids = storedForClean.get(client);
+      if (!ids) storedForClean.set(client, (ids = new Set()));
+      ids.add(packet.messageId);
+    }
+    return original.outgoingUpdate(client, packet);
+  };
+  p.outgoingClearMessageId = async (client, packet) => {
+    if (client.clean === true && (packet.messageId === undefined || !storedForClean.get(client)?.delete(packet.messageId))) return undefined;
+    return original.outgoingClearMessageId(client, packet);
+  };
+
+  const storing = new WeakMap<unknown[], Promise<void>>();
+  p.addSubscriptions = (client, subs) => {
+    let stored = storing.get(subs);
+    if (!stored) storing.set(subs, (stored = original.addSubscriptions(client, subs)));
+    return stored;
+  };
+  return { retained: index };
+}
+
+/** A compact copy of a retained packet: the payload copied so it pins no larger socket buffer. */
+function retainedCopy(packet: { topic: string; payload: Buffer | string; qos: 0 | 1 | 2 }): StoredPacket {
+  return { cmd: "publish", topic: packet.topic, payload: Buffer.from(packet.payload), qos: packet.qos, retain: true };
+}
+
+/**
+ * One WebSocket frame per MQTT packet. mqtt-packet corks the stream while it writes a packet's
+ * pieces (fixed header, length, topic, payload ...), but the stream `ws` makes has no `_writev`,
+ * so each piece went out as its own frame (~6 per packet; Mosquitto sends 1). With `_writev` the
+ * corked pieces leave as one frame.
+ */
+export function oneFramePerPacket(stream: Duplex): Duplex {
+  const s = stream as Duplex & {
+    _write(chunk: Buffer, encoding: BufferEncoding, cb: (err?: Error | null) => void): void;
+    _writev?(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void;
+  };
+  s._writev = (chunks, cb) => s._write(Buffer.concat(chunks.map((c) => c.chunk)), "buffer" as BufferEncoding, cb);
+  return stream;
 }

@@ -24,7 +24,7 @@ import type { Logger } from "pino";
 import { Topics } from "../protocol/index.js";
 import { BrokerAccess } from "./access.js";
 import type { AclUser } from "./acl.js";
-import { adaptDelivery, closeKeepingWills, publishInOrder } from "./aedes-fixes.js";
+import { adaptDelivery, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence } from "./aedes-fixes.js";
 import { ClientIdentities, INTERNAL_HUB_USER, authenticate } from "./auth.js";
 import type { BrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
@@ -152,6 +152,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       );
     }
     this.persistence = aedesPersistenceLevel(this.db);
+    fixPersistence(this.persistence as unknown as FixablePersistence);
     // Aedes checks for wills of dead brokers every 4 heartbeats; one is dead after 3 without a beat.
     const heartbeatInterval = Math.max(250, Math.round((this.options.orphanWillCheckMs ?? 60_000) / 4));
     const authContext = {

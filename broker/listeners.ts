@@ -12,7 +12,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from "node:
 import type { Logger } from "pino";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import { LockstepError } from "../protocol/index.js";
-import { prepareSocket } from "./aedes-fixes.js";
+import { oneFramePerPacket, prepareSocket } from "./aedes-fixes.js";
 import type { BrokerConfig } from "./config.js";
 
 export interface EmbeddedBrokerPorts {
@@ -87,7 +87,7 @@ export class BrokerListeners {
       if (url.pathname !== path) return; // someone else's upgrade
       prepareSocket(socket as Socket);
       this.wss.handleUpgrade(req, socket, head, (ws) => {
-        const stream = createWebSocketStream(ws);
+        const stream = oneFramePerPacket(createWebSocketStream(ws));
         stream.on("error", () => stream.destroy());
         if (!this.accept(stream, req)) ws.terminate();
       });

@@ -116,6 +116,42 @@ describe("embedded broker", () => {
     expect(status).toBe(404);
   });
 
+  it("sends each MQTT packet as one WebSocket frame", async () => {
+    const broker = await startBroker({ listeners: { tcp: { host: "127.0.0.1", port: 0 }, ws: { host: "127.0.0.1", port: 0, path: "/mqtt" } } });
+    const hub = await connect(broker.url, broker.hubConnection());
+    const payload = JSON.stringify({ head: "abc", pending: null });
+    await hub.publishAsync(topics.expected(), payload, { qos: 1, retain: true });
+
+    // A bare WebSocket speaking MQTT 3.1.1 by hand, to see the frames themselves.
+    const str = (text: string) => {
+      const b = Buffer.from(text);
+      return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
+    };
+    const packet = (type: number, body: Buffer) => Buffer.concat([Buffer.from([type, body.length]), body]);
+    const { username, password } = broker.hubConnection();
+    const connectPacket = packet(0x10, Buffer.concat([str("MQTT"), Buffer.from([4, 0xc2, 0, 60]), str("frames-1"), str(username), str(password)]));
+    const subscribePacket = packet(0x82, Buffer.concat([Buffer.from([0, 1]), str(topics.expected()), Buffer.from([1])]));
+
+    const ws = new WebSocket(broker.wsUrl!, "mqtt");
+    const frames: Buffer[] = [];
+    const gotFrames = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => (frames.length >= n ? resolve() : undefined);
+        ws.on("message", (data: Buffer) => (frames.push(data), check()));
+        ws.once("error", reject);
+        check();
+      });
+    await new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject)));
+    ws.send(connectPacket);
+    ws.send(subscribePacket);
+    // CONNACK, SUBACK and the retained PUBLISH: three packets, each whole in its own frame.
+    await gotFrames(3);
+    await new Promise((r) => setTimeout(r, 100)); // any further (split) frames would arrive now
+    ws.close();
+    expect(frames.map((f) => f[0]! >> 4)).toEqual([2, 9, 3]);
+    expect(frames[2]!.includes(Buffer.from(payload))).toBe(true);
+  });
+
   it("a failed start names the cause and releases everything it opened", async () => {
     const first = await startBroker();
     const dataDir = await mkdtemp(join(dir, "broker-"));

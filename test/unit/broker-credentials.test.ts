@@ -36,6 +36,45 @@ describe("CredentialStore", () => {
     expect(await readdir(join(dir, "state"))).toEqual(["credentials.json"]);
   });
 
+  it("hashes generated passwords with a keyed HMAC and chosen ones with scrypt; both verify, wrong ones do not", async () => {
+    const store = await CredentialStore.open(file);
+    const agent = await store.add("web1", "agent");
+    const person = await store.add("alice", "operator", "a chosen passphrase");
+    const onDisk = JSON.parse(await readFile(file, "utf8")) as { hmacKey?: string; users: Array<{ name: string; hmac?: string; scrypt?: unknown }> };
+    expect(Buffer.from(onDisk.hmacKey ?? "", "base64")).toHaveLength(32);
+    const byName = new Map(onDisk.users.map((u) => [u.name, u]));
+    expect(byName.get("web1")).toMatchObject({ hmac: expect.any(String) });
+    expect(byName.get("web1")?.scrypt).toBeUndefined();
+    expect(byName.get("alice")).toMatchObject({ scrypt: expect.any(Object) });
+    expect(byName.get("alice")?.hmac).toBeUndefined();
+
+    // A second store (another process) reads the same key.
+    const other = await CredentialStore.open(file);
+    expect(await other.verify("web1", agent.password)).toMatchObject({ name: "web1" });
+    expect(await other.verify("web1", person.password)).toBeNull();
+    expect(await other.verify("alice", person.password)).toMatchObject({ name: "alice", role: "operator" });
+    expect(await other.verify("alice", agent.password)).toBeNull();
+  });
+
+  it("keeps verifying users stored with scrypt before generated passwords got an HMAC", async () => {
+    const store = await CredentialStore.open(file);
+    const added = await store.add("web1", "agent", "an old generated secret");
+    const onDisk = JSON.parse(await readFile(file, "utf8")) as { users: Array<{ scrypt?: unknown; hmac?: string }> };
+    expect(onDisk.users[0]?.scrypt).toBeDefined();
+    expect(await (await CredentialStore.open(file)).verify("web1", added.password)).toMatchObject({ name: "web1" });
+  });
+
+  it("adds many users with one write, all or none", async () => {
+    const store = await CredentialStore.open(file);
+    const added = await store.addMany(Array.from({ length: 50 }, (_, i) => ({ name: `host-${i}`, role: "agent" as const })));
+    expect(added).toHaveLength(50);
+    expect(store.list()).toHaveLength(50);
+    expect(await store.verify("host-7", added[7]!.password)).toMatchObject({ name: "host-7" });
+    await expect(store.addMany([{ name: "new-1", role: "agent" }, { name: "host-3", role: "agent" }])).rejects.toThrow(/already exists/);
+    await expect(store.addMany([{ name: "twin", role: "agent" }, { name: "twin", role: "agent" }])).rejects.toThrow(/listed twice/);
+    expect((await CredentialStore.open(file)).list()).toHaveLength(50);
+  });
+
   it("writes the file with mode 0600", async () => {
     const store = await CredentialStore.open(file);
     await store.add("page", "viewer", "a-given-password");

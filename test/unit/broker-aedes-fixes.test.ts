@@ -1,0 +1,93 @@
+/**
+ * The persistence fixes of broker/aedes-fixes.ts on a real aedes-persistence-level + LevelDB.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import aedesPersistenceLevel from "aedes-persistence-level";
+import { Level } from "level";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { fixPersistence, type FixablePersistence } from "../../broker/aedes-fixes.js";
+
+describe("fixPersistence", () => {
+  let dir: string;
+  let db: Level<string, Buffer>;
+  let persistence: FixablePersistence & { destroy(): Promise<void> };
+
+  async function open(): Promise<void> {
+    db = new Level<string, Buffer>(join(dir, "mqtt"), { valueEncoding: "buffer" });
+    await db.open();
+    persistence = aedesPersistenceLevel(db) as unknown as typeof persistence;
+    fixPersistence(persistence);
+    await persistence.setup({ id: "test-broker" });
+  }
+  const retain = (topic: string, payload: string) => persistence.storeRetained({ topic, payload: Buffer.from(payload), qos: 1 });
+  async function replay(patterns: string[]): Promise<string[]> {
+    const out: string[] = [];
+    for await (const p of persistence.createRetainedStreamCombi(patterns) as AsyncIterable<{ topic: string; payload: Buffer }>) out.push(`${p.topic}=${p.payload.toString()}`);
+    return out.sort();
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "lockstep-fixes-"));
+    await open();
+  });
+  afterEach(async () => {
+    await persistence.destroy().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("answers a subscription's retained replay from the index, without reading the store", async () => {
+    for (let i = 0; i < 50; i++) await retain(`h/${i}/state`, `v${i}`);
+    await retain("h/7/state", "newer");
+    await retain("h/8/state", ""); // an empty retained payload deletes
+    const reads = vi.spyOn(db, "values");
+    const iterators = vi.spyOn(db, "iterator");
+    expect(await replay(["h/7/#", "h/8/state", "x/+"])).toEqual(["h/7/state=newer"]);
+    expect(await replay(["h/+/state"])).toHaveLength(49);
+    expect(reads).not.toHaveBeenCalled();
+    expect(iterators).not.toHaveBeenCalled();
+  });
+
+  it("loads the index from the store at start, so retained messages survive a restart", async () => {
+    await retain("a/b", "kept");
+    await retain("a/c", "gone");
+    await retain("a/c", "");
+    await persistence.destroy();
+    await open();
+    expect(await replay(["a/#"])).toEqual(["a/b=kept"]);
+  });
+
+  it("puts the previous value back when the store refuses a write", async () => {
+    await retain("a/b", "stored");
+    vi.spyOn(db, "put").mockRejectedValueOnce(new Error("No space left on device"));
+    await expect(retain("a/b", "lost")).rejects.toThrow(/No space/);
+    expect(await replay(["a/b"])).toEqual(["a/b=stored"]);
+  });
+
+  it("does not look up a clean session's PUBACK in the store, but does for ids it stored", async () => {
+    const gets = vi.spyOn(db, "get");
+    const clean = { id: "page-1", clean: true };
+    expect(await persistence.outgoingClearMessageId(clean, { messageId: 42 })).toBeUndefined();
+    expect(gets).not.toHaveBeenCalled();
+    // A persistent session's PUBACK is looked up as before.
+    await persistence.outgoingClearMessageId({ id: "agent-1", clean: false }, { messageId: 42 });
+    expect(gets).toHaveBeenCalledTimes(1);
+    // A left-over queue sent to a client that came back clean: its ids are looked up and cleared.
+    const update = vi.spyOn(persistence, "outgoingUpdate");
+    await persistence.outgoingUpdate(clean, { messageId: 7 }).catch(() => undefined); // nothing queued: "no such packet"
+    expect(update).toHaveBeenCalled();
+    await persistence.outgoingClearMessageId(clean, { messageId: 7 });
+    expect(gets.mock.calls.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("stores a SUBSCRIBE's filter list once, although Aedes asks once per filter", async () => {
+    const batches = vi.spyOn(db, "batch");
+    const client = { id: "agent-1", clean: false };
+    const subs = Array.from({ length: 100 }, (_, i) => ({ topic: `t/${i}`, qos: 1 }));
+    await Promise.all(subs.map(() => persistence.addSubscriptions(client, subs)));
+    expect(batches).toHaveBeenCalledTimes(1);
+    await persistence.addSubscriptions(client, [...subs]); // a new SUBSCRIBE packet is stored again
+    expect(batches).toHaveBeenCalledTimes(2);
+  });
+});
