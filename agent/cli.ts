@@ -13,7 +13,7 @@ import pino from "pino";
 import { LockstepError } from "../protocol/index.js";
 import { Agent, RESTART_EXIT_CODE } from "./agent.js";
 import { loadAgentConfig } from "./config.js";
-import { runSelfUpdateCli } from "./self-update-cli.js";
+import { runSelfUpdateCli } from "./self-update/cli.js";
 import { AGENT_VERSION } from "./version.js";
 
 const USAGE = `usage: lockstep-agent run --config FILE

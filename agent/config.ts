@@ -168,7 +168,7 @@ export function statePaths(stateDir: string) {
     jobsDir: join(stateDir, "jobs"),
     publishedJobs: join(stateDir, "published-jobs.json"),
     result: join(stateDir, "result"),
-    /** Held by a running `lockstep-agent self-update` (agent/self-update-lock.ts). */
+    /** Held by a running `lockstep-agent self-update` (agent/self-update/lock.ts). */
     selfUpdateLock: join(stateDir, "self-update.lock"),
   };
 }

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync } from "node:f
 import { join } from "node:path";
 import { assertCommitSha } from "./os-profiles.js";
 import { runProcess, type OutputStream } from "./process.js";
-import { rebootNeeded } from "./self-update-system.js";
+import { rebootNeeded } from "./self-update/system.js";
 import {
   lastLines,
   parseDiffClosures,

@@ -97,7 +97,7 @@ rec {
   lowerChars = chars "abcdefghijklmnopqrstuvwxyz";
   toLower = builtins.replaceStrings upperChars lowerChars;
 
-  # The self-update's JSON config (agent/self-update-config.ts SelfUpdateConfig).
+  # The self-update's JSON config (agent/self-update/config.ts SelfUpdateConfig).
   # `scheduler`: "systemd" (status asks systemctl for the timer's next run), "systemd-user" (the timer
   # is a user unit: `systemctl --user`), or "launchd" (no next-run query, no systemd health checks).
   selfUpdateConfig = { cfg, kind, stateDir, timerUnit ? "lockstep-self-update.timer", scheduler ? "systemd" }:

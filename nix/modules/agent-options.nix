@@ -167,7 +167,7 @@ in
       };
       window = mkOption { type = types.nullOr windowType; default = null; description = "Reboot only inside this window; null means whenever the run happens."; };
     };
-    settings = settingsOption { file = "agent/self-update-config.ts"; example = { stepTimeoutSeconds = 7200; }; };
+    settings = settingsOption { file = "agent/self-update/config.ts"; example = { stepTimeoutSeconds = 7200; }; };
     extraConfig = deprecatedExtraConfig "selfUpdate.settings";
   };
 }

@@ -4,14 +4,14 @@ import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isWithinWindow } from "../../protocol/windows.js";
-import { rebootNeeded } from "../../agent/self-update-system.js";
+import { rebootNeeded } from "../../agent/self-update/system.js";
 import { readProfile } from "../../agent/profile.js";
-import { checkDisk, checkSystemState, checkUptime } from "../../agent/self-update-health.js";
-import { runSelfUpdateCli } from "../../agent/self-update-cli.js";
-import { appendRunRecord, type RunRecord } from "../../agent/self-update-runlog.js";
-import { parseSelfUpdateConfig, profileCommands } from "../../agent/self-update-config.js";
+import { checkDisk, checkSystemState, checkUptime } from "../../agent/self-update/health.js";
+import { runSelfUpdateCli } from "../../agent/self-update/cli.js";
+import { appendRunRecord, type RunRecord } from "../../agent/self-update/runlog.js";
+import { parseSelfUpdateConfig, profileCommands } from "../../agent/self-update/config.js";
 import { expandArgv } from "../../agent/os-profiles.js";
-import { acquireSelfUpdateLock } from "../../agent/self-update-lock.js";
+import { acquireSelfUpdateLock } from "../../agent/self-update/lock.js";
 import { MaintenanceWindow } from "../../protocol/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-selfupdate-parts-"));

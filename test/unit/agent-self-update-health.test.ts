@@ -3,9 +3,9 @@
  * ahead unless a required unit failed, and macOS is never asked about systemd.
  */
 import { describe, expect, it } from "vitest";
-import { checkFailedUnits, runHealthChecks } from "../../agent/self-update-health.js";
-import { parseSelfUpdateConfig } from "../../agent/self-update-config.js";
-import { nextScheduledRun } from "../../agent/self-update-cli.js";
+import { checkFailedUnits, runHealthChecks } from "../../agent/self-update/health.js";
+import { parseSelfUpdateConfig } from "../../agent/self-update/config.js";
+import { nextScheduledRun } from "../../agent/self-update/cli.js";
 
 /** argv printing what `systemctl list-units --state=failed --plain --no-legend` prints. */
 const listing = (...lines: string[]) => ["printf", "%s\\n", ...lines];

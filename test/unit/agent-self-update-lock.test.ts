@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync, existsSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { SelfUpdateLockedError, UNREADABLE_LOCK_STALE_MS, acquireSelfUpdateLock, selfUpdateInProgress } from "../../agent/self-update-lock.js";
+import { SelfUpdateLockedError, UNREADABLE_LOCK_STALE_MS, acquireSelfUpdateLock, selfUpdateInProgress } from "../../agent/self-update/lock.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lockstep-su-lock-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { parseAgentConfig } from "../../agent/config.js";
-import { parseSelfUpdateConfig } from "../../agent/self-update-config.js";
+import { parseSelfUpdateConfig } from "../../agent/self-update/config.js";
 import { HubSettingsSchema } from "../../hub/config.js";
 import { parseBrokerConfig } from "../../broker/config.js";
 import { nixEnv } from "../fleet/nix-env.js";

@@ -5,8 +5,8 @@
  * without a hub needs nothing else. Every field is validated here; defaults match a NixOS host.
  */
 import { z } from "zod";
-import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError, HOST_ID_PATTERN, readConfigFile } from "../protocol/index.js";
-import { REBOOT_COMPONENTS } from "../protocol/reboot.js";
+import { ConfigError, FlakeInputName, MaintenanceWindow, BranchName, formatZodError, HOST_ID_PATTERN, readConfigFile } from "../../protocol/index.js";
+import { REBOOT_COMPONENTS } from "../../protocol/reboot.js";
 
 /** An argv array: program first, never shell text. `{placeholders}` are filled per run (os-profiles.ts expandArgv). */
 const Argv = z.array(z.string()).min(1, "an argv needs at least the program");

@@ -1,6 +1,6 @@
 /** Facts about system closures that the self-update and previews compare before and after. */
 import { realpath } from "node:fs/promises";
-import { rebootNeedOf, type RebootNeed } from "../protocol/reboot.js";
+import { rebootNeedOf, type RebootNeed } from "../../protocol/reboot.js";
 
 export type { RebootNeed };
 

@@ -5,9 +5,9 @@
  */
 import { openSync, writeSync, closeSync, readFileSync, unlinkSync, statSync } from "node:fs";
 import { z } from "zod";
-import { LockstepError } from "../protocol/index.js";
-import { statePaths } from "./config.js";
-import { processAlive } from "./process.js";
+import { LockstepError } from "../../protocol/index.js";
+import { statePaths } from "../config.js";
+import { processAlive } from "../process.js";
 
 export class SelfUpdateLockedError extends LockstepError {
   override name = "SelfUpdateLockedError";
@@ -124,7 +124,7 @@ export function selfUpdateInProgress(path: string): { pid: number } | null {
   return processAlive(owner) ? { pid: owner } : null;
 }
 
-/** What the agent daemon records while it runs a job (agent/agent.ts InflightStore); only these fields are read. */
+/** What the agent daemon records while it runs a job (agent/state.ts InflightStore); only these fields are read. */
 const InflightJob = z.object({ id: z.string(), op: z.string() });
 
 /** An in-flight record older than this is left over from an agent that is gone, not a running job. */

@@ -10,11 +10,11 @@
  */
 import { existsSync } from "node:fs";
 import { z } from "zod";
-import { LockstepError } from "../protocol/index.js";
-import { defaultSelfUpdateConfigPaths, loadSelfUpdateConfig, type SelfUpdateConfig } from "./self-update-config.js";
-import { runSelfUpdate } from "./self-update.js";
-import { readRunRecords, type RunRecord, type RunOutcome } from "./self-update-runlog.js";
-import { runCommand } from "./self-update-exec.js";
+import { LockstepError } from "../../protocol/index.js";
+import { defaultSelfUpdateConfigPaths, loadSelfUpdateConfig, type SelfUpdateConfig } from "./config.js";
+import { runSelfUpdate } from "./run.js";
+import { readRunRecords, type RunRecord, type RunOutcome } from "./runlog.js";
+import { runCommand } from "./exec.js";
 
 export const EXIT_CODES: Record<RunOutcome, number> = { succeeded: 0, failed: 1, unhealthy: 3, locked: 4 };
 const EXIT_USAGE = 2;

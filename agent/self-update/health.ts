@@ -5,8 +5,8 @@
 import { statfs, readFile } from "node:fs/promises";
 import { uptime as osUptime } from "node:os";
 import { z } from "zod";
-import { UNIT_NAME, type HealthConfig } from "./self-update-config.js";
-import { runCommand } from "./self-update-exec.js";
+import { UNIT_NAME, type HealthConfig } from "./config.js";
+import { runCommand } from "./exec.js";
 
 export interface HealthResult {
   check: "disk" | "system-state" | "failed-units" | "uptime";

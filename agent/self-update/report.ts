@@ -6,9 +6,9 @@
 import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
 import type { Logger } from "pino";
-import { JobState, readSecretFile, Topics } from "../protocol/index.js";
-import type { BrokerReportConfig } from "./self-update-config.js";
-import type { RunRecord } from "./self-update-runlog.js";
+import { JobState, readSecretFile, Topics } from "../../protocol/index.js";
+import type { BrokerReportConfig } from "./config.js";
+import type { RunRecord } from "./runlog.js";
 
 export const SELF_UPDATE_OP = "self-update";
 

@@ -1,5 +1,5 @@
 /** Run one argv (never through a shell) and capture its output, with a timeout (see process.ts). */
-import { runProcess, type OutputStream } from "./process.js";
+import { runProcess, type OutputStream } from "../process.js";
 
 export interface CommandResult {
   argv: string[];
