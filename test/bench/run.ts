@@ -8,6 +8,7 @@ import { benchBroker } from "./broker.js";
 import { benchDashboard } from "./dashboard.js";
 import { benchGithub } from "./github.js";
 import { benchHubStart } from "./hub-start.js";
+import { benchPreview } from "./preview.js";
 import { benchRollout } from "./rollout.js";
 
 const BENCHMARKS: [string, () => Promise<Record<string, number>>][] = [
@@ -16,6 +17,7 @@ const BENCHMARKS: [string, () => Promise<Record<string, number>>][] = [
   ["rollout", benchRollout],
   ["dashboard", benchDashboard],
   ["hub-start", benchHubStart],
+  ["preview", benchPreview],
 ];
 
 async function main(filter: string[]): Promise<number> {

@@ -4,27 +4,26 @@
  * running system.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FleetRepo } from "../fleet/repo.js";
-import { nixEnv, nixSystem } from "../fleet/nix-env.js";
+import type { FleetRepo } from "../fleet/repo.js";
+import { nixEnv } from "../fleet/nix-env.js";
+import { createPreviewFixture, git, PREVIEW_HOSTS, systemAttr } from "../fleet/preview-fixture.js";
 import { PreviewCancelled, PreviewRunner, type PreviewContext, type PreviewTarget } from "../../agent/preview.js";
 import { readProfile } from "../../agent/profile.js";
 import { PreviewArgs, REBOOT_COMPONENTS, HostPreview } from "../../protocol/index.js";
 
-const HOSTS = ["alpha", "beta", "gamma"];
+const HOSTS = [...PREVIEW_HOSTS];
 let root: string;
 let repo: FleetRepo;
 let checkout: string;
 let profile: string;
 let update: string;
-const current: Record<string, string> = {};
-
-const git = (args: string[], cwd: string) => execFileSync("git", args, { cwd, env: nixEnv(), encoding: "utf8" }).trim();
-const attr = (h: string) => `lockstepSystems.${nixSystem()}.${h}`;
+let current: Record<string, string> = {};
+const attr = systemAttr;
 
 /** What "the live checkout and the running system" look like: none of it may change. */
 function liveState() {
@@ -57,26 +56,7 @@ const target = (host: string, over: Partial<PreviewTarget> = {}): PreviewTarget 
 
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), "lockstep-preview-"));
-  repo = FleetRepo.create({ root, hosts: HOSTS });
-  // The Nix store is shared by every test: a message unique to this run makes alpha's system new.
-  repo.setHostModule("alpha", { packages: ["hello", "coreutils"], kernel: true, switchScript: true, message: root });
-  repo.setHostModule("beta", { packages: ["coreutils"] });
-  repo.setHostModule("gamma", { packages: ["openssl"] });
-  checkout = join(root, "checkout");
-  git(["clone", "-q", "--branch", "main", repo.originUrl, checkout], root);
-  // The systems the hosts run now: built from the live checkout; alpha's is its profile.
-  for (const h of HOSTS) {
-    const out = execFileSync("nix", ["build", "--no-link", "--json", `${checkout}#${attr(h)}`], { env: nixEnv(), encoding: "utf8" });
-    current[h] = JSON.parse(out)[0].outputs.out;
-  }
-  profile = join(root, "profiles", "system");
-  execFileSync("mkdir", ["-p", join(root, "profiles")]);
-  execFileSync("nix-env", ["--profile", profile, "--set", current.alpha!], { env: nixEnv(), stdio: "ignore" });
-
-  repo.bumpPackages("nixpkgs", { hello: { version: "2.13", size: 60_000 }, openssl: { version: "3.0.16", broken: true }, linux: { version: "6.6.60" } });
-  update = repo.lockUpdateBranch().sha;
-  // GitHub keeps every PR's head at refs/pull/<n>/head.
-  git(["update-ref", "refs/pull/7/head", update], repo.origin);
+  ({ repo, checkout, profile, current, update } = createPreviewFixture(root, 7));
 }, 180_000);
 
 describe("preview (real git, real Nix)", () => {
