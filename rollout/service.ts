@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import pino, { type Logger } from "pino";
 import type { AuditEvent, RolloutHistoryEntry, RolloutProgress } from "../protocol/schemas.js";
 import { RolloutEngine, type RevertCallback } from "./engine.js";
-import { RolloutConflictError, RolloutNotFoundError } from "./errors.js";
+import { RolloutConflictError, RolloutNotFoundError, RolloutPlanError } from "./errors.js";
 import { isRolloutPublisher, type FleetPort, type RolloutPublisher } from "./fleet-port.js";
 import { RolloutPlanner } from "./planner.js";
 import { parseRolloutSpec, type RolloutPlan, type RolloutSpecInput } from "./spec.js";
@@ -58,17 +58,33 @@ export class RolloutService {
   }
 
   /**
+   * Everything start() checks, without starting anything: the spec, the plan against the fleet as
+   * it is now, hosts named in the selection that no agent ever reported (a typo must not shrink a
+   * rollout silently), and hosts busy in a running rollout. Merge-and-deploy calls this before it
+   * merges, so a request it would refuse never merges a PR. Throws like start().
+   */
+  check(spec: RolloutSpecInput | unknown, now: Date = new Date()): RolloutPlan {
+    const plan = this.preview(spec, now);
+    const unknown = plan.excluded.filter((e) => e.code === "unknown-host").map((e) => e.host);
+    if (unknown.length > 0) {
+      throw new RolloutPlanError(`unknown host(s): ${unknown.join(", ")}`, "name hosts whose agents have reported to the broker (see the fleet page), or name none to deploy to every host");
+    }
+    const hosts = plan.phases.flatMap((p) => p.hosts);
+    for (const [id, a] of this.active) {
+      const busy = hosts.filter((h) => a.hosts.has(h));
+      if (busy.length > 0) throw new RolloutConflictError(id, busy);
+    }
+    return plan;
+  }
+
+  /**
    * Validate, plan and start a rollout in the background; returns its id at once.
-   * Throws RolloutSpecError (bad spec), RolloutPlanError (nothing to deploy) or
+   * Throws RolloutSpecError (bad spec), RolloutPlanError (nothing to deploy, unknown hosts) or
    * RolloutConflictError (a host is busy in another rollout) before anything is sent.
    */
   start(spec: RolloutSpecInput | unknown, requestedBy: string): string {
-    const plan = this.preview(spec);
+    const plan = this.check(spec);
     const hosts = new Set(plan.phases.flatMap((p) => p.hosts));
-    for (const [id, a] of this.active) {
-      const busy = [...hosts].filter((h) => a.hosts.has(h));
-      if (busy.length > 0) throw new RolloutConflictError(id, busy);
-    }
     const engine = this.newEngine();
     this.track(plan.id, engine, hosts, engine.run(plan, requestedBy));
     this.log.info({ rolloutId: plan.id, commit: plan.commit, requestedBy, hosts: hosts.size }, "rollout started");

@@ -3,6 +3,10 @@
  * test per host, health gate, failure policy). It returns at once: output 1 carries "started" (with
  * the input message, so an HTTP endpoint can answer with the rollout id) and then "progress"
  * events; output 2 carries the outcome when the rollout ends.
+ *
+ * With `msg.checkOnly` it starts nothing: it builds and checks the spec exactly as it would start it
+ * (hosts known and free, a plan exists) and sends the message on output 1 with topic "checked".
+ * Merge-and-deploy does this before merging, so a request that cannot be deployed never merges.
  */
 import { z } from "zod";
 import { CommitSha, LockDiff, type RolloutProgress } from "../../protocol/schemas.js";
@@ -18,6 +22,9 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
 const Hosts = z.array(HostId).min(1);
 const Tags = z.array(z.string().min(1)).min(1);
 const PartialSpec = z.record(z.string(), z.unknown());
+
+/** Stands in for the commit a check runs before the merge that makes it (the plan does not depend on it). */
+const NOT_YET_MERGED = "0".repeat(40);
 
 /** The commit to deploy: msg.commit, or the merge commit / commit in msg.payload. */
 function commitOf(msg: NodeMessage): string {
@@ -92,7 +99,8 @@ export = function register(RED: NodeAPI): void {
     onInput(node, async (msg, send) => {
       const connection = fleetNode?.connection;
       if (!connection) throw new ConfigError(fleetNode?.configError ?? "no fleet connection", "select a lockstep-fleet node");
-      const commit = commitOf(msg);
+      const checkOnly = msg.checkOnly === true;
+      const commit = checkOnly && msg.commit === undefined ? NOT_YET_MERGED : commitOf(msg);
       const layers = [
         lockstepSettings(RED).rollout ?? {},
         nodeSpec,
@@ -104,6 +112,12 @@ export = function register(RED: NodeAPI): void {
       if (msg.prNumber !== undefined) fixed.prNumber = parseMessageField(z.coerce.number().int().positive(), msg.prNumber, "msg.prNumber");
       if (msg.lockDiff !== undefined) fixed.lockDiff = parseMessageField(LockDiff, msg.lockDiff, "msg.lockDiff");
       const spec = parseRolloutSpec(mergeSpecLayers(...layers, fixed));
+      if (checkOnly) {
+        connection.rollouts.check(spec);
+        msg.topic = "checked";
+        send([msg, null]);
+        return;
+      }
 
       const id = connection.rollouts.start(spec, requester(msg, node));
       mine.set(id, context(msg));

@@ -110,3 +110,41 @@ describe("shipped flows", () => {
     }
   });
 });
+
+describe("manual merge & deploy flow", () => {
+  type FlowNode = { id: string; type: string; func?: string; wires?: string[][] };
+  const flows = mergeShippedFlows(resolve(__dirname, "..", "..", "flows")) as FlowNode[];
+  const byId = new Map(flows.map((n) => [n.id, n]));
+  const endpoint = flows.find((n) => n.type === "http in" && (n as { url?: string }).url === "/api/flake-updates/merge-and-deploy")!;
+  /** Run a function node's code as Node-RED would (msg in, what it returns out). */
+  const runFunction = (node: FlowNode, msg: Record<string, unknown>) => new Function("msg", node.func!)(msg) as unknown;
+
+  it("reaches the merge node only through a deploy node (the rollout is checked before anything merges)", () => {
+    // Walk from the endpoint, stopping at deploy nodes: no merge node may be reachable that way.
+    const seen = new Set<string>();
+    const todo = [endpoint.id];
+    while (todo.length) {
+      const node = byId.get(todo.pop()!)!;
+      if (seen.has(node.id)) continue;
+      seen.add(node.id);
+      expect(node.type, `${node.id} is reached before any deploy check`).not.toBe("lockstep-pr-merge");
+      if (node.type !== "lockstep-deploy") todo.push(...(node.wires ?? []).flat());
+    }
+    expect([...seen].some((id) => byId.get(id)!.type === "lockstep-deploy")).toBe(true);
+  });
+
+  it("asks the deploy node for a check first, and merges only on its 'checked' answer", () => {
+    const read = byId.get(endpoint.wires![0]![0]!)!;
+    const [toDeploy] = runFunction(read, { payload: { pr_number: 12, hosts: ["web1"] }, req: { lockstepUser: { name: "alice" } } }) as [Record<string, unknown>];
+    expect(toDeploy).toMatchObject({ prNumber: 12, hosts: ["web1"], checkOnly: true });
+    const deploy = byId.get(read.wires![0]![0]!)!;
+    expect(deploy.type).toBe("lockstep-deploy");
+    const afterDeploy = deploy.wires![0]!.map((id) => byId.get(id)!).filter((n) => n.type === "function");
+    const results = afterDeploy.map((n) => ({ n, checked: runFunction(n, { topic: "checked", checkOnly: true }), started: runFunction(n, { topic: "started", rolloutId: "r-1" }) }));
+    const toMerge = results.filter((r) => r.checked !== null);
+    expect(toMerge).toHaveLength(1);
+    expect(toMerge[0]!.checked).not.toHaveProperty("checkOnly");
+    expect(toMerge[0]!.n.wires![0]!.map((id) => byId.get(id)!.type)).toEqual(["lockstep-pr-merge"]);
+    expect(toMerge[0]!.started).toBeNull();
+  });
+});

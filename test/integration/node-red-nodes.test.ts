@@ -77,6 +77,10 @@ function testFlow(): Array<Record<string, unknown>> {
     fn("count", "global.set('ticks', (global.get('ticks') || 0) + 1); global.set('lastTick', msg); return null;", 1, [[]]),
     { id: "in-ticks", type: "http in", z: "t", url: "/t/ticks", method: "get", wires: [["ticks"]] },
     fn("ticks", reply(200, "msg.payload = { ticks: global.get('ticks') || 0, last: global.get('lastTick') || null };"), 1, [["out"]]),
+    { id: "in-deploy", type: "http in", z: "t", url: "/t/deploy", method: "post", wires: [["copy-deploy"]] },
+    fn("copy-deploy", copy, 1, [["deploy"]]),
+    { id: "deploy", type: "lockstep-deploy", z: "t", fleet: "fleet-config", wires: [["deployed"], []] },
+    fn("deployed", reply(200, "msg.payload = { output: 1, topic: msg.topic, rolloutId: msg.rolloutId };"), 1, [["out"]]),
     { id: "catch", type: "catch", z: "t", scope: null, wires: [["caught"]] },
     fn("caught", reply(500, "msg.payload = { error: msg.error.message };"), 1, [["out"]]),
     { id: "out", type: "http response", z: "t", statusCode: "", headers: {}, wires: [] },
@@ -215,6 +219,19 @@ describe("our nodes in a stock Node-RED against simulated agents", () => {
     expect(later.ticks).toBeGreaterThanOrEqual(first.ticks + 1);
     expect(later.last).toMatchObject({ cron: "* * * * * *", timeZone: "Pacific/Auckland" });
     expect(Math.abs(Date.parse(later.last!.payload) - Date.now())).toBeLessThan(5000);
+  });
+
+  it("deploy with msg.checkOnly checks the rollout (unknown hosts refused) and starts nothing", async () => {
+    const sent = () => agents.reduce((n, a) => n + a.received.length, 0);
+    const before = sent();
+    const unknown = await post("/t/deploy", { checkOnly: true, hosts: ["alpha", "nosuch"], prNumber: 3 });
+    expect(unknown.status).toBe(500);
+    expect(unknown.body.error).toMatch(/RolloutPlanError: unknown host\(s\): nosuch/);
+    const badHosts = await post("/t/deploy", { checkOnly: true, hosts: "alpha" });
+    expect(badHosts.body.error).toMatch(/msg\.hosts is invalid/);
+    const ok = await post("/t/deploy", { checkOnly: true, hosts: ["alpha"], prNumber: 3 });
+    expect(ok).toEqual({ status: 200, body: { output: 1, topic: "checked" } });
+    expect(sent()).toBe(before);
   });
 
   it("logged no errors of its own", () => {

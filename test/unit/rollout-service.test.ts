@@ -60,6 +60,21 @@ describe("RolloutService", () => {
     expect((await service.wait(id)).state).toBe("cancelled");
   });
 
+  it("check() refuses what start() would refuse, unknown named hosts too, and starts nothing", async () => {
+    const { fleet, service } = setup(50);
+    expect(() => service.check({ commit: "main" })).toThrow(RolloutSpecError);
+    expect(() => service.check({ commit: COMMIT, selection: { hosts: ["a", "ghost"] } })).toThrow(/unknown host\(s\): ghost/);
+    expect(() => service.start({ commit: COMMIT, selection: { hosts: ["a", "ghost"] } }, "alice")).toThrow(RolloutPlanError);
+    expect(service.check({ commit: COMMIT, selection: { hosts: ["a"] } }).phases.flatMap((p) => p.hosts)).toEqual(["a"]);
+    expect(fleet.commands).toHaveLength(0);
+    expect(await service.list()).toEqual([]);
+    const id = service.start({ commit: COMMIT, strategy: FAST, selection: { hosts: ["a"] } }, "alice");
+    expect(() => service.check({ commit: COMMIT, selection: { hosts: ["a", "b"] } })).toThrow(RolloutConflictError);
+    expect(service.check({ commit: COMMIT, selection: { hosts: ["b"] } }).phases.flatMap((p) => p.hosts)).toEqual(["b"]);
+    service.cancel(id, "bob");
+    await service.wait(id);
+  });
+
   it("installOnHost deploys one host without canary or soak", async () => {
     const { fleet, service } = setup();
     const id = service.installOnHost("b", COMMIT, "home-assistant");
