@@ -1,0 +1,240 @@
+/**
+ * The hub's Prometheus metrics (prom-client; nothing hand-formatted). Two kinds of series:
+ *
+ * - read from the fleet view at scrape time (gauges with `collect`): hosts by compartment and
+ *   status, online per host, generation per host, lock age and pending update age;
+ * - fed by events as they happen (counters, a histogram): finished rollouts by outcome and their
+ *   duration, finished steps (agent jobs) by op and outcome, the last successful switch per host,
+ *   and what the GitHub client and the broker report (requests, rate limit, clients, messages,
+ *   bytes, authentication failures) through the record* methods.
+ *
+ * Per-host series use the host id as the `host` label; every other label comes from a closed
+ * list, so a misbehaving agent cannot grow the series count.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { COMMAND_OPS, COMPARTMENTS, STATUSES, TERMINAL_JOB_STATES, type FleetExpected, type JobState, type RolloutProgress } from "../protocol/schemas.js";
+import type { FleetChange, HostSnapshot } from "../rollout/fleet-port.js";
+import type { RolloutService } from "../rollout/service.js";
+
+/** What the metrics read from the fleet view (FleetClient implements it). */
+export interface MetricsFleet {
+  hosts(): HostSnapshot[];
+  expected(): FleetExpected | undefined;
+  job(host: string, jobId: string): JobState | undefined;
+  onChange(listener: (change: FleetChange) => void): () => void;
+}
+
+/** The rollout service's events (progress and done are read). */
+export type MetricsRollouts = Pick<RolloutService, "events">;
+
+export interface HubMetricsOptions {
+  fleet: MetricsFleet;
+  rollouts?: MetricsRollouts;
+  /** The embedded broker's connected clients, read at scrape time. */
+  brokerClients?: () => number;
+  registry?: Registry;
+  now?: () => Date;
+}
+
+/** Ops a step label may have: the agent's commands and the standalone self-update; anything else is "other". */
+const STEP_OPS: ReadonlySet<string> = new Set<string>([...COMMAND_OPS, "self-update"]);
+const AUTH_PROTOCOLS = ["mqtt", "http"] as const;
+/** How many counted job ids to remember (the fleet client keeps as many job states). */
+const COUNTED_JOBS_MAX = 10_000;
+export type AuthProtocol = (typeof AUTH_PROTOCOLS)[number];
+
+const seconds = (iso: string | undefined): number | undefined => {
+  const ms = iso === undefined ? NaN : Date.parse(iso);
+  return Number.isFinite(ms) ? ms / 1000 : undefined;
+};
+
+export class HubMetrics {
+  readonly registry: Registry;
+  private readonly now: () => Date;
+  private readonly startedAt: number;
+  private readonly lastSwitch = new Map<string, number>();
+  /** Terminal jobs already counted (host/jobId); retained job states arrive again on reconnect. */
+  private readonly countedJobs = new Set<string>();
+  private readonly running = new Set<string>();
+  private readonly unsubscribe: Array<() => void> = [];
+
+  private readonly rolloutsTotal: Counter<"outcome">;
+  private readonly rolloutDuration: Histogram<"outcome">;
+  private readonly stepsTotal: Counter<"op" | "outcome">;
+  private readonly githubRequests: Counter<"status">;
+  private readonly githubRateLimit: Gauge;
+  private readonly brokerMessages: Counter;
+  private readonly brokerBytes: Counter;
+  private readonly authFailures: Counter<"protocol">;
+
+  constructor(private readonly opts: HubMetricsOptions) {
+    this.registry = opts.registry ?? new Registry();
+    this.now = opts.now ?? (() => new Date());
+    this.startedAt = this.now().getTime() / 1000;
+    const registers = [this.registry];
+    const fleet = opts.fleet;
+    const metrics = this;
+
+    new Gauge({
+      name: "lockstep_hosts",
+      help: "Hosts by compartment and status (a compartment a host has not reported counts as unknown).",
+      labelNames: ["compartment", "status"],
+      registers,
+      collect() {
+        this.reset();
+        const hosts = fleet.hosts();
+        for (const compartment of COMPARTMENTS) {
+          for (const status of STATUSES) this.set({ compartment, status }, hosts.filter((h) => (h.compartments[compartment]?.status ?? "unknown") === status).length);
+        }
+      },
+    });
+    new Gauge({
+      name: "lockstep_host_online",
+      help: "1 when the host's agent is online, 0 when offline or not seen yet.",
+      labelNames: ["host"],
+      registers,
+      collect() {
+        this.reset();
+        for (const h of fleet.hosts()) this.set({ host: h.host }, h.availability === "online" ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "lockstep_host_generation",
+      help: "The host's current system generation, as its agent reports it.",
+      labelNames: ["host"],
+      registers,
+      collect() {
+        this.reset();
+        for (const h of fleet.hosts()) if (h.info?.generation !== undefined) this.set({ host: h.host }, h.info.generation);
+      },
+    });
+    new Gauge({
+      name: "lockstep_host_last_successful_switch_timestamp_seconds",
+      help: "When the host's last successful switch finished (Unix time); alert on time() minus this.",
+      labelNames: ["host"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [host, at] of metrics.lastSwitch) this.set({ host }, at);
+      },
+    });
+    // Labelled, so the series is absent (not 0) while there is nothing to measure.
+    new Gauge({
+      name: "lockstep_lock_age_seconds",
+      help: "Age of the fleet's flake.lock on its branch (now minus its newest input's lastModified); absent until known.",
+      labelNames: ["branch"],
+      registers,
+      collect() {
+        this.reset();
+        const expected = fleet.expected();
+        if (expected?.lockLastModified !== undefined) this.set({ branch: expected.branch }, Math.max(0, metrics.nowSeconds() - expected.lockLastModified));
+      },
+    });
+    new Gauge({
+      name: "lockstep_pending_update_age_seconds",
+      help: "How long the pending lock-update PR has been open; absent when there is none.",
+      labelNames: ["pr"],
+      registers,
+      collect() {
+        this.reset();
+        const pending = fleet.expected()?.pendingUpdate;
+        const opened = seconds(pending?.openedAt);
+        if (pending && opened !== undefined) this.set({ pr: String(pending.number) }, Math.max(0, metrics.nowSeconds() - opened));
+      },
+    });
+    new Gauge({
+      name: "lockstep_rollouts_running",
+      help: "Rollouts running now.",
+      registers,
+      collect() {
+        this.set(metrics.running.size);
+      },
+    });
+    if (opts.brokerClients) {
+      const clients = opts.brokerClients;
+      new Gauge({
+        name: "lockstep_broker_clients",
+        help: "MQTT clients connected to the embedded broker.",
+        registers,
+        collect() {
+          this.set(clients());
+        },
+      });
+    }
+
+    this.rolloutsTotal = new Counter({ name: "lockstep_rollouts_total", help: "Finished rollouts by outcome (their final state).", labelNames: ["outcome"], registers });
+    this.rolloutDuration = new Histogram({
+      name: "lockstep_rollout_duration_seconds",
+      help: "Duration of finished rollouts, from creation to their final state.",
+      labelNames: ["outcome"],
+      // A minute up to a day: canaries with soak times and maintenance windows take hours.
+      buckets: [60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400],
+      registers,
+    });
+    this.stepsTotal = new Counter({ name: "lockstep_steps_total", help: "Finished agent jobs (steps) by op and outcome.", labelNames: ["op", "outcome"], registers });
+    this.githubRequests = new Counter({ name: "lockstep_github_requests_total", help: "GitHub API requests by HTTP status (\"error\" when there was no response).", labelNames: ["status"], registers });
+    this.githubRateLimit = new Gauge({ name: "lockstep_github_rate_limit_remaining", help: "GitHub API requests left in the current rate-limit window (x-ratelimit-remaining).", registers });
+    this.brokerMessages = new Counter({ name: "lockstep_broker_messages_total", help: "MQTT messages published through the embedded broker.", registers });
+    this.brokerBytes = new Counter({ name: "lockstep_broker_bytes_total", help: "Payload bytes of the MQTT messages published through the embedded broker.", registers });
+    this.authFailures = new Counter({ name: "lockstep_auth_failures_total", help: "Rejected logins by protocol (MQTT CONNECT, HTTP API).", labelNames: ["protocol"], registers });
+    for (const protocol of AUTH_PROTOCOLS) this.authFailures.inc({ protocol }, 0);
+
+    this.unsubscribe.push(fleet.onChange((change) => change.kind === "job" && this.onJob(fleet.job(change.host, change.jobId))));
+    if (opts.rollouts) {
+      const events = opts.rollouts.events;
+      const onProgress = (p: RolloutProgress) => this.running.add(p.id);
+      const onDone = (p: RolloutProgress) => this.onRolloutDone(p);
+      events.on("progress", onProgress);
+      events.on("done", onDone);
+      this.unsubscribe.push(() => events.off("progress", onProgress), () => events.off("done", onDone));
+    }
+  }
+
+  /** The exposition text and its content type, for GET /metrics. */
+  async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  recordGitHubResponse(status: number | undefined, rateLimitRemaining?: number): void {
+    this.githubRequests.inc({ status: status !== undefined && Number.isInteger(status) && status >= 100 && status <= 599 ? String(status) : "error" });
+    if (rateLimitRemaining !== undefined && Number.isFinite(rateLimitRemaining)) this.githubRateLimit.set(rateLimitRemaining);
+  }
+
+  recordBrokerMessage(payloadBytes: number): void {
+    this.brokerMessages.inc();
+    if (payloadBytes > 0) this.brokerBytes.inc(payloadBytes);
+  }
+
+  recordAuthFailure(protocol: AuthProtocol): void {
+    this.authFailures.inc({ protocol });
+  }
+
+  stop(): void {
+    for (const off of this.unsubscribe.splice(0)) off();
+  }
+
+  private nowSeconds(): number {
+    return this.now().getTime() / 1000;
+  }
+
+  private onJob(job: JobState | undefined): void {
+    if (!job || !TERMINAL_JOB_STATES.includes(job.state)) return;
+    const finished = seconds(job.finishedAt) ?? seconds(job.acceptedAt);
+    if (job.op === "switch" && job.state === "succeeded" && finished !== undefined && finished > (this.lastSwitch.get(job.host) ?? 0)) this.lastSwitch.set(job.host, finished);
+    // Count each step once, and only steps that ended while this hub ran: retained job states
+    // of earlier runs arrive again at every start.
+    const key = `${job.host}/${job.id}`;
+    if (this.countedJobs.has(key) || finished === undefined || finished < this.startedAt) return;
+    this.countedJobs.add(key);
+    if (this.countedJobs.size > COUNTED_JOBS_MAX) this.countedJobs.delete(this.countedJobs.values().next().value as string);
+    this.stepsTotal.inc({ op: STEP_OPS.has(job.op) ? job.op : "other", outcome: job.state });
+  }
+
+  private onRolloutDone(p: RolloutProgress): void {
+    this.running.delete(p.id);
+    this.rolloutsTotal.inc({ outcome: p.state });
+    const created = seconds(p.createdAt);
+    const finished = seconds(p.finishedAt ?? p.updatedAt);
+    if (created !== undefined && finished !== undefined) this.rolloutDuration.observe({ outcome: p.state }, Math.max(0, finished - created));
+  }
+}
