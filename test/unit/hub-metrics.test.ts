@@ -3,16 +3,12 @@
  * service: the exposition text is parsed with a Prometheus text-format parser, and its values are
  * compared with the fleet's own state during and after a rollout.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import parsePrometheusTextFormat, { type PromFamily } from "parse-prometheus-text-format";
 import { HubMetrics, type MetricsFleet } from "../../hub/metrics.js";
-import { RolloutService } from "../../rollout/service.js";
-import { RolloutStore } from "../../rollout/store.js";
 import { COMPARTMENTS, STATUSES, type FleetExpected, type JobState } from "../../protocol/schemas.js";
-import { FakeFleet } from "../support/fake-fleet.js";
+import type { FakeFleet } from "../support/fake-fleet.js";
+import { serviceOnFakeFleet } from "../support/rollout-fixture.js";
 
 const COMMIT = "f".repeat(40);
 const FAST = { soakMs: 0, stepTimeouts: { pull: 5000, switch: 5000, test: 5000 }, healthTimeoutMs: 2000 };
@@ -22,14 +18,8 @@ afterEach(async () => {
 });
 
 function setup(latencyMs: number) {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-metrics-"));
-  const fleet = new FakeFleet({ hosts: [{ host: "a", priority: 1 }, { host: "b", priority: 2 }, { host: "c", priority: 3, hold: true }], latencyMs, expectedHead: COMMIT });
-  const service = new RolloutService({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5, resumeGraceMs: 100 });
-  cleanups.push(async () => {
-    await service.close();
-    fleet.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { fleet, service, close } = serviceOnFakeFleet(latencyMs, COMMIT);
+  cleanups.push(close);
   return { fleet, service };
 }
 

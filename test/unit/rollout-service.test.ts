@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RolloutService } from "../../rollout/service.js";
 import { RolloutStore } from "../../rollout/store.js";
 import { RolloutConflictError, RolloutPlanError, RolloutSpecError } from "../../rollout/errors.js";
 import { RolloutProgress } from "../../protocol/schemas.js";
 import { FakeFleet } from "../support/fake-fleet.js";
+import { serviceOnFakeFleet } from "../support/rollout-fixture.js";
 
 const COMMIT = "f".repeat(40);
 const FAST = { soakMs: 0, stepTimeouts: { pull: 2000, switch: 2000, test: 2000 }, healthTimeoutMs: 1000 };
@@ -16,14 +14,8 @@ afterEach(async () => {
 });
 
 function setup(latencyMs = 1) {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-service-"));
-  const fleet = new FakeFleet({ hosts: [{ host: "a", priority: 1 }, { host: "b", priority: 2 }, { host: "c", priority: 3, hold: true }], latencyMs, expectedHead: COMMIT });
-  const service = new RolloutService({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5, resumeGraceMs: 100 });
-  cleanups.push(async () => {
-    await service.close();
-    fleet.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { dir, fleet, service, close } = serviceOnFakeFleet(latencyMs, COMMIT);
+  cleanups.push(close);
   return { dir, fleet, service };
 }
 
