@@ -17,6 +17,9 @@ import { ConfigError, formatZodError } from "../protocol/index.js";
 import { ENV_OVERRIDES, parseBrokerConfig, type BrokerConfig } from "../broker/config.js";
 import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
 import { readConfigFile } from "../protocol/config-file.js";
+import { checkTimeZone } from "../protocol/windows.js";
+import { RolloutSpec } from "../rollout/spec.js";
+import cron from "node-cron";
 
 const port = z.number().int().min(0).max(65535);
 const minutes = z.number().min(0).max(60 * 24 * 30);
@@ -29,10 +32,37 @@ const minutes = z.number().min(0).max(60 * 24 * 30);
 export const GitHubSettings = z.record(z.string(), z.unknown());
 export type GitHubSettings = z.infer<typeof GitHubSettings>;
 
+/** A cron expression node-cron (the schedule node) accepts: a bad one would start a weekly flow that never fires. */
+const CronExpression = z.string().superRefine((expression, ctx) => {
+  const detail = cron.validateDetailed(expression);
+  if (!detail.valid) ctx.addIssue({ code: "custom", message: `"${expression}" is not a cron expression (${detail.errors.map((e) => `${e.field}: ${e.message}`).join("; ")})` });
+});
+
+/** An IANA time zone this platform knows. */
+const TimeZone = z.string().superRefine((timeZone, ctx) => {
+  try {
+    checkTimeZone(timeZone);
+  } catch {
+    ctx.addIssue({ code: "custom", message: `"${timeZone}" is not a time zone (expected an IANA name such as "Europe/Berlin" or "UTC")` });
+  }
+});
+
+/**
+ * Rollout defaults are checked as the rollout engine will read them (its own schema), so a typo
+ * stops the hub at start instead of failing every deploy; commit and selection belong to a rollout.
+ */
+const RolloutDefaults = z.record(z.string(), z.unknown()).superRefine((defaults, ctx) => {
+  for (const key of ["commit", "selection"]) {
+    if (key in defaults) ctx.addIssue({ code: "custom", path: [key], message: "is chosen per rollout, not a default" });
+  }
+  const r = RolloutSpec.safeParse({ ...defaults, commit: "0".repeat(40) });
+  if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ code: "custom", path: issue.path as PropertyKey[], message: issue.message });
+});
+
 export const AutomaticSettings = z.strictObject({
   /** When the weekly flow looks for an update PR. */
-  cron: z.string().min(1).default("0 6 * * 1"),
-  timeZone: z.string().min(1).default("UTC"),
+  cron: CronExpression.default("0 6 * * 1"),
+  timeZone: TimeZone.default("UTC"),
   /** Merge no earlier than this many minutes after the PR was opened (time for CI and humans). */
   mergeDelayMinutes: minutes.default(60),
   /** How often the weekly flow re-checks CI and the delay while it waits. */
@@ -79,7 +109,7 @@ export const HubSettingsSchema = z.strictObject({
    * Defaults for the deploy nodes' rollouts (rollout/spec.ts RolloutSpec without commit and
    * selection), e.g. { "strategy": { "soakMs": 300000 }, "onFailure": "rollback-failed" }.
    */
-  rollout: z.record(z.string(), z.unknown()).default({}),
+  rollout: RolloutDefaults.default({}),
   homeAssistant: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
   /** <dataDir>/audit.jsonl is rotated before it passes maxMegabytes; keepFiles old files are kept. */
   audit: z

@@ -50,6 +50,24 @@ describe("hub config", () => {
     expect(() => loadHubConfig({ file, env: {} })).toThrow(/audit\.keepFiles/);
   });
 
+  it("checks the weekly schedule and the rollout defaults before the hub starts, naming the field", () => {
+    const file = join(dir, "bad-automatic.json");
+    const load = (content: unknown, env: NodeJS.ProcessEnv = {}) => {
+      writeFileSync(file, JSON.stringify(content));
+      return () => loadHubConfig({ file, dataDir: dir, env });
+    };
+    expect(load({ automatic: { cron: "every monday" } })).toThrow(/automatic\.cron.*"every monday" is not a cron expression/);
+    expect(load({ automatic: { cron: "0 6 * * 9" } })).toThrow(/automatic\.cron/);
+    expect(load({}, { LOCKSTEP_UPDATE_CRON: "61 * * * *" })).toThrow(/automatic\.cron.*LOCKSTEP_UPDATE_CRON/);
+    expect(load({ automatic: { timeZone: "Europe/Atlantis" } })).toThrow(/automatic\.timeZone.*"Europe\/Atlantis" is not a time zone/);
+    expect(load({ rollout: { strategy: { soakMs: -5 } } })).toThrow(/rollout\.strategy\.soakMs/);
+    expect(load({ rollout: { onFailur: "halt" } })).toThrow(/rollout.*onFailur/);
+    expect(load({ rollout: { commit: "a".repeat(40) } })).toThrow(/rollout\.commit.*per rollout/);
+    // Good values still load.
+    const ok = load({ automatic: { cron: "30 5 * * 1-5", timeZone: "Europe/Berlin" }, rollout: { strategy: { soakMs: 60000 }, onFailure: "halt" } })();
+    expect(ok.automatic).toMatchObject({ cron: "30 5 * * 1-5", timeZone: "Europe/Berlin" });
+  });
+
   it("parses the command line", () => {
     expect(parseHubArgs(["--data-dir", "/d", "--config", "/c.json"])).toEqual({ dataDir: "/d", config: "/c.json", help: false });
     expect(() => parseHubArgs(["--data-dir"])).toThrow(/--data-dir needs a value/);
