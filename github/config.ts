@@ -35,18 +35,33 @@ export type MergeMethod = (typeof MERGE_METHODS)[number];
 export const REVERT_MODES = ["pr", "commit"] as const;
 export type RevertMode = (typeof REVERT_MODES)[number];
 
+/**
+ * Which open PRs are lock updates. Defaults recognise update-flake-lock, Renovate's lock file
+ * maintenance and nix digest updates, per-input updaters (update-flake-inputs: one PR per input)
+ * and Lockstep's own workflows; docs/github.md lists real titles and branches for each.
+ */
 export const DetectionRules = z
   .object({
     /** A PR carrying ALL of these labels matches. Empty = the label rule is off. */
     labels: z.array(z.string().min(1)).default(["automated", "dependencies"]),
-    /** Case-insensitive substrings of the title. */
-    titlePatterns: z.array(z.string().min(1)).default(["flake.lock", "Update flake", "Bump flake"]),
+    /**
+     * Case-insensitive substrings of the title. "update" and "bump" are broad on purpose: with
+     * `onlyFlakeLock` a match counts only when the PR changes flake.lock alone.
+     */
+    titlePatterns: z.array(z.string().min(1)).default(["flake.lock", "flake input", "lock file maintenance", "update", "bump"]),
     /** Head branch names; `*` matches any characters. */
-    headBranchPatterns: z.array(z.string().min(1)).default(["update_flake_lock_action", "update-nixfleet-*"]),
+    headBranchPatterns: z.array(z.string().min(1)).default(["update_flake_lock_action", "update-nixfleet-*", "renovate/lock-file-maintenance", "renovate/*-digest", "flake-update*", "update-flake-*"]),
     /** Head branches never taken for an update: Lockstep's own revert PRs change only flake.lock too. */
     excludeHeadBranchPatterns: z.array(z.string().min(1)).default(["lockstep/revert-*"]),
+    /**
+     * PRs made with GitHub's Revert button (title `Revert "…"`, branch `revert-<n>-…`, body
+     * "Reverts owner/repo#n") change only flake.lock when they revert an update: never an update.
+     */
+    ignoreReverts: z.boolean().default(true),
     /** Only PRs whose changed files are exactly flake.lock count (checked with the PR files API). */
     onlyFlakeLock: z.boolean().default(true),
+    /** Open PRs that change different inputs are one pending update (merged together, in order). */
+    groupDisjointPrs: z.boolean().default(true),
   })
   .strict();
 export type DetectionRules = z.infer<typeof DetectionRules>;

@@ -2,14 +2,15 @@
  * Finding THE pending lock update on GitHub, with its lock diff, CI state and mergeability, and
  * what the fleet should run (FleetExpected).
  *
- * Rule for several matching PRs open at once: the OLDEST matching PR (earliest created_at, then
- * lowest number) is the pending update; the others are listed in `superseded`. Oldest first is
- * deterministic, it is the one that has had the longest time for CI and review, and after it is
- * merged the newer ones are rebased by their workflow (update-flake-lock force-pushes its branch)
- * and become the next pending update. See docs/github.md.
+ * Several matching PRs open at once, oldest first (earliest created_at, then lowest number): the
+ * oldest is the pending update. A later PR that changes only inputs no earlier one changes (a
+ * per-input updater opens one PR per input) joins it as another of its `parts`; a later PR that
+ * changes an input an earlier one changes is `superseded` (after the merge its workflow rebases
+ * it and it becomes the next pending update). A PR whose flake.lock cannot be read is `broken`:
+ * reported, never described from its body text, never deployed. See docs/github.md.
  */
-import { diffLocks, parseLockUpdateText, lockLastModified, parseFlakeLock, lockHash } from "../protocol/index.js";
-import type { CiState, FleetExpected, LockDiff, PendingUpdate } from "../protocol/index.js";
+import { diffLocks, FlakeLockError, parseLockUpdateText, lockLastModified, parseFlakeLock, lockHash } from "../protocol/index.js";
+import type { BrokenUpdate, CiState, FleetExpected, LockDiff, PendingPart, PendingUpdate } from "../protocol/index.js";
 import { LockstepError } from "../protocol/errors.js";
 import type { GitHubClient, PullSummary, PullDetail, CombinedStatus, CheckRunList, FileAtRef } from "./client.js";
 import type { DetectionRules, GitHubConfig } from "./config.js";
@@ -22,10 +23,27 @@ export function branchPatternMatches(pattern: string, branch: string): boolean {
   return re.test(branch);
 }
 
+/** What the pure rules read of a PR. */
+export interface PullFacts {
+  title: string;
+  head: { ref: string };
+  body?: string | null;
+}
+
+/**
+ * A PR made with GitHub's Revert button: title `Revert "…"`, head branch `revert-<n>-…`, or a body
+ * starting "Reverts owner/repo#n". Reverting a lock update changes only flake.lock, so without
+ * this check it would look like the next update.
+ */
+export function isRevertPull(pr: PullFacts): boolean {
+  return /^Revert "/.test(pr.title.trim()) || /^revert-\d+-/.test(pr.head.ref) || /^\s*Reverts [\w.-]+\/[\w.-]+#\d+/.test(pr.body ?? "");
+}
+
 /** Which rules a PR matches (pure; the "only flake.lock" rule needs the files API, see below). */
-export function matchRules(pr: Pick<PullSummary, "title" | "labels" | "head">, rules: DetectionRules): MatchRule[] {
+export function matchRules(pr: PullFacts & { labels: { name: string }[] }, rules: DetectionRules): MatchRule[] {
   const matched: MatchRule[] = [];
   if (rules.excludeHeadBranchPatterns.some((p) => branchPatternMatches(p, pr.head.ref))) return matched;
+  if (rules.ignoreReverts && isRevertPull(pr)) return matched;
   const names = new Set(pr.labels.map((l) => l.name.toLowerCase()));
   if (rules.labels.length > 0 && rules.labels.every((l) => names.has(l.toLowerCase()))) matched.push("labels");
   const title = pr.title.toLowerCase();
@@ -77,15 +95,17 @@ export interface IgnoredPull {
 }
 
 export interface Detection {
-  /** THE pending update (oldest matching PR), or null. */
+  /** THE pending update (oldest matching PR, with the PRs that join it in `parts`), or null. */
   pending: PendingUpdate | null;
-  /** Every matching PR, oldest first (the first one is `pending`). */
+  /** Every matching PR whose lock could be read, oldest first (the first one is `pending`). */
   matches: MatchedPull[];
   /** PRs that matched a rule but were set aside (e.g. they touch more than flake.lock). */
   ignored: IgnoredPull[];
+  /** Matching PRs whose flake.lock cannot be read: reported, never deployed. */
+  broken: BrokenUpdate[];
   /** Head of the base branch when checked. */
   baseHead: string;
-  /** The pending PR body's "Flake lock file updates:" block parsed, when the body has one. */
+  /** The pending PR body's lock-update text parsed (shown beside the real diff), when it has one. */
   bodyLockDiff: LockDiff | null;
   /** flake.lock at `baseHead`, when detection already read it (the pending PR's base is the base head). */
   baseLock: FileAtRef | null;
@@ -114,9 +134,13 @@ export async function changesMoreThanLock(client: GitHubClient, config: GitHubCo
 export async function detectPendingUpdate(client: GitHubClient, config: GitHubConfig, opts: DetectOptions = {}): Promise<Detection> {
   const baseHead = await client.getBranchHead(config.baseBranch);
   const open = await client.listOpenPulls(config.baseBranch);
-  const matches: MatchedPull[] = [];
+  const candidates: { pr: PullSummary; rules: MatchRule[] }[] = [];
   const ignored: IgnoredPull[] = [];
   for (const pr of open) {
+    if (config.detection.ignoreReverts && isRevertPull(pr)) {
+      ignored.push({ number: pr.number, reason: "a revert (GitHub's Revert button) is never an update" });
+      continue;
+    }
     const rules = matchRules(pr, config.detection);
     if (rules.length === 0) continue;
     const notOnlyLock = await changesMoreThanLock(client, config, pr.number);
@@ -124,19 +148,62 @@ export async function detectPendingUpdate(client: GitHubClient, config: GitHubCo
       ignored.push({ number: pr.number, reason: notOnlyLock });
       continue;
     }
-    matches.push({ number: pr.number, title: pr.title, url: pr.html_url, headBranch: pr.head.ref, headSha: pr.head.sha, openedAt: pr.created_at, rules });
+    candidates.push({ pr, rules });
   }
-  matches.sort((a, b) => (a.openedAt === b.openedAt ? a.number - b.number : a.openedAt < b.openedAt ? -1 : 1));
-  const first = matches[0];
-  if (!first) return { pending: null, matches, ignored, baseHead, bodyLockDiff: null, baseLock: null };
-  const pr = open.find((p) => p.number === first.number)!;
-  const { pending, before } = await describe(client, config, pr, matches.slice(1).map((m) => m.number), opts);
-  return { pending, matches, ignored, baseHead, bodyLockDiff: lockDiffFromBody(pr.body), baseLock: pr.base.sha === baseHead ? before : null };
+  candidates.sort((a, b) => (a.pr.created_at === b.pr.created_at ? a.pr.number - b.pr.number : a.pr.created_at < b.pr.created_at ? -1 : 1));
+
+  // Read every candidate's lock diff: a PR whose lock cannot be read is broken, not an update.
+  const readable: { pr: PullSummary; rules: MatchRule[]; diff: LockDiff; before: FileAtRef }[] = [];
+  const broken: BrokenUpdate[] = [];
+  for (const c of candidates) {
+    const read = await readLockDiff(client, config, c.pr);
+    if ("broken" in read) broken.push({ number: c.pr.number, title: c.pr.title, url: c.pr.html_url, reason: read.broken });
+    else readable.push({ ...c, ...read });
+  }
+  const matches: MatchedPull[] = readable.map(({ pr, rules }) => ({ number: pr.number, title: pr.title, url: pr.html_url, headBranch: pr.head.ref, headSha: pr.head.sha, openedAt: pr.created_at, rules }));
+  const first = readable[0];
+  if (!first) return { pending: null, matches, ignored, broken, baseHead, bodyLockDiff: null, baseLock: null };
+
+  const { together, superseded } = groupUpdates(readable, config.detection.groupDisjointPrs);
+  const parts: PendingPart[] = [];
+  for (const r of together) parts.push(await describePart(client, config, r.pr, r.diff, opts));
+  const pending: PendingUpdate = { ...parts[0]!, superseded: superseded.map((r) => r.pr.number) };
+  if (parts.length > 1) pending.parts = parts;
+  return { pending, matches, ignored, broken, baseHead, bodyLockDiff: lockDiffFromBody(first.pr.body), baseLock: first.pr.base.sha === baseHead ? first.before : null };
+}
+
+/**
+ * The top-level inputs a diff changes ("home-manager" for "home-manager/nixpkgs"). Followers are
+ * not changes of their own: their follows entries stay as they are in flake.lock.
+ */
+export function inputsChanged(diff: LockDiff): Set<string> {
+  return new Set([...diff.updated, ...diff.added, ...diff.removed].map((c) => c.input.split("/")[0]!));
+}
+
+/**
+ * Oldest first: a PR joins the update when it changes none of the inputs the PRs before it in the
+ * update change (and changes something); otherwise it is superseded by them.
+ */
+export function groupUpdates<T extends { diff: LockDiff }>(oldestFirst: T[], groupDisjoint: boolean): { together: T[]; superseded: T[] } {
+  const [first, ...rest] = oldestFirst;
+  if (!first) return { together: [], superseded: [] };
+  const together = [first];
+  const superseded: T[] = [];
+  const touched = inputsChanged(first.diff);
+  for (const r of rest) {
+    const mine = inputsChanged(r.diff);
+    if (groupDisjoint && mine.size > 0 && touched.size > 0 && [...mine].every((i) => !touched.has(i))) {
+      together.push(r);
+      for (const i of mine) touched.add(i);
+    } else superseded.push(r);
+  }
+  return { together, superseded };
 }
 
 /**
  * Lock diff, CI and mergeability of one PR, as the protocol's PendingUpdate. A PullDetail the
- * caller just fetched is the first mergeability answer (not asked for again).
+ * caller just fetched is the first mergeability answer (not asked for again). Throws a
+ * LockstepError ("lock-diff") when the PR's flake.lock cannot be read.
  */
 export async function describePendingUpdate(
   client: GitHubClient,
@@ -145,16 +212,17 @@ export async function describePendingUpdate(
   superseded: number[] = [],
   opts: DetectOptions = {},
 ): Promise<PendingUpdate> {
-  return (await describe(client, config, pr, superseded, opts)).pending;
+  const read = await readLockDiff(client, config, pr);
+  if ("broken" in read) throw new LockstepError(`PR #${pr.number} is not a usable lock update: ${read.broken}`, "lock-diff", "fix the PR's flake.lock (nix flake lock) or close the PR");
+  return { ...(await describePart(client, config, pr, read.diff, opts)), superseded };
 }
 
-/** describePendingUpdate, also handing back flake.lock at the PR's base sha (read for the diff). */
-async function describe(client: GitHubClient, config: GitHubConfig, pr: PullSummary | PullDetail, superseded: number[], opts: DetectOptions): Promise<{ pending: PendingUpdate; before: FileAtRef }> {
-  const { diff: lockDiff, before } = await readLockDiff(client, config, pr);
+/** CI and mergeability of one PR with its lock diff. */
+async function describePart(client: GitHubClient, config: GitHubConfig, pr: PullSummary | PullDetail, lockDiff: LockDiff, opts: DetectOptions): Promise<PendingPart> {
   const [combined, checks] = [await client.getCombinedStatus(pr.head.sha), await client.listCheckRuns(pr.head.sha)];
   const ci = ciStateFrom(combined, checks);
   const { mergeable, mergeableState } = await mergeabilityOf(client, pr.number, opts.mergeableRetries ?? config.mergeableRetries, opts.mergeableRetryDelayMs ?? config.mergeableRetryDelayMs, "mergeable" in pr ? pr : undefined);
-  const pending: PendingUpdate = {
+  return {
     number: pr.number,
     title: pr.title,
     url: pr.html_url,
@@ -165,28 +233,25 @@ async function describe(client: GitHubClient, config: GitHubConfig, pr: PullSumm
     ci,
     mergeable,
     mergeableState,
-    superseded,
   };
-  return { pending, before };
 }
 
 /**
- * flake.lock at the PR's base sha vs. at its head sha (the real change). Falls back to the PR
- * body's "Flake lock file updates:" text only when the files cannot be diffed (e.g. unparseable).
+ * flake.lock at the PR's base sha vs. at its head sha (the real change). A lock that cannot be
+ * read makes the PR broken: its body text is never taken instead (it may say anything).
  */
-async function readLockDiff(client: GitHubClient, config: GitHubConfig, pr: PullSummary): Promise<{ diff: LockDiff; before: FileAtRef }> {
+async function readLockDiff(client: GitHubClient, config: GitHubConfig, pr: PullSummary): Promise<{ diff: LockDiff; before: FileAtRef } | { broken: string }> {
   const before = await client.getFile(config.lockPath, pr.base.sha);
   const after = await client.getFile(config.lockPath, pr.head.sha);
   try {
     return { diff: diffLocks(before.text, after.text), before };
   } catch (e) {
-    const fromBody = lockDiffFromBody(pr.body);
-    if (fromBody) return { diff: fromBody, before };
-    throw new LockstepError(`cannot diff ${config.lockPath} of PR #${pr.number}: ${(e as Error).message}`, "lock-diff", "check that the PR's flake.lock is valid JSON", { cause: e });
+    if (!(e instanceof FlakeLockError)) throw e;
+    return { broken: `cannot read ${config.lockPath}: ${e.message}` };
   }
 }
 
-/** The PR body's own "Flake lock file updates:" block (what Nix printed), when present. */
+/** The PR body's own lock-update text (what Nix printed), when present: for display only. */
 export function lockDiffFromBody(body: string | null): LockDiff | null {
   return body ? parseLockUpdateText(body) : null;
 }
@@ -206,7 +271,7 @@ export async function fleetExpected(
   client: GitHubClient,
   config: GitHubConfig,
   pending: PendingUpdate | null,
-  extra: { baseHead?: string; agentVersion?: string; now?: Date; /** flake.lock at `baseHead`, when already read. */ baseLock?: FileAtRef | null } = {},
+  extra: { baseHead?: string; agentVersion?: string; now?: Date; /** flake.lock at `baseHead`, when already read. */ baseLock?: FileAtRef | null; /** Detection's broken PRs. */ broken?: BrokenUpdate[] } = {},
 ): Promise<FleetExpected> {
   const head = extra.baseHead ?? (await client.getBranchHead(config.baseBranch));
   const lock = (extra.baseHead !== undefined ? extra.baseLock : null) ?? (await client.getFile(config.lockPath, head));
@@ -226,5 +291,6 @@ export async function fleetExpected(
   };
   if (lastModified !== undefined) expected.lockLastModified = lastModified;
   if (extra.agentVersion !== undefined) expected.agentVersion = extra.agentVersion;
+  if (extra.broken?.length) expected.brokenUpdates = extra.broken;
   return expected;
 }

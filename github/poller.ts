@@ -146,7 +146,7 @@ export class UpdateWatcher extends EventEmitter<UpdateWatcherEvents> {
         }
       }
 
-      const expected = await fleetExpected(this.client, this.config, detection.pending, { baseHead: detection.baseHead, baseLock: detection.baseLock, agentVersion: this.opts.agentVersion });
+      const expected = await fleetExpected(this.client, this.config, detection.pending, { baseHead: detection.baseHead, baseLock: detection.baseLock, agentVersion: this.opts.agentVersion, broken: detection.broken });
       const { updatedAt: _ignored, ...stable } = expected;
       const expectedKey = JSON.stringify(stable);
       if (expectedKey !== this.lastExpectedKey) {

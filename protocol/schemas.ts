@@ -231,6 +231,36 @@ export const CI_STATES = ["pending", "success", "failure", "unknown"] as const;
 export const CiState = z.enum(CI_STATES);
 export type CiState = z.infer<typeof CiState>;
 
+/** One pull request of a pending update (see PendingUpdate.parts). */
+export const PendingPart = z.object({
+  number: z.number().int().positive(),
+  title: z.string(),
+  url: z.string(),
+  headSha: CommitSha,
+  headBranch: z.string(),
+  openedAt: isoDate,
+  lockDiff: LockDiff,
+  ci: z.object({ state: CiState, summary: z.string().optional() }),
+  mergeable: z.boolean().nullable().optional(),
+  mergeableState: z.string().optional(),
+});
+export type PendingPart = z.infer<typeof PendingPart>;
+
+/** A lock-update PR that matched the rules but whose flake.lock cannot be read: never deployed. */
+export const BrokenUpdate = z.object({
+  number: z.number().int().positive(),
+  title: z.string(),
+  url: z.string(),
+  reason: z.string(),
+});
+export type BrokenUpdate = z.infer<typeof BrokenUpdate>;
+
+/**
+ * THE pending lock update. Its own fields describe the PR merged first. Per-input updaters open
+ * one PR per input at once: PRs that change different inputs make one update together, listed in
+ * `parts` in merge order (parts[0] is this PR); PRs that change inputs an earlier one changes are
+ * `superseded`.
+ */
 export const PendingUpdate = z.object({
   number: z.number().int().positive(),
   title: z.string(),
@@ -243,6 +273,8 @@ export const PendingUpdate = z.object({
   mergeable: z.boolean().nullable().optional(),
   mergeableState: z.string().optional(),
   superseded: z.array(z.number().int()).default([]),
+  /** Every PR of this update in merge order, each with its own diff; absent or one entry: a single PR. */
+  parts: z.array(PendingPart).optional(),
 });
 export type PendingUpdate = z.infer<typeof PendingUpdate>;
 
@@ -254,6 +286,8 @@ export const FleetExpected = z.object({
   lockLastModified: z.number().int().optional(),
   agentVersion: z.string().optional(),
   pendingUpdate: PendingUpdate.nullable().default(null),
+  /** Lock-update PRs whose flake.lock cannot be read (reported, never deployed). */
+  brokenUpdates: z.array(BrokenUpdate).optional(),
   updatedAt: isoDate,
 });
 export type FleetExpected = z.infer<typeof FleetExpected>;

@@ -8,6 +8,8 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { DetectionRules } from "../../github/config.js";
+import { isRevertPull, matchRules } from "../../github/detect.js";
 import { diffLocks, FlakeLockError, parseFlakeLock, parseLockUpdateText, readLockInputs, SUPPORTED_LOCK_VERSIONS, type InputChange, type LockDiff, type LockedRef } from "../../protocol/index.js";
 
 const CORPUS = process.env.LOCKSTEP_LOCK_CORPUS ?? resolve(__dirname, "../../../shared/corpus/flake-locks");
@@ -136,5 +138,24 @@ describe.runIf(present)("real flake.lock files (../shared/corpus/flake-locks)", 
         expect(c.new?.type, `${f}: ${c.input}`).not.toBe("unknown");
       }
     }
+  });
+
+  it("every PR in pr_meta.json gets the verdict its note implies (reverts never; every lock-update tool's PRs detected by default)", () => {
+    const prs = JSON.parse(read("pr_meta.json")) as { src: string; title: string; branch: string; labels: string[]; files: string[] | null }[];
+    const rules = DetectionRules.parse({});
+    const wrong: string[] = [];
+    let reverts = 0, detected = 0;
+    for (const p of prs) {
+      // "?" = the branch is not known: a name no rule matches, so only title and labels decide.
+      const pr = { title: p.title, head: { ref: p.branch === "?" ? "unknown-branch" : p.branch }, labels: p.labels.map((name) => ({ name })) };
+      const isUpdate = matchRules(pr, rules).length > 0 && (p.files === null || (p.files.length === 1 && p.files[0] === "flake.lock"));
+      const revert = /\brevert\b/i.test(p.src);
+      if (revert) reverts++;
+      else detected++;
+      if (revert && (isUpdate || !isRevertPull(pr))) wrong.push(`${p.src}: a revert taken for an update`);
+      if (!revert && !isUpdate) wrong.push(`${p.src}: "${p.title}" (${p.branch}) not detected`);
+    }
+    console.info(`lock corpus: ${prs.length} PRs: ${detected} lock updates detected, ${reverts} reverts never taken for one`);
+    expect(wrong).toEqual([]);
   });
 });

@@ -92,6 +92,67 @@ describe("detecting the lock-update PR (local GitHub on a real bare repo)", () =
     await h.server.closePullRequest(newer);
   });
 
+  it("a PR made with GitHub's Revert button is never an update, though it changes only flake.lock", async () => {
+    h.fleet.bumpInput("nixpkgs", new Date("2026-11-17T12:00:00Z"));
+    const upd = h.fleet.lockUpdateBranch("revert-154-update_flake_lock_action");
+    const n = await h.server.openPullRequest({ head: upd.branch, title: 'Revert "flake.lock: Update (#154)"', body: "Reverts acme/fleet#154", labels: ["automated", "dependencies"] });
+    const d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending).toBeNull();
+    expect(d.ignored).toContainEqual({ number: n, reason: "a revert (GitHub's Revert button) is never an update" });
+    await h.server.closePullRequest(n);
+  });
+
+  it("Renovate's lock file maintenance is detected by default", async () => {
+    h.fleet.bumpInput("tools", new Date("2026-11-18T12:00:00Z"));
+    const upd = h.fleet.lockUpdateBranch("renovate/lock-file-maintenance");
+    const n = await h.server.openPullRequest({ head: upd.branch, title: "chore(deps): lock file maintenance" });
+    const d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending?.number).toBe(n);
+    expect(d.matches[0]!.rules).toEqual(["title", "headBranch"]);
+    await h.server.closePullRequest(n);
+  });
+
+  it("per-input PRs that change different inputs are one update made of several PRs; one changing the same input is superseded", async () => {
+    h.fleet.bumpInput("nixpkgs", new Date("2026-11-21T12:00:00Z"));
+    h.fleet.bumpInput("tools", new Date("2026-11-21T13:00:00Z"));
+    const np = h.fleet.lockUpdateBranch("update-nixpkgs", ["nixpkgs"]);
+    const tools = h.fleet.lockUpdateBranch("update-tools", ["tools"]);
+    const all = h.fleet.lockUpdateBranch("update_flake_lock_action");
+    const a = await h.server.openPullRequest({ head: np.branch, title: "Update flake input: nixpkgs", labels: ["dependencies"], createdAt: new Date("2026-11-21T14:00:00Z") });
+    const b = await h.server.openPullRequest({ head: tools.branch, title: "Update flake input: tools", labels: ["dependencies"], createdAt: new Date("2026-11-21T14:00:01Z") });
+    const c = await h.server.openPullRequest({ head: all.branch, title: "flake.lock: Update", createdAt: new Date("2026-11-21T15:00:00Z") });
+    try {
+      const d = await detectPendingUpdate(h.client, h.config);
+      const p = PendingUpdate.parse(d.pending);
+      expect(p.number).toBe(a);
+      expect(p.parts?.map((x) => x.number)).toEqual([a, b]);
+      expect(p.parts?.map((x) => x.lockDiff.updated.map((u) => u.input))).toEqual([["nixpkgs"], ["tools"]]);
+      expect(p.parts![1]!.headSha).toBe(tools.sha);
+      expect(p.superseded).toEqual([c]);
+      const grouped = await detectPendingUpdate(h.client, h.configWith({ detection: { groupDisjointPrs: false } }));
+      expect(grouped.pending?.parts).toBeUndefined();
+      expect(grouped.pending?.superseded).toEqual([b, c]);
+    } finally {
+      for (const n of [a, b, c]) await h.server.closePullRequest(n);
+    }
+  });
+
+  it("a PR whose flake.lock cannot be read is reported broken, never described from its body", async () => {
+    const cycle = JSON.stringify({ version: 7, root: "root", nodes: { root: { inputs: { a: ["b"], b: ["a"] } } } });
+    await h.server.git.commitFile("bad-lock", h.fleet.head(), "flake.lock", Buffer.from(cycle), "flake.lock: Update");
+    const body = h.fleet.lockUpdateBranch("update_flake_lock_action").prBody; // a believable body, from another commit
+    const n = await h.server.openPullRequest({ head: "bad-lock", title: "flake.lock: Update", body });
+    try {
+      const d = await detectPendingUpdate(h.client, h.config);
+      expect(d.pending).toBeNull();
+      expect(d.broken).toEqual([{ number: n, title: "flake.lock: Update", url: expect.any(String), reason: expect.stringMatching(/cannot read flake\.lock: follows cycle/) }]);
+      const expected = FleetExpected.parse(await fleetExpected(h.client, h.config, d.pending, { baseHead: d.baseHead, broken: d.broken }));
+      expect(expected.brokenUpdates?.map((b) => b.number)).toEqual([n]);
+    } finally {
+      await h.server.closePullRequest(n);
+    }
+  });
+
   it("finds the lock-update PR behind more than 100 older open PRs, and reads check runs past the first 100", async () => {
     await h.server.git.commitFile("busy-branch", h.fleet.head(), "README.md", Buffer.from("busy\n"), "busy");
     const others: number[] = [];

@@ -16,10 +16,12 @@ describe("GitHub config", () => {
     expect(c.apiBaseUrl).toBe("https://api.github.com");
     expect(c.detection).toEqual({
       labels: ["automated", "dependencies"],
-      titlePatterns: ["flake.lock", "Update flake", "Bump flake"],
-      headBranchPatterns: ["update_flake_lock_action", "update-nixfleet-*"],
+      titlePatterns: ["flake.lock", "flake input", "lock file maintenance", "update", "bump"],
+      headBranchPatterns: ["update_flake_lock_action", "update-nixfleet-*", "renovate/lock-file-maintenance", "renovate/*-digest", "flake-update*", "update-flake-*"],
       excludeHeadBranchPatterns: ["lockstep/revert-*"],
+      ignoreReverts: true,
       onlyFlakeLock: true,
+      groupDisjointPrs: true,
     });
     expect([c.mergeMethod, c.revertMode]).toEqual(["merge", "pr"]);
     expect(c.token.reveal()).toBe(TOKEN);
