@@ -60,6 +60,11 @@ export class MosquittoProcess {
     readonly options: MosquittoConfOptions,
   ) {}
 
+  /** Process id while running (the benchmark reads its CPU time and RSS from /proc). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get log(): string {
     return this.logTail.join("\n");
   }

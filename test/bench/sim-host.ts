@@ -1,0 +1,126 @@
+/**
+ * A simulated Lockstep host for the fleet benchmark: speaks the agent's MQTT conversation (a
+ * persistent session with an "offline" will, the agent's four subscriptions, a retained "online",
+ * info and five compartments) over a bare socket with mqtt-packet, so 10,000 of them fit in one
+ * process (MQTT.js costs ~100 KB per client).
+ */
+import { connect as netConnect, type Socket } from "node:net";
+import mqttPacket, { type Packet } from "mqtt-packet";
+import { COMPARTMENTS, type Topics } from "../../protocol/index.js";
+
+export const HOST_RETAINED_TOPICS = 2 + COMPARTMENTS.length; // availability, info, compartments
+
+const infoPayload = (host: string) =>
+  JSON.stringify({
+    host,
+    os: "nixos",
+    hostname: host,
+    system: "x86_64-linux",
+    agentVersion: "0.1.0",
+    flake: { url: "github:example/fleet", attr: host },
+    booted: { generation: 412, closure: "/nix/store/0000000000000000000000000000000-nixos-system" },
+    startedAt: new Date().toISOString(),
+  });
+
+export const compartmentPayload = (n: number) =>
+  JSON.stringify({ status: n % 7 === 0 ? "warn" : "ok", summary: `at head ${n}`, checkedAt: new Date().toISOString(), details: { commit: "0123456789abcdef0123456789abcdef01234567" } });
+
+export class SimulatedHost {
+  private socket?: Socket;
+  private nextId = 1;
+  private acks = new Map<number, () => void>();
+  private onSuback?: () => void;
+
+  constructor(
+    readonly host: string,
+    private readonly topics: Topics,
+  ) {}
+
+  /** Connect, subscribe like an agent and publish the retained state; resolves when all is acknowledged. */
+  async start(port: number, password: string): Promise<void> {
+    const socket = netConnect(port, "127.0.0.1");
+    socket.setNoDelay(true);
+    this.socket = socket;
+    const parser = mqttPacket.parser();
+    let connack: ((code: number) => void) | undefined;
+    const connacked = new Promise<number>((resolve) => (connack = resolve));
+    parser.on("packet", (packet: Packet) => {
+      if (packet.cmd === "connack") connack?.(packet.returnCode ?? 0);
+      else if (packet.cmd === "puback") {
+        const done = this.acks.get(packet.messageId!);
+        this.acks.delete(packet.messageId!);
+        done?.();
+      } else if (packet.cmd === "suback") this.onSuback?.();
+      else if (packet.cmd === "publish" && packet.qos === 1) this.write({ cmd: "puback", messageId: packet.messageId! });
+    });
+    socket.on("data", (chunk) => parser.parse(chunk));
+    const failed = new Promise<never>((_, reject) => {
+      socket.once("error", reject);
+      socket.once("close", () => reject(new Error(`${this.host}: connection closed`)));
+    });
+    failed.catch(() => undefined);
+    await Promise.race([new Promise((resolve) => socket.once("connect", resolve)), failed]);
+    this.write({
+      cmd: "connect",
+      protocolId: "MQTT",
+      protocolVersion: 4,
+      clientId: `lockstep-agent-${this.host}`,
+      clean: false,
+      keepalive: 600,
+      username: this.host,
+      password: Buffer.from(password),
+      will: { topic: this.topics.availability(this.host), payload: Buffer.from("offline"), qos: 1, retain: true },
+    });
+    const code = await Promise.race([connacked, failed]);
+    if (code !== 0) throw new Error(`${this.host}: CONNACK ${code}`);
+    const subscribed = new Promise<void>((resolve) => (this.onSuback = resolve));
+    this.write({
+      cmd: "subscribe",
+      messageId: this.id(),
+      subscriptions: [
+        { topic: this.topics.commands(this.host), qos: 1 },
+        { topic: this.topics.expected(), qos: 1 },
+        { topic: this.topics.hubAvailability(), qos: 0 },
+        { topic: this.topics.availability(this.host), qos: 1 },
+      ],
+    });
+    await Promise.race([
+      Promise.all([
+        subscribed,
+        this.publish(this.topics.availability(this.host), "online"),
+        this.publish(this.topics.info(this.host), infoPayload(this.host)),
+        ...COMPARTMENTS.map((c, i) => this.publish(this.topics.compartment(this.host, c), compartmentPayload(i))),
+      ]),
+      failed,
+    ]);
+  }
+
+  /** A retained QoS 1 publish; resolves on its PUBACK. */
+  publish(topic: string, payload: string): Promise<void> {
+    const messageId = this.id();
+    const acked = new Promise<void>((resolve) => this.acks.set(messageId, resolve));
+    this.write({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain: true, dup: false, messageId });
+    return acked;
+  }
+
+  /** Change one compartment (n picks which and what). */
+  change(n: number): Promise<void> {
+    return this.publish(this.topics.compartment(this.host, COMPARTMENTS[n % COMPARTMENTS.length]!), compartmentPayload(n));
+  }
+
+  stop(): void {
+    if (this.socket && !this.socket.destroyed) this.write({ cmd: "disconnect" });
+    this.socket?.end();
+    this.socket?.destroy();
+  }
+
+  private id(): number {
+    const id = this.nextId;
+    this.nextId = (this.nextId % 65535) + 1;
+    return id;
+  }
+
+  private write(packet: Packet): void {
+    this.socket?.write(mqttPacket.generate(packet));
+  }
+}

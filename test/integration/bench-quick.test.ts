@@ -1,0 +1,37 @@
+/**
+ * `npm run bench -- --quick` must keep working (CI runs it): the fleet benchmark's harness on a
+ * small fleet, against both brokers. Benchmarks are figures, never timed tests: this checks only
+ * that every figure is produced and the JSON file is written.
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parseBenchArgs, runBenchmarks } from "../bench/run.js";
+import { mosquittoAvailable } from "../support/mosquitto.js";
+
+describe("npm run bench -- --quick", () => {
+  let dir: string | undefined;
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("runs the fleet benchmark on a small fleet and writes its figures with the machine", async () => {
+    dir = await mkdtemp(join(tmpdir(), "lockstep-bench-quick-"));
+    const args = parseBenchArgs(["--quick", "--hosts", "20", "--changes", "200"]);
+    expect(args.filter).toEqual(["fleet"]);
+    args.fleet.inProcess = true; // no compiled broker-child.js under vitest
+    const { failed, file, results } = await runBenchmarks(args, dir);
+    expect(failed).toBe(0);
+    const fleet = results.fleet!;
+    expect(fleet["20h snapshotReceived embedded"]).toBe(20 * 7);
+    for (const figure of ["connectS", "snapshotS", "cpuPer10kChangesS", "changeP99Ms", "rssMb"]) {
+      expect(fleet[`20h ${figure} embedded`]).toBeGreaterThan(0);
+      if (mosquittoAvailable()) expect(fleet[`20h ${figure} mosquitto`]).toBeGreaterThanOrEqual(0);
+    }
+    const written = JSON.parse(await readFile(file, "utf8")) as { machine: { cores: number; node: string }; results: { fleet: Record<string, unknown> } };
+    expect(written.machine.cores).toBeGreaterThan(0);
+    expect(written.machine.node).toBe(process.version);
+    expect(Object.keys(written.results.fleet)).toEqual(Object.keys(fleet));
+  }, 180_000);
+});
