@@ -1,9 +1,11 @@
 // Lockstep fleet page: MQTT over WebSocket straight to the broker, state from retained topics.
 // Plain ES modules, no framework. Rendering is batched per animation frame and touches only the
-// cells whose value changed, so hundreds of hosts stay smooth. The modules, in the order a
-// message travels: session (login, MQTT) → messages (payload checks, state) → render (the frame)
-// → hosts, detail, tooltip, fleet-bar, activity, notice (the views). Topics, enums and the
-// lock-diff wording come from protocol/ through generated/protocol.js (scripts/build-page.mjs).
+// cells whose value changed, so hundreds of hosts stay smooth. The modules (modules/), in the
+// order a message travels: session (login, MQTT) → payloads (checks) → messages (state) → render
+// (the frame) → hosts, detail, tooltip, lock-diff, fleet-bar, empty-hub, activity, notice (the
+// views); api.js calls the hub's HTTP API. They import downward only (no cycles). Topics, enums,
+// final rollout states and the lock-diff wording come from protocol/ through
+// generated/protocol.js (built by scripts/build-page.mjs).
 import { $, setText } from "./modules/dom.js";
 import { SESSION_KEY, app } from "./modules/state.js";
 import { setRenderers } from "./modules/render.js";
@@ -13,7 +15,8 @@ import { fitDetailToColumns, toggleDetail } from "./modules/detail.js";
 import { renderHistory, renderRollout, renderUpdateCard } from "./modules/fleet-bar.js";
 import { renderActivity } from "./modules/activity.js";
 import { renderBanner, showBanner } from "./modules/notice.js";
-import { api, login, logout } from "./modules/session.js";
+import { api } from "./modules/api.js";
+import { login, logout } from "./modules/session.js";
 
 setRenderers({
   host: renderHost,

@@ -2,8 +2,8 @@
 import { $, el, isObj, isStr, when } from "./dom.js";
 import { MAX_ACTIVITY, app } from "./state.js";
 import { dirty, schedule } from "./render.js";
-import { checks, rejectPayload } from "./messages.js";
-import { basicAuth } from "./session.js";
+import { checks, rejectPayload } from "./payloads.js";
+import { basicAuth } from "./api.js";
 
 export function addActivity(events) {
   for (const e of events) app.activity.set(e.id, e);

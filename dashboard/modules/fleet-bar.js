@@ -4,7 +4,7 @@ import { $, ago, el, isObj, isStr, short, when } from "./dom.js";
 import { app, lastLines } from "./state.js";
 import { dirty, schedule } from "./render.js";
 import { confirmDialog, showBanner } from "./notice.js";
-import { api } from "./session.js";
+import { api } from "./api.js";
 import { lockDiffList, lockDiffText } from "./lock-diff.js";
 import { noExpectedState } from "./empty-hub.js";
 

@@ -1,38 +1,10 @@
-// MQTT messages into state. The browser has no zod: each payload is checked for the fields the
-// page relies on; a bad one is counted, warned about and ignored (the last good state stays).
-import { STATUSES } from "../generated/protocol.js";
+// MQTT messages into state (each payload checked by payloads.js first).
 import { isObj, isStr } from "./dom.js";
 import { MAX_OUTPUT_LINES, app, hostRecord, stats, touch } from "./state.js";
+import { checks, decode, rejectPayload } from "./payloads.js";
 import { dirty, markHost, schedule } from "./render.js";
 import { tooltipTarget } from "./tooltip.js";
 import { addActivity } from "./activity.js";
-
-export function decode(payload) {
-  const text = new TextDecoder().decode(payload);
-  if (text.length === 0) return { empty: true };
-  try {
-    return { value: JSON.parse(text), text };
-  } catch {
-    return { error: "not JSON", text };
-  }
-}
-
-export const checks = {
-  info: (v, host) => isObj(v) && v.host === host && isStr(v.os) && isStr(v.agentVersion) && isStr(v.updatedAt),
-  compartment: (v) => isObj(v) && STATUSES.includes(v.status) && isStr(v.summary) && isStr(v.checkedAt),
-  job: (v) => isObj(v) && isStr(v.id) && isStr(v.op) && isStr(v.state) && isStr(v.acceptedAt),
-  jobOutput: (v) => isObj(v) && isStr(v.id) && Number.isInteger(v.seq) && Array.isArray(v.lines),
-  expected: (v) => isObj(v) && isStr(v.headCommit) && isStr(v.lockHash),
-  rollout: (v) => isObj(v) && isStr(v.id) && isStr(v.state) && Array.isArray(v.phases) && isObj(v.hosts) && isObj(v.counts),
-  history: (v) => isObj(v) && isStr(v.rolloutId) && isStr(v.state) && Array.isArray(v.hosts),
-  hubStatus: (v) => isObj(v) && isStr(v.version) && isObj(v.github) && typeof v.github.configured === "boolean" && (v.mqttPort === undefined || Number.isInteger(v.mqttPort)),
-  event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
-};
-
-export function rejectPayload(topic, why) {
-  stats.invalid++;
-  console.warn(`lockstep: ignoring invalid payload on ${topic}: ${why}`);
-}
 
 /** One MQTT message; `retained` when the broker replayed it on subscribe (not news of this moment). */
 export function onMessage(topic, payload, retained = false) {

@@ -1,34 +1,12 @@
-// Login, the MQTT connection and the hub API (HTTP Basic with the same account).
+// Login and the MQTT connection (the hub API uses the same account: api.js).
 import mqtt from "../vendor/mqtt.esm.js";
 import { Topics } from "../generated/protocol.js";
-import { $, isObj, isStr, randomId } from "./dom.js";
+import { $, isStr, randomId } from "./dom.js";
 import { SESSION_KEY, app, stats } from "./state.js";
 import { markAll } from "./render.js";
 import { onMessage } from "./messages.js";
 import { showBanner } from "./notice.js";
 import { loadActivity } from "./activity.js";
-
-export async function api(path, body) {
-  const res = await fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: basicAuth() },
-    body: JSON.stringify(body ?? {}),
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    // a non-JSON error page: report its status below
-  }
-  if (!res.ok) throw new Error((isObj(json) && (json.error || json.message)) || `HTTP ${res.status}`);
-  return json;
-}
-
-export function basicAuth() {
-  return "Basic " + btoa(unescape(encodeURIComponent(`${app.user}:${app.password}`)));
-}
-
 
 export function defaultWsUrl() {
   const u = new URL("mqtt", location.href);

@@ -52,6 +52,23 @@ describe("the page's protocol module (generated from protocol/)", () => {
     expect(new Topics().parse(new protocol.Topics().hubStatus())).toEqual({ kind: "hubStatus" });
   });
 
+  it("the page's modules import one another without cycles", () => {
+    const graph = new Map<string, string[]>();
+    for (const file of pageFiles) {
+      const deps = namedImports(readFileSync(file, "utf8")).filter((i) => i.from.startsWith(".") && !i.from.endsWith("generated/protocol.js"));
+      graph.set(file, deps.map((i) => resolve(dirname(file), i.from)));
+    }
+    const cycles: string[] = [];
+    const visit = (file: string, path: string[]) => {
+      for (const dep of graph.get(file) ?? []) {
+        if (path.includes(dep)) cycles.push([...path.slice(path.indexOf(dep)), dep].map((f) => f.slice(DASHBOARD.length + 1)).join(" → "));
+        else visit(dep, [...path, dep]);
+      }
+    };
+    for (const file of pageFiles) visit(file, [file]);
+    expect(cycles).toEqual([]);
+  });
+
   it("the page's modules import only files and names that exist", () => {
     for (const file of pageFiles) {
       for (const imp of namedImports(readFileSync(file, "utf8"))) {

@@ -1,0 +1,32 @@
+// Payload checks. The browser has no zod: each payload is checked for the fields the page relies
+// on; a bad one is counted, warned about and ignored (the last good state stays).
+import { STATUSES } from "../generated/protocol.js";
+import { isObj, isStr } from "./dom.js";
+import { stats } from "./state.js";
+
+export function decode(payload) {
+  const text = new TextDecoder().decode(payload);
+  if (text.length === 0) return { empty: true };
+  try {
+    return { value: JSON.parse(text), text };
+  } catch {
+    return { error: "not JSON", text };
+  }
+}
+
+export const checks = {
+  info: (v, host) => isObj(v) && v.host === host && isStr(v.os) && isStr(v.agentVersion) && isStr(v.updatedAt),
+  compartment: (v) => isObj(v) && STATUSES.includes(v.status) && isStr(v.summary) && isStr(v.checkedAt),
+  job: (v) => isObj(v) && isStr(v.id) && isStr(v.op) && isStr(v.state) && isStr(v.acceptedAt),
+  jobOutput: (v) => isObj(v) && isStr(v.id) && Number.isInteger(v.seq) && Array.isArray(v.lines),
+  expected: (v) => isObj(v) && isStr(v.headCommit) && isStr(v.lockHash),
+  rollout: (v) => isObj(v) && isStr(v.id) && isStr(v.state) && Array.isArray(v.phases) && isObj(v.hosts) && isObj(v.counts),
+  history: (v) => isObj(v) && isStr(v.rolloutId) && isStr(v.state) && Array.isArray(v.hosts),
+  hubStatus: (v) => isObj(v) && isStr(v.version) && isObj(v.github) && typeof v.github.configured === "boolean" && (v.mqttPort === undefined || Number.isInteger(v.mqttPort)),
+  event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
+};
+
+export function rejectPayload(topic, why) {
+  stats.invalid++;
+  console.warn(`lockstep: ignoring invalid payload on ${topic}: ${why}`);
+}
