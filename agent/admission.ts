@@ -45,6 +45,8 @@ export const OP_POLICY: Readonly<Record<CommandOp, OpPolicy>> = {
   rollback: exclusive(["system"], { activates: true, outlivesAgent: true }),
   test: exclusive(["tests"]),
   "update-inputs": exclusive(["lock"], { refusedOnHold: true }),
+  // Evaluates and builds in a worktree of its own: changes nothing a hold protects.
+  preview: exclusive([]),
   restart: { kind: "restart", refusedOnHold: false, waitsForSelfUpdate: false, activates: false, outlivesAgent: true, touches: ["agent"] },
 };
 

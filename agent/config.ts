@@ -34,6 +34,7 @@
  *   "hold": false,                                // initial hold (hold/release commands persist over it)
  *   "maintenanceWindow": { "days": ["sat"], "start": "02:00", "end": "05:00", "timeZone": "UTC" },
  *   "timeouts": { "pullSeconds": 300, "switchSeconds": 3600, "testSeconds": 300, "updateInputsSeconds": 900 },
+ *   "preview": { "build": "canary", "dryActivate": false }, // build previews: true | false | "canary" (default)
  *   "logLevel": "info",
  *   "env": { "NIX_CONFIG": "..." },               // extra environment for git/nix/tests
  *   "git": { "authorName": "Lockstep agent", "authorEmail": "lockstep@<host>" },
@@ -117,6 +118,16 @@ export const AgentConfigSchema = z
       })
       .strict()
       .default({ pullSeconds: 300, switchSeconds: 3600, testSeconds: 300, updateInputsSeconds: 900 }),
+    /** The `preview` job (what a pending lock update would change here). */
+    preview: z
+      .object({
+        /** Build when the command does not say: "canary" = only if this host is a canary. */
+        build: z.union([z.boolean(), z.literal("canary")]).default("canary"),
+        /** Ask the new system's bin/switch-to-configuration for dry-activate also off NixOS (NixOS always does). */
+        dryActivate: z.boolean().default(false),
+      })
+      .strict()
+      .default({ build: "canary", dryActivate: false }),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment variable names are [A-Za-z_][A-Za-z0-9_]*"), z.string()).default({}),
     git: z

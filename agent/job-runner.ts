@@ -12,6 +12,7 @@ import { InterruptedJob, Rejection, newRunningJob, type Outcome, type RunningJob
 import type { JobInit } from "./job-topics.js";
 import type { JobReporter } from "./jobs.js";
 import { hold, release } from "./ops/hold.js";
+import { preview } from "./ops/preview.js";
 import { precheckPull, pull } from "./ops/pull.js";
 import type { Refresher } from "./ops/refresh.js";
 import { restart } from "./ops/restart.js";
@@ -147,6 +148,8 @@ export class JobRunner {
         return test(ctx, job);
       case "update-inputs":
         return ctx.withGit(() => updateInputs(ctx, cmd as CommandOf<"update-inputs">, job));
+      case "preview":
+        return ctx.withGit(() => preview(ctx, cmd, job, (topic, payload) => this.d.publishAcked(topic, payload, 5000)));
       default:
         throw new Rejection(`op ${cmd.op} cannot run as a job`);
     }

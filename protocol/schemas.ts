@@ -122,6 +122,7 @@ export const CommandArgs = {
     .default({ push: false }),
   hold: z.object({ reason: z.string().max(500).optional() }).strict().default({}),
   release: empty,
+  preview: PreviewArgs,
 } as const satisfies Record<CommandOp, z.ZodType>;
 
 const commandBase = {
@@ -143,6 +144,7 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ ...commandBase, op: z.literal("update-inputs"), args: CommandArgs["update-inputs"] }),
   z.object({ ...commandBase, op: z.literal("hold"), args: CommandArgs.hold }),
   z.object({ ...commandBase, op: z.literal("release"), args: CommandArgs.release }),
+  z.object({ ...commandBase, op: z.literal("preview"), args: CommandArgs.preview }),
 ]);
 export type Command = z.infer<typeof Command>;
 export type CommandOf<O extends CommandOp> = Extract<Command, { op: O }>;

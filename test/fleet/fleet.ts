@@ -29,6 +29,7 @@ import {
   Compartment,
   FleetExpected,
   HostInfo,
+  HostPreview,
   JobOutput,
   JobState,
   TERMINAL_JOB_STATES,
@@ -138,6 +139,8 @@ export class TestFleet {
   readonly compartments = new Map<string, Map<CompartmentName, Compartment>>();
   readonly jobs = new Map<string, Map<string, JobState>>();
   readonly output = new Map<string, JobOutput["lines"]>();
+  /** Previews agents published, by "<pr>/<host>" (the host previewed, wherever it was built). */
+  readonly previews = new Map<string, HostPreview>();
   private readonly onlineCount = new Map<string, number>();
   private readonly slots = new Map<string, AgentSlot>();
   private readonly changes = new EventEmitter();
@@ -282,6 +285,11 @@ export class TestFleet {
       case "job": {
         const d = decodeJson(JobState, payload);
         if (d.ok) this.jobs.get(host)!.set(t.jobId, d.value);
+        break;
+      }
+      case "hostPreview": {
+        const d = decodeJson(HostPreview, payload);
+        if (d.ok) this.previews.set(`${t.pr}/${t.host}`, d.value);
         break;
       }
       case "jobOutput": {
@@ -487,6 +495,11 @@ export class TestFleet {
       timeoutMs,
       () => `${host}/${name} to match (now: ${JSON.stringify(this.compartment(host, name) ?? "not seen")})`,
     );
+  }
+
+  /** Wait for a preview of PR `pr` for `host` of head `headSha`. */
+  async waitForPreview(pr: number, host: string, headSha: string, timeoutMs = 60_000): Promise<HostPreview> {
+    return this.until(() => { const p = this.previews.get(`${pr}/${host}`); return p?.headSha === headSha ? p : undefined; }, timeoutMs, `preview of PR #${pr} for ${host}`);
   }
 
   async waitForAvailability(host: string, value: "online" | "offline", timeoutMs = 20_000): Promise<void> {

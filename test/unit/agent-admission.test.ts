@@ -55,7 +55,7 @@ describe("agent admission: one policy per op", () => {
       });
       expect(why === undefined, op).toBe(!OP_POLICY[op].waitsForSelfUpdate);
     }
-    expect(asked.sort()).toEqual(["pull", "rollback", "switch", "test", "update-inputs"]);
+    expect(asked.sort()).toEqual(["preview", "pull", "rollback", "switch", "test", "update-inputs"]);
   });
 
   it("reads a usable id and op from any malformed payload, never more", () => {
