@@ -153,7 +153,7 @@ export async function detectPendingUpdate(client: GitHubClient, config: GitHubCo
   candidates.sort((a, b) => (a.pr.created_at === b.pr.created_at ? a.pr.number - b.pr.number : a.pr.created_at < b.pr.created_at ? -1 : 1));
 
   // Read every candidate's lock diff: a PR whose lock cannot be read is broken, not an update.
-  const readable: { pr: PullSummary; rules: MatchRule[]; diff: LockDiff; before: FileAtRef }[] = [];
+  const readable: ({ pr: PullSummary; rules: MatchRule[] } & LockRead)[] = [];
   const broken: BrokenUpdate[] = [];
   for (const c of candidates) {
     const read = await readLockDiff(client, config, c.pr);
@@ -166,7 +166,7 @@ export async function detectPendingUpdate(client: GitHubClient, config: GitHubCo
 
   const { together, superseded } = groupUpdates(readable, config.detection.groupDisjointPrs);
   const parts: PendingPart[] = [];
-  for (const r of together) parts.push(await describePart(client, config, r.pr, r.diff, opts));
+  for (const r of together) parts.push(await describePart(client, config, r.pr, r, opts));
   const pending: PendingUpdate = { ...parts[0]!, superseded: superseded.map((r) => r.pr.number) };
   if (parts.length > 1) pending.parts = parts;
   return { pending, matches, ignored, broken, baseHead, bodyLockDiff: lockDiffFromBody(first.pr.body), baseLock: first.pr.base.sha === baseHead ? first.before : null };
@@ -214,11 +214,11 @@ export async function describePendingUpdate(
 ): Promise<PendingUpdate> {
   const read = await readLockDiff(client, config, pr);
   if ("broken" in read) throw new LockstepError(`PR #${pr.number} is not a usable lock update: ${read.broken}`, "lock-diff", "fix the PR's flake.lock (nix flake lock) or close the PR");
-  return { ...(await describePart(client, config, pr, read.diff, opts)), superseded };
+  return { ...(await describePart(client, config, pr, read, opts)), superseded };
 }
 
 /** CI and mergeability of one PR with its lock diff. */
-async function describePart(client: GitHubClient, config: GitHubConfig, pr: PullSummary | PullDetail, lockDiff: LockDiff, opts: DetectOptions): Promise<PendingPart> {
+async function describePart(client: GitHubClient, config: GitHubConfig, pr: PullSummary | PullDetail, lock: LockRead, opts: DetectOptions): Promise<PendingPart> {
   const [combined, checks] = [await client.getCombinedStatus(pr.head.sha), await client.listCheckRuns(pr.head.sha)];
   const ci = ciStateFrom(combined, checks);
   const { mergeable, mergeableState } = await mergeabilityOf(client, pr.number, opts.mergeableRetries ?? config.mergeableRetries, opts.mergeableRetryDelayMs ?? config.mergeableRetryDelayMs, "mergeable" in pr ? pr : undefined);
@@ -229,7 +229,9 @@ async function describePart(client: GitHubClient, config: GitHubConfig, pr: Pull
     headSha: pr.head.sha,
     headBranch: pr.head.ref,
     openedAt: new Date(pr.created_at).toISOString(),
-    lockDiff,
+    lockDiff: lock.diff,
+    lockHash: lock.afterHash,
+    ...(lock.afterLastModified !== undefined ? { lockLastModified: lock.afterLastModified } : {}),
     ci,
     mergeable,
     mergeableState,
@@ -240,11 +242,19 @@ async function describePart(client: GitHubClient, config: GitHubConfig, pr: Pull
  * flake.lock at the PR's base sha vs. at its head sha (the real change). A lock that cannot be
  * read makes the PR broken: its body text is never taken instead (it may say anything).
  */
-async function readLockDiff(client: GitHubClient, config: GitHubConfig, pr: PullSummary): Promise<{ diff: LockDiff; before: FileAtRef } | { broken: string }> {
+interface LockRead {
+  diff: LockDiff;
+  before: FileAtRef;
+  afterHash: string;
+  afterLastModified: number | undefined;
+}
+
+async function readLockDiff(client: GitHubClient, config: GitHubConfig, pr: PullSummary): Promise<LockRead | { broken: string }> {
   const before = await client.getFile(config.lockPath, pr.base.sha);
   const after = await client.getFile(config.lockPath, pr.head.sha);
   try {
-    return { diff: diffLocks(before.text, after.text), before };
+    const diff = diffLocks(before.text, after.text);
+    return { diff, before, afterHash: lockHash(after.bytes), afterLastModified: lockLastModified(parseFlakeLock(after.text)) };
   } catch (e) {
     if (!(e instanceof FlakeLockError)) throw e;
     return { broken: `cannot read ${config.lockPath}: ${e.message}` };

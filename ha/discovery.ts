@@ -13,7 +13,6 @@ import {
   COMPARTMENTS,
   STATUSES,
   formatLockDiff,
-  isoDay,
   lockAgeDays,
   worstStatus,
   type Compartment,
@@ -21,6 +20,7 @@ import {
   type FleetExpected,
   type HostInfo,
   type LockDiff,
+  type PendingUpdate,
   type Status,
   type Topics,
 } from "../protocol/index.js";
@@ -220,24 +220,48 @@ function lockLastModified(c: Compartment | undefined): number | undefined {
   return typeof v === "number" && Number.isFinite(v) ? v : undefined;
 }
 
-/** The newest input date a lock diff moves to ("2025-12-17"), if any input carries one. */
-function newestDate(diff: LockDiff): string | undefined {
+/** The newest input date a lock diff moves to (unix seconds at that day), for pending updates stored without lockLastModified. */
+function newestDate(diff: LockDiff): number | undefined {
   const dates = [...diff.updated, ...diff.added].map((c) => c.new?.date).filter((d): d is string => !!d);
-  return dates.sort().at(-1);
-}
-
-function shortHash(hash: string | undefined): string | undefined {
-  return hash ? hash.slice(0, 12) : undefined;
+  const day = dates.sort().at(-1);
+  const t = day ? Date.parse(`${day}T00:00:00Z`) : NaN;
+  return Number.isFinite(t) ? t / 1000 : undefined;
 }
 
 /**
- * Versions of a flake.lock for Home Assistant: the date of its newest input ("2025-12-10"),
- * falling back to a short lock hash. HA shows "update available" whenever latest ≠ installed.
+ * A flake.lock's version for Home Assistant: the UTC date and time of its newest input, then the
+ * lock hash as build metadata: "2026.12.4.1630+e679bb6". Home Assistant compares update versions
+ * with AwesomeVersion: this form is PEP 440 there, its four number sections compare as numbers
+ * (date, then hour*100+minute, no leading zeros) and the part after "+" is ignored, so "update
+ * available" means exactly "newer lock" and a host ahead of the fleet sees no downgrade. (A
+ * zero-padded "2026.12.04-e679bb6" is an unknown strategy to AwesomeVersion: HA would then offer
+ * any different version, older ones included; a bare hash likewise.) A lock without dated inputs
+ * gets its short hash: comparable only for equality.
+ */
+export function lockVersion(lastModified: number | undefined, hash: string | undefined): string | undefined {
+  const short = hash && /^[0-9a-f]+$/i.test(hash) ? hash.slice(0, 7).toLowerCase() : undefined;
+  if (lastModified === undefined || !Number.isFinite(lastModified)) return hash ? hash.slice(0, 12) : undefined;
+  const d = new Date(lastModified * 1000);
+  const version = `${d.getUTCFullYear()}.${d.getUTCMonth() + 1}.${d.getUTCDate()}.${d.getUTCHours() * 100 + d.getUTCMinutes()}`;
+  return short ? `${version}+${short}` : version;
+}
+
+/** Newest input date of what merging the pending update gives: the newest of its parts. */
+function pendingLastModified(pending: PendingUpdate): number | undefined {
+  const parts = pending.parts?.length ? pending.parts : [pending];
+  const times = parts.map((p) => p.lockLastModified ?? newestDate(p.lockDiff)).filter((t): t is number => t !== undefined);
+  return times.length ? Math.max(...times) : undefined;
+}
+
+/**
+ * Home Assistant's update entity for a host's flake.lock: installed = the host's lock, latest =
+ * the pending update's lock, else the fleet head's (versions: lockVersion above). HA offers an
+ * update exactly when latest is newer.
  */
 export function buildUpdateState(host: HostSnapshot, expected: FleetExpected | null): HaUpdateState {
   const lastModified = lockLastModified(host.compartments.lock);
   const installedHash = host.info.lockHash;
-  const installed = lastModified !== undefined ? isoDay(lastModified) : shortHash(installedHash);
+  const installed = lockVersion(lastModified, installedHash);
   const state: HaUpdateState = {
     title: "flake.lock",
     in_progress: COMPARTMENTS.some((n) => host.compartments[n]?.status === "working"),
@@ -247,18 +271,19 @@ export function buildUpdateState(host: HostSnapshot, expected: FleetExpected | n
 
   const pending = expected.pendingUpdate;
   if (pending) {
-    const date = newestDate(pending.lockDiff);
-    state.latest_version = date && date !== installed ? date : `PR #${pending.number}`;
-    state.release_summary = truncate(`PR #${pending.number}: ${formatLockDiff(pending.lockDiff)}`, RELEASE_SUMMARY_MAX);
+    const last = pending.parts?.at(-1) ?? pending;
+    const numbers = (pending.parts?.length ? pending.parts : [pending]).map((p) => `#${p.number}`).join(", ");
+    state.latest_version = lockVersion(pendingLastModified(pending), last.lockHash ?? last.headSha) ?? `PR #${pending.number}`;
+    const parts = pending.parts?.length ? pending.parts : [pending];
+    const all: LockDiff = { updated: parts.flatMap((p) => p.lockDiff.updated), added: parts.flatMap((p) => p.lockDiff.added), removed: parts.flatMap((p) => p.lockDiff.removed) };
+    state.release_summary = truncate(`PR ${numbers}: ${formatLockDiff(all)}`, RELEASE_SUMMARY_MAX);
     state.release_url = pending.url;
     return state;
   }
   if (installedHash && installedHash !== expected.lockHash) {
-    const headDate = expected.lockLastModified !== undefined ? isoDay(expected.lockLastModified) : undefined;
-    // Two different locks can share a newest-input date: then name the head's lock by hash.
-    const latest = headDate && headDate !== installed ? headDate : shortHash(expected.lockHash);
+    const latest = lockVersion(expected.lockLastModified, expected.lockHash);
     if (latest) state.latest_version = latest;
-    state.release_summary = truncate(`the fleet head ${expected.headCommit.slice(0, 8)} has a newer flake.lock`, RELEASE_SUMMARY_MAX);
+    state.release_summary = truncate(`the fleet head ${expected.headCommit.slice(0, 8)} has another flake.lock`, RELEASE_SUMMARY_MAX);
   }
   return state;
 }

@@ -242,6 +242,9 @@ export const PendingPart = z.object({
   headBranch: z.string(),
   openedAt: isoDate,
   lockDiff: LockDiff,
+  /** sha256 of flake.lock at the PR's head, and its newest input date (unix seconds). */
+  lockHash: z.string().optional(),
+  lockLastModified: z.number().int().optional(),
   ci: z.object({ state: CiState, summary: z.string().optional() }),
   mergeable: z.boolean().nullable().optional(),
   mergeableState: z.string().optional(),
@@ -271,6 +274,9 @@ export const PendingUpdate = z.object({
   headBranch: z.string(),
   openedAt: isoDate,
   lockDiff: LockDiff,
+  /** sha256 of flake.lock at the PR's head, and its newest input date (unix seconds). */
+  lockHash: z.string().optional(),
+  lockLastModified: z.number().int().optional(),
   ci: z.object({ state: CiState, summary: z.string().optional() }),
   mergeable: z.boolean().nullable().optional(),
   mergeableState: z.string().optional(),

@@ -11,6 +11,7 @@ import {
   buildHostDiscovery,
   buildHostState,
   buildUpdateState,
+  lockVersion,
   parseHaAction,
   type HostSnapshot,
 } from "../../ha/discovery.js";
@@ -222,6 +223,23 @@ const pendingUpdate: NonNullable<FleetExpected["pendingUpdate"]> = {
   superseded: [],
 };
 
+/**
+ * AwesomeVersion (what Home Assistant's update entity compares with), for versions of the form
+ * lockVersion writes: its PEP 440 pattern must match in full (else the strategy is "unknown" and HA
+ * offers every different version), then compare_handler_sections compares the "."-separated
+ * sections by their first run of digits and nothing else decides (awesomeversion/comparehandlers/
+ * sections.py; checked against AwesomeVersion itself for 8,000 random pairs).
+ */
+const PEP440 = /^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*([-_.]?(?:alpha|beta|c|pre|preview|a|b|rc)(0|[1-9][0-9]*))?([-_.]?(?:post|r|rev)(0|[1-9][0-9]*))?([-_.]?(?:d|dev)(0|[1-9][0-9]*))?(?:\+([a-z0-9]+(?:[-_.][a-z0-9]+)*))?$/;
+function awesomeVersionNewer(a: string, b: string): boolean {
+  if (a === b) return false;
+  if (!PEP440.test(a) || !PEP440.test(b)) throw new Error(`AwesomeVersion cannot compare ${a} and ${b}`);
+  const sections = (v: string) => v.split(".").map((p) => Number(/^[a-z]*(\d+)/.exec(p)?.[1] ?? 0));
+  const x = sections(a), y = sections(b);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
+  return false;
+}
+
 // --- tests ---------------------------------------------------------------------------------------
 
 describe("HA device discovery payload", () => {
@@ -301,23 +319,59 @@ describe("HA derived states", () => {
   it("update state: up to date when the lock matches head and nothing is pending", () => {
     const s = buildUpdateState(snapshot, expected);
     expect(updateState.safeParse(s).success).toBe(true);
-    expect(s.installed_version).toBe("2025-12-10");
-    expect(s.latest_version).toBe("2025-12-10");
+    expect(s.installed_version).toBe(`2025.12.10.0+${info.lockHash!.slice(0, 7)}`);
+    expect(s.latest_version).toBe(s.installed_version);
   });
 
   it("update state: a pending PR is the latest version, its lock diff the summary", () => {
     const s = buildUpdateState(snapshot, { ...expected, pendingUpdate });
     expect(updateState.safeParse(s).success).toBe(true);
-    expect(s.latest_version).toBe("2025-12-17");
+    expect(s.latest_version).toBe(`2025.12.17.0+${sha("c").slice(0, 7)}`); // stored without lockLastModified: the diff's newest date
+    expect(awesomeVersionNewer(s.latest_version!, s.installed_version!)).toBe(true);
     expect(s.release_summary).toBe("PR #17: nixpkgs 2025-12-10 → 2025-12-17");
     expect(s.release_url).toBe(pendingUpdate.url);
+    const withLock = buildUpdateState(snapshot, { ...expected, pendingUpdate: { ...pendingUpdate, lockHash: "9".repeat(64), lockLastModified: day("2025-12-17T16:30:00Z") } });
+    expect(withLock.latest_version).toBe("2025.12.17.1630+9999999");
   });
 
-  it("update state: a host behind the fleet head's lock has an update", () => {
+  it("update state: several PRs of one update are one version, summarised together", () => {
+    const part = (number: number, input: string, at: string) => ({ ...pendingUpdate, number, lockHash: String(number).repeat(64).slice(0, 64), lockLastModified: day(at), lockDiff: { added: [], removed: [], updated: [{ input, kind: "updated" as const, old: { type: "github", date: "2025-12-10" }, new: { type: "github", date: at.slice(0, 10) } }] } });
+    const parts = [part(21, "nixpkgs", "2025-12-17T08:00:00Z"), part(22, "home-manager", "2025-12-18T09:05:00Z")];
+    const s = buildUpdateState(snapshot, { ...expected, pendingUpdate: { ...parts[0]!, superseded: [], parts } });
+    expect(s.latest_version).toBe("2025.12.18.905+2222222");
+    expect(s.release_summary).toBe("PR #21, #22: nixpkgs 2025-12-10 → 2025-12-17, home-manager 2025-12-10 → 2025-12-18");
+  });
+
+  it("update state: a host behind the fleet head's lock has an update; a host ahead sees no downgrade", () => {
     const behind = { ...snapshot, info: { ...info, lockHash: "2".repeat(64) } };
     const s = buildUpdateState(behind, { ...expected, lockLastModified: day("2025-12-17T00:00:00Z") });
-    expect(s.latest_version).toBe("2025-12-17");
-    expect(s.installed_version).toBe("2025-12-10");
+    expect(s.latest_version).toBe(`2025.12.17.0+${"1".repeat(7)}`);
+    expect(s.installed_version).toBe(`2025.12.10.0+${"2".repeat(7)}`);
+    expect(awesomeVersionNewer(s.latest_version!, s.installed_version!)).toBe(true);
+
+    const ahead = { ...snapshot, info: { ...info, lockHash: "3".repeat(64) }, compartments: { ...snapshot.compartments, lock: compartment("ok", { lastModified: day("2025-12-20T12:00:00Z") }) } };
+    for (const e of [expected, { ...expected, pendingUpdate: { ...pendingUpdate, lockLastModified: day("2025-12-17T00:00:00Z") } }]) {
+      const a = buildUpdateState(ahead, e);
+      expect(a.latest_version).not.toBe(a.installed_version);
+      expect(awesomeVersionNewer(a.latest_version!, a.installed_version!)).toBe(false); // HA: no update offered
+    }
+  });
+
+  it("versions compare by time in AwesomeVersion's way, whatever the hash (all digits included)", () => {
+    const at = (iso: string) => day(iso);
+    const pairs: [string, string][] = [["2025-12-17T00:00:00Z", "2025-12-10T23:59:00Z"], ["2025-12-10T10:05:00Z", "2025-12-10T09:59:00Z"], ["2026-01-01T00:00:00Z", "2025-12-31T23:59:00Z"], ["2025-10-02T00:00:00Z", "2025-09-30T00:00:00Z"]];
+    for (const [newer, older] of pairs) {
+      for (const [h1, h2] of [["0123456", "abcdef0"], ["fffffff", "0000000"], ["e679bb6", "1234567"]]) {
+        const n = lockVersion(at(newer), h1!)!, o = lockVersion(at(older), h2!)!;
+        expect(n).toMatch(PEP440);
+        expect(awesomeVersionNewer(n, o), `${n} > ${o}`).toBe(true);
+        expect(awesomeVersionNewer(o, n), `${o} > ${n}`).toBe(false);
+      }
+    }
+    // Same time, another lock: not newer either way (HA: no update).
+    expect(awesomeVersionNewer(lockVersion(at(pairs[0]![0]), "a".repeat(64))!, lockVersion(at(pairs[0]![0]), "b".repeat(64))!)).toBe(false);
+    expect(lockVersion(undefined, "c".repeat(64))).toBe("c".repeat(12));
+    expect(lockVersion(undefined, undefined)).toBeUndefined();
   });
 
   it("update state: in progress while a compartment is working; summary capped at 255", () => {
