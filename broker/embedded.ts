@@ -250,7 +250,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
 
   /**
    * Emit hostRequest for an authorized publish to a host's commands or actions topic, except the hub
-   * process's own: its senders (FleetClient, the Home Assistant bridge) audit their commands themselves.
+   * process's own: its senders (FleetView, the Home Assistant bridge) audit their commands themselves.
    */
   private noteHostRequest(client: Client, user: AclUser, packet: PublishPacket): void {
     if (this.listenerCount("hostRequest") === 0) return;

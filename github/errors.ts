@@ -86,3 +86,11 @@ export function gitHubErrorFor(status: number | undefined, route: string, github
       return error(`${at} answered ${status}${said}`, "github-unexpected-status");
   }
 }
+
+/** A PR that Lockstep must not merge (closed, another base, no detection rule matches, more than flake.lock). */
+export class NotAnUpdateError extends LockstepError {
+  override name = "NotAnUpdateError";
+  constructor(number: number, why: string) {
+    super(`PR #${number} is not a lock-update PR Lockstep may merge: ${why}`, "not-an-update", "merge it by hand, or adjust the detection rules of the GitHub node");
+  }
+}

@@ -73,6 +73,11 @@ export class UpdateWatcher extends EventEmitter<UpdateWatcherEvents> {
     return this.opts.intervalMs ?? this.config.pollIntervalMs;
   }
 
+  /** Whether start() runs checks on a timer (then nobody else needs to poll). */
+  get polling(): boolean {
+    return !this.stopped;
+  }
+
   /** Check now and then every interval until stop(). */
   start(): void {
     if (!this.stopped) return;

@@ -1,43 +1,32 @@
 /**
- * The hub's Home Assistant bridge: follows the retained host state, keeps one retained discovery
- * message per host (removed when the host is), publishes the derived update/problem/lock-age
- * states, and turns Home Assistant's bare action payloads into protocol Commands.
+ * The hub's Home Assistant bridge: follows the fleet through the hub's fleet view (the one host-state
+ * cache, rollout/fleet-view.ts), keeps one retained discovery message per host (removed when the
+ * host is), publishes the derived update/problem/lock-age states, sends Home Assistant's bare
+ * action payloads as protocol Commands through the fleet view (the one command path, which also
+ * audits them), and starts a one-host rollout for the update entity's Install.
  *
  * It runs inside the hub on an MQTT client connected with the hub role (the only role allowed to
  * write discovery topics and commands for every host).
  */
 import { EventEmitter } from "node:events";
-import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import {
-  Command,
-  Compartment,
-  FleetExpected,
-  HostInfo,
-  LockstepError,
-  commandSentEvent,
-  decodeJson,
-  encodeJson,
-  type CompartmentName,
-  type Topics,
-} from "../protocol/index.js";
-import {
-  buildHostDiscovery,
-  buildHostState,
-  buildUpdateState,
-  parseHaAction,
-  type HaOrigin,
-  type HostSnapshot,
-} from "./discovery.js";
+import { LockstepError, encodeJson, type FleetExpected, type Topics } from "../protocol/index.js";
+import { FleetView } from "../rollout/fleet-view.js";
+import type { RolloutService } from "../rollout/service.js";
+import { buildHostDiscovery, buildHostState, buildUpdateState, parseHaAction, type HaOrigin } from "./discovery.js";
 
 export interface HomeAssistantBridgeOptions {
   /** Connected with the hub role. */
   client: MqttClient;
   topics: Topics;
   logger: Logger;
+  /** The hub's fleet view; without one the bridge builds (and starts, and stops) its own on `client`. */
+  fleet?: FleetView;
+  /** Install starts a one-host rollout of the fleet head here; without it Install is only the "install-requested" event. */
+  rollouts?: Pick<RolloutService, "installOnHost">;
   /** Origin block of the discovery messages; defaults to Lockstep and its package version. */
   origin?: HaOrigin;
   /** The fleet page URL, linked from each HA device. */
@@ -59,17 +48,17 @@ export interface InstallRequested {
   host: string;
 }
 
-interface HostEntry extends HostSnapshot {
-  /** Last payloads we published retained, to skip identical re-publishes. */
-  published: Map<string, string>;
-}
-
+/** Who Install's rollout and the buttons' commands are requested by. */
+const REQUESTED_BY = "home-assistant";
 const DEFAULT_COMMAND_TTL_MS = 15 * 60_000;
 
 export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [InstallRequested] }> {
   private readonly client: MqttClient;
   private readonly topics: Topics;
   private readonly log: Logger;
+  private readonly fleet: FleetView;
+  private readonly ownsFleet: boolean;
+  private readonly rollouts: Pick<RolloutService, "installOnHost"> | undefined;
   private readonly origin: HaOrigin;
   private readonly configurationUrl: string | undefined;
   private readonly commandTtlMs: number;
@@ -78,11 +67,10 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   private birthTimer: NodeJS.Timeout | null = null;
   private readonly refreshIntervalMs: number;
   private refreshTimer: NodeJS.Timeout | null = null;
-  private readonly hosts = new Map<string, HostEntry>();
-  /** Compartments that arrived before their host's info (retained messages come in any order). */
-  private readonly orphanCompartments = new Map<string, Partial<Record<CompartmentName, Compartment>>>();
-  private expected: FleetExpected | null = null;
+  /** Hosts with an HA device, and the payloads last published retained for each (to skip identical re-publishes). */
+  private readonly devices = new Map<string, Map<string, string>>();
   private started = false;
+  private unfollow: Array<() => void> = [];
   private readonly onMessage = (topic: string, payload: Buffer) => this.handle(topic, payload);
 
   constructor(opts: HomeAssistantBridgeOptions) {
@@ -90,6 +78,9 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.client = opts.client;
     this.topics = opts.topics;
     this.log = opts.logger.child({ component: "ha-bridge" });
+    this.fleet = opts.fleet ?? new FleetView({ client: opts.client, topics: opts.topics, logger: this.log });
+    this.ownsFleet = opts.fleet === undefined;
+    this.rollouts = opts.rollouts;
     this.origin = opts.origin ?? { name: "Lockstep", sw_version: lockstepVersion() };
     this.configurationUrl = opts.configurationUrl;
     this.commandTtlMs = opts.commandTtlMs ?? DEFAULT_COMMAND_TTL_MS;
@@ -98,23 +89,29 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.refreshIntervalMs = opts.refreshIntervalMs ?? 3_600_000;
   }
 
+  /** Only what the fleet view does not follow: HA's birth message and its buttons. */
   private subscriptions(): string[] {
-    return [
-      this.topics.haStatus(),
-      this.topics.expected(),
-      ...this.topics.allHostState(),
-      // "+" in place of the host id: the wildcard of Topics.actions(host).
-      this.topics.actions("+"),
-    ];
+    // "+" in place of the host id: the wildcard of Topics.actions(host).
+    return [this.topics.haStatus(), this.topics.actions("+")];
   }
 
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    this.unfollow = [
+      this.fleet.onChange((change) => {
+        if (change.kind === "info" || change.kind === "compartment") this.onHostChanged(change.host);
+      }),
+      this.fleet.onExpected(() => {
+        for (const host of this.devices.keys()) this.publishStates(host);
+      }),
+    ];
+    if (this.ownsFleet) await this.fleet.start();
+    for (const h of this.fleet.hosts()) this.onHostChanged(h.host);
     this.client.on("message", this.onMessage);
     // Unchanged states are not re-sent (publishIfChanged), so this only costs a message when a day passed.
     this.refreshTimer = setInterval(() => {
-      for (const host of this.hosts.keys()) this.publishStates(host);
+      for (const host of this.devices.keys()) this.publishStates(host);
     }, this.refreshIntervalMs);
     this.refreshTimer.unref();
     await this.client.subscribeAsync(this.subscriptions(), { qos: 1 });
@@ -128,13 +125,16 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     if (this.birthTimer) clearTimeout(this.birthTimer);
     if (this.refreshTimer) clearInterval(this.refreshTimer);
     this.birthTimer = this.refreshTimer = null;
+    for (const off of this.unfollow) off();
+    this.unfollow = [];
     this.client.off("message", this.onMessage);
     if (this.client.connected) await this.client.unsubscribeAsync(this.subscriptions()).catch(() => undefined);
+    if (this.ownsFleet) await this.fleet.stop();
   }
 
   /** Hosts that currently have an HA device. */
   knownHosts(): string[] {
-    return [...this.hosts.keys()].sort();
+    return [...this.devices.keys()].sort();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -151,82 +151,26 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
         return;
       }
       const parsed = this.topics.parse(topic);
-      if (!parsed) return;
-      switch (parsed.kind) {
-        case "expected":
-          return this.onExpected(payload);
-        case "info":
-          return this.onInfo(parsed.host, payload);
-        case "compartment":
-          return this.onCompartment(parsed.host, parsed.compartment, payload);
-        case "actions":
-          return this.onAction(parsed.host, payload);
-        default:
-          return;
-      }
+      if (parsed?.kind === "actions") this.onAction(parsed.host, payload);
     } catch (err) {
       this.log.error({ err, topic }, "home assistant bridge failed to handle a message");
     }
   }
 
-  private onExpected(payload: Buffer): void {
-    if (payload.length === 0) {
-      this.expected = null;
-    } else {
-      const d = decodeJson(FleetExpected, payload);
-      if (!d.ok) {
-        this.log.warn({ topic: this.topics.expected(), error: d.error }, "ignoring invalid fleet/expected payload");
-        return;
-      }
-      this.expected = d.value;
-    }
-    for (const host of this.hosts.keys()) this.publishStates(host);
-  }
-
-  private onInfo(host: string, payload: Buffer): void {
-    if (payload.length === 0) return this.removeHost(host);
-    const d = decodeJson(HostInfo, payload);
-    if (!d.ok) {
-      this.log.warn({ host, error: d.error }, "ignoring invalid host info payload");
-      return;
-    }
-    if (d.value.host !== host) {
-      this.log.warn({ host, infoHost: d.value.host }, "ignoring host info whose host id differs from its topic");
-      return;
-    }
-    let entry = this.hosts.get(host);
-    if (!entry) {
-      entry = { info: d.value, compartments: this.orphanCompartments.get(host) ?? {}, published: new Map() };
-      this.orphanCompartments.delete(host);
-      this.hosts.set(host, entry);
+  /** A host's info or compartments changed in the fleet view: add, update or remove its device. */
+  private onHostChanged(host: string): void {
+    const info = this.fleet.host(host)?.info;
+    if (!info) return this.removeHost(host);
+    if (!this.devices.has(host)) {
+      this.devices.set(host, new Map());
       this.log.info({ host }, "home assistant device added");
-    } else {
-      entry.info = d.value;
     }
     this.publishDiscovery(host);
     this.publishStates(host);
   }
 
-  private onCompartment(host: string, name: CompartmentName, payload: Buffer): void {
-    const entry = this.hosts.get(host);
-    const target = entry?.compartments ?? this.orphanCompartments.get(host) ?? {};
-    if (payload.length === 0) {
-      delete target[name];
-    } else {
-      const d = decodeJson(Compartment, payload);
-      if (!d.ok) {
-        this.log.warn({ host, compartment: name, error: d.error }, "ignoring invalid compartment payload");
-        return;
-      }
-      target[name] = d.value;
-    }
-    if (entry) this.publishStates(host);
-    else this.orphanCompartments.set(host, target);
-  }
-
   private removeHost(host: string): void {
-    this.orphanCompartments.delete(host);
-    if (!this.hosts.delete(host)) return;
+    if (!this.devices.delete(host)) return;
     // Empty retained payloads: HA deletes the device, the broker forgets the retained messages.
     for (const topic of [this.topics.haDiscovery(host), this.topics.haUpdate(host), this.topics.haState(host)]) {
       this.publishRetained(topic, "");
@@ -235,31 +179,37 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   }
 
   private republishAll(): void {
-    this.log.info({ hosts: this.hosts.size }, "home assistant came online: republishing discovery");
-    for (const [host, entry] of this.hosts) {
-      entry.published.clear();
+    this.log.info({ hosts: this.devices.size }, "home assistant came online: republishing discovery");
+    for (const [host, published] of this.devices) {
+      published.clear();
       this.publishDiscovery(host);
       this.publishStates(host);
     }
   }
 
   private publishDiscovery(host: string): void {
-    const entry = this.hosts.get(host);
-    if (!entry) return;
+    const info = this.fleet.host(host)?.info;
+    if (!info) return;
     const opts = { topics: this.topics, origin: this.origin, ...(this.configurationUrl ? { configurationUrl: this.configurationUrl } : {}) };
-    this.publishIfChanged(entry, this.topics.haDiscovery(host), encodeJson(buildHostDiscovery(entry.info, opts)));
+    this.publishIfChanged(host, this.topics.haDiscovery(host), encodeJson(buildHostDiscovery(info, opts)));
   }
 
   private publishStates(host: string): void {
-    const entry = this.hosts.get(host);
-    if (!entry) return;
-    this.publishIfChanged(entry, this.topics.haUpdate(host), encodeJson(buildUpdateState(entry, this.expected)));
-    this.publishIfChanged(entry, this.topics.haState(host), encodeJson(buildHostState(entry, this.now())));
+    const snapshot = this.fleet.host(host);
+    if (!snapshot?.info) return;
+    const device = { info: snapshot.info, compartments: snapshot.compartments };
+    this.publishIfChanged(host, this.topics.haUpdate(host), encodeJson(buildUpdateState(device, this.expected() ?? null)));
+    this.publishIfChanged(host, this.topics.haState(host), encodeJson(buildHostState(device, this.now())));
   }
 
-  private publishIfChanged(entry: HostEntry, topic: string, payload: string): void {
-    if (entry.published.get(topic) === payload) return;
-    entry.published.set(topic, payload);
+  private expected(): FleetExpected | undefined {
+    return this.fleet.expected();
+  }
+
+  private publishIfChanged(host: string, topic: string, payload: string): void {
+    const published = this.devices.get(host);
+    if (!published || published.get(topic) === payload) return;
+    published.set(topic, payload);
     this.publishRetained(topic, payload);
   }
 
@@ -270,7 +220,7 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   }
 
   // -------------------------------------------------------------------------------------------
-  // Actions from Home Assistant → Commands
+  // Actions from Home Assistant → Commands (through the fleet view) and Install → a rollout
 
   private onAction(host: string, payload: Buffer): void {
     const text = payload.toString("utf8");
@@ -279,49 +229,45 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
       this.log.warn({ host, payload: text.slice(0, 40) }, "ignoring unknown home assistant action");
       return;
     }
-    if (!this.hosts.has(host)) {
+    if (!this.devices.has(host)) {
       this.log.warn({ host, op }, "ignoring home assistant action for an unknown host");
       return;
     }
-    if (op === "install") {
-      this.log.info({ host }, "home assistant requested an install");
-      this.emit("install-requested", { host });
+    if (op === "install") return this.install(host);
+    this.sendCommand(host, op).catch((err: unknown) =>
+      this.log.warn({ host, op, err: err instanceof LockstepError ? err.message : err }, "home assistant action not sent"),
+    );
+  }
+
+  private install(host: string): void {
+    this.log.info({ host }, "home assistant requested an install");
+    this.emit("install-requested", { host });
+    if (!this.rollouts) return;
+    const commit = this.expected()?.headCommit;
+    if (!commit) {
+      this.log.warn({ host }, "home assistant asked to install, but fleet/expected has no head commit yet");
       return;
     }
     try {
-      const command = this.buildCommand(op);
-      this.client.publish(this.topics.commands(host), encodeJson(command), { qos: 1 }, (err) => {
-        if (err) return this.log.error({ err, host, op }, "publishing a command for home assistant failed");
-        // Hub-side senders record their own commands in the audit log (the broker skips the hub's).
-        this.client.publish(this.topics.events(), encodeJson(commandSentEvent(host, command)), { qos: 1 }, (e) => {
-          if (e) this.log.error({ err: e, host, op }, "cannot publish the audit event of a home assistant command");
-        });
-      });
-      this.log.info({ host, op, commandId: command.id }, "home assistant action sent as command");
+      const rolloutId = this.rollouts.installOnHost(host, commit, REQUESTED_BY);
+      this.log.info({ host, rolloutId }, "home assistant install started a rollout");
     } catch (err) {
-      this.log.warn({ host, op, err: err instanceof LockstepError ? err.message : err }, "home assistant action not sent");
+      this.log.warn({ host, err: err instanceof LockstepError ? err.message : err }, "home assistant install refused");
     }
   }
 
-  private buildCommand(op: "pull" | "switch" | "test" | "rollback"): Command {
-    const issued = this.now();
-    const base = {
-      id: `ha-${op}-${issued.getTime().toString(36)}-${randomBytes(4).toString("hex")}`,
-      issuedAt: issued.toISOString(),
-      expiresAt: new Date(issued.getTime() + this.commandTtlMs).toISOString(),
-      requestedBy: "home-assistant",
-    };
-    let candidate: unknown;
+  private async sendCommand(host: string, op: "pull" | "switch" | "test" | "rollback"): Promise<void> {
+    const meta = { requestedBy: REQUESTED_BY, expiresAt: new Date(this.now().getTime() + this.commandTtlMs) };
+    let id: string;
     if (op === "pull") {
       // A pull always names the exact commit: the fleet's head, never "whatever main is now".
-      if (!this.expected) {
-        throw new LockstepError("cannot pull: the fleet's head commit is not known yet", "ha-no-head", "wait for the hub to publish fleet/expected");
-      }
-      candidate = { ...base, op, args: { commit: this.expected.headCommit } };
+      const head = this.expected()?.headCommit;
+      if (!head) throw new LockstepError("cannot pull: the fleet's head commit is not known yet", "ha-no-head", "wait for the hub to publish fleet/expected");
+      id = await this.fleet.sendCommand(host, op, { commit: head }, meta);
     } else {
-      candidate = { ...base, op, args: {} };
+      id = await this.fleet.sendCommand(host, op, {}, meta);
     }
-    return Command.parse(candidate);
+    this.log.info({ host, op, commandId: id }, "home assistant action sent as command");
   }
 }
 

@@ -182,6 +182,8 @@ export interface EmbeddedNodeRedOptions {
   users: UserDirectory;
   log: Logger;
   lockstep: LockstepSettings;
+  /** Runs after the API's auth on every http-in route (the hub parses /api/ bodies here). */
+  bodyParser?: RequestHandler;
   /** Default: the compiled node package next to this file. */
   nodesDir?: string;
   flowsDir?: string;
@@ -197,6 +199,11 @@ export interface EmbeddedNodeRed {
   /** Resolves when the flows are running (Node-RED's start() resolves earlier). */
   start(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Two middlewares as one: the second runs when the first calls next() without an error. */
+function chain(first: RequestHandler, second: RequestHandler): RequestHandler {
+  return (req, res, next) => first(req, res, (err?: unknown) => (err ? next?.(err) : second(req, res, next)));
 }
 
 /** Initialise Node-RED on the hub's server. Call start() once the server listens. */
@@ -217,7 +224,8 @@ export function createEmbeddedNodeRed(opts: EmbeddedNodeRedOptions): EmbeddedNod
     nodesDir: [opts.nodesDir ?? NODES_DIR],
     httpAdminRoot: "/admin",
     httpNodeRoot: "/",
-    httpNodeMiddleware: apiAuth,
+    // Auth first, so no body of an unknown caller is read.
+    httpNodeMiddleware: opts.bodyParser ? chain(apiAuth, opts.bodyParser) : apiAuth,
     adminAuth: editorAuth(opts.users, opts.log),
     disableEditor: false,
     logging: pinoLogging(opts.log),

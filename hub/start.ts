@@ -5,11 +5,11 @@
  * announces itself on hub/availability (retained, with an "offline" last will).
  *
  * startHub is a list of named steps (hub/steps.ts), each paired with its stop: config check →
- * broker → first-start users → hub MQTT client → audit log → HTTP server → Node-RED → HA bridge
+ * broker → first-start users → hub MQTT client → audit log → hub services (hub/services.ts) →
+ * HTTP server → Node-RED → HA bridge
  * → upstream MQTT bridge (if configured); then it prints where everything is. Stop runs them
  * backwards. The command line is hub/cli.ts.
  */
-import { EventEmitter } from "node:events";
 import { writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -28,6 +28,8 @@ import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
 import { MqttBridge, redactUrl } from "./bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
+import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandler, type ErrorHandler } from "./api.js";
+import { buildHubServices, type HubServices } from "./services.js";
 import { startSteps, type StartStep } from "./steps.js";
 
 export const OPERATOR_USER = "admin";
@@ -113,7 +115,7 @@ interface HubParts {
   server?: Server;
   nodeRed?: EmbeddedNodeRed;
   httpPort?: number;
-  hubEvents: EventEmitter;
+  services?: HubServices;
 }
 
 export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
@@ -121,7 +123,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   const print = opts.print ?? ((line: string) => process.stdout.write(line + "\n"));
   const log = opts.log ?? pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: "[REDACTED]" } }, pino.destination(2));
   const topics = new Topics(config.broker.topicPrefix, config.broker.haPrefix);
-  const parts: HubParts = { hubEvents: new EventEmitter() };
+  const parts: HubParts = {};
   const need = <K extends keyof HubParts>(key: K): NonNullable<HubParts[K]> => {
     const v = parts[key];
     if (v === undefined) throw new HubError(`internal: start step order: ${String(key)} is not there yet`);
@@ -185,7 +187,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
     },
     {
       name: "audit log",
-      // Everything on fleet/events (rollout engine, FleetClient's commands, Home Assistant's, and
+      // Everything on fleet/events (rollout engine, FleetView's commands, Home Assistant's, and
       // what operators published as the broker saw it) is kept.
       async start() {
         const client = need("client");
@@ -221,6 +223,16 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       },
     },
     {
+      name: "hub services",
+      // Fleet view, rollouts (one store), GitHub: built once, shared by Node-RED, HA and the API.
+      async start() {
+        const services = buildHubServices({ client: need("client"), topics, dataDir: config.dataDir, log, ...(config.github ? { github: config.github } : {}) });
+        parts.services = services;
+        const running = await startSteps(services.steps, log);
+        return () => running.stop();
+      },
+    },
+    {
       name: "http server",
       async start() {
         // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.
@@ -237,9 +249,9 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           ...(config.github ? { github: config.github } : {}),
           rollout: config.rollout,
           automatic: config.automatic,
-          hubEvents: parts.hubEvents,
+          services: need("services"),
         };
-        const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users: need("users"), log: log.child({ component: "node-red" }), lockstep });
+        const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users: need("users"), log: log.child({ component: "node-red" }), lockstep, bodyParser: apiBodyParser() });
         parts.nodeRed = nodeRed;
         if (config.broker.external && !pageMqttUrl) {
           log.warn("external broker without a WebSocket URL: set pageMqttUrl (LOCKSTEP_PAGE_MQTT_URL) so the fleet page can connect");
@@ -249,10 +261,14 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const express = require("express") as () => ExpressApp;
         const app = express();
+        app.get("/api/", nodeRed.apiAuth, routeListHandler(() => apiRoutes(app, nodeRed.httpNode)));
         app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
         app.get("/api/audit", nodeRed.apiAuth, auditHandler(need("auditLog")) as RequestHandler);
         app.use("/admin", nodeRed.httpAdmin);
         app.use("/", nodeRed.httpNode);
+        // What no route served: JSON for /api/ (404, and every error), Node-RED's answer elsewhere.
+        app.use(apiNotFound);
+        app.use(apiErrorHandler(log.child({ component: "api" })));
         server.on("request", (req, res) => {
           if (dashboard(req, res)) return;
           app(req, res);
@@ -292,9 +308,9 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       name: "home assistant bridge",
       async start() {
         if (!config.homeAssistant.enabled) return;
-        // Home Assistant's Install button → the lockstep-fleet node deploys the head to that host.
-        const bridge = new HomeAssistantBridge({ client: need("client"), topics, logger: log, configurationUrl: `${base}/` });
-        bridge.on("install-requested", (req) => parts.hubEvents.emit("install-requested", req));
+        // On the shared fleet view; Install starts a one-host rollout of the fleet head directly.
+        const services = need("services");
+        const bridge = new HomeAssistantBridge({ client: need("client"), topics, logger: log, fleet: services.fleet, rollouts: services.rollouts, configurationUrl: `${base}/` });
         await bridge.start();
         return () => bridge.stop();
       },
@@ -356,4 +372,5 @@ interface ExpressApp {
   (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void;
   get(path: string, ...handlers: RequestHandler[]): void;
   use(path: string, handler: RequestHandler): void;
+  use(handler: RequestHandler | ErrorHandler): void;
 }

@@ -2,20 +2,44 @@
  * Audit events that several senders build alike. Every component publishes its events on
  * fleet/events; the hub keeps them (hub/audit-log.ts).
  */
-import { randomBytes } from "node:crypto";
+import { newId } from "./ids.js";
 import type { AuditEvent, Command } from "./schemas.js";
 
-/** "e-<time36>-<12 hex>": unique and roughly time-ordered, like the rollout engine's ids. */
+/** "e-<time36>-<12 hex>" (protocol/ids.ts, like every other id). */
 export function newAuditEventId(now = new Date()): string {
-  return `e-${now.getTime().toString(36)}-${randomBytes(6).toString("hex")}`;
+  return newId("e", now);
 }
 
 /**
- * "command.sent" for a command hub-side code sent (FleetClient, the Home Assistant bridge): the
+ * "command.sent" for a command hub-side code sent (FleetView, the Home Assistant bridge): the
  * actor is whom it was requested by; that code is the hub's own, so the claim is the hub's word.
  */
 export function commandSentEvent(host: string, cmd: Command, now = new Date()): AuditEvent {
   const details: Record<string, unknown> = { op: cmd.op, commandId: cmd.id, expiresAt: cmd.expiresAt };
   if (cmd.rolloutId !== undefined) details.rolloutId = cmd.rolloutId;
   return { id: newAuditEventId(now), at: now.toISOString(), actor: cmd.requestedBy, action: "command.sent", target: host, details };
+}
+
+/** "pr.merged": Lockstep merged a lock-update PR (the merge node, the API, the weekly flow). */
+export function prMergedEvent(repository: string, pr: { number: number; headSha: string; mergeCommitSha: string }, actor: string, now = new Date()): AuditEvent {
+  return {
+    id: newAuditEventId(now),
+    at: now.toISOString(),
+    actor,
+    action: "pr.merged",
+    target: `${repository}#${pr.number}`,
+    details: { prNumber: pr.number, headSha: pr.headSha, mergeCommitSha: pr.mergeCommitSha },
+  };
+}
+
+/** "merge.refused": a merge was asked for and not done; `reason` says why, `code` which guard or refusal. */
+export function mergeRefusedEvent(repository: string, prNumber: number, refusal: { code: string; reason: string }, actor: string, now = new Date()): AuditEvent {
+  return {
+    id: newAuditEventId(now),
+    at: now.toISOString(),
+    actor,
+    action: "merge.refused",
+    target: `${repository}#${prNumber}`,
+    details: { prNumber, code: refusal.code, reason: refusal.reason },
+  };
 }

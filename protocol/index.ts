@@ -9,6 +9,7 @@ export * from "./errors.js";
 export * from "./payload.js";
 export * from "./config-file.js";
 export * from "./audit.js";
+export * from "./ids.js";
 export * from "./windows.js";
 export * from "./preview.js";
 export * from "./nix-output.js";

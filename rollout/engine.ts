@@ -193,7 +193,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     for (const step of Object.values(rec.steps)) {
       if (step.result || (step.step !== "pull" && step.step !== "test")) continue;
       const expiresAt = new Date(Date.now() + 15_000); // short: a stop names no job, it must not hit a later one
-      // Recorded in the audit log by the fleet port (FleetClient), like every command.
+      // Recorded in the audit log by the fleet port (FleetView), like every command.
       this.fleet.sendCommand(step.host, "stop", {}, { rolloutId: rec.id, expiresAt, requestedBy: actor }).catch((e: unknown) => this.log.warn({ err: e, host: step.host }, "could not send stop after cancel"));
     }
   }

@@ -1,9 +1,9 @@
 /**
  * The fleet as the rollout engine sees it. The engine drives only this interface, so it runs the
- * same against the MQTT FleetClient (hub/fleet-client.ts) and the in-memory fake used in unit tests
+ * same against the MQTT FleetView (fleet-view.ts) and the in-memory fake used in unit tests
  * (test/support/fake-fleet.ts).
  */
-import { randomBytes } from "node:crypto";
+import { newId } from "../protocol/ids.js";
 import { WaitAbortedError, WaitTimeoutError } from "./errors.js";
 import { TERMINAL_JOB_STATES } from "../protocol/schemas.js";
 import type { z } from "zod";
@@ -80,16 +80,14 @@ export function isRolloutPublisher(x: unknown): x is RolloutPublisher {
   return !!p && typeof p.publishProgress === "function" && typeof p.publishHistory === "function" && typeof p.publishAudit === "function";
 }
 
-/** Unique, sortable-ish, topic-safe ids ("c-lz3k9q-1a2b3c4d5e6f"). */
-export function newId(prefix: string): string {
-  return `${prefix}-${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`;
-}
+/** The one id generator (protocol/ids.ts): "c-lz3k9q-1a2b3c4d5e6f". */
+export { newId };
 
 export const newCommandId = (): string => newId("c");
 
 /**
  * Resolve when check() returns a value: now, or after a relevant change. Shared by every FleetPort
- * (FleetClient and the fake fleet in tests), so timeouts and aborts behave the same everywhere.
+ * (FleetView and the fake fleet in tests), so timeouts and aborts behave the same everywhere.
  */
 export function waitForChange<T>(
   port: Pick<FleetPort, "onChange">,

@@ -26,7 +26,7 @@ export interface RolloutServiceOptions {
   logger?: Logger;
   /** Opens a revert PR on GitHub when a spec asks for revertOnFailure. */
   revert?: RevertCallback;
-  /** Where progress, history and audit events are published. Default: the fleet, when it can (FleetClient does). */
+  /** Where progress, history and audit events are published. Default: the fleet, when it can (FleetView does). */
   publisher?: RolloutPublisher;
   /** Passed to every engine. */
   progressIntervalMs?: number;

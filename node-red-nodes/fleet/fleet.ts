@@ -1,8 +1,9 @@
 /**
- * lockstep-fleet (config node): the connection to the fleet's broker. It owns one FleetConnection
- * (MQTT client, live host state, rollout service with its state under the Node-RED user dir) and
- * shows its state on every node that uses it. Blank fields take the hub's settings, so the shipped
- * flows need no editing when they run inside `lockstep hub`.
+ * lockstep-fleet (config node): the fleet as the other nodes use it, and the state of its connection
+ * on every node that uses it. Inside `lockstep hub` with a blank broker it uses the hub's fleet view
+ * and rollout service (settings.lockstep.services); otherwise (a stock Node-RED, or a broker set
+ * here) it owns a FleetConnection: MQTT client, fleet view, rollout service with its state under
+ * the Node-RED user dir. Blank fields take the hub's settings, so the shipped flows need no editing.
  */
 import { join } from "node:path";
 import { ConfigError } from "../../protocol/errors.js";
@@ -13,9 +14,6 @@ import { nodeRedLogger } from "../lib/logger.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { errorText, status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeStatus } from "../lib/red.js";
-
-/** Only one fleet node answers Home Assistant's "install" requests. */
-let haClaimedBy: string | undefined;
 
 function statusFor(state: ConnectionState, detail?: string): NodeStatus {
   switch (state) {
@@ -48,60 +46,41 @@ export = function register(RED: NodeAPI): void {
     try {
       const settings = lockstepSettings(RED);
       const url = optionalString(def.broker) ?? settings.mqtt?.url;
-      if (!url) throw new ConfigError("no broker URL", "set the broker in the lockstep-fleet node, or run inside `lockstep hub`");
       const own = optionalString(def.broker) !== undefined;
-      const username = optionalString(node.credentials?.username) ?? (own ? undefined : settings.mqtt?.username);
-      const password = optionalString(node.credentials?.password) ?? (own ? undefined : settings.mqtt?.password);
       const prefix = optionalString(def.prefix) ?? settings.prefix;
       if (prefix) new Topics(prefix); // throws on a bad prefix, with the reason
-      const stateDir = settings.stateDir ?? join(RED.settings.userDir ?? ".", "lockstep", `fleet-${node.id.replace(/[^A-Za-z0-9_-]/g, "_")}`);
-      const githubId = optionalString(def.github);
-      const logger = nodeRedLogger(RED, `lockstep-fleet:${node.name || node.id}`);
-      const connection = new FleetConnection({
-        url,
-        ...(username ? { username } : {}),
-        ...(password ? { password } : {}),
-        ...(prefix ? { prefix } : {}),
-        stateDir,
-        logger,
-        // Resolved when a rollout asks for it: the GitHub node may start after this one.
-        revert: async (ctx) => {
-          const github = githubId ? (RED.nodes.getNode(githubId) as RevertProvider | null) : null;
-          if (!github?.connection) throw new ConfigError("no GitHub connection for the revert", "select a lockstep-github node in the fleet node");
-          return github.connection.revertForRollout(ctx);
-        },
-      });
+      const hubServices = !own && (prefix === undefined || prefix === settings.prefix) ? settings.services : undefined;
+      let connection: FleetConnection;
+      if (hubServices) {
+        connection = FleetConnection.shared(hubServices);
+      } else {
+        if (!url) throw new ConfigError("no broker URL", "set the broker in the lockstep-fleet node, or run inside `lockstep hub`");
+        const username = optionalString(node.credentials?.username) ?? (own ? undefined : settings.mqtt?.username);
+        const password = optionalString(node.credentials?.password) ?? (own ? undefined : settings.mqtt?.password);
+        const stateDir = settings.stateDir ?? join(RED.settings.userDir ?? ".", "lockstep", `fleet-${node.id.replace(/[^A-Za-z0-9_-]/g, "_")}`);
+        const githubId = optionalString(def.github);
+        const logger = nodeRedLogger(RED, `lockstep-fleet:${node.name || node.id}`);
+        connection = new FleetConnection({
+          url,
+          ...(username ? { username } : {}),
+          ...(password ? { password } : {}),
+          ...(prefix ? { prefix } : {}),
+          stateDir,
+          logger,
+          // Resolved when a rollout asks for it: the GitHub node may start after this one.
+          revert: async (ctx) => {
+            const github = githubId ? (RED.nodes.getNode(githubId) as RevertProvider | null) : null;
+            if (!github?.connection) throw new ConfigError("no GitHub connection for the revert", "select a lockstep-github node in the fleet node");
+            return github.connection.revertForRollout(ctx);
+          },
+        });
+      }
       node.connection = connection;
       connection.on("state", (state, detail) => {
         for (const user of users) user.status(statusFor(state, detail));
       });
 
-      const hubEvents = settings.hubEvents;
-      const onInstall = (req: { host: string }) => {
-        const commit = connection.fleet.expected()?.headCommit;
-        if (!commit) {
-          node.warn(`Home Assistant asked to install on ${req.host}, but fleet/expected has no head commit yet`);
-          return;
-        }
-        try {
-          const id = connection.rollouts.installOnHost(req.host, commit, "home-assistant");
-          node.log(`Home Assistant install on ${req.host}: rollout ${id}`);
-        } catch (err) {
-          node.warn(`Home Assistant install on ${req.host} refused: ${errorText(err)}`);
-        }
-      };
-      if (hubEvents && haClaimedBy === undefined) {
-        haClaimedBy = node.id;
-        hubEvents.on("install-requested", onInstall);
-      }
-
-      onClose(node, async () => {
-        if (haClaimedBy === node.id) {
-          hubEvents?.off("install-requested", onInstall);
-          haClaimedBy = undefined;
-        }
-        await connection.close();
-      });
+      onClose(node, () => connection.close());
     } catch (err) {
       node.configError = errorText(err);
       node.error(err);

@@ -1,9 +1,11 @@
 /**
- * lockstep-github (config node): the fleet's flake repository on GitHub. Owns one GitHubConnection
- * (client with ETag cache, the update watcher, merge and revert). Blank fields take the hub's
- * `github` settings, so the shipped flows work unedited inside `lockstep hub`.
+ * lockstep-github (config node): the fleet's flake repository on GitHub. Inside `lockstep hub`
+ * with every field blank it uses the hub's GitHubService (settings.lockstep.services.github);
+ * otherwise it owns one (client with ETag cache, the update watcher, merge and revert). Blank
+ * fields take the hub's `github` settings, so the shipped flows work unedited inside the hub.
  */
-import { GitHubConnection, type GitHubConfigNode } from "../lib/github-connection.js";
+import { GitHubService } from "../../github/service.js";
+import type { GitHubConfigNode } from "../lib/github-connection.js";
 import { onClose, optionalNumber, optionalString } from "../lib/input.js";
 import { nodeRedLogger } from "../lib/logger.js";
 import { lockstepSettings } from "../lib/settings.js";
@@ -23,8 +25,11 @@ export = function register(RED: NodeAPI): void {
       users.delete(user);
     };
 
+    // The hub's service outlives this node: only a service of its own is closed with it.
+    let shared = false;
     try {
-      const defaults = lockstepSettings(RED).github ?? {};
+      const settings = lockstepSettings(RED);
+      const defaults = settings.github ?? {};
       const own: Record<string, unknown> = {};
       const set = (key: string, value: unknown) => {
         if (value !== undefined) own[key] = value;
@@ -42,14 +47,18 @@ export = function register(RED: NodeAPI): void {
       if (pollSeconds !== undefined) own.pollIntervalMs = Math.round(pollSeconds * 1000);
       // A token given here replaces a token file from the settings (and the other way round).
       const merged: Record<string, unknown> = { ...defaults, ...own };
-      if (!merged.owner || !merged.repo) {
+      const hubService = Object.keys(own).length === 0 ? settings.services?.github : undefined;
+      if (hubService) {
+        node.connection = hubService;
+        shared = true;
+      } else if (!merged.owner || !merged.repo) {
         // How a fresh hub starts: nothing is broken, the update flows wait for a repository.
         node.configError = "no GitHub repository configured";
         node.warn(`${node.configError}: the update flows stay idle until one is (github.owner and github.repo in the hub config, LOCKSTEP_GITHUB_REPO=owner/repo, or this node)`);
       } else {
         if (own.token !== undefined) delete merged.tokenFile;
         if (own.tokenFile !== undefined) delete merged.token;
-        node.connection = new GitHubConnection(merged as never, nodeRedLogger(RED, `lockstep-github:${node.name || node.id}`));
+        node.connection = new GitHubService(merged as never, nodeRedLogger(RED, `lockstep-github:${node.name || node.id}`));
       }
     } catch (err) {
       node.configError = errorText(err);
@@ -57,7 +66,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     onClose(node, async () => {
-      await node.connection?.close();
+      if (!shared) await node.connection?.close();
     });
   }
 

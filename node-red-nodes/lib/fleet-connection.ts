@@ -1,7 +1,9 @@
 /**
- * What the lockstep-fleet config node owns, without Node-RED: one MQTT connection to the broker,
- * the FleetClient on it (live host state, commands, job waits), and a RolloutService whose state
- * is kept in a directory, so a restarted Node-RED resumes or honestly closes unfinished rollouts.
+ * What the lockstep-fleet config node uses, without Node-RED: the fleet view (live host state,
+ * commands, job waits) and the RolloutService. Inside `lockstep hub` these are the hub's own
+ * services (FleetConnection.shared); in a stock Node-RED the node builds them on its own MQTT
+ * connection, with the rollout state in a directory, so a restarted Node-RED resumes or honestly
+ * closes unfinished rollouts.
  */
 import { EventEmitter } from "node:events";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -9,11 +11,12 @@ import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { Topics } from "../../protocol/topics.js";
-import { FleetClient } from "../../hub/fleet-client.js";
+import { FleetView } from "../../rollout/fleet-view.js";
 import { RolloutService } from "../../rollout/service.js";
 import { RolloutStore } from "../../rollout/store.js";
 import type { RevertCallback } from "../../rollout/engine.js";
 import type { Node } from "./red.js";
+import type { LockstepServices } from "./services.js";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "failed";
 
@@ -33,20 +36,42 @@ export interface FleetConnectionOptions {
 
 export class FleetConnection extends EventEmitter<{ state: [ConnectionState, string | undefined] }> {
   readonly topics: Topics;
-  readonly fleet: FleetClient;
+  readonly fleet: FleetView;
   readonly rollouts: RolloutService;
-  private readonly client: MqttClient;
+  /** True when fleet and rollouts are the hub's (closing this connection leaves them running). */
+  readonly shared: boolean;
+  private readonly client?: MqttClient;
+  private readonly stateDir: string;
   private stateValue: ConnectionState = "connecting";
   private detail: string | undefined;
   private subscribed?: Promise<void>;
   private closed = false;
+  private unfollow?: () => void;
   /** Resolves once subscribed and unfinished rollouts were resumed (the first time we connect). */
   readonly ready: Promise<void>;
 
-  constructor(private readonly opts: FleetConnectionOptions) {
+  /** The hub's services: nothing of its own to connect, resume or close. */
+  static shared(services: LockstepServices): FleetConnection {
+    return new FleetConnection(services);
+  }
+
+  constructor(opts: FleetConnectionOptions | LockstepServices) {
     super();
+    if ("rollouts" in opts) {
+      this.shared = true;
+      this.fleet = opts.fleet;
+      this.rollouts = opts.rollouts;
+      this.topics = opts.fleet.topics;
+      this.stateDir = opts.stateDir;
+      this.ready = opts.ready;
+      this.stateValue = opts.fleet.connected ? "connected" : "connecting";
+      this.unfollow = opts.fleet.onConnection((up) => this.setState(up ? "connected" : "disconnected"));
+      return;
+    }
+    this.shared = false;
+    this.stateDir = opts.stateDir;
     this.topics = new Topics(opts.prefix);
-    this.client = mqtt.connect(opts.url, {
+    const client = mqtt.connect(opts.url, {
       username: opts.username,
       password: opts.password,
       clientId: `lockstep-nodered-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
@@ -54,7 +79,8 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
       reconnectPeriod: 2000,
       connectTimeout: 10_000,
     });
-    this.fleet = new FleetClient({ client: this.client, topics: this.topics, logger: opts.logger });
+    this.client = client;
+    this.fleet = new FleetView({ client, topics: this.topics, logger: opts.logger });
     this.rollouts = new RolloutService({
       fleet: this.fleet,
       store: new RolloutStore(opts.stateDir),
@@ -62,18 +88,18 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
       ...(opts.revert ? { revert: opts.revert } : {}),
     });
     this.ready = new Promise((resolve) => {
-      this.client.on("connect", () => {
+      client.on("connect", () => {
         this.setState("connected");
-        this.subscribed ??= this.startFleet().then(resolve, (err: unknown) => {
+        this.subscribed ??= this.startFleet(opts).then(resolve, (err: unknown) => {
           this.setState("failed", (err as Error).message);
         });
       });
     });
-    this.client.on("reconnect", () => this.setState("connecting"));
-    this.client.on("close", () => {
+    client.on("reconnect", () => this.setState("connecting"));
+    client.on("close", () => {
       if (!this.closed && this.stateValue !== "failed") this.setState("disconnected");
     });
-    this.client.on("error", (err) => {
+    client.on("error", (err) => {
       opts.logger.warn({ err: err.message }, "mqtt connection error");
       this.setState("failed", err.message);
     });
@@ -119,7 +145,7 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
   }
 
   private get startersFile(): string {
-    return join(this.opts.stateDir, "deploy-nodes.json");
+    return join(this.stateDir, "deploy-nodes.json");
   }
 
   private readStarters(): Record<string, { nodeId: string; context: Record<string, unknown>; at: string }> {
@@ -131,7 +157,7 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
   }
 
   private writeStarters(all: Record<string, unknown>): void {
-    mkdirSync(this.opts.stateDir, { recursive: true });
+    mkdirSync(this.stateDir, { recursive: true });
     const tmp = `${this.startersFile}.tmp`;
     writeFileSync(tmp, JSON.stringify(all));
     renameSync(tmp, this.startersFile);
@@ -145,13 +171,13 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
       .map((h) => ({ host: h.host, ...(h.info?.holdReason ? { reason: h.info.holdReason } : {}) }));
   }
 
-  private async startFleet(): Promise<void> {
+  private async startFleet(opts: FleetConnectionOptions): Promise<void> {
     await this.fleet.start();
     // Retained host and job states arrive right after subscribing; let them land before resuming.
-    await new Promise((r) => setTimeout(r, this.opts.settleMs ?? 1000));
+    await new Promise((r) => setTimeout(r, opts.settleMs ?? 1000));
     if (this.closed) return;
     const resumed = await this.rollouts.resumeUnfinished();
-    if (resumed.length) this.opts.logger.info({ resumed }, "resumed unfinished rollouts");
+    if (resumed.length) opts.logger.info({ resumed }, "resumed unfinished rollouts");
   }
 
   private setState(state: ConnectionState, detail?: string): void {
@@ -160,12 +186,14 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
     this.emit("state", state, detail);
   }
 
-  /** Stop driving rollouts (they stay resumable), unsubscribe, disconnect. */
+  /** Stop driving rollouts (they stay resumable), unsubscribe, disconnect; the hub's services stay up. */
   async close(): Promise<void> {
     this.closed = true;
+    this.unfollow?.();
+    if (this.shared) return;
     await this.rollouts.close();
     await this.fleet.stop();
-    await this.client.endAsync();
+    await this.client?.endAsync();
   }
 }
 

@@ -2,13 +2,14 @@
  * `RED.settings.lockstep`: defaults the hub hands to our config nodes when Node-RED runs inside it
  * (broker URL and the hub's own MQTT credentials, the GitHub repo, the weekly automation). In a
  * stock Node-RED the same block may be written into settings.js. Every field is optional: a config
- * node's own fields win, settings fill the gaps.
+ * node's own fields win, settings fill the gaps. Inside the hub, `services` holds the services the
+ * hub built once (lib/services.ts); a stock Node-RED has none and its config nodes build their own.
  */
-import type { EventEmitter } from "node:events";
 import { z } from "zod";
 import { formatZodError } from "../../protocol/index.js";
 import { ConfigError } from "../../protocol/errors.js";
 import type { NodeAPI } from "./red.js";
+import type { LockstepServices } from "./services.js";
 
 export const LockstepSettingsSchema = z.object({
   mqtt: z
@@ -36,16 +37,17 @@ export const LockstepSettingsSchema = z.object({
     .default({}),
 });
 export type LockstepSettings = z.infer<typeof LockstepSettingsSchema> & {
-  /** Set by the hub: emits "install-requested" {host} from Home Assistant's update entity. */
-  hubEvents?: EventEmitter;
+  /** Set by the hub only: its services, shared by every config node. */
+  services?: LockstepServices;
 };
 
 /** Read and validate `RED.settings.lockstep` (absent → all defaults). */
 export function lockstepSettings(RED: NodeAPI): LockstepSettings {
-  const raw = RED.settings.lockstep as (Record<string, unknown> & { hubEvents?: EventEmitter }) | undefined;
+  const raw = RED.settings.lockstep as (Record<string, unknown> & { services?: LockstepServices }) | undefined;
   if (raw === undefined) return LockstepSettingsSchema.parse({});
-  const { hubEvents, ...rest } = raw;
+  // The services are live objects the hub built, not settings to validate.
+  const { services, ...rest } = raw;
   const parsed = LockstepSettingsSchema.safeParse(rest);
   if (!parsed.success) throw new ConfigError(`settings.lockstep is invalid: ${formatZodError(parsed.error)}`, "fix the lockstep block in Node-RED's settings");
-  return { ...parsed.data, ...(hubEvents ? { hubEvents } : {}) };
+  return { ...parsed.data, ...(services ? { services } : {}) };
 }

@@ -9,7 +9,7 @@ import { CommitSha, PendingUpdate } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
 import { MergeGuardError, MergeRefusedError, type CiGuard } from "../../github/merge.js";
 import type { GitHubConfigNode } from "../lib/github-connection.js";
-import { onClose, onInput, optionalNumber, optionalString, parseMessageField } from "../lib/input.js";
+import { onClose, onInput, optionalNumber, optionalString, parseMessageField, requester } from "../lib/input.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
@@ -46,7 +46,7 @@ export = function register(RED: NodeAPI): void {
       if (!connection) throw new ConfigError(githubNode?.configError ?? "no GitHub repository selected");
       node.status(status.working(`checking PR #${number}`));
       try {
-        const { update, result } = await connection.merge(number, { ci, minAgeMs: minAgeMinutes * 60_000 }, headSha);
+        const { update, result } = await connection.merge(number, { ci, minAgeMs: minAgeMinutes * 60_000 }, headSha, requester(msg, node));
         msg.prNumber = number;
         msg.commit = result.mergeCommitSha;
         msg.lockDiff = update.lockDiff;

@@ -2,8 +2,9 @@
  * lockstep-pr-watch: watches GitHub for the weekly lock-update PR. Checks on every input message
  * and, when an interval is set, on a timer. Output 1: a change (topic "new", "changed" or "closed"),
  * whoever triggered the check. Output 2: the state after a check this node's input asked for (so an
- * HTTP endpoint can answer with it). With a fleet selected it also publishes fleet/expected, the
- * retained topic agents compare their git and lock compartments against.
+ * HTTP endpoint can answer with it). In a stock Node-RED, with a fleet selected, it also publishes
+ * fleet/expected, the retained topic agents compare their git and lock compartments against; inside
+ * `lockstep hub` the hub does that (hub/services.ts) and polls GitHub itself.
  */
 import type { FleetExpected, PendingUpdate } from "../../protocol/schemas.js";
 import type { PendingClosed } from "../../github/poller.js";
@@ -11,6 +12,7 @@ import { ConfigError } from "../../protocol/errors.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
 import type { GitHubConfigNode } from "../lib/github-connection.js";
 import { onClose, onInput, optionalNumber } from "../lib/input.js";
+import { lockstepSettings } from "../lib/settings.js";
 import { errorText, status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef } from "../lib/red.js";
 
@@ -28,6 +30,8 @@ export = function register(RED: NodeAPI): void {
     const githubNode = RED.nodes.getNode(String(def.github ?? "")) as GitHubConfigNode | null;
     const fleetNode = def.fleet ? (RED.nodes.getNode(String(def.fleet)) as FleetConfigNode | null) : null;
     const connection = githubNode?.connection;
+    // Inside the hub, the hub publishes fleet/expected from its own GitHub service.
+    const hubOwnsExpected = lockstepSettings(RED).services?.github !== undefined;
     githubNode?.register(node);
     if (!connection) {
       node.status(status.failed(githubNode?.configError ?? "no GitHub repository selected"));
@@ -52,7 +56,7 @@ export = function register(RED: NodeAPI): void {
     const publishExpected = () => {
       const fleet = fleetNode?.connection;
       const expected = latestExpected;
-      if (!fleet || !expected || expectedPublisher.get(connection!.repository) !== node.id) return;
+      if (hubOwnsExpected || !fleet || !expected || expectedPublisher.get(connection!.repository) !== node.id) return;
       fleet.ready.then(() => fleet.fleet.publishExpected(expected)).catch((err: unknown) => node.warn(`could not publish fleet/expected: ${errorText(err)}`));
     };
     const onExpected = (expected: FleetExpected) => {
@@ -75,7 +79,8 @@ export = function register(RED: NodeAPI): void {
       // Blank: the GitHub node's poll interval; 0: only when a message arrives.
       const seconds = optionalNumber(def.interval);
       const intervalMs = seconds === undefined ? connection.config.pollIntervalMs : seconds * 1000;
-      if (intervalMs > 0) {
+      // A watcher that polls by itself (the hub's) needs no timer here.
+      if (intervalMs > 0 && !connection.watcher.polling) {
         const poll = () => void connection.watcher.checkNow();
         setImmediate(poll);
         timer = setInterval(poll, Math.max(intervalMs, 1000));

@@ -1,5 +1,5 @@
 /**
- * GitHubConnection, what the lockstep-github config node owns and pr-merge / rollback call, against
+ * GitHubService, what the lockstep-github config node owns and pr-merge / rollback call, against
  * the local GitHub on a real bare repo: a real lock-update PR is described (lock diff, CI), each
  * merge guard refuses with its reason, a PR that is not a lock update is refused, a moved head is
  * refused, a good merge is a real merge commit, and the rollout engine's revert hook opens a PR
@@ -8,17 +8,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pino from "pino";
 import { MergeGuardError, MergeRefusedError } from "../../github/merge.js";
-import { GitHubConnection, NotAnUpdateError } from "../../node-red-nodes/lib/github-connection.js";
+import { GitHubService, NotAnUpdateError } from "../../github/service.js";
 import { startGitHubHarness, TEST_TOKEN, type GitHubHarness } from "../github/harness.js";
 
-describe("GitHubConnection (behind the lockstep-github node)", () => {
+describe("GitHubService (behind the lockstep-github node)", () => {
   let gh: GitHubHarness;
-  let connection: GitHubConnection;
+  let connection: GitHubService;
   let update: { number: number; headSha: string };
 
   beforeAll(async () => {
     gh = await startGitHubHarness({ hosts: ["alpha"] });
-    connection = new GitHubConnection(
+    connection = new GitHubService(
       { owner: "acme", repo: "fleet", token: TEST_TOKEN, apiBaseUrl: gh.server.url, mergeableRetryDelayMs: 10 },
       pino({ level: "silent" }),
     );

@@ -1,5 +1,5 @@
 /**
- * FleetClient + RolloutEngine against real agents (TestFleet: real git, real Nix, agent child
+ * FleetView + RolloutEngine against real agents (TestFleet: real git, real Nix, agent child
  * processes) on the hub's broker: canary + one wave over three hosts, where the new commit breaks
  * one host's build. Policy rollback-all must put every switched host back on the generation it had
  * before, and leave the failed host alone (its build never produced a generation).
@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FleetClient } from "../../hub/fleet-client.js";
+import { FleetView } from "../../rollout/fleet-view.js";
 import { RolloutEngine } from "../../rollout/engine.js";
 import { RolloutPlanner } from "../../rollout/planner.js";
 import { RolloutStore } from "../../rollout/store.js";
@@ -24,7 +24,7 @@ describe("rollout on real agents", () => {
   let root: string;
   let broker: TestBroker;
   let fleet: TestFleet;
-  let client: FleetClient;
+  let client: FleetView;
 
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), "lockstep-rollout-real-"));
@@ -37,7 +37,7 @@ describe("rollout on real agents", () => {
       hostOptions: { alpha: { priority: 1, canary: true }, beta: { priority: 2 }, gamma: { priority: 3 } },
     });
     await fleet.bootstrap();
-    client = new FleetClient({ url: broker.url, ...(await broker.credentials("hub", "rollout-test")) });
+    client = new FleetView({ url: broker.url, ...(await broker.credentials("hub", "rollout-test")) });
     await client.start();
   }, 240_000);
 

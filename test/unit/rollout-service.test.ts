@@ -31,7 +31,7 @@ describe("RolloutService", () => {
     expect(final.state).toBe("completed");
     expect(final.hosts.c).toMatchObject({ state: "skipped", reason: "held by an operator" });
     expect(done.map((p) => p.id)).toEqual([id]);
-    // What went to the publisher (the broker, with FleetClient) is valid protocol.
+    // What went to the publisher (the broker, with FleetView) is valid protocol.
     expect(fleet.progress.at(-1)!.state).toBe("completed");
     for (const p of fleet.progress) RolloutProgress.parse(p);
     expect(fleet.history.map((h) => h.rolloutId)).toEqual([id]);

@@ -1,5 +1,6 @@
 /**
- * The hub's MQTT view of the fleet: a live cache of every host's retained state (availability,
+ * The fleet view: the hub's MQTT view of the fleet, built once by the hub and shared by rollouts,
+ * Node-RED, Home Assistant and the API: a live cache of every host's retained state (availability,
  * info, compartments) and job states, commands out (QoS 1), and rollout progress, history, audit
  * events and fleet/expected in. Implements the rollout engine's FleetPort and RolloutPublisher.
  *
@@ -27,7 +28,7 @@ import {
 import { commandSentEvent } from "../protocol/audit.js";
 import { decodeJson, encodeJson } from "../protocol/payload.js";
 import { Topics } from "../protocol/topics.js";
-import { FleetNotConnectedError } from "../rollout/errors.js";
+import { FleetNotConnectedError } from "./errors.js";
 import {
   newCommandId,
   waitForHostState,
@@ -38,10 +39,10 @@ import {
   type FleetPort,
   type HostSnapshot,
   type RolloutPublisher,
-} from "../rollout/fleet-port.js";
+} from "./fleet-port.js";
 
-export interface FleetClientOptions {
-  /** An existing connection; FleetClient subscribes on it and leaves it open on stop(). */
+export interface FleetViewOptions {
+  /** An existing connection; FleetView subscribes on it and leaves it open on stop(). */
   client?: MqttClient;
   /** Or connect itself: mqtt://host:port (username/password from broker credentials, role "hub"). */
   url?: string;
@@ -55,7 +56,7 @@ export interface FleetClientOptions {
   jobCacheSize?: number;
 }
 
-export class FleetClient implements FleetPort, RolloutPublisher {
+export class FleetView implements FleetPort, RolloutPublisher {
   readonly topics: Topics;
   private readonly log: Logger;
   private client?: MqttClient;
@@ -64,16 +65,17 @@ export class FleetClient implements FleetPort, RolloutPublisher {
   private readonly jobs = new Map<string, JobState>();
   private readonly jobCacheSize: number;
   private readonly listeners = new Set<(c: FleetChange) => void>();
+  private readonly expectedListeners = new Set<(expected: FleetExpected | undefined) => void>();
   private latestExpected?: FleetExpected;
   private started = false;
   /** Host state, job states and fleet/expected: subscribed on start, unsubscribed on a shared client's stop. */
   private readonly subscriptions: string[];
   private readonly onMessage = (topic: string, payload: Buffer) => this.handle(topic, payload);
 
-  constructor(private readonly opts: FleetClientOptions) {
-    if (!opts.client && !opts.url) throw new FleetNotConnectedError("create a FleetClient without a client or url");
+  constructor(private readonly opts: FleetViewOptions) {
+    if (!opts.client && !opts.url) throw new FleetNotConnectedError("create a FleetView without a client or url");
     this.topics = opts.topics ?? new Topics();
-    this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "fleet-client" });
+    this.log = (opts.logger ?? pino({ level: "silent" })).child({ component: "fleet-view" });
     this.client = opts.client;
     this.ownsClient = !opts.client;
     this.jobCacheSize = opts.jobCacheSize ?? 10_000;
@@ -108,6 +110,24 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     else if (this.started) await this.client.unsubscribeAsync(this.subscriptions).catch(() => undefined);
     this.started = false;
     if (this.ownsClient) this.client = undefined;
+  }
+
+  /** Whether the MQTT connection is up now. */
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Follow the MQTT connection going up and down; returns the unsubscribe function. */
+  onConnection(listener: (connected: boolean) => void): () => void {
+    const client = this.requireClient("follow the connection", false);
+    const up = () => listener(true);
+    const down = () => listener(false);
+    client.on("connect", up);
+    client.on("close", down);
+    return () => {
+      client.off("connect", up);
+      client.off("close", down);
+    };
   }
 
   // ------------------------------------------------------------------------------------------
@@ -164,6 +184,12 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called whenever fleet/expected changes (undefined when it was cleared); returns the unsubscribe. */
+  onExpected(listener: (expected: FleetExpected | undefined) => void): () => void {
+    this.expectedListeners.add(listener);
+    return () => this.expectedListeners.delete(listener);
+  }
+
   // ------------------------------------------------------------------------------------------
   // RolloutPublisher and fleet/expected
 
@@ -190,8 +216,8 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     await this.requireClient(`publish ${topic}`).publishAsync(topic, encodeJson(value), { qos: 1, retain: true });
   }
 
-  private requireClient(action: string): MqttClient {
-    if (!this.client || !this.started) throw new FleetNotConnectedError(action);
+  private requireClient(action: string, mustBeStarted = true): MqttClient {
+    if (!this.client || (mustBeStarted && !this.started)) throw new FleetNotConnectedError(action);
     return this.client;
   }
 
@@ -209,7 +235,8 @@ export class FleetClient implements FleetPort, RolloutPublisher {
     if (!parsed) return;
     // An empty retained payload clears the topic (a host removed, a job cleaned up).
     const cleared = payload.length === 0;
-    const ignore = (error: string) => this.log.warn({ topic, error, bytes: payload.length }, "ignored malformed payload");
+    const ignore = (error: string) =>
+      this.log.warn({ topic, error, bytes: payload.length, what: `ignoring invalid ${parsed.kind === "expected" ? "fleet/expected" : `host ${parsed.kind}`} payload` }, "ignored malformed payload");
     try {
       switch (parsed.kind) {
         case "availability": {
@@ -268,11 +295,12 @@ export class FleetClient implements FleetPort, RolloutPublisher {
         case "expected": {
           if (cleared) {
             this.latestExpected = undefined;
-            return;
+          } else {
+            const r = decodeJson(FleetExpected, payload);
+            if (!r.ok) return ignore(r.error);
+            this.latestExpected = r.value;
           }
-          const r = decodeJson(FleetExpected, payload);
-          if (!r.ok) return ignore(r.error);
-          this.latestExpected = r.value;
+          for (const l of this.expectedListeners) l(this.latestExpected);
           return;
         }
         default:

@@ -1,5 +1,5 @@
 /**
- * FleetClient against a real broker (the hub's embedded Aedes and Mosquitto, per
+ * FleetView against a real broker (the hub's embedded Aedes and Mosquitto, per
  * LOCKSTEP_TEST_BROKERS): live cache from retained state, malformed payloads ignored, commands out,
  * job results in, progress/history/audit published.
  */
@@ -7,7 +7,7 @@ import { Writable } from "node:stream";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FleetClient } from "../../hub/fleet-client.js";
+import { FleetView } from "../../rollout/fleet-view.js";
 import { WaitTimeoutError } from "../../rollout/errors.js";
 import { AuditEvent, Command, type HostInfo, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
 import { Topics } from "../../protocol/topics.js";
@@ -46,11 +46,11 @@ const until = async (cond: () => boolean, ms = 3000) => {
   }
 };
 
-describe.each(BROKER_KINDS)("FleetClient on %s", (kind) => {
+describe.each(BROKER_KINDS)("FleetView on %s", (kind) => {
   let broker: TestBroker;
   let agent: MqttClient;
   let rogue: MqttClient;
-  let fleet: FleetClient;
+  let fleet: FleetView;
   const logLines: { msg: string; topic?: string; error?: string }[] = [];
 
   beforeAll(async () => {
@@ -80,7 +80,7 @@ describe.each(BROKER_KINDS)("FleetClient on %s", (kind) => {
       },
     });
     const creds = await broker.credentials("hub", "test-hub");
-    fleet = new FleetClient({ url: broker.url, ...creds, logger: pino({ level: "warn" }, sink) });
+    fleet = new FleetView({ url: broker.url, ...creds, logger: pino({ level: "warn" }, sink) });
     await fleet.start();
     await until(() => fleet.job("web1", "c-old-1") !== undefined && fleet.host("web1")?.compartments.git !== undefined);
   });
@@ -196,7 +196,7 @@ describe.each(BROKER_KINDS)("FleetClient on %s", (kind) => {
 
   it("works on a caller's existing connection and leaves it open on stop()", async () => {
     const own = await connect(broker, "hub", "shared-conn");
-    const shared = new FleetClient({ client: own });
+    const shared = new FleetView({ client: own });
     await shared.start();
     await until(() => shared.host("web1") !== undefined);
     await shared.stop();

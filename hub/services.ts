@@ -1,0 +1,141 @@
+/**
+ * The hub's services root: every service is built here once and shared by the rollouts, Node-RED
+ * (handed over in settings.lockstep.services), Home Assistant and the API.
+ *
+ *   fleet view   rollout/fleet-view.ts: the one host-state cache and the one command path
+ *   rollouts     rollout/service.ts, with one store under <dataDir>/rollout
+ *   github       github/service.ts: the watcher (polled here) and the merge use case; its
+ *                "expected" events become the retained fleet/expected (the hub owns that topic)
+ *   audit        merge events and every command go to fleet/events, which the audit log keeps
+ *
+ * `steps` start them in order, each paired with its stop (hub/steps.ts).
+ */
+import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { join } from "node:path";
+import type { MqttClient } from "mqtt";
+import type { Logger } from "pino";
+import type { Topics } from "../protocol/index.js";
+import type { GitHubConfigInput } from "../github/config.js";
+import { GitHubService } from "../github/service.js";
+import { FleetView } from "../rollout/fleet-view.js";
+import { RolloutService } from "../rollout/service.js";
+import { RolloutStore } from "../rollout/store.js";
+import type { LockstepServices } from "../node-red-nodes/lib/services.js";
+import type { StartStep } from "./steps.js";
+
+/** Where the rollout store lives, under the data dir. */
+export const ROLLOUT_STATE_DIR = "rollout";
+/** Where the shipped flows' lockstep-fleet node kept it before the hub owned the store. */
+const OLD_ROLLOUT_STATE_DIR = join("node-red", "lockstep", "fleet-lockstep-fleet-config");
+
+export interface HubServicesOptions {
+  /** The hub's MQTT connection (hub role). */
+  client: MqttClient;
+  topics: Topics;
+  dataDir: string;
+  log: Logger;
+  /** The hub config's github section; without owner and repo there is no GitHub service. */
+  github?: GitHubConfigInput | Record<string, unknown>;
+  /** How long retained host and job states get to arrive before unfinished rollouts resume. */
+  settleMs?: number;
+}
+
+export interface HubServices extends LockstepServices {
+  /** Start order; stop runs backwards. */
+  steps: StartStep[];
+}
+
+/**
+ * A hub from before the services root kept its rollouts under the shipped fleet node's directory:
+ * move them once, so unfinished rollouts still resume.
+ */
+function rolloutStateDir(dataDir: string, log: Logger): string {
+  const dir = join(dataDir, ROLLOUT_STATE_DIR);
+  const old = join(dataDir, OLD_ROLLOUT_STATE_DIR);
+  if (!existsSync(dir) && existsSync(old)) {
+    renameSync(old, dir);
+    log.info({ from: old, to: dir }, "moved the rollout store to the hub's data dir");
+  }
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export function buildHubServices(opts: HubServicesOptions): HubServices {
+  const { client, topics, log } = opts;
+  const fleet = new FleetView({ client, topics, logger: log });
+  const github =
+    opts.github && opts.github.owner && opts.github.repo
+      ? new GitHubService(opts.github as GitHubConfigInput, log.child({ component: "github" }), { audit: (event) => fleet.publishAudit(event) })
+      : undefined;
+  const stateDir = rolloutStateDir(opts.dataDir, log);
+  const rollouts = new RolloutService({
+    fleet,
+    store: new RolloutStore(stateDir),
+    logger: log.child({ component: "rollouts" }),
+    ...(github ? { revert: github.revertForRollout } : {}),
+  });
+  let markReady!: () => void;
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  let stopped = false;
+
+  const steps: StartStep[] = [
+    {
+      name: "fleet view",
+      async start() {
+        await fleet.start();
+        return () => fleet.stop();
+      },
+    },
+    {
+      name: "rollouts",
+      async start() {
+        // Retained host and job states arrive right after subscribing; let them land before resuming.
+        // In the background: the rest of the hub need not wait for it.
+        const settle = setTimeout(() => {
+          if (stopped) return;
+          rollouts.resumeUnfinished().then(
+            (resumed) => {
+              if (resumed.length) log.info({ resumed }, "resumed unfinished rollouts");
+              markReady();
+            },
+            (err: unknown) => {
+              log.error({ err }, "cannot resume unfinished rollouts");
+              markReady();
+            },
+          );
+        }, opts.settleMs ?? 1000);
+        return async () => {
+          stopped = true;
+          clearTimeout(settle);
+          await rollouts.close();
+        };
+      },
+    },
+    {
+      name: "github",
+      async start() {
+        if (!github) return;
+        // The hub owns fleet/expected: what the watcher says the fleet should run goes out retained,
+        // newest last, and again after a reconnect (a broker without persistence has lost it).
+        let latest: Parameters<FleetView["publishExpected"]>[0] | undefined;
+        const publish = () => {
+          if (!latest) return;
+          fleet.publishExpected(latest).catch((err: unknown) => log.warn({ err }, "could not publish fleet/expected"));
+        };
+        const onExpected = (expected: NonNullable<typeof latest>) => {
+          latest = expected;
+          publish();
+        };
+        github.watcher.on("expected", onExpected);
+        const unfollow = fleet.onConnection((up) => up && publish());
+        github.watcher.start();
+        return async () => {
+          unfollow();
+          github.watcher.off("expected", onExpected);
+          await github.close();
+        };
+      },
+    },
+  ];
+  return { fleet, rollouts, ready, stateDir, ...(github ? { github } : {}), steps };
+}
