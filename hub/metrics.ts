@@ -16,7 +16,7 @@ import { COMMAND_OPS, COMPARTMENTS, STATUSES, TERMINAL_JOB_STATES, type FleetExp
 import type { FleetChange, HostSnapshot } from "../rollout/fleet-port.js";
 import type { RolloutService } from "../rollout/service.js";
 
-/** What the metrics read from the fleet view (FleetClient implements it). */
+/** What the metrics read from the fleet view (FleetView implements it). */
 export interface MetricsFleet {
   hosts(): HostSnapshot[];
   expected(): FleetExpected | undefined;

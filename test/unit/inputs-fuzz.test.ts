@@ -15,7 +15,7 @@ import { join, resolve } from "node:path";
 import fc from "fast-check";
 import type { MqttClient } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
-import { FleetClient } from "../../hub/fleet-client.js";
+import { FleetView } from "../../rollout/fleet-view.js";
 import { loadHubConfig } from "../../hub/config.js";
 import { mergeShippedFlows } from "../../hub/node-red.js";
 import { verifyAndParse, WebhookError } from "../../github/webhooks.js";
@@ -61,7 +61,7 @@ const fleetTopic = fc.oneof(
   fc.string({ maxLength: 60 }).map((s) => `${topics.root}/${s}`),
 );
 
-/** A stand-in MQTT client: FleetClient only listens for "message" and subscribes. */
+/** A stand-in MQTT client: FleetView only listens for "message" and subscribes. */
 function fakeClient(): MqttClient & EventEmitter {
   const client = new EventEmitter() as MqttClient & EventEmitter;
   Object.assign(client, { subscribeAsync: async (subs: string[]) => subs.map((topic) => ({ topic, qos: 1 })), unsubscribeAsync: async () => undefined });
@@ -71,7 +71,7 @@ function fakeClient(): MqttClient & EventEmitter {
 describe("fuzz: MQTT payloads", () => {
   it("the hub's fleet view takes any payload on any topic it reads without throwing; a refused one changes nothing", async () => {
     const client = fakeClient();
-    const fleet = new FleetClient({ client, topics });
+    const fleet = new FleetView({ client, topics });
     await fleet.start();
     const state = () => JSON.stringify({ hosts: fleet.hosts(), expected: fleet.expected() });
     let refusedUnchanged = 0;
