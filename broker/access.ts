@@ -33,6 +33,11 @@ export interface AccessContext {
   onOperatorPublish: (client: Client, user: AclUser, packet: PublishPacket) => void;
 }
 
+function isHostRequest(topics: Topics, topic: string): boolean {
+  const kind = topics.parse(topic)?.kind;
+  return kind === "commands" || kind === "actions";
+}
+
 function dropPacket(packet: PublishPacket): void {
   packet.topic = DROPPED_TOPIC;
   packet.retain = false;
@@ -84,15 +89,24 @@ export class BrokerAccess {
       return done(new Error("superseded connection"));
     }
     const user = this.ctx.identities.userOf(client);
+    if (packet.retain && isHostRequest(topics, packet.topic)) {
+      // A retained command would be re-delivered on every reconnect of the host: a command is an event.
+      this.deny(client, user, packet, "retained commands and actions are not allowed");
+      return done(null);
+    }
     if (user && canPublish(user, packet.topic, topics)) {
       if ((user.role === "operator" || user.role === "hub") && user.name !== INTERNAL_HUB_USER) this.ctx.onOperatorPublish(client, user, packet);
       return done(null);
     }
-    logger.warn({ clientId: client.id, user: user?.name, role: user?.role, topic: packet.topic }, "mqtt publish denied");
-    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", action: "publish", topic: packet.topic, reason: "not allowed for this role" });
-    // Acknowledged and sent nowhere, so the client is not disconnected and nothing is delivered or retained.
-    dropPacket(packet);
+    this.deny(client, user, packet, "not allowed for this role");
     done(null);
+  }
+
+  /** Acknowledged and sent nowhere, so the client is not disconnected and nothing is delivered or retained. */
+  private deny(client: Client, user: AclUser | undefined, packet: PublishPacket, reason: string): void {
+    this.ctx.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, topic: packet.topic, reason }, "mqtt publish denied");
+    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", action: "publish", topic: packet.topic, reason });
+    dropPacket(packet);
   }
 
   private authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {

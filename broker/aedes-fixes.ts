@@ -39,6 +39,26 @@ function registeredClients(aedes: Aedes): Record<string, Client | undefined> {
 }
 
 /**
+ * MQTT 3.1.1 (3.1.3-8): a zero-length client id with a persistent session gets CONNACK 2. Aedes
+ * accepts it and invents an id ("aedes_<uuid>"), so by authenticate time the empty id is gone:
+ * its preConnect hook notes such clients for the CONNECT check to refuse.
+ */
+export class EmptyClientIds {
+  private persistentWithoutId = new WeakSet<Client>();
+
+  /** Aedes' preConnect hook. */
+  readonly preConnect = (client: Client, packet: { clientId?: string; clean?: boolean }, done: (err: Error | null, ok: boolean) => void): void => {
+    if ((packet.clientId ?? "") === "" && packet.clean === false) this.persistentWithoutId.add(client);
+    done(null, true);
+  };
+
+  /** Did this client ask for a persistent session without a client id? */
+  persistentWithoutClientId(client: Client): boolean {
+    return this.persistentWithoutId.has(client);
+  }
+}
+
+/**
  * A closing client whose id already belongs to a newer live connection (agent restart or takeover).
  * Its last will must not go out: it would overwrite the new connection's fresh "online" (Aedes
  * publishes the old connection's will only after its asynchronous unsubscribe/persistence work,

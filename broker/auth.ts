@@ -6,7 +6,7 @@ import type { AuthenticateError, Client } from "aedes";
 import type { Logger } from "pino";
 import type { Topics } from "../protocol/index.js";
 import { canPublish, type AclUser } from "./acl.js";
-import { ConnackCode, pendingWill } from "./aedes-fixes.js";
+import { ConnackCode, pendingWill, type EmptyClientIds } from "./aedes-fixes.js";
 import { safeEqualStrings, type CredentialStore } from "./credentials.js";
 
 /** The hub process's own MQTT user (password random per start, never stored). "$" cannot appear in stored names. */
@@ -51,6 +51,7 @@ export interface AuthContext {
   internalHubPassword: () => string;
   topics: Topics;
   identities: ClientIdentities;
+  emptyClientIds: EmptyClientIds;
   logger: Logger;
   /** A refused login, for the broker's "denied" event. */
   onRefused: (info: { clientId: string; user: string; reason: string }) => void;
@@ -84,6 +85,9 @@ export function authenticate(ctx: AuthContext, client: Client, username: string 
     done(null, true);
   };
 
+  if (ctx.emptyClientIds.persistentWithoutClientId(client)) {
+    return refuse(ConnackCode.identifierRejected, "a persistent session (clean session off) needs a client id");
+  }
   if (username === undefined || username === "") {
     if (ctx.allowAnonymous) return accept({ name: "anonymous", role: "viewer" });
     return refuse(ConnackCode.notAuthorized, "anonymous clients are not allowed");

@@ -24,7 +24,7 @@ import type { Logger } from "pino";
 import { Topics } from "../protocol/index.js";
 import { BrokerAccess } from "./access.js";
 import type { AclUser } from "./acl.js";
-import { adaptDelivery, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence } from "./aedes-fixes.js";
+import { EmptyClientIds, adaptDelivery, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence } from "./aedes-fixes.js";
 import { ClientIdentities, INTERNAL_HUB_USER, authenticate } from "./auth.js";
 import type { BrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
@@ -155,18 +155,21 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     fixPersistence(this.persistence as unknown as FixablePersistence);
     // Aedes checks for wills of dead brokers every 4 heartbeats; one is dead after 3 without a beat.
     const heartbeatInterval = Math.max(250, Math.round((this.options.orphanWillCheckMs ?? 60_000) / 4));
+    const emptyClientIds = new EmptyClientIds();
     const authContext = {
       credentials: () => this.credentials,
       allowAnonymous: config.allowAnonymous,
       internalHubPassword: () => this.internalHubPassword,
       topics: this.topics,
       identities: this.identities,
+      emptyClientIds,
       logger: log,
       onRefused: (info: { clientId: string; user: string; reason: string }) => this.emit("denied", { ...info, action: "connect" }),
     };
     this.aedes = await Aedes.createBroker({
       heartbeatInterval,
       persistence: this.persistence,
+      preConnect: emptyClientIds.preConnect,
       authenticate: (client, username, password, done) => authenticate(authContext, client, username, password, done),
       ...this.access.hooks(),
     });

@@ -4,7 +4,9 @@
  * message that must arrive on the same connection, so the test waits for proof instead of sleeping.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { connect as netConnect } from "node:net";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
+import mqttPacket, { type Packet } from "mqtt-packet";
 import { Topics } from "../../protocol/index.js";
 import { BROKER_KINDS, startTestBroker, untilConnected, type TestBroker } from "../support/brokers.js";
 
@@ -81,6 +83,35 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
     await expect(connect(undefined)).rejects.toThrow(/Not authorized|Bad username/i);
     const ok = await connect(real);
     expect(ok.connected).toBe(true);
+  });
+
+  it("refuses a persistent session without a client id (CONNACK 2)", async () => {
+    const creds = await broker.credentials("agent", "no-id");
+    // MQTT.js refuses to send such a CONNECT, so it is written by hand.
+    const connackCode = (clean: boolean) =>
+      new Promise<number>((resolve, reject) => {
+        const { port } = new URL(broker.url);
+        const socket = netConnect(Number(port), "127.0.0.1");
+        const parser = mqttPacket.parser();
+        parser.on("packet", (packet: Packet) => {
+          if (packet.cmd !== "connack") return;
+          socket.destroy();
+          resolve(packet.returnCode ?? -1);
+        });
+        socket.on("data", (chunk) => parser.parse(chunk));
+        socket.on("error", reject);
+        const str = (text: string) => {
+          const b = Buffer.from(text);
+          return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
+        };
+        // Variable header (protocol, level 4, flags: user name + password [+ clean session], keepalive 30), then an empty client id.
+        const body = Buffer.concat([str("MQTT"), Buffer.from([4, clean ? 0xc2 : 0xc0, 0, 30]), str(""), str(creds.username), str(creds.password)]);
+        if (body.length > 127) throw new Error("test CONNECT too long for a one-byte length");
+        socket.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
+      });
+    expect(await connackCode(false)).toBe(2);
+    // A clean session without one is fine.
+    expect(await connackCode(true)).toBe(0);
   });
 
   it("host A cannot publish as host B; B's subscribers never see it", async () => {

@@ -152,6 +152,30 @@ describe("embedded broker", () => {
     expect(frames[2]!.includes(Buffer.from(payload))).toBe(true);
   });
 
+  it("refuses a retained command or action: it is acknowledged, delivered to nobody and not stored", async () => {
+    const broker = await startBroker();
+    const { password } = await broker.credentials.add("op", "operator");
+    const agentCreds = await broker.credentials.add("web7", "agent");
+    const denied: string[] = [];
+    broker.on("denied", (d) => denied.push(`${d.action} ${d.topic} ${d.reason}`));
+    const operator = await connect(broker.url, { username: "op", password });
+    await operator.publishAsync(topics.commands("web7"), "{}", { qos: 1, retain: true });
+    await operator.publishAsync(topics.actions("web7"), "pull", { qos: 1, retain: true });
+    expect(denied).toEqual([
+      `publish ${topics.commands("web7")} retained commands and actions are not allowed`,
+      `publish ${topics.actions("web7")} retained commands and actions are not allowed`,
+    ]);
+    // The host connecting afterwards gets nothing replayed; a later non-retained command arrives.
+    const agent = await connect(broker.url, { username: "web7", password: agentCreds.password });
+    const got: string[] = [];
+    agent.on("message", (t, p) => got.push(`${t}=${p.toString()}`));
+    await agent.subscribeAsync(topics.commands("web7"), { qos: 1 });
+    const live = nextMessage(agent, topics.commands("web7"));
+    await operator.publishAsync(topics.commands("web7"), "live", { qos: 1 });
+    expect(await live).toBe("live");
+    expect(got).toEqual([`${topics.commands("web7")}=live`]);
+  });
+
   it("a failed start names the cause and releases everything it opened", async () => {
     const first = await startBroker();
     const dataDir = await mkdtemp(join(dir, "broker-"));
