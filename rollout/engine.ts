@@ -35,6 +35,13 @@ export interface RolloutEngineEvents {
   /** Once, when the rollout ends (not when it is interrupted by detach()). */
   history: [RolloutHistoryEntry];
   done: [RolloutProgress];
+  /** Its state could not be stored: it stopped unfinished (resumed by the next start of the hub). */
+  "storage-fault": [RolloutStorageFault];
+}
+
+export interface RolloutStorageFault {
+  rolloutId: string;
+  error: string;
 }
 
 /** Opens a revert of the merge on GitHub; injected so the engine never imports github/. */
@@ -858,7 +865,26 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   private async save(): Promise<void> {
     if (this.detached) return;
-    await this.store.save(this.rec!);
+    try {
+      await this.store.save(this.rec!);
+    } catch (e) {
+      this.storageFailed(e);
+      throw e;
+    }
+  }
+
+  /**
+   * The state could not be stored (full or read-only data dir). What is not stored must not be
+   * published, or the broker and the file would tell two stories and a restart would finish the
+   * rollout a second time: stop here like a hub shutdown (nothing more is sent or published; the
+   * record stays unfinished) and let the next start resume it from what was stored.
+   */
+  private storageFailed(e: unknown): void {
+    if (this.detached) return;
+    const rolloutId = this.rec!.id;
+    this.log.error({ err: e, rolloutId }, "cannot store the rollout's state: it stops here unfinished and resumes when the hub restarts with a writable data dir");
+    this.detach();
+    this.emit("storage-fault", { rolloutId, error: (e as Error).message });
   }
 
   private setRolloutState(state: RolloutStateName): void {

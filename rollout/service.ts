@@ -6,7 +6,7 @@
 import { EventEmitter } from "node:events";
 import pino, { type Logger } from "pino";
 import type { AuditEvent, RolloutHistoryEntry, RolloutProgress } from "../protocol/schemas.js";
-import { RolloutEngine, type RevertCallback } from "./engine.js";
+import { RolloutEngine, type RevertCallback, type RolloutStorageFault } from "./engine.js";
 import { RolloutConflictError, RolloutNotFoundError, RolloutPlanError } from "./errors.js";
 import { isRolloutPublisher, type FleetPort, type RolloutPublisher } from "./fleet-port.js";
 import { RolloutPlanner } from "./planner.js";
@@ -18,6 +18,7 @@ export interface RolloutServiceEvents {
   audit: [AuditEvent];
   history: [RolloutHistoryEntry];
   done: [RolloutProgress];
+  "storage-fault": [RolloutStorageFault];
 }
 
 export interface RolloutServiceOptions {
@@ -65,6 +66,7 @@ export class RolloutService {
    */
   check(spec: RolloutSpecInput | unknown, now: Date = new Date()): RolloutPlan {
     const plan = this.preview(spec, now);
+    this.opts.store.assertWritable();
     const unknown = plan.excluded.filter((e) => e.code === "unknown-host").map((e) => e.host);
     if (unknown.length > 0) {
       throw new RolloutPlanError(`unknown host(s): ${unknown.join(", ")}`, "name hosts whose agents have reported to the broker (see the fleet page), or name none to deploy to every host");
@@ -182,6 +184,7 @@ export class RolloutService {
       this.events.emit("history", h);
     });
     engine.on("done", (p) => this.events.emit("done", p));
+    engine.on("storage-fault", (f) => this.events.emit("storage-fault", f));
     return engine;
   }
 

@@ -10,6 +10,7 @@
  * saves wait for the next write, which takes the newest state. 500 hosts finishing steps at once
  * cost a handful of writes, not 500.
  */
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
@@ -90,6 +91,26 @@ export class RolloutStore {
   private init(): Promise<void> {
     this.ready ??= Promise.all([mkdir(this.rolloutDir, { recursive: true }), mkdir(this.historyDir, { recursive: true })]).then(() => undefined);
     return this.ready;
+  }
+
+  /**
+   * Throws RolloutStoreError unless a file can be written in the rollouts folder now (a full,
+   * read-only or vanished data dir). A rollout must not start that could not record its steps.
+   */
+  assertWritable(): void {
+    try {
+      this.probeWrite();
+    } catch (e) {
+      throw new RolloutStoreError(`the data dir cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, this.rolloutDir, { cause: e });
+    }
+  }
+
+  /** Write and remove a small file where rollouts are kept (throws what the file system says). */
+  protected probeWrite(): void {
+    const probe = join(this.rolloutDir, `.write-probe-${process.pid}`);
+    mkdirSync(this.rolloutDir, { recursive: true });
+    writeFileSync(probe, "probe\n");
+    rmSync(probe, { force: true });
   }
 
   /** Persist the rollout; resolves once the state as of this call is on disk. */

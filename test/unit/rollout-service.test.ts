@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RolloutService } from "../../rollout/service.js";
 import { RolloutStore } from "../../rollout/store.js";
@@ -17,6 +20,24 @@ function setup(latencyMs = 1) {
   const { dir, fleet, service, close } = serviceOnFakeFleet(latencyMs, COMMIT);
   cleanups.push(close);
   return { dir, fleet, service };
+}
+
+/** A store whose disk "fills up" on demand: writes fail like they do on a full or read-only data dir. */
+class FaultyStore extends RolloutStore {
+  failing = false;
+  private fault(): Error {
+    return Object.assign(new Error("EROFS: read-only file system, open 'rollouts/x.json'"), { code: "EROFS" });
+  }
+  override save(record: Parameters<RolloutStore["save"]>[0]): Promise<void> {
+    return this.failing ? Promise.reject(this.fault()) : super.save(record);
+  }
+  override saveHistory(entry: Parameters<RolloutStore["saveHistory"]>[0]): Promise<void> {
+    return this.failing ? Promise.reject(this.fault()) : super.saveHistory(entry);
+  }
+  protected override probeWrite(): void {
+    if (this.failing) throw this.fault();
+    super.probeWrite();
+  }
 }
 
 describe("RolloutService", () => {
@@ -65,6 +86,40 @@ describe("RolloutService", () => {
     expect(service.check({ commit: COMMIT, selection: { hosts: ["b"] } }).phases.flatMap((p) => p.hosts)).toEqual(["b"]);
     service.cancel(id, "bob");
     await service.wait(id);
+  });
+
+  it("a data dir that cannot be written: nothing unstored is published, the rollout resumes later to exactly one final state, new rollouts are refused", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-service-"));
+    const fleet = new FakeFleet({ hosts: [{ host: "a", priority: 1 }, { host: "b", priority: 2 }], latencyMs: 40, expectedHead: COMMIT });
+    const store = new FaultyStore(dir);
+    const service = new RolloutService({ fleet, store, progressIntervalMs: 5, resumeGraceMs: 100 });
+    cleanups.push(async () => {
+      await service.close();
+      fleet.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const faults: unknown[] = [];
+    service.events.on("storage-fault", (f) => faults.push(f));
+    const id = service.start({ commit: COMMIT, strategy: { ...FAST, canary: 0, waves: { size: 2 }, parallelism: 1 } }, "alice");
+    await fleet.waitForHost("a", (h) => h.info?.commit === COMMIT, 2000);
+    store.failing = true;
+    const last = await service.wait(id);
+    // Not finished, and no final state went out: the record on disk still says it runs.
+    expect(fleet.progress.filter((p) => p.id === id && p.finishedAt !== undefined).map((p) => p.state)).toEqual([]);
+    expect(last.finishedAt).toBeUndefined();
+    expect(faults).toHaveLength(1);
+    expect(fleet.history).toEqual([]);
+    expect((await new RolloutStore(dir).load(id))!.finished).toBe(false);
+    expect(() => service.start({ commit: COMMIT, selection: { hosts: ["b"] }, strategy: FAST }, "bob")).toThrow(/cannot be written/);
+
+    // Storage back, hub restarted: the same rollout completes, once.
+    store.failing = false;
+    const second = new RolloutService({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5, resumeGraceMs: 100 });
+    cleanups.push(() => second.close());
+    expect(await second.resumeUnfinished()).toEqual([id]);
+    expect((await second.wait(id)).state).toBe("completed");
+    expect(fleet.history.map((h) => [h.rolloutId, h.state])).toEqual([[id, "completed"]]);
+    expect(new Set(fleet.progress.filter((p) => p.id === id && p.finishedAt).map((p) => p.state))).toEqual(new Set(["completed"]));
   });
 
   it("installOnHost deploys one host without canary or soak", async () => {
