@@ -25,9 +25,10 @@
  * listed in `followers` of the entry it leads to. Entries stored before `kind` existed have none.
  */
 import type { ChangeKind, InputChange, LockDiff, LockedRef } from "./schemas.js";
-import { compareInputPaths, parseFlakeLock, readLockInputs, type LockInput, type LockInputs } from "./flake-lock.js";
+import { compareInputPaths, parseFlakeLock, readLockInputs, type LockInputs } from "./flake-lock.js";
 
-function kindOf(o: LockInput, n: LockInput): ChangeKind {
+/** The kind of an update from its two sides (a side with `follows` follows another input). */
+export function changeKind(o: LockedRef, n: LockedRef): ChangeKind {
   if (o.follows !== undefined) return n.follows !== undefined ? "follows-changed" : "now-pinned";
   return n.follows !== undefined ? "now-follows" : "updated";
 }
@@ -41,7 +42,7 @@ export function diffLockInputs(before: LockInputs, after: LockInputs): LockDiff 
   for (const [input, n] of after.inputs) {
     const o = before.inputs.get(input);
     if (!o) diff.added.push({ input, new: n.ref });
-    else if (o.key !== n.key) diff.updated.push({ input, kind: kindOf(o, n), old: o.ref, new: n.ref });
+    else if (o.key !== n.key) diff.updated.push({ input, kind: changeKind(o.ref, n.ref), old: o.ref, new: n.ref });
   }
   for (const [input, o] of before.inputs) if (!after.inputs.has(input)) diff.removed.push({ input, old: o.ref });
   const byPath = new Map(diff.updated.map((c) => [c.input, c]));

@@ -18,8 +18,9 @@
  * The header is optional (terminal output starts with "warning: updating lock file …:"), and a
  * squash merge holds several blocks: they are read in order and combined into one diff.
  */
-import type { ChangeKind, InputChange, LockDiff, LockedRef } from "./schemas.js";
+import type { InputChange, LockDiff, LockedRef } from "./schemas.js";
 import { compareInputPaths, revFromTarballUrl } from "./flake-lock.js";
+import { changeKind } from "./lock-diff.js";
 
 const TEXT_LIMIT = 1024 * 1024;
 const ITEMS_LIMIT = 5_000;
@@ -139,11 +140,6 @@ function readItems(text: string): Item[] {
   return items;
 }
 
-function kindOf(o: LockedRef, n: LockedRef): ChangeKind {
-  if (o.follows !== undefined) return n.follows !== undefined ? "follows-changed" : "now-pinned";
-  return n.follows !== undefined ? "now-follows" : "updated";
-}
-
 /**
  * Parse Nix's lock-update text (any form above) into a LockDiff, or null when the text has none.
  * Several blocks (a squash merge) combine in the order written: an input updated twice goes from
@@ -175,7 +171,7 @@ export function parseLockUpdateText(text: string): LockDiff | null {
     else if (s.existedBefore && !s.existsNow) diff.removed.push({ input, ...(s.old ? { old: s.old } : {}) } as InputChange);
     else if (s.existedBefore && s.existsNow) {
       const o = s.old ?? unknown, n = s.new ?? unknown;
-      diff.updated.push({ input, kind: kindOf(o, n), old: o, new: n });
+      diff.updated.push({ input, kind: changeKind(o, n), old: o, new: n });
     }
   }
   const byName = (a: InputChange, b: InputChange) => compareInputPaths(a.input, b.input);
