@@ -7,6 +7,7 @@
  *   github       github/service.ts: the watcher (polled here) and the merge use case; its
  *                "expected" events become the retained fleet/expected (the hub owns that topic)
  *   audit        merge events and every command go to fleet/events, which the audit log keeps
+ *   previews     rollout/preview-service.ts: every pending lock-update PR previewed on the fleet
  *
  * `steps` start them in order, each paired with its stop (hub/steps.ts).
  */
@@ -18,6 +19,7 @@ import type { Topics } from "../protocol/index.js";
 import type { GitHubConfigInput } from "../github/config.js";
 import { GitHubService } from "../github/service.js";
 import { FleetView } from "../rollout/fleet-view.js";
+import { PreviewService } from "../rollout/preview-service.js";
 import { RolloutService } from "../rollout/service.js";
 import { RolloutStore } from "../rollout/store.js";
 import type { LockstepServices } from "../node-red-nodes/lib/services.js";
@@ -134,6 +136,16 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
           github.watcher.off("expected", onExpected);
           await github.close();
         };
+      },
+    },
+    {
+      name: "previews",
+      // Every pending lock-update PR is previewed on the fleet before anyone merges it:
+      // requests per new head, checked republishing of agents' previews, the fleet summary.
+      async start() {
+        const previews = new PreviewService({ client, fleet, topics, log: log.child({ component: "previews" }) });
+        await previews.start();
+        return async () => previews.stop();
       },
     },
   ];

@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import pino from "pino";
+import { HostInfo, PreviewSummary, Topics, type FleetExpected, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
+import { PreviewService, type PreviewMqtt } from "../../rollout/preview-service.js";
+import type { HostSnapshot } from "../../rollout/fleet-port.js";
+
+const SHA1 = "1".repeat(40);
+const SHA2 = "2".repeat(40);
+const at = "2026-12-04T10:00:00.000Z";
+const t = new Topics();
+
+class FakeMqtt implements PreviewMqtt {
+  listener?: (topic: string, payload: Buffer) => void;
+  readonly retained = new Map<string, string>();
+  on(_e: "message", l: (topic: string, payload: Buffer) => void) {
+    this.listener = l;
+  }
+  off() {
+    this.listener = undefined;
+  }
+  async subscribeAsync() {}
+  async publishAsync(topic: string, payload: string) {
+    if (payload === "") this.retained.delete(topic);
+    else this.retained.set(topic, payload);
+  }
+  deliver(topic: string, payload: unknown) {
+    this.listener!(topic, Buffer.from(typeof payload === "string" ? payload : JSON.stringify(payload)));
+  }
+}
+
+function snapshot(host: string, online: boolean, more: Partial<HostInfo> = {}): HostSnapshot {
+  return { host, availability: online ? "online" : "offline", compartments: {}, info: HostInfo.parse({ host, hostname: host, os: "generic", agentVersion: "1", branch: "main", startedAt: at, updatedAt: at, ...more }) };
+}
+
+const pending = (headSha: string): PendingUpdate => ({ number: 7, title: "flake.lock: Update", url: "https://example.invalid/pr/7", headSha, headBranch: "update", openedAt: at, lockDiff: { added: [], removed: [], updated: [] }, ci: { state: "success" }, superseded: [] });
+const expected = (p: PendingUpdate | null): FleetExpected => ({ repo: "acme/fleet", branch: "main", headCommit: "9".repeat(40), lockHash: "x", pendingUpdate: p, updatedAt: at });
+const preview = (host: string, headSha: string, over: Partial<HostPreview> = {}): HostPreview => ({ pr: 7, host, headSha, outcome: "affected", summary: "", affected: true, builds: true, packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }], reboot: null, units: null, builtOn: host, startedAt: at, finishedAt: at, ...over });
+
+describe("PreviewService", () => {
+  function setup() {
+    const client = new FakeMqtt();
+    const hosts = [snapshot("alpha", true, { canary: true }), snapshot("beta", true), snapshot("builder", true, { tags: ["builder"] }), snapshot("laptop", false)];
+    const sent: Array<{ host: string; op: string; args: unknown }> = [];
+    const fleet = {
+      hosts: () => hosts,
+      host: (h: string) => hosts.find((x) => x.host === h),
+      sendCommand: async (host: string, op: string, args: unknown) => {
+        sent.push({ host, op, args });
+        return `c-${sent.length}`;
+      },
+    };
+    const service = new PreviewService({ client, fleet: fleet as never, log: pino({ level: "silent" }), now: () => new Date(at) });
+    return { client, sent, service };
+  }
+
+  it("asks every host for a preview of a pending PR, republishes accepted previews and keeps the summary current", async () => {
+    const { client, sent, service } = setup();
+    await service.start();
+    client.deliver(t.expected(), expected(pending(SHA1)));
+    await service.idle();
+    expect(sent.map((s) => s.host).sort()).toEqual(["alpha", "beta", "builder"]);
+    expect(sent.find((s) => s.host === "builder")!.args).toMatchObject({ forHosts: [{ host: "laptop" }] });
+    // The same head again asks nobody twice.
+    client.deliver(t.expected(), expected(pending(SHA1)));
+    await service.idle();
+    expect(sent).toHaveLength(3);
+
+    client.deliver(t.hostPreview("alpha", 7, "alpha"), preview("alpha", SHA1));
+    client.deliver(t.hostPreview("beta", 7, "beta"), preview("beta", SHA1, { outcome: "not-affected", affected: false, builds: null, packages: [] }));
+    client.deliver(t.hostPreview("beta", 7, "alpha"), preview("alpha", SHA1, { builtOn: "beta", outcome: "does-not-build" })); // not a builder: ignored
+    client.deliver(t.hostPreview("builder", 7, "laptop"), preview("laptop", SHA1, { builtOn: "builder" }));
+    await service.idle();
+    expect(JSON.parse(client.retained.get(t.preview(7, "alpha"))!)).toMatchObject({ outcome: "affected", builtOn: "alpha" });
+    expect(JSON.parse(client.retained.get(t.preview(7, "laptop"))!)).toMatchObject({ builtOn: "builder" });
+    const s = PreviewSummary.parse(JSON.parse(client.retained.get(t.previewSummary(7))!));
+    expect(s.text).toBe("affects 2 of 4 hosts · 1 not previewed yet · built on 2 of 2 · hello 2.12 → 2.13");
+  });
+
+  it("a new head invalidates the old previews; a PR no longer pending is cleared", async () => {
+    const { client, sent, service } = setup();
+    await service.start();
+    client.deliver(t.expected(), expected(pending(SHA1)));
+    client.deliver(t.hostPreview("alpha", 7, "alpha"), preview("alpha", SHA1));
+    await service.idle();
+    client.deliver(t.expected(), expected(pending(SHA2)));
+    await service.idle();
+    expect(sent).toHaveLength(6);
+    expect(client.retained.has(t.preview(7, "alpha"))).toBe(false);
+    client.deliver(t.hostPreview("alpha", 7, "alpha"), preview("alpha", SHA1)); // late, old head
+    await service.idle();
+    expect(client.retained.has(t.preview(7, "alpha"))).toBe(false);
+    expect(JSON.parse(client.retained.get(t.previewSummary(7))!)).toMatchObject({ headSha: SHA2, hosts: { previewed: 0 } });
+    client.deliver(t.expected(), expected(null));
+    await service.idle();
+    expect(client.retained.size).toBe(0);
+  });
+});
