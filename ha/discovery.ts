@@ -207,7 +207,8 @@ export interface HaUpdateState {
   in_progress: boolean;
 }
 
-export interface HostSnapshot {
+/** A host as the discovery and state builders need it (the fleet view's HostSnapshot has it). */
+export interface HaHost {
   info: HostInfo;
   compartments: Partial<Record<CompartmentName, Compartment>>;
 }
@@ -258,7 +259,7 @@ function pendingLastModified(pending: PendingUpdate): number | undefined {
  * the pending update's lock, else the fleet head's (versions: lockVersion above). HA offers an
  * update exactly when latest is newer.
  */
-export function buildUpdateState(host: HostSnapshot, expected: FleetExpected | null): HaUpdateState {
+export function buildUpdateState(host: HaHost, expected: FleetExpected | null): HaUpdateState {
   const lastModified = lockLastModified(host.compartments.lock);
   const installedHash = host.info.lockHash;
   const installed = lockVersion(lastModified, installedHash);
@@ -296,7 +297,7 @@ export interface HaHostState {
   lock_age_days: number | null;
 }
 
-export function buildHostState(host: HostSnapshot, now: Date = new Date()): HaHostState {
+export function buildHostState(host: HaHost, now: Date = new Date()): HaHostState {
   const statuses = COMPARTMENTS.map((n) => host.compartments[n]?.status ?? "unknown");
   const failed = COMPARTMENTS.filter((n) => host.compartments[n]?.status === "failed");
   const lastModified = lockLastModified(host.compartments.lock);

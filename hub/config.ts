@@ -74,7 +74,7 @@ export type AutomaticSettings = z.infer<typeof AutomaticSettings>;
 
 /**
  * A bridge from the embedded broker to an upstream one (Home Assistant's MQTT 5 Mosquitto): see
- * hub/bridge.ts for what goes which way. The password comes from a file, never from the config.
+ * hub/upstream-bridge.ts for what goes which way. The password comes from a file, never from the config.
  */
 export const BridgeSettings = z
   .strictObject({

@@ -25,10 +25,11 @@ import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
 import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
-import { MqttBridge, redactUrl } from "./bridge.js";
+import { MqttBridge, redactUrl } from "./upstream-bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
 import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandler, type ErrorHandler } from "./api.js";
+import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
 import { startSteps, type StartStep } from "./steps.js";
 
@@ -68,8 +69,13 @@ async function ensureInitialUsers(store: CredentialStore, dataDir: string, print
   const operator = await store.add(OPERATOR_USER, "operator");
   const hub = await store.add(HUB_USER, "hub");
   writeFileSync(join(dataDir, "hub-password"), hub.password + "\n", { mode: 0o600 });
-  print(`First start: created the operator "${OPERATOR_USER}" with password ${operator.password}`);
-  print("  (shown only now and stored hashed; add more users with `lockstep users add`)");
+  // Shown once, so it must not scroll by unnoticed among the log lines.
+  for (const line of boxed([
+    `First start: created the operator "${OPERATOR_USER}" with password ${operator.password}`,
+    "Write it down: it is shown only now and stored hashed.",
+    "Log in to the fleet page and the Node-RED editor with it; add users with `lockstep users add`.",
+  ]))
+    print(line);
 }
 
 async function connectHubClient(url: string, username: string, password: string, topics: Topics): Promise<MqttClient> {
@@ -358,6 +364,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   if (broker) print(`  MQTT over WS:      ${urls.mqttWs}`);
   else if (pageMqttUrl) print(`  page connects to: ${pageMqttUrl}`);
   if (config.bridge && broker) print(`  bridged to:        ${redactUrl(config.bridge.url)} (upstream broker)`);
+  for (const line of listenLines({ httpHost: config.http.host, httpPort: need("httpPort"), ...(broker ? { mqtt: { host: config.broker.listeners.tcp.host, port: broker.ports.tcp } } : {}) })) print(line);
   print(`  data dir:          ${config.dataDir}`);
   return {
     config,

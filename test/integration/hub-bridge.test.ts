@@ -12,7 +12,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Topics } from "../../protocol/index.js";
-import { MqttBridge } from "../../hub/bridge.js";
+import { MqttBridge } from "../../hub/upstream-bridge.js";
 import { startTestBroker, type TestBroker } from "../support/brokers.js";
 import { freePort } from "../support/mosquitto.js";
 import { startHubProcess, type HubProcess } from "../demo/hub-process.js";

@@ -13,7 +13,7 @@ import {
   buildUpdateState,
   lockVersion,
   parseHaAction,
-  type HostSnapshot,
+  type HaHost,
 } from "../../ha/discovery.js";
 
 // --- schemas from the HA docs ------------------------------------------------------------------
@@ -307,7 +307,7 @@ describe("HA device discovery payload", () => {
 });
 
 describe("HA derived states", () => {
-  const snapshot: HostSnapshot = {
+  const snapshot: HaHost = {
     info,
     compartments: {
       lock: compartment("ok", { lastModified: day("2025-12-10T00:00:00Z") }),

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Topics } from "../../protocol/index.js";
 import { filtersOverlap } from "../../broker/acl.js";
-import { bridgeFilters, forwardsIn, forwardsOut, redactUrl, retainOut } from "../../hub/bridge.js";
+import { bridgeFilters, forwardsIn, forwardsOut, redactUrl, retainOut } from "../../hub/upstream-bridge.js";
 import { loadHubConfig } from "../../hub/config.js";
 
 const t = new Topics();
