@@ -6,13 +6,13 @@
  * "merge.refused" with the reason.
  */
 import type { Logger } from "pino";
-import { mergeRefusedEvent, prMergedEvent } from "../protocol/audit.js";
+import { gitHubFailedEvent, mergeRefusedEvent, prMergedEvent } from "../protocol/audit.js";
 import { LockstepError } from "../protocol/errors.js";
 import type { AuditEvent, PendingUpdate } from "../protocol/schemas.js";
 import { GitHubClient } from "./client.js";
 import { loadGitHubConfig, type GitHubConfig, type GitHubConfigInput } from "./config.js";
 import { changesMoreThanLock, describePendingUpdate, matchRules } from "./detect.js";
-import { NotAnUpdateError } from "./errors.js";
+import { NotAnUpdateError, type GitHubError } from "./errors.js";
 import { assertMergeAllowed, mergeUpdate, MergeRefusedError, type CiGuard, type MergeResult } from "./merge.js";
 import { UpdateWatcher } from "./poller.js";
 import { revertLockUpdate, type RevertResult } from "./revert.js";
@@ -33,8 +33,10 @@ export interface RolloutRevertRequest {
   reason: string;
 }
 
+const FAILURE_AUDIT_EVERY_MS = 10 * 60_000;
+
 export interface GitHubServiceOptions {
-  /** Where "pr.merged" and "merge.refused" go (the hub: fleet/events). A failure is logged, never thrown. */
+  /** Where "pr.merged", "merge.refused" and "github.failed" go (the hub: fleet/events). A failure is logged, never thrown. */
   audit?: (event: AuditEvent) => Promise<void> | void;
 }
 
@@ -55,6 +57,18 @@ export class GitHubService {
     this.watcher = new UpdateWatcher(this.client, this.config, { logger });
     // Errors are reported through the watcher state and the pr-watch nodes; never crash on them.
     this.watcher.on("error", () => undefined);
+    this.client.onFailure((e) => this.auditFailure(e));
+  }
+
+  /** When each kind of failure (code + call) was last audited: an outage is one entry per 10 minutes, not one per poll. */
+  private readonly lastAudited = new Map<string, number>();
+
+  private auditFailure(e: GitHubError): void {
+    const key = `${e.code} ${e.route}`;
+    const now = Date.now();
+    if (now - (this.lastAudited.get(key) ?? -Infinity) < FAILURE_AUDIT_EVERY_MS) return;
+    this.lastAudited.set(key, now);
+    this.audit(gitHubFailedEvent(this.repository, { code: e.code, status: e.status, route: e.route, message: e.message }));
   }
 
   get repository(): string {
@@ -120,7 +134,7 @@ export class GitHubService {
     if (!this.opts.audit) return;
     Promise.resolve()
       .then(() => this.opts.audit!(event))
-      .catch((err: unknown) => this.log.error({ err, action: event.action }, "cannot publish the audit event of a merge"));
+      .catch((err: unknown) => this.log.error({ err, action: event.action }, "cannot publish a GitHub audit event"));
   }
 
   async close(): Promise<void> {

@@ -43,3 +43,10 @@ export function mergeRefusedEvent(repository: string, prNumber: number, refusal:
     details: { prNumber, code: refusal.code, reason: refusal.reason },
   };
 }
+
+/** "github.failed": a GitHub call that failed after its retries (code, HTTP status, which call). */
+export function gitHubFailedEvent(repository: string, failure: { code: string; status?: number | undefined; route: string; message: string }, now = new Date()): AuditEvent {
+  const details: Record<string, unknown> = { code: failure.code, route: failure.route, message: failure.message.slice(0, 500) };
+  if (failure.status !== undefined) details.status = failure.status;
+  return { id: newAuditEventId(now), at: now.toISOString(), actor: "hub", action: "github.failed", target: repository, details };
+}

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pino from "pino";
 import { MergeGuardError, MergeRefusedError } from "../../github/merge.js";
 import { GitHubService, NotAnUpdateError } from "../../github/service.js";
+import { AuditEvent } from "../../protocol/schemas.js";
 import { startGitHubHarness, TEST_TOKEN, type GitHubHarness } from "../github/harness.js";
 
 describe("GitHubService (behind the lockstep-github node)", () => {
@@ -31,6 +32,25 @@ describe("GitHubService (behind the lockstep-github node)", () => {
   afterAll(async () => {
     await connection?.close();
     await gh?.stop();
+  });
+
+  it("audits a failed GitHub call once per kind of failure (an outage does not flood the audit log)", async () => {
+    const events: AuditEvent[] = [];
+    const audited = new GitHubService(
+      { owner: "acme", repo: "fleet", token: TEST_TOKEN, apiBaseUrl: gh.server.url, mergeableRetryDelayMs: 10 },
+      pino({ level: "silent" }),
+      { audit: (e) => void events.push(e) },
+    );
+    try {
+      await audited.describeUpdate(update.number);
+      expect(events).toEqual([]);
+      for (let i = 0; i < 3; i++) await audited.describeUpdate(9999).catch(() => undefined);
+      await new Promise((r) => setImmediate(r));
+      expect(events.map((e) => [e.action, e.target, e.details?.code, e.details?.status])).toEqual([["github.failed", "acme/fleet", "github-not-found", 404]]);
+      AuditEvent.parse(events[0]);
+    } finally {
+      await audited.close();
+    }
   });
 
   it("describes a lock-update PR: lock diff, CI state, head", async () => {
