@@ -19,6 +19,7 @@ import type { JobReporter } from "./jobs.js";
 import { profilePathOf, type Step } from "./os-profiles.js";
 import { LineSplitter, killGroup, processAlive } from "./process.js";
 import { readProfile } from "./profile.js";
+import { finishUnconfirmedRollback } from "./magic-rollback.js";
 import type { InflightJob } from "./state.js";
 import { RunnerResult, type RunnerLogLine, type RunnerPlan } from "./switch-runner.js";
 
@@ -196,6 +197,11 @@ export async function resumeInflight(ctx: AgentContext, activation: Activation, 
     hooks.jobFinished(reporter.state);
     return;
   }
+  // A magic rollback also restores the checkout and says why it ran.
+  const outcomeOf = async (job: RunningJob) => {
+    const outcome = activation.outcome(rec);
+    return rec.unconfirmedAfterSeconds !== undefined ? finishUnconfirmedRollback(ctx, job, rec, outcome) : outcome;
+  };
   if (processAlive(rec.runnerPid) && !existsSync(rec.resultFile)) {
     // The switch outlived the agent: keep reporting it as the current job until it ends.
     log.info({ runnerPid: rec.runnerPid }, "switch runner still running: following it");
@@ -205,12 +211,12 @@ export async function resumeInflight(ctx: AgentContext, activation: Activation, 
       await activation.follow(job, rec, undefined, false);
       if (ctx.stopping()) return;
       // This agent started before the activation finished: it may be the old one now.
-      await hooks.finish(job, end, async () => activation.outcome(rec), true);
+      await hooks.finish(job, end, () => outcomeOf(job), true);
     })();
     return;
   }
   const { job, end } = newRunningJob({ id: rec.id, op: rec.op, reporter, touches: new Set() });
-  void hooks.finish(job, end, async () => activation.outcome(rec), false);
+  void hooks.finish(job, end, () => outcomeOf(job), false);
 }
 
 /** Keep the files of the newest `keep` jobs (by modification time) in the jobs directory. */

@@ -40,6 +40,7 @@ export const OP_POLICY: Readonly<Record<CommandOp, OpPolicy>> = {
   hold: quick,
   release: quick,
   stop: quick,
+  confirm: quick,
   pull: exclusive(["git", "lock"], { refusedOnHold: true }),
   switch: exclusive(["system"], { refusedOnHold: true, activates: true, outlivesAgent: true }),
   rollback: exclusive(["system"], { activates: true, outlivesAgent: true }),

@@ -152,6 +152,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       finish: (job, end, compute, mayRestart) => this.jobs.finish(job, end, compute, mayRestart),
       jobFinished: (s) => this.jobFinished(s),
     });
+    // A switch not confirmed yet when the previous process ended: its deadline still holds.
+    this.jobs.watch.arm();
     this.timer = setInterval(() => void this.publisher.remeasure(), PERIODIC_REFRESH_MS);
     this.timer.unref();
     await this.publisher.remeasure();
@@ -161,6 +163,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.jobs.watch.disarm();
     // A refresh's `nix eval` runs in its own process group: it would outlive us (and its timeout).
     this.refresher.cancel();
     this.jobs.onAgentStop();

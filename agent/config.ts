@@ -44,7 +44,9 @@
  *                                                 // home-manager ~/.nix-profile/bin/lockstep-agent, generic none; null: none
  *   "restartAfterSwitch": "if-changed",           // after a successful switch/rollback, exit 75 for the supervisor:
  *                                                 // if-changed (the installed agent differs from the running one) | always | never
- *   "keepJobs": 20                                // retained jobs/<id> topics kept per host; older ones are cleared
+ *   "keepJobs": 20,                               // retained jobs/<id> topics kept per host; older ones are cleared
+ *   "magicRollback": true,                        // after a switch, the hub must confirm (a `confirm` command) within
+ *   "confirmTimeoutSeconds": 120                  // this many seconds, or the agent rolls back system and checkout by itself
  * }
  *
  * argv templates are lists of argv lists. Placeholders, replaced whole-element or inside an
@@ -143,6 +145,9 @@ export const AgentConfigSchema = z
       .default({ timeoutSeconds: 10 }),
     restartAfterSwitch: z.enum(["if-changed", "always", "never"]).default("if-changed"),
     keepJobs: z.number().int().min(1).max(10_000).default(20),
+    /** After a switch, roll back by itself unless the hub confirms within confirmTimeoutSeconds. */
+    magicRollback: z.boolean().default(true),
+    confirmTimeoutSeconds: z.number().positive().max(86_400).default(120),
   })
   .strict();
 

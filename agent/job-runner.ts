@@ -21,8 +21,10 @@ import { stop } from "./ops/stop.js";
 import { precheckSwitch, switchSystem } from "./ops/switch.js";
 import { test } from "./ops/test.js";
 import { updateInputs } from "./ops/update-inputs.js";
+import { ConfirmationWatch, finishUnconfirmedRollback, unconfirmedRollbackId } from "./magic-rollback.js";
+import { confirm } from "./ops/confirm.js";
 import { selfUpdateInProgress } from "./self-update/lock.js";
-import type { InflightJob } from "./state.js";
+import type { AwaitingConfirmation, InflightJob } from "./state.js";
 
 export interface JobRunnerDeps {
   ctx: AgentContext;
@@ -41,8 +43,12 @@ export interface JobRunnerDeps {
 export class JobRunner {
   /** The exclusive job the host is busy with. */
   current: RunningJob | undefined;
+  /** The switch waiting for the hub's confirmation, if one is (magic rollback). */
+  readonly watch: ConfirmationWatch;
 
-  constructor(private readonly d: JobRunnerDeps) {}
+  constructor(private readonly d: JobRunnerDeps) {
+    this.watch = new ConfirmationWatch(d.ctx, (pending) => void this.rollBackUnconfirmed(pending));
+  }
 
   onCommand(payload: Buffer): void {
     const { ctx } = this.d;
@@ -99,6 +105,8 @@ export class JobRunner {
         return void this.quickJob(reporter, async () => release(ctx));
       case "stop":
         return void this.quickJob(reporter, () => stop(this.current));
+      case "confirm":
+        return void this.quickJob(reporter, async () => confirm(this.watch, cmd));
       case "restart":
         return restart(ctx, cmd, reporter, {
           adopt: (job) => (this.current = job),
@@ -155,8 +163,11 @@ export class JobRunner {
     }
   }
 
-  /** Run a job that needs the host to itself; persists it as in-flight while it runs. */
-  private async exclusiveJob(cmd: Command, reporter: JobReporter): Promise<void> {
+  /**
+   * Run a job that needs the host to itself; persists it as in-flight while it runs. `unconfirmed`:
+   * the rollback the agent starts by itself when a switch was not confirmed in time.
+   */
+  private async exclusiveJob(cmd: Command, reporter: JobReporter, unconfirmed?: AwaitingConfirmation): Promise<void> {
     const { ctx } = this.d;
     const { job, end } = newRunningJob({ id: cmd.id, op: cmd.op, reporter, touches: new Set(OP_POLICY[cmd.op].touches) });
     this.current = job;
@@ -169,6 +180,8 @@ export class JobRunner {
     try {
       await this.precheck(cmd);
     } catch (e) {
+      // The rolled-back-to generation is gone or already current: nothing left to roll back.
+      if (unconfirmed) this.watch.drop();
       return refuse(e as Error);
     }
     const startedAt = new Date().toISOString();
@@ -179,6 +192,8 @@ export class JobRunner {
       startedAt,
       requestedBy: cmd.requestedBy,
       ...(cmd.rolloutId ? { rolloutId: cmd.rolloutId } : {}),
+      ...(unconfirmed?.commitBefore ? { restoreCommit: unconfirmed.commitBefore } : {}),
+      ...(unconfirmed ? { unconfirmedAfterSeconds: unconfirmed.timeoutSeconds } : {}),
       agentPid: process.pid,
     };
     ctx.inflight.write(record);
@@ -187,11 +202,46 @@ export class JobRunner {
     const selfUpdate = this.selfUpdateBusy();
     if (selfUpdate) {
       ctx.inflight.clear();
+      if (unconfirmed) this.retryUnconfirmedLater();
       return refuse(new Rejection(selfUpdate));
     }
+    // A new activation ends the wait for a confirmation: the hub has moved on (or this is the rollback).
+    if (OP_POLICY[cmd.op].activates) this.watch.drop();
     reporter.set("running", { summary: `${cmd.op} running`, startedAt });
     void ctx.remeasure();
-    await this.finish(job, end, () => this.runOp(cmd, job, record), OP_POLICY[cmd.op].activates);
+    const compute = async () => {
+      const outcome = await this.runOp(cmd, job, record);
+      return unconfirmed ? finishUnconfirmedRollback(ctx, job, record, outcome) : outcome;
+    };
+    await this.finish(job, end, compute, OP_POLICY[cmd.op].activates);
+  }
+
+  /** No confirmation in time: roll back by itself (after cancelling a job in the way). */
+  private async rollBackUnconfirmed(pending: AwaitingConfirmation): Promise<void> {
+    const busy = this.current;
+    if (busy?.op === "restart") return; // the next agent process re-arms the deadline
+    if (busy) {
+      busy.cancelled = true;
+      busy.cancel();
+      await Promise.race([busy.finished, new Promise((r) => setTimeout(r, 15_000).unref())]);
+      if (this.current) return this.retryUnconfirmedLater();
+    }
+    const now = Date.now();
+    const cmd: CommandOf<"rollback"> = {
+      id: unconfirmedRollbackId(pending.job),
+      op: "rollback",
+      args: { generation: pending.generationBefore },
+      requestedBy: "lockstep-agent (magic rollback)",
+      issuedAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + 3_600_000).toISOString(),
+      ...(pending.rolloutId ? { rolloutId: pending.rolloutId } : {}),
+    };
+    const reporter = this.d.newReporter({ id: cmd.id, op: cmd.op, requestedBy: cmd.requestedBy, ...(cmd.rolloutId ? { rolloutId: cmd.rolloutId } : {}) });
+    await this.exclusiveJob(cmd, reporter, pending);
+  }
+
+  private retryUnconfirmedLater(): void {
+    setTimeout(() => this.watch.arm(), 10_000).unref();
   }
 
   /**
@@ -213,6 +263,11 @@ export class JobRunner {
           : { state: e instanceof Rejection ? "rejected" : "failed", message: (e as Error).message, extra: { error: (e as Error).message } };
     }
     if (ctx.stopping()) return; // stop() already reported it (or the runner's result will be read on start)
+    if (job.op === "switch" && !job.cancelled && outcome?.state === "succeeded") {
+      // Persisted before the final state goes out: the deadline must hold even if we die right after.
+      const confirmBy = this.watch.expect(job, outcome, job.reporter.state.rolloutId);
+      if (confirmBy) outcome = { ...outcome, confirmBy, summary: `${outcome.summary}; awaiting the hub's confirmation until ${confirmBy}` };
+    }
     let restartWhy: string | undefined;
     if (mayRestart && !job.cancelled && outcome?.state === "succeeded") {
       restartWhy = await this.d.restartReason();

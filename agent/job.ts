@@ -15,6 +15,8 @@ export interface Outcome {
   generationBefore?: number;
   generationAfter?: number;
   commit?: string;
+  /** A switch the hub must confirm by this time (magic-rollback.ts). */
+  confirmBy?: string;
 }
 
 /** The job the host is busy with (at most one exclusive job at a time). */

@@ -33,7 +33,21 @@ export const PersistedState = z.object({
   /** What a `refresh` evaluated the checked-out commit to (without building it). */
   evaluated: z.object({ commit: CommitSha, path: z.string() }).optional(),
   lastTest: LastTest.optional(),
+  /** A switch the hub has not confirmed yet (magic rollback): rolled back at `deadline`. */
+  awaitingConfirmation: z
+    .object({
+      job: z.string(),
+      deadline: z.string(),
+      timeoutSeconds: z.number(),
+      generationBefore: z.number().int(),
+      generationAfter: z.number().int(),
+      /** What the checkout was built from before the switch (restored with the system). */
+      commitBefore: CommitSha.optional(),
+      rolloutId: z.string().optional(),
+    })
+    .optional(),
 });
+export type AwaitingConfirmation = NonNullable<PersistedState["awaitingConfirmation"]>;
 export type PersistedState = z.infer<typeof PersistedState>;
 
 export const InflightJob = z.object({
@@ -49,6 +63,10 @@ export const InflightJob = z.object({
   runnerPid: z.number().int().optional(),
   resultFile: z.string().optional(),
   logFile: z.string().optional(),
+  /** A magic rollback also puts the checkout back at this commit once the system rolled back. */
+  restoreCommit: CommitSha.optional(),
+  /** A magic rollback: the confirmation window it waited for, in seconds. */
+  unconfirmedAfterSeconds: z.number().optional(),
   agentPid: z.number().int(),
 });
 export type InflightJob = z.infer<typeof InflightJob>;

@@ -21,6 +21,7 @@ import { GitHubService } from "../github/service.js";
 import { FleetView } from "../rollout/fleet-view.js";
 import { PreviewService } from "../rollout/preview-service.js";
 import { RolloutService } from "../rollout/service.js";
+import { SwitchConfirmer } from "../rollout/confirmer.js";
 import { RolloutStore } from "../rollout/store.js";
 import type { LockstepServices } from "../node-red-nodes/lib/services.js";
 import type { StartStep } from "./steps.js";
@@ -86,6 +87,14 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
       async start() {
         await fleet.start();
         return () => fleet.stop();
+      },
+    },
+    {
+      // Agents roll back a switch nobody confirms: the hub confirms those no rollout owns once the host is back.
+      name: "switch confirmations",
+      async start() {
+        const confirmer = new SwitchConfirmer(fleet, log.child({ component: "confirmer" }));
+        return async () => confirmer.stop();
       },
     },
     {

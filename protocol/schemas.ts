@@ -123,6 +123,8 @@ export const CommandArgs = {
   hold: z.object({ reason: z.string().max(500).optional() }).strict().default({}),
   release: empty,
   preview: PreviewArgs,
+  /** The hub confirms a switch (by its job id): without it in time the agent rolls back by itself. */
+  confirm: z.object({ job: safeId }).strict(),
 } as const satisfies Record<CommandOp, z.ZodType>;
 
 const commandBase = {
@@ -145,6 +147,7 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ ...commandBase, op: z.literal("hold"), args: CommandArgs.hold }),
   z.object({ ...commandBase, op: z.literal("release"), args: CommandArgs.release }),
   z.object({ ...commandBase, op: z.literal("preview"), args: CommandArgs.preview }),
+  z.object({ ...commandBase, op: z.literal("confirm"), args: CommandArgs.confirm }),
 ]);
 export type Command = z.infer<typeof Command>;
 export type CommandOf<O extends CommandOp> = Extract<Command, { op: O }>;
@@ -165,6 +168,11 @@ export const JobState = z.object({
   requestedBy: z.string().optional(),
   generationBefore: z.number().int().optional(),
   generationAfter: z.number().int().optional(),
+  /**
+   * A switch that must be confirmed (a `confirm` command with this job's id) by this time, or the
+   * agent rolls back by itself (magic rollback). Absent: nothing to confirm.
+   */
+  confirmBy: isoDate.optional(),
   acceptedAt: isoDate,
   startedAt: isoDate.optional(),
   finishedAt: isoDate.optional(),

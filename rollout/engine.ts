@@ -444,9 +444,27 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       const hint = this.expectationWarning();
       return this.failHost(host, `health gate: ${problems.join("; ")}${hint ? ` (${hint})` : ""}`);
     }
+    const unconfirmed = await this.confirmSwitch(host);
+    if (unconfirmed) return this.failHost(host, unconfirmed);
     this.endHost(host, "succeeded", undefined);
     this.audit("host.succeeded", host, { generationBefore: hs.generationBefore, generationAfter: hs.generationAfter });
     await this.save();
+  }
+
+  /**
+   * Magic rollback: an agent keeps a switch only once the hub confirms it (`confirmBy` on the
+   * switch's job), so the health gate's pass is sent as a `confirm`, recorded before it is sent
+   * like every step. Returns why the host failed, or undefined (confirmed, or nothing to confirm).
+   */
+  private async confirmSwitch(host: string): Promise<string | undefined> {
+    const rec = this.rec!;
+    const switchId = rec.steps[`${host}/switch`]?.commandId;
+    const confirmBy = switchId ? this.fleet.job(host, switchId)?.confirmBy : undefined;
+    if (!switchId || !confirmBy) return undefined;
+    // After the deadline the agent has rolled back by itself: a confirmation would mean nothing.
+    const leftMs = Math.max(1000, Date.parse(confirmBy) - Date.now());
+    const r = await this.step(host, "confirm", "confirm", { job: switchId }, { timeoutMs: leftMs + 30_000, expiresInMs: leftMs });
+    return r.state === "succeeded" ? undefined : `confirm ${r.state}: ${r.summary}`;
   }
 
   /**

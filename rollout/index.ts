@@ -6,3 +6,4 @@ export * from "./planner.js";
 export * from "./store.js";
 export * from "./engine.js";
 export * from "./service.js";
+export * from "./confirmer.js";

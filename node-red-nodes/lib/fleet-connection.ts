@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import { Topics } from "../../protocol/topics.js";
 import { FleetView } from "../../rollout/fleet-view.js";
 import { RolloutService } from "../../rollout/service.js";
+import { SwitchConfirmer } from "../../rollout/confirmer.js";
 import { RolloutStore } from "../../rollout/store.js";
 import type { RevertCallback } from "../../rollout/engine.js";
 import type { Node } from "./red.js";
@@ -42,6 +43,8 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
   readonly shared: boolean;
   private readonly client?: MqttClient;
   private readonly stateDir: string;
+  /** Confirms switches no rollout owns, once their host is back (a stock Node-RED's own; the hub has one). */
+  private readonly confirmer?: SwitchConfirmer;
   private stateValue: ConnectionState = "connecting";
   private detail: string | undefined;
   private subscribed?: Promise<void>;
@@ -87,6 +90,7 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
       logger: opts.logger,
       ...(opts.revert ? { revert: opts.revert } : {}),
     });
+    this.confirmer = new SwitchConfirmer(this.fleet, opts.logger);
     this.ready = new Promise((resolve) => {
       client.on("connect", () => {
         this.setState("connected");
@@ -191,6 +195,7 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
     this.closed = true;
     this.unfollow?.();
     if (this.shared) return;
+    this.confirmer?.stop();
     await this.rollouts.close();
     await this.fleet.stop();
     await this.client?.endAsync();

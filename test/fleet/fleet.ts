@@ -216,6 +216,8 @@ export class TestFleet {
       logLevel: this.opts.logLevel ?? "debug",
       env: nixConfigEnv(),
       git: { authorName: `Lockstep agent ${host}`, authorEmail: `${host}@lockstep.invalid` },
+      // The test fleet's client does not confirm switches; suites that test magic rollback turn it on.
+      magicRollback: false,
       ...(h.extraConfig ?? {}),
     };
   }

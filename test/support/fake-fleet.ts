@@ -42,6 +42,8 @@ export interface FakeFleetOptions {
   latencyMs?: number;
   /** The fleet's head commit (what git/lock compartments compare against). Default: the first rollout commit seen. */
   expectedHead?: string;
+  /** Hosts' switches must be confirmed within this many seconds (magic rollback), as agents do by default. */
+  confirmSeconds?: number;
 }
 
 interface FakeHost {
@@ -60,6 +62,9 @@ interface FakeHost {
   failBuild: boolean;
   failTests: boolean;
   restartDuringSwitchMs?: number;
+  /** The switch job waiting for a `confirm` (magic rollback), and the switches confirmed so far. */
+  awaitingConfirmation?: string;
+  confirmed: string[];
   hold: boolean;
   lastSeen: string;
   compartments: Partial<Record<CompartmentName, Compartment>>;
@@ -83,9 +88,11 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
   private readonly timers = new Set<NodeJS.Timeout>();
   private expectedHead?: string;
   private readonly latencyMs: number;
+  private readonly confirmSeconds?: number;
 
   constructor(opts: FakeFleetOptions) {
     this.latencyMs = opts.latencyMs ?? 1;
+    if (opts.confirmSeconds !== undefined) this.confirmSeconds = opts.confirmSeconds;
     this.expectedHead = opts.expectedHead;
     for (const o of opts.hosts) {
       const generation = o.generation ?? 1;
@@ -101,6 +108,7 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
         busy: false,
         failBuild: false,
         failTests: false,
+        confirmed: [],
         hold: o.hold ?? false,
         lastSeen: new Date().toISOString(),
         compartments: {},
@@ -122,6 +130,10 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
       const waiting = h.inbox.splice(0);
       for (const c of waiting) this.deliver(h, c);
     }
+  }
+  /** The switches a host's "agent" was asked to keep (confirm), in order. */
+  confirmedSwitches(host: string): string[] {
+    return [...this.get(host).confirmed];
   }
   failBuild(host: string, fail = true): void {
     this.get(host).failBuild = fail;
@@ -351,7 +363,9 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
         h.generations.set(next, h.commit);
         h.generation = next;
         h.lastSwitch = { ok: true };
-        const done = () => finish({ state: "succeeded", summary: `switched to generation ${next}`, generationBefore: before, generationAfter: next });
+        const confirmBy = this.confirmSeconds !== undefined ? new Date(Date.now() + this.confirmSeconds * 1000).toISOString() : undefined;
+        if (confirmBy) h.awaitingConfirmation = cmd.id;
+        const done = () => finish({ state: "succeeded", summary: `switched to generation ${next}`, generationBefore: before, generationAfter: next, ...(confirmBy ? { confirmBy } : {}) });
         if (h.restartDuringSwitchMs === undefined) return done();
         // The agent restarts with the new system: offline for a while, then reports the result.
         this.setOnline(h.opts.host, false);
@@ -372,6 +386,11 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
         h.lastSwitch = { ok: true };
         return finish({ state: "succeeded", summary: `rolled back to generation ${target}`, generationBefore: before, generationAfter: target });
       }
+      case "confirm":
+        if (h.awaitingConfirmation !== cmd.args.job) return finish({ state: "rejected", summary: `switch ${cmd.args.job} is not awaiting confirmation` });
+        h.awaitingConfirmation = undefined;
+        h.confirmed.push(cmd.args.job);
+        return finish({ state: "succeeded", summary: `confirmed switch ${cmd.args.job}` });
       default:
         return finish({ state: "succeeded", summary: `${cmd.op} done` });
     }

@@ -39,6 +39,7 @@ function setup() {
     repo: { url: join(root, "no-such-repo"), checkoutDir: join(root, "checkout") },
     stateDir,
     os: { kind: "generic", profile: join(profiles, "system") },
+    magicRollback: false, // tested in agent-magic-rollback.test.ts
   });
   const inflight = new InflightStore(join(stateDir, "inflight-job.json"), () => undefined);
   const base: InflightJob = { id: "job-1", op: "switch", acceptedAt: new Date().toISOString(), startedAt: new Date().toISOString(), agentPid: 999_999, requestedBy: "test" };

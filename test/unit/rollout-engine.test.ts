@@ -21,9 +21,9 @@ afterEach(() => {
   while (cleanups.length) cleanups.pop()!();
 });
 
-function setup(hosts: FakeHostOptions[], opts: { revert?: RevertCallback; latencyMs?: number } = {}) {
+function setup(hosts: FakeHostOptions[], opts: { revert?: RevertCallback; latencyMs?: number; confirmSeconds?: number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-engine-"));
-  const fleet = new FakeFleet({ hosts, latencyMs: opts.latencyMs, expectedHead: COMMIT });
+  const fleet = new FakeFleet({ hosts, latencyMs: opts.latencyMs, expectedHead: COMMIT, ...(opts.confirmSeconds !== undefined ? { confirmSeconds: opts.confirmSeconds } : {}) });
   const store = new RolloutStore(dir);
   const engine = new RolloutEngine({ fleet, store, revert: opts.revert, progressIntervalMs: 5 });
   const audits: AuditEvent[] = [];
@@ -263,6 +263,26 @@ describe("RolloutEngine", () => {
     u.fleet.setExpectedHead("d".repeat(40));
     const ok = await u.run({ strategy: { healthCompartments: ["system", "tests"], healthTimeoutMs: 100 } });
     expect(ok.hosts.h0!.reason).toMatch(/system outdated/); // system is only green when git and lock are
+  });
+
+  it("magic rollback: a host's switch is confirmed once its health gate passes, recorded before it is sent; a failed host's is not", async () => {
+    const t = setup(hosts(2), { confirmSeconds: 120 });
+    t.fleet.failTests("h1");
+    const final = await t.run({ strategy: { waves: { size: 2 } }, failureBudget: { count: 1 }, onFailure: "halt" });
+    expect(final.hosts.h0!.state).toBe("succeeded");
+    const rec = (await t.store.load(final.id))!;
+    const switchId = rec.steps["h0/switch"]!.commandId;
+    expect(t.fleet.confirmedSwitches("h0")).toEqual([switchId]);
+    expect(rec.steps["h0/confirm"]).toMatchObject({ step: "confirm", result: { state: "succeeded" } });
+    // The confirmation is the last thing sent to the host, after its gate passed.
+    expect(t.fleet.executed.filter((e) => e.host === "h0").map((e) => e.op)).toEqual(["pull", "switch", "test", "confirm"]);
+    expect(final.hosts.h1!.state).toBe("failed");
+    expect(t.fleet.confirmedSwitches("h1")).toEqual([]);
+    expect(rec.steps["h1/confirm"]).toBeUndefined();
+    // Agents with magic rollback off put no confirmBy on the switch: nothing is sent.
+    const off = setup(hosts(1));
+    await off.run({});
+    expect(off.fleet.executed.map((e) => e.op)).not.toContain("confirm");
   });
 
   it("an agent restarting during the switch is waited for", async () => {
