@@ -45,6 +45,11 @@
  *   "restartAfterSwitch": "if-changed",           // after a successful switch/rollback, exit 75 for the supervisor:
  *                                                 // if-changed (the installed agent differs from the running one) | always | never
  *   "keepJobs": 20,                               // retained jobs/<id> topics kept per host; older ones are cleared
+ *   "health": { "failedUnitsArgv": ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend"],
+ *               "activeUnits": ["sshd.service"], "tcp": [{ "host": "127.0.0.1", "port": 22 }],
+ *               "http": [{ "url": "http://127.0.0.1:8080/health", "status": 200 }], "timeoutSeconds": 10 },
+ *                                                 // checked by `test` besides the scripts; a unit that failed only
+ *                                                 // after the last switch fails it, one failed before is reported
  *   "magicRollback": true,                        // after a switch, the hub must confirm (a `confirm` command) within
  *   "confirmTimeoutSeconds": 120                  // this many seconds, or the agent rolls back system and checkout by itself
  * }
@@ -59,6 +64,7 @@
 import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { z } from "zod";
+import { UNIT_NAME } from "./self-update/config.js";
 import { BranchName, ConfigError, MaintenanceWindow, OsKind, formatZodError, HOST_ID_PATTERN, readConfigFile, readSecretFile } from "../protocol/index.js";
 
 const Argv = z.array(z.string().min(1)).min(1);
@@ -145,6 +151,28 @@ export const AgentConfigSchema = z
       .default({ timeoutSeconds: 10 }),
     restartAfterSwitch: z.enum(["if-changed", "always", "never"]).default("if-changed"),
     keepJobs: z.number().int().min(1).max(10_000).default(20),
+    /**
+     * Health beyond the test scripts, checked by the `test` op (so by a rollout's health gate). All
+     * argv and addresses come from this file, never from the network.
+     */
+    health: z
+      .object({
+        /** Lists failed units, one per line, name first; null: no systemd. Default: systemctl on nixos. */
+        failedUnitsArgv: Argv.nullable().optional(),
+        /** Units that must be active, each checked with isActiveArgv ({unit} is the unit). */
+        activeUnits: z.array(z.string().regex(UNIT_NAME, "a systemd unit name like sshd.service")).max(100).default([]),
+        isActiveArgv: Argv.default(["systemctl", "is-active", "--quiet", "{unit}"]),
+        /** TCP endpoints that must accept a connection. */
+        tcp: z.array(z.object({ host: z.string().min(1).max(255), port: z.number().int().min(1).max(65_535) }).strict()).max(100).default([]),
+        /** HTTP(S) endpoints that must answer with a status below 400 (or exactly `status`). */
+        http: z
+          .array(z.object({ url: z.string().regex(/^https?:\/\/[^\s]+$/, "an http:// or https:// URL"), status: z.number().int().min(100).max(599).optional() }).strict())
+          .max(100)
+          .default([]),
+        timeoutSeconds: z.number().positive().max(600).default(10),
+      })
+      .strict()
+      .prefault({}),
     /** After a switch, roll back by itself unless the hub confirms within confirmTimeoutSeconds. */
     magicRollback: z.boolean().default(true),
     confirmTimeoutSeconds: z.number().positive().max(86_400).default(120),
@@ -174,6 +202,14 @@ export function selfCheckPathOf(config: AgentConfig): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** How to list failed systemd units, or undefined without systemd (default: systemctl on nixos). */
+export function failedUnitsArgvOf(config: AgentConfig): string[] | undefined {
+  const a = config.health.failedUnitsArgv;
+  if (a === null) return undefined;
+  if (a !== undefined) return a;
+  return config.os.kind === "nixos" ? ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend"] : undefined;
 }
 
 /** Where the agent keeps its durable state, all under stateDir. */

@@ -33,6 +33,8 @@ export const PersistedState = z.object({
   /** What a `refresh` evaluated the checked-out commit to (without building it). */
   evaluated: z.object({ commit: CommitSha, path: z.string() }).optional(),
   lastTest: LastTest.optional(),
+  /** Failed systemd units just before the last switch: the health check blames only units failed since. */
+  failedUnitsBefore: z.object({ at: z.string(), units: z.array(z.string()) }).optional(),
   /** A switch the hub has not confirmed yet (magic rollback): rolled back at `deadline`. */
   awaitingConfirmation: z
     .object({

@@ -3,6 +3,7 @@ import type { CommandOf } from "../../protocol/index.js";
 import type { Activation } from "../activation.js";
 import type { AgentContext } from "../context.js";
 import { Rejection, short, type Outcome, type RunningJob } from "../job.js";
+import { listFailedUnits } from "../health.js";
 import { switchSteps } from "../os-profiles.js";
 import type { InflightJob } from "../state.js";
 
@@ -16,5 +17,9 @@ export async function precheckSwitch(ctx: AgentContext, cmd: CommandOf<"switch">
 export async function switchSystem(ctx: AgentContext, activation: Activation, job: RunningJob, record: InflightJob): Promise<Outcome> {
   const head = await ctx.checkout.head();
   if (!head) throw new Error("the checkout has no HEAD");
+  // What was already broken before: the health check blames the switch only for what fails after it.
+  const failed = await listFailedUnits(ctx.config, ctx.env);
+  if (failed && "units" in failed) ctx.state.update((s) => (s.failedUnitsBefore = { at: new Date().toISOString(), units: failed.units }));
+  else if (failed) job.reporter.line("info", `cannot list failed units before the switch (${failed.error}): every failed unit will count against it`);
   return activation.run(job, { ...record, commit: head }, switchSteps(ctx.config));
 }

@@ -6,6 +6,7 @@
 import { accessSync, constants, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { step, type AgentContext } from "../context.js";
+import { runHealthChecks } from "../health.js";
 import type { Outcome, RunningJob } from "../job.js";
 import { profilePathOf } from "../os-profiles.js";
 import { meaningfulErrorLine } from "../process.js";
@@ -55,6 +56,15 @@ export async function test(ctx: AgentContext, job: RunningJob): Promise<Outcome>
     }
   }
   if (job.cancelled) return { state: "failed", summary: "cancelled" };
+  const checks = await runHealthChecks(ctx.config, ctx.env, ctx.state.state.failedUnitsBefore);
+  for (const c of checks) {
+    job.reporter.line("info", `${c.name}: ${c.ok ? "ok" : "FAILED"}: ${c.detail}`);
+    if (!c.ok) {
+      failed.push(c.name);
+      output.push(`${c.name}: ${c.detail}`);
+    }
+  }
+  const total = scripts.length + checks.length;
   const passed = failed.length === 0;
   ctx.state.update((s) => {
     s.lastTest = {
@@ -67,8 +77,10 @@ export async function test(ctx: AgentContext, job: RunningJob): Promise<Outcome>
     };
   });
   const gen = profile.generation !== undefined ? ` on generation ${profile.generation}` : "";
-  if (passed) return { state: "succeeded", summary: `${scripts.length}/${scripts.length} passed${gen}`, exitCode: 0 };
-  return { state: "failed", summary: `${failed.length}/${scripts.length} failed${gen}: ${output.join("; ")}`.slice(0, 1000), exitCode: 1, error: output.join("\n") };
+  const notes = checks.filter((c) => c.ok && c.detail.includes("not blamed")).map((c) => `${c.name}: ${c.detail}`);
+  const note = notes.length ? ` (${notes.join("; ")})` : "";
+  if (passed) return { state: "succeeded", summary: `${total}/${total} passed${gen}${note}`, exitCode: 0 };
+  return { state: "failed", summary: `${failed.length}/${total} failed${gen}: ${output.join("; ")}`.slice(0, 1000), exitCode: 1, error: output.join("\n") };
 }
 
 function isExecutableFile(p: string): boolean {
