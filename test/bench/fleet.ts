@@ -164,7 +164,7 @@ async function runOnce(kind: "embedded" | "mosquitto", hosts: number, options: F
     const store = await CredentialStore.open(join(dir, "credentials.json"));
     const names = Array.from({ length: hosts }, (_, i) => `sim-${String(i).padStart(5, "0")}`);
     const added = await store.addMany(names.map((name) => ({ name, role: "agent" as const, ...(options.scryptAgents ? { password: `chosen-${name}-password` } : {}) })));
-    const viewer = await store.add("bench-viewer", "viewer");
+    const viewer = await store.add("bench-viewer", "viewer", options.scryptAgents ? "chosen-viewer-password" : undefined);
     broker = kind === "embedded" ? await startEmbedded(dir, options) : await startMosquitto(dir, store);
     const port = broker.port;
 
