@@ -15,7 +15,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
-import pino, { type Logger } from "pino";
+import type { Logger } from "pino";
 import { AuditEvent, decodeJson, LockstepError, readSecretFile, Topics } from "../protocol/index.js";
 import { EmbeddedBroker, connectHost, type HostRequestInfo } from "../broker/embedded.js";
 import { CredentialStore } from "../broker/credentials.js";
@@ -32,6 +32,7 @@ import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandle
 import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
 import { startSteps, type StartStep } from "./steps.js";
+import { createHubLogger } from "./logger.js";
 
 export const OPERATOR_USER = "admin";
 export const HUB_USER = "hub";
@@ -127,7 +128,7 @@ interface HubParts {
 export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   const { config } = opts;
   const print = opts.print ?? ((line: string) => process.stdout.write(line + "\n"));
-  const log = opts.log ?? pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: "[REDACTED]" } }, pino.destination(2));
+  const log = opts.log ?? createHubLogger({ level: config.logLevel, redact: REDACT_PATHS });
   const topics = new Topics(config.broker.topicPrefix, config.broker.haPrefix);
   const parts: HubParts = {};
   const need = <K extends keyof HubParts>(key: K): NonNullable<HubParts[K]> => {
