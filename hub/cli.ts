@@ -6,6 +6,8 @@
  *   lockstep hub [--config FILE] [--data-dir DIR]   run the hub until SIGTERM/SIGINT
  *   lockstep users add web1 --role agent            (broker/commands.ts)
  *   lockstep mosquitto-config --out DIR             (broker/commands.ts)
+ *   lockstep status|watch|pr|deploy|rollouts|rollout|host|logs|audit   the terminal client (terminal/)
+ *   lockstep completion bash|zsh|fish               completion from this same command table
  *
  * Global options: --config FILE (hub config file, or bare broker settings), --data-dir DIR, --help.
  */
@@ -15,6 +17,7 @@ import { mosquittoConfigCommand, str, UsageError, usersCommand, type CliIo, type
 import { LockstepError } from "../protocol/index.js";
 import { DEFAULT_DATA_DIR, HUB_ENV_OVERRIDES, loadHubBrokerConfig, loadHubConfig, type HubBrokerConfig } from "./config.js";
 import { startHub, type RunningHub } from "./start.js";
+import { completionCommand, TERMINAL_COMMANDS } from "./terminal/index.js";
 
 export { UsageError, type CliIo, type Subcommand } from "../broker/commands.js";
 
@@ -96,7 +99,8 @@ function untilSignal(hub: RunningHub, io: CliIo): Promise<number> {
 }
 
 /** Every subcommand, in `--help` order. Add new ones here. */
-export const SUBCOMMANDS: Subcommand[] = [hubCommand, usersCommand, mosquittoConfigCommand];
+export const SUBCOMMANDS: Subcommand[] = [hubCommand, usersCommand, mosquittoConfigCommand, ...TERMINAL_COMMANDS];
+SUBCOMMANDS.push(completionCommand(() => SUBCOMMANDS));
 
 function globalHelp(): string {
   const width = Math.max(...SUBCOMMANDS.map((c) => c.name.length));
@@ -107,7 +111,8 @@ function globalHelp(): string {
     ...SUBCOMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     "",
     "Global options:",
-    "  -c, --config FILE   JSON config (a hub config with a \"broker\" section, or broker settings)",
+    "  -c, --config FILE   JSON config (a hub config with a \"broker\" section, or broker settings;",
+    "                      for the terminal commands the client config, ~/.config/lockstep/cli.json)",
     `      --data-dir DIR  state directory (default ${DEFAULT_DATA_DIR}; also LOCKSTEP_DATA_DIR)`,
     "  -h, --help          this help; `lockstep COMMAND --help` for a command",
     "",

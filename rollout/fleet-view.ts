@@ -15,7 +15,6 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import pino, { type Logger } from "pino";
 import {
   Availability,
-  Command,
   Compartment,
   FleetExpected,
   HostInfo,
@@ -26,6 +25,7 @@ import {
   type RolloutProgress,
 } from "../protocol/schemas.js";
 import { commandSentEvent } from "../protocol/audit.js";
+import { buildCommand } from "../protocol/command.js";
 import { decodeJson, encodeJson } from "../protocol/payload.js";
 import { Topics } from "../protocol/topics.js";
 import { FleetNotConnectedError } from "./errors.js";
@@ -149,17 +149,8 @@ export class FleetView implements FleetPort, RolloutPublisher {
 
   async sendCommand<O extends CommandOp>(host: string, op: O, args: CommandArgsInput<O>, meta: CommandMeta): Promise<string> {
     const client = this.requireClient("send a command");
-    const candidate = {
-      id: meta.id ?? newCommandId(),
-      op,
-      args,
-      issuedAt: new Date().toISOString(),
-      expiresAt: meta.expiresAt.toISOString(),
-      requestedBy: meta.requestedBy,
-      ...(meta.rolloutId ? { rolloutId: meta.rolloutId } : {}),
-    };
     // Validate what we send too: a bad command is a bug here, better caught before an agent rejects it.
-    const cmd = Command.parse(candidate);
+    const cmd = buildCommand(op, args, { id: meta.id ?? newCommandId(), requestedBy: meta.requestedBy, expiresAt: meta.expiresAt, ...(meta.rolloutId ? { rolloutId: meta.rolloutId } : {}) });
     await client.publishAsync(this.topics.commands(host), encodeJson(cmd), { qos: 1, retain: false });
     this.log.info({ host, op, commandId: cmd.id, rolloutId: meta.rolloutId, requestedBy: meta.requestedBy }, "command sent");
     // The command is out: an audit event that cannot be published is logged, never a failed send.
@@ -169,6 +160,11 @@ export class FleetView implements FleetPort, RolloutPublisher {
 
   job(host: string, jobId: string): JobState | undefined {
     return this.jobs.get(`${host}/${jobId}`);
+  }
+
+  /** The job states of one host still retained on the broker, newest accepted first. */
+  jobsOf(host: string): JobState[] {
+    return [...this.jobs.values()].filter((j) => j.host === host).sort((a, b) => b.acceptedAt.localeCompare(a.acceptedAt));
   }
 
   waitForJob(host: string, jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<JobState> {

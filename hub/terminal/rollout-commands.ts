@@ -1,0 +1,122 @@
+/** `lockstep rollouts`, `rollout ID [--follow]`, `deploy`: rollouts as the user sees and starts them. */
+import { createInterface } from "node:readline/promises";
+import type { Subcommand } from "../../broker/commands.js";
+import { str, UsageError } from "../../broker/commands.js";
+import { isFinalRolloutState, type RolloutProgress } from "../../protocol/index.js";
+import { z } from "zod";
+import { ExitCode, TerminalError } from "./errors.js";
+import { connectionHelp } from "./fleet-commands.js";
+import { JSON_OPTION, positionals, untilInterrupted, withSession, type TerminalContext } from "./run.js";
+import { pendingUpdateText, rolloutDetail, rolloutsTable } from "./views.js";
+
+const rolloutExit = (r: RolloutProgress) => (r.state === "completed" ? ExitCode.ok : isFinalRolloutState(r.state) ? ExitCode.failure : ExitCode.ok);
+
+export const rolloutsCommand: Subcommand = {
+  name: "rollouts",
+  summary: "the rollouts on the broker, newest first",
+  usage: connectionHelp("lockstep rollouts [--json]"),
+  options: { ...JSON_OPTION },
+  run: (ctx) =>
+    withSession(ctx, async (t) => {
+      await t.session.fleet();
+      const rollouts = t.session.rollouts();
+      if (t.json) t.printJson({ rollouts });
+      else t.print(rolloutsTable(rollouts));
+      return ExitCode.ok;
+    }),
+};
+
+/** Print a rollout now and on every change until it is final (or Ctrl-C); exit 1 unless it completed. */
+async function followRollout(t: TerminalContext, id: string): Promise<number> {
+  const print = (r: RolloutProgress) => (t.json ? t.print(JSON.stringify(r) + "\n") : t.print(rolloutDetail(r) + "\n"));
+  const current = t.session.rollout(id);
+  if (current) print(current);
+  if (current && isFinalRolloutState(current.state)) return rolloutExit(current);
+  const stop = untilInterrupted();
+  const final = await new Promise<RolloutProgress | undefined>((resolve) => {
+    const off = t.session.onRollout((r) => {
+      if (r.id !== id) return;
+      print(r);
+      if (isFinalRolloutState(r.state)) {
+        off();
+        resolve(r);
+      }
+    });
+    void stop.stopped.then(() => (off(), resolve(undefined)));
+  });
+  stop.dispose();
+  return final ? rolloutExit(final) : ExitCode.ok;
+}
+
+export const rolloutCommand: Subcommand = {
+  name: "rollout",
+  summary: "one rollout: progress and per-host outcome (--follow: live until it ends)",
+  usage: connectionHelp("lockstep rollout ID [--follow] [--json]\n    Exit code 1 when the rollout ended other than completed."),
+  options: { ...JSON_OPTION, follow: { type: "boolean", short: "f" } },
+  run: (ctx) =>
+    withSession(ctx, async (t) => {
+      const [id] = positionals(ctx.args, ["ID"], "rollout");
+      await t.session.fleet();
+      if (ctx.values.follow === true) return followRollout(t, id!);
+      const r = t.session.rollout(id!);
+      if (!r) throw new TerminalError(`no rollout ${id} on the broker`, ExitCode.failure, 'see "lockstep rollouts"');
+      if (t.json) t.printJson(r);
+      else t.print(rolloutDetail(r));
+      return rolloutExit(r);
+    }),
+};
+
+const DeployAnswer = z.object({ job_id: z.string(), commit: z.string().optional(), pr_number: z.number().optional() }).passthrough();
+const HOST_LIST = /^[a-z0-9][a-z0-9_-]{0,62}(,[a-z0-9][a-z0-9_-]{0,62})*$/;
+
+export const deployCommand: Subcommand = {
+  name: "deploy",
+  summary: "merge the pending lock update and roll it out (asks first; --yes for scripts)",
+  usage: connectionHelp(
+    [
+      "lockstep deploy [--pr N] [--hosts a,b] [--yes] [--no-follow] [--json]",
+      "    Shows the plan (the pending PR, its lock diff and CI, the hosts), asks, then",
+      "    POST /api/flake-updates/merge-and-deploy and follows the rollout to its end.",
+      "    --pr N      the PR to merge (default: the pending update)",
+      "    --hosts a,b only these hosts (default: the whole fleet)",
+      "    --yes       do not ask (needed when stdin is not a terminal)",
+    ].join("\n"),
+  ),
+  options: { ...JSON_OPTION, pr: { type: "string" }, hosts: { type: "string" }, yes: { type: "boolean", short: "y" }, "no-follow": { type: "boolean" } },
+  run: (ctx) =>
+    withSession(ctx, async (t) => {
+      if (ctx.args.length > 0) throw new UsageError(`unknown argument ${ctx.args[0]}`, 'run "lockstep deploy --help"');
+      const prText = str(ctx.values, "pr");
+      if (prText !== undefined && !/^[1-9]\d{0,8}$/.test(prText)) throw new UsageError("--pr needs a PR number", 'run "lockstep deploy --help"');
+      const hostsText = str(ctx.values, "hosts");
+      if (hostsText !== undefined && !HOST_LIST.test(hostsText)) throw new UsageError("--hosts needs host ids separated by commas", 'run "lockstep deploy --help"');
+      const fleet = await t.session.fleet();
+      const expected = fleet.expected();
+      const pr = prText !== undefined ? Number(prText) : expected?.pendingUpdate?.number;
+      if (pr === undefined) throw new TerminalError("there is no pending lock update to deploy", ExitCode.failure, "give --pr N");
+      const hosts = hostsText?.split(",");
+      const unknown = (hosts ?? []).filter((h) => !fleet.host(h));
+      if (unknown.length > 0) throw new TerminalError(`unknown host(s): ${unknown.join(", ")}`, ExitCode.failure, 'see "lockstep status"');
+      if (!t.json) {
+        t.print(pendingUpdateText(expected));
+        t.print(`plan: merge PR #${pr}, then roll out to ${hosts ? hosts.join(", ") : `the whole fleet (${fleet.hosts().length} hosts)`}\n`);
+      }
+      if (ctx.values.yes !== true) {
+        if (!process.stdin.isTTY) throw new UsageError("not a terminal: confirm with --yes", 'run "lockstep deploy --help"');
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        const answer = await rl.question("Deploy? [y/N] ");
+        rl.close();
+        if (!/^y(es)?$/i.test(answer.trim())) {
+          t.print("not deployed\n");
+          return ExitCode.failure;
+        }
+      }
+      const raw = await t.session.api("POST", "/api/flake-updates/merge-and-deploy", { pr_number: pr, ...(hosts ? { hosts } : {}) });
+      const started = DeployAnswer.safeParse(raw);
+      if (!started.success) throw new TerminalError("the hub's answer to the deploy does not match the API", ExitCode.failure);
+      if (t.json) t.print(JSON.stringify({ started: started.data }) + "\n");
+      else t.print(`rollout ${started.data.job_id} started\n`);
+      if (ctx.values["no-follow"] === true) return ExitCode.ok;
+      return followRollout(t, started.data.job_id);
+    }),
+};
