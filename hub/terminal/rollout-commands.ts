@@ -66,7 +66,11 @@ export const rolloutCommand: Subcommand = {
     }),
 };
 
-const DeployAnswer = z.object({ job_id: z.string(), commit: z.string().optional(), pr_number: z.number().optional() }).passthrough();
+// rollout_id since the API renamed it; job_id is the older name (kept by the hub for one release).
+const DeployAnswer = z
+  .object({ rollout_id: z.string().optional(), job_id: z.string().optional(), commit: z.string().optional(), pr_number: z.number().optional() })
+  .passthrough()
+  .refine((a) => a.rollout_id ?? a.job_id, "no rollout id");
 const HOST_LIST = /^[a-z0-9][a-z0-9_-]{0,62}(,[a-z0-9][a-z0-9_-]{0,62})*$/;
 
 export const deployCommand: Subcommand = {
@@ -114,9 +118,10 @@ export const deployCommand: Subcommand = {
       const raw = await t.session.api("POST", "/api/flake-updates/merge-and-deploy", { pr_number: pr, ...(hosts ? { hosts } : {}) });
       const started = DeployAnswer.safeParse(raw);
       if (!started.success) throw new TerminalError("the hub's answer to the deploy does not match the API", ExitCode.failure);
+      const rolloutId = (started.data.rollout_id ?? started.data.job_id)!;
       if (t.json) t.print(JSON.stringify({ started: started.data }) + "\n");
-      else t.print(`rollout ${started.data.job_id} started\n`);
+      else t.print(`rollout ${rolloutId} started\n`);
       if (ctx.values["no-follow"] === true) return ExitCode.ok;
-      return followRollout(t, started.data.job_id);
+      return followRollout(t, rolloutId);
     }),
 };
