@@ -78,7 +78,7 @@ export const prCommand: Subcommand = {
   run: (ctx) =>
     withSession(ctx, async (t) => {
       const fleet = await t.session.fleet();
-      const expected = fleet.expected();
+      const expected = (await t.session.expected());
       const pending = expected?.pendingUpdate ?? null;
       const preview = pending ? await t.session.retained(t.session.topics.previewSummary(pending.number), (p) => decodeJson(PreviewSummary, p)) : undefined;
       if (t.json) t.printJson({ expected: expected ?? null, pending, preview: preview ?? null });

@@ -53,7 +53,7 @@ export const hostCommand: Subcommand = {
       if (!fleet.host(host!)) throw new TerminalError(`no host ${host} on the broker`, ExitCode.failure, 'see "lockstep status"');
       let cmd: Command;
       if (op === "pull") {
-        const head = fleet.expected()?.headCommit;
+        const head = (await t.session.expected())?.headCommit;
         if (!head) throw new TerminalError("cannot pull: the fleet's head commit is not known (no fleet/expected)", ExitCode.failure, "configure the repository on the hub");
         cmd = await t.session.sendCommand(host!, "pull", { commit: head });
       } else if (op === "hold") {

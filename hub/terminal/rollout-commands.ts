@@ -95,7 +95,7 @@ export const deployCommand: Subcommand = {
       const hostsText = str(ctx.values, "hosts");
       if (hostsText !== undefined && !HOST_LIST.test(hostsText)) throw new UsageError("--hosts needs host ids separated by commas", 'run "lockstep deploy --help"');
       const fleet = await t.session.fleet();
-      const expected = fleet.expected();
+      const expected = (await t.session.expected());
       const pr = prText !== undefined ? Number(prText) : expected?.pendingUpdate?.number;
       if (pr === undefined) throw new TerminalError("there is no pending lock update to deploy", ExitCode.failure, "give --pr N");
       const hosts = hostsText?.split(",");

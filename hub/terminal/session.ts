@@ -4,7 +4,7 @@
  * one cache); rollouts are read from their retained topics with the protocol's RolloutProgress.
  */
 import mqtt, { type MqttClient } from "mqtt";
-import { decodeJson, encodeJson, JobOutput, RolloutProgress, Topics, type Command, type CommandOp } from "../../protocol/index.js";
+import { decodeJson, encodeJson, FleetExpected, JobOutput, RolloutProgress, Topics, type Command, type CommandOp } from "../../protocol/index.js";
 import { buildCommand, type CommandArgsOf } from "../../protocol/command.js";
 import { newCommandId } from "../../rollout/fleet-port.js";
 import { FleetView } from "../../rollout/fleet-view.js";
@@ -64,6 +64,14 @@ export class HubSession {
     await client.subscribeAsync(this.topics.allRollouts(), { qos: 1 });
     await this.retainedDelivered(client);
     return fleet;
+  }
+
+  /**
+   * fleet/expected read on its own exact subscription: the wildcard host-state scan may still be
+   * delivering when the hub's status marker arrives, an exact topic is answered in order.
+   */
+  async expected(): Promise<FleetExpected | undefined> {
+    return (await this.retained(this.topics.expected(), (p) => decodeJson(FleetExpected, p))) ?? (await this.fleet()).expected();
   }
 
   /** The rollouts seen on the broker (retained progress), newest first. */
