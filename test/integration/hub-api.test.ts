@@ -70,11 +70,12 @@ describe("the hub's API and its exit", () => {
     expect(oversized.status).toBe(413);
     expect(JSON.parse(oversized.body)).toMatchObject({ code: "body-too-large" });
 
-    // No GitHub repository on this hub: the merge node's ConfigError is a 503, said as JSON.
-    const unconfigured = await post(JSON.stringify({ pr_number: 1 }));
-    expect(unconfigured.status).toBe(503);
-    expect(unconfigured.type).toMatch(/application\/json/);
-    expect(JSON.parse(unconfigured.body)).toMatchObject({ code: "config", error: expect.stringMatching(/GitHub/) });
+    // No hosts and no GitHub repository on this hub: the rollout is checked before anything is merged
+    // (flows/02-manual.json), so the check's RolloutPlanError answers first: a 422, said as JSON.
+    const unplannable = await post(JSON.stringify({ pr_number: 1 }));
+    expect(unplannable.status).toBe(422);
+    expect(unplannable.type).toMatch(/application\/json/);
+    expect(JSON.parse(unplannable.body)).toMatchObject({ code: "rollout-plan", error: expect.any(String) });
   });
 
   it("exits within 5 s of SIGTERM after a browser used the page and the editor", async () => {
