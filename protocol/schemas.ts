@@ -274,20 +274,7 @@ export type BrokenUpdate = z.infer<typeof BrokenUpdate>;
  * `parts` in merge order (parts[0] is this PR); PRs that change inputs an earlier one changes are
  * `superseded`.
  */
-export const PendingUpdate = z.object({
-  number: z.number().int().positive(),
-  title: z.string(),
-  url: z.string(),
-  headSha: CommitSha,
-  headBranch: z.string(),
-  openedAt: isoDate,
-  lockDiff: LockDiff,
-  /** sha256 of flake.lock at the PR's head, and its newest input date (unix seconds). */
-  lockHash: z.string().optional(),
-  lockLastModified: z.number().int().optional(),
-  ci: z.object({ state: CiState, summary: z.string().optional() }),
-  mergeable: z.boolean().nullable().optional(),
-  mergeableState: z.string().optional(),
+export const PendingUpdate = PendingPart.extend({
   superseded: z.array(z.number().int()).default([]),
   /** Every PR of this update in merge order, each with its own diff; absent or one entry: a single PR. */
   parts: z.array(PendingPart).optional(),
