@@ -78,6 +78,20 @@ export class JobRunner {
       ...(cmd.rolloutId ? { rolloutId: cmd.rolloutId } : {}),
       ...(cmd.op === "pull" || (cmd.op === "switch" && cmd.args.commit) ? { commit: cmd.args.commit } : {}),
     });
+    // A preview only answers a question about a PR: a job that changes this host (a rollout's pull or
+    // switch) goes first, so the preview is cancelled instead of the job being refused as busy.
+    const preview = this.current;
+    if (preview?.op === "preview" && cmd.op !== "preview" && OP_POLICY[cmd.op].kind !== "quick") {
+      ctx.log.info({ preview: preview.id, job: cmd.id, op: cmd.op }, "cancelling a preview for a job that changes the host");
+      void stop(preview).then(() => this.admitAndRun(cmd, reporter));
+      return;
+    }
+    this.admitAndRun(cmd, reporter);
+  }
+
+  /** Admission (one policy table), then the op: a quick job beside others, or the exclusive job. */
+  private admitAndRun(cmd: Command, reporter: JobReporter): void {
+    const { ctx } = this.d;
     const log = ctx.log.child({ job: cmd.id, op: cmd.op });
     const why = admissionRejection(cmd, {
       now: Date.now(),
