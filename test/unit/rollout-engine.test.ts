@@ -128,8 +128,12 @@ describe("RolloutEngine", () => {
     expect(t.progress.some((p) => p.state === "soaking")).toBe(true);
 
     // A canary that goes offline during the soak stops the rollout.
+    // Taken offline when the soak starts, not after a fixed delay: under load the canary's own steps
+    // can outlast any delay and then its health gate (not the soak) would see it offline.
     const u = setup(hosts(3));
-    setTimeout(() => u.fleet.setOnline("h0", false), 150);
+    u.engine.on("audit", (e) => {
+      if (e.action === "soak.started") setTimeout(() => u.fleet.setOnline("h0", false), 50);
+    });
     const bad = await u.run({ strategy: { soakMs: 300 } });
     expect(bad.state).toBe("halted");
     expect(bad.hosts.h0!.reason).toMatch(/unhealthy after the soak: agent offline/);
