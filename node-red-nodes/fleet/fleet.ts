@@ -13,30 +13,31 @@ import { onClose, optionalString } from "../lib/input.js";
 import { nodeRedLogger } from "../lib/logger.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { errorText, status } from "../lib/status.js";
+import { fleetStatus } from "../lib/fleet-status.js";
 import type { Node, NodeAPI, NodeDef, NodeStatus } from "../lib/red.js";
 
-function statusFor(state: ConnectionState, detail?: string): NodeStatus {
-  switch (state) {
-    case "connected":
-      return status.ok("connected");
-    case "connecting":
-      return status.connecting();
-    case "disconnected":
-      return status.failed("disconnected");
-    case "failed":
-      return status.failed(detail ?? "connection failed");
-  }
-}
+/** Host changes can come thousands a second at scale; the status follows at most this often. */
+const STATUS_EVERY_MS = 1000;
 
 export = function register(RED: NodeAPI): void {
   function LockstepFleetNode(this: FleetConfigNode, def: NodeDef) {
     RED.nodes.createNode(this, def);
     const node = this;
     const users = new Set<Node>();
+    let shown: NodeStatus | undefined;
+    const current = (): NodeStatus =>
+      node.connection
+        ? fleetStatus(node.connection.state, node.connection.stateDetail, node.connection.fleet.hosts())
+        : status.failed(node.configError ?? "fleet not configured");
+    const refresh = () => {
+      const next = current();
+      if (shown && next.text === shown.text && next.fill === shown.fill) return;
+      shown = next;
+      for (const user of users) user.status(next);
+    };
     node.register = (user) => {
       users.add(user);
-      if (node.connection) user.status(statusFor(node.connection.state, node.connection.stateDetail));
-      else user.status(status.failed(node.configError ?? "fleet not configured"));
+      user.status(current());
     };
     node.deregister = (user) => {
       users.delete(user);
@@ -76,11 +77,21 @@ export = function register(RED: NodeAPI): void {
         });
       }
       node.connection = connection;
-      connection.on("state", (state, detail) => {
-        for (const user of users) user.status(statusFor(state, detail));
+      connection.on("state", refresh);
+      let pending: NodeJS.Timeout | undefined;
+      const stopFollowing = connection.fleet.onChange((change) => {
+        if (change.kind === "job" || pending) return;
+        pending = setTimeout(() => {
+          pending = undefined;
+          refresh();
+        }, STATUS_EVERY_MS);
       });
 
-      onClose(node, () => connection.close());
+      onClose(node, () => {
+        clearTimeout(pending);
+        stopFollowing();
+        return connection.close();
+      });
     } catch (err) {
       node.configError = errorText(err);
       node.error(err);
