@@ -31,13 +31,14 @@ export function jobStateOf(record: RunRecord, phase: "running" | "finished"): Jo
   });
 }
 
-export interface JobReporter {
+/** Publishes a self-update run as a job to the hub (the session agent's reporter is agent/jobs.ts' JobReporter). */
+export interface RunReporter {
   publish(state: JobState): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Connect to the broker, or return null (logged) when it cannot be reached in time. */
-export async function connectReporter(broker: BrokerReportConfig, host: string, topicPrefix: string, log: Logger): Promise<JobReporter | null> {
+export async function connectReporter(broker: BrokerReportConfig, host: string, topicPrefix: string, log: Logger): Promise<RunReporter | null> {
   let password: string | undefined;
   if (broker.passwordFile) {
     try {

@@ -20,8 +20,8 @@ import { runHealthChecks } from "./health.js";
 import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./lock.js";
 import { statePaths } from "../config.js";
 import { gitSshCommand } from "../git.js";
-import { appendRunRecord, type RunRecord, type StepRecord, type RunOutcome } from "./runlog.js";
-import { connectReporter, jobStateOf, type JobReporter } from "./report.js";
+import { appendRunRecord, type RunRecord, type RunStep, type RunOutcome } from "./runlog.js";
+import { connectReporter, jobStateOf, type RunReporter } from "./report.js";
 import { rebootNeeded } from "./system.js";
 import { readProfile } from "../profile.js";
 import { isWithinWindow } from "../../protocol/windows.js";
@@ -72,7 +72,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   const timeoutMs = cfg.stepTimeoutSeconds * 1000;
   const started = now();
   const startedMs = Date.now();
-  const steps: StepRecord[] = [];
+  const steps: RunStep[] = [];
   const record: RunRecord = {
     id: newRunId(started),
     host: cfg.host,
@@ -89,7 +89,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   mkdirSync(cfg.stateDir, { recursive: true });
 
   /** Time one step and record it; a step returns its detail or throws RunStop. */
-  const step = async (name: StepRecord["name"], body: () => Promise<string>): Promise<void> => {
+  const step = async (name: RunStep["name"], body: () => Promise<string>): Promise<void> => {
     const at = new Date();
     const t0 = performance.now();
     try {
@@ -109,7 +109,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   };
 
   let lock: HeldLock | undefined;
-  let reporter: JobReporter | null = null;
+  let reporter: RunReporter | null = null;
   let rebootArgv: string[] | undefined;
   try {
     await step("lock", async () => {

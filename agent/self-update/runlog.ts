@@ -11,14 +11,14 @@ export const RUN_LOG_FILE = "self-update-runs.jsonl";
 
 /** reboot-check decides whether a reboot is needed and allowed; reboot is running the command. */
 export const STEP_NAMES = ["lock", "health", "update", "build", "switch", "reboot-check", "reboot"] as const;
-export const StepRecord = z.object({
+export const RunStep = z.object({
   name: z.enum(STEP_NAMES),
   status: z.enum(["ok", "failed", "skipped"]),
   startedAt: z.string(),
   durationMs: z.number().nonnegative(),
   detail: z.string().optional(),
 });
-export type StepRecord = z.infer<typeof StepRecord>;
+export type RunStep = z.infer<typeof RunStep>;
 
 /**
  * succeeded: updated (or already current); unhealthy: a health check stopped the run before any
@@ -39,7 +39,7 @@ export const RunRecord = z.object({
   outcome: RunOutcome,
   summary: z.string(),
   error: z.string().optional(),
-  steps: z.array(StepRecord),
+  steps: z.array(RunStep),
   health: z.array(z.object({ check: z.string(), ok: z.boolean(), detail: z.string() })).default([]),
   commitBefore: z.string().optional(),
   commitAfter: z.string().optional(),
