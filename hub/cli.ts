@@ -66,7 +66,7 @@ const hubCommand: Subcommand = {
     let hub: RunningHub;
     try {
       const config = loadHubConfig({ env: io.env, ...(file ? { file } : {}), ...(dataDir ? { dataDir } : {}) });
-      hub = await startHub({ config });
+      hub = await startHub({ config, guardProcess: true });
     } catch (err) {
       io.stderr(`lockstep hub: ${(err as Error).message}\n`);
       return 1;

@@ -5,7 +5,7 @@
  * announces itself on hub/availability (retained, with an "offline" last will).
  *
  * startHub is a list of named steps (hub/steps.ts), each paired with its stop: config check →
- * broker → first-start users → hub MQTT client → audit log → hub services (hub/services.ts) →
+ * broker → first-start users → hub MQTT client → audit log → process guard → hub services (hub/services.ts) →
  * HTTP server → Node-RED → HA bridge
  * → upstream MQTT bridge (if configured); then it prints where everything is. Stop runs them
  * backwards. The command line is hub/cli.ts.
@@ -32,6 +32,7 @@ import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandle
 import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
 import { startSteps, type StartStep } from "./steps.js";
+import { startProcessGuard } from "./process-guard.js";
 import { createHubLogger } from "./logger.js";
 
 export const OPERATOR_USER = "admin";
@@ -110,6 +111,8 @@ export interface StartHubOptions {
   log?: Logger;
   /** Where the startup lines (URLs, first password) go; default stdout. */
   print?: (line: string) => void;
+  /** Keep serving after an unhandled rejection (logged, audited). The `lockstep hub` process sets it; a test runner must not. */
+  guardProcess?: boolean;
 }
 
 /** What the start steps build, step by step; later steps read what earlier ones left here. */
@@ -227,6 +230,20 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           parts.broker?.off("hostRequest", onHostRequest);
           client.off("message", onMessage);
         };
+      },
+    },
+    {
+      name: "process guard",
+      // After the audit log: an unclean last stop and faults from here on are audited.
+      async start() {
+        const client = need("client");
+        const guard = startProcessGuard({
+          dataDir: config.dataDir,
+          log,
+          audit: (event) => void client.publishAsync(topics.events(), JSON.stringify(event), { qos: 1 }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event")),
+          ...(opts.guardProcess ? { process } : {}),
+        });
+        return async () => guard.stop();
       },
     },
     {
