@@ -84,7 +84,8 @@ export const PullSummary = z.object({
   created_at: isoDate,
   updated_at: isoDate,
   labels: z.array(z.object({ name: z.string() })),
-  head: z.object({ ref: z.string(), sha }),
+  /** head.repo is null when the head's repository (a fork) was deleted. */
+  head: z.object({ ref: z.string(), sha, repo: z.object({ full_name: z.string() }).nullable().optional() }),
   base: z.object({ ref: z.string(), sha }),
   user: z.object({ login: z.string() }).nullable(),
 });

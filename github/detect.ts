@@ -228,6 +228,7 @@ async function describePart(client: GitHubClient, config: GitHubConfig, pr: Pull
     url: pr.html_url,
     headSha: pr.head.sha,
     headBranch: pr.head.ref,
+    ...(pr.head.repo !== undefined ? { headRepo: pr.head.repo?.full_name ?? null } : {}),
     openedAt: new Date(pr.created_at).toISOString(),
     lockDiff: lock.diff,
     lockHash: lock.afterHash,

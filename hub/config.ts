@@ -13,7 +13,7 @@
  *     "broker": { "listeners": { "tcp": { "port": 1883 } } } }
  */
 import { z } from "zod";
-import { ConfigError, formatZodError } from "../protocol/index.js";
+import { ConfigError, formatZodError, PREVIEW_MERGE_POLICIES } from "../protocol/index.js";
 import { ENV_OVERRIDES, parseBrokerConfig, type BrokerConfig } from "../broker/config.js";
 import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
 import { readConfigFile } from "../protocol/config-file.js";
@@ -73,6 +73,35 @@ export const AutomaticSettings = z.strictObject({
 export type AutomaticSettings = z.infer<typeof AutomaticSettings>;
 
 /**
+ * Previews of every pending lock-update PR (rollout/preview-service.ts) and what automatic mode
+ * requires of them. `gating`: automatic mode merges only if the preview built on every affected
+ * host it could reach ("all"), on the canary hosts ("canary"), or regardless ("ignore"). A host can
+ * prove it builds only when it is asked to build, so `build` (who builds, not only evaluates)
+ * defaults to what `gating` needs and must not ask less of the fleet than it does.
+ */
+export const PreviewSettings = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    build: z.enum(["canary", "all", "none"]).optional(),
+    /** Preview PRs whose head is in a fork (their code is not the fleet's). */
+    allowForks: z.boolean().default(false),
+    /** Preview PRs that change more than flake.lock. */
+    allowMoreThanLock: z.boolean().default(false),
+    gating: z.enum(PREVIEW_MERGE_POLICIES).optional(),
+  })
+  .transform((p, ctx) => {
+    if (!p.enabled && p.gating !== undefined && p.gating !== "ignore") {
+      ctx.addIssue({ code: "custom", path: ["gating"], message: `previews are off (enabled: false): automatic mode could never merge with gating "${p.gating}"; set gating to "ignore" or turn previews on` });
+    }
+    const gating = p.gating ?? (p.enabled ? "all" : "ignore");
+    const build = p.build ?? (gating === "all" ? "all" : "canary");
+    const enough = gating === "ignore" || build === "all" || (gating === "canary" && build === "canary");
+    if (!enough) ctx.addIssue({ code: "custom", path: ["build"], message: `gating "${gating}" needs ${gating === "all" ? "every affected host" : "the canary hosts"} to build, but build is "${build}": set build to "${gating}" (or lower gating)` });
+    return { enabled: p.enabled, build, allowForks: p.allowForks, allowMoreThanLock: p.allowMoreThanLock, gating };
+  });
+export type PreviewSettings = z.infer<typeof PreviewSettings>;
+
+/**
  * A bridge from the embedded broker to an upstream one (Home Assistant's MQTT 5 Mosquitto): see
  * hub/upstream-bridge.ts for what goes which way. The password comes from a file, never from the config.
  */
@@ -110,6 +139,7 @@ export const HubSettingsSchema = z.strictObject({
    * selection), e.g. { "strategy": { "soakMs": 300000 }, "onFailure": "rollback-failed" }.
    */
   rollout: RolloutDefaults.default({}),
+  previews: PreviewSettings.default(() => PreviewSettings.parse({})),
   homeAssistant: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
   /** <dataDir>/audit.jsonl is rotated before it passes maxMegabytes; keepFiles old files are kept. */
   audit: z
@@ -154,6 +184,11 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_MERGE_DELAY_MINUTES", path: ["automatic", "mergeDelayMinutes"], kind: "number" },
   { env: "LOCKSTEP_RECHECK_MINUTES", path: ["automatic", "recheckMinutes"], kind: "number" },
   { env: "LOCKSTEP_MAX_WAIT_HOURS", path: ["automatic", "maxWaitHours"], kind: "number" },
+  { env: "LOCKSTEP_PREVIEWS_ENABLED", path: ["previews", "enabled"], kind: "boolean" },
+  { env: "LOCKSTEP_PREVIEWS_BUILD", path: ["previews", "build"], kind: "string" },
+  { env: "LOCKSTEP_PREVIEWS_ALLOW_FORKS", path: ["previews", "allowForks"], kind: "boolean" },
+  { env: "LOCKSTEP_PREVIEWS_ALLOW_MORE_THAN_LOCK", path: ["previews", "allowMoreThanLock"], kind: "boolean" },
+  { env: "LOCKSTEP_PREVIEWS_GATING", path: ["previews", "gating"], kind: "string" },
   { env: "LOCKSTEP_HA_ENABLED", path: ["homeAssistant", "enabled"], kind: "boolean" },
   { env: "LOCKSTEP_BRIDGE_URL", path: ["bridge", "url"], kind: "string" },
   { env: "LOCKSTEP_BRIDGE_USERNAME", path: ["bridge", "username"], kind: "string" },

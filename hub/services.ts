@@ -25,6 +25,7 @@ import { SwitchConfirmer } from "../rollout/confirmer.js";
 import { RolloutStore } from "../rollout/store.js";
 import type { LockstepServices } from "../node-red-nodes/lib/services.js";
 import type { StartStep } from "./steps.js";
+import { PreviewSettings } from "./config.js";
 
 /** Where the rollout store lives, under the data dir. */
 export const ROLLOUT_STATE_DIR = "rollout";
@@ -39,6 +40,8 @@ export interface HubServicesOptions {
   log: Logger;
   /** The hub config's github section; without owner and repo there is no GitHub service. */
   github?: GitHubConfigInput | Record<string, unknown>;
+  /** The hub config's previews section (default: on, every host builds, automatic mode gates on all). */
+  previews?: PreviewSettings;
   /** How long retained host and job states get to arrive before unfinished rollouts resume. */
   settleMs?: number;
 }
@@ -77,6 +80,17 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
     logger: log.child({ component: "rollouts" }),
     ...(github ? { revert: github.revertForRollout } : {}),
   });
+  const previewSettings = opts.previews ?? PreviewSettings.parse({});
+  const previews = previewSettings.enabled
+    ? new PreviewService({
+        client,
+        fleet,
+        topics,
+        log: log.child({ component: "previews" }),
+        policy: { buildOn: previewSettings.build, allowForks: previewSettings.allowForks, allowMoreThanLock: previewSettings.allowMoreThanLock },
+        gating: previewSettings.gating,
+      })
+    : undefined;
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   let stopped = false;
@@ -152,11 +166,11 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
       // Every pending lock-update PR is previewed on the fleet before anyone merges it:
       // requests per new head, checked republishing of agents' previews, the fleet summary.
       async start() {
-        const previews = new PreviewService({ client, fleet, topics, log: log.child({ component: "previews" }) });
+        if (!previews) return;
         await previews.start();
         return async () => previews.stop();
       },
     },
   ];
-  return { fleet, rollouts, ready, stateDir, ...(github ? { github } : {}), steps };
+  return { fleet, rollouts, ready, stateDir, ...(github ? { github } : {}), ...(previews ? { previews } : {}), steps };
 }

@@ -250,7 +250,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       name: "hub services",
       // Fleet view, rollouts (one store), GitHub: built once, shared by Node-RED, HA and the API.
       async start() {
-        const services = buildHubServices({ client: need("client"), topics, dataDir: config.dataDir, log, ...(config.github ? { github: config.github } : {}) });
+        const services = buildHubServices({ client: need("client"), topics, dataDir: config.dataDir, log, previews: config.previews, ...(config.github ? { github: config.github } : {}) });
         parts.services = services;
         const running = await startSteps(services.steps, log);
         return () => running.stop();

@@ -92,6 +92,8 @@ export const PreviewSummary = z.object({
   packages: z.array(z.object({ name: z.string(), old: z.array(z.string()), new: z.array(z.string()), hosts: z.array(hostId) })),
   /** The largest closure size change of any host (bytes), when any was measured. */
   sizeDeltaBytes: z.number().int().optional(),
+  /** Why this head is not previewed at all (a fork PR, previews off, ...); `text` says it too. */
+  notPreviewed: z.string().max(500).optional(),
   updatedAt: isoDate,
 });
 export type PreviewSummary = z.infer<typeof PreviewSummary>;
@@ -213,22 +215,28 @@ export interface PreviewGateHost {
   reachable: boolean;
 }
 
-export type PreviewVerdict = { ok: true } | { ok: false; reason: string };
+/**
+ * ok: merging is allowed. Not ok: `wait` when the only problem is previews still to come for this
+ * head (asking again later can help), otherwise the previews say it must not be merged.
+ */
+export type PreviewVerdict = { ok: true } | { ok: false; wait: boolean; reason: string };
 
 /**
  * Automatic mode merges only if the preview of the PR's current head built on every affected host
  * it could reach ("all"), on the canary hosts ("canary"), or not at all ("ignore"). Unreachable
- * hosts without a preview do not block; a reachable host without one does (its preview is pending).
+ * hosts without a preview do not block; a reachable host without one makes it wait (its preview
+ * is pending).
  */
 export function previewMergeVerdict(policy: PreviewMergePolicy, pr: number, headSha: string, hosts: readonly PreviewGateHost[], previews: readonly HostPreview[]): PreviewVerdict {
   if (policy === "ignore") return { ok: true };
   const current = new Map(previews.filter((p) => p.pr === pr && p.headSha === headSha).map((p) => [p.host, p]));
   const considered = hosts.filter((h) => policy === "all" || h.canary);
+  const pending: string[] = [];
   const problems: string[] = [];
   for (const h of considered) {
     const p = current.get(h.host);
     if (!p) {
-      if (h.reachable) problems.push(`${h.host}: preview pending`);
+      if (h.reachable) pending.push(`${h.host}: preview pending`);
       continue;
     }
     if (p.outcome === "not-affected") continue;
@@ -237,5 +245,6 @@ export function previewMergeVerdict(policy: PreviewMergePolicy, pr: number, head
     else problems.push(`${h.host}: ${p.outcome === "does-not-build" ? "does not build" : p.outcome} (${(p.error ?? p.summary).split("\n").filter(Boolean).slice(-1)[0] ?? ""})`);
   }
   if (policy === "canary" && considered.length === 0) problems.push("no canary host to preview on");
-  return problems.length === 0 ? { ok: true } : { ok: false, reason: `preview of PR #${pr} at ${headSha.slice(0, 7)} does not allow merging: ${problems.join("; ")}` };
+  if (problems.length === 0 && pending.length === 0) return { ok: true };
+  return { ok: false, wait: problems.length === 0, reason: `preview of PR #${pr} at ${headSha.slice(0, 7)} does not allow merging: ${[...problems, ...pending].join("; ")}` };
 }

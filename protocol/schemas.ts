@@ -248,6 +248,13 @@ export const PendingPart = z.object({
   url: z.string(),
   headSha: CommitSha,
   headBranch: z.string(),
+  /**
+   * "owner/name" of the repository the PR's head is in (GitHub's head.repo.full_name); null when
+   * that repository is gone (a deleted fork). Differs from the fleet's repository for a fork PR,
+   * which is not previewed unless the hub's previews.allowForks says so. Absent: not known (a
+   * publisher from before this field).
+   */
+  headRepo: z.string().max(200).nullable().optional(),
   openedAt: isoDate,
   lockDiff: LockDiff,
   /** sha256 of flake.lock at the PR's head, and its newest input date (unix seconds). */

@@ -6,9 +6,9 @@
  * has its retained previews cleared.
  */
 import type { Logger } from "pino";
-import { decodeJson, FleetExpected, Topics, type PendingUpdate, type PreviewSummary } from "../protocol/index.js";
+import { decodeJson, FleetExpected, Topics, type PendingUpdate, type PreviewMergePolicy, type PreviewSummary, type PreviewVerdict } from "../protocol/index.js";
 import type { FleetPort } from "./fleet-port.js";
-import { acceptHostPreview, DEFAULT_PREVIEW_POLICY, planPreviews, PreviewBook, type PreviewHost, type PreviewPolicy } from "./previews.js";
+import { acceptHostPreview, comesFromFork, DEFAULT_PREVIEW_POLICY, gateHosts, planPreviews, PreviewBook, type PreviewHost, type PreviewPolicy } from "./previews.js";
 
 /** The few MQTT client calls the service makes (an mqtt.js MqttClient has them). */
 export interface PreviewMqtt {
@@ -24,6 +24,8 @@ export interface PreviewServiceOptions {
   topics?: Topics;
   log: Logger;
   policy?: PreviewPolicy;
+  /** What automatic mode requires of the previews before it merges (hub config previews.gating; default "all"). */
+  gating?: PreviewMergePolicy;
   /** A preview command not started within this time is refused by the agent (default 2 h). */
   commandTtlMs?: number;
   now?: () => Date;
@@ -31,6 +33,8 @@ export interface PreviewServiceOptions {
 
 export class PreviewService {
   readonly book = new PreviewBook();
+  /** PRs whose current head is not previewed, and why (a fork PR). */
+  private readonly notPreviewed = new Map<number, string>();
   private readonly topics: Topics;
   private readonly onMessage = (topic: string, payload: Buffer) => void this.handle(topic, payload);
   private queue: Promise<void> = Promise.resolve();
@@ -63,7 +67,7 @@ export class PreviewService {
     const t = this.topics.parse(topic);
     if (t?.kind === "expected") {
       const d = decodeJson(FleetExpected, payload);
-      if (d.ok) await this.onPending(d.value.pendingUpdate);
+      if (d.ok) await this.onPending(d.value.pendingUpdate, d.value.repo);
       return;
     }
     if (t?.kind !== "hostPreview" || payload.length === 0) return;
@@ -81,20 +85,24 @@ export class PreviewService {
       .map((h) => ({ info: h.info!, online: h.availability === "online" }));
   }
 
-  private async onPending(pending: PendingUpdate | null): Promise<void> {
+  private async onPending(pending: PendingUpdate | null, repo: string): Promise<void> {
     for (const pr of this.book.prs()) {
       if (pr === pending?.number) continue;
+      this.notPreviewed.delete(pr);
       for (const host of this.book.forget(pr)) await this.publish(this.topics.preview(pr, host), "");
       await this.publish(this.topics.previewSummary(pr), "");
     }
     if (!pending || this.book.head(pending.number) === pending.headSha) return;
     // A new head: the old head's previews no longer count (the summary ignores them too).
     for (const host of this.book.setHead(pending.number, pending.headSha)) await this.publish(this.topics.preview(pending.number, host), "");
+    this.notPreviewed.delete(pending.number);
     const hosts = this.previewHosts();
-    const plan = planPreviews({ number: pending.number, headSha: pending.headSha }, hosts, this.o.policy ?? DEFAULT_PREVIEW_POLICY);
+    const fromFork = comesFromFork(pending.headRepo, repo);
+    const plan = planPreviews({ number: pending.number, headSha: pending.headSha, fromFork }, hosts, this.o.policy ?? DEFAULT_PREVIEW_POLICY);
     if (!plan.ok) {
-      this.o.log.info({ pr: pending.number, reason: plan.reason }, "PR not previewed");
-      await this.publishSummary(pending.number, plan.reason);
+      this.o.log.info({ pr: pending.number, headRepo: pending.headRepo, reason: plan.reason }, "PR not previewed");
+      this.notPreviewed.set(pending.number, plan.reason);
+      await this.publishSummary(pending.number);
       return;
     }
     const now = this.o.now?.() ?? new Date();
@@ -110,15 +118,34 @@ export class PreviewService {
     await this.publishSummary(pending.number);
   }
 
-  /** The summary of the PR's current head; `refused` replaces its text when the PR is not previewed. */
-  summary(pr: number, refused?: string): PreviewSummary | undefined {
+  /** The summary of the PR's current head; when that head is not previewed, its text says why. */
+  summary(pr: number): PreviewSummary | undefined {
     const hosts = this.previewHosts().map((h) => h.info.host);
     const s = this.book.summary(pr, hosts, this.o.now?.() ?? new Date());
-    return s && refused ? { ...s, text: refused } : s;
+    const refused = this.notPreviewed.get(pr);
+    return s && refused ? { ...s, text: refused, notPreviewed: refused } : s;
   }
 
-  private async publishSummary(pr: number, refused?: string): Promise<void> {
-    const s = this.summary(pr, refused);
+  /** What automatic mode requires of the previews (hub config previews.gating). */
+  get gating(): PreviewMergePolicy {
+    return this.o.gating ?? "all";
+  }
+
+  /**
+   * May automatic mode merge PR `pr` at `headSha` now? Waits while the previews of that head are
+   * still to come (or the head is newer than what this service has seen); refuses a head that was
+   * not previewed (a fork PR) or whose previews do not build (per `policy`, default the hub's gating).
+   */
+  mergeVerdict(pr: number, headSha: string, policy: PreviewMergePolicy = this.gating): PreviewVerdict {
+    if (policy === "ignore") return { ok: true };
+    if (this.book.head(pr) !== headSha) return { ok: false, wait: true, reason: `PR #${pr} at ${headSha.slice(0, 7)} has not been previewed yet` };
+    const refused = this.notPreviewed.get(pr);
+    if (refused !== undefined) return { ok: false, wait: false, reason: `PR #${pr} at ${headSha.slice(0, 7)} was not previewed: ${refused}` };
+    return this.book.verdict(policy, pr, gateHosts(this.previewHosts()));
+  }
+
+  private async publishSummary(pr: number): Promise<void> {
+    const s = this.summary(pr);
     if (s) await this.publish(this.topics.previewSummary(pr), JSON.stringify(s));
   }
 

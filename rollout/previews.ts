@@ -37,6 +37,16 @@ export interface PreviewPolicy {
 
 export const DEFAULT_PREVIEW_POLICY: PreviewPolicy = { buildOn: "canary", allowMoreThanLock: false, allowForks: false };
 
+/**
+ * Is the PR's head in another repository than the fleet's? GitHub compares owner/name without
+ * regard to case. A head repository that is gone (null: a deleted fork) counts as a fork; an
+ * absent one (a publisher that does not say) does not.
+ */
+export function comesFromFork(headRepo: string | null | undefined, fleetRepo: string): boolean {
+  if (headRepo === undefined) return false;
+  return headRepo === null || headRepo.toLowerCase() !== fleetRepo.toLowerCase();
+}
+
 export interface PreviewRequest {
   host: string;
   args: PreviewArgs;
@@ -50,7 +60,7 @@ export type PreviewPlan = { ok: true; requests: PreviewRequest[]; unreachable: s
  * host's running system; the rest are unreachable (they do not block a merge).
  */
 export function planPreviews(pr: { number: number; headSha: string; fromFork?: boolean }, hosts: readonly PreviewHost[], policy: PreviewPolicy = DEFAULT_PREVIEW_POLICY): PreviewPlan {
-  if (pr.fromFork && !policy.allowForks) return { ok: false, reason: `PR #${pr.number} comes from a fork: not previewed (the hub's preview.allowForks is off)` };
+  if (pr.fromFork && !policy.allowForks) return { ok: false, reason: `PR #${pr.number} comes from a fork: not previewed (the hub's previews.allowForks is off)` };
   const build = (h: HostInfo) => policy.buildOn === "all" || (policy.buildOn === "canary" && h.canary);
   const online = hosts.filter((h) => h.online).sort((a, b) => a.info.host.localeCompare(b.info.host));
   const requests = new Map<string, PreviewRequest>();
@@ -146,7 +156,7 @@ export class PreviewBook {
 
   verdict(policy: PreviewMergePolicy, pr: number, hosts: readonly PreviewGateHost[]): PreviewVerdict {
     const head = this.heads.get(pr);
-    if (head === undefined) return policy === "ignore" ? { ok: true } : { ok: false, reason: `PR #${pr} has not been previewed` };
+    if (head === undefined) return policy === "ignore" ? { ok: true } : { ok: false, wait: true, reason: `PR #${pr} has not been previewed yet` };
     return previewMergeVerdict(policy, pr, head, hosts, this.previews(pr));
   }
 }

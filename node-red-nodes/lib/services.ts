@@ -6,6 +6,7 @@
 import type { GitHubService } from "../../github/service.js";
 import type { FleetView } from "../../rollout/fleet-view.js";
 import type { RolloutService } from "../../rollout/service.js";
+import type { PreviewService } from "../../rollout/preview-service.js";
 
 export interface LockstepServices {
   /** The hub's MQTT view of the fleet (host state cache, the one command path). */
@@ -16,6 +17,8 @@ export interface LockstepServices {
   ready: Promise<void>;
   /** The hub's GitHub service (merge use case, watcher); absent when no repository is configured. */
   github?: GitHubService;
+  /** The hub's previews of the pending update (merge verdict for automatic mode); absent when previews are off. */
+  previews?: PreviewService;
   /** Where nodes keep their own small state next to the rollout store (which deploy node started what). */
   stateDir: string;
 }

@@ -90,6 +90,8 @@ interface PullRecord {
   /** Head sha at merge/close time; open PRs read their branch live. */
   frozenHeadSha: string | null;
   mergeable: { value: boolean | null; times: number | null } | null;
+  /** A fork's "owner/name" when the head is in a fork (its branch lives in this bare repo too). */
+  headRepo?: string;
 }
 
 interface StatusRecord {
@@ -211,7 +213,7 @@ export class LocalGitHub {
   // Test helpers
 
   /** Open a PR from an existing branch of the bare repo. Returns its number. */
-  async openPullRequest(p: { head: string; title: string; labels?: string[]; body?: string; base?: string; author?: string; createdAt?: Date }): Promise<number> {
+  async openPullRequest(p: { head: string; title: string; labels?: string[]; body?: string; base?: string; author?: string; createdAt?: Date; /** From a fork: its "owner/name". */ headRepo?: string }): Promise<number> {
     if (!(await this.git.branchHead(p.head))) throw new Error(`branch ${p.head} does not exist in the bare repo`);
     const n = this.nextNumber++;
     const at = p.createdAt ? p.createdAt.toISOString().replace(/\.\d{3}Z$/, "Z") : now();
@@ -233,6 +235,7 @@ export class LocalGitHub {
       closedAt: null,
       frozenHeadSha: null,
       mergeable: null,
+      ...(p.headRepo !== undefined ? { headRepo: p.headRepo } : {}),
     });
     void this.deliver("pull_request", { action: "opened", number: n, pull_request: await this.pullJson(this.pulls.get(n)!, false) });
     return n;
@@ -692,6 +695,17 @@ export class LocalGitHub {
     return { mergeable: true, state: failing ? "unstable" : "clean" };
   }
 
+  /**
+   * A PR's head as GitHub shows it: in this repository, or in a fork. (Real GitHub sends head.repo
+   * null once a fork is deleted, which its OpenAPI description does not allow: not served here.)
+   */
+  private pullHeadJson(pr: PullRecord, headSha: string, repo: Record<string, unknown>): Record<string, unknown> {
+    if (pr.headRepo === undefined) return { label: `${this.owner}:${pr.headRef}`, ref: pr.headRef, sha: headSha, user: this.userJson(this.owner), repo };
+    const [owner, name] = pr.headRepo.split("/") as [string, string];
+    const fork = { ...repo, id: 4243, node_id: "R_fork", name, full_name: pr.headRepo, owner: this.userJson(owner), fork: true };
+    return { label: `${owner}:${pr.headRef}`, ref: pr.headRef, sha: headSha, user: this.userJson(owner), repo: fork };
+  }
+
   private async pullJson(pr: PullRecord, full: boolean, consumeMergeable = false): Promise<Record<string, unknown>> {
     const headSha = await this.headSha(pr);
     const baseSha = (await this.git.branchHead(pr.baseRef)) ?? headSha;
@@ -729,7 +743,7 @@ export class LocalGitHub {
       assignees: [],
       requested_reviewers: [],
       requested_teams: [],
-      head: { label: `${this.owner}:${pr.headRef}`, ref: pr.headRef, sha: headSha, user: this.userJson(this.owner), repo },
+      head: this.pullHeadJson(pr, headSha, repo),
       base: { label: `${this.owner}:${pr.baseRef}`, ref: pr.baseRef, sha: baseSha, user: this.userJson(this.owner), repo },
       _links: {
         self: { href: u },

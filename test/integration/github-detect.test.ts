@@ -40,6 +40,16 @@ describe("detecting the lock-update PR (local GitHub on a real bare repo)", () =
     expect(d.bodyLockDiff?.updated.find((c) => c.input === "nixpkgs")?.new?.rev).toBe(p.lockDiff.updated[0]!.new!.rev);
     expect(p.ci).toEqual({ state: "pending", summary: "no CI has reported yet" });
     expect(p.mergeable).toBe(true);
+    expect(p.headRepo).toBe(`${h.config.owner}/${h.config.repo}`);
+    await h.server.closePullRequest(n);
+  });
+
+  it("carries the repository the PR's head is in: a fork's name", async () => {
+    h.fleet.bumpInput("nixpkgs", new Date("2026-11-10T12:00:00Z"));
+    const upd = h.fleet.lockUpdateBranch("fork-update");
+    const n = await h.server.openPullRequest({ head: upd.branch, title: "flake.lock: Update", headRepo: "mallory/fleet" });
+    const d = await detectPendingUpdate(h.client, h.config);
+    expect(d.pending).toMatchObject({ number: n, headRepo: "mallory/fleet" });
     await h.server.closePullRequest(n);
   });
 

@@ -68,6 +68,25 @@ describe("hub config", () => {
     expect(ok.automatic).toMatchObject({ cron: "30 5 * * 1-5", timeZone: "Europe/Berlin" });
   });
 
+  it("previews: on by default, every affected host builds and must build before automatic mode merges; forks are not previewed", () => {
+    const file = join(dir, "previews.json");
+    const load = (content: unknown, env: NodeJS.ProcessEnv = {}) => {
+      writeFileSync(file, JSON.stringify(content));
+      return () => loadHubConfig({ file, dataDir: dir, env });
+    };
+    expect(load({})().previews).toEqual({ enabled: true, build: "all", allowForks: false, allowMoreThanLock: false, gating: "all" });
+    // Gating on the canary only needs the canary to build; previews off means nothing to gate on.
+    expect(load({ previews: { gating: "canary" } })().previews).toMatchObject({ build: "canary", gating: "canary" });
+    expect(load({ previews: { enabled: false } })().previews).toMatchObject({ enabled: false, gating: "ignore" });
+    expect(load({}, { LOCKSTEP_PREVIEWS_ALLOW_FORKS: "true", LOCKSTEP_PREVIEWS_GATING: "ignore", LOCKSTEP_PREVIEWS_BUILD: "none" })().previews).toMatchObject({ allowForks: true, gating: "ignore", build: "none" });
+    // A combination that could never let automatic mode merge is refused before the hub starts.
+    expect(load({ previews: { build: "canary" } })).toThrow(/previews\.build.*gating "all" needs every affected host to build/);
+    expect(load({ previews: { gating: "canary", build: "none" } })).toThrow(/previews\.build/);
+    expect(load({ previews: { enabled: false, gating: "all" } })).toThrow(/previews\.gating.*previews are off/);
+    expect(load({}, { LOCKSTEP_PREVIEWS_GATING: "sometimes" })).toThrow(/previews\.gating.*LOCKSTEP_PREVIEWS_GATING/);
+    expect(load({ previews: { allowFork: true } })).toThrow(/previews.*allowFork/);
+  });
+
   it("parses the command line", () => {
     expect(parseHubArgs(["--data-dir", "/d", "--config", "/c.json"])).toEqual({ dataDir: "/d", config: "/c.json", help: false });
     expect(() => parseHubArgs(["--data-dir"])).toThrow(/--data-dir needs a value/);

@@ -223,21 +223,25 @@ describe("previewMergeVerdict", () => {
 
   it("all: refuses while an affected reachable host does not build, with the reason", () => {
     const v = previewMergeVerdict("all", 7, SHA1, hosts, [...ok, broken]);
-    expect(v).toEqual({ ok: false, reason: expect.stringContaining("gamma: does not build (error: gamma is broken)") });
+    expect(v).toEqual({ ok: false, wait: false, reason: expect.stringContaining("gamma: does not build (error: gamma is broken)") });
   });
-  it("all: a reachable host without a preview blocks; an unreachable one does not", () => {
-    expect(previewMergeVerdict("all", 7, SHA1, hosts, ok)).toEqual({ ok: false, reason: expect.stringContaining("gamma: preview pending") });
+  it("all: a reachable host without a preview makes it wait; an unreachable one does not", () => {
+    expect(previewMergeVerdict("all", 7, SHA1, hosts, ok)).toEqual({ ok: false, wait: true, reason: expect.stringContaining("gamma: preview pending") });
     expect(previewMergeVerdict("all", 7, SHA1, hosts, [...ok, preview("gamma")])).toEqual({ ok: true });
   });
   it("all: an affected host that was only evaluated has not proven it builds", () => {
-    expect(previewMergeVerdict("all", 7, SHA1, hosts, [...ok, preview("gamma", { builds: null })])).toEqual({ ok: false, reason: expect.stringContaining("gamma: affected but not built") });
+    expect(previewMergeVerdict("all", 7, SHA1, hosts, [...ok, preview("gamma", { builds: null })])).toEqual({ ok: false, wait: false, reason: expect.stringContaining("gamma: affected but not built") });
   });
   it("canary looks at canaries only; ignore merges regardless", () => {
     expect(previewMergeVerdict("canary", 7, SHA1, hosts, [...ok, broken])).toEqual({ ok: true });
     expect(previewMergeVerdict("ignore", 7, SHA1, hosts, [broken])).toEqual({ ok: true });
   });
   it("previews of another head do not count", () => {
-    expect(previewMergeVerdict("canary", 7, SHA2, hosts, ok)).toEqual({ ok: false, reason: expect.stringContaining("alpha: preview pending") });
+    expect(previewMergeVerdict("canary", 7, SHA2, hosts, ok)).toEqual({ ok: false, wait: true, reason: expect.stringContaining("alpha: preview pending") });
+  });
+  it("a host that does not build refuses even while others are pending (waiting cannot help)", () => {
+    const v = previewMergeVerdict("all", 7, SHA1, hosts, [ok[0]!, broken]);
+    expect(v).toEqual({ ok: false, wait: false, reason: expect.stringMatching(/gamma: does not build .*beta: preview pending/) });
   });
 });
 

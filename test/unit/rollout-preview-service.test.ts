@@ -37,7 +37,7 @@ const expected = (p: PendingUpdate | null): FleetExpected => ({ repo: "acme/flee
 const preview = (host: string, headSha: string, over: Partial<HostPreview> = {}): HostPreview => ({ pr: 7, host, headSha, outcome: "affected", summary: "", affected: true, builds: true, packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }], reboot: null, units: null, builtOn: host, startedAt: at, finishedAt: at, ...over });
 
 describe("PreviewService", () => {
-  function setup() {
+  function setup(opts: { allowForks?: boolean } = {}) {
     const client = new FakeMqtt();
     const hosts = [snapshot("alpha", true, { canary: true }), snapshot("beta", true), snapshot("builder", true, { tags: ["builder"] }), snapshot("laptop", false)];
     const sent: Array<{ host: string; op: string; args: unknown }> = [];
@@ -49,7 +49,8 @@ describe("PreviewService", () => {
         return `c-${sent.length}`;
       },
     };
-    const service = new PreviewService({ client, fleet: fleet as never, log: pino({ level: "silent" }), now: () => new Date(at) });
+    const policy = { buildOn: "canary" as const, allowMoreThanLock: false, allowForks: opts.allowForks ?? false };
+    const service = new PreviewService({ client, fleet: fleet as never, log: pino({ level: "silent" }), now: () => new Date(at), policy });
     return { client, sent, service };
   }
 
@@ -93,5 +94,51 @@ describe("PreviewService", () => {
     client.deliver(t.expected(), expected(null));
     await service.idle();
     expect(client.retained.size).toBe(0);
+  });
+
+  it("does not preview a fork PR and says why in the summary; automatic mode refuses it (unless forks are allowed)", async () => {
+    const { client, sent, service } = setup();
+    await service.start();
+    client.deliver(t.expected(), expected({ ...pending(SHA1), headRepo: "Mallory/fleet" }));
+    await service.idle();
+    expect(sent).toHaveLength(0);
+    const s = PreviewSummary.parse(JSON.parse(client.retained.get(t.previewSummary(7))!));
+    expect(s.notPreviewed).toMatch(/PR #7 comes from a fork: not previewed \(the hub's previews\.allowForks is off\)/);
+    expect(s.text).toBe(s.notPreviewed);
+    expect(service.mergeVerdict(7, SHA1)).toEqual({ ok: false, wait: false, reason: expect.stringContaining("was not previewed: PR #7 comes from a fork") });
+    expect(service.mergeVerdict(7, SHA1, "ignore")).toEqual({ ok: true });
+
+    // The fleet's own repository (GitHub names ignore case) is not a fork; a new head is previewed.
+    client.deliver(t.expected(), expected({ ...pending(SHA2), headRepo: "ACME/Fleet" }));
+    await service.idle();
+    expect(sent).toHaveLength(3);
+    expect(JSON.parse(client.retained.get(t.previewSummary(7))!).notPreviewed).toBeUndefined();
+
+    const allowing = setup({ allowForks: true });
+    await allowing.service.start();
+    allowing.client.deliver(t.expected(), expected({ ...pending(SHA1), headRepo: "mallory/fleet" }));
+    await allowing.service.idle();
+    expect(allowing.sent).toHaveLength(3);
+  });
+
+  it("merge verdict: waits for the previews of the head asked about, refuses one that does not build", async () => {
+    const { client, service } = setup();
+    await service.start();
+    expect(service.gating).toBe("all");
+    expect(service.mergeVerdict(7, SHA1)).toMatchObject({ ok: false, wait: true, reason: "PR #7 at 1111111 has not been previewed yet" });
+    client.deliver(t.expected(), expected(pending(SHA1)));
+    client.deliver(t.hostPreview("alpha", 7, "alpha"), preview("alpha", SHA1));
+    await service.idle();
+    // beta and builder (online) and laptop (the builder previews it) are still to come.
+    const waiting = service.mergeVerdict(7, SHA1);
+    expect(waiting).toMatchObject({ ok: false, wait: true });
+    expect(waiting.ok || waiting.reason).toMatch(/beta: preview pending.*laptop: preview pending/);
+    expect(service.mergeVerdict(7, SHA1, "canary")).toEqual({ ok: true });
+    // A head the service has not seen yet: wait for it, never judge it by another head's previews.
+    expect(service.mergeVerdict(7, SHA2, "canary")).toMatchObject({ ok: false, wait: true });
+
+    client.deliver(t.hostPreview("beta", 7, "beta"), preview("beta", SHA1, { outcome: "does-not-build", affected: null, builds: false, error: "error: builder for openssl-3.0.16 failed" }));
+    await service.idle();
+    expect(service.mergeVerdict(7, SHA1)).toEqual({ ok: false, wait: false, reason: expect.stringContaining("beta: does not build (error: builder for openssl-3.0.16 failed)") });
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { HostInfo, Topics, type HostPreview } from "../../protocol/index.js";
-import { acceptHostPreview, gateHosts, planPreviews, PreviewBook, type PreviewHost } from "../../rollout/previews.js";
+import { acceptHostPreview, comesFromFork, gateHosts, planPreviews, PreviewBook, type PreviewHost } from "../../rollout/previews.js";
 
 const SHA1 = "1".repeat(40);
 const SHA2 = "2".repeat(40);
@@ -75,12 +75,22 @@ describe("PreviewBook", () => {
     const book = new PreviewBook();
     const hosts = gateHosts([host("alpha", true, { canary: true }), host("gamma", true), host("laptop", false)]);
     expect(hosts.find((h) => h.host === "laptop")!.reachable).toBe(false);
-    expect(book.verdict("all", 7, hosts)).toEqual({ ok: false, reason: "PR #7 has not been previewed" });
+    expect(book.verdict("all", 7, hosts)).toEqual({ ok: false, wait: true, reason: "PR #7 has not been previewed yet" });
     book.setHead(7, SHA1);
     book.add(preview("alpha"));
     book.add(preview("gamma", { outcome: "does-not-build", builds: false, error: "error: openssl-3.0.16 does not build" }));
-    expect(book.verdict("all", 7, hosts)).toEqual({ ok: false, reason: expect.stringContaining("gamma: does not build (error: openssl-3.0.16 does not build)") });
+    expect(book.verdict("all", 7, hosts)).toEqual({ ok: false, wait: false, reason: expect.stringContaining("gamma: does not build (error: openssl-3.0.16 does not build)") });
     expect(book.verdict("canary", 7, hosts)).toEqual({ ok: true });
     expect(book.forget(7).sort()).toEqual(["alpha", "gamma"]);
+  });
+});
+
+describe("comesFromFork", () => {
+  it("compares GitHub names without case; a deleted head repository is a fork, an unknown one is not", () => {
+    expect(comesFromFork("acme/fleet", "acme/fleet")).toBe(false);
+    expect(comesFromFork("Acme/Fleet", "acme/fleet")).toBe(false);
+    expect(comesFromFork("mallory/fleet", "acme/fleet")).toBe(true);
+    expect(comesFromFork(null, "acme/fleet")).toBe(true);
+    expect(comesFromFork(undefined, "acme/fleet")).toBe(false);
   });
 });
