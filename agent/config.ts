@@ -51,7 +51,10 @@
  *                                                 // checked by `test` besides the scripts; a unit that failed only
  *                                                 // after the last switch fails it, one failed before is reported
  *   "magicRollback": true,                        // after a switch, the hub must confirm (a `confirm` command) within
- *   "confirmTimeoutSeconds": 120                  // this many seconds, or the agent rolls back system and checkout by itself
+ *   "confirmTimeoutSeconds": 120,                 // this many seconds, or the agent rolls back system and checkout by itself
+ *   "verifySignatures": { "allowedSigners": "/etc/lockstep/allowed_signers", "gpgHome": "/etc/lockstep/gnupg",
+ *                         "timeoutSeconds": 30 } // optional: pull and switch only commits signed by an allowed key
+ *                                                 // (docs/signed-commits.md); absent: no check
  * }
  *
  * argv templates are lists of argv lists. Placeholders, replaced whole-element or inside an
@@ -173,6 +176,24 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Only deploy what the admin signed (agent/signatures.ts): a pull or switch of a commit whose
+     * signature is not from an allowed key is refused. Absent: commits are not checked.
+     */
+    verifySignatures: z
+      .object({
+        /** ssh allowed_signers file (`ssh-keygen -Y`, git's gpg.ssh.allowedSignersFile) for SSH signatures. */
+        allowedSigners: absolutePath.optional(),
+        /** A GnuPG home holding only the allowed public keys, for GPG signatures (GitHub's web-flow key for web merges). */
+        gpgHome: absolutePath.optional(),
+        /** The programs git runs to verify (git's gpg.program and gpg.ssh.program). */
+        gpgProgram: z.string().min(1).default("gpg"),
+        sshKeygenProgram: z.string().min(1).default("ssh-keygen"),
+        timeoutSeconds: z.number().positive().max(600).default(30),
+      })
+      .strict()
+      .refine((v) => v.allowedSigners !== undefined || v.gpgHome !== undefined, "set allowedSigners (SSH keys), gpgHome (GPG keys) or both")
+      .optional(),
     /** After a switch, roll back by itself unless the hub confirms within confirmTimeoutSeconds. */
     magicRollback: z.boolean().default(true),
     confirmTimeoutSeconds: z.number().positive().max(86_400).default(120),

@@ -150,10 +150,10 @@ export class JobRunner {
   }
 
   /** Op-specific checks before anything is touched (a Rejection ends the job as rejected). */
-  private async precheck(cmd: Command): Promise<void> {
+  private async precheck(cmd: Command, job: RunningJob): Promise<void> {
     const { ctx } = this.d;
     if (cmd.op === "pull") await precheckPull(ctx);
-    if (cmd.op === "switch") await precheckSwitch(ctx, cmd);
+    if (cmd.op === "switch") await precheckSwitch(ctx, cmd, job);
     if (cmd.op === "rollback") await precheckRollback(ctx, cmd);
   }
 
@@ -192,7 +192,7 @@ export class JobRunner {
       this.d.jobFinished(reporter.state);
     };
     try {
-      await this.precheck(cmd);
+      await this.precheck(cmd, job);
     } catch (e) {
       // The rolled-back-to generation is gone or already current: nothing left to roll back.
       if (unconfirmed) this.watch.drop();

@@ -4,6 +4,7 @@ import type { CommandOf } from "../../protocol/index.js";
 import { step, type AgentContext } from "../context.js";
 import { describeGitFailure } from "../git.js";
 import { Rejection, fail, short, type Outcome, type RunningJob } from "../job.js";
+import { SignatureRefused, verifyCommitSignature } from "../signatures.js";
 
 /** A checkout must not silently carry local edits into (or lose them to) another commit. */
 export async function precheckPull(ctx: AgentContext): Promise<void> {
@@ -30,11 +31,27 @@ export async function pull(ctx: AgentContext, cmd: CommandOf<"pull">, job: Runni
   if (fetch.exitCode !== 0) return fail(describeGitFailure("fetch", fetch), fetch);
   if (!(await checkout.hasCommit(commit))) return fail(`commit ${short(commit)} is not on branch ${config.repo.branch}: origin/${config.repo.branch} does not contain it`);
   if (!(await checkout.onBranch(commit))) return fail(`commit ${short(commit)} is not on branch ${config.repo.branch}: refusing to check it out`);
+  // Only what the admin signed moves the checkout (verifySignatures; nothing is checked without it).
+  const signed = await verifySigned(ctx, commit, job);
+  if (typeof signed !== "string" && signed) return signed;
   // Older than a whole pull may take: no git of ours holds it (pulls run one at a time).
   const staleLockAge = checkout.clearStaleIndexLock(timeoutMs);
   if (staleLockAge !== undefined) job.reporter.line("info", `removed a stale .git/index.lock (${Math.round(staleLockAge / 60_000)} min old, left by a git that was killed)`);
   const co = await step(ctx, job, ["git", ...checkout.checkoutArgs(commit)], { cwd: checkout.dir, timeoutMs });
   if (co.exitCode !== 0) return fail(describeGitFailure("checkout", co), co);
-  const summary = before === commit ? `already at ${short(commit)}` : `checked out ${short(commit)} (was ${before ? short(before) : "nothing"})`;
+  const moved = before === commit ? `already at ${short(commit)}` : `checked out ${short(commit)} (was ${before ? short(before) : "nothing"})`;
+  const summary = typeof signed === "string" ? `${moved}; ${signed}` : moved;
   return { state: "succeeded", summary, exitCode: 0, commit };
+}
+
+/** The verifier's "Good signature" line, undefined when signatures are not checked, or the failed outcome. */
+async function verifySigned(ctx: AgentContext, commit: string, job: RunningJob): Promise<string | Outcome | undefined> {
+  if (!ctx.config.verifySignatures) return undefined;
+  job.reporter.line("info", `verifying the signature of ${short(commit)}`);
+  try {
+    return await verifyCommitSignature(commit, { config: ctx.config, dir: ctx.checkout.dir, env: ctx.env, onLine: (s, t) => job.reporter.line(s, t) });
+  } catch (e) {
+    if (e instanceof SignatureRefused) return fail(e.message);
+    throw e;
+  }
 }

@@ -5,13 +5,27 @@ import type { AgentContext } from "../context.js";
 import { Rejection, short, type Outcome, type RunningJob } from "../job.js";
 import { listFailedUnits } from "../health.js";
 import { switchSteps } from "../os-profiles.js";
+import { SignatureRefused, verifyCommitSignature } from "../signatures.js";
 import type { InflightJob } from "../state.js";
 
-/** A switch builds what is checked out: a commit that is not checked out must be pulled first. */
-export async function precheckSwitch(ctx: AgentContext, cmd: CommandOf<"switch">): Promise<void> {
+/**
+ * A switch builds what is checked out: a commit that is not checked out must be pulled first, and
+ * with verifySignatures it must be signed by an allowed key (the checkout may have been moved by
+ * hand, or by the first clone).
+ */
+export async function precheckSwitch(ctx: AgentContext, cmd: CommandOf<"switch">, job: RunningJob): Promise<void> {
   const head = await ctx.checkout.head();
   if (!head) throw new Rejection("no checkout: pull a commit first");
   if (cmd.args.commit && cmd.args.commit !== head) throw new Rejection(`checkout is at ${short(head)}, not ${short(cmd.args.commit)}: pull it first`);
+  if (!ctx.config.verifySignatures) return;
+  job.reporter.line("info", `verifying the signature of ${short(head)}`);
+  try {
+    const good = await verifyCommitSignature(head, { config: ctx.config, dir: ctx.checkout.dir, env: ctx.env, onLine: (s, t) => job.reporter.line(s, t) });
+    if (good) job.reporter.line("info", good);
+  } catch (e) {
+    if (e instanceof SignatureRefused) throw new Rejection(e.message);
+    throw e;
+  }
 }
 
 export async function switchSystem(ctx: AgentContext, activation: Activation, job: RunningJob, record: InflightJob): Promise<Outcome> {

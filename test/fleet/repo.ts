@@ -15,6 +15,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync, rmSync, existsSync, readFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { nixEnv, nixSystem } from "./nix-env.js";
+import { signingGit, type SigningKey } from "../support/signing.js";
 
 export interface FleetRepoOptions {
   /** Directory that will hold origin.git, seed/ and inputs/. Created if missing. */
@@ -186,6 +187,8 @@ export class FleetRepo {
   readonly branch: string;
   readonly hosts: string[];
   readonly inputs: string[];
+  /** Commits made by commit(), setHostModule(), mergeIntoBranch() & co. are signed with this key (git commit -S). */
+  signingKey: SigningKey | undefined;
   private versions = new Map<string, number>();
   private packages = new Map<string, Record<string, TestPackage>>();
 
@@ -336,7 +339,7 @@ export class FleetRepo {
       }
     }
     run("git", ["add", "-A"], this.seed);
-    run("git", ["commit", "-qm", message], this.seed);
+    this.gitCommitting(["commit", "-qm", message]);
     run("git", ["push", "-q", "origin", branch], this.seed);
     return run("git", ["rev-parse", "HEAD"], this.seed).trim();
   }
@@ -349,7 +352,7 @@ export class FleetRepo {
   /** Merge a commit (e.g. a lock-update branch head) into a branch at origin, as a merge commit. Returns the new sha. */
   mergeIntoBranch(sha: string, message: string, branch = this.branch): string {
     this.syncSeed(branch);
-    run("git", ["merge", "-q", "--no-ff", "-m", message, sha], this.seed);
+    this.gitCommitting(["merge", "-q", "--no-ff", "-m", message, sha]);
     run("git", ["push", "-q", "origin", branch], this.seed);
     return run("git", ["rev-parse", "HEAD"], this.seed).trim();
   }
@@ -365,6 +368,13 @@ export class FleetRepo {
   setTestFailure(host: string, fail: boolean, branch = this.branch): string {
     const body = fail ? `#!/bin/sh\necho "${host}: service did not come up" >&2\nexit 1\n` : `#!/bin/sh\necho "${host}: healthy"\nexit 0\n`;
     return this.commit({ [`tests/${host}/10-health.sh`]: body }, `${host}: ${fail ? "break" : "fix"} tests`, branch);
+  }
+
+  /** A git command that makes a commit in the seed: signed with signingKey when one is set. */
+  private gitCommitting(args: string[]): void {
+    if (!this.signingKey) return void run("git", args, this.seed);
+    const s = signingGit(this.signingKey);
+    run("git", [...s.args, "-c", `user.email=${this.signingKey.email}`, ...args], this.seed, nixEnv({ ...s.env, GIT_COMMITTER_EMAIL: this.signingKey.email }));
   }
 
   readSeed(rel: string): string {
