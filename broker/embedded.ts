@@ -52,6 +52,19 @@ export interface EmbeddedBrokerEvents {
   hostRequest: [info: HostRequestInfo];
 }
 
+/** What the broker has carried since it started (the hub's metrics read these when scraped). */
+export interface BrokerStats {
+  /** Clients connected now. */
+  clients: number;
+  /**
+   * Messages clients published (a will published at a disconnect included); the broker's own
+   * $SYS messages and the wills it publishes for clients of an earlier run are not counted.
+   */
+  messages: number;
+  /** Payload bytes of those messages. */
+  bytes: number;
+}
+
 export interface EmbeddedBrokerOptions {
   /**
    * How often the last wills of clients that were connected when the broker last stopped, and have
@@ -70,6 +83,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private boundPorts?: EmbeddedBrokerPorts;
   private readonly identities = new ClientIdentities();
   private readonly access: BrokerAccess;
+  private published = { messages: 0, bytes: 0 };
   /** Random per start: lets this process's own hub connect without a stored password. */
   private internalHubPassword = "";
 
@@ -112,6 +126,11 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     const ws = this.config.listeners.ws;
     if (!ws || this.ports.ws === undefined) return undefined;
     return `ws://${connectHost(ws.host)}:${this.ports.ws}${ws.path}`;
+  }
+
+  /** Clients connected now, and the messages and payload bytes clients published since the start. */
+  stats(): BrokerStats {
+    return { clients: this.aedes?.connectedClients ?? 0, ...this.published };
   }
 
   /**
@@ -178,6 +197,12 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     (aedes as unknown as NodeJS.EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "mqtt broker error"));
     publishInOrder(aedes);
     aedes.on("subscribe", (subs, client) => this.access.subscribed(subs, client));
+    // Client publishes only: the broker's own ($SYS heartbeats, new/disconnected clients) have none.
+    aedes.on("publish", (packet, client) => {
+      if (!client) return;
+      this.published.messages++;
+      this.published.bytes += Buffer.byteLength(packet.payload);
+    });
     aedes.on("clientReady", (client) => {
       this.identities.connected(client);
       const user = this.identities.userOf(client);

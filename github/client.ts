@@ -53,6 +53,13 @@ export interface GitHubClientOptions {
 /** Told about every call that failed (after its retries); the hub turns these into audit events. */
 export type GitHubFailureListener = (error: GitHubError) => void;
 
+/**
+ * Told about every HTTP attempt's answer (retries included): its status (undefined when there
+ * was none: a timeout, a refused connection) and x-ratelimit-remaining when GitHub sent it.
+ * The hub's metrics count these.
+ */
+export type GitHubResponseListener = (status: number | undefined, rateLimitRemaining: number | undefined) => void;
+
 export interface RateLimitInfo {
   limit?: number;
   remaining?: number;
@@ -161,6 +168,7 @@ export class GitHubClient {
   rateLimit: RateLimitInfo = {};
   private readonly etags = new Map<string, CachedResponse>();
   private readonly failureListeners = new Set<GitHubFailureListener>();
+  private readonly responseListeners = new Set<GitHubResponseListener>();
   private readonly retries: number;
   private readonly requestTimeoutMs: number;
 
@@ -222,6 +230,12 @@ export class GitHubClient {
     return () => this.failureListeners.delete(listener);
   }
 
+  /** Be told about every answer (or its absence) of every attempt (returns a function that stops it). */
+  onResponse(listener: GitHubResponseListener): () => void {
+    this.responseListeners.add(listener);
+    return () => this.responseListeners.delete(listener);
+  }
+
   /** Forget cached ETags (e.g. after a config change). */
   clearCache(): void {
     this.etags.clear();
@@ -239,6 +253,7 @@ export class GitHubClient {
     try {
       const response = await request(options);
       this.noteRateLimit(response.headers);
+      this.noteResponse(response.status, response.headers);
       const etag = response.headers.etag;
       if (parsed.method === "GET" && typeof etag === "string") this.remember(key, { etag, response });
       this.logger.debug({ method: parsed.method, path, status: response.status, ms: Math.round(performance.now() - started) }, "github request");
@@ -248,10 +263,12 @@ export class GitHubClient {
         this.stats.notModified++;
         this.remember(key, cached);
         if (e.response) this.noteRateLimit(e.response.headers as Record<string, unknown>);
+        this.noteResponse(304, e.response?.headers as Record<string, unknown> | undefined);
         this.logger.debug({ method: parsed.method, path, status: 304, ms: Math.round(performance.now() - started) }, "github request (not modified)");
         return { ...cached.response, status: 304 };
       }
       if (e instanceof RequestError && e.response) this.noteRateLimit(e.response.headers as Record<string, unknown>);
+      this.noteResponse(e instanceof RequestError && e.response ? e.status : undefined, e instanceof RequestError ? (e.response?.headers as Record<string, unknown> | undefined) : undefined);
       this.logger.debug({ method: parsed.method, path, status: e instanceof RequestError ? e.status : undefined, ms: Math.round(performance.now() - started) }, "github request failed");
       throw e;
     }
@@ -262,6 +279,18 @@ export class GitHubClient {
     this.etags.delete(key);
     this.etags.set(key, entry);
     if (this.etags.size > MAX_ETAG_ENTRIES) this.etags.delete(this.etags.keys().next().value!);
+  }
+
+  private noteResponse(status: number | undefined, headers: Record<string, unknown> | undefined): void {
+    if (this.responseListeners.size === 0) return;
+    const remaining = headers?.["x-ratelimit-remaining"] === undefined ? undefined : Number(headers["x-ratelimit-remaining"]);
+    for (const listener of this.responseListeners) {
+      try {
+        listener(status, remaining !== undefined && Number.isFinite(remaining) ? remaining : undefined);
+      } catch (err) {
+        this.logger.error({ err }, "a GitHub response listener failed");
+      }
+    }
   }
 
   private noteRateLimit(headers: Record<string, unknown>): void {

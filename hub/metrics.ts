@@ -5,16 +5,23 @@
  *   status, online per host, generation per host, lock age and pending update age;
  * - fed by events as they happen (counters, a histogram): finished rollouts by outcome and their
  *   duration, finished steps (agent jobs) by op and outcome, the last successful switch per host,
- *   and what the GitHub client and the broker report (requests, rate limit, clients, messages,
- *   bytes, authentication failures) through the record* methods.
+ *   and what the GitHub client and the logins report (requests, rate limit, authentication
+ *   failures) through the record* methods;
+ * - the embedded broker's own counts (clients, messages, bytes), read at scrape time.
+ *
+ * hub/start.ts builds one per hub and serves it on GET /metrics.
  *
  * Per-host series use the host id as the `host` label; every other label comes from a closed
  * list, so a misbehaving agent cannot grow the series count.
  */
+import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { BrokerStats } from "../broker/embedded.js";
+import { FINAL_ROLLOUT_STATES } from "../protocol/enums.js";
 import { COMMAND_OPS, COMPARTMENTS, STATUSES, TERMINAL_JOB_STATES, type FleetExpected, type JobState, type RolloutProgress } from "../protocol/schemas.js";
 import type { FleetChange, HostSnapshot } from "../rollout/fleet-port.js";
 import type { RolloutService } from "../rollout/service.js";
+import type { RequestHandler } from "./node-red.js";
 
 /** What the metrics read from the fleet view (FleetView implements it). */
 export interface MetricsFleet {
@@ -30,8 +37,8 @@ export type MetricsRollouts = Pick<RolloutService, "events">;
 export interface HubMetricsOptions {
   fleet: MetricsFleet;
   rollouts?: MetricsRollouts;
-  /** The embedded broker's connected clients, read at scrape time. */
-  brokerClients?: () => number;
+  /** The embedded broker's counts, read at scrape time (no broker series with an external broker). */
+  broker?: () => BrokerStats;
   registry?: Registry;
   now?: () => Date;
 }
@@ -63,8 +70,6 @@ export class HubMetrics {
   private readonly stepsTotal: Counter<"op" | "outcome">;
   private readonly githubRequests: Counter<"status">;
   private readonly githubRateLimit: Gauge;
-  private readonly brokerMessages: Counter;
-  private readonly brokerBytes: Counter;
   private readonly authFailures: Counter<"protocol">;
 
   constructor(private readonly opts: HubMetricsOptions) {
@@ -150,19 +155,34 @@ export class HubMetrics {
         this.set(metrics.running.size);
       },
     });
-    if (opts.brokerClients) {
-      const clients = opts.brokerClients;
+    if (opts.broker) {
+      const broker = opts.broker;
       new Gauge({
         name: "lockstep_broker_clients",
         help: "MQTT clients connected to the embedded broker.",
         registers,
         collect() {
-          this.set(clients());
+          this.set(broker().clients);
         },
       });
+      // The broker counts since its start; a counter's value is set from that count when scraped.
+      const counted = (name: string, help: string, read: (s: BrokerStats) => number) =>
+        new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            this.reset();
+            this.inc(read(broker()));
+          },
+        });
+      counted("lockstep_broker_messages_total", "MQTT messages clients published through the embedded broker.", (s) => s.messages);
+      counted("lockstep_broker_bytes_total", "Payload bytes of the MQTT messages clients published through the embedded broker.", (s) => s.bytes);
     }
 
     this.rolloutsTotal = new Counter({ name: "lockstep_rollouts_total", help: "Finished rollouts by outcome (their final state).", labelNames: ["outcome"], registers });
+    // Every outcome from 0: increase() sees the first failed rollout only if the series existed before it.
+    for (const outcome of FINAL_ROLLOUT_STATES) this.rolloutsTotal.inc({ outcome }, 0);
     this.rolloutDuration = new Histogram({
       name: "lockstep_rollout_duration_seconds",
       help: "Duration of finished rollouts, from creation to their final state.",
@@ -174,8 +194,6 @@ export class HubMetrics {
     this.stepsTotal = new Counter({ name: "lockstep_steps_total", help: "Finished agent jobs (steps) by op and outcome.", labelNames: ["op", "outcome"], registers });
     this.githubRequests = new Counter({ name: "lockstep_github_requests_total", help: "GitHub API requests by HTTP status (\"error\" when there was no response).", labelNames: ["status"], registers });
     this.githubRateLimit = new Gauge({ name: "lockstep_github_rate_limit_remaining", help: "GitHub API requests left in the current rate-limit window (x-ratelimit-remaining).", registers });
-    this.brokerMessages = new Counter({ name: "lockstep_broker_messages_total", help: "MQTT messages published through the embedded broker.", registers });
-    this.brokerBytes = new Counter({ name: "lockstep_broker_bytes_total", help: "Payload bytes of the MQTT messages published through the embedded broker.", registers });
     this.authFailures = new Counter({ name: "lockstep_auth_failures_total", help: "Rejected logins by protocol (MQTT CONNECT, HTTP API).", labelNames: ["protocol"], registers });
     for (const protocol of AUTH_PROTOCOLS) this.authFailures.inc({ protocol }, 0);
 
@@ -198,11 +216,6 @@ export class HubMetrics {
   recordGitHubResponse(status: number | undefined, rateLimitRemaining?: number): void {
     this.githubRequests.inc({ status: status !== undefined && Number.isInteger(status) && status >= 100 && status <= 599 ? String(status) : "error" });
     if (rateLimitRemaining !== undefined && Number.isFinite(rateLimitRemaining)) this.githubRateLimit.set(rateLimitRemaining);
-  }
-
-  recordBrokerMessage(payloadBytes: number): void {
-    this.brokerMessages.inc();
-    if (payloadBytes > 0) this.brokerBytes.inc(payloadBytes);
   }
 
   recordAuthFailure(protocol: AuthProtocol): void {
@@ -237,4 +250,21 @@ export class HubMetrics {
     const finished = seconds(p.finishedAt ?? p.updatedAt);
     if (created !== undefined && finished !== undefined) this.rolloutDuration.observe({ outcome: p.state }, Math.max(0, finished - created));
   }
+}
+
+/** `GET /metrics`: the exposition text; hub/start.ts puts the API's Basic auth in front. */
+export function metricsHandler(metrics: Pick<HubMetrics, "scrape">, log: Logger): RequestHandler {
+  return (_req, res) => {
+    metrics.scrape().then(
+      ({ contentType, body }) => {
+        res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
+        res.end(body);
+      },
+      (err: unknown) => {
+        log.error({ err }, "cannot collect the metrics");
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain; charset=utf-8" });
+        res.end("cannot collect the metrics; see the hub's log\n");
+      },
+    );
+  };
 }

@@ -96,14 +96,17 @@ function sendJson(res: Res, status: number, body: unknown, headers: Record<strin
   res.end(JSON.stringify(body));
 }
 
+/** Told about every refused login (a wrong name or password, or a role that may not log in); the hub counts them. */
+export type LoginRefusedListener = () => void;
+
 /**
- * HTTP Basic auth for /api/: any known user may GET, only operator and hub users may change
- * things. On success the user is on `req.lockstepUser` (flows read it as msg.req.lockstepUser).
+ * HTTP Basic auth for every request it sees: any known user may GET, only operator and hub users
+ * may change things. On success the user is on `req.lockstepUser` (flows read it as
+ * msg.req.lockstepUser). The hub puts it in front of GET /metrics; apiAuthMiddleware in front of /api/.
  */
-export function apiAuthMiddleware(users: UserDirectory, log: Logger): RequestHandler {
+export function basicAuthMiddleware(users: UserDirectory, log: Logger, onRefused?: LoginRefusedListener): RequestHandler {
   return (req, res, next) => {
     const path = (req.originalUrl ?? req.url ?? "").split("?")[0] ?? "";
-    if (!path.startsWith("/api/") || path === WEBHOOK_PATH) return next?.();
     const creds = parseBasicAuth(req.headers.authorization);
     const challenge = { "www-authenticate": 'Basic realm="Lockstep", charset="UTF-8"' };
     if (!creds) return sendJson(res, 401, { error: "authentication required" }, challenge);
@@ -111,6 +114,7 @@ export function apiAuthMiddleware(users: UserDirectory, log: Logger): RequestHan
       (user) => {
         if (!user || !READER_ROLES.has(user.role)) {
           log.warn({ user: creds.name, path }, "api login refused");
+          onRefused?.();
           return sendJson(res, 401, { error: "wrong user name or password" }, challenge);
         }
         const writes = req.method !== "GET" && req.method !== "HEAD";
@@ -128,6 +132,16 @@ export function apiAuthMiddleware(users: UserDirectory, log: Logger): RequestHan
   };
 }
 
+/** basicAuthMiddleware on /api/ paths (the webhook checks its own signature); other paths pass. */
+export function apiAuthMiddleware(users: UserDirectory, log: Logger, onRefused?: LoginRefusedListener): RequestHandler {
+  const auth = basicAuthMiddleware(users, log, onRefused);
+  return (req, res, next) => {
+    const path = (req.originalUrl ?? req.url ?? "").split("?")[0] ?? "";
+    if (!path.startsWith("/api/") || path === WEBHOOK_PATH) return next?.();
+    auth(req, res, next);
+  };
+}
+
 /** `GET /api/whoami` for the fleet page; runs after apiAuthMiddleware. */
 export const whoamiHandler: RequestHandler = (req, res) => {
   const user = req.lockstepUser;
@@ -136,7 +150,7 @@ export const whoamiHandler: RequestHandler = (req, res) => {
 };
 
 /** Node-RED's adminAuth: operator and hub users log in to the editor with full rights. */
-export function editorAuth(users: UserDirectory, log: Logger): Record<string, unknown> {
+export function editorAuth(users: UserDirectory, log: Logger, onRefused?: LoginRefusedListener): Record<string, unknown> {
   const asEditorUser = (u: { name: string; role: string } | null | undefined) =>
     u && OPERATOR_ROLES.has(u.role) ? { username: u.name, permissions: "*" } : null;
   return {
@@ -144,7 +158,10 @@ export function editorAuth(users: UserDirectory, log: Logger): Record<string, un
     users: async (name: string) => asEditorUser(users.get(name)),
     authenticate: async (name: string, password: string) => {
       const user = asEditorUser(await users.verify(name, password));
-      if (!user) log.warn({ user: name }, "editor login refused");
+      if (!user) {
+        log.warn({ user: name }, "editor login refused");
+        onRefused?.();
+      }
       return user;
     },
   };
@@ -182,6 +199,8 @@ export interface EmbeddedNodeRedOptions {
   users: UserDirectory;
   log: Logger;
   lockstep: LockstepSettings;
+  /** Told about every refused login to the API or the editor (the hub's metrics count them). */
+  onLoginRefused?: LoginRefusedListener;
   /** Runs after the API's auth on every http-in route (the hub parses /api/ bodies here). */
   bodyParser?: RequestHandler;
   /** Default: the compiled node package next to this file. */
@@ -216,7 +235,7 @@ export function createEmbeddedNodeRed(opts: EmbeddedNodeRedOptions): EmbeddedNod
   // eslint-style require: node-red is CommonJS without typings.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const RED = require("node-red") as RedModule;
-  const apiAuth = apiAuthMiddleware(opts.users, opts.log);
+  const apiAuth = apiAuthMiddleware(opts.users, opts.log, opts.onLoginRefused);
   const settings: Record<string, unknown> = {
     userDir,
     flowFile: "flows.json",
@@ -226,7 +245,7 @@ export function createEmbeddedNodeRed(opts: EmbeddedNodeRedOptions): EmbeddedNod
     httpNodeRoot: "/",
     // Auth first, so no body of an unknown caller is read.
     httpNodeMiddleware: opts.bodyParser ? chain(apiAuth, opts.bodyParser) : apiAuth,
-    adminAuth: editorAuth(opts.users, opts.log),
+    adminAuth: editorAuth(opts.users, opts.log, opts.onLoginRefused),
     disableEditor: false,
     logging: pinoLogging(opts.log),
     lockstep: opts.lockstep,

@@ -1,12 +1,12 @@
 /**
  * `lockstep hub`: the one process a fleet needs. It runs (or connects to) the MQTT broker, serves
- * the fleet page, the Node-RED editor (/admin), the HTTP API (/api/, Node-RED http-in nodes) and
- * MQTT over WebSocket (/mqtt) on one HTTP port, bridges the fleet into Home Assistant, and
+ * the fleet page, the Node-RED editor (/admin), the HTTP API (/api/, Node-RED http-in nodes),
+ * Prometheus metrics (/metrics) and MQTT over WebSocket (/mqtt) on one HTTP port, bridges the fleet into Home Assistant, and
  * announces itself on hub/availability (retained, with an "offline" last will).
  *
  * startHub is a list of named steps (hub/steps.ts), each paired with its stop: config check →
  * broker → first-start users → hub MQTT client → audit log → process guard → hub services (hub/services.ts) →
- * HTTP server → Node-RED → HA bridge
+ * metrics (hub/metrics.ts, served on GET /metrics) → HTTP server → Node-RED → HA bridge
  * → upstream MQTT bridge (if configured); then it prints where everything is. Stop runs them
  * backwards. The command line is hub/cli.ts.
  */
@@ -27,7 +27,8 @@ import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
 import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
 import { MqttBridge, redactUrl } from "./upstream-bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
-import { createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
+import { basicAuthMiddleware, createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
+import { HubMetrics, metricsHandler } from "./metrics.js";
 import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandler, type ErrorHandler } from "./api.js";
 import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
@@ -126,6 +127,7 @@ interface HubParts {
   nodeRed?: EmbeddedNodeRed;
   httpPort?: number;
   services?: HubServices;
+  metrics?: HubMetrics;
 }
 
 export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
@@ -257,6 +259,24 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       },
     },
     {
+      name: "metrics",
+      // Fleet series are read from the shared fleet view when scraped; the rest is fed here.
+      async start() {
+        const services = need("services");
+        const broker = parts.broker;
+        const metrics = new HubMetrics({ fleet: services.fleet, rollouts: services.rollouts, ...(broker ? { broker: () => broker.stats() } : {}) });
+        parts.metrics = metrics;
+        const offGitHub = services.github?.client.onResponse((status, remaining) => metrics.recordGitHubResponse(status, remaining));
+        const onDenied = (info: { action: string }) => info.action === "connect" && metrics.recordAuthFailure("mqtt");
+        broker?.on("denied", onDenied);
+        return async () => {
+          offGitHub?.();
+          broker?.off("denied", onDenied);
+          metrics.stop();
+        };
+      },
+    },
+    {
       name: "http server",
       async start() {
         // The shipped flows' function nodes read these with env.get(); config-file values reach them this way.
@@ -275,7 +295,9 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           automatic: config.automatic,
           services: need("services"),
         };
-        const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users: need("users"), log: log.child({ component: "node-red" }), lockstep, bodyParser: apiBodyParser() });
+        const metrics = need("metrics");
+        const onLoginRefused = () => metrics.recordAuthFailure("http");
+        const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users: need("users"), log: log.child({ component: "node-red" }), lockstep, bodyParser: apiBodyParser(), onLoginRefused });
         parts.nodeRed = nodeRed;
         if (config.broker.external && !pageMqttUrl) {
           log.warn("external broker without a WebSocket URL: set pageMqttUrl (LOCKSTEP_PAGE_MQTT_URL) so the fleet page can connect");
@@ -288,6 +310,8 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         app.get("/api/", nodeRed.apiAuth, routeListHandler(() => apiRoutes(app, nodeRed.httpNode)));
         app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
         app.get("/api/audit", nodeRed.apiAuth, auditHandler(need("auditLog")) as RequestHandler);
+        // Any user may scrape (a viewer is enough), with the API's Basic auth.
+        app.get("/metrics", basicAuthMiddleware(need("users"), log.child({ component: "metrics" }), onLoginRefused), metricsHandler(metrics, log.child({ component: "metrics" })));
         app.use("/admin", nodeRed.httpAdmin);
         app.use("/", nodeRed.httpNode);
         // What no route served: JSON for /api/ (404, and every error), Node-RED's answer elsewhere.
@@ -378,6 +402,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   print(`  fleet page:        ${urls.page}`);
   print(`  Node-RED editor:   ${urls.editor}`);
   print(`  HTTP API:          ${urls.api}`);
+  print(`  metrics:           ${base}/metrics (Prometheus, any user)`);
   print(`  MQTT:              ${urls.mqtt}${broker ? "" : " (external broker)"}`);
   if (broker) print(`  MQTT over WS:      ${urls.mqttWs}`);
   else if (pageMqttUrl) print(`  page connects to: ${pageMqttUrl}`);

@@ -54,6 +54,8 @@ export interface LockstepWorldOptions {
    */
   broker?: "embedded" | "mosquitto";
   agentLogLevel?: "debug" | "info" | "warn" | "error";
+  /** More users in the hub's credential store, made before it starts (e.g. a viewer that scrapes /metrics). */
+  users?: Array<{ name: string; role: "viewer" | "operator"; password: string }>;
 }
 
 /** A tiny Apprise API stand-in: records every JSON POST. */
@@ -114,6 +116,7 @@ export class LockstepWorld {
     // Users exist before the hub starts, so it prints no generated password.
     const store = await CredentialStore.open(join(dataDir, "credentials.json"));
     await store.add(OPERATOR.name, "operator", OPERATOR.password);
+    for (const u of opts.users ?? []) await store.add(u.name, u.role, u.password);
     const issued = new Map<string, { username: string; password: string }>();
     // MQTT users: in the hub's own store (embedded broker) or the external Mosquitto's.
     const external = opts.broker === "mosquitto" ? await startTestBroker({ kind: "mosquitto", dataDir: join(opts.root, "mosquitto") }) : undefined;

@@ -124,17 +124,15 @@ describe("hub metrics", () => {
       pendingUpdate: { number: 7, title: "flake.lock: update", url: "https://x/7", headSha: COMMIT, headBranch: "update", openedAt: "2026-12-04T10:00:00Z", lockDiff: { updated: [], added: [], removed: [] }, ci: { state: "pending" }, superseded: [] },
     };
     const view: MetricsFleet = { hosts: () => fleet.hosts(), job: (h, j) => fleet.job(h, j), onChange: (l) => fleet.onChange(l), expected: () => expected };
-    let clients = 4;
-    const metrics = new HubMetrics({ fleet: view, brokerClients: () => clients, now: () => now });
+    const broker = { clients: 4, messages: 0, bytes: 0 };
+    const metrics = new HubMetrics({ fleet: view, broker: () => broker, now: () => now });
     cleanups.push(() => metrics.stop());
     metrics.recordGitHubResponse(200, 4999);
     metrics.recordGitHubResponse(200, 4998);
     metrics.recordGitHubResponse(502);
     metrics.recordGitHubResponse(undefined);
-    metrics.recordBrokerMessage(120);
-    metrics.recordBrokerMessage(0);
     metrics.recordAuthFailure("mqtt");
-    clients = 5;
+    Object.assign(broker, { clients: 5, messages: 2, bytes: 120 });
     const families = await scrape(metrics);
     expect(value(families, "lockstep_lock_age_seconds", { branch: "main" })).toBe(3 * 86400);
     expect(value(families, "lockstep_pending_update_age_seconds", { pr: "7" })).toBe(2 * 3600);
@@ -147,6 +145,11 @@ describe("hub metrics", () => {
     expect(value(families, "lockstep_broker_bytes_total")).toBe(120);
     expect(value(families, "lockstep_auth_failures_total", { protocol: "mqtt" })).toBe(1);
     expect(value(families, "lockstep_auth_failures_total", { protocol: "http" })).toBe(0);
+    // The broker's counts are read at every scrape (they only grow).
+    Object.assign(broker, { messages: 7, bytes: 500 });
+    const later = await scrape(metrics);
+    expect(value(later, "lockstep_broker_messages_total")).toBe(7);
+    expect(value(later, "lockstep_broker_bytes_total")).toBe(500);
     // No pending update, no lock date: the series are absent rather than 0.
     const bare = new HubMetrics({ fleet: { ...view, expected: () => undefined } });
     const none = await scrape(bare);
