@@ -14,6 +14,7 @@ import { LockstepError } from "../protocol/errors.js";
 import type { GitHubClient } from "./client.js";
 import type { GitHubConfig, RevertMode } from "./config.js";
 import { GitHubError } from "./errors.js";
+import { REVERT_BRANCH_PREFIX, revertMarkerLine } from "./own-revert.js";
 
 export class RevertError extends LockstepError {
   override name = "RevertError";
@@ -32,6 +33,8 @@ export interface RevertRequest {
   prNumber?: number;
   /** Who asked (audit). */
   requestedBy?: string;
+  /** The rollout that failed: named in the revert's marker, so the revert's merge and the convergence link back to it. */
+  rolloutId?: string;
 }
 
 export interface RevertResult {
@@ -66,6 +69,8 @@ export async function revertLockUpdate(client: GitHubClient, config: GitHubConfi
   const short = req.mergeCommitSha.slice(0, 12);
   const pr = req.prNumber ? ` (PR #${req.prNumber})` : "";
   const title = `Revert ${config.lockPath} to before ${short}${pr}`;
+  // What makes it Lockstep's own revert (github/own-revert.ts): never an update, mergeable as the fleet's way back.
+  const marker = revertMarkerLine({ merge: req.mergeCommitSha, ...(req.rolloutId ? { rollout: req.rolloutId } : {}), ...(req.prNumber ? { pr: req.prNumber } : {}) });
   const message = [
     title,
     "",
@@ -74,6 +79,7 @@ export async function revertLockUpdate(client: GitHubClient, config: GitHubConfi
     `Restores ${config.lockPath} byte for byte from ${before} (the first parent of ${req.mergeCommitSha}).`,
     `Input changes undone:\n- ${changes}`,
     req.requestedBy ? `\nRequested by: ${req.requestedBy}` : "",
+    marker,
   ].join("\n");
 
   if (mode === "commit") {
@@ -82,7 +88,7 @@ export async function revertLockUpdate(client: GitHubClient, config: GitHubConfi
     return { mode, commitSha: put.commitSha, branch: config.baseBranch, restoredLockHash: lockHash(oldLock.bytes) };
   }
 
-  const branch = `lockstep/revert-${short}`;
+  const branch = `${REVERT_BRANCH_PREFIX}${short}`;
   try {
     await client.createBranch(branch, baseHead);
   } catch (e) {
@@ -101,6 +107,8 @@ export async function revertLockUpdate(client: GitHubClient, config: GitHubConfi
     "",
     `- ${changes}`,
     req.requestedBy ? `\nRequested by ${req.requestedBy}.` : "",
+    "",
+    marker,
   ].join("\n");
   const opened = await client.createPull({ title, head: branch, base: config.baseBranch, body });
   log.info({ commit: put.commitSha, pr: opened.number }, `opened revert PR #${opened.number}`);

@@ -6,7 +6,7 @@
  * "merge.refused" with the reason.
  */
 import type { Logger } from "pino";
-import { gitHubFailedEvent, mergeRefusedEvent, prMergedEvent } from "../protocol/audit.js";
+import { gitHubFailedEvent, mergeRefusedEvent, prMergedEvent, revertMergedEvent } from "../protocol/audit.js";
 import { LockstepError } from "../protocol/errors.js";
 import type { AuditEvent, PendingUpdate } from "../protocol/schemas.js";
 import { GitHubClient } from "./client.js";
@@ -16,6 +16,7 @@ import { NotAnUpdateError, type GitHubError } from "./errors.js";
 import { assertMergeAllowed, mergeUpdate, MergeRefusedError, type CiGuard, type MergeResult } from "./merge.js";
 import { UpdateWatcher } from "./poller.js";
 import { revertLockUpdate, type RevertResult } from "./revert.js";
+import { describeLockstepRevert, lockstepRevertOf, openLockstepReverts, type RevertMarker } from "./own-revert.js";
 
 export { NotAnUpdateError } from "./errors.js";
 
@@ -87,13 +88,31 @@ export class GitHubService {
   }
 
   /**
+   * What may be merged as PR `number`: a lock update, or Lockstep's own revert of a failed
+   * rollout's update (the fleet's way back; `revert` says what it reverts).
+   */
+  async describeMergeable(number: number): Promise<{ update: PendingUpdate; revert?: RevertMarker }> {
+    const pr = await this.client.getPull(number);
+    if (pr.state === "open" && lockstepRevertOf(pr)) {
+      const r = await describeLockstepRevert(this.client, this.config, pr);
+      return { update: r.update, revert: r.marker };
+    }
+    return { update: await this.describeUpdate(number) };
+  }
+
+  /** The newest open Lockstep revert PR, or undefined. */
+  async openRevert(): Promise<{ number: number; marker: RevertMarker } | undefined> {
+    return openLockstepReverts(await this.client.listOpenPulls(this.config.baseBranch))[0];
+  }
+
+  /**
    * Merge PR `number` if the guards hold for its current state and its head is still
    * `expectedHeadSha` (when given). Throws MergeGuardError / MergeRefusedError / NotAnUpdateError /
    * GitHubError; each refusal is also an audit event with its reason.
    */
-  async merge(number: number, guards: MergeGuardOptions, expectedHeadSha?: string, requestedBy = "lockstep"): Promise<{ update: PendingUpdate; result: MergeResult }> {
+  async merge(number: number, guards: MergeGuardOptions, expectedHeadSha?: string, requestedBy = "lockstep"): Promise<{ update: PendingUpdate; result: MergeResult; revert?: RevertMarker }> {
     try {
-      const update = await this.describeUpdate(number);
+      const { update, revert } = await this.describeMergeable(number);
       if (expectedHeadSha && update.headSha !== expectedHeadSha) {
         throw new MergeRefusedError(
           "head-moved",
@@ -106,28 +125,34 @@ export class GitHubService {
       assertMergeAllowed(update, { ci: guards.ci, minAgeMs: guards.minAgeMs });
       // GitHub enforces the head too: a push between our check and the merge answers 409.
       const result = await mergeUpdate(this.client, this.config, { number, expectedHeadSha: update.headSha });
-      this.audit(prMergedEvent(this.repository, { number, headSha: update.headSha, mergeCommitSha: result.mergeCommitSha }, requestedBy));
+      const merged = { number, headSha: update.headSha, mergeCommitSha: result.mergeCommitSha };
+      this.audit(
+        revert
+          ? revertMergedEvent(this.repository, { ...merged, revertedCommit: revert.merge, rolloutId: revert.rollout, revertedPr: revert.pr }, requestedBy)
+          : prMergedEvent(this.repository, merged, requestedBy),
+      );
       void this.watcher.checkNow();
-      return { update, result };
+      return { update, result, ...(revert ? { revert } : {}) };
     } catch (err) {
       if (err instanceof LockstepError) this.audit(mergeRefusedEvent(this.repository, number, { code: err.code, reason: err.message }, requestedBy));
       throw err;
     }
   }
 
-  async revert(mergeCommitSha: string, reason: string, opts: { prNumber?: number; requestedBy?: string } = {}): Promise<RevertResult> {
+  async revert(mergeCommitSha: string, reason: string, opts: { prNumber?: number; requestedBy?: string; rolloutId?: string } = {}): Promise<RevertResult> {
     const result = await revertLockUpdate(this.client, this.config, { mergeCommitSha, reason, ...opts });
     void this.watcher.checkNow();
     return result;
   }
 
   /** The rollout engine's revert hook: a revert PR (or, in "commit" mode, the commit as its "url"). */
-  readonly revertForRollout = async (ctx: RolloutRevertRequest): Promise<{ number: number; url: string }> => {
+  readonly revertForRollout = async (ctx: RolloutRevertRequest): Promise<{ number: number; url: string; commit?: string }> => {
     const r = await this.revert(ctx.commit, `rollout ${ctx.rolloutId} failed: ${ctx.reason}`, {
       ...(ctx.prNumber ? { prNumber: ctx.prNumber } : {}),
+      rolloutId: ctx.rolloutId,
       requestedBy: "lockstep rollout",
     });
-    return r.pullRequest ?? { number: 0, url: `commit ${r.commitSha} on ${r.branch}` };
+    return r.pullRequest ?? { number: 0, url: `commit ${r.commitSha} on ${r.branch}`, commit: r.commitSha };
   };
 
   private audit(event: AuditEvent): void {

@@ -32,6 +32,22 @@ export function prMergedEvent(repository: string, pr: { number: number; headSha:
   };
 }
 
+/**
+ * "revert.merged": Lockstep merged its own revert of a failed rollout's update (the fleet's way
+ * back). `rolloutId` is the failed rollout, `revertedPr` the update PR it had deployed.
+ */
+export function revertMergedEvent(
+  repository: string,
+  pr: { number: number; headSha: string; mergeCommitSha: string; revertedCommit: string; rolloutId?: string | undefined; revertedPr?: number | undefined },
+  actor: string,
+  now = new Date(),
+): AuditEvent {
+  const details: Record<string, unknown> = { prNumber: pr.number, headSha: pr.headSha, mergeCommitSha: pr.mergeCommitSha, revertedCommit: pr.revertedCommit };
+  if (pr.rolloutId !== undefined) details.rolloutId = pr.rolloutId;
+  if (pr.revertedPr !== undefined) details.revertedPr = pr.revertedPr;
+  return { id: newAuditEventId(now), at: now.toISOString(), actor, action: "revert.merged", target: `${repository}#${pr.number}`, details };
+}
+
 /** "merge.refused": a merge was asked for and not done; `reason` says why, `code` which guard or refusal. */
 export function mergeRefusedEvent(repository: string, prNumber: number, refusal: { code: string; reason: string }, actor: string, now = new Date()): AuditEvent {
   return {

@@ -311,6 +311,9 @@ export type RolloutStateName = z.infer<typeof RolloutStateName>;
 export const HostRolloutStateName = z.enum(HOST_ROLLOUT_STATES);
 export type HostRolloutStateName = z.infer<typeof HostRolloutStateName>;
 
+/** Lockstep's revert of a failed rollout's update: a PR (number > 0), or in "commit" mode the commit (number 0). */
+export const RevertPrRef = z.object({ number: z.number().int(), url: z.string(), commit: CommitSha.optional() });
+
 export const HostRolloutState = z.object({
   host: hostId,
   phase: z.string(),
@@ -320,6 +323,8 @@ export const HostRolloutState = z.object({
   generationAfter: z.number().int().optional(),
   /** The host's checkout commit before this rollout: a rollback puts the checkout back there. */
   commitBefore: CommitSha.optional(),
+  /** Planned without a switch, and why ("pull only: system already matches ..."); dropped when the agent's evaluation disagreed. */
+  pullOnly: z.string().optional(),
   jobIds: z.array(z.string()).default([]),
   startedAt: isoDate.optional(),
   finishedAt: isoDate.optional(),
@@ -341,7 +346,9 @@ export const RolloutProgress = z.object({
   createdAt: isoDate,
   updatedAt: isoDate,
   finishedAt: isoDate.optional(),
-  revertPr: z.object({ number: z.number().int(), url: z.string() }).optional(),
+  revertPr: RevertPrRef.optional(),
+  /** The failed rollout this one brings back to a green fleet (Lockstep's revert of its update). */
+  converges: safeId.optional(),
 });
 export type RolloutProgress = z.infer<typeof RolloutProgress>;
 
@@ -376,9 +383,13 @@ export const RolloutHistoryEntry = z.object({
       reason: z.string().optional(),
       generationBefore: z.number().int().optional(),
       generationAfter: z.number().int().optional(),
+      /** Pulled only, no switch: its system already matched. */
+      pullOnly: z.boolean().optional(),
     }),
   ),
-  revertPr: z.object({ number: z.number().int(), url: z.string() }).optional(),
+  revertPr: RevertPrRef.optional(),
+  /** The failed rollout this one brought back to a green fleet. */
+  converges: safeId.optional(),
 });
 export type RolloutHistoryEntry = z.infer<typeof RolloutHistoryEntry>;
 

@@ -50,7 +50,7 @@ export type RevertCallback = (context: {
   commit: string;
   prNumber?: number;
   reason: string;
-}) => Promise<{ number: number; url: string }>;
+}) => Promise<{ number: number; url: string; /** The revert commit, when it landed directly ("commit" mode). */ commit?: string }>;
 
 export interface RolloutEngineOptions {
   fleet: FleetPort;
@@ -74,7 +74,8 @@ export function summarizeProgress(p: RolloutProgress): string {
   const hosts = Object.values(p.hosts);
   const count = (s: HostRolloutStateName) => hosts.filter((h) => h.state === s).length;
   const skipped = count("skipped");
-  const parts = [`${count("succeeded")}/${hosts.length - skipped} hosts switched`];
+  const pulledOnly = hosts.filter((h) => h.state === "succeeded" && h.pullOnly).length;
+  const parts = [`${count("succeeded")}/${hosts.length - skipped} hosts switched${pulledOnly ? ` (${pulledOnly} pulled only: system already matched)` : ""}`];
   const failed = count("failed") + count("interrupted");
   if (failed) parts.push(`${failed} failed`);
   if (count("rolled-back")) parts.push(`${count("rolled-back")} rolled back`);
@@ -143,6 +144,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         hosts[h] = { host: h, phase: phase.name, state: "pending", jobIds: [], generationBefore: plan.generationsAtPlan[h] };
         const commitBefore = plan.commitsAtPlan[h];
         if (commitBefore !== undefined) hosts[h].commitBefore = commitBefore;
+        const pullOnly = plan.pullOnly[h];
+        if (pullOnly !== undefined) hosts[h].pullOnly = pullOnly;
       }
     }
     // Hosts that were selected but cannot take part are shown, with why; unselected ones only in the plan.
@@ -157,6 +160,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       requestedBy,
       prNumber: plan.spec.prNumber,
       lockDiff: plan.spec.lockDiff,
+      ...(plan.spec.converges ? { converges: plan.spec.converges } : {}),
       phases: plan.phases.map((p) => ({ name: p.name, hosts: p.hosts })),
       hosts,
       counts: { total: 0, succeeded: 0, failed: 0, skipped: 0 },
@@ -226,7 +230,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       if (resuming) {
         this.audit("rollout.resumed", undefined, { commit: rec.commit }, "hub");
       } else {
-        this.audit("rollout.started", undefined, { commit: rec.commit, prNumber: rec.plan.spec.prNumber, phases: rec.progress.phases }, rec.requestedBy);
+        const converges = rec.plan.spec.converges ? { converges: rec.plan.spec.converges, pullOnly: Object.keys(rec.plan.pullOnly) } : {};
+        this.audit("rollout.started", undefined, { commit: rec.commit, prNumber: rec.plan.spec.prNumber, phases: rec.progress.phases, ...converges }, rec.requestedBy);
         for (const e of rec.plan.excluded) this.audit("host.excluded", e.host, { code: e.code, reason: e.reason });
         const warning = this.expectationWarning();
         if (warning) {
@@ -418,11 +423,13 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       return this.stepFailed(host, "pull", pull);
     }
 
-    this.setHostState(host, "switching");
-    const sw = await this.step(host, "switch", "switch", { commit: rec.commit }, { timeoutMs: t.switch, expiresInMs: t.switch, onlineTimeoutMs: spec.strategy.healthTimeoutMs });
-    if (sw.generationBefore !== undefined) hs.generationBefore = sw.generationBefore;
-    if (sw.generationAfter !== undefined) hs.generationAfter = sw.generationAfter;
-    if (sw.state !== "succeeded") return this.stepFailed(host, "switch", sw);
+    if (!(await this.systemAlreadyMatches(host))) {
+      this.setHostState(host, "switching");
+      const sw = await this.step(host, "switch", "switch", { commit: rec.commit }, { timeoutMs: t.switch, expiresInMs: t.switch, onlineTimeoutMs: spec.strategy.healthTimeoutMs });
+      if (sw.generationBefore !== undefined) hs.generationBefore = sw.generationBefore;
+      if (sw.generationAfter !== undefined) hs.generationAfter = sw.generationAfter;
+      if (sw.state !== "succeeded") return this.stepFailed(host, "switch", sw);
+    }
 
     // The agent may restart during a switch: the test command waits until it is back.
     this.setHostState(host, "testing");
@@ -446,9 +453,36 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     }
     const unconfirmed = await this.confirmSwitch(host);
     if (unconfirmed) return this.failHost(host, unconfirmed);
-    this.endHost(host, "succeeded", undefined);
-    this.audit("host.succeeded", host, { generationBefore: hs.generationBefore, generationAfter: hs.generationAfter });
+    this.endHost(host, "succeeded", hs.pullOnly);
+    this.audit("host.succeeded", host, { generationBefore: hs.generationBefore, generationAfter: hs.generationAfter, ...(hs.pullOnly ? { pullOnly: true } : {}) });
     await this.save();
+  }
+
+  /**
+   * A host planned "pull only" (plan.pullOnly): after the pull its agent evaluates the checked-out
+   * commit (`refresh`); when that is the system it runs, no switch is needed. Anything else (the
+   * evaluation differs or fails) drops the plan's promise and the host switches like any other.
+   */
+  private async systemAlreadyMatches(host: string): Promise<boolean> {
+    const rec = this.rec!;
+    const hs = rec.progress.hosts[host]!;
+    if (!hs.pullOnly || rec.steps[`${host}/switch`]) return false;
+    const t = rec.plan.spec.strategy.stepTimeouts;
+    this.setHostState(host, "verifying");
+    const r = await this.step(host, "evaluate", "refresh", {}, { timeoutMs: t.switch, expiresInMs: t.pull, onlineTimeoutMs: rec.plan.spec.strategy.healthTimeoutMs });
+    const system = this.fleet.host(host)?.compartments.system;
+    const running = system?.detail?.currentSystemPath;
+    const evaluated = system?.detail?.expectedSystemPath;
+    const matches = r.state === "succeeded" && this.fleet.host(host)?.info?.commit === rec.commit && typeof running === "string" && running === evaluated;
+    if (matches) {
+      this.audit("host.pull-only", host, { reason: hs.pullOnly, systemPath: running });
+      return true;
+    }
+    const why = r.state !== "succeeded" ? `evaluation ${r.state}: ${r.summary}` : evaluated ? `the commit evaluates to ${String(evaluated)}, the host runs ${String(running ?? "?")}` : "the commit could not be evaluated";
+    this.audit("host.switch-needed", host, { planned: hs.pullOnly, why });
+    delete hs.pullOnly;
+    this.changed();
+    return false;
   }
 
   /**
@@ -808,8 +842,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     await this.save();
     try {
       const pr = await this.revert({ rolloutId: rec.id, commit: rec.commit, prNumber: rec.plan.spec.prNumber, reason: rec.stop?.detail ?? "rollout failed" });
-      rec.progress.revertPr = { number: pr.number, url: pr.url };
-      this.audit("revert.opened", undefined, { number: pr.number, url: pr.url });
+      rec.progress.revertPr = { number: pr.number, url: pr.url, ...(pr.commit ? { commit: pr.commit } : {}) };
+      this.audit("revert.opened", undefined, { number: pr.number, url: pr.url, ...(pr.commit ? { commit: pr.commit } : {}) });
     } catch (e) {
       this.log.error({ err: e, rolloutId: rec.id }, "revert callback failed");
       this.audit("revert.failed", undefined, { error: (e as Error).message });
@@ -864,8 +898,10 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         reason: h.reason,
         generationBefore: h.generationBefore,
         generationAfter: h.generationAfter,
+        ...(h.state === "succeeded" && h.pullOnly ? { pullOnly: true } : {}),
       })),
     };
+    if (rec.plan.spec.converges) entry.converges = rec.plan.spec.converges;
     if (rec.plan.spec.prNumber !== undefined) entry.prNumber = rec.plan.spec.prNumber;
     if (rec.plan.spec.lockDiff) entry.lockDiff = rec.plan.spec.lockDiff;
     if (rec.progress.revertPr) entry.revertPr = rec.progress.revertPr;

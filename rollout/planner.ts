@@ -22,6 +22,21 @@ function isSelected(spec: RolloutSpec, h: HostSnapshot): boolean {
   return sel.hosts.includes(h.host);
 }
 
+/**
+ * Why host `h` needs no switch for this rollout, or undefined: it already has the target's
+ * flake.lock (spec.lockHash, e.g. a rolled-back host and Lockstep's revert) and runs a generation
+ * built from its checkout. The engine checks it after the pull (the agent evaluates the commit).
+ */
+export function pullOnlyReason(spec: RolloutSpec, h: HostSnapshot): string | undefined {
+  const info = h.info;
+  if (!spec.lockHash || !info || info.lockHash !== spec.lockHash || info.generation === undefined || !info.commit) return undefined;
+  const system = h.compartments.system;
+  const builtFrom = system?.detail?.builtFrom;
+  const exact = system?.detail?.currentSystemPath !== undefined && system.detail.currentSystemPath === system.detail.expectedSystemPath;
+  if (builtFrom !== info.commit && !exact) return undefined;
+  return `pull only: system already matches (flake.lock is the target's, generation ${info.generation} was built from its checkout ${info.commit.slice(0, 8)})`;
+}
+
 export class RolloutPlanner {
   /**
    * Plan a rollout. Throws RolloutSpecError for an invalid spec and RolloutPlanError when nothing
@@ -76,6 +91,12 @@ export class RolloutPlanner {
     const commitsAtPlan: Record<string, string> = {};
     for (const h of eligible) if (h.info?.commit !== undefined) commitsAtPlan[h.host] = h.info.commit;
 
+    const pullOnly: Record<string, string> = {};
+    for (const h of eligible) {
+      const why = pullOnlyReason(spec, h);
+      if (why) pullOnly[h.host] = why;
+    }
+
     return {
       id,
       commit: spec.commit,
@@ -86,6 +107,7 @@ export class RolloutPlanner {
       offlineAtPlan: eligible.filter((h) => !online(h)).map((h) => h.host),
       generationsAtPlan,
       commitsAtPlan,
+      pullOnly,
     };
   }
 

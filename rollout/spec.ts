@@ -97,6 +97,14 @@ export const RolloutSpec = z
     /** For progress and history: the update PR and its lock diff. */
     prNumber: z.number().int().positive().optional(),
     lockDiff: LockDiff.optional(),
+    /**
+     * flake.lock's hash at `commit`, when known. A host already on this lock whose running generation
+     * was built from its checkout is planned "pull only": after the pull its agent evaluates the
+     * commit, and only when that is not the system it runs does it switch after all.
+     */
+    lockHash: z.string().regex(/^[0-9a-f]{64}$/, "a sha256 hex digest").optional(),
+    /** The failed rollout this one brings back to a green fleet (after Lockstep's revert of its update landed). */
+    converges: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/).optional(),
   })
   .strict();
 /** A validated spec with every default filled in. */
@@ -139,5 +147,7 @@ export const RolloutPlan = z.object({
   generationsAtPlan: z.record(z.string(), z.number().int()).default({}),
   /** Checkout commit of each planned host when planned: where a rollback puts the checkout back. */
   commitsAtPlan: z.record(z.string(), CommitSha).default({}),
+  /** Hosts planned "pull only", with why (spec.lockHash): their running system is expected to match already. */
+  pullOnly: z.record(z.string(), z.string()).default({}),
 });
 export type RolloutPlan = z.infer<typeof RolloutPlan>;

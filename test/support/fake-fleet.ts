@@ -44,6 +44,10 @@ export interface FakeFleetOptions {
   expectedHead?: string;
   /** Hosts' switches must be confirmed within this many seconds (magic rollback), as agents do by default. */
   confirmSeconds?: number;
+  /** What a commit builds to on a host (default: a path per commit): two commits with the same path need no switch between them. */
+  systemOf?: (host: string, commit: string | undefined) => string;
+  /** flake.lock's hash at a commit (reported as info.lockHash; default: none). */
+  lockOf?: (commit: string) => string | undefined;
 }
 
 interface FakeHost {
@@ -55,6 +59,8 @@ interface FakeHost {
   generations: Map<number, string | undefined>;
   lastSwitch?: { ok: boolean; error?: string };
   lastTest?: { generation: number; passed: boolean };
+  /** What a `refresh` evaluated the checkout to. */
+  evaluated?: { commit: string; path: string };
   inbox: Command[];
   seen: Set<string>;
   queue: Command[];
@@ -89,8 +95,12 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
   private expectedHead?: string;
   private readonly latencyMs: number;
   private readonly confirmSeconds?: number;
+  private readonly systemOf: (host: string, commit: string | undefined) => string;
+  private readonly lockOf: (commit: string) => string | undefined;
 
   constructor(opts: FakeFleetOptions) {
+    this.systemOf = opts.systemOf ?? ((host, commit) => `/nix/store/${host}-${commit ?? "none"}`);
+    this.lockOf = opts.lockOf ?? (() => undefined);
     this.latencyMs = opts.latencyMs ?? 1;
     if (opts.confirmSeconds !== undefined) this.confirmSeconds = opts.confirmSeconds;
     this.expectedHead = opts.expectedHead;
@@ -272,6 +282,7 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
       branch: "main",
       commit: h.commit,
       generation: h.generation,
+      ...(h.commit && this.lockOf(h.commit) ? { lockHash: this.lockOf(h.commit)! } : {}),
       tags: o.tags ?? [],
       priority: o.priority ?? 100,
       canary: o.canary ?? false,
@@ -293,9 +304,14 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
     h.compartments.git = c(current ? "ok" : "outdated", current ? "at head" : "behind head");
     h.compartments.lock = c(current ? "ok" : "outdated", current ? "matches head" : "differs from head");
     const builtFrom = h.generations.get(h.generation);
+    // Like the agent: the exact check (what the checkout evaluates to) wins over "built from which commit".
+    const running = this.systemOf(h.opts.host, builtFrom);
+    const evaluated = h.evaluated && h.evaluated.commit === h.commit ? h.evaluated.path : undefined;
+    const matches = evaluated !== undefined ? evaluated === running : builtFrom === h.commit;
     if (h.lastSwitch && !h.lastSwitch.ok) h.compartments.system = c("failed", `switch failed: ${h.lastSwitch.error}`, h.generation);
-    else if (builtFrom !== h.commit) h.compartments.system = c("outdated", "checkout changed since the last switch", h.generation);
+    else if (!matches) h.compartments.system = c("outdated", "checkout changed since the last switch", h.generation);
     else h.compartments.system = c(current ? "ok" : "outdated", `generation ${h.generation}`, h.generation);
+    h.compartments.system.detail = { currentSystemPath: running, ...(evaluated ? { expectedSystemPath: evaluated } : {}), ...(builtFrom ? { builtFrom } : {}) };
     const t = h.lastTest;
     if (!t || t.generation !== h.generation) h.compartments.tests = c("outdated", "not tested on this generation", h.generation);
     else h.compartments.tests = c(t.passed ? "ok" : "failed", t.passed ? "3/3 passed" : "1/3 failed", h.generation);
@@ -386,6 +402,9 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
         h.lastSwitch = { ok: true };
         return finish({ state: "succeeded", summary: `rolled back to generation ${target}`, generationBefore: before, generationAfter: target });
       }
+      case "refresh":
+        if (h.commit) h.evaluated = { commit: h.commit, path: this.systemOf(h.opts.host, h.commit) };
+        return finish({ state: "succeeded", summary: "refreshed" });
       case "confirm":
         if (h.awaitingConfirmation !== cmd.args.job) return finish({ state: "rejected", summary: `switch ${cmd.args.job} is not awaiting confirmation` });
         h.awaitingConfirmation = undefined;
