@@ -18,3 +18,4 @@ export {
   worstStatus,
 } from "./enums.js";
 export { compareUrl, describeLockDiff, describeRow, describeSide, lockDiffRows } from "./lock-diff-view.js";
+export { formatPackageChange, formatSizeDelta, PREVIEW_OUTCOME_LABEL, previewProgress, previewRow } from "./preview-view.js";

@@ -8,6 +8,9 @@
 import { z } from "zod";
 import { CommitSha } from "./schemas.js";
 import { HOST_ID_PATTERN } from "./topics.js";
+import { formatPackageChange, formatSizeDelta } from "./preview-view.js";
+
+export { formatPackageChange, formatSizeDelta, PREVIEW_OUTCOME_LABEL, previewProgress, previewRow, type HostPreviewView, type PreviewProgress, type PreviewRow } from "./preview-view.js";
 
 const isoDate = z.string().datetime({ offset: true });
 const hostId = z.string().regex(HOST_ID_PATTERN, "host ids are 1-63 chars of a-z, 0-9, - and _");
@@ -94,27 +97,11 @@ export const PreviewSummary = z.object({
   sizeDeltaBytes: z.number().int().optional(),
   /** Why this head is not previewed at all (a fork PR, previews off, ...); `text` says it too. */
   notPreviewed: z.string().max(500).optional(),
+  /** Hosts no preview could reach (offline, no builder for them): never asked, so not waited for. */
+  unreachable: z.array(hostId).optional(),
   updatedAt: isoDate,
 });
 export type PreviewSummary = z.infer<typeof PreviewSummary>;
-
-/** "+140 MiB", "-12 KiB", "+1.5 GiB": binary units as Nix prints them. */
-export function formatSizeDelta(bytes: number): string {
-  const sign = bytes < 0 ? "-" : "+";
-  const abs = Math.abs(bytes);
-  const [value, unit] = abs >= 1024 ** 3 ? [abs / 1024 ** 3, "GiB"] : abs >= 1024 ** 2 ? [abs / 1024 ** 2, "MiB"] : [abs / 1024, "KiB"];
-  const shown = value >= 10 || Number.isInteger(value) ? Math.round(value).toString() : value.toFixed(1);
-  return `${sign}${shown} ${unit}`;
-}
-
-/** "hello 2.12 → 2.13", "newtool 3.1 (new)", "oldtool (removed)". */
-export function formatPackageChange(c: { name: string; old: string[]; new: string[] }): string {
-  const v = (vs: string[]) => vs.map((x) => x || "ε").join(", ");
-  if (c.old.length === 0 && c.new.length > 0) return `${c.name} ${v(c.new)} (new)`;
-  if (c.new.length === 0 && c.old.length > 0) return `${c.name} (removed)`;
-  if (c.old.length === 0 && c.new.length === 0) return `${c.name} (size)`;
-  return `${c.name} ${v(c.old)} → ${v(c.new)}`;
-}
 
 function names(hosts: string[], max = 3): string {
   return hosts.length <= max ? hosts.join(", ") : `${hosts.slice(0, max).join(", ")} +${hosts.length - max}`;

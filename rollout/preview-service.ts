@@ -6,7 +6,7 @@
  * has its retained previews cleared.
  */
 import type { Logger } from "pino";
-import { decodeJson, FleetExpected, Topics, type PendingUpdate, type PreviewMergePolicy, type PreviewSummary, type PreviewVerdict } from "../protocol/index.js";
+import { decodeJson, FleetExpected, Topics, type HostPreview, type PendingUpdate, type PreviewMergePolicy, type PreviewSummary, type PreviewVerdict } from "../protocol/index.js";
 import type { FleetPort } from "./fleet-port.js";
 import { acceptHostPreview, comesFromFork, DEFAULT_PREVIEW_POLICY, gateHosts, planPreviews, PreviewBook, type PreviewHost, type PreviewPolicy } from "./previews.js";
 
@@ -31,10 +31,21 @@ export interface PreviewServiceOptions {
   now?: () => Date;
 }
 
+/** What the service knows of one PR's preview: the current head's summary and host previews. */
+export interface PreviewState {
+  summary: PreviewSummary;
+  previews: HostPreview[];
+}
+
 export class PreviewService {
   readonly book = new PreviewBook();
   /** PRs whose current head is not previewed, and why (a fork PR). */
   private readonly notPreviewed = new Map<number, string>();
+  /** Per PR (current head): hosts no preview could reach (offline, no builder): not waited for. */
+  private readonly unreachable = new Map<number, string[]>();
+  private readonly listeners = new Set<(pr: number) => void>();
+  /** The fleet repository ("owner/name") from fleet/expected: a PR head elsewhere is a fork's. */
+  private repo: string | undefined;
   private readonly topics: Topics;
   private readonly onMessage = (topic: string, payload: Buffer) => void this.handle(topic, payload);
   private queue: Promise<void> = Promise.resolve();
@@ -58,6 +69,27 @@ export class PreviewService {
     return this.queue;
   }
 
+  /**
+   * Preview this pending PR now if its head is new (the Node-RED preview node's way in; the hub
+   * also does it for every head fleet/expected names). Resolves once the requests are sent.
+   */
+  request(pending: PendingUpdate): Promise<void> {
+    this.queue = this.queue.then(() => this.previewHead(pending)).catch((err: unknown) => this.o.log.error({ err, pr: pending.number }, "preview service: cannot request previews"));
+    return this.queue;
+  }
+
+  /** The current head's summary and previews of a PR, if it is being previewed. */
+  state(pr: number): PreviewState | undefined {
+    const summary = this.summary(pr);
+    return summary && { summary, previews: this.book.previews(pr).filter((p) => p.headSha === summary.headSha) };
+  }
+
+  /** Called with the PR's number whenever its summary changes or is cleared; returns the unsubscribe. */
+  onChange(listener: (pr: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   /** Resolves once every message received so far has been handled. */
   idle(): Promise<void> {
     return this.queue;
@@ -67,7 +99,9 @@ export class PreviewService {
     const t = this.topics.parse(topic);
     if (t?.kind === "expected") {
       const d = decodeJson(FleetExpected, payload);
-      if (d.ok) await this.onPending(d.value.pendingUpdate, d.value.repo);
+      if (!d.ok) return;
+      this.repo = d.value.repo;
+      await this.onPending(d.value.pendingUpdate);
       return;
     }
     if (t?.kind !== "hostPreview" || payload.length === 0) return;
@@ -85,19 +119,29 @@ export class PreviewService {
       .map((h) => ({ info: h.info!, online: h.availability === "online" }));
   }
 
-  private async onPending(pending: PendingUpdate | null, repo: string): Promise<void> {
+  private async onPending(pending: PendingUpdate | null): Promise<void> {
     for (const pr of this.book.prs()) {
       if (pr === pending?.number) continue;
       this.notPreviewed.delete(pr);
+      this.unreachable.delete(pr);
       for (const host of this.book.forget(pr)) await this.publish(this.topics.preview(pr, host), "");
       await this.publish(this.topics.previewSummary(pr), "");
+      this.changed(pr);
     }
-    if (!pending || this.book.head(pending.number) === pending.headSha) return;
+    if (pending) await this.previewHead(pending);
+  }
+
+  private async previewHead(pending: PendingUpdate): Promise<void> {
+    if (this.book.head(pending.number) === pending.headSha) return;
+    // Whether the head is a fork's needs the fleet's repository (fleet/expected, retained): until
+    // it is known, leave the PR to the fleet/expected that will name it.
+    if (this.repo === undefined && pending.headRepo !== undefined) return void this.o.log.info({ pr: pending.number }, "preview asked before fleet/expected arrived: waiting for it");
     // A new head: the old head's previews no longer count (the summary ignores them too).
     for (const host of this.book.setHead(pending.number, pending.headSha)) await this.publish(this.topics.preview(pending.number, host), "");
     this.notPreviewed.delete(pending.number);
+    this.unreachable.delete(pending.number);
     const hosts = this.previewHosts();
-    const fromFork = comesFromFork(pending.headRepo, repo);
+    const fromFork = this.repo !== undefined && comesFromFork(pending.headRepo, this.repo);
     const plan = planPreviews({ number: pending.number, headSha: pending.headSha, fromFork }, hosts, this.o.policy ?? DEFAULT_PREVIEW_POLICY);
     if (!plan.ok) {
       this.o.log.info({ pr: pending.number, headRepo: pending.headRepo, reason: plan.reason }, "PR not previewed");
@@ -114,6 +158,7 @@ export class PreviewService {
         this.o.log.warn({ err, host: r.host, pr: pending.number }, "cannot ask a host for a preview");
       }
     }
+    this.unreachable.set(pending.number, plan.unreachable);
     this.o.log.info({ pr: pending.number, head: pending.headSha, asked: plan.requests.map((r) => r.host), unreachable: plan.unreachable }, "previews requested");
     await this.publishSummary(pending.number);
   }
@@ -122,8 +167,11 @@ export class PreviewService {
   summary(pr: number): PreviewSummary | undefined {
     const hosts = this.previewHosts().map((h) => h.info.host);
     const s = this.book.summary(pr, hosts, this.o.now?.() ?? new Date());
+    if (!s) return s;
     const refused = this.notPreviewed.get(pr);
-    return s && refused ? { ...s, text: refused, notPreviewed: refused } : s;
+    if (refused) return { ...s, text: refused, notPreviewed: refused };
+    const unreachable = this.unreachable.get(pr);
+    return unreachable ? { ...s, unreachable } : s;
   }
 
   /** What automatic mode requires of the previews (hub config previews.gating). */
@@ -146,7 +194,19 @@ export class PreviewService {
 
   private async publishSummary(pr: number): Promise<void> {
     const s = this.summary(pr);
-    if (s) await this.publish(this.topics.previewSummary(pr), JSON.stringify(s));
+    if (!s) return;
+    await this.publish(this.topics.previewSummary(pr), JSON.stringify(s));
+    this.changed(pr);
+  }
+
+  private changed(pr: number): void {
+    for (const l of this.listeners) {
+      try {
+        l(pr);
+      } catch (err) {
+        this.o.log.warn({ err, pr }, "a preview listener failed");
+      }
+    }
   }
 
   private async publish(topic: string, payload: string): Promise<void> {
