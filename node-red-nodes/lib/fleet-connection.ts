@@ -14,6 +14,7 @@ import { Topics } from "../../protocol/topics.js";
 import { FleetView } from "../../rollout/fleet-view.js";
 import { RolloutService } from "../../rollout/service.js";
 import { SwitchConfirmer } from "../../rollout/confirmer.js";
+import { PreviewService } from "../../rollout/preview-service.js";
 import { RolloutStore } from "../../rollout/store.js";
 import type { RevertCallback } from "../../rollout/engine.js";
 import type { Node } from "./red.js";
@@ -39,6 +40,8 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
   readonly topics: Topics;
   readonly fleet: FleetView;
   readonly rollouts: RolloutService;
+  /** Previews of pending lock-update PRs: the hub's (absent when its previews are off), or (stock Node-RED) this connection's own. */
+  readonly previews?: PreviewService;
   /** True when fleet and rollouts are the hub's (closing this connection leaves them running). */
   readonly shared: boolean;
   private readonly client?: MqttClient;
@@ -64,6 +67,7 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
       this.shared = true;
       this.fleet = opts.fleet;
       this.rollouts = opts.rollouts;
+      if (opts.previews) this.previews = opts.previews;
       this.topics = opts.fleet.topics;
       this.stateDir = opts.stateDir;
       this.ready = opts.ready;
@@ -91,6 +95,8 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
       ...(opts.revert ? { revert: opts.revert } : {}),
     });
     this.confirmer = new SwitchConfirmer(this.fleet, opts.logger);
+    // As in the hub: every pending lock-update PR (fleet/expected, from the pr-watch node) is previewed.
+    this.previews = new PreviewService({ client, fleet: this.fleet, topics: this.topics, log: opts.logger });
     this.ready = new Promise((resolve) => {
       client.on("connect", () => {
         this.setState("connected");
@@ -177,6 +183,7 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
 
   private async startFleet(opts: FleetConnectionOptions): Promise<void> {
     await this.fleet.start();
+    await this.previews?.start();
     // Retained host and job states arrive right after subscribing; let them land before resuming.
     await new Promise((r) => setTimeout(r, opts.settleMs ?? 1000));
     if (this.closed) return;
@@ -196,6 +203,7 @@ export class FleetConnection extends EventEmitter<{ state: [ConnectionState, str
     this.unfollow?.();
     if (this.shared) return;
     this.confirmer?.stop();
+    this.previews?.stop();
     await this.rollouts.close();
     await this.fleet.stop();
     await this.client?.endAsync();

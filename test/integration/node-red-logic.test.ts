@@ -85,7 +85,7 @@ describe("shipped flows", () => {
   it("merge into one flow file; shared config nodes may repeat only unchanged", () => {
     const flows = mergeShippedFlows(resolve(__dirname, "..", "..", "flows")) as Array<{ id: string; type: string }>;
     const types = new Set(flows.map((n) => n.type));
-    for (const t of ["lockstep-fleet", "lockstep-github", "lockstep-schedule", "lockstep-pr-watch", "lockstep-pr-merge", "lockstep-deploy", "lockstep-rollback", "lockstep-webhook", "lockstep-host-command", "lockstep-gate"]) {
+    for (const t of ["lockstep-fleet", "lockstep-github", "lockstep-schedule", "lockstep-pr-watch", "lockstep-pr-merge", "lockstep-deploy", "lockstep-rollback", "lockstep-webhook", "lockstep-host-command", "lockstep-gate", "lockstep-preview"]) {
       expect(types, t).toContain(t);
     }
     expect(new Set(flows.map((n) => n.id)).size).toBe(flows.length);
@@ -108,6 +108,30 @@ describe("shipped flows", () => {
     for (const n of flows) {
       for (const target of [...(n.wires ?? []).flat(), ...(n.links ?? [])]) expect(ids.has(target), `${n.id} → ${target}`).toBe(true);
     }
+  });
+});
+
+describe("weekly flow", () => {
+  type FlowNode = { id: string; type: string; z?: string; wires?: string[][] };
+  const flows = mergeShippedFlows(resolve(__dirname, "..", "..", "flows")) as FlowNode[];
+  const byId = new Map(flows.map((n) => [n.id, n]));
+
+  it("previews the PR before it reaches the merge node", () => {
+    // Walk from the schedule and the "run now" button, stopping at preview nodes: no merge node may be reachable that way.
+    const starts = flows.filter((n) => n.z === "lockstep-tab-weekly" && (n.type === "lockstep-schedule" || n.type === "inject"));
+    expect(starts.length).toBeGreaterThan(0);
+    const seen = new Set<string>();
+    const todo = starts.map((n) => n.id);
+    while (todo.length) {
+      const node = byId.get(todo.pop()!)!;
+      if (seen.has(node.id)) continue;
+      seen.add(node.id);
+      expect(node.type, `${node.id} is reached before any preview`).not.toBe("lockstep-pr-merge");
+      if (node.type !== "lockstep-preview") todo.push(...(node.wires ?? []).flat());
+    }
+    const preview = [...seen].map((id) => byId.get(id)!).find((n) => n.type === "lockstep-preview");
+    expect(preview, "a preview node on the way").toBeDefined();
+    expect(preview!.wires!.flat().map((id) => byId.get(id)!.type)).toContain("lockstep-pr-merge");
   });
 });
 
