@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { Topics } from "../protocol/index.js";
 import { canPublish, canReceive, canSubscribe, type AclUser } from "./acl.js";
 import { DeliveryGuard, isSupersededConnection } from "./aedes-fixes.js";
-import { INTERNAL_HUB_USER, type ClientIdentities } from "./auth.js";
+import { INTERNAL_HUB_USER, remoteAddressOf, type ClientIdentities } from "./auth.js";
 
 /** Denied publishes are re-routed here: no client can subscribe to it, so the message goes nowhere. */
 const DROPPED_TOPIC = "$lockstep/dropped";
@@ -18,6 +18,7 @@ const DROPPED_TOPIC = "$lockstep/dropped";
 export interface AccessDenial {
   clientId: string;
   user: string;
+  address: string;
   action: "publish" | "subscribe";
   topic: string;
   reason: string;
@@ -105,7 +106,7 @@ export class BrokerAccess {
   /** Acknowledged and sent nowhere, so the client is not disconnected and nothing is delivered or retained. */
   private deny(client: Client, user: AclUser | undefined, packet: PublishPacket, reason: string): void {
     this.ctx.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, topic: packet.topic, reason }, "mqtt publish denied");
-    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", action: "publish", topic: packet.topic, reason });
+    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", address: remoteAddressOf(client), action: "publish", topic: packet.topic, reason });
     dropPacket(packet);
   }
 
@@ -113,7 +114,7 @@ export class BrokerAccess {
     const user = this.ctx.identities.userOf(client);
     if (user && canSubscribe(user, sub.topic, this.ctx.topics)) return done(null, sub);
     this.ctx.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, filter: sub.topic }, "mqtt subscription denied");
-    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", action: "subscribe", topic: sub.topic, reason: "not allowed for this role" });
+    this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", address: remoteAddressOf(client), action: "subscribe", topic: sub.topic, reason: "not allowed for this role" });
     done(null, null); // SUBACK 0x80
   }
 }

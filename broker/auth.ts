@@ -8,6 +8,7 @@ import type { Topics } from "../protocol/index.js";
 import { canPublish, type AclUser } from "./acl.js";
 import { ConnackCode, pendingWill, type EmptyClientIds } from "./aedes-fixes.js";
 import { safeEqualStrings, type CredentialStore } from "./credentials.js";
+import { loginWithBackoff, type LoginBackoff } from "./login-backoff.js";
 
 /** The hub process's own MQTT user (password random per start, never stored). "$" cannot appear in stored names. */
 export const INTERNAL_HUB_USER = "$hub";
@@ -52,18 +53,27 @@ export interface AuthContext {
   topics: Topics;
   identities: ClientIdentities;
   emptyClientIds: EmptyClientIds;
+  /** Failed logins per user+address and per address (shared with the API and the editor). */
+  backoff: LoginBackoff;
   logger: Logger;
   /** A refused login, for the broker's "denied" event. */
-  onRefused: (info: { clientId: string; user: string; reason: string }) => void;
+  onRefused: (info: { clientId: string; user: string; address: string; reason: string }) => void;
+}
+
+/** Where a client connects from: the TCP/TLS socket, or the HTTP request a WebSocket came in on. */
+export function remoteAddressOf(client: Client): string {
+  const c = client as unknown as { conn?: { remoteAddress?: string }; req?: { socket?: { remoteAddress?: string } } };
+  return c.req?.socket?.remoteAddress ?? c.conn?.remoteAddress ?? "unknown";
 }
 
 type AuthDone = (error: AuthenticateError | null, success: boolean | null) => void;
 
 /** Aedes' `authenticate` hook. */
 export function authenticate(ctx: AuthContext, client: Client, username: string | undefined, password: Buffer | undefined, done: AuthDone): void {
+  const address = remoteAddressOf(client);
   const refuse = (code: number, reason: string) => {
-    ctx.logger.warn({ clientId: client.id, user: username, reason }, "mqtt connection refused");
-    ctx.onRefused({ clientId: client.id, user: username ?? "", reason });
+    ctx.logger.warn({ clientId: client.id, user: username, address, reason }, "mqtt connection refused");
+    ctx.onRefused({ clientId: client.id, user: username ?? "", address, reason });
     const err = new Error(reason) as AuthenticateError;
     err.returnCode = code as AuthenticateError["returnCode"];
     done(err, false);
@@ -99,8 +109,13 @@ export function authenticate(ctx: AuthContext, client: Client, username: string 
       ? accept({ name: INTERNAL_HUB_USER, role: "hub" })
       : refuse(ConnackCode.badUsernameOrPassword, "bad user name or password");
   }
-  ctx.credentials().verify(username, secret).then(
-    (user) => (user ? accept({ name: user.name, role: user.role, createdAt: user.createdAt }) : refuse(ConnackCode.badUsernameOrPassword, "bad user name or password")),
+  // Backing off after failed logins: refused before any password check (CONNACK 5: the password
+  // may be right, so "bad user name or password" would mislead).
+  loginWithBackoff(ctx.backoff, username, address, () => ctx.credentials().verify(username, secret)).then(
+    (login) => {
+      if (login.ok) return accept({ name: login.user.name, role: login.user.role, createdAt: login.user.createdAt });
+      refuse(login.retryAfterMs !== undefined ? ConnackCode.notAuthorized : ConnackCode.badUsernameOrPassword, login.reason);
+    },
     (err: Error) => {
       ctx.logger.error({ err: err.message }, "credential check failed");
       refuse(ConnackCode.serverUnavailable, "credential store unreadable");

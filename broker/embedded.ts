@@ -29,6 +29,7 @@ import { ClientIdentities, INTERNAL_HUB_USER, authenticate } from "./auth.js";
 import type { BrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
 import { hostRequestOf, type HostRequestInfo } from "./host-requests.js";
+import { LoginBackoff } from "./login-backoff.js";
 import { BrokerError, BrokerListeners, connectHost, type EmbeddedBrokerPorts } from "./listeners.js";
 
 export { INTERNAL_HUB_USER } from "./auth.js";
@@ -42,7 +43,8 @@ export interface EmbeddedBrokerEvents {
   /** A client authenticated and is connected. */
   clientConnected: [info: { clientId: string; user: string; role: string }];
   clientDisconnected: [info: { clientId: string; user: string }];
-  denied: [info: { clientId: string; user: string; action: "connect" | "publish" | "subscribe"; topic?: string; reason: string }];
+  /** A refused login (action "connect") or a publish/subscription the ACL or a limit refused. */
+  denied: [info: BrokerDenial];
   /**
    * An operator or hub client published (authorized) to hosts/<h>/commands or hosts/<h>/actions.
    * `user` is who it authenticated as; `requestedBy` is only what the payload claims. For a command,
@@ -65,7 +67,19 @@ export interface BrokerStats {
   bytes: number;
 }
 
+export interface BrokerDenial {
+  clientId: string;
+  user: string;
+  /** The client's remote address. */
+  address: string;
+  action: "connect" | "publish" | "subscribe";
+  topic?: string;
+  reason: string;
+}
+
 export interface EmbeddedBrokerOptions {
+  /** Failed-login backoff (default: LoginBackoff's defaults); the hub shares it with the API and the editor. */
+  loginBackoff?: LoginBackoff;
   /**
    * How often the last wills of clients that were connected when the broker last stopped, and have
    * not come back since, are published (default 60 s; Aedes checks wills of "dead" brokers).
@@ -84,6 +98,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private readonly identities = new ClientIdentities();
   private readonly access: BrokerAccess;
   private published = { messages: 0, bytes: 0 };
+  /** Failed logins per user+address and per address; the hub's API and editor use the same. */
+  readonly logins: LoginBackoff;
   /** Random per start: lets this process's own hub connect without a stored password. */
   private internalHubPassword = "";
 
@@ -93,6 +109,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     private readonly options: EmbeddedBrokerOptions = {},
   ) {
     super();
+    this.logins = options.loginBackoff ?? new LoginBackoff();
     this.topics = new Topics(config.topicPrefix, config.haPrefix);
     this.endpoints = new BrokerListeners((stream, req) => this.accept(stream, req), logger);
     this.access = new BrokerAccess({
@@ -182,8 +199,9 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       topics: this.topics,
       identities: this.identities,
       emptyClientIds,
+      backoff: this.logins,
       logger: log,
-      onRefused: (info: { clientId: string; user: string; reason: string }) => this.emit("denied", { ...info, action: "connect" }),
+      onRefused: (info: { clientId: string; user: string; address: string; reason: string }) => this.emit("denied", { ...info, action: "connect" }),
     };
     this.aedes = await Aedes.createBroker({
       heartbeatInterval,

@@ -10,13 +10,29 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import type { Server } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { loginWithBackoff, type LoginBackoff } from "../broker/login-backoff.js";
 import { LockstepError } from "../protocol/errors.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
+import type { LoginRefusal } from "./refusal-audit.js";
 
 /** The user lookup Node-RED's login and the API's Basic auth share (CredentialStore fits). */
 export interface UserDirectory {
   verify(name: string, password: string): Promise<{ name: string; role: string } | null>;
   get(name: string): { name: string; role: string } | undefined;
+}
+
+/**
+ * The login rules the API and the editor share with the broker: backoff per user+address and per
+ * address (broker/login-backoff.ts), and where a refused login is reported (the rate-limited audit).
+ */
+export interface LoginGate {
+  backoff: LoginBackoff;
+  refused(refusal: LoginRefusal): void;
+}
+
+/** The address a request came from, as the socket says (proxies' headers are not trusted). */
+function remoteAddress(req: Req): string {
+  return req.socket?.remoteAddress ?? "unknown";
 }
 
 /** Roles that may log in to the editor and call POST endpoints. */
@@ -96,27 +112,34 @@ function sendJson(res: Res, status: number, body: unknown, headers: Record<strin
   res.end(JSON.stringify(body));
 }
 
-/** Told about every refused login (a wrong name or password, or a role that may not log in); the hub counts them. */
-export type LoginRefusedListener = () => void;
-
 /**
  * HTTP Basic auth for every request it sees: any known user may GET, only operator and hub users
  * may change things. On success the user is on `req.lockstepUser` (flows read it as
- * msg.req.lockstepUser). The hub puts it in front of GET /metrics; apiAuthMiddleware in front of /api/.
+ * msg.req.lockstepUser). A user+address backing off after failed logins gets 429 with Retry-After,
+ * without a password check. The hub puts it in front of GET /metrics; apiAuthMiddleware in front of /api/.
  */
-export function basicAuthMiddleware(users: UserDirectory, log: Logger, onRefused?: LoginRefusedListener): RequestHandler {
+export function basicAuthMiddleware(users: UserDirectory, log: Logger, gate: LoginGate): RequestHandler {
   return (req, res, next) => {
     const path = (req.originalUrl ?? req.url ?? "").split("?")[0] ?? "";
     const creds = parseBasicAuth(req.headers.authorization);
     const challenge = { "www-authenticate": 'Basic realm="Lockstep", charset="UTF-8"' };
     if (!creds) return sendJson(res, 401, { error: "authentication required" }, challenge);
-    users.verify(creds.name, creds.password).then(
-      (user) => {
-        if (!user || !READER_ROLES.has(user.role)) {
-          log.warn({ user: creds.name, path }, "api login refused");
-          onRefused?.();
+    const address = remoteAddress(req);
+    const verify = async () => {
+      const user = await users.verify(creds.name, creds.password);
+      return user && READER_ROLES.has(user.role) ? user : null;
+    };
+    loginWithBackoff(gate.backoff, creds.name, address, verify).then(
+      (login) => {
+        if (!login.ok) {
+          log.warn({ user: creds.name, address, path, reason: login.reason }, "api login refused");
+          gate.refused({ channel: "api", user: creds.name, address, reason: login.reason });
+          if (login.retryAfterMs !== undefined) {
+            return sendJson(res, 429, { error: login.reason }, { "retry-after": String(Math.ceil(login.retryAfterMs / 1000)) });
+          }
           return sendJson(res, 401, { error: "wrong user name or password" }, challenge);
         }
+        const user = login.user;
         const writes = req.method !== "GET" && req.method !== "HEAD";
         if (writes && !OPERATOR_ROLES.has(user.role)) {
           return sendJson(res, 403, { error: `role ${user.role} may not change anything; an operator may` });
@@ -133,8 +156,8 @@ export function basicAuthMiddleware(users: UserDirectory, log: Logger, onRefused
 }
 
 /** basicAuthMiddleware on /api/ paths (the webhook checks its own signature); other paths pass. */
-export function apiAuthMiddleware(users: UserDirectory, log: Logger, onRefused?: LoginRefusedListener): RequestHandler {
-  const auth = basicAuthMiddleware(users, log, onRefused);
+export function apiAuthMiddleware(users: UserDirectory, log: Logger, gate: LoginGate): RequestHandler {
+  const auth = basicAuthMiddleware(users, log, gate);
   return (req, res, next) => {
     const path = (req.originalUrl ?? req.url ?? "").split("?")[0] ?? "";
     if (!path.startsWith("/api/") || path === WEBHOOK_PATH) return next?.();
@@ -149,21 +172,79 @@ export const whoamiHandler: RequestHandler = (req, res) => {
   sendJson(res, 200, { user: user.name, role: user.role });
 };
 
-/** Node-RED's adminAuth: operator and hub users log in to the editor with full rights. */
-export function editorAuth(users: UserDirectory, log: Logger, onRefused?: LoginRefusedListener): Record<string, unknown> {
+/**
+ * Node-RED's adminAuth: operator and hub users log in to the editor with full rights. Node-RED's
+ * token endpoint refuses a user name after 6 attempts in 10 minutes, right password or not (so six
+ * wrong guesses by anyone locked the operator out): editorLoginGuard answers every password login
+ * before Node-RED sees it, so only a right password reaches Node-RED (and its count starts over).
+ */
+export function editorAuth(users: UserDirectory, log: Logger): Record<string, unknown> {
   const asEditorUser = (u: { name: string; role: string } | null | undefined) =>
     u && OPERATOR_ROLES.has(u.role) ? { username: u.name, permissions: "*" } : null;
   return {
     type: "credentials",
     users: async (name: string) => asEditorUser(users.get(name)),
+    // Only reached after editorLoginGuard verified the password (the store caches that check).
     authenticate: async (name: string, password: string) => {
       const user = asEditorUser(await users.verify(name, password));
-      if (!user) {
-        log.warn({ user: name }, "editor login refused");
-        onRefused?.();
-      }
+      if (!user) log.warn({ user: name }, "editor login refused");
       return user;
     },
+  };
+}
+
+/** The editor's login form (OAuth password grant) as Node-RED's token endpoint reads it. */
+interface TokenRequestBody {
+  grant_type?: unknown;
+  username?: unknown;
+  password?: unknown;
+}
+
+/**
+ * In front of Node-RED's `POST /admin/auth/token`: the editor's password login under the same
+ * backoff as the API and MQTT. Wrong passwords are answered here (401; 429 while backing off) and
+ * never reach Node-RED's own per-name lockout; a right one goes on to Node-RED, which issues the token.
+ */
+export function editorLoginGuard(users: UserDirectory, log: Logger, gate: LoginGate): RequestHandler {
+  // body-parser comes with express (Node-RED's dependency); a body parsed here is not parsed again.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const bodyParser = require("body-parser") as {
+    urlencoded(opts: { extended: boolean; limit: string }): RequestHandler;
+    json(opts: { limit: string }): RequestHandler;
+  };
+  const form = bodyParser.urlencoded({ extended: false, limit: "8kb" });
+  const json = bodyParser.json({ limit: "8kb" });
+  return (req, res, next) => {
+    form(req, res, (err1?: unknown) => {
+      if (err1) return sendJson(res, 400, { error: "invalid_request" });
+      json(req, res, (err2?: unknown) => {
+        if (err2) return sendJson(res, 400, { error: "invalid_request" });
+        const body = ((req as Req & { body?: TokenRequestBody }).body ?? {}) as TokenRequestBody;
+        if (body.grant_type !== "password") return next?.();
+        const name = typeof body.username === "string" ? body.username : "";
+        const password = typeof body.password === "string" ? body.password : "";
+        const address = remoteAddress(req);
+        const verify = async () => {
+          const user = await users.verify(name, password);
+          return user && OPERATOR_ROLES.has(user.role) ? user : null;
+        };
+        loginWithBackoff(gate.backoff, name, address, verify).then(
+          (login) => {
+            if (login.ok) return next?.();
+            log.warn({ user: name, address, reason: login.reason }, "editor login refused");
+            gate.refused({ channel: "editor", user: name, address, reason: login.reason });
+            if (login.retryAfterMs !== undefined) {
+              return sendJson(res, 429, { error: "too_many_attempts", error_description: login.reason }, { "retry-after": String(Math.ceil(login.retryAfterMs / 1000)) });
+            }
+            sendJson(res, 401, { error: "invalid_grant", error_description: "wrong user name or password, or not an operator" });
+          },
+          (err: unknown) => {
+            log.error({ err }, "editor login failed");
+            sendJson(res, 500, { error: "server_error" });
+          },
+        );
+      });
+    });
   };
 }
 
@@ -199,8 +280,8 @@ export interface EmbeddedNodeRedOptions {
   users: UserDirectory;
   log: Logger;
   lockstep: LockstepSettings;
-  /** Told about every refused login to the API or the editor (the hub's metrics count them). */
-  onLoginRefused?: LoginRefusedListener;
+  /** Login backoff and where refused logins go (audit, metrics), shared with the broker. */
+  logins: LoginGate;
   /** Runs after the API's auth on every http-in route (the hub parses /api/ bodies here). */
   bodyParser?: RequestHandler;
   /** Default: the compiled node package next to this file. */
@@ -215,6 +296,8 @@ export interface EmbeddedNodeRed {
   httpAdmin: RequestHandler;
   httpNode: RequestHandler;
   apiAuth: RequestHandler;
+  /** Mount on `POST /admin/auth/token` before httpAdmin (see editorLoginGuard). */
+  editorLogin: RequestHandler;
   /** Resolves when the flows are running (Node-RED's start() resolves earlier). */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -235,7 +318,7 @@ export function createEmbeddedNodeRed(opts: EmbeddedNodeRedOptions): EmbeddedNod
   // eslint-style require: node-red is CommonJS without typings.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const RED = require("node-red") as RedModule;
-  const apiAuth = apiAuthMiddleware(opts.users, opts.log, opts.onLoginRefused);
+  const apiAuth = apiAuthMiddleware(opts.users, opts.log, opts.logins);
   const settings: Record<string, unknown> = {
     userDir,
     flowFile: "flows.json",
@@ -245,7 +328,7 @@ export function createEmbeddedNodeRed(opts: EmbeddedNodeRedOptions): EmbeddedNod
     httpNodeRoot: "/",
     // Auth first, so no body of an unknown caller is read.
     httpNodeMiddleware: opts.bodyParser ? chain(apiAuth, opts.bodyParser) : apiAuth,
-    adminAuth: editorAuth(opts.users, opts.log, opts.onLoginRefused),
+    adminAuth: editorAuth(opts.users, opts.log),
     disableEditor: false,
     logging: pinoLogging(opts.log),
     lockstep: opts.lockstep,
@@ -269,6 +352,7 @@ export function createEmbeddedNodeRed(opts: EmbeddedNodeRedOptions): EmbeddedNod
     httpAdmin: RED.httpAdmin,
     httpNode: RED.httpNode,
     apiAuth,
+    editorLogin: editorLoginGuard(opts.users, opts.log, opts.logins),
     async start() {
       const flowsStarted = new Promise<void>((resolve, reject) => {
         const timer = setTimeout(

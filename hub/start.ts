@@ -17,7 +17,8 @@ import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { AuditEvent, decodeJson, LockstepError, readSecretFile, Topics } from "../protocol/index.js";
-import { EmbeddedBroker, connectHost, type HostRequestInfo } from "../broker/embedded.js";
+import { EmbeddedBroker, connectHost, type BrokerDenial, type HostRequestInfo } from "../broker/embedded.js";
+import { LoginBackoff } from "../broker/login-backoff.js";
 import { CredentialStore } from "../broker/credentials.js";
 import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
 import { publishHubStatus } from "./status.js";
@@ -25,6 +26,7 @@ import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
 import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
+import { RefusalAudit, type LoginRefusal } from "./refusal-audit.js";
 import { MqttBridge, redactUrl } from "./upstream-bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { basicAuthMiddleware, createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
@@ -123,6 +125,9 @@ interface HubParts {
   mqttConn?: { url: string; username: string; password: string };
   client?: MqttClient;
   auditLog?: AuditLog;
+  /** Refused logins and denied publishes/subscribes, rate-limited into the audit log. */
+  refusals?: RefusalAudit;
+  logins?: LoginBackoff;
   server?: Server;
   nodeRed?: EmbeddedNodeRed;
   httpPort?: number;
@@ -228,8 +233,18 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           client.publishAsync(eventsTopic, JSON.stringify(hostRequestEvent(info)), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
         };
         parts.broker?.on("hostRequest", onHostRequest);
+        const refusals = new RefusalAudit((event) => {
+          client.publishAsync(eventsTopic, JSON.stringify(event), { qos: 1, retain: false }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
+        });
+        parts.refusals = refusals;
+        const onDenied = (d: BrokerDenial) => {
+          if (d.action === "connect") refusals.loginRefused({ channel: "mqtt", user: d.user, address: d.address, reason: d.reason, clientId: d.clientId });
+          else refusals.accessDenied({ user: d.user, clientId: d.clientId, action: d.action, topic: d.topic ?? "", reason: d.reason, address: d.address });
+        };
+        parts.broker?.on("denied", onDenied);
         return async () => {
           parts.broker?.off("hostRequest", onHostRequest);
+          parts.broker?.off("denied", onDenied);
           client.off("message", onMessage);
         };
       },
@@ -296,8 +311,16 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           services: need("services"),
         };
         const metrics = need("metrics");
-        const onLoginRefused = () => metrics.recordAuthFailure("http");
-        const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users: need("users"), log: log.child({ component: "node-red" }), lockstep, bodyParser: apiBodyParser(), onLoginRefused });
+        const refusals = need("refusals");
+        // One backoff for MQTT, the API, /metrics and the editor: failures on one channel slow the others down.
+        const logins = {
+          backoff: parts.broker?.logins ?? new LoginBackoff(),
+          refused: (r: LoginRefusal) => {
+            metrics.recordAuthFailure("http");
+            refusals.loginRefused(r);
+          },
+        };
+        const nodeRed = createEmbeddedNodeRed({ server, dataDir: config.dataDir, users: need("users"), log: log.child({ component: "node-red" }), lockstep, logins, bodyParser: apiBodyParser() });
         parts.nodeRed = nodeRed;
         if (config.broker.external && !pageMqttUrl) {
           log.warn("external broker without a WebSocket URL: set pageMqttUrl (LOCKSTEP_PAGE_MQTT_URL) so the fleet page can connect");
@@ -311,7 +334,8 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
         app.get("/api/audit", nodeRed.apiAuth, auditHandler(need("auditLog")) as RequestHandler);
         // Any user may scrape (a viewer is enough), with the API's Basic auth.
-        app.get("/metrics", basicAuthMiddleware(need("users"), log.child({ component: "metrics" }), onLoginRefused), metricsHandler(metrics, log.child({ component: "metrics" })));
+        app.get("/metrics", basicAuthMiddleware(need("users"), log.child({ component: "metrics" }), logins), metricsHandler(metrics, log.child({ component: "metrics" })));
+        app.post("/admin/auth/token", nodeRed.editorLogin);
         app.use("/admin", nodeRed.httpAdmin);
         app.use("/", nodeRed.httpNode);
         // What no route served: JSON for /api/ (404, and every error), Node-RED's answer elsewhere.
@@ -421,6 +445,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
 interface ExpressApp {
   (req: Parameters<RequestHandler>[0], res: Parameters<RequestHandler>[1]): void;
   get(path: string, ...handlers: RequestHandler[]): void;
+  post(path: string, ...handlers: RequestHandler[]): void;
   use(path: string, handler: RequestHandler): void;
   use(handler: RequestHandler | ErrorHandler): void;
 }

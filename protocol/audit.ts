@@ -66,3 +66,48 @@ export function gitHubFailedEvent(repository: string, failure: { code: string; s
   if (failure.status !== undefined) details.status = failure.status;
   return { id: newAuditEventId(now), at: now.toISOString(), actor: "hub", action: "github.failed", target: repository, details };
 }
+
+/** Where a login was refused: the broker's CONNECT, the API's Basic auth, the Node-RED editor's login. */
+export type LoginChannel = "mqtt" | "api" | "editor";
+
+/** Attacker-chosen text (user names, topics) is cut before it reaches the audit log. */
+function clip(text: string, max = 200): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+/**
+ * "login.refused": a wrong password, an unknown user, a login while backing off, or a client id
+ * that is not this user's. `repeated` is how many more refusals of the same kind (same user, address
+ * and channel) were left out of the log since the last such entry.
+ */
+export function loginRefusedEvent(
+  refusal: { channel: LoginChannel; user: string; address: string; reason: string; clientId?: string },
+  repeated: number,
+  now = new Date(),
+): AuditEvent {
+  const details: Record<string, unknown> = { channel: refusal.channel, address: refusal.address, reason: clip(refusal.reason, 500), repeated };
+  if (refusal.clientId !== undefined) details.clientId = clip(refusal.clientId);
+  return { id: newAuditEventId(now), at: now.toISOString(), actor: clip(refusal.user) || "(no user name)", action: "login.refused", target: refusal.channel, details };
+}
+
+/** "access.denied": a publish or subscription the ACL refused (topic or filter as the client sent it). */
+export function accessDeniedEvent(
+  denial: { user: string; clientId: string; action: "publish" | "subscribe"; topic: string; reason: string; address?: string },
+  repeated: number,
+  now = new Date(),
+): AuditEvent {
+  const details: Record<string, unknown> = { action: denial.action, clientId: clip(denial.clientId), reason: clip(denial.reason, 500), repeated };
+  if (denial.address !== undefined) details.address = denial.address;
+  return { id: newAuditEventId(now), at: now.toISOString(), actor: clip(denial.user) || "(no user name)", action: "access.denied", target: clip(denial.topic), details };
+}
+
+/** "audit.suppressed": more refusals in one window than the log takes; the rest of the window is left out. */
+export function auditSuppressedEvent(windowMs: number, max: number, now = new Date()): AuditEvent {
+  return {
+    id: newAuditEventId(now),
+    at: now.toISOString(),
+    actor: "hub",
+    action: "audit.suppressed",
+    details: { reason: `more than ${max} refused logins and denied requests within ${Math.round(windowMs / 60_000)} minutes; the rest of this window is only logged` },
+  };
+}
