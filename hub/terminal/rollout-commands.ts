@@ -72,21 +72,43 @@ const DeployAnswer = z
   .passthrough()
   .refine((a) => a.rollout_id ?? a.job_id, "no rollout id");
 const HOST_LIST = /^[a-z0-9][a-z0-9_-]{0,62}(,[a-z0-9][a-z0-9_-]{0,62})*$/;
+/** How many canaries: digits only (a host id may be digits too; a list with one such host is written "07,"). */
+const CANARY_COUNT = /^\d{1,4}$/;
+
+/** --canary HOSTS|N as the API's `canary` field: a list of hosts, or how many (0: no canary phase). */
+export function parseCanary(text: string | undefined): string[] | number | undefined {
+  if (text === undefined) return undefined;
+  if (CANARY_COUNT.test(text)) return Number(text);
+  const list = text.replace(/,$/, "");
+  if (!HOST_LIST.test(list)) throw new UsageError("--canary needs host ids separated by commas, or a number of hosts", 'run "lockstep deploy --help"');
+  return list.split(",");
+}
+
+/** The plan's canary line, as the rollout planner will pick them (rollout/planner.ts). */
+export function canaryPlanText(canary: string[] | number | undefined): string {
+  if (canary === undefined) return "canary: as the hub's rollout settings say (by default the hosts flagged canary, else the highest-priority host)";
+  if (Array.isArray(canary)) return `canary: ${canary.join(", ")} first, alone; the other hosts after it`;
+  if (canary === 0) return "canary: none (no canary phase; the waves start at once)";
+  return `canary: ${canary} host${canary === 1 ? "" : "s"} first, alone (online hosts flagged canary first, then by priority)`;
+}
 
 export const deployCommand: Subcommand = {
   name: "deploy",
   summary: "merge the pending lock update and roll it out (asks first; --yes for scripts)",
   usage: connectionHelp(
     [
-      "lockstep deploy [--pr N] [--hosts a,b] [--yes] [--no-follow] [--json]",
-      "    Shows the plan (the pending PR, its lock diff and CI, the hosts), asks, then",
+      "lockstep deploy [--pr N] [--hosts a,b] [--canary a,b|N] [--yes] [--no-follow] [--json]",
+      "    Shows the plan (the pending PR, its lock diff and CI, the hosts, the canary), asks, then",
       "    POST /api/flake-updates/merge-and-deploy and follows the rollout to its end.",
-      "    --pr N      the PR to merge (default: the pending update)",
-      "    --hosts a,b only these hosts (default: the whole fleet)",
-      "    --yes       do not ask (needed when stdin is not a terminal)",
+      "    --pr N        the PR to merge (default: the pending update)",
+      "    --hosts a,b   only these hosts (default: the whole fleet)",
+      "    --canary a,b  these hosts first, alone, before the waves (they must be online)",
+      "    --canary N    the first N hosts (flagged canary first, then by priority); 0: no canary",
+      "                  (default: the hub's rollout settings)",
+      "    --yes         do not ask (needed when stdin is not a terminal)",
     ].join("\n"),
   ),
-  options: { ...JSON_OPTION, pr: { type: "string" }, hosts: { type: "string" }, yes: { type: "boolean", short: "y" }, "no-follow": { type: "boolean" } },
+  options: { ...JSON_OPTION, pr: { type: "string" }, hosts: { type: "string" }, canary: { type: "string" }, yes: { type: "boolean", short: "y" }, "no-follow": { type: "boolean" } },
   run: (ctx) =>
     withSession(ctx, async (t) => {
       if (ctx.args.length > 0) throw new UsageError(`unknown argument ${ctx.args[0]}`, 'run "lockstep deploy --help"');
@@ -94,16 +116,21 @@ export const deployCommand: Subcommand = {
       if (prText !== undefined && !/^[1-9]\d{0,8}$/.test(prText)) throw new UsageError("--pr needs a PR number", 'run "lockstep deploy --help"');
       const hostsText = str(ctx.values, "hosts");
       if (hostsText !== undefined && !HOST_LIST.test(hostsText)) throw new UsageError("--hosts needs host ids separated by commas", 'run "lockstep deploy --help"');
+      const canary = parseCanary(str(ctx.values, "canary"));
       const fleet = await t.session.fleet();
       const expected = (await t.session.expected());
       const pr = prText !== undefined ? Number(prText) : expected?.pendingUpdate?.number;
       if (pr === undefined) throw new TerminalError("there is no pending lock update to deploy", ExitCode.failure, "give --pr N");
       const hosts = hostsText?.split(",");
-      const unknown = (hosts ?? []).filter((h) => !fleet.host(h));
-      if (unknown.length > 0) throw new TerminalError(`unknown host(s): ${unknown.join(", ")}`, ExitCode.failure, 'see "lockstep status"');
+      const canaryHosts = Array.isArray(canary) ? canary : [];
+      const unknown = [...(hosts ?? []), ...canaryHosts].filter((h) => !fleet.host(h));
+      if (unknown.length > 0) throw new TerminalError(`unknown host(s): ${[...new Set(unknown)].join(", ")}`, ExitCode.failure, 'see "lockstep status"');
+      const outside = hosts ? canaryHosts.filter((h) => !hosts.includes(h)) : [];
+      if (outside.length > 0) throw new UsageError(`canary host(s) ${outside.join(", ")} not among --hosts`, "a canary is one of the hosts the rollout deploys to");
       if (!t.json) {
         t.print(pendingUpdateText(expected));
         t.print(`plan: merge PR #${pr}, then roll out to ${hosts ? hosts.join(", ") : `the whole fleet (${fleet.hosts().length} hosts)`}\n`);
+        t.print(`  ${canaryPlanText(canary)}\n`);
       }
       if (ctx.values.yes !== true) {
         if (!process.stdin.isTTY) throw new UsageError("not a terminal: confirm with --yes", 'run "lockstep deploy --help"');
@@ -115,7 +142,7 @@ export const deployCommand: Subcommand = {
           return ExitCode.failure;
         }
       }
-      const raw = await t.session.api("POST", "/api/flake-updates/merge-and-deploy", { pr_number: pr, ...(hosts ? { hosts } : {}) });
+      const raw = await t.session.api("POST", "/api/flake-updates/merge-and-deploy", { pr_number: pr, ...(hosts ? { hosts } : {}), ...(canary !== undefined ? { canary } : {}) });
       const started = DeployAnswer.safeParse(raw);
       if (!started.success) throw new TerminalError("the hub's answer to the deploy does not match the API", ExitCode.failure);
       const rolloutId = (started.data.rollout_id ?? started.data.job_id)!;

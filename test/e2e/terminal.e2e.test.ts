@@ -154,6 +154,28 @@ describe("lockstep terminal client", () => {
     expect(status.hosts.every((h) => h.lastRollout?.id === id)).toBe(true);
   }, 300_000);
 
+  it("deploy --canary: the canary in the plan, checked before asking, and the rollout's canary phase", async () => {
+    expect((await lockstep(["deploy", "--canary", "Bad!", "--yes"])).code).toBe(2);
+    expect((await lockstep(["deploy", "--canary", "beta", "--hosts", "alpha", "--yes", "--pr", "1"])).code).toBe(2);
+    const unknown = await lockstep(["deploy", "--canary", "zeta", "--yes", "--pr", "1"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("unknown host(s): zeta");
+
+    const pr = await world.openLockUpdatePr({ input: "tools" });
+    await world.fleet.waitFor("alpha", "lock", (c) => c.summary.startsWith(`update PR #${pr.number} pending`), 30_000);
+    // alpha is flagged canary; --canary puts beta first instead.
+    const deploy = await lockstep(["deploy", "--canary", "beta", "--yes"]);
+    expect(deploy.code, deploy.stdout + deploy.stderr).toBe(0);
+    const plan = deploy.stdout.slice(0, deploy.stdout.indexOf("rollout "));
+    expect(plan).toContain(`plan: merge PR #${pr.number}, then roll out to the whole fleet (2 hosts)`);
+    expect(plan).toContain("canary: beta first, alone; the other hosts after it");
+    const id = /rollout (\S+) started/.exec(deploy.stdout)![1]!;
+    const json = JSON.parse((await lockstep(["rollout", id, "--json"])).stdout) as { state: string; phases: Array<{ name: string; hosts: string[] }> };
+    expect(json.state).toBe("completed");
+    expect(json.phases[0]).toEqual({ name: "canary", hosts: ["beta"] });
+    expect(json.phases.slice(1).flatMap((p) => p.hosts)).toEqual(["alpha"]);
+  }, 300_000);
+
   it("the password is never on a command line (ps) while a command runs", async () => {
     const child = spawn(process.execPath, [HUB_ENTRY, "watch", "--json"], { env, stdio: ["ignore", "pipe", "pipe"] });
     try {
