@@ -7,6 +7,7 @@ import { confirmDialog, showBanner } from "./notice.js";
 import { api } from "./api.js";
 import { lockDiffList, lockDiffText } from "./lock-diff.js";
 import { noExpectedState } from "./empty-hub.js";
+import { previewSection } from "./preview.js";
 
 export function activeRollout() {
   const all = [...app.rollouts.values()];
@@ -58,6 +59,7 @@ export function renderUpdateCard() {
     ),
     lockDiffList(p.lockDiff),
     p.superseded?.length ? el("p", { class: "host-sub", text: `supersedes ${p.superseded.map((n) => `#${n}`).join(", ")}` }) : "",
+    previewSection(p),
     mergeBtn,
   );
 }

@@ -96,6 +96,22 @@ export function onMessage(topic, payload, retained = false) {
       dirty.history = dirty.activity = true;
       return schedule();
     }
+    case "preview": {
+      let byHost = app.previews.get(parsed.pr);
+      if (!byHost) app.previews.set(parsed.pr, (byHost = new Map()));
+      if (d.empty) byHost.delete(parsed.host);
+      else if (!checks.preview(d.value, parsed.pr, parsed.host)) return rejectPayload(topic, "not a host preview");
+      else byHost.set(parsed.host, d.value);
+      dirty.fleet = true;
+      return schedule();
+    }
+    case "previewSummary": {
+      if (d.empty) app.previewSummaries.delete(parsed.pr);
+      else if (!checks.previewSummary(d.value, parsed.pr)) return rejectPayload(topic, "not a preview summary");
+      else app.previewSummaries.set(parsed.pr, d.value);
+      dirty.fleet = true;
+      return schedule();
+    }
     case "events": {
       if (d.empty || !checks.event(d.value)) return rejectPayload(topic, "not an audit event");
       addActivity([d.value]);

@@ -23,6 +23,11 @@ export const checks = {
   rollout: (v) => isObj(v) && isStr(v.id) && isStr(v.state) && Array.isArray(v.phases) && isObj(v.hosts) && isObj(v.counts),
   history: (v) => isObj(v) && isStr(v.rolloutId) && isStr(v.state) && Array.isArray(v.hosts),
   hubStatus: (v) => isObj(v) && isStr(v.version) && isObj(v.github) && typeof v.github.configured === "boolean" && (v.mqttPort === undefined || Number.isInteger(v.mqttPort)),
+  preview: (v, pr, host) =>
+    isObj(v) && v.pr === pr && v.host === host && isStr(v.headSha) && isStr(v.outcome) && isStr(v.summary) && isStr(v.builtOn) && Array.isArray(v.packages) &&
+    v.packages.every((c) => isObj(c) && isStr(c.name) && Array.isArray(c.old) && Array.isArray(c.new)) &&
+    (v.reboot == null || (isObj(v.reboot) && Array.isArray(v.reboot.changed))),
+  previewSummary: (v, pr) => isObj(v) && v.pr === pr && isStr(v.headSha) && isStr(v.text) && isObj(v.hosts) && Number.isInteger(v.hosts.total) && Number.isInteger(v.hosts.previewed),
   event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
 };
 

@@ -24,6 +24,12 @@ export const app = {
   expected: null,
   rollouts: new Map(),
   history: new Map(),
+  /** Previews of pending PRs: PR number → host → HostPreview (fleet/previews/<pr>/<host>). */
+  previews: new Map(),
+  /** PR number → PreviewSummary (fleet/preview-summaries/<pr>). */
+  previewSummaries: new Map(),
+  /** Hosts whose preview row the user opened (kept open across re-renders). */
+  openPreviews: new Set(),
   /** Audit events by id (GET /api/audit, then fleet/events live), at most MAX_ACTIVITY after a render. */
   activity: new Map(),
   hubOnline: null,

@@ -21,6 +21,7 @@ import { isFinalRolloutState } from "../../protocol/index.js";
 import { decodeJson } from "../../protocol/payload.js";
 import { Topics } from "../../protocol/topics.js";
 import { TestFleet, type FleetHostOptions } from "../fleet/fleet.js";
+import type { TestPackage } from "../fleet/repo.js";
 import { startTestBroker, type TestBroker } from "../support/brokers.js";
 import { startLocalGitHub, type LocalGitHub } from "../github/server.js";
 import { startHubProcess, type HubProcess } from "./hub-process.js";
@@ -211,11 +212,13 @@ export class LockstepWorld {
   }
 
   /**
-   * What the weekly GitHub action does: bump an input, `nix flake update` on a branch, push, and
-   * open the PR. Returns the PR number and its head.
+   * What the weekly GitHub action does: bump an input (or change its package set), `nix flake
+   * update` on a branch, push, and open the PR. Returns the PR number and its head.
    */
-  async openLockUpdatePr(opts: { input?: string; createdAt?: Date; branch?: string } = {}): Promise<{ number: number; headSha: string; branch: string }> {
-    this.fleet.repo.bumpInput(opts.input ?? "nixpkgs");
+  async openLockUpdatePr(opts: { input?: string; createdAt?: Date; branch?: string; packages?: Record<string, Partial<TestPackage>> } = {}): Promise<{ number: number; headSha: string; branch: string }> {
+    // With `packages`, the input's package set changes (versions, sizes, broken builds): what previews show.
+    if (opts.packages) this.fleet.repo.bumpPackages(opts.input ?? "nixpkgs", opts.packages);
+    else this.fleet.repo.bumpInput(opts.input ?? "nixpkgs");
     const upd = this.fleet.repo.lockUpdateBranch(opts.branch ?? "update_flake_lock_action");
     const number = await this.github.openPullRequest({
       head: upd.branch,
