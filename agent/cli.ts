@@ -4,6 +4,7 @@
  *   run --config FILE            run the agent (systemd / launchd start this)
  *   check-config --config FILE   validate a config file and print the result
  *   self-update ... | status ... standalone nightly self-update for hosts without a hub
+ *   boot-check ...               after a self-update's reboot: boot rollback if the new generation is unhealthy
  *   version
  *
  * Exit codes: 0 stopped on request, 1 runtime error, 2 usage or config error,
@@ -18,7 +19,7 @@ import { AGENT_VERSION } from "./version.js";
 
 const USAGE = `usage: lockstep-agent run --config FILE
        lockstep-agent check-config --config FILE
-       lockstep-agent self-update [options] | status [options]
+       lockstep-agent self-update [options] | status [options] | boot-check [options]
        lockstep-agent version
        lockstep-agent --help`;
 
@@ -33,6 +34,9 @@ commands:
                                standalone nightly update for hosts without a hub (see self-update --help)
   status [--config FILE] [--json] [--runs N]
                                the self-update's recent runs and its next scheduled run
+  boot-check [--config FILE] [--json]
+                               once per boot: after a self-update's reboot, roll back to the previous
+                               generation (once) if the new one is unhealthy (see self-update --help)
   version                      print the agent version
 
 config: a JSON file; a complete example is agent/example-config.json in the source (shipped as
@@ -102,6 +106,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "self-update":
     case "status":
+    case "boot-check":
       return runSelfUpdateCli(argv);
     case "version":
     case "--version":

@@ -4,19 +4,23 @@
  *
  *   lockstep-agent self-update [--config PATH] [--json]
  *   lockstep-agent status      [--config PATH] [--json] [--runs N]
+ *   lockstep-agent boot-check  [--config PATH] [--json]
  *
  * Exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a health check
- * stopped the run (nothing changed), 4 another run holds the lock (nothing changed).
+ * stopped the run (nothing changed), 4 another run holds the lock (nothing changed). Of
+ * boot-check: 0 healthy (or nothing to check), 1 unhealthy again after its one rollback, or the
+ * rollback failed, 5 rolled back (the previous generation is the boot default, rebooting).
  */
 import { existsSync } from "node:fs";
 import { z } from "zod";
 import { LockstepError } from "../../protocol/index.js";
 import { defaultSelfUpdateConfigPaths, loadSelfUpdateConfig, type SelfUpdateConfig } from "./config.js";
 import { runSelfUpdate } from "./run.js";
+import { runBootCheck } from "./boot-check.js";
 import { readRunRecords, type RunRecord, type RunOutcome } from "./runlog.js";
 import { runCommand } from "./exec.js";
 
-export const EXIT_CODES: Record<RunOutcome, number> = { succeeded: 0, failed: 1, unhealthy: 3, locked: 4 };
+export const EXIT_CODES: Record<RunOutcome, number> = { succeeded: 0, failed: 1, unhealthy: 3, locked: 4, "rolled-back": 5 };
 const EXIT_USAGE = 2;
 
 const HELP = `lockstep-agent self-update: update this host from its flake without a hub, meant for a
@@ -29,6 +33,13 @@ a broker configured, reported to the hub.
 
 lockstep-agent status shows the recorded runs and the next scheduled one.
 
+lockstep-agent boot-check runs once per boot (the lockstep-boot-check unit). After a reboot a
+self-update asked for, it checks within bootConfirmSeconds that the new generation is healthy
+(system state, required and bootCheck.activeUnits units, the host's test scripts); if not, it makes
+the previous generation the boot default and reboots, once: unhealthy again after that, it stops
+and reports. Every other boot it does nothing. Exit codes: 0 healthy or nothing to check, 1
+unhealthy again (stopped) or the rollback failed, 5 rolled back and rebooting.
+
 exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a health check
   stopped the run (nothing changed), 4 another run or an agent job holds the lock (nothing changed)
 `;
@@ -36,6 +47,7 @@ exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a h
 const USAGE = `usage:
   lockstep-agent self-update [--config PATH] [--json]
   lockstep-agent status      [--config PATH] [--json] [--runs N]
+  lockstep-agent boot-check  [--config PATH] [--json]
 default config: the first that exists of ${defaultSelfUpdateConfigPaths().join(", ")}
 `;
 
@@ -78,7 +90,7 @@ function formatRun(r: RunRecord): string {
 
 export async function runSelfUpdateCli(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command !== "self-update" && command !== "status") {
+  if (command !== "self-update" && command !== "status" && command !== "boot-check") {
     process.stderr.write(USAGE);
     return EXIT_USAGE;
   }
@@ -111,6 +123,16 @@ export async function runSelfUpdateCli(argv: string[]): Promise<number> {
       process.stdout.write(lines.concat(runs.map(formatRun)).join("\n") + "\n");
     }
     return 0;
+  }
+
+  if (command === "boot-check") {
+    const checked = await runBootCheck(cfg);
+    if (!checked) {
+      process.stdout.write(flags.json ? "null\n" : "no reboot into a new generation is waiting for its boot check\n");
+      return 0;
+    }
+    process.stdout.write(flags.json ? JSON.stringify(checked) + "\n" : formatRun(checked) + "\n");
+    return EXIT_CODES[checked.outcome];
   }
 
   const record = await runSelfUpdate(cfg);

@@ -79,6 +79,30 @@ export const RebootConfig = z
   .strict();
 export type RebootConfig = z.infer<typeof RebootConfig>;
 
+/** What `lockstep-agent boot-check` checks after booting a new generation, besides health.systemState and health.failedUnits.required. */
+export const BootCheckConfig = z
+  .object({
+    /** Units that must be active once booted (e.g. lockstep-agent.service: the agent's own start). */
+    activeUnits: z.array(z.string().regex(UNIT_NAME, "a systemd unit name like lockstep-agent.service")).default([]),
+    activeUnitArgv: Argv.default(["systemctl", "is-active", "--quiet", "{unit}"]),
+    /** Run the host's test scripts (<checkoutDir>/<testsDir>/common and /<host>), as the agent's `test` does. */
+    tests: z.boolean().default(true),
+    testsDir: z
+      .string()
+      .refine((p) => !p.startsWith("/") && !p.split("/").includes(".."), "must be a path inside the checkout (relative, no ..)")
+      .default("tests"),
+    /** How often a state that is still starting is asked again. */
+    pollSeconds: z.number().positive().max(300).default(5),
+    /**
+     * Make the previous generation the boot default, with {profile} {generation} {host}. Default per
+     * profile: nixos `nix-env --switch-generation` + its `switch-to-configuration boot` (what
+     * `nixos-rebuild boot --rollback` does: bootloader entry, no activation now).
+     */
+    rollbackArgvs: z.array(Argv).min(1).optional(),
+  })
+  .strict();
+export type BootCheckConfig = z.infer<typeof BootCheckConfig>;
+
 /** Same shape as the agent config's `broker` (agent/config.ts), so one set of NixOS options feeds both. */
 export const BrokerReportConfig = z
   .object({
@@ -122,7 +146,14 @@ export const SelfUpdateConfig = z
     stepTimeoutSeconds: z.number().int().positive().default(3600),
     health: HealthConfig.prefault({}),
     reboot: RebootConfig.prefault({}),
-    /** When set, each run is also reported to the hub as a job (op "self-update"). */
+    /**
+     * After a reboot the self-update asked for, `lockstep-agent boot-check` (boot-check.ts) has this
+     * long to see the new generation healthy; otherwise it makes the previous generation the boot
+     * default and reboots, once.
+     */
+    bootConfirmSeconds: z.number().int().positive().max(86_400).default(600),
+    bootCheck: BootCheckConfig.prefault({}),
+    /** When set, each run is also reported to the hub as a job (op "self-update"; a boot check: "boot-check"). */
     broker: BrokerReportConfig.nullable().default(null),
     topicPrefix: z.string().default("lockstep"),
     /** Extra environment for git and nix (e.g. NIX_CONFIG). */
@@ -189,4 +220,19 @@ export function profileCommands(cfg: SelfUpdateConfig, system: string): ProfileC
     build: cfg.buildArgv ?? ["nix", "build", "{flake}#{attr}", "-o", "{out}"],
     switches: cfg.switchArgvs ?? d.switches,
   };
+}
+
+/** How a profile makes generation {generation} the boot default again (boot-check.ts). */
+export function bootRollbackArgvs(cfg: SelfUpdateConfig): string[][] {
+  if (cfg.bootCheck.rollbackArgvs) return cfg.bootCheck.rollbackArgvs;
+  const select = ["nix-env", "--profile", "{profile}", "--switch-generation", "{generation}"];
+  switch (cfg.profile) {
+    case "nixos":
+      return [select, ["{profile}/bin/switch-to-configuration", "boot"]];
+    case "darwin":
+    case "home-manager":
+      return [select, ["{profile}/activate"]];
+    default:
+      return [select];
+  }
 }

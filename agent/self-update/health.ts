@@ -9,7 +9,8 @@ import { UNIT_NAME, type HealthConfig } from "./config.js";
 import { runCommand } from "./exec.js";
 
 export interface HealthResult {
-  check: "disk" | "system-state" | "failed-units" | "uptime";
+  /** unit and test: the boot check's active units and test scripts (boot-check.ts). */
+  check: "disk" | "system-state" | "failed-units" | "uptime" | "unit" | "test";
   ok: boolean;
   detail: string;
 }

@@ -11,17 +11,19 @@ import type { BrokerReportConfig } from "./config.js";
 import type { RunRecord } from "./runlog.js";
 
 export const SELF_UPDATE_OP = "self-update";
+/** The check after booting a generation a self-update rebooted into (boot-check.ts). */
+export const BOOT_CHECK_OP = "boot-check";
 
 export function jobStateOf(record: RunRecord, phase: "running" | "finished"): JobState {
   const state = phase === "running" ? "running" : record.outcome === "succeeded" ? "succeeded" : record.outcome === "locked" ? "rejected" : "failed";
   return JobState.parse({
     id: record.id,
     host: record.host,
-    op: SELF_UPDATE_OP,
+    op: record.kind === "boot-check" ? BOOT_CHECK_OP : SELF_UPDATE_OP,
     state,
-    summary: phase === "running" ? "self-update running" : record.summary,
+    summary: phase === "running" ? `${record.kind ?? "self-update"} running` : record.summary,
     error: phase === "finished" ? record.error : undefined,
-    requestedBy: "self-update timer",
+    requestedBy: record.kind === "boot-check" ? "boot check after a self-update reboot" : "self-update timer",
     generationBefore: record.generationBefore,
     generationAfter: phase === "finished" ? record.generationAfter : undefined,
     commit: phase === "finished" && record.commitAfter && /^[0-9a-f]{40}$/.test(record.commitAfter) ? record.commitAfter : undefined,

@@ -23,6 +23,7 @@ import { gitSshCommand } from "../git.js";
 import { appendRunRecord, type RunRecord, type RunStep, type RunOutcome } from "./runlog.js";
 import { connectReporter, jobStateOf, type RunReporter } from "./report.js";
 import { rebootNeeded } from "./system.js";
+import { bootPendingFor, clearBootPending, writeBootPending } from "./boot-check.js";
 import { readProfile } from "../profile.js";
 import { isWithinWindow } from "../../protocol/windows.js";
 import { expandArgv, localNixSystem, updateInputsArgv } from "../os-profiles.js";
@@ -230,8 +231,13 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   if (rebootArgv) {
     const t0 = performance.now();
     const at = new Date();
+    // Left before the reboot, for the boot check that follows it (boot-check.ts: boot rollback).
+    const pending = record.systemPath ? bootPendingFor(cfg, record.id, record.systemPath) : undefined;
+    if (pending) writeBootPending(cfg.stateDir, pending);
+    else runLog.warn({ bootedSystem: cfg.reboot.bootedSystem }, "the booted system is no generation of the profile: the boot check after this reboot cannot roll back");
     const r = await run(rebootArgv);
     const ok = r.exitCode === 0;
+    if (!ok && pending) clearBootPending(cfg.stateDir);
     steps.push({ name: "reboot", status: ok ? "ok" : "failed", startedAt: at.toISOString(), durationMs: Math.round(performance.now() - t0), detail: ok ? `ran ${rebootArgv[0]}` : describeFailure(r) });
     if (!ok && record.reboot) {
       record.reboot.requested = false;

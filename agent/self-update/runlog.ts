@@ -10,7 +10,7 @@ import { z } from "zod";
 export const RUN_LOG_FILE = "self-update-runs.jsonl";
 
 /** reboot-check decides whether a reboot is needed and allowed; reboot is running the command. */
-export const STEP_NAMES = ["lock", "health", "update", "build", "switch", "reboot-check", "reboot"] as const;
+export const STEP_NAMES = ["lock", "health", "update", "build", "switch", "reboot-check", "reboot", "boot-check", "boot-rollback"] as const;
 export const RunStep = z.object({
   name: z.enum(STEP_NAMES),
   status: z.enum(["ok", "failed", "skipped"]),
@@ -23,15 +23,20 @@ export type RunStep = z.infer<typeof RunStep>;
 /**
  * succeeded: updated (or already current); unhealthy: a health check stopped the run before any
  * change; failed: update, build or switch failed (the running generation is untouched unless the
- * switch itself failed); locked: another run was in progress.
+ * switch itself failed); locked: another run was in progress. A boot check (kind "boot-check"):
+ * succeeded, the new generation booted healthy; rolled-back, it did not, the previous generation
+ * is the boot default again and the host reboots; failed, unhealthy again after that rollback
+ * (stopped: no second reboot) or the rollback itself failed.
  */
-export const RUN_OUTCOMES = ["succeeded", "unhealthy", "failed", "locked"] as const;
+export const RUN_OUTCOMES = ["succeeded", "unhealthy", "failed", "locked", "rolled-back"] as const;
 export const RunOutcome = z.enum(RUN_OUTCOMES);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
 export const RunRecord = z.object({
   id: z.string(),
   host: z.string(),
+  /** "boot-check": the check after booting the generation a run rebooted into (boot-check.ts); absent: a self-update run. */
+  kind: z.literal("boot-check").optional(),
   mode: z.enum(["flake-update", "git-pull"]),
   startedAt: z.string(),
   finishedAt: z.string(),

@@ -16,7 +16,10 @@ let
   # selfCheck: the agent compares itself with the installed one (after a switch it restarts into
   # it, exit 75); settings may override it.
   agentJson = json.generate "lockstep-agent.json" (lockstep.recursiveMerge { selfCheck.path = "/run/current-system/sw/bin/lockstep-agent"; } (lockstep.agentConfig { inherit cfg stateDir; kind = cfg.profile; }));
-  selfUpdateJson = json.generate "lockstep-self-update.json" (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; });
+  # The boot check counts the agent daemon's start among a healthy boot (settings may override it).
+  selfUpdateJson = json.generate "lockstep-self-update.json" (lockstep.recursiveMerge
+    { bootCheck.activeUnits = lib.optional cfg.enable "lockstep-agent.service"; }
+    (lockstep.selfUpdateConfig { inherit cfg stateDir; kind = cfg.profile; }));
 
   # git for the checkout, nix for builds, ssh for deploy keys, systemctl/shutdown for health and
   # reboot, nixos-rebuild for the agent's nixos profile.
@@ -104,6 +107,26 @@ in
           # 4: another run held the lock and this one did nothing; not a failure of the unit.
           SuccessExitStatus = "4";
         };
+      };
+
+      # Boot rollback: after a reboot the self-update asked for, the new generation must prove healthy
+      # within bootConfirmSeconds or the previous one becomes the boot default again (once). Started
+      # by a timer after boot, not as part of it: it waits for systemd to report the boot finished.
+      systemd.services.lockstep-boot-check = lib.mkIf cfg.selfUpdate.reboot.enable {
+        description = "Lockstep boot check (roll back once to the previous generation if the new one is unhealthy)";
+        path = toolPath;
+        restartIfChanged = false;
+        stopIfChanged = false;
+        unitConfig.X-StopOnRemoval = false;
+        serviceConfig = hardening // {
+          Type = "oneshot";
+          ExecStart = "${cfg.package}/bin/lockstep-agent boot-check --config ${selfUpdateConfigFile}";
+        };
+      };
+      systemd.timers.lockstep-boot-check = lib.mkIf cfg.selfUpdate.reboot.enable {
+        description = "Lockstep boot check, once per boot";
+        wantedBy = [ "timers.target" ];
+        timerConfig.OnBootSec = "30s";
       };
 
       systemd.timers.lockstep-self-update = {

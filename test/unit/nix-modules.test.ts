@@ -198,7 +198,15 @@ describe("services.lockstep-agent (NixOS)", () => {
     const svc = h.config.systemd.services["lockstep-self-update"];
     expect(svc).toMatchObject({ restartIfChanged: false, stopIfChanged: false, serviceConfig: { Type: "oneshot", SuccessExitStatus: "4" } });
     expect(svc.serviceConfig.ExecStart).toMatch(/bin\/lockstep-agent self-update --config \/etc\/lockstep\/self-update\.json$/);
+    // Boot rollback: a check once per boot, after the boot (a timer), counting the agent's own start.
+    expect(h.config.systemd.timers["lockstep-boot-check"]).toMatchObject({ wantedBy: ["timers.target"], timerConfig: { OnBootSec: "30s" } });
+    const boot = h.config.systemd.services["lockstep-boot-check"];
+    expect(boot).toMatchObject({ restartIfChanged: false, stopIfChanged: false, serviceConfig: { Type: "oneshot" } });
+    expect(boot.wantedBy ?? []).toEqual([]);
+    expect(boot.serviceConfig.ExecStart).toMatch(/bin\/lockstep-agent boot-check --config \/etc\/lockstep\/self-update\.json$/);
+    expect(JSON.parse(h.config.environment.etc["lockstep/self-update.json"].source.text).bootCheck).toEqual({ activeUnits: ["lockstep-agent.service"] });
     const jittered = harness("nixos-agent.nix", "lockstep-agent", { selfUpdate: { enable: true, randomizedDelaySec: 300, days: ["sun"] }, repo: { url: "x" } }, { hostConfig: { networking: { hostName: "beta" } } });
+    expect(JSON.parse(jittered.config.environment.etc["lockstep/self-update.json"].source.text).bootCheck).toEqual({ activeUnits: [] });
     expect(jittered.config.systemd.timers["lockstep-self-update"].timerConfig).toMatchObject({ RandomizedDelaySec: 300, OnCalendar: expect.stringMatching(/^Sun \*-\*-\* 03:\d\d:00$/) });
     // Self-update alone (a home lab without hub): no agent daemon, no broker needed.
     expect(jittered.config.systemd.services["lockstep-agent"]).toBeUndefined();
