@@ -88,6 +88,8 @@ export const PreviewSettings = z
     /** Preview PRs that change more than flake.lock. */
     allowMoreThanLock: z.boolean().default(false),
     gating: z.enum(PREVIEW_MERGE_POLICIES).optional(),
+    /** One comment on the PR with the preview table, edited in place when the preview changes (github/preview-comment.ts). */
+    githubComment: z.boolean().default(false),
   })
   .transform((p, ctx) => {
     if (!p.enabled && p.gating !== undefined && p.gating !== "ignore") {
@@ -97,7 +99,7 @@ export const PreviewSettings = z
     const build = p.build ?? (gating === "all" ? "all" : "canary");
     const enough = gating === "ignore" || build === "all" || (gating === "canary" && build === "canary");
     if (!enough) ctx.addIssue({ code: "custom", path: ["build"], message: `gating "${gating}" needs ${gating === "all" ? "every affected host" : "the canary hosts"} to build, but build is "${build}": set build to "${gating}" (or lower gating)` });
-    return { enabled: p.enabled, build, allowForks: p.allowForks, allowMoreThanLock: p.allowMoreThanLock, gating };
+    return { enabled: p.enabled, build, allowForks: p.allowForks, allowMoreThanLock: p.allowMoreThanLock, gating, githubComment: p.githubComment };
   });
 export type PreviewSettings = z.infer<typeof PreviewSettings>;
 
@@ -189,6 +191,7 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_PREVIEWS_ALLOW_FORKS", path: ["previews", "allowForks"], kind: "boolean" },
   { env: "LOCKSTEP_PREVIEWS_ALLOW_MORE_THAN_LOCK", path: ["previews", "allowMoreThanLock"], kind: "boolean" },
   { env: "LOCKSTEP_PREVIEWS_GATING", path: ["previews", "gating"], kind: "string" },
+  { env: "LOCKSTEP_PREVIEWS_GITHUB_COMMENT", path: ["previews", "githubComment"], kind: "boolean" },
   { env: "LOCKSTEP_HA_ENABLED", path: ["homeAssistant", "enabled"], kind: "boolean" },
   { env: "LOCKSTEP_BRIDGE_URL", path: ["bridge", "url"], kind: "string" },
   { env: "LOCKSTEP_BRIDGE_USERNAME", path: ["bridge", "username"], kind: "string" },

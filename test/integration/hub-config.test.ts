@@ -74,7 +74,8 @@ describe("hub config", () => {
       writeFileSync(file, JSON.stringify(content));
       return () => loadHubConfig({ file, dataDir: dir, env });
     };
-    expect(load({})().previews).toEqual({ enabled: true, build: "all", allowForks: false, allowMoreThanLock: false, gating: "all" });
+    expect(load({})().previews).toEqual({ enabled: true, build: "all", allowForks: false, allowMoreThanLock: false, gating: "all", githubComment: false });
+    expect(load({}, { LOCKSTEP_PREVIEWS_GITHUB_COMMENT: "true" })().previews.githubComment).toBe(true);
     // Gating on the canary only needs the canary to build; previews off means nothing to gate on.
     expect(load({ previews: { gating: "canary" } })().previews).toMatchObject({ build: "canary", gating: "canary" });
     expect(load({ previews: { enabled: false } })().previews).toMatchObject({ enabled: false, gating: "ignore" });
