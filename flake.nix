@@ -95,7 +95,7 @@
         });
 
       devShells = forAllSystems (pkgs: {
-        default = pkgs.mkShell { packages = [ pkgs.nodejs_20 pkgs.git pkgs.nix ]; };
+        default = pkgs.mkShell { packages = [ pkgs.nodejs_22 pkgs.git pkgs.nix ]; };
       });
     };
 }

@@ -8,7 +8,7 @@
 # (docs/nix.md, "What is pinned").
 { lib
 , buildNpmPackage
-, nodejs_20
+, nodejs_22
 , makeWrapper
 , git
 , nix
@@ -20,7 +20,9 @@ in
 buildNpmPackage {
   pname = "lockstep";
   inherit (packageJson) version;
-  nodejs = nodejs_20;
+  # Node 22 (LTS to 2027-04): nixpkgs marked nodejs_20 insecure after Node 20's end of life
+  # (2026-04-30) and then dropped it, so the pinned nixpkgs would refuse to build with it.
+  nodejs = nodejs_22;
 
   # Only what `npm run build` and the install read, so editing docs/, nix/ or test/ (or a README
   # next to the code) does not rebuild the package.
@@ -64,11 +66,11 @@ buildNpmPackage {
     for dir in flows dashboard; do
       if [ -d "$dir" ]; then cp -r "$dir" $out/lib/lockstep/; fi
     done
-    makeWrapper ${nodejs_20}/bin/node $out/bin/lockstep \
+    makeWrapper ${nodejs_22}/bin/node $out/bin/lockstep \
       --add-flags $out/lib/lockstep/dist/hub/cli.js
     # The agent runs git and nix. --suffix: the host's own nix and git (NixOS: config.nix.package)
     # come first on PATH; these are the fallback that makes the agent work anywhere.
-    makeWrapper ${nodejs_20}/bin/node $out/bin/lockstep-agent \
+    makeWrapper ${nodejs_22}/bin/node $out/bin/lockstep-agent \
       --add-flags $out/lib/lockstep/dist/agent/cli.js \
       --suffix PATH : ${lib.makeBinPath [ git nix openssh ]}
     runHook postInstall

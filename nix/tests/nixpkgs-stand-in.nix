@@ -35,7 +35,7 @@ let
       self = {
         inherit lib;
         stdenv.hostPlatform = { inherit system; isLinux = builtins.elem system lib.platforms.linux; isDarwin = builtins.elem system lib.platforms.darwin; };
-        nodejs_20 = drv "nodejs-20";
+        nodejs_22 = drv "nodejs-22";
         makeWrapper = drv "make-wrapper";
         git = drv "git";
         nix = drv "nix";

@@ -1,13 +1,16 @@
 /**
  * flake.nix's outputs, evaluated against a stand-in for nixpkgs (nix/tests/nixpkgs-stand-in.nix)
  * because nixpkgs cannot be fetched here: the output names users and `nix flake check` rely on,
- * the package definition, the overlay, and the modules' default package.
+ * the package definition, the overlay, and the modules' default package. And flake.lock: read
+ * with Lockstep's own lock reader, and accepted by Nix as the lock of flake.nix (offline).
  */
 import { describe, it, expect } from "vitest";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nixEnv } from "../fleet/nix-env.js";
+import { parseFlakeLock, readLockInputs } from "../../protocol/flake-lock.js";
 
 const ROOT = join(__dirname, "..", "..");
 const PRELUDE = `let flake = import ./flake.nix; nixpkgs = import ./nix/tests/nixpkgs-stand-in.nix; self = flake.outputs { inherit self nixpkgs; }; in`;
@@ -51,7 +54,7 @@ describe("flake.nix", () => {
     const pkg = evalFlake<Record<string, string>>(`{ inherit (self.packages.x86_64-linux.lockstep) pname version npmDepsHash npmBuildScript installPhase installCheckPhase; main = self.packages.x86_64-linux.lockstep.meta.mainProgram; default = self.packages.x86_64-linux.default.name; }`);
     expect(pkg).toMatchObject({ pname: "lockstep", version, npmBuildScript: "build", main: "lockstep-agent", default: `lockstep-${version}` });
     expect(pkg.npmDepsHash).toMatch(/^sha256-[A-Za-z0-9+/]{43}=$/);
-    expect(pkg.installPhase).toContain("makeWrapper /nix/store/00000000000000000000000000000000-nodejs-20/bin/node $out/bin/lockstep \\\n");
+    expect(pkg.installPhase).toContain("makeWrapper /nix/store/00000000000000000000000000000000-nodejs-22/bin/node $out/bin/lockstep \\\n");
     expect(pkg.installPhase).toContain("--add-flags $out/lib/lockstep/dist/agent/cli.js");
     expect(pkg.installPhase).toMatch(/--suffix PATH : \S*-git\/bin:\S*-nix\/bin:\S*-openssh\/bin/);
     expect(pkg.installCheckPhase).toContain(`grep -qx '${version}'`);
@@ -102,5 +105,45 @@ describe("flake.nix", () => {
       modules = map (m: force (m moduleArgs)) (builtins.concatMap builtins.attrValues [ self.nixosModules self.darwinModules self.homeModules ]);
     }`);
     expect(r).toEqual({ packages: true, devShells: true, checks: Object.fromEntries(SYSTEMS.map((s) => [s, true])), overlay: true, modules: [true, true, true, true, true, true, true] });
+  });
+});
+
+describe("flake.lock", () => {
+  const lock = parseFlakeLock(readFileSync(join(ROOT, "flake.lock"), "utf8"));
+
+  it("locks every input of flake.nix, and nothing else", () => {
+    const declared = evalFlake<string[]>("builtins.attrNames flake.inputs");
+    const locked = [...readLockInputs(lock).inputs.keys()];
+    expect(locked).toEqual(declared);
+  });
+
+  it("pins nixpkgs to one nixos-unstable revision with the hash Nix checks it against", () => {
+    const url = evalFlake<string>("flake.inputs.nixpkgs.url");
+    const [owner, repo, ref] = url.replace(/^github:/, "").split("/");
+    const node = lock.nodes[lock.nodes[lock.root]!.inputs!.nixpkgs as string]!;
+    // `original` is what flake.nix asks for: Nix re-locks (downloads) when they differ.
+    expect(node.original).toEqual({ type: "github", owner, repo, ref });
+    expect(node.locked).toMatchObject({ type: "github", owner: "NixOS", repo: "nixpkgs" });
+    const locked = node.locked as { rev: string; narHash: string; lastModified: number };
+    expect(locked.rev).toMatch(/^[0-9a-f]{40}$/);
+    expect(locked.narHash).toMatch(/^sha256-[A-Za-z0-9+/]{43}=$/);
+    // A nixpkgs from after Node 20's end of life (2026-04-30), where nodejs_20 is insecure or gone:
+    // the package and the dev shell build with Node 22 (the stand-in has no nodejs_20 at all).
+    expect(locked.lastModified).toBeGreaterThan(Date.parse("2026-04-30T00:00:00Z") / 1000);
+    expect(evalFlake<string>("self.packages.x86_64-linux.lockstep.nodejs.name")).toBe("nodejs-22");
+    expect(evalFlake<string[]>("map (p: p.name) self.devShells.x86_64-linux.default.packages")).toContain("nodejs-22");
+  });
+
+  it("is the lock Nix itself takes for flake.nix: no input to add, drop or re-lock (offline)", () => {
+    // Only flake.nix and flake.lock: locking reads nothing else, and the checkout is large.
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-flake-lock-"));
+    try {
+      for (const f of ["flake.nix", "flake.lock"]) copyFileSync(join(ROOT, f), join(dir, f));
+      execFileSync("nix", ["--extra-experimental-features", "nix-command flakes", "flake", "lock", "--offline", "--no-update-lock-file", `path:${dir}`], { env: nixEnv(), encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      // Nix rewrites a lock it changed; this one it left as it was.
+      expect(readFileSync(join(dir, "flake.lock"), "utf8")).toBe(readFileSync(join(ROOT, "flake.lock"), "utf8"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
