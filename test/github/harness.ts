@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { FleetRepo } from "../fleet/repo.js";
+import { FleetRepo, type LockUpdate } from "../fleet/repo.js";
 import { OpenApiChecker } from "./openapi.js";
 import { startLocalGitHub, type LocalGitHub } from "./server.js";
 import { GitHubClient, type GitHubClientOptions } from "../../github/client.js";
@@ -34,9 +34,24 @@ export interface GitHubHarness {
   /** Make another client (e.g. with other options) against the same server. */
   newClient(opts?: GitHubClientOptions, config?: Partial<GitHubConfigInput>): GitHubClient;
   configWith(overrides: Partial<GitHubConfigInput>): GitHubConfig;
+  /**
+   * Open a lock-update PR the way an updater does: bump the `bump` inputs (default nixpkgs; each
+   * call a day after the last, from 2026-11-11), `nix flake update` (or only `inputs`) on
+   * `branch`, and a PR with the update-flake-lock action's title, labels and body unless given.
+   */
+  newLockUpdate(opts?: NewLockUpdate): Promise<{ upd: LockUpdate; n: number }>;
   /** OpenAPI violations since the last call (drains them). */
   violations(): string[];
   stop(): Promise<void>;
+}
+
+export interface NewLockUpdate {
+  branch?: string;
+  bump?: string[];
+  inputs?: string[];
+  title?: string;
+  labels?: string[];
+  createdAt?: Date;
 }
 
 export const FAST_CLIENT: GitHubClientOptions = { retryBaseMs: 5, rateLimitBaseMs: 20, writeSpacingMs: 0 };
@@ -53,6 +68,22 @@ export async function startGitHubHarness(opts: { hosts?: string[]; config?: Part
   const config = configWith({});
   const newClient = (o: GitHubClientOptions = {}, c: Partial<GitHubConfigInput> = {}) => new GitHubClient(configWith(c), { logger, ...FAST_CLIENT, ...opts.client, ...o });
   const client = newClient();
+  let date = Date.parse("2026-11-10T12:00:00Z");
+  const newLockUpdate = async (o: NewLockUpdate = {}) => {
+    for (const input of o.bump ?? ["nixpkgs"]) {
+      date += 86_400_000;
+      fleet.bumpInput(input, new Date(date));
+    }
+    const upd = fleet.lockUpdateBranch(o.branch ?? "update_flake_lock_action", o.inputs);
+    const n = await server.openPullRequest({
+      head: upd.branch,
+      title: o.title ?? "flake.lock: Update",
+      labels: o.labels ?? ["automated", "dependencies"],
+      body: upd.prBody,
+      ...(o.createdAt ? { createdAt: o.createdAt } : {}),
+    });
+    return { upd, n };
+  };
   return {
     root,
     fleet,
@@ -62,6 +93,7 @@ export async function startGitHubHarness(opts: { hosts?: string[]; config?: Part
     logs,
     newClient,
     configWith,
+    newLockUpdate,
     violations: () => server.contractViolations.splice(0),
     async stop() {
       await server.stop();

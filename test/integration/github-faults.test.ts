@@ -14,22 +14,13 @@ const levelOf = (line: string) => (JSON.parse(line) as { level: number }).level;
 
 describe("GitHub faults: timeouts, no serial queue, no write retries, quiet 304s", () => {
   let h: GitHubHarness;
-  let date = Date.parse("2026-11-10T12:00:00Z");
-  const newUpdate = async () => {
-    date += 86_400_000;
-    h.fleet.bumpInput("nixpkgs", new Date(date));
-    const upd = h.fleet.lockUpdateBranch("update_flake_lock_action");
-    const n = await h.server.openPullRequest({ head: upd.branch, title: "flake.lock: Update", labels: ["automated", "dependencies"], body: upd.prBody });
-    return { upd, n };
-  };
-
   beforeAll(async () => {
     h = await startGitHubHarness();
   });
   afterEach(async () => {
     h.server.clearFaults();
     for (const n of h.server.openPullNumbers()) await h.server.closePullRequest(n);
-    h.violations();
+    expect(h.violations()).toEqual([]);
   });
   afterAll(async () => h?.stop());
 
@@ -56,7 +47,7 @@ describe("GitHub faults: timeouts, no serial queue, no write retries, quiet 304s
   });
 
   it("a stalled write times out once and is not retried", async () => {
-    const { upd, n } = await newUpdate();
+    const { upd, n } = await h.newLockUpdate();
     const client = h.newClient({ requestTimeoutMs: 800 });
     h.server.injectFault({ path: "/merge", method: "PUT", stall: true, times: 5 });
     h.server.resetStats();
@@ -67,7 +58,7 @@ describe("GitHub faults: timeouts, no serial queue, no write retries, quiet 304s
   });
 
   it("a 5xx on a write says it was not retried; no log line claims a retry", async () => {
-    const { upd, n } = await newUpdate();
+    const { upd, n } = await h.newLockUpdate();
     const before = h.logs.lines.length;
     h.server.injectFault({ path: "/merge", status: 502, times: 5 });
     const err = (await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha }).catch((e: unknown) => e)) as GitHubError;

@@ -13,15 +13,6 @@ function git(repo: string, ...args: string[]): string {
 
 describe("merging and reverting lock updates (real git behind the local GitHub)", () => {
   let h: GitHubHarness;
-  let date = Date.parse("2026-11-10T12:00:00Z");
-  const newUpdate = async (branch = "update_flake_lock_action") => {
-    date += 86_400_000;
-    h.fleet.bumpInput("nixpkgs", new Date(date));
-    const upd = h.fleet.lockUpdateBranch(branch);
-    const n = await h.server.openPullRequest({ head: upd.branch, title: "flake.lock: Update", labels: ["automated", "dependencies"], body: upd.prBody });
-    return { upd, n };
-  };
-
   beforeAll(async () => {
     h = await startGitHubHarness();
   });
@@ -35,7 +26,7 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
   it("merges with the head guard into a real merge commit, then reverts by PR byte for byte", async () => {
     const lockBefore = h.fleet.show(h.fleet.head(), "flake.lock");
     const baseBefore = h.fleet.head();
-    const { upd, n } = await newUpdate();
+    const { upd, n } = await h.newLockUpdate();
     h.server.addCheckRun(upd.sha, { name: "nix flake check", conclusion: "success" });
     const d = await detectPendingUpdate(h.client, h.config);
     expect(d.pending?.ci.state).toBe("success");
@@ -66,7 +57,7 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
 
   it("squash merge, then a direct-commit revert restores the lock on the base branch", async () => {
     const lockBefore = h.fleet.show(h.fleet.head(), "flake.lock");
-    const { upd, n } = await newUpdate();
+    const { upd, n } = await h.newLockUpdate();
     const result = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha, method: "squash" });
     expect(git(h.fleet.origin, "rev-list", "--parents", "-n", "1", result.mergeCommitSha).split(" ")).toHaveLength(2);
     expect(h.fleet.show(result.mergeCommitSha, "flake.lock")).not.toBe(lockBefore);
@@ -80,7 +71,7 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
   });
 
   it("rebase merge replays the update commit onto a base that moved on", async () => {
-    const { upd, n } = await newUpdate();
+    const { upd, n } = await h.newLockUpdate();
     const baseMoved = h.fleet.commit({ "README.md": "fleet notes\n" }, "docs: notes");
     const result = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha, method: "rebase" });
     expect(result.method).toBe("rebase");
@@ -92,7 +83,7 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
   });
 
   it("mergeable null ('computing') is asked again a bounded number of times", async () => {
-    const { n } = await newUpdate();
+    const { n } = await h.newLockUpdate();
     h.server.setMergeable(n, null, 2); // GitHub computes for two answers, then knows
     h.server.resetStats();
     const d = await detectPendingUpdate(h.client, h.config, { mergeableRetries: 3, mergeableRetryDelayMs: 5 });
@@ -116,11 +107,10 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
   });
 
   it("a PR whose head moved after it was checked is not merged (409)", async () => {
-    const { n } = await newUpdate();
+    const { n } = await h.newLockUpdate();
     const checked = (await detectPendingUpdate(h.client, h.config)).pending!;
     // Someone pushes a new lock update to the same branch after the check.
-    date += 86_400_000;
-    h.fleet.bumpInput("tools", new Date(date));
+    h.fleet.bumpInput("tools", new Date("2026-12-31T12:00:00Z"));
     const moved = h.fleet.lockUpdateBranch("update_flake_lock_action");
     expect(moved.sha).not.toBe(checked.headSha);
     const baseBefore = h.fleet.head();
@@ -136,7 +126,7 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
   });
 
   it("405, 409 and 422 answers become typed refusals with clear text", async () => {
-    const { upd, n } = await newUpdate();
+    const { upd, n } = await h.newLockUpdate();
     h.server.injectFault({ path: "/merge", status: 405, message: "Required status check \"nix flake check\" is expected." });
     let err = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha }).catch((e) => e);
     expect(err).toBeInstanceOf(MergeRefusedError);
@@ -172,7 +162,7 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
   });
 
   it("guards: CI must be green, the PR old enough, and mergeability known", async () => {
-    const { upd, n } = await newUpdate("update-nixfleet-nixpkgs");
+    const { upd, n } = await h.newLockUpdate({ branch: "update-nixfleet-nixpkgs" });
     h.server.setStatus(upd.sha, "failure", "ci/test", "nix build failed");
     h.server.setMergeable(n, null, 100);
     const d = await detectPendingUpdate(h.client, h.config, { mergeableRetries: 2, mergeableRetryDelayMs: 5 });
@@ -203,7 +193,7 @@ describe("merging and reverting lock updates (real git behind the local GitHub)"
     expect([e5xx.code, e5xx.status]).toEqual(["github-server-error", 503]);
     expect(h.server.requests.filter((r) => r.status === 503)).toHaveLength(3); // 1 + 2 retries
     // Writes are not retried: the merge may have happened although the answer failed.
-    const { upd, n } = await newUpdate();
+    const { upd, n } = await h.newLockUpdate();
     h.server.injectFault({ path: "/merge", status: 502, times: 5 });
     const e502 = await mergeUpdate(h.client, h.config, { number: n, expectedHeadSha: upd.sha }).catch((e) => e);
     expect([e502.code, e502.status]).toEqual(["github-server-error", 502]);
