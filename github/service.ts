@@ -8,12 +8,13 @@
 import type { Logger } from "pino";
 import { gitHubFailedEvent, mergeRefusedEvent, prMergedEvent, revertMergedEvent } from "../protocol/audit.js";
 import { LockstepError } from "../protocol/errors.js";
-import type { AuditEvent, PendingUpdate } from "../protocol/schemas.js";
+import { updateParts } from "../protocol/pending-update.js";
+import type { AuditEvent, PendingPart, PendingUpdate } from "../protocol/schemas.js";
 import { GitHubClient } from "./client.js";
 import { loadGitHubConfig, type GitHubConfig, type GitHubConfigInput } from "./config.js";
-import { changesMoreThanLock, describePendingUpdate, matchRules } from "./detect.js";
+import { changesMoreThanLock, describePendingUpdate, detectPendingUpdate, matchRules } from "./detect.js";
 import { NotAnUpdateError, type GitHubError } from "./errors.js";
-import { assertMergeAllowed, mergeUpdate, MergeRefusedError, type CiGuard, type MergeResult } from "./merge.js";
+import { assertUpdateMergeAllowed, mergeInOrder, MergeRefusedError, PartialMergeError, type CiGuard, type MergeResult } from "./merge.js";
 import { UpdateWatcher } from "./poller.js";
 import { revertLockUpdate, type RevertResult } from "./revert.js";
 import { describeLockstepRevert, lockstepRevertOf, openLockstepReverts, type RevertMarker } from "./own-revert.js";
@@ -32,6 +33,46 @@ export interface RolloutRevertRequest {
   commit: string;
   prNumber?: number;
   reason: string;
+}
+
+/** What the caller checked: the head of the PR it names, and (for an update of several PRs) the parts it saw. */
+export interface MergeExpectation {
+  headSha?: string;
+  parts?: { number: number; headSha?: string }[];
+}
+
+/** A merged update: `merged` in order; `result` is the last merge, whose commit has them all (what to deploy). */
+export interface UpdateMerge {
+  update: PendingUpdate;
+  result: MergeResult;
+  merged: MergeResult[];
+  /** Set when the PR was Lockstep's own revert of a failed rollout's update. */
+  revert?: RevertMarker;
+}
+
+/** Refuse before any merge when the parts (or a head) are not what the caller checked. */
+function assertExpectedParts(number: number, parts: PendingPart[], want: MergeExpectation): void {
+  const first = parts[0]!;
+  if (want.headSha && first.headSha !== want.headSha) {
+    throw new MergeRefusedError(
+      "head-moved",
+      number,
+      409,
+      `PR #${number} was not merged: its head moved from ${want.headSha.slice(0, 12)} to ${first.headSha.slice(0, 12)} since it was checked`,
+      "check again, review the new lock diff and CI, then merge",
+    );
+  }
+  if (!want.parts) return;
+  const list = (ns: number[]) => ns.map((n) => `#${n}`).join(", ");
+  const now = parts.map((p) => p.number);
+  const seen = want.parts.map((p) => p.number);
+  if (now.join() !== seen.join()) {
+    throw new MergeRefusedError("parts-changed", number, 409, `the update was not merged: it is now ${list(now)}, not ${list(seen)} as checked`, "check again, review every part's lock diff and CI, then merge");
+  }
+  const moved = want.parts.find((w, i) => w.headSha && w.headSha !== parts[i]!.headSha);
+  if (moved) {
+    throw new MergeRefusedError("head-moved", moved.number, 409, `the update was not merged: PR #${moved.number}'s head moved from ${moved.headSha!.slice(0, 12)} since it was checked`, "check again, review the new lock diff and CI, then merge");
+  }
 }
 
 const FAILURE_AUDIT_EVERY_MS = 10 * 60_000;
@@ -106,37 +147,54 @@ export class GitHubService {
   }
 
   /**
-   * Merge PR `number` if the guards hold for its current state and its head is still
-   * `expectedHeadSha` (when given). Throws MergeGuardError / MergeRefusedError / NotAnUpdateError /
-   * GitHubError; each refusal is also an audit event with its reason.
+   * Merge PR `number` if the guards hold for its current state and its head is still the one the
+   * caller checked. When `number` is THE pending update and it is made of several PRs (`parts`),
+   * every part is merged, oldest first, after the guards and heads of ALL parts were checked;
+   * `expected.parts`, when given, must be exactly the parts the caller saw (no part joined or
+   * left since). Throws MergeGuardError / MergeRefusedError / NotAnUpdateError / GitHubError with
+   * nothing merged, or PartialMergeError when a later part was refused after earlier ones landed
+   * (its `landedCommit` is what to deploy). Each merge and each refusal is an audit event.
    */
-  async merge(number: number, guards: MergeGuardOptions, expectedHeadSha?: string, requestedBy = "lockstep"): Promise<{ update: PendingUpdate; result: MergeResult; revert?: RevertMarker }> {
+  async merge(number: number, guards: MergeGuardOptions, expected?: string | MergeExpectation, requestedBy = "lockstep"): Promise<UpdateMerge> {
+    const want: MergeExpectation = typeof expected === "string" ? { headSha: expected } : (expected ?? {});
+    let update: PendingUpdate | undefined;
     try {
-      const { update, revert } = await this.describeMergeable(number);
-      if (expectedHeadSha && update.headSha !== expectedHeadSha) {
-        throw new MergeRefusedError(
-          "head-moved",
-          number,
-          409,
-          `PR #${number} was not merged: its head moved from ${expectedHeadSha.slice(0, 12)} to ${update.headSha.slice(0, 12)} since it was checked`,
-          "check again, review the new lock diff and CI, then merge",
-        );
-      }
-      assertMergeAllowed(update, { ci: guards.ci, minAgeMs: guards.minAgeMs });
-      // GitHub enforces the head too: a push between our check and the merge answers 409.
-      const result = await mergeUpdate(this.client, this.config, { number, expectedHeadSha: update.headSha });
-      const merged = { number, headSha: update.headSha, mergeCommitSha: result.mergeCommitSha };
-      this.audit(
-        revert
-          ? revertMergedEvent(this.repository, { ...merged, revertedCommit: revert.merge, rolloutId: revert.rollout, revertedPr: revert.pr }, requestedBy)
-          : prMergedEvent(this.repository, merged, requestedBy),
-      );
+      const target = await this.updateToMerge(number, want);
+      const revert = target.revert;
+      update = target.update;
+      const parts = updateParts(update);
+      assertExpectedParts(number, parts, want);
+      assertUpdateMergeAllowed(update, { ci: guards.ci, minAgeMs: guards.minAgeMs });
+      // GitHub enforces each head too: a push between our check and the merge answers 409.
+      const merged = await mergeInOrder(this.client, this.config, parts, {
+        onMerged: (r) => {
+          const pr = { number: r.number, headSha: r.headSha, mergeCommitSha: r.mergeCommitSha };
+          this.audit(revert ? revertMergedEvent(this.repository, { ...pr, revertedCommit: revert.merge, rolloutId: revert.rollout, revertedPr: revert.pr }, requestedBy) : prMergedEvent(this.repository, pr, requestedBy));
+        },
+      });
       void this.watcher.checkNow();
-      return { update, result, ...(revert ? { revert } : {}) };
+      return { update, result: merged.at(-1)!, merged, ...(revert ? { revert } : {}) };
     } catch (err) {
-      if (err instanceof LockstepError) this.audit(mergeRefusedEvent(this.repository, number, { code: err.code, reason: err.message }, requestedBy));
+      if (err instanceof PartialMergeError) {
+        err.update = update;
+        void this.watcher.checkNow();
+        for (const p of err.notMerged) this.audit(mergeRefusedEvent(this.repository, p.number, { code: err.code, reason: p.reason }, requestedBy));
+      } else if (err instanceof LockstepError) this.audit(mergeRefusedEvent(this.repository, number, { code: err.code, reason: err.message }, requestedBy));
       throw err;
     }
+  }
+
+  /**
+   * THE pending update (freshly detected) when `number` is its first PR; otherwise PR `number`
+   * alone (a lock update or Lockstep's own revert).
+   */
+  private async updateToMerge(number: number, want: MergeExpectation): Promise<{ update: PendingUpdate; revert?: RevertMarker }> {
+    const wantsSeveral = (want.parts?.length ?? 0) > 1;
+    if (this.config.detection.groupDisjointPrs || wantsSeveral) {
+      const { pending } = await detectPendingUpdate(this.client, this.config);
+      if (pending?.number === number) return { update: pending };
+    }
+    return this.describeMergeable(number);
   }
 
   async revert(mergeCommitSha: string, reason: string, opts: { prNumber?: number; requestedBy?: string; rolloutId?: string } = {}): Promise<RevertResult> {

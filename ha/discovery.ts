@@ -12,8 +12,10 @@
 import {
   COMPARTMENTS,
   STATUSES,
+  combineLockDiffs,
   formatLockDiff,
   lockAgeDays,
+  updateParts,
   worstStatus,
   type Compartment,
   type CompartmentName,
@@ -249,8 +251,7 @@ export function lockVersion(lastModified: number | undefined, hash: string | und
 
 /** Newest input date of what merging the pending update gives: the newest of its parts. */
 function pendingLastModified(pending: PendingUpdate): number | undefined {
-  const parts = pending.parts?.length ? pending.parts : [pending];
-  const times = parts.map((p) => p.lockLastModified ?? newestDate(p.lockDiff)).filter((t): t is number => t !== undefined);
+  const times = updateParts(pending).map((p) => p.lockLastModified ?? newestDate(p.lockDiff)).filter((t): t is number => t !== undefined);
   return times.length ? Math.max(...times) : undefined;
 }
 
@@ -273,10 +274,9 @@ export function buildUpdateState(host: HaHost, expected: FleetExpected | null): 
   const pending = expected.pendingUpdate;
   if (pending) {
     const last = pending.parts?.at(-1) ?? pending;
-    const numbers = (pending.parts?.length ? pending.parts : [pending]).map((p) => `#${p.number}`).join(", ");
+    const numbers = updateParts(pending).map((p) => `#${p.number}`).join(", ");
     state.latest_version = lockVersion(pendingLastModified(pending), last.lockHash ?? last.headSha) ?? `PR #${pending.number}`;
-    const parts = pending.parts?.length ? pending.parts : [pending];
-    const all: LockDiff = { updated: parts.flatMap((p) => p.lockDiff.updated), added: parts.flatMap((p) => p.lockDiff.added), removed: parts.flatMap((p) => p.lockDiff.removed) };
+    const all = combineLockDiffs(updateParts(pending).map((p) => p.lockDiff));
     state.release_summary = truncate(`PR ${numbers}: ${formatLockDiff(all)}`, RELEASE_SUMMARY_MAX);
     state.release_url = pending.url;
     return state;

@@ -3,6 +3,7 @@ export * from "./topics.js";
 export * from "./compartments.js";
 export * from "./flake-lock.js";
 export * from "./lock-diff.js";
+export * from "./pending-update.js";
 export * from "./lock-text.js";
 export * from "./lock-hash.js";
 export * from "./errors.js";

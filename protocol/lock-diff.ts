@@ -64,6 +64,11 @@ export function diffLocks(beforeText: string, afterText: string): LockDiff {
   return diffLockInputs(readLockInputs(parseFlakeLock(beforeText)), readLockInputs(parseFlakeLock(afterText)));
 }
 
+/** The diffs of an update's PRs as one (its parts change different inputs, so nothing overlaps). */
+export function combineLockDiffs(diffs: LockDiff[]): LockDiff {
+  return { updated: diffs.flatMap((d) => d.updated), added: diffs.flatMap((d) => d.added), removed: diffs.flatMap((d) => d.removed) };
+}
+
 export function isEmptyDiff(d: LockDiff): boolean {
   return d.added.length + d.removed.length + d.updated.length === 0;
 }

@@ -32,7 +32,8 @@ export function renderUpdateCard() {
     );
     return;
   }
-  const ci = p.ci?.state ?? "unknown";
+  const parts = partsOf(p);
+  const ci = worstCi(parts);
   const rollout = activeRollout();
   const busy = rollout && !FINAL_ROLLOUT_STATES.includes(rollout.state);
   const mergeBtn =
@@ -41,39 +42,81 @@ export function renderUpdateCard() {
           type: "button",
           class: "btn primary",
           id: "merge-deploy",
-          text: "Merge & deploy",
+          text: parts.length > 1 ? `Merge ${parts.length} PRs & deploy` : "Merge & deploy",
           disabled: busy ? true : undefined,
           title: busy ? "a rollout is running" : ci !== "success" ? `CI is ${ci}` : "",
           onclick: () => mergeAndDeploy(p),
         })
       : "";
+  const superseded = p.superseded?.length ? el("p", { class: "host-sub", text: `supersedes ${p.superseded.map((n) => `#${n}`).join(", ")}` }) : "";
+  if (parts.length === 1) {
+    body.replaceChildren(...prView(p), superseded, previewSection(p), mergeBtn);
+    return;
+  }
+  // Per-input updaters: one update made of several PRs, merged together in this order.
   body.replaceChildren(
-    el("div", { class: "pr-title" }, el("a", { href: p.url, target: "_blank", rel: "noopener", text: `#${p.number}` }), ` ${p.title}`),
+    el("div", { class: "pr-title", text: `One update in ${parts.length} pull requests, merged in this order:` }),
     el(
-      "div",
-      { class: "pr-meta" },
-      el("span", { class: `badge ${ci}`, text: `CI ${ci}` }),
-      p.ci?.summary ? el("span", { class: "host-sub", text: p.ci.summary }) : "",
-      p.mergeable === false ? el("span", { class: "badge failed", text: "not mergeable" }) : "",
-      el("span", { class: "host-sub", text: `opened ${ago(Date.parse(p.openedAt))}` }),
+      "ol",
+      { class: "parts" },
+      parts.map((part) => el("li", { class: "part", dataset: { pr: String(part.number) } }, ...prView(part))),
     ),
-    lockDiffList(p.lockDiff),
-    p.superseded?.length ? el("p", { class: "host-sub", text: `supersedes ${p.superseded.map((n) => `#${n}`).join(", ")}` }) : "",
+    superseded,
     previewSection(p),
     mergeBtn,
   );
 }
 
+/** The PRs of the pending update in merge order (its `parts`, or itself), well-formed ones only. */
+function partsOf(p) {
+  const parts = Array.isArray(p.parts) ? p.parts.filter((x) => isObj(x) && Number.isInteger(x.number)) : [];
+  return parts.length > 1 ? parts : [p];
+}
+
+/** Green only when every part is; a failing part makes the whole update failing. */
+function worstCi(parts) {
+  const states = parts.map((x) => x.ci?.state ?? "unknown");
+  if (states.every((s) => s === "success")) return "success";
+  return ["failure", "pending", "unknown"].find((s) => states.includes(s)) ?? "unknown";
+}
+
+/** One PR: number and title, CI, mergeability, age, lock diff. */
+function prView(pr) {
+  const ci = pr.ci?.state ?? "unknown";
+  return [
+    el("div", { class: "pr-title" }, el("a", { href: pr.url, target: "_blank", rel: "noopener", text: `#${pr.number}` }), ` ${pr.title}`),
+    el(
+      "div",
+      { class: "pr-meta" },
+      el("span", { class: `badge ${ci}`, text: `CI ${ci}` }),
+      pr.ci?.summary ? el("span", { class: "host-sub", text: pr.ci.summary }) : "",
+      pr.mergeable === false ? el("span", { class: "badge failed", text: "not mergeable" }) : "",
+      el("span", { class: "host-sub", text: `opened ${ago(Date.parse(pr.openedAt))}` }),
+    ),
+    lockDiffList(pr.lockDiff),
+  ];
+}
+
 export async function mergeAndDeploy(p) {
-  const ok = await confirmDialog(`Merge PR #${p.number} and deploy?`, `${lockDiffText(p.lockDiff, { max: 4 })}. The merged commit rolls out to the fleet: canary first, then waves.`, "Merge & deploy");
+  const parts = partsOf(p);
+  const numbers = parts.map((x) => `#${x.number}`).join(", ");
+  const title = parts.length > 1 ? `Merge PRs ${numbers} (in this order) and deploy?` : `Merge PR #${p.number} and deploy?`;
+  const what = parts.map((x) => (parts.length > 1 ? `#${x.number}: ` : "") + lockDiffText(x.lockDiff, { max: 4 })).join("; ");
+  const ok = await confirmDialog(title, `${what}. The merged commit rolls out to the fleet: canary first, then waves.`, "Merge & deploy");
   if (!ok) return;
   const btn = $("merge-deploy");
   if (btn) btn.disabled = true;
   try {
-    const res = await api("api/flake-updates/merge-and-deploy", { pr_number: p.number });
+    // parts: what this page showed; the hub refuses if a PR joined or left the update since.
+    const res = await api("api/flake-updates/merge-and-deploy", parts.length > 1 ? { pr_number: p.number, parts: parts.map((x) => x.number) } : { pr_number: p.number });
     if (!res || !isStr(res.job_id)) throw new Error("the hub did not return a rollout id");
     app.followRolloutId = res.job_id;
-    showBanner(`Merging PR #${p.number}; rollout ${res.job_id} started.`);
+    const notMerged = Array.isArray(res.not_merged) ? res.not_merged.filter((x) => isObj(x) && Number.isInteger(x.pr_number)) : [];
+    if (notMerged.length) {
+      // A later PR was refused after earlier ones landed: what landed is deployed, the rest stays open.
+      const merged = Array.isArray(res.merged) ? res.merged.map((n) => `#${n}`).join(", ") : "";
+      showBanner(`Merged ${merged}; not merged: ${notMerged.map((x) => `#${x.pr_number}${isStr(x.reason) ? ` (${x.reason})` : ""}`).join("; ")}. Rollout ${res.job_id} deploys what was merged.`, true);
+    } else showBanner(`Merging ${parts.length > 1 ? `PRs ${numbers}` : `PR #${p.number}`}; rollout ${res.job_id} started.`);
     dirty.rollout = dirty.fleet = true;
     schedule();
   } catch (err) {

@@ -1,13 +1,19 @@
 /**
  * lockstep-pr-merge: merges the lock-update PR when its guards hold: CI (green, or at least not
  * failing), a minimum age since the PR was opened, and an unchanged head (the one that was checked
- * is the one merged). Output 1: merged, with the merge commit to deploy. Output 2: not merged yet,
- * with the reason and whether waiting can help (msg.retryable).
+ * is the one merged). An update made of several PRs (per-input updaters) is merged whole, oldest
+ * first, after every part passed its guards. Output 1: merged, with the commit to deploy (the last
+ * merge); also when a later part was refused after earlier ones landed (msg.notMerged lists it:
+ * what landed is on the base branch and is deployed). Output 2: nothing merged, with the reason
+ * and whether waiting can help (msg.retryable).
  */
 import { z } from "zod";
 import { CommitSha, PendingUpdate } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
-import { MergeGuardError, MergeRefusedError, type CiGuard } from "../../github/merge.js";
+import { combineLockDiffs } from "../../protocol/lock-diff.js";
+import { updateParts } from "../../protocol/pending-update.js";
+import { MergeGuardError, MergeRefusedError, PartialMergeError, type CiGuard, type MergeResult } from "../../github/merge.js";
+import type { MergeExpectation } from "../../github/service.js";
 import type { GitHubConfigNode } from "../lib/github-connection.js";
 import { onClose, onInput, optionalNumber, optionalString, parseMessageField, requester } from "../lib/input.js";
 import { lockstepSettings } from "../lib/settings.js";
@@ -15,18 +21,39 @@ import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
 
 const PrNumber = z.coerce.number().int().positive();
+/** msg.parts: the PR numbers of the update the caller saw, in merge order (the API's `parts`). */
+const PartNumbers = z.array(PrNumber).min(1).max(100);
 const RETRYABLE = new Set(["too-young", "mergeability-unknown", "ci-pending"]);
+/** Refusals that a fresh look can clear: a moved head, a base GitHub was still taking in, a part that joined. */
+const RETRYABLE_REFUSALS = new Set(["head-moved", "base-modified", "parts-changed"]);
 
-/** The PR number and (when known) the head that was checked, from msg.prNumber or a PendingUpdate payload. */
-function target(msg: NodeMessage): { number: number; headSha?: string } {
-  const fromPayload = PendingUpdate.safeParse(msg.payload);
-  if (msg.prNumber !== undefined) {
-    const number = parseMessageField(PrNumber, msg.prNumber, "msg.prNumber");
-    const headSha = msg.headSha !== undefined ? parseMessageField(CommitSha, msg.headSha, "msg.headSha") : fromPayload.success && fromPayload.data.number === number ? fromPayload.data.headSha : undefined;
-    return { number, ...(headSha ? { headSha } : {}) };
-  }
-  if (fromPayload.success) return { number: fromPayload.data.number, headSha: fromPayload.data.headSha };
-  return { number: parseMessageField(PrNumber, undefined, "msg.prNumber (or a pending update in msg.payload)") };
+/**
+ * The PR number and what the caller checked: the head and the update's parts, from msg.prNumber /
+ * msg.headSha / msg.parts or a PendingUpdate in msg.payload or msg.pending (whose parts and heads
+ * pin what is merged).
+ */
+function target(msg: NodeMessage): { number: number; expected: MergeExpectation } {
+  // The update that was checked: msg.payload from pr-watch, or msg.pending after a preview node.
+  const fromPayload = [msg.payload, msg.pending].map((v) => PendingUpdate.safeParse(v)).find((r) => r.success) ?? PendingUpdate.safeParse(msg.payload);
+  const number = msg.prNumber !== undefined || !fromPayload.success ? parseMessageField(PrNumber, msg.prNumber, "msg.prNumber (or a pending update in msg.payload)") : fromPayload.data.number;
+  const checked = fromPayload.success && fromPayload.data.number === number ? fromPayload.data : undefined;
+  const headSha = msg.headSha !== undefined ? parseMessageField(CommitSha, msg.headSha, "msg.headSha") : checked?.headSha;
+  const expected: MergeExpectation = headSha ? { headSha } : {};
+  if (msg.parts !== undefined) expected.parts = parseMessageField(PartNumbers, msg.parts, "msg.parts").map((n) => ({ number: n }));
+  else if (checked) expected.parts = updateParts(checked).map((p) => ({ number: p.number, headSha: p.headSha }));
+  return { number, expected };
+}
+
+/** The fields output 1 carries for what was merged (all parts, or those that landed before a refusal). */
+function mergedMessage(msg: NodeMessage, number: number, merged: MergeResult[], update: PendingUpdate | undefined, notMerged: { number: number; reason: string }[]): void {
+  const last = merged.at(-1)!;
+  const diffs = update ? updateParts(update).filter((p) => merged.some((m) => m.number === p.number)).map((p) => p.lockDiff) : [];
+  msg.prNumber = number;
+  msg.commit = last.mergeCommitSha;
+  msg.lockDiff = combineLockDiffs(diffs);
+  msg.merged = merged.map((m) => ({ number: m.number, mergeCommitSha: m.mergeCommitSha }));
+  msg.notMerged = notMerged;
+  msg.payload = { ...last, number, title: update?.title, url: update?.url, lockDiff: msg.lockDiff, merged: msg.merged, notMerged };
 }
 
 export = function register(RED: NodeAPI): void {
@@ -41,19 +68,24 @@ export = function register(RED: NodeAPI): void {
     if (githubNode?.connection) node.status(status.idle(`CI ${ci}, min age ${minAgeMinutes} min`));
 
     onInput(node, async (msg, send) => {
-      const { number, headSha } = target(msg);
+      const { number, expected } = target(msg);
       const connection = githubNode?.connection;
       if (!connection) throw new ConfigError(githubNode?.configError ?? "no GitHub repository selected");
       node.status(status.working(`checking PR #${number}`));
       try {
-        const { update, result } = await connection.merge(number, { ci, minAgeMs: minAgeMinutes * 60_000 }, headSha, requester(msg, node));
-        msg.prNumber = number;
-        msg.commit = result.mergeCommitSha;
-        msg.lockDiff = update.lockDiff;
-        msg.payload = { ...result, title: update.title, url: update.url, lockDiff: update.lockDiff };
-        node.status(status.ok(`merged #${number} as ${result.mergeCommitSha.slice(0, 8)}`));
+        const { update, result, merged } = await connection.merge(number, { ci, minAgeMs: minAgeMinutes * 60_000 }, expected, requester(msg, node));
+        mergedMessage(msg, number, merged, update, []);
+        node.status(status.ok(`merged ${merged.map((m) => `#${m.number}`).join(", ")} as ${result.mergeCommitSha.slice(0, 8)}`));
         send([msg, null]);
       } catch (err) {
+        if (err instanceof PartialMergeError) {
+          // What landed is on the base branch: the fleet follows it (deploy), the rest stays open.
+          mergedMessage(msg, number, err.merged, err.update, err.notMerged);
+          msg.reason = err.message;
+          node.status(status.waiting(`merged ${err.merged.map((m) => `#${m.number}`).join(", ")}; not ${err.notMerged.map((p) => `#${p.number}`).join(", ")}`));
+          send([msg, null]);
+          return;
+        }
         if (err instanceof MergeGuardError) {
           // CI still running counts as "wait"; CI failed or GitHub refusing the merge does not.
           const guards = err.failures.map((f) => ({ ...f, guard: f.guard === "ci-not-green" && err.ciState === "pending" ? "ci-pending" : f.guard }));
@@ -69,7 +101,7 @@ export = function register(RED: NodeAPI): void {
           msg.prNumber = number;
           msg.reason = err.message;
           msg.guards = [{ guard: err.reason, detail: err.message }];
-          msg.retryable = err.reason === "head-moved";
+          msg.retryable = RETRYABLE_REFUSALS.has(err.reason);
           node.status(status.waiting(err.reason));
           send([null, msg]);
           return;

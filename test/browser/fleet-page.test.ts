@@ -107,6 +107,8 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
         const id = `r-pr${body.pr_number}`;
         const p = rolloutProgress(id, ["web-1", "db-1", "mac-1"], { "web-1": "succeeded", "db-1": "switching" }, "running");
         await hub.publishAsync(topics.rollout(id), JSON.stringify(p), { qos: 1, retain: true });
+        // An update of several PRs: the hub merged the first and GitHub refused the second.
+        if (body.parts && body.parts.length > 1) return { job_id: id, merged: body.parts.slice(0, 1), not_merged: [{ pr_number: body.parts[1]!, reason: "conflict in flake.lock" }] };
         return { job_id: id };
       },
     });
@@ -316,6 +318,40 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
     await new Promise((r) => setTimeout(r, 800));
     await v.endAsync(true);
     expect(agentInbox.messages.slice(seen).filter((m) => m.topic === topics.commands("web-1"))).toEqual([]);
+  });
+
+  it("shows an update made of several PRs part by part and merges them together", async () => {
+    const part = (number: number, input: string, ci: "success" | "pending") => ({
+      ...PENDING_PR,
+      number,
+      title: `Update flake input: ${input}`,
+      url: `https://github.com/example/fleet/pull/${number}`,
+      headBranch: `update-${input}`,
+      lockDiff: { added: [], removed: [], updated: [{ input, old: { type: "github", date: "2025-12-10" }, new: { type: "github", date: "2025-12-17" } }] },
+      ci: { state: ci },
+    });
+    const parts = [part(21, "nixpkgs", "success"), part(22, "home-manager", "pending")];
+    await hub.publishAsync(topics.expected(), JSON.stringify(expectedState({ ...parts[0]!, superseded: [], parts })), { qos: 1, retain: true });
+    await page.waitForFunction(() => document.querySelectorAll("#update-body li.part").length === 2);
+    const items = await page.$$eval("#update-body li.part", (lis) => lis.map((li) => [(li as HTMLElement).dataset.pr, li.textContent]));
+    expect(items.map(([pr]) => pr)).toEqual(["21", "22"]);
+    expect(items[0]![1]).toContain("nixpkgs");
+    expect(items[1]![1]).toContain("CI pending");
+    // The update is green only when every part is.
+    expect(await page.getAttribute("#merge-deploy", "title")).toBe("CI is pending");
+    parts[1]!.ci = { state: "success" };
+    await hub.publishAsync(topics.expected(), JSON.stringify(expectedState({ ...parts[0]!, superseded: [], parts })), { qos: 1, retain: true });
+    await page.waitForFunction(() => document.querySelector("#merge-deploy")?.getAttribute("title") === "");
+    expect(await page.textContent("#merge-deploy")).toBe("Merge 2 PRs & deploy");
+    await shot("update-in-parts");
+
+    await page.click("#merge-deploy");
+    await page.waitForSelector("#confirm[open]");
+    expect(await page.textContent("#confirm")).toContain("Merge PRs #21, #22 (in this order) and deploy?");
+    await page.click("#confirm-ok");
+    await page.waitForFunction(() => document.querySelector("#banner")?.textContent?.includes("not merged"));
+    expect(server.calls).toContainEqual({ path: "/api/flake-updates/merge-and-deploy", user: operator.username, body: { pr_number: 21, parts: [21, 22] } });
+    expect(await page.textContent("#banner")).toBe("Merged #21; not merged: #22 (conflict in flake.lock). Rollout r-pr21 deploys what was merged.");
   });
 
   it("fits a phone screen", async () => {

@@ -33,7 +33,7 @@ export interface PageServerOptions {
   prefix?: string;
   users: PageUser[];
   /** Answer to POST /api/flake-updates/merge-and-deploy (the test publishes rollout progress). */
-  onMergeAndDeploy?: (body: { pr_number?: number; hosts?: string[] }, user: string) => Promise<{ job_id: string }>;
+  onMergeAndDeploy?: (body: { pr_number?: number; parts?: number[]; hosts?: string[] }, user: string) => Promise<{ job_id: string; merged?: number[]; not_merged?: { pr_number: number; reason: string }[] }>;
   /** What GET /api/audit answers (newest first), like the hub's audit log. */
   auditEvents?: unknown[];
 }

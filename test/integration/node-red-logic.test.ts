@@ -171,4 +171,21 @@ describe("manual merge & deploy flow", () => {
     expect(toMerge[0]!.n.wires![0]!.map((id) => byId.get(id)!.type)).toEqual(["lockstep-pr-merge"]);
     expect(toMerge[0]!.started).toBeNull();
   });
+
+  it("passes an update's parts to the merge node and answers which PRs were merged and which not", () => {
+    const read = byId.get(endpoint.wires![0]![0]!)!;
+    const [toDeploy] = runFunction(read, { payload: { pr_number: 12, parts: [12, 13] }, req: {} }) as [Record<string, unknown>];
+    expect(toDeploy).toMatchObject({ prNumber: 12, parts: [12, 13] });
+    const deploy = byId.get(read.wires![0]![0]!)!;
+    const answer = deploy.wires![0]!.map((id) => byId.get(id)!).find((n) => n.type === "function" && runFunction(n, { topic: "started" }) !== null)!;
+    const started = { topic: "started", rolloutId: "r-2", commit: "c".repeat(40), prNumber: 12, merged: [{ number: 12, mergeCommitSha: "b".repeat(40) }], notMerged: [{ number: 13, reason: "PR #13 is not mergeable (405)" }] };
+    expect((runFunction(answer, started) as { payload: unknown }).payload).toEqual({
+      rollout_id: "r-2",
+      job_id: "r-2",
+      commit: "c".repeat(40),
+      pr_number: 12,
+      merged: [12],
+      not_merged: [{ pr_number: 13, reason: "PR #13 is not mergeable (405)" }],
+    });
+  });
 });
