@@ -10,7 +10,7 @@
  *     "url": "mqtts://hub.example:8883",
  *     "username": "alpha",                        // default: the host id
  *     "passwordFile": "/run/secrets/lockstep-agent", // read at start, never logged
- *     "clientId": "lockstep-agent-alpha",         // fixed, so QoS 1 commands queue while offline
+ *     "clientId": "lockstep-agent-alpha",         // the default; the embedded broker accepts only this (and lockstep-self-update-alpha) from user alpha
  *     "keepaliveSeconds": 30
  *   },
  *   "topicPrefix": "lockstep",

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import type { Topics } from "../protocol/index.js";
+import { agentClientId, type Topics } from "../protocol/index.js";
 import type { AgentConfig } from "./config.js";
 
 const RECONNECT_MIN_MS = 500;
@@ -37,7 +37,7 @@ export class AgentSession {
   connect(handlers: SessionHandlers): void {
     const c = this.config;
     const client = mqtt.connect(c.broker.url, {
-      clientId: c.broker.clientId ?? `lockstep-agent-${c.host}`,
+      clientId: c.broker.clientId ?? agentClientId(c.host),
       clean: false,
       username: c.broker.username ?? c.host,
       ...(c.brokerPassword !== undefined ? { password: c.brokerPassword } : {}),

@@ -9,6 +9,7 @@ import { canPublish, type AclUser } from "./acl.js";
 import { ConnackCode, pendingWill, type EmptyClientIds } from "./aedes-fixes.js";
 import { safeEqualStrings, type CredentialStore } from "./credentials.js";
 import { loginWithBackoff, type LoginBackoff } from "./login-backoff.js";
+import type { SessionOwners } from "./session-owners.js";
 
 /** The hub process's own MQTT user (password random per start, never stored). "$" cannot appear in stored names. */
 export const INTERNAL_HUB_USER = "$hub";
@@ -55,6 +56,8 @@ export interface AuthContext {
   emptyClientIds: EmptyClientIds;
   /** Failed logins per user+address and per address (shared with the API and the editor). */
   backoff: LoginBackoff;
+  /** Which user each client id belongs to. */
+  sessions: () => SessionOwners;
   logger: Logger;
   /** A refused login, for the broker's "denied" event. */
   onRefused: (info: { clientId: string; user: string; address: string; reason: string }) => void;
@@ -79,6 +82,9 @@ export function authenticate(ctx: AuthContext, client: Client, username: string 
     done(err, false);
   };
   const accept = (user: SessionUser) => {
+    // Before anything else: a session taken by the wrong user loses its queued messages.
+    const notYours = user.name === INTERNAL_HUB_USER ? undefined : ctx.sessions().refusal(client.id, user);
+    if (notYours) return refuse(ConnackCode.notAuthorized, notYours);
     const holder = ctx.identities.liveClient(client.id);
     const holderUser = holder ? ctx.identities.userOf(holder) : undefined;
     if (holder && !holder.closed && holderUser && holderUser.name !== user.name) {
@@ -92,6 +98,7 @@ export function authenticate(ctx: AuthContext, client: Client, username: string 
       return refuse(ConnackCode.notAuthorized, `last will on ${will.topic}, which this user may not publish to`);
     }
     ctx.identities.bind(client, user);
+    ctx.sessions().accepted(client.id, user, client.clean);
     done(null, true);
   };
 

@@ -30,6 +30,7 @@ import type { BrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
 import { hostRequestOf, type HostRequestInfo } from "./host-requests.js";
 import { LoginBackoff } from "./login-backoff.js";
+import { SessionOwners } from "./session-owners.js";
 import { BrokerError, BrokerListeners, connectHost, type EmbeddedBrokerPorts } from "./listeners.js";
 
 export { INTERNAL_HUB_USER } from "./auth.js";
@@ -92,6 +93,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private aedes?: Aedes;
   private db?: Level<string, Buffer>;
   private persistence?: ReturnType<typeof aedesPersistenceLevel>;
+  private sessions?: SessionOwners;
   private store?: CredentialStore;
   private readonly endpoints: BrokerListeners;
   private boundPorts?: EmbeddedBrokerPorts;
@@ -187,6 +189,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
         { cause: err },
       );
     }
+    this.sessions = await SessionOwners.open(this.db, log);
     this.persistence = aedesPersistenceLevel(this.db);
     fixPersistence(this.persistence as unknown as FixablePersistence);
     // Aedes checks for wills of dead brokers every 4 heartbeats; one is dead after 3 without a beat.
@@ -200,6 +203,10 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       identities: this.identities,
       emptyClientIds,
       backoff: this.logins,
+      sessions: () => {
+        if (!this.sessions) throw new BrokerError("broker not started");
+        return this.sessions;
+      },
       logger: log,
       onRefused: (info: { clientId: string; user: string; address: string; reason: string }) => this.emit("denied", { ...info, action: "connect" }),
     };
@@ -259,6 +266,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     else if (this.db) await this.db.close().catch(() => undefined);
     this.aedes = undefined;
     this.persistence = undefined;
+    this.sessions = undefined;
     this.db = undefined;
     this.store = undefined;
     this.boundPorts = undefined;
@@ -289,6 +297,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
           this.logger.warn({ clientId: client.id, user: user.name }, "mqtt client disconnected: its user was removed or replaced");
           client.close();
         }
+        // A removed user's persistent sessions no longer hold their client ids.
+        this.sessions?.forgetUsersExcept((name) => name.startsWith("$") || name === "anonymous" || store.get(name) !== undefined);
       },
       (err: Error) => this.logger.error({ err: err.message }, "credential store unreadable; keeping current connections"),
     );

@@ -11,6 +11,7 @@ export * from "./payload.js";
 export * from "./config-file.js";
 export * from "./audit.js";
 export * from "./ids.js";
+export * from "./client-ids.js";
 export * from "./command.js";
 export * from "./windows.js";
 export * from "./preview.js";

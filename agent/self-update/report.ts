@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
 import type { Logger } from "pino";
-import { JobState, readSecretFile, Topics } from "../../protocol/index.js";
+import { JobState, readSecretFile, selfUpdateClientId, Topics } from "../../protocol/index.js";
 import type { BrokerReportConfig } from "./config.js";
 import type { RunRecord } from "./runlog.js";
 
@@ -55,7 +55,7 @@ export async function connectReporter(broker: BrokerReportConfig, host: string, 
     username: broker.username ?? host,
     password,
     // Not the agent's client id: the agent daemon may be connected at the same time.
-    clientId: `lockstep-self-update-${host}`,
+    clientId: selfUpdateClientId(host),
     protocolVersion: 4,
     connectTimeout: broker.connectTimeoutMs,
     reconnectPeriod: 0,

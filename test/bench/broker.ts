@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import pino from "pino";
-import { Topics } from "../../protocol/index.js";
+import { Topics, agentClientId } from "../../protocol/index.js";
 import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
@@ -134,7 +134,7 @@ async function benchEmbedded(dir: string, out: Record<string, number>): Promise<
     const agent = await broker.credentials.add("bench-rtt", "agent");
     const viewer = await broker.credentials.add("bench-page", "viewer");
     const hub = broker.hubConnection();
-    const rtt = await roundTrips(broker.url, hub, { username: "bench-rtt", password: agent.password }, "bench-rtt");
+    const rtt = await roundTrips(broker.url, hub, { username: "bench-rtt", password: agent.password, clientId: agentClientId("bench-rtt") }, "bench-rtt");
     out.embeddedQos1RttMedianMs = rtt.median;
     out.embeddedQos1RttP99Ms = rtt.p99;
     const fan = await retainedFanOut(broker.url, hub, { username: "bench-page", password: viewer.password }, { waitForStoredBySelfSubscription: true });
@@ -159,7 +159,7 @@ async function benchMosquitto(dir: string, out: Record<string, number>, variant:
   const prefix = variant === "generated" ? "mosquitto" : "mosquittoDefaults";
   try {
     if (variant === "generated") {
-      const rtt = await roundTrips(url, { username: "bench-hub", password: hub.password }, { username: "bench-rtt", password: agent.password }, "bench-rtt");
+      const rtt = await roundTrips(url, { username: "bench-hub", password: hub.password }, { username: "bench-rtt", password: agent.password, clientId: agentClientId("bench-rtt") }, "bench-rtt");
       out.mosquittoQos1RttMedianMs = rtt.median;
       out.mosquittoQos1RttP99Ms = rtt.p99;
     }

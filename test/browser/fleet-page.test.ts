@@ -62,7 +62,7 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
 
   async function connect(role: Role, name: string): Promise<MqttClient> {
     const c = await broker.credentials(role, name);
-    return mqtt.connectAsync(broker.url, { ...c, reconnectPeriod: 0, clientId: `${role}-${name}-${Math.random().toString(16).slice(2)}` });
+    return mqtt.connectAsync(broker.url, { ...c, reconnectPeriod: 0, clientId: c.clientId ?? `${role}-${name}-${Math.random().toString(16).slice(2)}` });
   }
 
   async function login(p: Page, user: { username: string; password: string }) {

@@ -86,7 +86,8 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
   });
 
   it("refuses a persistent session without a client id (CONNACK 2)", async () => {
-    const creds = await broker.credentials("agent", "no-id");
+    // A viewer: an agent may use no client id but its host's (lockstep-agent-<host>).
+    const creds = await broker.credentials("viewer", "no-id");
     // MQTT.js refuses to send such a CONNECT, so it is written by hand.
     const connackCode = (clean: boolean) =>
       new Promise<number>((resolve, reject) => {
@@ -194,7 +195,7 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
   it("retained state and a queued QoS 1 command survive a broker restart", async () => {
     const agentCreds = await broker.credentials("agent", "persist-h");
     const operator = await connect(await broker.credentials("operator", "persist"));
-    const clientId = `lockstep-agent-persist-h-${kind}`;
+    const clientId = agentCreds.clientId;
     // The agent's persistent session: subscribe, then go offline.
     const first = await connect(agentCreds, { clean: false, clientId });
     expect(await subscribe(first, topics.commands("persist-h"))).toBe(1);
@@ -216,6 +217,38 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
     await subscribe(reader, topics.compartment("persist-h", "git"));
     await readerSeen.until(topics.compartment("persist-h", "git"));
     expect(readerSeen.seen[0]!.payload).toBe('{"status":"ok"}');
+  });
+
+  it("a host's session belongs to its agent: another agent's credentials cannot take it over, and its queued command survives", async () => {
+    const owner = await broker.credentials("agent", "owner-a");
+    const taker = await broker.credentials("agent", "taker-b");
+    const operator = await connect(await broker.credentials("operator", "takeover"));
+    const first = await connect(owner, { clean: false });
+    expect(await subscribe(first, topics.commands("owner-a"))).toBe(1);
+    await first.endAsync();
+    await operator.publishAsync(topics.commands("owner-a"), "queued-for-a", { qos: 1 });
+
+    // B's own password with A's client id, as a persistent and as a clean session (which would wipe A's).
+    for (const clean of [false, true]) {
+      const outcome = await connect({ username: taker.username, password: taker.password }, { clientId: owner.clientId!, clean }).then(
+        () => "connected",
+        (err: Error) => err.message,
+      );
+      // Mosquitto cannot bind a client id to a user with password and ACL files (broker/README.md):
+      // it hands B the session; the ACL keeps A's command from B, but the queue is gone.
+      expect(outcome).toMatch(kind === "aedes" ? /Not authorized/ : /^connected$/);
+    }
+
+    const back = await connect(owner, { clean: false });
+    if (kind === "mosquitto") {
+      expect(await subscribe(back, topics.commands("owner-a"))).toBe(1); // B's clean session ended A's
+      await operator.publishAsync(topics.commands("owner-a"), "after-takeover", { qos: 1 });
+      await recorder(back).until(topics.commands("owner-a"));
+      expect(recorder(back).seen.map((m) => m.payload)).toEqual(["after-takeover"]);
+      return;
+    }
+    await recorder(back).until(topics.commands("owner-a"));
+    expect(recorder(back).seen).toEqual([{ topic: topics.commands("owner-a"), payload: "queued-for-a" }]);
   });
 
   it("a last will on a topic its user may not publish to never reaches anyone", async () => {

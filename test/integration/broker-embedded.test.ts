@@ -13,7 +13,7 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
-import { Topics } from "../../protocol/index.js";
+import { Topics, agentClientId, selfUpdateClientId } from "../../protocol/index.js";
 import { parseBrokerConfig, type BrokerConfigInput } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
@@ -166,7 +166,7 @@ describe("embedded broker", () => {
       `publish ${topics.actions("web7")} retained commands and actions are not allowed`,
     ]);
     // The host connecting afterwards gets nothing replayed; a later non-retained command arrives.
-    const agent = await connect(broker.url, { username: "web7", password: agentCreds.password });
+    const agent = await connect(broker.url, { username: "web7", password: agentCreds.password, clientId: agentClientId("web7") });
     const got: string[] = [];
     agent.on("message", (t, p) => got.push(`${t}=${p.toString()}`));
     await agent.subscribeAsync(topics.commands("web7"), { qos: 1 });
@@ -196,7 +196,7 @@ describe("embedded broker", () => {
     execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"], { stdio: "ignore" });
     const broker = await startBroker({ listeners: { tcp: { host: "127.0.0.1", port: 0 }, tls: { host: "127.0.0.1", port: 0, certFile: cert, keyFile: key } } });
     const { password } = await broker.credentials.add("web1", "agent");
-    const client = await connect(`mqtts://127.0.0.1:${broker.ports.tls}`, { username: "web1", password, rejectUnauthorized: false });
+    const client = await connect(`mqtts://127.0.0.1:${broker.ports.tls}`, { username: "web1", password, clientId: agentClientId("web1"), rejectUnauthorized: false });
     await client.publishAsync(topics.availability("web1"), "online", { qos: 1, retain: true });
     expect(client.connected).toBe(true);
   });
@@ -216,13 +216,44 @@ describe("embedded broker", () => {
 
   it("refuses a different user taking over a connected client's id", async () => {
     const broker = await startBroker();
-    const a = await broker.credentials.add("web1", "agent");
-    const b = await broker.credentials.add("web2", "agent");
-    const first = await connect(broker.url, { username: "web1", password: a.password, clientId: "agent-web1" });
-    await expect(connect(broker.url, { username: "web2", password: b.password, clientId: "agent-web1" })).rejects.toThrow(/Not authorized/);
+    const a = await broker.credentials.add("op1", "operator");
+    const b = await broker.credentials.add("op2", "operator");
+    const first = await connect(broker.url, { username: "op1", password: a.password, clientId: "console" });
+    await expect(connect(broker.url, { username: "op2", password: b.password, clientId: "console" })).rejects.toThrow(/Not authorized/);
     expect(first.connected).toBe(true);
     // The same user reconnecting (e.g. after a restart) may take its own session over.
-    await connect(broker.url, { username: "web1", password: a.password, clientId: "agent-web1" });
+    await connect(broker.url, { username: "op1", password: a.password, clientId: "console" });
+  });
+
+  it("binds a persistent session to the user that made it, across a restart, until that user ends it", async () => {
+    const broker = await startBroker();
+    const a = await broker.credentials.add("op1", "operator");
+    const b = await broker.credentials.add("op2", "operator");
+    const denied: string[] = [];
+    broker.on("denied", (d) => denied.push(`${d.user} ${d.reason}`));
+    const first = await connect(broker.url, { username: "op1", password: a.password, clientId: "home-assistant", clean: false });
+    await first.endAsync();
+    const asOp2 = (clean: boolean) => connect(broker.url, { username: "op2", password: b.password, clientId: "home-assistant", clean });
+    await expect(asOp2(true)).rejects.toThrow(/Not authorized/);
+    await broker.stop();
+    await broker.start();
+    await expect(asOp2(false)).rejects.toThrow(/Not authorized/);
+    expect(denied).toEqual(Array(2).fill(`op2 client id "home-assistant" belongs to another user's persistent session`));
+    // op1 ends its session with a clean connect: the id is free again.
+    await (await connect(broker.url, { username: "op1", password: a.password, clientId: "home-assistant", clean: true })).endAsync();
+    await (await asOp2(false)).endAsync();
+  });
+
+  it("an agent uses only its own host's client ids, and nobody else may use them", async () => {
+    const broker = await startBroker();
+    const web1 = await broker.credentials.add("web1", "agent");
+    const op = await broker.credentials.add("op", "operator");
+    const as = (username: string, password: string, clientId: string) => connect(broker.url, { username, password, clientId });
+    await expect(as("web1", web1.password, "agent-web1")).rejects.toThrow(/Not authorized/);
+    await expect(as("web1", web1.password, agentClientId("web2"))).rejects.toThrow(/Not authorized/);
+    await expect(as("op", op.password, agentClientId("web1"))).rejects.toThrow(/Not authorized/);
+    await (await as("web1", web1.password, agentClientId("web1"))).endAsync();
+    await (await as("web1", web1.password, selfUpdateClientId("web1"))).endAsync();
   });
 
   it("anonymous clients are refused by default and read-only when allowed", async () => {
@@ -249,7 +280,7 @@ describe("embedded broker", () => {
     const broker = await startBroker();
     const cli = await CredentialStore.open(broker.config.credentialsFile);
     const { password } = await cli.add("late", "agent");
-    const client = await connect(broker.url, { username: "late", password });
+    const client = await connect(broker.url, { username: "late", password, clientId: agentClientId("late") });
     expect(client.connected).toBe(true);
     const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
     await cli.remove("late");
@@ -269,7 +300,7 @@ describe("embedded broker", () => {
     const count = 3_000;
     const all = new Promise<void>((resolve) => hub.on("message", () => ++received === count && resolve()));
     await hub.subscribeAsync(`${topics.host("burst")}/#`, { qos: 1 });
-    const agent = await connect(broker.url, { username: "burst", password });
+    const agent = await connect(broker.url, { username: "burst", password, clientId: agentClientId("burst") });
     for (let i = 0; i < count - 1; i++) {
       if (i % 2 === 0) agent.publish(topics.compartment("burst", "git"), String(i), { qos: 1, retain: true });
       else agent.publish(topics.jobOutput("burst", "j1"), String(i), { qos: 1 });
@@ -411,7 +442,7 @@ describe("embedded broker", () => {
   it("answers a QoS 1 round trip in a few milliseconds (Nagle off)", async () => {
     const broker = await startBroker();
     const { password } = await broker.credentials.add("rtt", "agent");
-    const client = await connect(broker.url, { username: "rtt", password });
+    const client = await connect(broker.url, { username: "rtt", password, clientId: agentClientId("rtt") });
     await client.subscribeAsync(topics.commands("rtt"), { qos: 1 });
     const hub = await connect(broker.url, broker.hubConnection());
     const times: number[] = [];

@@ -86,7 +86,7 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
 
   async function connect(role: "hub" | "operator" | "agent", name: string): Promise<MqttClient> {
     const c = await broker.credentials(role, name);
-    return mqtt.connectAsync(broker.url, { ...c, clientId: `${role}-${name}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
+    return mqtt.connectAsync(broker.url, { ...c, clientId: c.clientId ?? `${role}-${name}-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 0 });
   }
 
   async function seedHost(host: string): Promise<MqttClient> {

@@ -76,7 +76,7 @@ describe("MqttBridge: embedded broker → real Mosquitto", () => {
     upHub = await upstream.credentials("hub", "bridge");
     haCreds = await upstream.credentials("operator", "home-assistant");
     const agentCreds = await local.credentials("agent", HOST);
-    agent = await mqtt.connectAsync(local.url, { ...agentCreds, clientId: `agent-${HOST}`, reconnectPeriod: 0 });
+    agent = await mqtt.connectAsync(local.url, { ...agentCreds, reconnectPeriod: 0 });
     bridge = new MqttBridge({
       local: { url: local.url, ...localHub },
       upstream: { url: upstream.url, ...upHub, clientId: "lockstep-bridge-test" },

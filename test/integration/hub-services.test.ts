@@ -64,7 +64,7 @@ describe("hub services", () => {
       if (topic === topics.events()) events.push(AuditEvent.parse(JSON.parse(payload.toString())));
     });
     await observer.subscribeAsync(topics.events(), { qos: 1 });
-    agent = await untilConnected(mqtt.connect(broker.url, { ...(await broker.credentials("agent", "web-1")), clientId: "agent-web-1", reconnectPeriod: 0 }));
+    agent = await untilConnected(mqtt.connect(broker.url, { ...(await broker.credentials("agent", "web-1")), reconnectPeriod: 0 }));
     await agent.publishAsync(topics.availability("web-1"), "online", { qos: 1, retain: true });
     await agent.publishAsync(topics.info("web-1"), JSON.stringify(info("web-1")), { qos: 1, retain: true });
 

@@ -23,7 +23,7 @@ const topics = new Topics();
 /** A simulated agent: online, publishes its info, answers every command with a job that ends as `outcome(op)`. */
 async function fakeAgent(broker: TestBroker, host: string, opts: { hold?: string; outcome?: (op: string) => "succeeded" | "failed" } = {}) {
   const creds = await broker.credentials("agent", host);
-  const client = await mqtt.connectAsync(broker.url, { ...creds, clientId: `fake-${host}`, reconnectPeriod: 0, protocolVersion: 4 });
+  const client = await mqtt.connectAsync(broker.url, { ...creds, reconnectPeriod: 0, protocolVersion: 4 });
   const now = () => new Date().toISOString();
   await client.publishAsync(topics.availability(host), "online", { retain: true, qos: 1 });
   await client.publishAsync(

@@ -25,6 +25,7 @@ import pino from "pino";
 import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore, type UserRole } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
+import { agentClientId } from "../../protocol/index.js";
 import { MosquittoProcess, freePort } from "./mosquitto.js";
 
 export type BrokerKind = "aedes" | "mosquitto";
@@ -38,9 +39,10 @@ export interface TestBroker {
   wsUrl?: string;
   /**
    * Create (or return the same) credentials for a client of the given role. For agents, name is
-   * the host id and the user name; other roles get the user name `<role>-<name>`.
+   * the host id and the user name, and clientId the host's agent client id (the embedded broker
+   * accepts no other from an agent); other roles get the user name `<role>-<name>` and no client id.
    */
-  credentials(role: Role, name: string): Promise<{ username: string; password: string }>;
+  credentials(role: Role, name: string): Promise<TestCredentials>;
   /** Stop and start again on the same port, keeping persisted state; `whileDown` runs in between. */
   restart(opts?: { whileDown?: () => Promise<void> }): Promise<void>;
   stop(): Promise<void>;
@@ -78,20 +80,27 @@ export async function startTestBroker(opts: { kind?: BrokerKind; dataDir?: strin
 }
 
 /** Usernames and passwords handed out so far, so repeated calls return the same credentials. */
+export interface TestCredentials {
+  username: string;
+  password: string;
+  clientId?: string;
+}
+
 class IssuedCredentials {
   private issued = new Map<string, { role: Role; username: string; password: string }>();
 
-  async get(store: CredentialStore, role: Role, name: string, onAdded: (username: string, password: string) => Promise<void>) {
+  async get(store: CredentialStore, role: Role, name: string, onAdded: (username: string, password: string) => Promise<void>): Promise<TestCredentials> {
     const username = role === "agent" ? name : `${role}-${name}`;
+    const withId = (password: string) => (role === "agent" ? { username, password, clientId: agentClientId(name) } : { username, password });
     const known = this.issued.get(username);
     if (known) {
       if (known.role !== role) throw new Error(`test user "${username}" already exists with role ${known.role}`);
-      return { username, password: known.password };
+      return withId(known.password);
     }
     const { password } = await store.add(username, role as UserRole);
     this.issued.set(username, { role, username, password });
     await onAdded(username, password);
-    return { username, password };
+    return withId(password);
   }
 }
 

@@ -35,7 +35,7 @@ const info = (host: string, extra: Partial<HostInfo> = {}): HostInfo => ({
 
 async function connect(broker: TestBroker, role: "agent" | "hub" | "viewer", name: string): Promise<MqttClient> {
   const c = await broker.credentials(role, name);
-  return mqtt.connectAsync(broker.url, { ...c, reconnectPeriod: 0, clientId: `t-${role}-${name}-${Math.random().toString(16).slice(2, 8)}` });
+  return mqtt.connectAsync(broker.url, { ...c, reconnectPeriod: 0, clientId: c.clientId ?? `t-${role}-${name}-${Math.random().toString(16).slice(2, 8)}` });
 }
 
 const until = async (cond: () => boolean, ms = 3000) => {
