@@ -131,6 +131,8 @@ export type CheckRunList = z.infer<typeof CheckRunList>;
 const GitRef = z.object({ ref: z.string(), object: z.object({ sha }) });
 const GitCommit = z.object({ sha, message: z.string(), parents: z.array(z.object({ sha })) });
 const MergeResult = z.object({ sha, merged: z.boolean(), message: z.string() });
+export const IssueComment = z.object({ id: z.number().int(), body: z.string().nullable().optional(), html_url: z.string() });
+export type IssueComment = z.infer<typeof IssueComment>;
 const FileCommit = z.object({ content: z.object({ sha: z.string() }).nullable(), commit: z.object({ sha }) });
 
 export interface FileAtRef {
@@ -447,5 +449,24 @@ export class GitHubClient {
   async createPull(p: { title: string; head: string; base: string; body: string }): Promise<{ number: number; url: string }> {
     const r = await this.call("POST /repos/{owner}/{repo}/pulls", p, PullSummary);
     return { number: r.data.number, url: r.data.html_url };
+  }
+
+  /** A PR's (issue's) comments, oldest first, up to MAX_PAGES × 100. */
+  async listIssueComments(number: number): Promise<IssueComment[]> {
+    const all: IssueComment[] = [];
+    for (let page = 1; page <= MAX_PAGES; page++) {
+      const r = await this.call("GET /repos/{owner}/{repo}/issues/{issue_number}/comments", { issue_number: number, per_page: PER_PAGE, page }, z.array(IssueComment));
+      all.push(...r.data);
+      if (r.data.length < PER_PAGE) break;
+    }
+    return all;
+  }
+
+  async createIssueComment(number: number, body: string): Promise<IssueComment> {
+    return (await this.call("POST /repos/{owner}/{repo}/issues/{issue_number}/comments", { issue_number: number, body }, IssueComment)).data;
+  }
+
+  async updateIssueComment(commentId: number, body: string): Promise<IssueComment> {
+    return (await this.call("PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}", { comment_id: commentId, body }, IssueComment)).data;
   }
 }

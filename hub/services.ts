@@ -8,6 +8,7 @@
  *                "expected" events become the retained fleet/expected (the hub owns that topic)
  *   audit        merge events and every command go to fleet/events, which the audit log keeps
  *   previews     rollout/preview-service.ts: every pending lock-update PR previewed on the fleet
+ *                (with previews.githubComment, github/preview-comment.ts keeps the table on the PR)
  *
  * `steps` start them in order, each paired with its stop (hub/steps.ts).
  */
@@ -18,6 +19,7 @@ import type { Logger } from "pino";
 import type { Topics } from "../protocol/index.js";
 import type { GitHubConfigInput } from "../github/config.js";
 import { GitHubService } from "../github/service.js";
+import { commentOnPreviews, PreviewComments } from "../github/preview-comment.js";
 import { FleetView } from "../rollout/fleet-view.js";
 import { PreviewService } from "../rollout/preview-service.js";
 import { RolloutService } from "../rollout/service.js";
@@ -169,6 +171,16 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
         if (!previews) return;
         await previews.start();
         return async () => previews.stop();
+      },
+    },
+    {
+      name: "preview comments",
+      // previews.githubComment: one comment per PR with the preview table, edited in place.
+      async start() {
+        if (!previews || !github || !previewSettings.githubComment) return;
+        const commentLog = log.child({ component: "preview-comment" });
+        const unfollow = commentOnPreviews(previews, new PreviewComments(github.client, commentLog), commentLog);
+        return async () => unfollow();
       },
     },
   ];

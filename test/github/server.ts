@@ -104,6 +104,15 @@ interface StatusRecord {
   updatedAt: string;
 }
 
+interface CommentRecord {
+  id: number;
+  issue: number;
+  body: string;
+  author: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
 interface CheckRunRecord {
   id: number;
   sha: string;
@@ -171,6 +180,8 @@ export class LocalGitHub {
   private readonly pulls = new Map<number, PullRecord>();
   private readonly statuses = new Map<string, Map<string, StatusRecord>>();
   private readonly checkRuns = new Map<string, CheckRunRecord[]>();
+  /** Issue (PR) comments by id; `issue` is the PR number. */
+  private readonly comments = new Map<number, CommentRecord>();
   private readonly faults: (FaultSpec & { remaining: number })[] = [];
   /** Requests held by a `stall` fault; released (closed unanswered) on stop. */
   private readonly stalled = new Set<() => void>();
@@ -533,6 +544,57 @@ export class LocalGitHub {
     }
   }
 
+  /** A PR's comments as a test sees them (oldest first). */
+  issueComments(issue: number): Array<{ id: number; body: string; createdAt: string; updatedAt: string }> {
+    return [...this.comments.values()].filter((c) => c.issue === issue).map(({ id, body, createdAt, updatedAt }) => ({ id, body, createdAt, updatedAt }));
+  }
+
+  /** Issue comments: list (paged, oldest first), create, edit. PRs are issues on GitHub. */
+  private defineCommentRoutes(R: string): void {
+    const requireBody = (body: unknown): string => {
+      const b = (body ?? {}) as Record<string, unknown>;
+      if (typeof b.body !== "string" || !b.body) throw new HttpError(422, "Validation Failed", { errors: [{ resource: "IssueComment", field: "body", code: "missing_field" }] });
+      if (b.body.length > 65536) throw new HttpError(422, "Validation Failed", { errors: [{ resource: "IssueComment", field: "body", code: "custom", message: "body is too long (maximum is 65536 characters)" }] });
+      return b.body;
+    };
+    this.route("GET", `${R}/issues/{issue_number}/comments`, async ({ params, query }) => {
+      const issue = this.mustPull(Number(params.issue_number)).number;
+      const perPage = Math.min(100, Number(query.get("per_page") ?? 30) || 30);
+      const page = Math.max(1, Number(query.get("page") ?? 1) || 1);
+      const list = [...this.comments.values()].filter((c) => c.issue === issue).slice((page - 1) * perPage, page * perPage);
+      return { status: 200, body: list.map((c) => this.commentJson(c)) };
+    });
+    this.route("POST", `${R}/issues/{issue_number}/comments`, async ({ params, body }) => {
+      const issue = this.mustPull(Number(params.issue_number)).number;
+      const at = now();
+      const c: CommentRecord = { id: this.nextId++, issue, body: requireBody(body), author: "lockstep", createdAt: at, updatedAt: at };
+      this.comments.set(c.id, c);
+      return { status: 201, body: this.commentJson(c) };
+    });
+    this.route("PATCH", `${R}/issues/comments/{comment_id}`, async ({ params, body }) => {
+      const c = this.comments.get(Number(params.comment_id));
+      if (!c) throw new HttpError(404, "Not Found");
+      c.body = requireBody(body);
+      c.updatedAt = now();
+      return { status: 200, body: this.commentJson(c) };
+    });
+  }
+
+  private commentJson(c: CommentRecord): Record<string, unknown> {
+    return {
+      id: c.id,
+      node_id: `IC_${c.id}`,
+      url: this.api(`/issues/comments/${c.id}`),
+      html_url: this.html(`/pull/${c.issue}#issuecomment-${c.id}`),
+      body: c.body,
+      user: this.userJson(c.author),
+      created_at: c.createdAt,
+      updated_at: c.updatedAt,
+      issue_url: this.api(`/issues/${c.issue}`),
+      author_association: "NONE",
+    };
+  }
+
   // -------------------------------------------------------------------------------------------
   // Resource shapes (as GitHub returns them; checked against the OpenAPI description in tests)
 
@@ -865,6 +927,7 @@ export class LocalGitHub {
 
   private defineRoutes(): void {
     const R = "/repos/{owner}/{repo}";
+    this.defineCommentRoutes(R);
 
     this.route("GET", `${R}/pulls`, async ({ query }) => {
       const state = query.get("state") ?? "open";
