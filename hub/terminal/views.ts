@@ -22,10 +22,12 @@ export function table(header: string[], rows: string[][], colour?: (cell: string
   return [line(header, false), ...rows.map((r) => line(r, true))].join("\n") + "\n";
 }
 
-/** The row of one host: every compartment's status word, online, generation, last rollout. */
+/** The row of one host: every compartment's status word, online (and held), generation, last rollout. */
 export interface StatusRow {
   host: string;
   online: boolean;
+  /** Held by an operator (`lockstep host HOST hold`): rollouts leave it alone until it is released. */
+  held?: { reason?: string };
   compartments: Record<string, StatusName | "-">;
   generation?: number;
   lastRollout?: { id: string; state: string; hostState?: string };
@@ -40,6 +42,7 @@ export function statusRows(hosts: HostSnapshot[], rollouts: RolloutProgress[]): 
       return {
         host: h.host,
         online: h.availability === "online",
+        ...(h.info?.hold ? { held: h.info.holdReason !== undefined ? { reason: h.info.holdReason } : {} } : {}),
         compartments: Object.fromEntries(COMPARTMENTS.map((c) => [c, h.compartments[c]?.status ?? "-"])),
         ...(generation !== undefined ? { generation } : {}),
         ...(last ? { lastRollout: { id: last.id, state: last.state, ...(last.hosts[h.host] ? { hostState: last.hosts[h.host]!.state } : {}) } } : {}),
@@ -56,7 +59,7 @@ export function statusTable(rows: StatusRow[], colour: boolean): string {
   const body = rows.map((r) => [
     r.host,
     ...COMPARTMENTS.map((c) => r.compartments[c] ?? "-"),
-    r.online ? "online" : "offline",
+    (r.online ? "online" : "offline") + (r.held ? " (held)" : ""),
     r.generation !== undefined ? String(r.generation) : "-",
     r.lastRollout ? `${r.lastRollout.id} ${r.lastRollout.hostState ?? r.lastRollout.state}` : "-",
   ]);
@@ -66,7 +69,7 @@ export function statusTable(rows: StatusRow[], colour: boolean): string {
 function paintStatus(cell: string, column: number): string {
   const word = cell.trim() as StatusName;
   if (column >= 1 && column <= COMPARTMENTS.length && word in COLOURS) return styleText(COLOURS[word], cell);
-  if (column === COMPARTMENTS.length + 1) return styleText(word === ("offline" as string) ? "red" : "green", cell);
+  if (column === COMPARTMENTS.length + 1) return styleText(word.startsWith("offline") ? "red" : word.endsWith("(held)") ? "yellow" : "green", cell);
   return cell;
 }
 

@@ -33,6 +33,31 @@ describe("lockstep terminal client", () => {
     });
   }
 
+  /** A long-running command (watch): its output so far, awaited until it holds something, then Ctrl-C. */
+  function watchProcess(args: string[]) {
+    const child = spawn(process.execPath, [HUB_ENTRY, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    const changed = new Set<() => void>();
+    child.stdout.on("data", (c: Buffer) => ((out += c.toString()), changed.forEach((f) => f())));
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    return {
+      until: (predicate: (out: string) => boolean) =>
+        new Promise<string>((resolve, reject) => {
+          const check = () => {
+            if (!predicate(out)) return;
+            changed.delete(check);
+            resolve(out);
+          };
+          changed.add(check);
+          void exited.then(() => reject(new Error(`${args.join(" ")} exited: ${out}${err}`)));
+          check();
+        }),
+      interrupt: () => (child.kill("SIGINT"), exited),
+    };
+  }
+
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), "lockstep-terminal-"));
     world = await LockstepWorld.create({
@@ -175,6 +200,35 @@ describe("lockstep terminal client", () => {
     expect(json.phases[0]).toEqual({ name: "canary", hosts: ["beta"] });
     expect(json.phases.slice(1).flatMap((p) => p.hosts)).toEqual(["alpha"]);
   }, 300_000);
+
+  it("watch: the table (text) and one JSON line per change (--json), live until Ctrl-C; host hold/release shows in both", async () => {
+    const text = watchProcess(["watch"]);
+    const frame = await text.until((out) => /LAST ROLLOUT/.test(out) && HOSTS.every((h) => new RegExp(`^${h}\\s`, "m").test(out)));
+    expect(frame).toMatch(/^HOST\s+AGENT\s+GIT\s+LOCK\s+SYSTEM\s+TESTS\s+ONLINE\s+GEN\s+LAST ROLLOUT$/m);
+    expect(await text.interrupt()).toBe(0);
+
+    const json = watchProcess(["watch", "--json"]);
+    type Frame = { at: string; hosts: Array<{ host: string; online: boolean; held?: { reason?: string } }> };
+    // Complete lines only: a chunk may end inside one.
+    const frames = (out: string) => out.slice(0, out.lastIndexOf("\n") + 1).split("\n").filter(Boolean).map((l) => JSON.parse(l) as Frame);
+    const beta = (f: Frame) => f.hosts.find((h) => h.host === "beta");
+    const first = frames(await json.until((out) => out.includes("\n")))[0]!;
+    expect(first.hosts.map((h) => h.host)).toEqual(HOSTS);
+    expect(beta(first)?.held).toBeUndefined();
+    const hold = await lockstep(["host", "beta", "hold", "--reason", "kernel test", "--json"]);
+    expect(hold.code, hold.stdout + hold.stderr).toBe(0);
+    expect((JSON.parse(hold.stdout) as { job: { op: string; state: string } }).job).toMatchObject({ op: "hold", state: "succeeded" });
+    // The agent's new info (held) reaches the running watch as a new line.
+    await json.until((out) => frames(out).some((f) => beta(f)?.held?.reason === "kernel test"));
+    const status = await lockstep(["status"]);
+    expect(status.stdout).toMatch(/^beta\s.*\bonline \(held\)/m);
+    const release = await lockstep(["host", "beta", "release"]);
+    expect(release.code, release.stdout + release.stderr).toBe(0);
+    await json.until((out) => { const all = frames(out); return beta(all[all.length - 1]!)?.held === undefined && all.some((f) => beta(f)?.held); });
+    expect(await json.interrupt()).toBe(0);
+    const rollouts = JSON.parse((await lockstep(["rollouts", "--json"])).stdout) as { rollouts: Array<{ id: string; state: string }> };
+    expect(Array.isArray(rollouts.rollouts)).toBe(true);
+  }, 120_000);
 
   it("the password is never on a command line (ps) while a command runs", async () => {
     const child = spawn(process.execPath, [HUB_ENTRY, "watch", "--json"], { env, stdio: ["ignore", "pipe", "pipe"] });
