@@ -10,6 +10,7 @@
  *   "closed"   ({number, merged, mergeCommitSha})  the pending PR is no longer open
  *   "head"     ({sha, previous})  the base branch head moved (also on the first check: previous = null)
  *   "expected" (FleetExpected)  what the fleet should run changed: publish it retained on fleet/expected
+ *   "checked"  (WatchState)  a check finished without an error (whether or not anything changed)
  *   "error"    (Error)  a check failed; the next one is still scheduled
  */
 import { EventEmitter } from "node:events";
@@ -30,6 +31,7 @@ export interface UpdateWatcherEvents {
   closed: [PendingClosed];
   head: [{ sha: string; previous: string | null }];
   expected: [FleetExpected];
+  checked: [WatchState];
   error: [Error];
 }
 
@@ -160,6 +162,7 @@ export class UpdateWatcher extends EventEmitter<UpdateWatcherEvents> {
         this.emit("expected", expected);
       }
       this.log.debug({ ms: Math.round(performance.now() - started), requests: this.client.stats.requests, notModified: this.client.stats.notModified }, "check done");
+      this.emit("checked", s);
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       s.lastError = err;

@@ -69,6 +69,8 @@ export const AutomaticSettings = z.strictObject({
   recheckMinutes: minutes.default(10),
   /** How long the weekly flow waits for CI and the delay before it gives up (with a notification). */
   maxWaitHours: z.number().positive().max(24 * 30).default(24),
+  /** Merge Lockstep's own revert of a failed rollout's update once its CI passes, and converge the fleet onto it. */
+  mergeReverts: z.boolean().default(false),
 });
 export type AutomaticSettings = z.infer<typeof AutomaticSettings>;
 
@@ -186,6 +188,7 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_MERGE_DELAY_MINUTES", path: ["automatic", "mergeDelayMinutes"], kind: "number" },
   { env: "LOCKSTEP_RECHECK_MINUTES", path: ["automatic", "recheckMinutes"], kind: "number" },
   { env: "LOCKSTEP_MAX_WAIT_HOURS", path: ["automatic", "maxWaitHours"], kind: "number" },
+  { env: "LOCKSTEP_MERGE_REVERTS", path: ["automatic", "mergeReverts"], kind: "boolean" },
   { env: "LOCKSTEP_PREVIEWS_ENABLED", path: ["previews", "enabled"], kind: "boolean" },
   { env: "LOCKSTEP_PREVIEWS_BUILD", path: ["previews", "build"], kind: "string" },
   { env: "LOCKSTEP_PREVIEWS_ALLOW_FORKS", path: ["previews", "allowForks"], kind: "boolean" },

@@ -9,6 +9,7 @@
  *   audit        merge events and every command go to fleet/events, which the audit log keeps
  *   previews     rollout/preview-service.ts: every pending lock-update PR previewed on the fleet
  *                (with previews.githubComment, github/preview-comment.ts keeps the table on the PR)
+ *   converge     hub/converge.ts: Lockstep's revert of a failed rollout merged, the fleet converged onto it
  *
  * `steps` start them in order, each paired with its stop (hub/steps.ts).
  */
@@ -27,6 +28,7 @@ import { SwitchConfirmer } from "../rollout/confirmer.js";
 import { RolloutStore } from "../rollout/store.js";
 import type { LockstepServices } from "../node-red-nodes/lib/services.js";
 import type { StartStep } from "./steps.js";
+import { RevertConverger } from "./converge.js";
 import { PreviewSettings } from "./config.js";
 
 /** Where the rollout store lives, under the data dir. */
@@ -46,11 +48,17 @@ export interface HubServicesOptions {
   previews?: PreviewSettings;
   /** How long retained host and job states get to arrive before unfinished rollouts resume. */
   settleMs?: number;
+  /** The hub's rollout defaults (config.rollout): the converge rollout after a revert starts from them. */
+  rolloutDefaults?: Record<string, unknown>;
+  /** automatic.mergeReverts: merge Lockstep's revert PR by itself once its CI passes. */
+  mergeReverts?: boolean;
 }
 
 export interface HubServices extends LockstepServices {
   /** Start order; stop runs backwards. */
   steps: StartStep[];
+  /** Merging Lockstep's revert and converging the fleet onto it; absent without GitHub. */
+  converge?: RevertConverger;
 }
 
 /**
@@ -92,6 +100,9 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
         policy: { buildOn: previewSettings.build, allowForks: previewSettings.allowForks, allowMoreThanLock: previewSettings.allowMoreThanLock },
         gating: previewSettings.gating,
       })
+    : undefined;
+  const converge = github
+    ? new RevertConverger({ github, rollouts, log, rolloutDefaults: opts.rolloutDefaults ?? {}, mergeAutomatically: opts.mergeReverts ?? false })
     : undefined;
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
@@ -183,6 +194,15 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
         return async () => unfollow();
       },
     },
+    {
+      // A failure ends in a green fleet: Lockstep's revert merged (by the API, or automatically) converges the fleet.
+      name: "converge after reverts",
+      async start() {
+        if (!converge) return;
+        converge.start();
+        return async () => converge.stop();
+      },
+    },
   ];
-  return { fleet, rollouts, ready, stateDir, ...(github ? { github } : {}), ...(previews ? { previews } : {}), steps };
+  return { fleet, rollouts, ready, stateDir, ...(github ? { github } : {}), ...(previews ? { previews } : {}), ...(converge ? { converge } : {}), steps };
 }

@@ -22,6 +22,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
 const Hosts = z.array(HostId).min(1);
 const Tags = z.array(z.string().min(1)).min(1);
 const PartialSpec = z.record(z.string(), z.unknown());
+const LockHashField = z.string().regex(/^[0-9a-f]{64}$/, "a sha256 hex digest");
+const RolloutIdField = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, "a rollout id");
 
 /** Stands in for the commit a check runs before the merge that makes it (the plan does not depend on it). */
 const NOT_YET_MERGED = "0".repeat(40);
@@ -111,6 +113,12 @@ export = function register(RED: NodeAPI): void {
       else if (msg.tags !== undefined) fixed.selection = { tags: parseMessageField(Tags, msg.tags, "msg.tags") };
       if (msg.prNumber !== undefined) fixed.prNumber = parseMessageField(z.coerce.number().int().positive(), msg.prNumber, "msg.prNumber");
       if (msg.lockDiff !== undefined) fixed.lockDiff = parseMessageField(LockDiff, msg.lockDiff, "msg.lockDiff");
+      if (msg.lockHash !== undefined) fixed.lockHash = parseMessageField(LockHashField, msg.lockHash, "msg.lockHash");
+      if (msg.converges !== undefined) {
+        // Converging onto Lockstep's revert of a failed rollout: a failure here never reverts the revert.
+        fixed.converges = parseMessageField(RolloutIdField, msg.converges, "msg.converges");
+        fixed.revertOnFailure = false;
+      }
       const spec = parseRolloutSpec(mergeSpecLayers(...layers, fixed));
       if (checkOnly) {
         connection.rollouts.check(spec);

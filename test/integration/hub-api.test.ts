@@ -51,6 +51,7 @@ describe("the hub's API and its exit", () => {
         { method: "GET", path: "/api/audit", access: "reader" },
         { method: "POST", path: "/api/flake-updates/merge-and-deploy", access: "operator" },
         { method: "POST", path: "/api/flake-updates/check", access: "operator" },
+        { method: "POST", path: "/api/flake-updates/merge-revert", access: "operator" },
         { method: "POST", path: "/api/github/webhook", access: "signature" },
       ]),
     );
@@ -76,6 +77,13 @@ describe("the hub's API and its exit", () => {
     expect(unplannable.status).toBe(422);
     expect(unplannable.type).toMatch(/application\/json/);
     expect(JSON.parse(unplannable.body)).toMatchObject({ code: "rollout-plan", error: expect.any(String) });
+
+    // The hub's own merge-revert route: a bad body is a 400, and without a repository it says so (503), as JSON.
+    const revert = (body: string) => call("/api/flake-updates/merge-revert", { method: "POST", body, headers: { "content-type": "application/json" } });
+    expect(JSON.parse((await revert('{"pr_number": ')).body)).toMatchObject({ code: "invalid-json" });
+    const noRepo = await revert(JSON.stringify({ pr_number: 3 }));
+    expect(noRepo.status).toBe(503);
+    expect(JSON.parse(noRepo.body)).toMatchObject({ code: "config" });
   });
 
   it("exits within 5 s of SIGTERM after a browser used the page and the editor", async () => {

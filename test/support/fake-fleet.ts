@@ -57,7 +57,7 @@ interface FakeHost {
   generation: number;
   /** generation -> commit it was built from */
   generations: Map<number, string | undefined>;
-  lastSwitch?: { ok: boolean; error?: string };
+  lastSwitch?: { ok: boolean; error?: string; commit?: string };
   lastTest?: { generation: number; passed: boolean };
   /** What a `refresh` evaluated the checkout to. */
   evaluated?: { commit: string; path: string };
@@ -308,7 +308,8 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
     const running = this.systemOf(h.opts.host, builtFrom);
     const evaluated = h.evaluated && h.evaluated.commit === h.commit ? h.evaluated.path : undefined;
     const matches = evaluated !== undefined ? evaluated === running : builtFrom === h.commit;
-    if (h.lastSwitch && !h.lastSwitch.ok) h.compartments.system = c("failed", `switch failed: ${h.lastSwitch.error}`, h.generation);
+    // Like the agent: a failed switch is the checkout's failure only while it is still at that commit.
+    if (h.lastSwitch && !h.lastSwitch.ok && (h.lastSwitch.commit === undefined || h.lastSwitch.commit === h.commit)) h.compartments.system = c("failed", `switch failed: ${h.lastSwitch.error}`, h.generation);
     else if (!matches) h.compartments.system = c("outdated", "checkout changed since the last switch", h.generation);
     else h.compartments.system = c(current ? "ok" : "outdated", `generation ${h.generation}`, h.generation);
     h.compartments.system.detail = { currentSystemPath: running, ...(evaluated ? { expectedSystemPath: evaluated } : {}), ...(builtFrom ? { builtFrom } : {}) };
@@ -372,7 +373,7 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
       case "switch": {
         const before = h.generation;
         if (h.failBuild) {
-          h.lastSwitch = { ok: false, error: "configuration does not build" };
+          h.lastSwitch = { ok: false, error: "configuration does not build", ...(h.commit ? { commit: h.commit } : {}) };
           return finish({ state: "failed", summary: "build failed", error: "configuration does not build", exitCode: 1, generationBefore: before, generationAfter: before });
         }
         const next = Math.max(...h.generations.keys()) + 1;
