@@ -172,8 +172,49 @@ export function renderRollout() {
       ),
     ),
     failureReasons(Object.values(r.hosts)),
-    r.revertPr ? el("p", {}, "Reverted in ", el("a", { href: r.revertPr.url, target: "_blank", rel: "noopener", text: `PR #${r.revertPr.number}` })) : "",
+    convergesLine(r.converges),
+    revertLine(r),
   );
+}
+
+/** The rollout that brought the fleet back after failed rollout `id` (Lockstep's revert landed), if any. */
+function convergenceOf(id) {
+  const all = [...app.rollouts.values(), ...app.history.values()];
+  return all.find((x) => x.converges === id) ?? null;
+}
+
+/** "Reverted in PR #N", then either what converged the fleet or, for an operator, the button that merges the revert. */
+function revertLine(r) {
+  const id = r.id ?? r.rolloutId;
+  if (!r.revertPr) return "";
+  const link = r.revertPr.number > 0 ? el("a", { href: r.revertPr.url, target: "_blank", rel: "noopener", text: `PR #${r.revertPr.number}` }) : el("span", { class: "mono", text: short(r.revertPr.commit ?? "") });
+  const converged = convergenceOf(id);
+  const after = converged
+    ? el("span", { class: "host-sub", text: ` · fleet converged onto it by rollout ${converged.id ?? converged.rolloutId} (${converged.state})` })
+    : r.revertPr.number > 0 && app.role === "operator" && FINAL_ROLLOUT_STATES.includes(r.state)
+      ? el("button", { type: "button", class: "btn", dataset: { mergeRevert: String(r.revertPr.number) }, text: "Merge revert", onclick: () => mergeRevert(r.revertPr.number) })
+      : "";
+  return el("p", {}, "Reverted in ", link, after);
+}
+
+/** On a converge rollout: which failed rollout it brings back to green. */
+function convergesLine(failedId) {
+  return isStr(failedId) ? el("p", { class: "host-sub", text: `brings the fleet back after rollout ${failedId} failed (Lockstep's revert)` }) : "";
+}
+
+export async function mergeRevert(number) {
+  const ok = await confirmDialog(`Merge revert PR #${number}?`, "flake.lock goes back to what the fleet ran before. Hosts that already run it only pull; the others switch back.", "Merge revert");
+  if (!ok) return;
+  try {
+    const res = await api("api/flake-updates/merge-revert", { pr_number: number });
+    if (!res || !isStr(res.rollout_id)) throw new Error("the hub did not return a rollout id");
+    app.followRolloutId = res.rollout_id;
+    showBanner(`Merged revert PR #${number}; the fleet converges in rollout ${res.rollout_id}.`);
+    dirty.rollout = dirty.fleet = true;
+    schedule();
+  } catch (err) {
+    showBanner(`Merging the revert failed: ${err.message}`, true);
+  }
 }
 
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
@@ -255,7 +296,8 @@ export function renderHistory() {
           ),
         ),
         failureReasons(e.hosts),
-        e.revertPr ? el("div", {}, "reverted in ", el("a", { href: e.revertPr.url, target: "_blank", rel: "noopener", text: `PR #${e.revertPr.number}` })) : "",
+        convergesLine(e.converges),
+        revertLine(e),
       ),
     ),
   );
