@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import { LockstepError, encodeJson, type FleetExpected, type Topics } from "../protocol/index.js";
+import { LockstepError, PreviewSummary, decodeJson, encodeJson, type FleetExpected, type Topics } from "../protocol/index.js";
 import { FleetView } from "../rollout/fleet-view.js";
 import type { RolloutService } from "../rollout/service.js";
 import { buildHostDiscovery, buildHostState, buildUpdateState, parseHaAction, type HaOrigin } from "./discovery.js";
@@ -69,6 +69,8 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   private refreshTimer: NodeJS.Timeout | null = null;
   /** Hosts with an HA device, and the payloads last published retained for each (to skip identical re-publishes). */
   private readonly devices = new Map<string, Map<string, string>>();
+  /** The fleet preview summary per PR (fleet/preview-summaries): the pending update's release summary. */
+  private readonly previewSummaries = new Map<number, PreviewSummary>();
   private started = false;
   private unfollow: Array<() => void> = [];
   private readonly onMessage = (topic: string, payload: Buffer) => this.handle(topic, payload);
@@ -89,10 +91,10 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.refreshIntervalMs = opts.refreshIntervalMs ?? 3_600_000;
   }
 
-  /** Only what the fleet view does not follow: HA's birth message and its buttons. */
+  /** Only what the fleet view does not follow: HA's birth message, its buttons, the preview summaries. */
   private subscriptions(): string[] {
     // "+" in place of the host id: the wildcard of Topics.actions(host).
-    return [this.topics.haStatus(), this.topics.actions("+")];
+    return [this.topics.haStatus(), this.topics.actions("+"), this.topics.allPreviewSummaries()];
   }
 
   async start(): Promise<void> {
@@ -152,9 +154,22 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
       }
       const parsed = this.topics.parse(topic);
       if (parsed?.kind === "actions") this.onAction(parsed.host, payload);
+      if (parsed?.kind === "previewSummary") this.onPreviewSummary(parsed.pr, payload);
     } catch (err) {
       this.log.error({ err, topic }, "home assistant bridge failed to handle a message");
     }
+  }
+
+  /** A PR's preview summary changed (or was cleared): the update entities' release summary follows. */
+  private onPreviewSummary(pr: number, payload: Buffer): void {
+    if (payload.length === 0) this.previewSummaries.delete(pr);
+    else {
+      const d = decodeJson(PreviewSummary, payload);
+      if (!d.ok || d.value.pr !== pr) return void this.log.warn({ pr, error: d.ok ? "PR number differs from the topic" : d.error }, "ignoring an invalid preview summary");
+      this.previewSummaries.set(pr, d.value);
+    }
+    if (this.expected()?.pendingUpdate?.number !== pr) return;
+    for (const host of this.devices.keys()) this.publishStates(host);
   }
 
   /** A host's info or compartments changed in the fleet view: add, update or remove its device. */
@@ -198,7 +213,9 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     const snapshot = this.fleet.host(host);
     if (!snapshot?.info) return;
     const device = { info: snapshot.info, compartments: snapshot.compartments };
-    this.publishIfChanged(host, this.topics.haUpdate(host), encodeJson(buildUpdateState(device, this.expected() ?? null)));
+    const expected = this.expected() ?? null;
+    const preview = expected?.pendingUpdate ? this.previewSummaries.get(expected.pendingUpdate.number) : undefined;
+    this.publishIfChanged(host, this.topics.haUpdate(host), encodeJson(buildUpdateState(device, expected, preview)));
     this.publishIfChanged(host, this.topics.haState(host), encodeJson(buildHostState(device, this.now())));
   }
 

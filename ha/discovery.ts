@@ -13,6 +13,7 @@ import {
   COMPARTMENTS,
   STATUSES,
   combineLockDiffs,
+  fitPreviewSummary,
   formatLockDiff,
   lockAgeDays,
   updateParts,
@@ -23,6 +24,7 @@ import {
   type HostInfo,
   type LockDiff,
   type PendingUpdate,
+  type PreviewSummary,
   type Status,
   type Topics,
 } from "../protocol/index.js";
@@ -258,9 +260,12 @@ function pendingLastModified(pending: PendingUpdate): number | undefined {
 /**
  * Home Assistant's update entity for a host's flake.lock: installed = the host's lock, latest =
  * the pending update's lock, else the fleet head's (versions: lockVersion above). HA offers an
- * update exactly when latest is newer.
+ * update exactly when latest is newer. The release summary of a pending update is its fleet
+ * preview summary once any host previewed the PR's current head (what it changes, package by
+ * package: "affects 2 of 3 hosts · builds everywhere · hello 2.12 → 2.13"), else its lock diff;
+ * the release URL is the PR.
  */
-export function buildUpdateState(host: HaHost, expected: FleetExpected | null): HaUpdateState {
+export function buildUpdateState(host: HaHost, expected: FleetExpected | null, preview?: PreviewSummary): HaUpdateState {
   const lastModified = lockLastModified(host.compartments.lock);
   const installedHash = host.info.lockHash;
   const installed = lockVersion(lastModified, installedHash);
@@ -277,7 +282,9 @@ export function buildUpdateState(host: HaHost, expected: FleetExpected | null): 
     const numbers = updateParts(pending).map((p) => `#${p.number}`).join(", ");
     state.latest_version = lockVersion(pendingLastModified(pending), last.lockHash ?? last.headSha) ?? `PR #${pending.number}`;
     const all = combineLockDiffs(updateParts(pending).map((p) => p.lockDiff));
-    state.release_summary = truncate(`PR ${numbers}: ${formatLockDiff(all)}`, RELEASE_SUMMARY_MAX);
+    const prefix = `PR ${numbers}: `;
+    const previewed = preview && preview.pr === pending.number && preview.headSha === pending.headSha && (preview.hosts.previewed > 0 || preview.notPreviewed !== undefined);
+    state.release_summary = previewed ? prefix + fitPreviewSummary(preview, RELEASE_SUMMARY_MAX - prefix.length) : truncate(prefix + formatLockDiff(all), RELEASE_SUMMARY_MAX);
     state.release_url = pending.url;
     return state;
   }

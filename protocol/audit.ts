@@ -60,6 +60,21 @@ export function mergeRefusedEvent(repository: string, prNumber: number, refusal:
   };
 }
 
+/**
+ * "merge.waiting": automatic mode holds a merge back until something it waits for has happened
+ * (the update's previews are still running); sent once per PR head, not on every re-check.
+ */
+export function mergeWaitingEvent(repository: string, prNumber: number, wait: { code: string; reason: string; headSha: string }, actor: string, now = new Date()): AuditEvent {
+  return {
+    id: newAuditEventId(now),
+    at: now.toISOString(),
+    actor,
+    action: "merge.waiting",
+    target: `${repository}#${prNumber}`,
+    details: { prNumber, headSha: wait.headSha, code: wait.code, reason: wait.reason },
+  };
+}
+
 /** "github.failed": a GitHub call that failed after its retries (code, HTTP status, which call). */
 export function gitHubFailedEvent(repository: string, failure: { code: string; status?: number | undefined; route: string; message: string }, now = new Date()): AuditEvent {
   const details: Record<string, unknown> = { code: failure.code, route: failure.route, message: failure.message.slice(0, 500) };

@@ -15,6 +15,7 @@ export * from "./client-ids.js";
 export * from "./command.js";
 export * from "./windows.js";
 export * from "./preview.js";
+export * from "./automatic.js";
 export * from "./nix-output.js";
 export * from "./reboot.js";
 export { FINAL_ROLLOUT_STATES, isFinalRolloutState } from "./enums.js";

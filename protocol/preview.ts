@@ -80,6 +80,8 @@ export const PreviewSummary = z.object({
   headSha: CommitSha,
   /** One line for people: "affects 2 of 3 hosts · 1 needs a reboot · builds everywhere · hello 2.12 → 2.13 +47 KiB". */
   text: z.string(),
+  /** `text` without the package changes and size ("affects 2 of 3 hosts · 1 needs a reboot · builds everywhere"). */
+  headline: z.string().optional(),
   hosts: z.object({
     total: z.number().int().nonnegative(),
     previewed: z.number().int().nonnegative(),
@@ -102,6 +104,17 @@ export const PreviewSummary = z.object({
   updatedAt: isoDate,
 });
 export type PreviewSummary = z.infer<typeof PreviewSummary>;
+
+/**
+ * Why a preview failed, in one line: Nix's first "error:" line (it names what failed, e.g. the
+ * builder of openssl-3.0.16; the last one only says "1 dependencies … failed"), else the last
+ * line, with store path hashes dropped ("/nix/store/<hash>-openssl-3.0.16.drv" → "openssl-3.0.16.drv").
+ */
+export function previewReason(p: Pick<HostPreview, "error" | "summary">): string {
+  const lines = (p.error ?? p.summary).split("\n").map((l) => l.trim()).filter(Boolean);
+  const line = lines.find((l) => l.startsWith("error:")) ?? lines.at(-1) ?? p.summary;
+  return line.replace(/\/nix\/store\/[0-9a-z]{32}-/g, "").slice(0, 300);
+}
 
 function names(hosts: string[], max = 3): string {
   return hosts.length <= max ? hosts.join(", ") : `${hosts.slice(0, max).join(", ")} +${hosts.length - max}`;
@@ -131,7 +144,7 @@ export function buildPreviewSummary(pr: number, headSha: string, fleetHosts: rea
   const failedHosts = all
     .map((h) => current.get(h))
     .filter((p): p is HostPreview => p !== undefined && (p.outcome === "does-not-build" || p.outcome === "refused" || p.outcome === "failed"))
-    .map((p) => ({ host: p.host, outcome: p.outcome, reason: (p.error ?? p.summary).split("\n").filter(Boolean).slice(-1)[0] ?? p.summary }));
+    .map((p) => ({ host: p.host, outcome: p.outcome, reason: previewReason(p) }));
   const built = affected.filter((h) => current.get(h)!.builds === true);
   const buildsEverywhere = failedHosts.length === 0 && pending.length === 0 && built.length === affected.length;
 
@@ -163,6 +176,7 @@ export function buildPreviewSummary(pr: number, headSha: string, fleetHosts: rea
   if (doesNotBuild.length === 0 && affected.length > 0) {
     parts.push(buildsEverywhere ? "builds everywhere" : built.length > 0 ? `built on ${built.length} of ${affected.length}` : "not built yet");
   }
+  const headline = parts.join(" · ");
   const max = opts.maxPackagesInText ?? 4;
   const pkgText = packages.slice(0, max).map(formatPackageChange).join(", ") + (packages.length > max ? ", …" : "");
   const sizeText = sizeDeltaBytes !== undefined && sizeDeltaBytes !== 0 ? formatSizeDelta(sizeDeltaBytes) : "";
@@ -173,6 +187,7 @@ export function buildPreviewSummary(pr: number, headSha: string, fleetHosts: rea
     pr,
     headSha,
     text: parts.join(" · "),
+    headline,
     hosts: { total: all.length, previewed: current.size, affected: affected.length, notAffected: notAffected.length, doesNotBuild: doesNotBuild.length, pending: pending.length },
     notAffectedHosts: notAffected,
     rebootHosts,
@@ -188,6 +203,25 @@ export function buildPreviewSummary(pr: number, headSha: string, fleetHosts: rea
 export function truncateText(text: string, max: number): string {
   const chars = [...text];
   return chars.length <= max ? text : chars.slice(0, max - 1).join("") + "…";
+}
+
+/**
+ * The summary in at most `max` characters (Home Assistant's release summary holds 255): the
+ * headline whole, then as many package changes as fit and "+N more", then the size change. Only a
+ * headline that alone is too long is cut.
+ */
+export function fitPreviewSummary(s: Pick<PreviewSummary, "text" | "headline" | "packages" | "sizeDeltaBytes" | "notPreviewed">, max: number): string {
+  if (s.notPreviewed !== undefined) return truncateText(s.notPreviewed, max);
+  if (s.headline === undefined) return truncateText(s.text, max);
+  const size = s.sizeDeltaBytes !== undefined && s.sizeDeltaBytes !== 0 ? formatSizeDelta(s.sizeDeltaBytes) : "";
+  for (let n = s.packages.length; n >= 0; n--) {
+    const shown = s.packages.slice(0, n).map(formatPackageChange);
+    if (n < s.packages.length) shown.push(`+${s.packages.length - n} more`);
+    const tail = [shown.join(", "), size].filter(Boolean).join(" ");
+    const line = tail ? `${s.headline} · ${tail}` : s.headline;
+    if ([...line].length <= max) return line;
+  }
+  return truncateText(s.headline, max);
 }
 
 /** Which previews automatic mode requires before it merges. */
@@ -229,7 +263,7 @@ export function previewMergeVerdict(policy: PreviewMergePolicy, pr: number, head
     if (p.outcome === "not-affected") continue;
     if (p.outcome === "affected" && p.builds === true) continue;
     if (p.outcome === "affected") problems.push(`${h.host}: affected but not built`);
-    else problems.push(`${h.host}: ${p.outcome === "does-not-build" ? "does not build" : p.outcome} (${(p.error ?? p.summary).split("\n").filter(Boolean).slice(-1)[0] ?? ""})`);
+    else problems.push(`${h.host}: ${p.outcome === "does-not-build" ? "does not build" : p.outcome} (${previewReason(p)})`);
   }
   if (policy === "canary" && considered.length === 0) problems.push("no canary host to preview on");
   if (problems.length === 0 && pending.length === 0) return { ok: true };

@@ -38,7 +38,8 @@ export type ParsedTopic =
   | { kind: "history"; rolloutId: string }
   | { kind: "preview"; pr: number; host: string }
   | { kind: "hostPreview"; builtOn: string; pr: number; host: string }
-  | { kind: "previewSummary"; pr: number };
+  | { kind: "previewSummary"; pr: number }
+  | { kind: "automatic" };
 
 export class Topics {
   /** The single-level wildcard, for use as a host id in the builders to get a filter over all hosts. */
@@ -107,6 +108,10 @@ export class Topics {
   /** Retained per open PR: the fleet summary of its previews. */
   previewSummary(pr: number): string {
     return `${this.root}/fleet/preview-summaries/${pr}`;
+  }
+  /** Retained: automatic mode's last decision about the pending update (protocol/automatic.ts). */
+  automatic(): string {
+    return `${this.root}/fleet/automatic`;
   }
   /** Retained `online`/`offline` of the hub itself (its last will). */
   hubAvailability(): string {
@@ -225,6 +230,7 @@ export class Topics {
     if (a === "fleet") {
       if (parts.length === 2 && b === "expected") return { kind: "expected" };
       if (parts.length === 2 && b === "events") return { kind: "events" };
+      if (parts.length === 2 && b === "automatic") return { kind: "automatic" };
       if (parts.length === 3 && b === "rollouts" && c && ID_PATTERN.test(c)) return { kind: "rollout", rolloutId: c };
       if (parts.length === 3 && b === "history" && c && ID_PATTERN.test(c)) return { kind: "history", rolloutId: c };
       if (parts.length === 4 && b === "previews" && c && PR_NUMBER.test(c) && d && isValidHostId(d)) return { kind: "preview", pr: Number(c), host: d };

@@ -24,6 +24,7 @@ import {
   type RolloutHistoryEntry,
   type RolloutProgress,
 } from "../protocol/schemas.js";
+import { AutomaticState } from "../protocol/automatic.js";
 import { commandSentEvent } from "../protocol/audit.js";
 import { buildCommand } from "../protocol/command.js";
 import { decodeJson, encodeJson } from "../protocol/payload.js";
@@ -199,6 +200,11 @@ export class FleetView implements FleetPort, RolloutPublisher {
 
   async publishAudit(event: AuditEvent): Promise<void> {
     await this.requireClient("publish an audit event").publishAsync(this.topics.events(), encodeJson(event), { qos: 1, retain: false });
+  }
+
+  /** Automatic mode's decision about the pending update (retained on fleet/automatic). */
+  async publishAutomatic(state: AutomaticState): Promise<void> {
+    await this.publishRetained(this.topics.automatic(), AutomaticState.parse(state));
   }
 
   async publishExpected(expected: FleetExpected): Promise<void> {

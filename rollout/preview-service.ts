@@ -24,7 +24,7 @@ export interface PreviewServiceOptions {
   topics?: Topics;
   log: Logger;
   policy?: PreviewPolicy;
-  /** What automatic mode requires of the previews before it merges (hub config previews.gating; default "all"). */
+  /** What automatic mode requires of the previews before it merges (hub config previews.gating; default: what `policy` builds). */
   gating?: PreviewMergePolicy;
   /** A preview command not started within this time is refused by the agent (default 2 h). */
   commandTtlMs?: number;
@@ -174,9 +174,14 @@ export class PreviewService {
     return unreachable ? { ...s, unreachable } : s;
   }
 
-  /** What automatic mode requires of the previews (hub config previews.gating). */
+  /**
+   * What automatic mode requires of the previews (hub config previews.gating). Not given: what the
+   * build policy can prove (every host builds → "all", the canaries → "canary", nobody → "ignore").
+   */
   get gating(): PreviewMergePolicy {
-    return this.o.gating ?? "all";
+    if (this.o.gating) return this.o.gating;
+    const buildOn = (this.o.policy ?? DEFAULT_PREVIEW_POLICY).buildOn;
+    return buildOn === "all" ? "all" : buildOn === "canary" ? "canary" : "ignore";
   }
 
   /**

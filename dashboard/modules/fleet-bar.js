@@ -63,6 +63,7 @@ export function renderUpdateCard() {
     ),
     superseded,
     previewSection(p),
+    automaticNote(p),
     mergeBtn,
   );
 }
@@ -95,6 +96,22 @@ function prView(pr) {
     ),
     lockDiffList(pr.lockDiff),
   ];
+}
+
+/**
+ * What automatic mode decided about this PR head (fleet/automatic): refused with the reason in
+ * full (a phone has no hover), or waiting. A decision about another head or PR is not shown.
+ */
+function automaticNote(p) {
+  const a = app.automatic;
+  if (!a || a.pr !== p.number || a.headSha !== p.headSha || a.decision === "passed") return "";
+  const refused = a.decision === "refused";
+  return el(
+    "div",
+    { class: refused ? "why-box automatic-note" : "host-sub automatic-note", dataset: { decision: a.decision } },
+    el("strong", { text: refused ? "Automatic mode will not merge this update: " : "Automatic mode is waiting: " }),
+    el("span", { class: "why-text", text: a.reason }),
+  );
 }
 
 export async function mergeAndDeploy(p) {

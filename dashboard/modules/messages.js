@@ -117,6 +117,13 @@ export function onMessage(topic, payload, retained = false) {
       addActivity([d.value]);
       return;
     }
+    case "automatic": {
+      if (d.empty) app.automatic = null;
+      else if (!checks.automatic(d.value)) return rejectPayload(topic, "not an automatic-mode state");
+      else app.automatic = d.value;
+      dirty.fleet = true;
+      return schedule();
+    }
     case "hubStatus": {
       if (d.empty) app.hubStatus = null;
       else if (!checks.hubStatus(d.value)) return rejectPayload(topic, "not a hub status");

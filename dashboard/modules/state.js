@@ -33,6 +33,8 @@ export const app = {
   /** Audit events by id (GET /api/audit, then fleet/events live), at most MAX_ACTIVITY after a render. */
   activity: new Map(),
   hubOnline: null,
+  /** Automatic mode's last decision about the pending update (retained fleet/automatic), null until seen. */
+  automatic: null,
   /** The hub's retained hub/status (GitHub configured? the MQTT port agents use), null until seen. */
   hubStatus: null,
   openHost: null,

@@ -2,6 +2,10 @@
  * The gate's decision, without Node-RED: may this message go on now? It is held back when the time
  * is outside the maintenance window, or when the host(s) it is about are on the hold list (or
  * reported held by their agents). A message naming several hosts passes with the held ones removed.
+ *
+ * Each check is a named step: `decideGate` (window, hold) and `previewStep` (an update's previews
+ * must allow automatic mode to merge it, issue 11). The gate node runs them in that order; the
+ * first that holds the message back decides.
  */
 import { MaintenanceWindow } from "../../protocol/schemas.js";
 import { HOST_ID_PATTERN } from "../../protocol/topics.js";
@@ -9,6 +13,7 @@ import { ConfigError } from "../../protocol/errors.js";
 import { formatZodError } from "../../protocol/payload.js";
 import { optionalString } from "./input.js";
 import { checkTimeZone, describeWindow, isWithinWindow } from "../../protocol/windows.js";
+import type { PreviewMergePolicy, PreviewVerdict } from "../../protocol/preview.js";
 
 export interface GateConfig {
   window?: MaintenanceWindow;
@@ -74,3 +79,34 @@ export function gateConfigFromDef(def: Record<string, unknown>): GateConfig {
   return { window: parsed.data, hold };
 }
 
+/** What the gate's preview step requires: the hub's previews.gating ("hub"), a policy of its own, or nothing ("off"). */
+export const PREVIEW_CHECKS = ["off", "hub", "all", "canary"] as const;
+export type PreviewCheck = (typeof PREVIEW_CHECKS)[number];
+
+export function previewCheckFromDef(def: Record<string, unknown>): PreviewCheck {
+  const v = optionalString(def.preview) ?? "off";
+  if (!(PREVIEW_CHECKS as readonly string[]).includes(v)) throw new ConfigError(`preview check: "${v}" is not one of ${PREVIEW_CHECKS.join(", ")}`);
+  return v as PreviewCheck;
+}
+
+/** The policy a preview check stands for, given the hub's gating (undefined: no hub previews here). */
+export function previewPolicy(check: PreviewCheck, hubGating: PreviewMergePolicy | undefined): PreviewMergePolicy {
+  if (check === "off") return "ignore";
+  if (check === "hub") return hubGating ?? "ignore";
+  return check;
+}
+
+export type PreviewStepDecision =
+  | { pass: true; step: "preview" }
+  | { pass: false; step: "preview"; reason: string; /** More previews to come: ask again later. */ wait: boolean; guard: "preview-pending" | "preview-refused" };
+
+/**
+ * Step "preview": automatic mode merges an update only when the previews of its current head allow
+ * it (rollout/preview-service.ts mergeVerdict, per the hub's previews.gating). While previews of
+ * that head are still running it waits; a head that does not build (or was not previewed, a fork)
+ * is refused with the previews' reason.
+ */
+export function previewStep(verdict: PreviewVerdict): PreviewStepDecision {
+  if (verdict.ok) return { pass: true, step: "preview" };
+  return { pass: false, step: "preview", reason: verdict.reason, wait: verdict.wait, guard: verdict.wait ? "preview-pending" : "preview-refused" };
+}

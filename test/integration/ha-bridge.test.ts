@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { Writable } from "node:stream";
-import { AuditEvent, Command, Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
+import { AuditEvent, buildPreviewSummary, Command, Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
 import { HomeAssistantBridge, type InstallRequested } from "../../ha/bridge.js";
 import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
 
@@ -191,6 +191,23 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
     await quiet(200);
     expect(bridge.knownHosts()).toContain("db-1");
     expect(logLines.some((l) => l.includes("ignoring invalid host info payload"))).toBe(true);
+  });
+
+  it("the update entity's release summary is the pending PR's preview summary once it is published, and links the PR", async () => {
+    const head = "c".repeat(40);
+    const pendingUpdate = { number: 17, title: "flake.lock: update", url: "https://github.com/example/fleet/pull/17", headSha: head, headBranch: "update", openedAt: now().toISOString(), lockDiff: { added: [], removed: [], updated: [] }, ci: { state: "success" as const }, superseded: [] };
+    await hub.publishAsync(topics.expected(), JSON.stringify({ ...expected, pendingUpdate }), { qos: 1, retain: true });
+    const at = now().toISOString();
+    const summary = buildPreviewSummary(17, head, ["web-1", "db-1"], [
+      { pr: 17, host: "web-1", headSha: head, outcome: "affected", summary: "", affected: true, builds: true, packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }], reboot: null, units: null, builtOn: "web-1", startedAt: at, finishedAt: at },
+    ]);
+    await hub.publishAsync(topics.previewSummary(17), JSON.stringify(summary), { qos: 1, retain: true });
+    const m = await haInbox.find((x) => x.topic === topics.haUpdate("web-1") && (JSON.parse(x.payload) as { release_summary?: string }).release_summary?.includes("hello 2.12 → 2.13") === true);
+    expect(JSON.parse(m.payload)).toMatchObject({ release_summary: "PR #17: affects 1 of 2 hosts · 1 not previewed yet · built on 1 of 1 · hello 2.12 → 2.13", release_url: pendingUpdate.url });
+    // Cleared (the PR is no longer pending): back to the lock diff.
+    await hub.publishAsync(topics.previewSummary(17), "", { qos: 1, retain: true });
+    await haInbox.find((x) => x.topic === topics.haUpdate("web-1") && (JSON.parse(x.payload) as { release_summary?: string }).release_summary === "PR #17: no input changes");
+    await hub.publishAsync(topics.expected(), JSON.stringify(expected), { qos: 1, retain: true });
   });
 
   it("removes the HA device when the host's info is cleared", async () => {

@@ -8,7 +8,9 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { mergeShippedFlows } from "../../hub/node-red.js";
 import { mergeSpecLayers, specFromNodeConfig } from "../../node-red-nodes/lib/deploy-spec.js";
-import { decideGate, gateConfigFromDef } from "../../node-red-nodes/lib/gate-logic.js";
+import { decideGate, gateConfigFromDef, previewCheckFromDef, previewPolicy, previewStep } from "../../node-red-nodes/lib/gate-logic.js";
+import { AutomaticReporter } from "../../node-red-nodes/lib/automatic-report.js";
+import { AuditEvent, AutomaticState } from "../../protocol/index.js";
 import { parseRolloutSpec } from "../../rollout/spec.js";
 
 const SAT_0300_UTC = new Date("2026-11-21T03:00:00Z"); // a Saturday
@@ -47,6 +49,44 @@ describe("gate", () => {
     expect(() => gateConfigFromDef({ start: "25:00", end: "05:00" })).toThrow(/maintenance window is invalid: start/);
     expect(() => gateConfigFromDef({ hold: "Alpha!" })).toThrow(/hold list: "Alpha!" is not a host id/);
     expect(() => gateConfigFromDef({ start: "02:00", end: "03:00", timeZone: "Mars/Olympus" })).toThrow(/unknown time zone "Mars\/Olympus"/);
+  });
+});
+
+describe("gate step: preview", () => {
+  const SHA = "a".repeat(40);
+  it("passes what the previews allow, waits while they run, refuses what does not build", () => {
+    expect(previewStep({ ok: true })).toEqual({ pass: true, step: "preview" });
+    expect(previewStep({ ok: false, wait: true, reason: "beta: preview pending" })).toEqual({ pass: false, step: "preview", wait: true, guard: "preview-pending", reason: "beta: preview pending" });
+    expect(previewStep({ ok: false, wait: false, reason: "gamma: does not build" })).toMatchObject({ pass: false, wait: false, guard: "preview-refused" });
+  });
+
+  it("takes its policy from the node, or the hub's gating ('hub'); no hub previews means nothing to gate on", () => {
+    expect(previewCheckFromDef({})).toBe("off");
+    expect(previewCheckFromDef({ preview: "hub" })).toBe("hub");
+    expect(() => previewCheckFromDef({ preview: "sometimes" })).toThrow(/preview check: "sometimes" is not one of off, hub, all, canary/);
+    expect(previewPolicy("off", "all")).toBe("ignore");
+    expect(previewPolicy("hub", "canary")).toBe("canary");
+    expect(previewPolicy("hub", undefined)).toBe("ignore");
+    expect(previewPolicy("all", "ignore")).toBe("all");
+  });
+
+  it("reports every decision on fleet/automatic and audits each PR head's decision once", async () => {
+    const states: AutomaticState[] = [];
+    const events: AuditEvent[] = [];
+    const reporter = new AutomaticReporter({ publishAutomatic: async (s) => void states.push(s), publishAudit: async (e) => void events.push(e), expected: () => ({ repo: "acme/fleet" }) });
+    const base = { pr: 7, headSha: SHA, step: "preview", actor: "weekly flow" };
+    await reporter.report({ ...base, decision: "waiting", reason: "beta: preview pending", code: "preview-pending" });
+    await reporter.report({ ...base, decision: "waiting", reason: "beta: preview pending", code: "preview-pending" });
+    await reporter.report({ ...base, decision: "refused", reason: "gamma: does not build", code: "preview-refused" });
+    await reporter.report({ ...base, decision: "refused", reason: "gamma: does not build", code: "preview-refused" });
+    expect(states.map((s) => s.decision)).toEqual(["waiting", "waiting", "refused", "refused"]);
+    for (const s of states) AutomaticState.parse(s);
+    expect(events.map((e) => [e.action, e.target, e.actor, e.details?.reason])).toEqual([
+      ["merge.waiting", "acme/fleet#7", "weekly flow", "beta: preview pending"],
+      ["merge.refused", "acme/fleet#7", "weekly flow", "gamma: does not build"],
+    ]);
+    await reporter.report({ ...base, decision: "passed", reason: "ok" });
+    expect(events).toHaveLength(2);
   });
 });
 
@@ -131,7 +171,11 @@ describe("weekly flow", () => {
     }
     const preview = [...seen].map((id) => byId.get(id)!).find((n) => n.type === "lockstep-preview");
     expect(preview, "a preview node on the way").toBeDefined();
-    expect(preview!.wires!.flat().map((id) => byId.get(id)!.type)).toContain("lockstep-pr-merge");
+    // Then the gate's preview step (automatic mode merges only what the preview allows), then the merge.
+    const [gate] = preview!.wires!.flat().map((id) => byId.get(id)! as typeof preview & { preview?: string });
+    expect(gate).toMatchObject({ type: "lockstep-gate", preview: "hub" });
+    expect(gate!.wires![0]!.map((id) => byId.get(id)!.type)).toEqual(["lockstep-pr-merge"]);
+    expect(gate!.wires![1]!.map((id) => byId.get(id)!.id)).toEqual(["lockstep-weekly-wait-or-stop"]);
   });
 });
 

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
+import { buildPreviewSummary, Topics, type Compartment, type FleetExpected, type HostInfo, type HostPreview } from "../../protocol/index.js";
 import {
   buildHostDiscovery,
   buildHostState,
@@ -332,6 +332,34 @@ describe("HA derived states", () => {
     expect(s.release_url).toBe(pendingUpdate.url);
     const withLock = buildUpdateState(snapshot, { ...expected, pendingUpdate: { ...pendingUpdate, lockHash: "9".repeat(64), lockLastModified: day("2025-12-17T16:30:00Z") } });
     expect(withLock.latest_version).toBe("2025.12.17.1630+9999999");
+  });
+
+  it("update state: once previewed, the release summary is the fleet's package-level preview summary (≤ 255), the URL the PR", () => {
+    const at = now.toISOString();
+    const hp = (host: string, over: Partial<HostPreview>): HostPreview => ({ pr: 17, host, headSha: sha("c"), outcome: "affected", summary: "", affected: true, builds: true, packages: [], reboot: null, units: null, builtOn: host, startedAt: at, finishedAt: at, ...over });
+    const previews = [
+      hp("alpha", { packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }, { name: "linux", old: ["6.6.58"], new: ["6.6.60"] }], reboot: { needed: true, changed: ["kernel"] } }),
+      hp("beta", { outcome: "not-affected", affected: false, builds: null }),
+    ];
+    const summary = buildPreviewSummary(17, sha("c"), ["alpha", "beta"], previews, { now });
+    const s = buildUpdateState(snapshot, { ...expected, pendingUpdate }, summary);
+    expect(s.release_summary).toBe("PR #17: affects 1 of 2 hosts · 1 needs a reboot · builds everywhere · hello 2.12 → 2.13, linux 6.6.58 → 6.6.60");
+    expect(s.release_url).toBe(pendingUpdate.url);
+    expect(updateState.safeParse(s).success).toBe(true);
+
+    // Hundreds of package changes: the headline stays whole, the list ends in "+N more".
+    const many = Array.from({ length: 300 }, (_, i) => ({ name: `python3-package-${i}`, old: ["1.0.0"], new: ["1.0.1"] }));
+    const big = buildUpdateState(snapshot, { ...expected, pendingUpdate }, buildPreviewSummary(17, sha("c"), ["alpha"], [hp("alpha", { packages: many })], { now }));
+    expect([...big.release_summary!].length).toBeLessThanOrEqual(255);
+    expect(big.release_summary).toMatch(/^PR #17: affects 1 of 1 host · builds everywhere · python3-package-0 1\.0\.0 → 1\.0\.1, .*, \+\d+ more$/);
+
+    // A summary of another head, or with nothing previewed yet, leaves the lock diff.
+    for (const other of [{ ...summary, headSha: sha("d") }, buildPreviewSummary(17, sha("c"), ["alpha"], [], { now })]) {
+      expect(buildUpdateState(snapshot, { ...expected, pendingUpdate }, other).release_summary).toBe("PR #17: nixpkgs 2025-12-10 → 2025-12-17");
+    }
+    // A PR that is not previewed says why.
+    const fork = { ...buildPreviewSummary(17, sha("c"), ["alpha"], [], { now }), notPreviewed: "PR #17 comes from a fork: not previewed" };
+    expect(buildUpdateState(snapshot, { ...expected, pendingUpdate }, fork).release_summary).toBe("PR #17: PR #17 comes from a fork: not previewed");
   });
 
   it("update state: several PRs of one update are one version, summarised together", () => {

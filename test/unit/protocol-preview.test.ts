@@ -12,6 +12,7 @@ import {
   rebootNeedOf,
   Topics,
   truncateText,
+  fitPreviewSummary,
   type PreviewGateHost,
 } from "../../protocol/index.js";
 
@@ -209,6 +210,19 @@ describe("formatting", () => {
     expect(t.endsWith("…")).toBe(true);
     expect(truncateText("short", 255)).toBe("short");
   });
+  it("fits a summary into Home Assistant's 255 characters: headline whole, as many packages as fit, +N more, the size", () => {
+    const many = Array.from({ length: 60 }, (_, i) => ({ name: `package-number-${i}`, old: ["1.0"], new: ["1.1"] }));
+    const s = buildPreviewSummary(7, SHA1, ["h1"], [preview("h1", { packages: many, closureSizeBefore: 0, closureSizeAfter: 140 * 1024 * 1024 })]);
+    const line = fitPreviewSummary(s, 255);
+    expect([...line].length).toBeLessThanOrEqual(255);
+    expect(line).toMatch(/^affects 1 of 1 host · builds everywhere · package-number-\d+ 1\.0 → 1\.1, .*, \+\d+ more \+140 MiB$/);
+    // Everything fits: no "more", all packages named.
+    const few = buildPreviewSummary(7, SHA1, ["h1"], [preview("h1", { packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }] })]);
+    expect(fitPreviewSummary(few, 255)).toBe("affects 1 of 1 host · builds everywhere · hello 2.12 → 2.13");
+    // A PR not previewed says why; a summary without a headline (an older hub's) is cut at the end.
+    expect(fitPreviewSummary({ ...few, notPreviewed: "PR #7 comes from a fork: not previewed" }, 255)).toBe("PR #7 comes from a fork: not previewed");
+    expect([...fitPreviewSummary({ ...s, headline: undefined }, 40)]).toHaveLength(40);
+  });
 });
 
 describe("previewMergeVerdict", () => {
@@ -238,6 +252,11 @@ describe("previewMergeVerdict", () => {
   });
   it("previews of another head do not count", () => {
     expect(previewMergeVerdict("canary", 7, SHA2, hosts, ok)).toEqual({ ok: false, wait: true, reason: expect.stringContaining("alpha: preview pending") });
+  });
+  it("says why in Nix's first error line, without store path hashes", () => {
+    const error = ["error: builder for '/nix/store/" + "a".repeat(32) + "-openssl-3.0.16.drv' failed with exit code 1;", "       last 1 log lines:", "       > openssl-3.0.16 does not build", "error: 1 dependencies of derivation '/nix/store/" + "b".repeat(32) + "-system-gamma.drv' failed to build"].join("\n");
+    const v = previewMergeVerdict("all", 7, SHA1, hosts, [...ok, preview("gamma", { outcome: "does-not-build", affected: null, builds: false, error })]);
+    expect(v).toEqual({ ok: false, wait: false, reason: expect.stringContaining("gamma: does not build (error: builder for 'openssl-3.0.16.drv' failed with exit code 1;)") });
   });
   it("a host that does not build refuses even while others are pending (waiting cannot help)", () => {
     const v = previewMergeVerdict("all", 7, SHA1, hosts, [ok[0]!, broken]);

@@ -19,6 +19,7 @@ describe("Topics", () => {
     for (const c of COMPARTMENTS) expect(t.parse(t.compartment("a", c))).toEqual({ kind: "compartment", host: "a", compartment: c });
     expect(t.parse(t.commands("a"))).toEqual({ kind: "commands", host: "a" });
     expect(t.parse(t.actions("a"))).toEqual({ kind: "actions", host: "a" });
+    expect(t.parse(t.automatic())).toEqual({ kind: "automatic" });
     expect(t.parse(t.job("a", "j-1"))).toEqual({ kind: "job", host: "a", jobId: "j-1" });
     expect(t.parse(t.jobOutput("a", "j-1"))).toEqual({ kind: "jobOutput", host: "a", jobId: "j-1" });
     expect(t.parse(t.expected())).toEqual({ kind: "expected" });

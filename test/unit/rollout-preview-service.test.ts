@@ -50,7 +50,7 @@ describe("PreviewService", () => {
       },
     };
     const policy = { buildOn: "canary" as const, allowMoreThanLock: false, allowForks: opts.allowForks ?? false };
-    const service = new PreviewService({ client, fleet: fleet as never, log: pino({ level: "silent" }), now: () => new Date(at), policy });
+    const service = new PreviewService({ client, fleet: fleet as never, log: pino({ level: "silent" }), now: () => new Date(at), policy, gating: "all" });
     return { client, sent, service };
   }
 
@@ -125,6 +125,9 @@ describe("PreviewService", () => {
     const { client, service } = setup();
     await service.start();
     expect(service.gating).toBe("all");
+    // Without a gating of its own: what the build policy can prove.
+    const gatingOf = (buildOn: "all" | "canary" | "none") => new PreviewService({ client, fleet: {} as never, log: pino({ level: "silent" }), policy: { buildOn, allowForks: false, allowMoreThanLock: false } }).gating;
+    expect([gatingOf("all"), gatingOf("canary"), gatingOf("none")]).toEqual(["all", "canary", "ignore"]);
     expect(service.mergeVerdict(7, SHA1)).toMatchObject({ ok: false, wait: true, reason: "PR #7 at 1111111 has not been previewed yet" });
     client.deliver(t.expected(), expected(pending(SHA1)));
     client.deliver(t.hostPreview("alpha", 7, "alpha"), preview("alpha", SHA1));
