@@ -2,7 +2,7 @@
  * The hub's Prometheus metrics (prom-client; nothing hand-formatted). Two kinds of series:
  *
  * - read from the fleet view at scrape time (gauges with `collect`): hosts by compartment and
- *   status, online per host, generation per host, lock age and pending update age;
+ *   status, online, current (system ok) and generation per host, lock age and pending update age;
  * - fed by events as they happen (counters, a histogram): finished rollouts by outcome and their
  *   duration, finished steps (agent jobs) by op and outcome, the last successful switch per host,
  *   and what the GitHub client and the logins report (requests, rate limit, authentication
@@ -55,6 +55,16 @@ const seconds = (iso: string | undefined): number | undefined => {
   return Number.isFinite(ms) ? ms / 1000 : undefined;
 };
 
+/**
+ * A successful switch job, or a successful nightly self-update that activated another generation
+ * (one that found the system current switched nothing): hosts updated by their own timer count too.
+ */
+function switched(job: JobState): boolean {
+  if (job.state !== "succeeded") return false;
+  if (job.op === "switch") return true;
+  return job.op === "self-update" && job.generationAfter !== undefined && job.generationAfter !== job.generationBefore;
+}
+
 export class HubMetrics {
   readonly registry: Registry;
   private readonly now: () => Date;
@@ -104,6 +114,16 @@ export class HubMetrics {
       },
     });
     new Gauge({
+      name: "lockstep_host_current",
+      help: "1 when the host's system compartment is ok (it runs what the fleet's head builds to for it), else 0.",
+      labelNames: ["host"],
+      registers,
+      collect() {
+        this.reset();
+        for (const h of fleet.hosts()) this.set({ host: h.host }, h.compartments.system?.status === "ok" ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: "lockstep_host_generation",
       help: "The host's current system generation, as its agent reports it.",
       labelNames: ["host"],
@@ -115,7 +135,7 @@ export class HubMetrics {
     });
     new Gauge({
       name: "lockstep_host_last_successful_switch_timestamp_seconds",
-      help: "When the host's last successful switch finished (Unix time); alert on time() minus this.",
+      help: "When the host's last successful switch finished (Unix time): a switch job, or a self-update that switched to another generation.",
       labelNames: ["host"],
       registers,
       collect() {
@@ -233,7 +253,7 @@ export class HubMetrics {
   private onJob(job: JobState | undefined): void {
     if (!job || !TERMINAL_JOB_STATES.includes(job.state)) return;
     const finished = seconds(job.finishedAt) ?? seconds(job.acceptedAt);
-    if (job.op === "switch" && job.state === "succeeded" && finished !== undefined && finished > (this.lastSwitch.get(job.host) ?? 0)) this.lastSwitch.set(job.host, finished);
+    if (switched(job) && finished !== undefined && finished > (this.lastSwitch.get(job.host) ?? 0)) this.lastSwitch.set(job.host, finished);
     // Count each step once, and only steps that ended while this hub ran: retained job states
     // of earlier runs arrive again at every start.
     const key = `${job.host}/${job.id}`;

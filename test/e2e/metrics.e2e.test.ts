@@ -2,7 +2,8 @@
  * GET /metrics on a real hub (child process, shipped flows, local GitHub) with real agents,
  * scraped as Prometheus would (a viewer user, Basic auth) and parsed with a Prometheus
  * text-format parser: 401 without a login, refused logins counted, and the values compared with
- * the fleet's own state (as the test fleet's MQTT client sees it) before, during and after a
+ * the fleet's own state (as the test fleet's MQTT client sees it: hosts by compartment and status,
+ * online, current, steps by op and outcome, last switches) before, during and after a
  * rollout. "During" is a rollout held at a known point: the canary done and the wave waiting for
  * its one host, which is offline. Needs `npm run build`.
  */
@@ -33,6 +34,7 @@ function value(families: Families, name: string, labels: Record<string, string> 
 interface FleetFigures {
   hosts: Record<string, number>;
   online: Record<string, number>;
+  current: Record<string, number>;
   steps: Record<string, number>;
   lastSwitch: Record<string, number>;
 }
@@ -41,6 +43,7 @@ function fleetFigures(world: LockstepWorld): FleetFigures {
   const hosts: Record<string, number> = {};
   for (const c of COMPARTMENTS) for (const s of STATUSES) hosts[`${c}/${s}`] = HOSTS.filter((h) => (world.fleet.compartment(h, c)?.status ?? "unknown") === s).length;
   const online = Object.fromEntries(HOSTS.map((h) => [h, world.availability.get(h) === "online" ? 1 : 0]));
+  const current = Object.fromEntries(HOSTS.map((h) => [h, world.fleet.compartment(h, "system")?.status === "ok" ? 1 : 0]));
   const steps: Record<string, number> = {};
   const lastSwitch: Record<string, number> = {};
   for (const [host, jobs] of world.fleet.jobs) {
@@ -50,7 +53,7 @@ function fleetFigures(world: LockstepWorld): FleetFigures {
       if (j.op === "switch" && j.state === "succeeded" && j.finishedAt) lastSwitch[host] = Math.max(lastSwitch[host] ?? 0, Date.parse(j.finishedAt) / 1000);
     }
   }
-  return { hosts, online, steps, lastSwitch };
+  return { hosts, online, current, steps, lastSwitch };
 }
 
 function scrapedFigures(families: Families): FleetFigures {
@@ -59,6 +62,7 @@ function scrapedFigures(families: Families): FleetFigures {
   return {
     hosts: by("lockstep_hosts", (l) => `${l.compartment}/${l.status}`),
     online: by("lockstep_host_online", (l) => l.host!),
+    current: by("lockstep_host_current", (l) => l.host!),
     steps: by("lockstep_steps_total", (l) => `${l.op}/${l.outcome}`),
     lastSwitch: by("lockstep_host_last_successful_switch_timestamp_seconds", (l) => l.host!),
   };

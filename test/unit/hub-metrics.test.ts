@@ -57,16 +57,20 @@ describe("hub metrics", () => {
     expect(scrapedHostCounts(before)).toEqual(expectedHostCounts(fleet));
     expect(["a", "b", "c"].map((host) => value(before, "lockstep_host_online", { host }))).toEqual([1, 1, 1]);
     expect(["a", "b", "c"].map((host) => value(before, "lockstep_host_generation", { host }))).toEqual([1, 1, 1]);
+    const current = (families: Map<string, PromFamily>) => ["a", "b", "c"].map((host) => value(families, "lockstep_host_current", { host }));
+    const systemOk = () => ["a", "b", "c"].map((host) => (fleet.host(host)?.compartments.system?.status === "ok" ? 1 : 0));
+    expect(current(before)).toEqual(systemOk());
     expect(value(before, "lockstep_rollouts_running")).toBe(0);
     expect(before.get("lockstep_host_last_successful_switch_timestamp_seconds")!.metrics).toEqual([]);
 
     // Scrape while the rollout runs, at the moment host a's switch is under way.
-    const during: Promise<{ families: Map<string, PromFamily>; expected: Record<string, number> }> = new Promise((resolve) => {
+    const during: Promise<{ families: Map<string, PromFamily>; expected: Record<string, number>; current: number[] }> = new Promise((resolve) => {
       const off = fleet.onChange((c) => {
         if (c.kind !== "job" || fleet.job(c.host, c.jobId)?.op !== "switch" || fleet.job(c.host, c.jobId)?.state !== "running") return;
         off();
         const expected = expectedHostCounts(fleet);
-        void scrape(metrics).then((families) => resolve({ families, expected }));
+        const current = systemOk();
+        void scrape(metrics).then((families) => resolve({ families, expected, current }));
       });
     });
     const startedAt = Date.now() / 1000;
@@ -74,12 +78,15 @@ describe("hub metrics", () => {
     const mid = await during;
     expect(value(mid.families, "lockstep_rollouts_running")).toBe(1);
     expect(scrapedHostCounts(mid.families)).toEqual(mid.expected);
+    expect(current(mid.families)).toEqual(mid.current);
+    expect(mid.current[0]).toBe(0); // a is switching: its system compartment is working
     expect(value(mid.families, "lockstep_steps_total", { op: "pull", outcome: "succeeded" })).toBeGreaterThanOrEqual(1);
 
     const final = await service.wait(id);
     expect(final.state).toBe("completed");
     const after = await scrape(metrics);
     expect(scrapedHostCounts(after)).toEqual(expectedHostCounts(fleet));
+    expect(current(after)).toEqual(systemOk());
     expect(value(after, "lockstep_rollouts_running")).toBe(0);
     expect(value(after, "lockstep_rollouts_total", { outcome: "completed" })).toBe(1);
     // The parser keeps a labelled histogram's buckets but drops its labels, _sum and _count:
@@ -181,6 +188,14 @@ describe("hub metrics", () => {
       [{ op: "other", outcome: "failed" }, 1],
     ]);
     expect(value(families, "lockstep_host_last_successful_switch_timestamp_seconds", { host: "a" })).toBe(Date.parse(jobs.get("a/j1")!.finishedAt!) / 1000);
+    // A nightly self-update that activated another generation is a switch too; one that found
+    // the system current is not.
+    emit({ id: "s1", host: "a", op: "self-update", state: "succeeded", summary: "", acceptedAt: at(2), finishedAt: at(3), generationBefore: 4, generationAfter: 5 });
+    emit({ id: "s2", host: "a", op: "self-update", state: "succeeded", summary: "", acceptedAt: at(4), finishedAt: at(5), generationBefore: 5, generationAfter: 5 });
+    emit({ id: "s3", host: "a", op: "self-update", state: "failed", summary: "", acceptedAt: at(6), finishedAt: at(7), generationBefore: 5, generationAfter: 6 });
+    const selfUpdated = await scrape(metrics);
+    expect(value(selfUpdated, "lockstep_host_last_successful_switch_timestamp_seconds", { host: "a" })).toBe(Date.parse(jobs.get("a/s1")!.finishedAt!) / 1000);
+    expect(value(selfUpdated, "lockstep_steps_total", { op: "self-update", outcome: "succeeded" })).toBe(2);
     metrics.stop();
     emit({ id: "j3", host: "a", op: "pull", state: "succeeded", summary: "", acceptedAt: at(0), finishedAt: at(2) });
     expect(value(await scrape(metrics), "lockstep_steps_total", { op: "pull", outcome: "succeeded" })).toBeUndefined();
