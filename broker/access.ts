@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import type { Topics } from "../protocol/index.js";
 import { canPublish, canReceive, canSubscribe, type AclUser } from "./acl.js";
 import { DeliveryGuard, isSupersededConnection } from "./aedes-fixes.js";
+import type { ClientLimits } from "./client-limits.js";
 import { INTERNAL_HUB_USER, remoteAddressOf, type ClientIdentities } from "./auth.js";
 
 /** Denied publishes are re-routed here: no client can subscribe to it, so the message goes nowhere. */
@@ -28,6 +29,8 @@ export interface AccessContext {
   aedes: () => Aedes | undefined;
   topics: Topics;
   identities: ClientIdentities;
+  /** Subscription counts and publish rates (hub-role clients are not limited). */
+  limits: ClientLimits;
   logger: Logger;
   onDenied: (info: AccessDenial) => void;
   /** An authorized publish by an operator or hub client (for audit attribution). */
@@ -65,6 +68,11 @@ export class BrokerAccess {
     this.delivery.subscribed(subs, client);
   }
 
+  /** Call on Aedes' "unsubscribe" event. */
+  unsubscribed(filters: string[], client: Client): void {
+    this.ctx.limits.unsubscribed(client, filters);
+  }
+
   private authorizeForward(client: Client, packet: PublishPacket): PublishPacket | null {
     const user = this.ctx.identities.userOf(client);
     if (!user || !canReceive(user, packet.topic, this.ctx.topics)) return null;
@@ -90,6 +98,14 @@ export class BrokerAccess {
       return done(new Error("superseded connection"));
     }
     const user = this.ctx.identities.userOf(client);
+    const closing = (client as unknown as { closed?: boolean }).closed === true; // its will: not rate-limited
+    if (user && user.role !== "hub" && !closing && !this.ctx.limits.takePublish(client)) {
+      const { perSecond, burst } = this.ctx.limits.limits.publishRate;
+      const reason = `over the publish rate (${perSecond}/s, bursts of ${burst}): disconnected`;
+      logger.warn({ clientId: client.id, user: user.name, topic: packet.topic }, "mqtt client over its publish rate: disconnected");
+      this.ctx.onDenied({ clientId: client.id, user: user.name, address: remoteAddressOf(client), action: "publish", topic: packet.topic, reason });
+      return done(new Error(reason)); // Aedes closes the connection; nothing was acknowledged
+    }
     if (packet.retain && isHostRequest(topics, packet.topic)) {
       // A retained command would be re-delivered on every reconnect of the host: a command is an event.
       this.deny(client, user, packet, "retained commands and actions are not allowed");
@@ -111,8 +127,16 @@ export class BrokerAccess {
   }
 
   private authorizeSubscribe(client: Client, sub: Subscription, done: (error: Error | null, subscription?: Subscription | null) => void): void {
+    const { limits } = this.ctx;
+    if (limits.inRefusedSubscribe(sub)) return done(null, null); // reported once per SUBSCRIBE by the broker
     const user = this.ctx.identities.userOf(client);
-    if (user && canSubscribe(user, sub.topic, this.ctx.topics)) return done(null, sub);
+    if (user && canSubscribe(user, sub.topic, this.ctx.topics)) {
+      if (user.role === "hub" || limits.takeSubscription(client, sub.topic)) return done(null, sub);
+      const reason = `over the limit of ${limits.limits.maxSubscriptionsPerClient} subscriptions per client`;
+      this.ctx.logger.warn({ clientId: client.id, user: user.name, filter: sub.topic }, "mqtt subscription refused: too many");
+      this.ctx.onDenied({ clientId: client.id, user: user.name, address: remoteAddressOf(client), action: "subscribe", topic: sub.topic, reason });
+      return done(null, null);
+    }
     this.ctx.logger.warn({ clientId: client.id, user: user?.name, role: user?.role, filter: sub.topic }, "mqtt subscription denied");
     this.ctx.onDenied({ clientId: client.id, user: user?.name ?? "", address: remoteAddressOf(client), action: "subscribe", topic: sub.topic, reason: "not allowed for this role" });
     done(null, null); // SUBACK 0x80

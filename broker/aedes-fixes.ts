@@ -335,3 +335,46 @@ export function oneFramePerPacket(stream: Duplex): Duplex {
   s._writev = (chunks, cb) => s._write(Buffer.concat(chunks.map((c) => c.chunk)), "buffer" as BufferEncoding, cb);
   return stream;
 }
+
+/** The mqtt-packet parser Aedes gives each client (INTERNAL: `client._parser`, mqtt-packet 9). */
+interface ClientParser {
+  packet: { cmd?: string; length: number };
+  _parseLength(): boolean;
+  _emitError(err: Error): void;
+  prependListener(event: "packet", listener: (packet: { cmd: string; subscriptions?: Array<{ topic: string }> }) => void): void;
+}
+
+export interface PacketLimits {
+  maxPacketBytes: number;
+  maxFiltersPerSubscribe: number;
+  /** A packet's announced length is over the limit: the connection is closed before its body is read. */
+  onTooLarge(length: number, cmd: string): void;
+  /** A SUBSCRIBE carries too many filters: these subscriptions are to be refused (SUBACK 0x80). */
+  onTooManyFilters(subscriptions: ReadonlyArray<{ topic: string }>): void;
+}
+
+/**
+ * Limits Aedes 1.x does not have (apply right after `aedes.handle()`, before any byte is parsed):
+ * - packet size: mqtt-packet buffers a whole packet before parsing it, so one 256 MiB PUBLISH cost
+ *   the hub over 1 GB, before or after CONNECT. The length in the fixed header is checked as soon
+ *   as it is read; a larger packet is a parser error, which makes Aedes close the connection.
+ * - filters per SUBSCRIBE: seen when the packet is parsed, before Aedes handles it.
+ */
+export function limitPackets(client: Client, limits: PacketLimits): void {
+  const parser = (client as unknown as { _parser?: ClientParser })._parser;
+  if (!parser || typeof parser._parseLength !== "function" || typeof parser._emitError !== "function") {
+    throw new Error("aedes-fixes limitPackets: Aedes' client._parser (mqtt-packet) changed; re-check this fix");
+  }
+  const parseLength = parser._parseLength.bind(parser);
+  parser._parseLength = () => {
+    if (!parseLength()) return false;
+    if (parser.packet.length <= limits.maxPacketBytes) return true;
+    const cmd = parser.packet.cmd ?? "unknown";
+    limits.onTooLarge(parser.packet.length, cmd);
+    parser._emitError(new Error(`${cmd} packet of ${parser.packet.length} bytes is over the limit of ${limits.maxPacketBytes}`));
+    return false;
+  };
+  parser.prependListener("packet", (packet) => {
+    if (packet.cmd === "subscribe" && (packet.subscriptions?.length ?? 0) > limits.maxFiltersPerSubscribe) limits.onTooManyFilters(packet.subscriptions!);
+  });
+}

@@ -46,6 +46,35 @@ export const ExternalBrokerConfig = z.strictObject({
   passwordFile: path,
 });
 
+/** The largest valid Lockstep message is a preview at its schema's bounds (~9 MB); real ones are KBs. */
+export const DEFAULT_MAX_PACKET_BYTES = 16 * 1024 * 1024;
+
+const count = (max: number) =>
+  z.number({ error: `expected a whole number 1-${max}` }).int({ error: `expected a whole number 1-${max}` }).min(1, { error: `expected a whole number 1-${max}` }).max(max, { error: `expected a whole number 1-${max}` });
+
+/**
+ * What one client may cost the embedded broker. Defaults fit a fleet with room to spare: an agent
+ * subscribes with 4 filters, the page with ~10, and publishes a handful of messages per job step.
+ * Clients of the hub role (the hub itself, its bridges) have no subscription or rate limits.
+ */
+export const BrokerLimitsConfig = z.strictObject({
+  /** A packet (CONNECT, PUBLISH …) larger than this closes the connection before it is read. */
+  maxPacketBytes: count(268_435_455).min(1024, { error: "expected at least 1024 bytes" }).default(DEFAULT_MAX_PACKET_BYTES),
+  /** A SUBSCRIBE with more filters is refused whole (SUBACK 0x80 for each). */
+  maxFiltersPerSubscribe: count(100_000).default(64),
+  /** Subscriptions one client may hold; further ones are refused (0x80). */
+  maxSubscriptionsPerClient: count(1_000_000).default(512),
+  /** Publishes per client: a token bucket refilled at `perSecond` up to `burst`; a client over it is disconnected. */
+  publishRate: z
+    .strictObject({
+      perSecond: z.number({ error: "expected a number > 0" }).positive({ error: "expected a number > 0" }).default(50),
+      burst: count(1_000_000).default(500),
+    })
+    .default({ perSecond: 50, burst: 500 }),
+});
+export type BrokerLimits = z.output<typeof BrokerLimitsConfig>;
+const DEFAULT_LIMITS: BrokerLimits = { maxPacketBytes: DEFAULT_MAX_PACKET_BYTES, maxFiltersPerSubscribe: 64, maxSubscriptionsPerClient: 512, publishRate: { perSecond: 50, burst: 500 } };
+
 export const BrokerConfigSchema = z
   .strictObject({
     /** Where the broker keeps its state: credentials, MQTT persistence (<dataDir>/mqtt). */
@@ -64,6 +93,7 @@ export const BrokerConfigSchema = z
       })
       .default({ tcp: { host: "0.0.0.0", port: 1883 } }),
     allowAnonymous: z.boolean({ error: "expected true or false" }).default(false),
+    limits: BrokerLimitsConfig.default(DEFAULT_LIMITS),
     /** Use this broker instead of the embedded Aedes. */
     external: ExternalBrokerConfig.optional(),
   })
@@ -94,6 +124,7 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]
   { env: "LOCKSTEP_TLS_KEY_FILE", path: ["listeners", "tls", "keyFile"], kind: "string" },
   { env: "LOCKSTEP_TLS_CA_FILE", path: ["listeners", "tls", "caFile"], kind: "string" },
   { env: "LOCKSTEP_ALLOW_ANONYMOUS", path: ["allowAnonymous"], kind: "boolean" },
+  { env: "LOCKSTEP_MQTT_MAX_PACKET_BYTES", path: ["limits", "maxPacketBytes"], kind: "int" },
   { env: "LOCKSTEP_EXTERNAL_URL", path: ["external", "url"], kind: "string" },
   { env: "LOCKSTEP_EXTERNAL_USERNAME", path: ["external", "username"], kind: "string" },
   { env: "LOCKSTEP_EXTERNAL_PASSWORD_FILE", path: ["external", "passwordFile"], kind: "string" },

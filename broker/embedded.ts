@@ -24,11 +24,12 @@ import type { Logger } from "pino";
 import { Topics } from "../protocol/index.js";
 import { BrokerAccess } from "./access.js";
 import type { AclUser } from "./acl.js";
-import { EmptyClientIds, adaptDelivery, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence } from "./aedes-fixes.js";
-import { ClientIdentities, INTERNAL_HUB_USER, authenticate } from "./auth.js";
+import { EmptyClientIds, adaptDelivery, limitPackets, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence } from "./aedes-fixes.js";
+import { ClientIdentities, INTERNAL_HUB_USER, authenticate, remoteAddressOf } from "./auth.js";
 import type { BrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
 import { hostRequestOf, type HostRequestInfo } from "./host-requests.js";
+import { ClientLimits } from "./client-limits.js";
 import { LoginBackoff } from "./login-backoff.js";
 import { SessionOwners } from "./session-owners.js";
 import { BrokerError, BrokerListeners, connectHost, type EmbeddedBrokerPorts } from "./listeners.js";
@@ -99,6 +100,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private boundPorts?: EmbeddedBrokerPorts;
   private readonly identities = new ClientIdentities();
   private readonly access: BrokerAccess;
+  private readonly limits: ClientLimits;
   private published = { messages: 0, bytes: 0 };
   /** Failed logins per user+address and per address; the hub's API and editor use the same. */
   readonly logins: LoginBackoff;
@@ -114,10 +116,12 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     this.logins = options.loginBackoff ?? new LoginBackoff();
     this.topics = new Topics(config.topicPrefix, config.haPrefix);
     this.endpoints = new BrokerListeners((stream, req) => this.accept(stream, req), logger);
+    this.limits = new ClientLimits(config.limits);
     this.access = new BrokerAccess({
       aedes: () => this.aedes,
       topics: this.topics,
       identities: this.identities,
+      limits: this.limits,
       logger,
       onDenied: (info) => this.emit("denied", info),
       onOperatorPublish: (client, user, packet) => this.noteHostRequest(client, user, packet),
@@ -222,6 +226,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     (aedes as unknown as NodeJS.EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "mqtt broker error"));
     publishInOrder(aedes);
     aedes.on("subscribe", (subs, client) => this.access.subscribed(subs, client));
+    aedes.on("unsubscribe", (filters, client) => this.access.unsubscribed(filters, client));
     // Client publishes only: the broker's own ($SYS heartbeats, new/disconnected clients) have none.
     aedes.on("publish", (packet, client) => {
       if (!client) return;
@@ -280,7 +285,26 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   /** A new connection from any listener. */
   private accept(stream: Duplex, req?: IncomingMessage): boolean {
     if (!this.aedes || this.aedes.closed) return false;
-    adaptDelivery(this.aedes.handle(stream, req));
+    const client = this.aedes.handle(stream, req);
+    adaptDelivery(client);
+    const { maxPacketBytes, maxFiltersPerSubscribe } = this.config.limits;
+    const denied = (action: BrokerDenial["action"], reason: string) => {
+      const user = this.identities.userOf(client);
+      this.logger.warn({ clientId: client.id, user: user?.name, reason }, "mqtt packet refused");
+      this.emit("denied", { clientId: client.id ?? "", user: user?.name ?? "", address: remoteAddressOf(client), action, reason });
+    };
+    limitPackets(client, {
+      maxPacketBytes,
+      maxFiltersPerSubscribe,
+      onTooLarge: (length, cmd) => {
+        const action = !this.identities.userOf(client) ? "connect" : cmd === "subscribe" ? "subscribe" : "publish";
+        denied(action, `a ${cmd} packet of ${length} bytes, over the limit of ${maxPacketBytes} (limits.maxPacketBytes): disconnected`);
+      },
+      onTooManyFilters: (subs) => {
+        this.limits.refuseFilters(subs);
+        denied("subscribe", `a SUBSCRIBE with ${subs.length} filters, over the limit of ${maxFiltersPerSubscribe} (limits.maxFiltersPerSubscribe): all refused`);
+      },
+    });
     return true;
   }
 

@@ -15,6 +15,7 @@ import { chmod, chown, mkdir, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Topics, isValidHostId } from "../protocol/index.js";
 import { agentPatterns, operatorPatterns, viewerPatterns } from "./acl.js";
+import { DEFAULT_MAX_PACKET_BYTES } from "./config.js";
 import type { CredentialStore, UserRole } from "./credentials.js";
 
 export interface MosquittoUserEntry {
@@ -90,6 +91,8 @@ export interface MosquittoConfOptions {
   maxQueuedBytes?: number;
   /** Seconds between persistence saves while running (it is always saved on a clean shutdown). */
   autosaveInterval?: number;
+  /** Larger packets close the connection (`max_packet_size`; same default as the embedded broker). */
+  maxPacketBytes?: number;
   pidFile?: string;
 }
 
@@ -100,6 +103,7 @@ export const MOSQUITTO_QUEUE_DEFAULTS = {
   // 256 MiB: a safety net against one stuck client eating the broker's memory.
   maxQueuedBytes: 256 * 1024 * 1024,
   autosaveInterval: 60,
+  maxPacketBytes: DEFAULT_MAX_PACKET_BYTES,
 } as const;
 
 export function mosquittoConf(options: MosquittoConfOptions): string {
@@ -124,6 +128,10 @@ export function mosquittoConf(options: MosquittoConfOptions): string {
     `max_inflight_messages ${q.maxInflightMessages}`,
     `max_queued_messages ${q.maxQueuedMessages}`,
     `max_queued_bytes ${q.maxQueuedBytes}`,
+    "",
+    "# One oversized publish must not eat the broker's memory. Mosquitto has no limits on filters per",
+    "# SUBSCRIBE, subscriptions per client or publish rate (the embedded broker has, broker/README.md).",
+    `max_packet_size ${q.maxPacketBytes}`,
     "",
     "log_dest stderr",
     "log_type error",

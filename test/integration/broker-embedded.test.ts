@@ -293,7 +293,8 @@ describe("embedded broker", () => {
   it("delivers every message of a burst mixing retained and non-retained publishes", async () => {
     // Aedes' dedupe drops a message overtaken by a later one while its retained copy is being
     // written to LevelDB; the broker renumbers messages in delivery order to prevent that.
-    const broker = await startBroker();
+    // A synthetic burst far over an agent's publish rate (broker-limits.test.ts tests the limit).
+    const broker = await startBroker({ limits: { publishRate: { perSecond: 1e6, burst: 1e6 } } });
     const { password } = await broker.credentials.add("burst", "agent");
     const hub = await connect(broker.url, broker.hubConnection());
     let received = 0;

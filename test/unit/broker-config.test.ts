@@ -24,7 +24,9 @@ describe("broker config", () => {
       haPrefix: "homeassistant",
       listeners: { tcp: { host: "0.0.0.0", port: 1883 } },
       allowAnonymous: false,
+      limits: { maxPacketBytes: 16 * 1024 * 1024, maxFiltersPerSubscribe: 64, maxSubscriptionsPerClient: 512, publishRate: { perSecond: 50, burst: 500 } },
     });
+    expect(parseBrokerConfig({ dataDir: "/d", limits: { publishRate: { burst: 20 } } }).limits).toMatchObject({ maxFiltersPerSubscribe: 64, publishRate: { perSecond: 50, burst: 20 } });
     expect(config.listeners.ws).toBeUndefined();
     expect(config.listeners.tls).toBeUndefined();
     expect(config.external).toBeUndefined();
@@ -39,6 +41,9 @@ describe("broker config", () => {
     [{ dataDir: "/d", allowAnonymous: "yes" }, /allowAnonymous: expected true or false/],
     [{ dataDir: "/d", external: { url: "http://x", username: "hub", passwordFile: "/p" } }, /external\.url: expected an mqtt:\/\//],
     [{ dataDir: "/d", listner: {} }, /unknown field\(s\) "listner"/],
+    [{ dataDir: "/d", limits: { maxPacketBytes: 10 } }, /limits\.maxPacketBytes: expected at least 1024 bytes/],
+    [{ dataDir: "/d", limits: { maxFiltersPerSubscribe: 0 } }, /limits\.maxFiltersPerSubscribe: expected a whole number 1-100000/],
+    [{ dataDir: "/d", limits: { publishRate: { perSecond: -1 } } }, /limits\.publishRate\.perSecond: expected a number > 0/],
     [{}, /dataDir: expected a file path/],
   ])("names the bad field: %j", (input, message) => {
     expect(() => parseBrokerConfig(input)).toThrow(ConfigError);
