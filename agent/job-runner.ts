@@ -71,6 +71,11 @@ export class JobRunner {
       return;
     }
     ctx.state.markSeen(cmd.id);
+    if (cmd.op === "confirm" && this.selfUpdateAwaits(cmd.args.job)) {
+      // The running `lockstep-agent self-update` waits for this one itself and reports it (self-update/confirmation.ts).
+      ctx.log.info({ id: cmd.id, job: cmd.args.job }, "confirmation of a self-update run: left to that run");
+      return;
+    }
     const reporter = this.d.newReporter({
       id: cmd.id,
       op: cmd.op,
@@ -130,6 +135,11 @@ export class JobRunner {
       default:
         return void this.exclusiveJob(cmd, reporter);
     }
+  }
+
+  /** Is a live self-update run the switch this confirmation is for? (Its run ids start with "self-update-".) */
+  private selfUpdateAwaits(job: string): boolean {
+    return job.startsWith("self-update-") && this.d.ctx.state.state.awaitingConfirmation?.job !== job && selfUpdateInProgress(this.d.ctx.paths.selfUpdateLock) !== null;
   }
 
   /** Why a job must wait for a running `lockstep-agent self-update`, if one runs. */

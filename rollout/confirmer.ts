@@ -3,13 +3,19 @@
  * an agent with magic rollback keeps a switch only once the hub confirms it (`confirmBy` on the
  * switch's job). The rollout engine confirms its own switches after their health gate; every other
  * switch is confirmed here as soon as its host is back online and has published all its
- * compartments since the switch ended — the proof that the host can still reach the hub.
+ * compartments since the switch ended — the proof that the host can still reach the hub. A
+ * standalone self-update run (op "self-update") publishes its job over a connection it opened
+ * after switching and waits on it for the confirmation: that job arriving is the proof (such a
+ * host may run no agent daemon, so nothing else would ever come).
  */
 import type { Logger } from "pino";
 import { COMPARTMENTS, type JobState } from "../protocol/index.js";
 import type { FleetChange, FleetPort, HostSnapshot } from "./fleet-port.js";
 
 export const CONFIRMED_BY = "lockstep hub (switch confirmation)";
+/** The standalone self-update's job op (agent/self-update/report.ts; rollout/ cannot import agent/). */
+const SELF_UPDATE_OP = "self-update";
+const CONFIRMED_OPS = new Set(["switch", SELF_UPDATE_OP]);
 
 /**
  * Is the host back after the switch: online, reporting the new generation, every compartment
@@ -44,7 +50,7 @@ export class SwitchConfirmer {
   private onChange(c: FleetChange): void {
     if (c.kind === "job") {
       const job = this.fleet.job(c.host, c.jobId);
-      if (!job || job.op !== "switch" || job.state !== "succeeded" || !job.confirmBy || job.rolloutId || this.sent.has(job.id)) return;
+      if (!job || !CONFIRMED_OPS.has(job.op) || job.state !== "succeeded" || !job.confirmBy || job.rolloutId || this.sent.has(job.id)) return;
       if (Date.parse(job.confirmBy) <= Date.now()) return; // too late: the agent rolls back (or has)
       const forHost = this.waiting.get(c.host) ?? new Map<string, JobState>();
       forHost.set(job.id, job);
@@ -63,7 +69,7 @@ export class SwitchConfirmer {
         this.log.warn({ host, job: job.id, confirmBy: job.confirmBy }, "a switch's host did not come back in time: the agent rolls it back");
         continue;
       }
-      if (!backAfterSwitch(snap, job)) continue;
+      if (job.op !== SELF_UPDATE_OP && !backAfterSwitch(snap, job)) continue;
       forHost.delete(job.id);
       this.sent.add(job.id);
       this.fleet

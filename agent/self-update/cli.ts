@@ -7,7 +7,8 @@
  *   lockstep-agent boot-check  [--config PATH] [--json]
  *
  * Exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a health check
- * stopped the run (nothing changed), 4 another run holds the lock (nothing changed). Of
+ * stopped the run (nothing changed), 4 another run holds the lock (nothing changed), 5 switched
+ * but not confirmed by the hub in time, rolled back (magic rollback). Of
  * boot-check: 0 healthy (or nothing to check), 1 unhealthy again after its one rollback, or the
  * rollback failed, 5 rolled back (the previous generation is the boot default, rebooting).
  */
@@ -40,8 +41,13 @@ the previous generation the boot default and reboots, once: unhealthy again afte
 and reports. Every other boot it does nothing. Exit codes: 0 healthy or nothing to check, 1
 unhealthy again (stopped) or the rollback failed, 5 rolled back and rebooting.
 
+With a broker configured (and magicRollback on, the default), a run that switched waits up to
+confirmTimeoutSeconds for the hub's confirmation and otherwise switches back to the previous
+generation and checkout (magic rollback).
+
 exit codes of self-update: 0 succeeded, 1 failed, 2 usage or config error, 3 a health check
-  stopped the run (nothing changed), 4 another run or an agent job holds the lock (nothing changed)
+  stopped the run (nothing changed), 4 another run or an agent job holds the lock (nothing changed),
+  5 switched but not confirmed by the hub: rolled back
 `;
 
 const USAGE = `usage:

@@ -147,6 +147,15 @@ export const SelfUpdateConfig = z
     health: HealthConfig.prefault({}),
     reboot: RebootConfig.prefault({}),
     /**
+     * Magic rollback (confirmation.ts): with a broker, a run that switched waits confirmTimeoutSeconds
+     * for the hub's `confirm {job: <run id>}` over a connection opened after the switch; without it,
+     * it switches back to the previous generation and puts the checkout back. No broker: no wait.
+     */
+    magicRollback: z.boolean().default(true),
+    confirmTimeoutSeconds: z.number().positive().max(86_400).default(120),
+    /** How the magic rollback activates {generation} again; default per profile (nixos: --switch-generation + switch-to-configuration switch). */
+    rollbackArgvs: z.array(Argv).min(1).optional(),
+    /**
      * After a reboot the self-update asked for, `lockstep-agent boot-check` (boot-check.ts) has this
      * long to see the new generation healthy; otherwise it makes the previous generation the boot
      * default and reboots, once.
@@ -224,11 +233,19 @@ export function profileCommands(cfg: SelfUpdateConfig, system: string): ProfileC
 
 /** How a profile makes generation {generation} the boot default again (boot-check.ts). */
 export function bootRollbackArgvs(cfg: SelfUpdateConfig): string[][] {
-  if (cfg.bootCheck.rollbackArgvs) return cfg.bootCheck.rollbackArgvs;
+  return cfg.bootCheck.rollbackArgvs ?? generationArgvs(cfg, "boot");
+}
+
+/** How a profile activates generation {generation} again now (confirmation.ts: magic rollback). */
+export function switchBackArgvs(cfg: SelfUpdateConfig): string[][] {
+  return cfg.rollbackArgvs ?? generationArgvs(cfg, "switch");
+}
+
+function generationArgvs(cfg: SelfUpdateConfig, nixosAction: "boot" | "switch"): string[][] {
   const select = ["nix-env", "--profile", "{profile}", "--switch-generation", "{generation}"];
   switch (cfg.profile) {
     case "nixos":
-      return [select, ["{profile}/bin/switch-to-configuration", "boot"]];
+      return [select, ["{profile}/bin/switch-to-configuration", nixosAction]];
     case "darwin":
     case "home-manager":
       return [select, ["{profile}/activate"]];

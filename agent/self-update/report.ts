@@ -4,7 +4,7 @@
  * hub that is down never fails or delays an update by more than the connect timeout.
  */
 import { readFileSync } from "node:fs";
-import mqtt from "mqtt";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import type { Logger } from "pino";
 import { JobState, readSecretFile, selfUpdateClientId, Topics } from "../../protocol/index.js";
 import type { BrokerReportConfig } from "./config.js";
@@ -14,7 +14,8 @@ export const SELF_UPDATE_OP = "self-update";
 /** The check after booting a generation a self-update rebooted into (boot-check.ts). */
 export const BOOT_CHECK_OP = "boot-check";
 
-export function jobStateOf(record: RunRecord, phase: "running" | "finished"): JobState {
+/** `confirmBy`: a switch the hub must confirm by then (the run waits for it: confirmation.ts). */
+export function jobStateOf(record: RunRecord, phase: "running" | "finished", confirmBy?: string): JobState {
   const state = phase === "running" ? "running" : record.outcome === "succeeded" ? "succeeded" : record.outcome === "locked" ? "rejected" : "failed";
   return JobState.parse({
     id: record.id,
@@ -30,6 +31,7 @@ export function jobStateOf(record: RunRecord, phase: "running" | "finished"): Jo
     acceptedAt: record.startedAt,
     startedAt: record.startedAt,
     finishedAt: phase === "finished" ? record.finishedAt : undefined,
+    confirmBy,
   });
 }
 
@@ -39,8 +41,8 @@ export interface RunReporter {
   close(): Promise<void>;
 }
 
-/** Connect to the broker, or return null (logged) when it cannot be reached in time. */
-export async function connectReporter(broker: BrokerReportConfig, host: string, topicPrefix: string, log: Logger): Promise<RunReporter | null> {
+/** How the self-update connects (no reconnects unless asked), or null (logged) when the password cannot be read. */
+export function brokerClientOptions(broker: BrokerReportConfig, host: string, log: Logger): IClientOptions | null {
   let password: string | undefined;
   if (broker.passwordFile) {
     try {
@@ -50,8 +52,7 @@ export async function connectReporter(broker: BrokerReportConfig, host: string, 
       return null;
     }
   }
-  const topics = new Topics(topicPrefix);
-  const client = mqtt.connect(broker.url, {
+  return {
     username: broker.username ?? host,
     password,
     // Not the agent's client id: the agent daemon may be connected at the same time.
@@ -60,7 +61,24 @@ export async function connectReporter(broker: BrokerReportConfig, host: string, 
     connectTimeout: broker.connectTimeoutMs,
     reconnectPeriod: 0,
     ca: broker.caFile ? readFileSync(broker.caFile) : undefined,
-  });
+  };
+}
+
+/** Publish a job state retained at QoS 1; a failure is logged, never thrown (reporting is best effort). */
+export async function publishJobState(client: MqttClient, topics: Topics, host: string, state: JobState, log: Logger): Promise<void> {
+  try {
+    await client.publishAsync(topics.job(host, state.id), JSON.stringify(state), { qos: 1, retain: true });
+  } catch (e) {
+    log.warn({ err: (e as Error).message, jobId: state.id }, "could not publish the self-update job state");
+  }
+}
+
+/** Connect to the broker, or return null (logged) when it cannot be reached in time. */
+export async function connectReporter(broker: BrokerReportConfig, host: string, topicPrefix: string, log: Logger): Promise<RunReporter | null> {
+  const options = brokerClientOptions(broker, host, log);
+  if (!options) return null;
+  const topics = new Topics(topicPrefix);
+  const client = mqtt.connect(broker.url, options);
   const connected = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), broker.connectTimeoutMs);
     client.once("connect", () => (clearTimeout(timer), resolve(true)));
@@ -75,13 +93,7 @@ export async function connectReporter(broker: BrokerReportConfig, host: string, 
     return null;
   }
   return {
-    async publish(state) {
-      try {
-        await client.publishAsync(topics.job(host, state.id), JSON.stringify(state), { qos: 1, retain: true });
-      } catch (e) {
-        log.warn({ err: (e as Error).message, jobId: state.id }, "could not publish the self-update job state");
-      }
-    },
+    publish: (state) => publishJobState(client, topics, host, state, log),
     async close() {
       await client.endAsync();
     },

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import pino, { type Logger } from "pino";
 import type { SelfUpdateConfig } from "./config.js";
-import { profileCommands } from "./config.js";
+import { profileCommands, switchBackArgvs } from "./config.js";
 import { runCommand, describeFailure, type CommandResult } from "./exec.js";
 import { runHealthChecks } from "./health.js";
 import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./lock.js";
@@ -26,7 +26,8 @@ import { rebootNeeded } from "./system.js";
 import { bootPendingFor, clearBootPending, writeBootPending } from "./boot-check.js";
 import { readProfile } from "../profile.js";
 import { isWithinWindow } from "../../protocol/windows.js";
-import { expandArgv, localNixSystem, updateInputsArgv } from "../os-profiles.js";
+import { assertCommitSha, expandArgv, localNixSystem, updateInputsArgv } from "../os-profiles.js";
+import { awaitHubConfirmation } from "./confirmation.js";
 
 /** The build's out-link: also a GC root, so the built system survives a garbage collection. */
 export const OUT_LINK = "self-update-system";
@@ -107,6 +108,25 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   const run = (argv: string[], cwd?: string): Promise<CommandResult> => {
     runLog.debug({ argv }, "running");
     return runCommand(argv, { cwd, env, timeoutMs });
+  };
+
+  /** Magic rollback: the generation before the run active again, the checkout back where it was. */
+  const switchBack = async (from: number | undefined): Promise<string> => {
+    const vars = { profile: cfg.systemProfile, generation: String(record.generationBefore), host: cfg.host, flake: cfg.checkoutDir, out: join(cfg.stateDir, OUT_LINK), attr: profileCommands(cfg, opts.system ?? localNixSystem()).attribute };
+    for (const argv of switchBackArgvs(cfg)) {
+      const r = await run(expandArgv(argv, vars), cfg.checkoutDir);
+      if (r.exitCode !== 0) throw new RunStop("failed", `no confirmation within ${cfg.confirmTimeoutSeconds} s, and switching back to generation ${record.generationBefore} failed: fix the host by hand`, describeFailure(r));
+    }
+    record.generationAfter = readProfile(cfg.systemProfile).generation;
+    let checkout = "checkout unchanged";
+    if (record.commitBefore && record.commitAfter && record.commitBefore !== record.commitAfter) {
+      const r = await run(["git", "checkout", "-q", "-B", cfg.branch, assertCommitSha(record.commitBefore)], cfg.checkoutDir);
+      checkout = r.exitCode === 0 ? `checkout back at ${record.commitBefore.slice(0, 8)}` : `checkout not restored: ${describeFailure(r)}`;
+    } else if (record.lockChanged) {
+      const r = await run(["git", "checkout", "-q", "--", "flake.lock"], cfg.checkoutDir);
+      checkout = r.exitCode === 0 ? "flake.lock back as it was" : `flake.lock not restored: ${describeFailure(r)}`;
+    }
+    return `generation ${from ?? "?"} -> ${record.generationAfter ?? "?"}; ${checkout}`;
   };
 
   let lock: HeldLock | undefined;
@@ -194,6 +214,29 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
       return `switched to ${record.systemPath}`;
     });
     record.generationAfter = readProfile(cfg.systemProfile).generation;
+    let confirmed = "";
+    if (switched && cfg.broker && cfg.magicRollback && record.generationBefore !== undefined && record.generationAfter !== record.generationBefore) {
+      // Magic rollback: the hub must see this host after the switch and confirm it (confirmation.ts).
+      record.summary = `switched to generation ${record.generationAfter}`;
+      await reporter?.close();
+      reporter = null;
+      const at = new Date();
+      const t0 = performance.now();
+      const verdict = await awaitHubConfirmation(cfg, record, runLog);
+      reporter = verdict.reporter;
+      const detail = verdict.confirmedBy ? `confirmed by ${verdict.confirmedBy}` : verdict.why!;
+      steps.push({ name: "confirm", status: verdict.confirmedBy ? "ok" : "failed", startedAt: at.toISOString(), durationMs: Math.round(performance.now() - t0), detail });
+      if (!verdict.confirmedBy) {
+        const before = record.generationAfter;
+        let back = "";
+        await step("rollback", async () => {
+          back = await switchBack(before);
+          return back;
+        });
+        throw new RunStop("rolled-back", `rolled-back: ${verdict.why}; ${back}`, verdict.why);
+      }
+      confirmed = `; ${detail}`;
+    }
 
     if (cfg.reboot.enabled) {
       await step("reboot-check", async () => {
@@ -211,7 +254,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     }
 
     record.outcome = "succeeded";
-    const what = switched ? `switched to generation ${record.generationAfter}` : "system already current";
+    const what = switched ? `switched to generation ${record.generationAfter}${confirmed}` : "system already current";
     record.summary = record.reboot?.requested ? `${what}; rebooting` : record.reboot?.needed ? `${what}; reboot pending (outside window)` : what;
   } catch (e) {
     if (e instanceof RunStop) {
@@ -250,7 +293,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   try {
     appendRunRecord(cfg.stateDir, record);
     runLog.info({ outcome: record.outcome, summary: record.summary, durationMs: record.durationMs, generationBefore: record.generationBefore, generationAfter: record.generationAfter }, "self-update run finished");
-    if (cfg.broker && !reporter && record.outcome === "locked") {
+    if (cfg.broker && !reporter && (record.outcome === "locked" || record.outcome === "rolled-back")) {
       reporter = await connectReporter(cfg.broker, cfg.host, cfg.topicPrefix, runLog);
     }
     if (reporter) {

@@ -10,7 +10,7 @@ import { z } from "zod";
 export const RUN_LOG_FILE = "self-update-runs.jsonl";
 
 /** reboot-check decides whether a reboot is needed and allowed; reboot is running the command. */
-export const STEP_NAMES = ["lock", "health", "update", "build", "switch", "reboot-check", "reboot", "boot-check", "boot-rollback"] as const;
+export const STEP_NAMES = ["lock", "health", "update", "build", "switch", "reboot-check", "reboot", "boot-check", "boot-rollback", "confirm", "rollback"] as const;
 export const RunStep = z.object({
   name: z.enum(STEP_NAMES),
   status: z.enum(["ok", "failed", "skipped"]),
@@ -23,7 +23,8 @@ export type RunStep = z.infer<typeof RunStep>;
 /**
  * succeeded: updated (or already current); unhealthy: a health check stopped the run before any
  * change; failed: update, build or switch failed (the running generation is untouched unless the
- * switch itself failed); locked: another run was in progress. A boot check (kind "boot-check"):
+ * switch itself failed); locked: another run was in progress; rolled-back: switched, but the hub
+ * did not confirm within confirmTimeoutSeconds (magic rollback: the previous generation runs). A boot check (kind "boot-check"):
  * succeeded, the new generation booted healthy; rolled-back, it did not, the previous generation
  * is the boot default again and the host reboots; failed, unhealthy again after that rollback
  * (stopped: no second reboot) or the rollback itself failed.

@@ -106,7 +106,8 @@ describe("boot rollback after a self-update's reboot", () => {
       const jobs: JobState[] = [];
       watcher.on("message", (_t, p) => jobs.push(JobState.parse(JSON.parse(p.toString()))));
       await watcher.subscribeAsync(new Topics().allJobs(), { qos: 1 });
-      const withBroker = { broker: { url: broker.url, username: agent.username, passwordFile } };
+      // Nobody confirms the switch here (self-update-magic-rollback.test.ts has the hub's confirmer).
+      const withBroker = { broker: { url: broker.url, username: agent.username, passwordFile }, magicRollback: false };
 
       await updateKernel(h, withBroker);
       // The host comes up on generation 2, and the system is degraded.

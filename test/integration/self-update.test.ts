@@ -94,7 +94,8 @@ describe("lockstep-agent self-update with real nix", () => {
       const lockBefore = readFileSync(join(h.checkout, "flake.lock"), "utf8");
       const headBefore = git(h.checkout, "rev-parse", "HEAD");
       h.repo.bumpInput("nixpkgs");
-      const record = await runSelfUpdate(h.config({ broker: { url: broker.url, username: agent.username, passwordFile } }), { env: nixEnv(), log: silent });
+      // Nobody confirms the switch here (self-update-magic-rollback.test.ts has the hub's confirmer).
+      const record = await runSelfUpdate(h.config({ broker: { url: broker.url, username: agent.username, passwordFile }, magicRollback: false }), { env: nixEnv(), log: silent });
 
       expect(record.outcome, record.error).toBe("succeeded");
       expect(record.lockChanged).toBe(true);
