@@ -31,6 +31,8 @@ export interface MergeGuardOptions {
 export interface RolloutRevertRequest {
   rolloutId: string;
   commit: string;
+  /** An update merged as several PRs: the first one's merge commit; the revert restores the lock from before it. */
+  firstMergeCommit?: string;
   prNumber?: number;
   reason: string;
 }
@@ -205,7 +207,8 @@ export class GitHubService {
 
   /** The rollout engine's revert hook: a revert PR (or, in "commit" mode, the commit as its "url"). */
   readonly revertForRollout = async (ctx: RolloutRevertRequest): Promise<{ number: number; url: string; commit?: string }> => {
-    const r = await this.revert(ctx.commit, `rollout ${ctx.rolloutId} failed: ${ctx.reason}`, {
+    // Every part of an update merged as several PRs is undone: the lock from before the first merge.
+    const r = await this.revert(ctx.firstMergeCommit ?? ctx.commit, `rollout ${ctx.rolloutId} failed: ${ctx.reason}`, {
       ...(ctx.prNumber ? { prNumber: ctx.prNumber } : {}),
       rolloutId: ctx.rolloutId,
       requestedBy: "lockstep rollout",

@@ -48,6 +48,8 @@ export interface RolloutStorageFault {
 export type RevertCallback = (context: {
   rolloutId: string;
   commit: string;
+  /** The update was merged as several PRs: the first one's merge commit (revert to before it). */
+  firstMergeCommit?: string;
   prNumber?: number;
   reason: string;
 }) => Promise<{ number: number; url: string; /** The revert commit, when it landed directly ("commit" mode). */ commit?: string }>;
@@ -841,7 +843,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     rec.revertRequestedAt = new Date().toISOString();
     await this.save();
     try {
-      const pr = await this.revert({ rolloutId: rec.id, commit: rec.commit, prNumber: rec.plan.spec.prNumber, reason: rec.stop?.detail ?? "rollout failed" });
+      const spec = rec.plan.spec;
+      const pr = await this.revert({ rolloutId: rec.id, commit: rec.commit, ...(spec.firstMergeCommit ? { firstMergeCommit: spec.firstMergeCommit } : {}), prNumber: spec.prNumber, reason: rec.stop?.detail ?? "rollout failed" });
       rec.progress.revertPr = { number: pr.number, url: pr.url, ...(pr.commit ? { commit: pr.commit } : {}) };
       this.audit("revert.opened", undefined, { number: pr.number, url: pr.url, ...(pr.commit ? { commit: pr.commit } : {}) });
     } catch (e) {

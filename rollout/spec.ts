@@ -98,6 +98,11 @@ export const RolloutSpec = z
     prNumber: z.number().int().positive().optional(),
     lockDiff: LockDiff.optional(),
     /**
+     * An update merged as several PRs: the merge commit of its first PR (`commit` is the last). A
+     * revert restores flake.lock from before it, so it undoes every part, not only the last.
+     */
+    firstMergeCommit: CommitSha.optional(),
+    /**
      * flake.lock's hash at `commit`, when known. A host already on this lock whose running generation
      * was built from its checkout is planned "pull only": after the pull its agent evaluates the
      * commit, and only when that is not the system it runs does it switch after all.

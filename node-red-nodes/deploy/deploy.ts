@@ -119,6 +119,8 @@ export = function register(RED: NodeAPI): void {
         fixed.converges = parseMessageField(RolloutIdField, msg.converges, "msg.converges");
         fixed.revertOnFailure = false;
       }
+      // Set by pr-merge when the update was merged as several PRs: a revert on failure undoes them all.
+      if (msg.firstMergeCommit !== undefined) fixed.firstMergeCommit = parseMessageField(CommitSha, msg.firstMergeCommit, "msg.firstMergeCommit");
       const spec = parseRolloutSpec(mergeSpecLayers(...layers, fixed));
       if (checkOnly) {
         connection.rollouts.check(spec);

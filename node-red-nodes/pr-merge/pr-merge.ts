@@ -52,6 +52,9 @@ function mergedMessage(msg: NodeMessage, number: number, merged: MergeResult[], 
   msg.commit = last.mergeCommitSha;
   msg.lockDiff = combineLockDiffs(diffs);
   msg.merged = merged.map((m) => ({ number: m.number, mergeCommitSha: m.mergeCommitSha }));
+  // Several merges: deploy and rollback revert to before the first one (undoing every part).
+  if (merged.length > 1) msg.firstMergeCommit = merged[0]!.mergeCommitSha;
+  else delete msg.firstMergeCommit;
   msg.notMerged = notMerged;
   msg.payload = { ...last, number, title: update?.title, url: update?.url, lockDiff: msg.lockDiff, merged: msg.merged, notMerged };
 }

@@ -94,7 +94,8 @@ export = function register(RED: NodeAPI): void {
       const connection = githubNode?.connection;
       if (!connection) throw new ConfigError(githubNode?.configError ?? "no GitHub repository selected");
       const p = (typeof msg.payload === "object" && msg.payload !== null ? msg.payload : {}) as Record<string, unknown>;
-      const commit = parseMessageField(CommitSha, msg.commit ?? p.mergeCommitSha ?? p.commit, "the merge commit to revert (msg.commit)");
+      // An update merged as several PRs (msg.firstMergeCommit from pr-merge) is reverted to before its first merge.
+      const commit = parseMessageField(CommitSha, msg.firstMergeCommit ?? msg.commit ?? p.mergeCommitSha ?? p.commit, "the merge commit to revert (msg.commit)");
       const prNumber = msg.prNumber ?? p.prNumber;
       const reason = typeof msg.reason === "string" && msg.reason ? msg.reason : typeof p.summary === "string" ? `rollout ${p.state ?? "failed"}: ${p.summary}` : "rolled back from Node-RED";
       node.status(status.working(`reverting ${commit.slice(0, 8)}`));

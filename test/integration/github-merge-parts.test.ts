@@ -72,6 +72,15 @@ describe("merging a pending update made of several PRs", () => {
       ["pr.merged", a.n, undefined],
       ["pr.merged", b.n, undefined],
     ]);
+
+    // The rollout of the last merge fails: the revert undoes both parts (the lock from before the first
+    // merge), and it is a revert the merge use case accepts as Lockstep's own.
+    const lockBefore = h.fleet.show(base, "flake.lock");
+    const revert = await service.revertForRollout({ rolloutId: "r-parts", commit: last!.mergeCommitSha, firstMergeCommit: first!.mergeCommitSha, prNumber: a.n, reason: "canary failed" });
+    expect(revert.number).toBeGreaterThan(b.n);
+    const back = await service.merge(revert.number, { ci: "ignore", minAgeMs: 0 });
+    expect(back.revert?.merge).toBe(first!.mergeCommitSha);
+    expect(h.fleet.show(h.fleet.head(), "flake.lock")).toBe(lockBefore);
   });
 
   it("a failing pre-check of part 2 (CI) merges nothing, and names the part", async () => {

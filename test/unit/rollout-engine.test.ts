@@ -246,6 +246,15 @@ describe("RolloutEngine", () => {
     expect((await t.store.history())[0]!.revertPr?.number).toBe(42);
   });
 
+  it("an update merged as several PRs is reverted to before its first merge", async () => {
+    const calls: unknown[] = [];
+    const t = setup(hosts(1), { revert: async (ctx) => (calls.push(ctx), { number: 43, url: "https://example.test/pr/43" }) });
+    t.fleet.failBuild("h0");
+    const first = "f".repeat(40);
+    await t.run({ revertOnFailure: true, prNumber: 41, firstMergeCommit: first });
+    expect(calls).toEqual([expect.objectContaining({ commit: COMMIT, firstMergeCommit: first, prNumber: 41 })]);
+  });
+
   it("a failing revert callback is reported, not thrown", async () => {
     const t = setup(hosts(1), { revert: async () => Promise.reject(new Error("GitHub said 403")) });
     t.fleet.failBuild("h0");
