@@ -16,7 +16,7 @@ import { preview } from "./ops/preview.js";
 import { precheckPull, pull } from "./ops/pull.js";
 import type { Refresher } from "./ops/refresh.js";
 import { restart } from "./ops/restart.js";
-import { precheckRollback, rollback } from "./ops/rollback.js";
+import { precheckRollback, rollback, testAfterRollback } from "./ops/rollback.js";
 import { stop } from "./ops/stop.js";
 import { precheckSwitch, switchSystem } from "./ops/switch.js";
 import { test } from "./ops/test.js";
@@ -234,8 +234,9 @@ export class JobRunner {
     reporter.set("running", { summary: `${cmd.op} running`, startedAt });
     void ctx.remeasure();
     const compute = async () => {
-      const outcome = await this.runOp(cmd, job, record);
-      return unconfirmed ? finishUnconfirmedRollback(ctx, job, record, outcome) : outcome;
+      let outcome = await this.runOp(cmd, job, record);
+      if (unconfirmed) outcome = await finishUnconfirmedRollback(ctx, job, record, outcome);
+      return cmd.op === "rollback" ? testAfterRollback(ctx, job, outcome) : outcome;
     };
     await this.finish(job, end, compute, OP_POLICY[cmd.op].activates);
   }

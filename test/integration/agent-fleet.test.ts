@@ -136,11 +136,15 @@ describe.each(BROKER_KINDS)("lockstep-agent on %s", (kind) => {
     expect(fleet.generation("alpha").generation).toBe(1);
     expect(readFileSync(fleet.generation("alpha").path!, "utf8")).toMatch(/nixpkgs=nixpkgs-1/);
     await fleet.waitFor("alpha", "system", (c) => c.status === "outdated" && c.generation === 1);
+    // Tests run again on the generation rolled back to, within the rollback job.
+    expect(rb.summary).toMatch(/; tests after the rollback: 2\/2 passed on generation 1/);
 
     const rb2 = await fleet.runCommand("alpha", "rollback", { generation: 2 });
     expect(rb2.state, rb2.summary).toBe("succeeded");
     expect(fleet.generation("alpha").path).toBe(gen2Path);
     await fleet.waitFor("alpha", "system", (c) => c.status === "ok" && c.generation === 2);
+    // Generation 2 was never tested before: now Tests is green for it, not "outdated".
+    await fleet.waitFor("alpha", "tests", (c) => c.status === "ok" && c.generation === 2);
     const missing = await fleet.runCommand("alpha", "rollback", { generation: 99 });
     expect(missing.state).toBe("rejected");
     expect(missing.summary).toMatch(/generation 99 does not exist/);
