@@ -54,9 +54,9 @@ export interface GitHubClientOptions {
 export type GitHubFailureListener = (error: GitHubError) => void;
 
 /**
- * Told about every HTTP attempt's answer (retries included): its status (undefined when there
- * was none: a timeout, a refused connection) and x-ratelimit-remaining when GitHub sent it.
- * The hub's metrics count these.
+ * Told about every call's answer (the last one, after the retry plugin's retries): its status
+ * (undefined when there was none: a timeout, a refused connection) and x-ratelimit-remaining when
+ * GitHub sent it. The hub's metrics count these.
  */
 export type GitHubResponseListener = (status: number | undefined, rateLimitRemaining: number | undefined) => void;
 
@@ -232,7 +232,7 @@ export class GitHubClient {
     return () => this.failureListeners.delete(listener);
   }
 
-  /** Be told about every answer (or its absence) of every attempt (returns a function that stops it). */
+  /** Be told about every call's answer, or its absence (returns a function that stops it). */
   onResponse(listener: GitHubResponseListener): () => void {
     this.responseListeners.add(listener);
     return () => this.responseListeners.delete(listener);

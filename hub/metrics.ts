@@ -212,7 +212,7 @@ export class HubMetrics {
       registers,
     });
     this.stepsTotal = new Counter({ name: "lockstep_steps_total", help: "Finished agent jobs (steps) by op and outcome.", labelNames: ["op", "outcome"], registers });
-    this.githubRequests = new Counter({ name: "lockstep_github_requests_total", help: "GitHub API requests by HTTP status (\"error\" when there was no response).", labelNames: ["status"], registers });
+    this.githubRequests = new Counter({ name: "lockstep_github_requests_total", help: "GitHub API calls by the HTTP status of their answer, after retries (\"error\" when there was none).", labelNames: ["status"], registers });
     this.githubRateLimit = new Gauge({ name: "lockstep_github_rate_limit_remaining", help: "GitHub API requests left in the current rate-limit window (x-ratelimit-remaining).", registers });
     this.authFailures = new Counter({ name: "lockstep_auth_failures_total", help: "Rejected logins by protocol (MQTT CONNECT, HTTP API).", labelNames: ["protocol"], registers });
     for (const protocol of AUTH_PROTOCOLS) this.authFailures.inc({ protocol }, 0);

@@ -94,4 +94,26 @@ describe("GitHub faults: timeouts, no serial queue, no write retries, quiet 304s
     await client.getBranchHead().catch(() => undefined);
     expect(failures.map((f) => [f.code, f.status, f.route])).toEqual([["github-server-error", 500, "GET /repos/{owner}/{repo}/git/ref/{ref}"]]);
   });
+
+  it("every answer is reported to the response listeners (the hub's metrics): 200s, 304s, 5xx and no answer", async () => {
+    // One answer per call, after the retry plugin: the 502 below is retried and answered 304.
+    const client = h.newClient({ retries: 1, retryBaseMs: 10, requestTimeoutMs: 800 });
+    const answers: Array<[number | undefined, number | undefined]> = [];
+    client.onResponse((status, remaining) => answers.push([status, remaining]));
+    await client.getBranchHead();
+    await client.getBranchHead(); // unchanged: 304 from the ETag
+    h.server.injectFault({ path: "/git/ref/", status: 502 });
+    await client.getBranchHead();
+    h.server.injectFault({ path: "/git/ref/", stall: true, times: 2 });
+    await client.getBranchHead().catch(() => undefined); // no answer
+    const once = h.newClient({ retries: 0 });
+    once.onResponse((status, remaining) => answers.push([status, remaining]));
+    h.server.injectFault({ path: "/git/ref/", status: 502 });
+    await once.getBranchHead().catch(() => undefined);
+    expect(answers.map(([status]) => status)).toEqual([200, 304, 304, undefined, 502]);
+    // Each answer carries the rate limit GitHub reported with it; a 304 costs none.
+    const remaining = answers.filter(([status]) => status !== undefined).map(([, r]) => r);
+    expect(remaining.every((r) => typeof r === "number")).toBe(true);
+    expect(remaining[0]! - remaining[1]!).toBe(0);
+  });
 });
