@@ -1,7 +1,7 @@
 /** `lockstep status`, `watch`, `pr`, `audit`: reading the fleet as the user. */
 import type { Subcommand } from "../../broker/commands.js";
 import { str, UsageError } from "../../broker/commands.js";
-import { AuditEvent, decodeJson, PreviewSummary } from "../../protocol/index.js";
+import { AuditEvent, decodeJson, HostPreview, PreviewSummary, type PendingUpdate } from "../../protocol/index.js";
 import { z } from "zod";
 import { ExitCode, TerminalError } from "./errors.js";
 import { JSON_OPTION, untilInterrupted, withSession, type TerminalContext } from "./run.js";
@@ -70,6 +70,17 @@ export const watchCommand: Subcommand = {
     }),
 };
 
+/** The pending PR head's preview: its fleet summary and each host's preview (older heads' are not this update's). */
+async function readPreview(t: TerminalContext, pending: PendingUpdate): Promise<{ summary: PreviewSummary; hosts: HostPreview[] } | undefined> {
+  const topics = t.session.topics;
+  const summary = await t.session.retained(topics.previewSummary(pending.number), (p) => decodeJson(PreviewSummary, p));
+  if (!summary || summary.headSha !== pending.headSha) return undefined;
+  const filter = topics.preview(pending.number, "+");
+  const byTopic = await t.session.retainedAll(filter, (topic) => { const k = topics.parse(topic); return k?.kind === "preview" && k.pr === pending.number; }, (p) => decodeJson(HostPreview, p));
+  const hosts = [...byTopic.values()].filter((h) => h.headSha === pending.headSha).sort((a, b) => a.host.localeCompare(b.host));
+  return { summary, hosts };
+}
+
 export const prCommand: Subcommand = {
   name: "pr",
   summary: "the pending lock update: PR, lock diff, CI, and the preview once it exists",
@@ -80,9 +91,9 @@ export const prCommand: Subcommand = {
       const fleet = await t.session.fleet();
       const expected = (await t.session.expected());
       const pending = expected?.pendingUpdate ?? null;
-      const preview = pending ? await t.session.retained(t.session.topics.previewSummary(pending.number), (p) => decodeJson(PreviewSummary, p)) : undefined;
-      if (t.json) t.printJson({ expected: expected ?? null, pending, preview: preview ?? null });
-      else t.print(pendingUpdateText(expected, preview?.text));
+      const preview = pending ? await readPreview(t, pending) : undefined;
+      if (t.json) t.printJson({ expected: expected ?? null, pending, preview: preview?.summary ?? null, previews: preview?.hosts ?? [] });
+      else t.print(pendingUpdateText(expected, preview));
       return ExitCode.ok;
     }),
 };

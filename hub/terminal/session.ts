@@ -90,19 +90,24 @@ export class HubSession {
 
   /** One retained value (undefined when the topic holds none, known by the hub's status after it). */
   async retained<T>(topic: string, decode: (payload: Buffer) => { ok: true; value: T } | { ok: false; error: string }): Promise<T | undefined> {
+    return (await this.retainedAll(topic, (t) => t === topic, decode)).get(topic);
+  }
+
+  /** Every retained value under a filter (wildcards allowed) whose topic `accept`s, by topic. */
+  async retainedAll<T>(filter: string, accept: (topic: string) => boolean, decode: (payload: Buffer) => { ok: true; value: T } | { ok: false; error: string }): Promise<Map<string, T>> {
     const client = await this.connect();
-    let value: T | undefined;
+    const values = new Map<string, T>();
     const handler = (t: string, payload: Buffer) => {
-      if (t !== topic || payload.length === 0) return;
+      if (!accept(t) || payload.length === 0) return;
       const r = decode(payload);
-      if (r.ok) value = r.value;
+      if (r.ok) values.set(t, r.value);
     };
     client.on("message", handler);
-    await client.subscribeAsync(topic, { qos: 1 });
+    await client.subscribeAsync(filter, { qos: 1 });
     await this.retainedDelivered(client);
     client.off("message", handler);
-    await client.unsubscribeAsync(topic).catch(() => undefined);
-    return value;
+    await client.unsubscribeAsync(filter).catch(() => undefined);
+    return values;
   }
 
   /** Live output lines of one job (not retained: only what is printed from now on). */

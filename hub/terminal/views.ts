@@ -3,7 +3,19 @@
  * Pure functions of protocol values, so tests compare their text directly.
  */
 import { styleText } from "node:util";
-import { COMPARTMENTS, formatLockDiff, type AuditEvent, type FleetExpected, type JobState, type RolloutProgress } from "../../protocol/index.js";
+import {
+  COMPARTMENTS,
+  formatLockDiff,
+  PREVIEW_OUTCOME_LABEL,
+  previewProgress,
+  previewRow,
+  type AuditEvent,
+  type FleetExpected,
+  type HostPreview,
+  type JobState,
+  type PreviewSummary,
+  type RolloutProgress,
+} from "../../protocol/index.js";
 import type { StatusName } from "../../protocol/enums.js";
 import type { HostSnapshot } from "../../rollout/fleet-port.js";
 
@@ -105,7 +117,23 @@ export function auditTable(events: AuditEvent[]): string {
   return table(["AT", "ACTOR", "ACTION", "TARGET", "DETAILS"], events.map((e) => [e.at, e.actor, e.action, e.target ?? "-", e.details ? JSON.stringify(e.details).slice(0, 100) : ""]));
 }
 
-export function pendingUpdateText(expected: FleetExpected | undefined, previewText?: string): string {
+/** The preview of the pending PR's head: its summary and one line per host (what changes, whether it builds, reboot, size). */
+export function previewText(preview: { summary: PreviewSummary; hosts: HostPreview[] }): string {
+  const progress = previewProgress(preview.summary);
+  const state = progress.notPreviewed ? "not previewed" : progress.complete ? "done" : `${progress.done} of ${progress.requested} hosts so far`;
+  const rows = preview.hosts.map((h) => previewRow(h)).map((r) => [
+    r.builtElsewhere ? `${r.host} (${r.builtElsewhere})` : r.host,
+    PREVIEW_OUTCOME_LABEL[r.outcome],
+    r.outcome === "affected" ? r.builds : "-",
+    r.outcome === "affected" ? r.reboot : "-",
+    r.size || "-",
+    r.reason ? r.reason.split("\n").at(-1)! : r.packages.join(", ") || "-",
+  ]);
+  const lines = table(["HOST", "PREVIEW", "BUILDS", "REBOOT", "SIZE", "CHANGES"], rows).trimEnd().split("\n").map((l) => `    ${l}`);
+  return [`  preview (${state}): ${preview.summary.text}`, ...(rows.length ? lines : [])].join("\n");
+}
+
+export function pendingUpdateText(expected: FleetExpected | undefined, preview?: { summary: PreviewSummary; hosts: HostPreview[] }): string {
   if (!expected) return "the hub has not published fleet/expected yet (no repository configured, or not checked yet)\n";
   const head = `fleet: ${expected.repo} ${expected.branch} at ${expected.headCommit.slice(0, 8)}\n`;
   const p = expected.pendingUpdate;
@@ -117,7 +145,7 @@ export function pendingUpdateText(expected: FleetExpected | undefined, previewTe
     `  head ${p.headSha.slice(0, 8)} on ${p.headBranch}, opened ${p.openedAt}`,
     `  CI: ${p.ci.state}${p.ci.summary ? ` (${p.ci.summary})` : ""}; mergeable: ${p.mergeable === null || p.mergeable === undefined ? "unknown" : p.mergeable ? "yes" : "no"}`,
     `  lock: ${formatLockDiff(p.lockDiff, { separator: "\n        " })}`,
-    ...(previewText ? [`  preview: ${previewText}`] : []),
+    preview ? previewText(preview) : "  preview: none for this head yet (the fleet has not reported, or previews are off)",
     "",
   ].join("\n");
 }

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HUB_ENTRY } from "../demo/hub-process.js";
 import { LockstepWorld, OPERATOR } from "../demo/world.js";
+import { PREVIEW_OUTCOME_LABEL } from "../../protocol/index.js";
 
 const HOSTS = ["alpha", "beta"];
 
@@ -156,6 +157,20 @@ describe("lockstep terminal client", () => {
     expect(prText.stdout).toMatch(/lock: .*nixpkgs/);
     const prJson = JSON.parse((await lockstep(["pr", "--json"])).stdout) as { pending: { number: number; headSha: string } };
     expect(prJson.pending).toMatchObject({ number: pr.number, headSha: pr.headSha });
+    // Once the hosts have previewed the head, `pr` shows the hub's summary and a line per host.
+    const previews = await Promise.all(["alpha", "beta"].map((h) => world.fleet.waitForPreview(pr.number, h, pr.headSha, 180_000)));
+    type PrJson = { preview: { headSha: string; text: string; hosts: { previewed: number } } | null; previews: Array<{ host: string; outcome: string }> };
+    // The hub republishes the agents' previews and the summary right after them: ask until it has.
+    let withPreview: PrJson;
+    for (const deadline = Date.now() + 60_000; ; ) {
+      withPreview = JSON.parse((await lockstep(["pr", "--json"])).stdout) as PrJson;
+      if ((withPreview.preview?.hosts.previewed ?? 0) >= 2 || Date.now() > deadline) break;
+    }
+    expect(withPreview.preview).toMatchObject({ headSha: pr.headSha, hosts: { previewed: 2 } });
+    expect(withPreview.previews.map((p) => [p.host, p.outcome])).toEqual(previews.map((p) => [p.host, p.outcome]));
+    const shown = (await lockstep(["pr"])).stdout;
+    expect(shown).toContain(`  preview (done): ${withPreview.preview!.text}`);
+    for (const p of previews) expect(shown).toMatch(new RegExp(`^ {4}${p.host} +${PREVIEW_OUTCOME_LABEL[p.outcome]}`, "m"));
 
     const refused = await lockstep(["deploy"]); // no terminal, no --yes
     expect(refused.code).toBe(2);

@@ -7,9 +7,9 @@
  */
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HostInfo, Topics, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
-import { PreviewService, type PreviewMqtt } from "../../rollout/preview-service.js";
-import type { HostSnapshot } from "../../rollout/fleet-port.js";
+import { Topics, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
+import { PreviewService } from "../../rollout/preview-service.js";
+import { FakePreviewMqtt as FakeMqtt, hostSnapshot } from "../support/preview-mqtt.js";
 import { commentOnPreviews, PREVIEW_COMMENT_MARKER, previewCommentBody, PreviewComments } from "../../github/preview-comment.js";
 import { startGitHubHarness, type GitHubHarness } from "../github/harness.js";
 
@@ -17,27 +17,8 @@ const t = new Topics();
 const at = "2026-12-04T10:00:00.000Z";
 const log = pino({ level: "silent" });
 
-class FakeMqtt implements PreviewMqtt {
-  listener?: (topic: string, payload: Buffer) => void;
-  on(_e: "message", l: (topic: string, payload: Buffer) => void) {
-    this.listener = l;
-  }
-  off() {
-    this.listener = undefined;
-  }
-  async subscribeAsync() {}
-  async publishAsync() {}
-  deliver(topic: string, payload: unknown) {
-    this.listener!(topic, Buffer.from(JSON.stringify(payload)));
-  }
-}
 
-const snapshot = (host: string): HostSnapshot => ({
-  host,
-  availability: "online",
-  compartments: {},
-  info: HostInfo.parse({ host, hostname: host, os: "nixos", agentVersion: "1", branch: "main", startedAt: at, updatedAt: at }),
-});
+const snapshot = (host: string) => hostSnapshot(host, true, { os: "nixos" });
 
 describe("the preview comment on the PR (local GitHub)", () => {
   let h: GitHubHarness;

@@ -6,8 +6,9 @@
  */
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { HostInfo, Topics, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
-import { PreviewService, type PreviewMqtt } from "../../rollout/preview-service.js";
+import { Topics, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
+import { PreviewService } from "../../rollout/preview-service.js";
+import { FakePreviewMqtt as FakeMqtt, hostSnapshot } from "../support/preview-mqtt.js";
 import type { HostSnapshot } from "../../rollout/fleet-port.js";
 import { awaitPreview, resultStatus } from "../../node-red-nodes/lib/preview-logic.js";
 import type { NodeStatus } from "../../node-red-nodes/lib/red.js";
@@ -17,27 +18,8 @@ const SHA2 = "2".repeat(40);
 const at = "2026-12-04T10:00:00.000Z";
 const t = new Topics();
 
-class FakeMqtt implements PreviewMqtt {
-  listener?: (topic: string, payload: Buffer) => void;
-  on(_e: "message", l: (topic: string, payload: Buffer) => void) {
-    this.listener = l;
-  }
-  off() {
-    this.listener = undefined;
-  }
-  async subscribeAsync() {}
-  async publishAsync() {}
-  deliver(topic: string, payload: unknown) {
-    this.listener!(topic, Buffer.from(JSON.stringify(payload)));
-  }
-}
 
-const snapshot = (host: string, online: boolean, more: Partial<HostInfo> = {}): HostSnapshot => ({
-  host,
-  availability: online ? "online" : "offline",
-  compartments: {},
-  info: HostInfo.parse({ host, hostname: host, os: "generic", agentVersion: "1", branch: "main", startedAt: at, updatedAt: at, ...more }),
-});
+const snapshot = hostSnapshot;
 const pending = (headSha: string): PendingUpdate => ({ number: 7, title: "flake.lock: Update", url: "https://example.invalid/pr/7", headSha, headBranch: "update", openedAt: at, lockDiff: { added: [], removed: [], updated: [] }, ci: { state: "success" }, superseded: [] });
 const preview = (host: string, headSha: string, over: Partial<HostPreview> = {}): HostPreview => ({ pr: 7, host, headSha, outcome: "affected", summary: "", affected: true, builds: true, packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }], reboot: null, units: null, builtOn: host, startedAt: at, finishedAt: at, ...over });
 

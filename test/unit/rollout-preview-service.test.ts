@@ -1,36 +1,16 @@
 import { describe, expect, it } from "vitest";
 import pino from "pino";
-import { HostInfo, PreviewSummary, Topics, type FleetExpected, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
-import { PreviewService, type PreviewMqtt } from "../../rollout/preview-service.js";
-import type { HostSnapshot } from "../../rollout/fleet-port.js";
+import { PreviewSummary, Topics, type FleetExpected, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
+import { PreviewService } from "../../rollout/preview-service.js";
+import { FakePreviewMqtt as FakeMqtt, hostSnapshot } from "../support/preview-mqtt.js";
 
 const SHA1 = "1".repeat(40);
 const SHA2 = "2".repeat(40);
 const at = "2026-12-04T10:00:00.000Z";
 const t = new Topics();
 
-class FakeMqtt implements PreviewMqtt {
-  listener?: (topic: string, payload: Buffer) => void;
-  readonly retained = new Map<string, string>();
-  on(_e: "message", l: (topic: string, payload: Buffer) => void) {
-    this.listener = l;
-  }
-  off() {
-    this.listener = undefined;
-  }
-  async subscribeAsync() {}
-  async publishAsync(topic: string, payload: string) {
-    if (payload === "") this.retained.delete(topic);
-    else this.retained.set(topic, payload);
-  }
-  deliver(topic: string, payload: unknown) {
-    this.listener!(topic, Buffer.from(typeof payload === "string" ? payload : JSON.stringify(payload)));
-  }
-}
 
-function snapshot(host: string, online: boolean, more: Partial<HostInfo> = {}): HostSnapshot {
-  return { host, availability: online ? "online" : "offline", compartments: {}, info: HostInfo.parse({ host, hostname: host, os: "generic", agentVersion: "1", branch: "main", startedAt: at, updatedAt: at, ...more }) };
-}
+const snapshot = hostSnapshot;
 
 const pending = (headSha: string): PendingUpdate => ({ number: 7, title: "flake.lock: Update", url: "https://example.invalid/pr/7", headSha, headBranch: "update", openedAt: at, lockDiff: { added: [], removed: [], updated: [] }, ci: { state: "success" }, superseded: [] });
 const expected = (p: PendingUpdate | null): FleetExpected => ({ repo: "acme/fleet", branch: "main", headCommit: "9".repeat(40), lockHash: "x", pendingUpdate: p, updatedAt: at });
