@@ -71,9 +71,24 @@ export const BrokerLimitsConfig = z.strictObject({
       burst: count(1_000_000).default(500),
     })
     .default({ perSecond: 50, burst: 500 }),
+  /** Failed logins (MQTT, API, editor; broker/login-backoff.ts): free failures, then waits doubling from baseDelayMs. */
+  loginBackoff: z
+    .strictObject({
+      freeFailures: count(1000).default(3),
+      addressFreeFailures: count(100_000).default(30),
+      baseDelayMs: count(3_600_000).default(1_000),
+      maxDelayMs: count(86_400_000).default(15 * 60_000),
+    })
+    .default({ freeFailures: 3, addressFreeFailures: 30, baseDelayMs: 1_000, maxDelayMs: 15 * 60_000 }),
 });
 export type BrokerLimits = z.output<typeof BrokerLimitsConfig>;
-const DEFAULT_LIMITS: BrokerLimits = { maxPacketBytes: DEFAULT_MAX_PACKET_BYTES, maxFiltersPerSubscribe: 64, maxSubscriptionsPerClient: 512, publishRate: { perSecond: 50, burst: 500 } };
+const DEFAULT_LIMITS: BrokerLimits = {
+  maxPacketBytes: DEFAULT_MAX_PACKET_BYTES,
+  maxFiltersPerSubscribe: 64,
+  maxSubscriptionsPerClient: 512,
+  publishRate: { perSecond: 50, burst: 500 },
+  loginBackoff: { freeFailures: 3, addressFreeFailures: 30, baseDelayMs: 1_000, maxDelayMs: 15 * 60_000 },
+};
 
 export const BrokerConfigSchema = z
   .strictObject({

@@ -113,7 +113,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     private readonly options: EmbeddedBrokerOptions = {},
   ) {
     super();
-    this.logins = options.loginBackoff ?? new LoginBackoff();
+    this.logins = options.loginBackoff ?? new LoginBackoff(config.limits.loginBackoff);
     this.topics = new Topics(config.topicPrefix, config.haPrefix);
     this.endpoints = new BrokerListeners((stream, req) => this.accept(stream, req), logger);
     this.limits = new ClientLimits(config.limits);

@@ -202,7 +202,7 @@ interface TokenRequestBody {
 
 /**
  * In front of Node-RED's `POST /admin/auth/token`: the editor's password login under the same
- * backoff as the API and MQTT. Wrong passwords are answered here (401; 429 while backing off) and
+ * backoff as the API and MQTT. Wrong passwords are answered here (403; 429 while backing off) and
  * never reach Node-RED's own per-name lockout; a right one goes on to Node-RED, which issues the token.
  */
 export function editorLoginGuard(users: UserDirectory, log: Logger, gate: LoginGate): RequestHandler {
@@ -236,7 +236,8 @@ export function editorLoginGuard(users: UserDirectory, log: Logger, gate: LoginG
             if (login.retryAfterMs !== undefined) {
               return sendJson(res, 429, { error: "too_many_attempts", error_description: login.reason }, { "retry-after": String(Math.ceil(login.retryAfterMs / 1000)) });
             }
-            sendJson(res, 401, { error: "invalid_grant", error_description: "wrong user name or password, or not an operator" });
+            // 403 invalid_grant: what Node-RED (oauth2orize) answers a refused password grant with.
+            sendJson(res, 403, { error: "invalid_grant", error_description: "wrong user name or password, or not an operator" });
           },
           (err: unknown) => {
             log.error({ err }, "editor login failed");

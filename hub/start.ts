@@ -315,7 +315,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         const refusals = need("refusals");
         // One backoff for MQTT, the API, /metrics and the editor: failures on one channel slow the others down.
         const logins = {
-          backoff: parts.broker?.logins ?? new LoginBackoff(),
+          backoff: parts.broker?.logins ?? new LoginBackoff(config.broker.limits.loginBackoff),
           refused: (r: LoginRefusal) => {
             metrics.recordAuthFailure("http");
             refusals.loginRefused(r);

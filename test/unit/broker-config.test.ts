@@ -24,7 +24,7 @@ describe("broker config", () => {
       haPrefix: "homeassistant",
       listeners: { tcp: { host: "0.0.0.0", port: 1883 } },
       allowAnonymous: false,
-      limits: { maxPacketBytes: 16 * 1024 * 1024, maxFiltersPerSubscribe: 64, maxSubscriptionsPerClient: 512, publishRate: { perSecond: 50, burst: 500 } },
+      limits: { maxPacketBytes: 16 * 1024 * 1024, maxFiltersPerSubscribe: 64, maxSubscriptionsPerClient: 512, publishRate: { perSecond: 50, burst: 500 }, loginBackoff: { freeFailures: 3, baseDelayMs: 1000 } },
     });
     expect(parseBrokerConfig({ dataDir: "/d", limits: { publishRate: { burst: 20 } } }).limits).toMatchObject({ maxFiltersPerSubscribe: 64, publishRate: { perSecond: 50, burst: 20 } });
     expect(config.listeners.ws).toBeUndefined();
