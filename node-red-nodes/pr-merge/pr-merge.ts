@@ -7,57 +7,18 @@
  * what landed is on the base branch and is deployed). Output 2: nothing merged, with the reason
  * and whether waiting can help (msg.retryable).
  */
-import { z } from "zod";
-import { CommitSha, PendingUpdate } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
-import { combineLockDiffs } from "../../protocol/lock-diff.js";
-import { updateParts } from "../../protocol/pending-update.js";
-import { MergeGuardError, MergeRefusedError, PartialMergeError, type CiGuard, type MergeResult } from "../../github/merge.js";
-import type { MergeExpectation } from "../../github/service.js";
+import { MergeGuardError, MergeRefusedError, PartialMergeError, type CiGuard } from "../../github/merge.js";
 import type { GitHubConfigNode } from "../lib/github-connection.js";
-import { onClose, onInput, optionalNumber, optionalString, parseMessageField, requester } from "../lib/input.js";
+import { onClose, onInput, optionalNumber, optionalString, requester } from "../lib/input.js";
+import { mergedMessage, mergeTarget } from "../lib/pr-merge-logic.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { status } from "../lib/status.js";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../lib/red.js";
 
-const PrNumber = z.coerce.number().int().positive();
-/** msg.parts: the PR numbers of the update the caller saw, in merge order (the API's `parts`). */
-const PartNumbers = z.array(PrNumber).min(1).max(100);
 const RETRYABLE = new Set(["too-young", "mergeability-unknown", "ci-pending"]);
 /** Refusals that a fresh look can clear: a moved head, a base GitHub was still taking in, a part that joined. */
 const RETRYABLE_REFUSALS = new Set(["head-moved", "base-modified", "parts-changed"]);
-
-/**
- * The PR number and what the caller checked: the head and the update's parts, from msg.prNumber /
- * msg.headSha / msg.parts or a PendingUpdate in msg.payload or msg.pending (whose parts and heads
- * pin what is merged).
- */
-function target(msg: NodeMessage): { number: number; expected: MergeExpectation } {
-  // The update that was checked: msg.payload from pr-watch, or msg.pending after a preview node.
-  const fromPayload = [msg.payload, msg.pending].map((v) => PendingUpdate.safeParse(v)).find((r) => r.success) ?? PendingUpdate.safeParse(msg.payload);
-  const number = msg.prNumber !== undefined || !fromPayload.success ? parseMessageField(PrNumber, msg.prNumber, "msg.prNumber (or a pending update in msg.payload)") : fromPayload.data.number;
-  const checked = fromPayload.success && fromPayload.data.number === number ? fromPayload.data : undefined;
-  const headSha = msg.headSha !== undefined ? parseMessageField(CommitSha, msg.headSha, "msg.headSha") : checked?.headSha;
-  const expected: MergeExpectation = headSha ? { headSha } : {};
-  if (msg.parts !== undefined) expected.parts = parseMessageField(PartNumbers, msg.parts, "msg.parts").map((n) => ({ number: n }));
-  else if (checked) expected.parts = updateParts(checked).map((p) => ({ number: p.number, headSha: p.headSha }));
-  return { number, expected };
-}
-
-/** The fields output 1 carries for what was merged (all parts, or those that landed before a refusal). */
-function mergedMessage(msg: NodeMessage, number: number, merged: MergeResult[], update: PendingUpdate | undefined, notMerged: { number: number; reason: string }[]): void {
-  const last = merged.at(-1)!;
-  const diffs = update ? updateParts(update).filter((p) => merged.some((m) => m.number === p.number)).map((p) => p.lockDiff) : [];
-  msg.prNumber = number;
-  msg.commit = last.mergeCommitSha;
-  msg.lockDiff = combineLockDiffs(diffs);
-  msg.merged = merged.map((m) => ({ number: m.number, mergeCommitSha: m.mergeCommitSha }));
-  // Several merges: deploy and rollback revert to before the first one (undoing every part).
-  if (merged.length > 1) msg.firstMergeCommit = merged[0]!.mergeCommitSha;
-  else delete msg.firstMergeCommit;
-  msg.notMerged = notMerged;
-  msg.payload = { ...last, number, title: update?.title, url: update?.url, lockDiff: msg.lockDiff, merged: msg.merged, notMerged };
-}
 
 export = function register(RED: NodeAPI): void {
   function LockstepPrMergeNode(this: Node, def: NodeDef) {
@@ -71,7 +32,7 @@ export = function register(RED: NodeAPI): void {
     if (githubNode?.connection) node.status(status.idle(`CI ${ci}, min age ${minAgeMinutes} min`));
 
     onInput(node, async (msg, send) => {
-      const { number, expected } = target(msg);
+      const { number, expected } = mergeTarget(msg);
       const connection = githubNode?.connection;
       if (!connection) throw new ConfigError(githubNode?.configError ?? "no GitHub repository selected");
       node.status(status.working(`checking PR #${number}`));
