@@ -21,6 +21,7 @@ import { FINAL_ROLLOUT_STATES } from "../protocol/enums.js";
 import { COMMAND_OPS, COMPARTMENTS, STATUSES, TERMINAL_JOB_STATES, type FleetExpected, type JobState, type RolloutProgress } from "../protocol/schemas.js";
 import type { FleetChange, HostSnapshot } from "../rollout/fleet-port.js";
 import type { RolloutService } from "../rollout/service.js";
+import type { LastSwitchFile } from "./last-switch-file.js";
 import type { RequestHandler } from "./node-red.js";
 
 /** What the metrics read from the fleet view (FleetView implements it). */
@@ -41,6 +42,8 @@ export interface HubMetricsOptions {
   broker?: () => BrokerStats;
   registry?: Registry;
   now?: () => Date;
+  /** Where the last successful switch per host is kept across hub restarts (hub/last-switch-file.ts). */
+  lastSwitchFile?: Pick<LastSwitchFile, "load" | "save">;
 }
 
 /** Ops a step label may have: the agent's commands and the standalone self-update; anything else is "other". */
@@ -69,7 +72,7 @@ export class HubMetrics {
   readonly registry: Registry;
   private readonly now: () => Date;
   private readonly startedAt: number;
-  private readonly lastSwitch = new Map<string, number>();
+  private readonly lastSwitch: Map<string, number>;
   /** Terminal jobs already counted (host/jobId); retained job states arrive again on reconnect. */
   private readonly countedJobs = new Set<string>();
   private readonly running = new Set<string>();
@@ -86,6 +89,7 @@ export class HubMetrics {
     this.registry = opts.registry ?? new Registry();
     this.now = opts.now ?? (() => new Date());
     this.startedAt = this.now().getTime() / 1000;
+    this.lastSwitch = opts.lastSwitchFile?.load() ?? new Map();
     const registers = [this.registry];
     const fleet = opts.fleet;
     const metrics = this;
@@ -140,7 +144,11 @@ export class HubMetrics {
       registers,
       collect() {
         this.reset();
-        for (const [host, at] of metrics.lastSwitch) this.set({ host }, at);
+        // Hosts the fleet still has: a host whose retained state was cleared has no series.
+        for (const h of fleet.hosts()) {
+          const at = metrics.lastSwitch.get(h.host);
+          if (at !== undefined) this.set({ host: h.host }, at);
+        }
       },
     });
     // Labelled, so the series is absent (not 0) while there is nothing to measure.
@@ -253,7 +261,10 @@ export class HubMetrics {
   private onJob(job: JobState | undefined): void {
     if (!job || !TERMINAL_JOB_STATES.includes(job.state)) return;
     const finished = seconds(job.finishedAt) ?? seconds(job.acceptedAt);
-    if (switched(job) && finished !== undefined && finished > (this.lastSwitch.get(job.host) ?? 0)) this.lastSwitch.set(job.host, finished);
+    if (switched(job) && finished !== undefined && finished > (this.lastSwitch.get(job.host) ?? 0)) {
+      this.lastSwitch.set(job.host, finished);
+      this.opts.lastSwitchFile?.save(this.lastSwitch);
+    }
     // Count each step once, and only steps that ended while this hub ran: retained job states
     // of earlier runs arrive again at every start.
     const key = `${job.host}/${job.id}`;

@@ -31,6 +31,7 @@ import { MqttBridge, redactUrl } from "./upstream-bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
 import { basicAuthMiddleware, createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
 import { HubMetrics, metricsHandler } from "./metrics.js";
+import { LastSwitchFile } from "./last-switch-file.js";
 import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandler, type ErrorHandler } from "./api.js";
 import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
@@ -280,7 +281,12 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       async start() {
         const services = need("services");
         const broker = parts.broker;
-        const metrics = new HubMetrics({ fleet: services.fleet, rollouts: services.rollouts, ...(broker ? { broker: () => broker.stats() } : {}) });
+        const metrics = new HubMetrics({
+          fleet: services.fleet,
+          rollouts: services.rollouts,
+          lastSwitchFile: new LastSwitchFile(join(config.dataDir, "last-switch.json"), log.child({ component: "metrics" })),
+          ...(broker ? { broker: () => broker.stats() } : {}),
+        });
         parts.metrics = metrics;
         const offGitHub = services.github?.client.onResponse((status, remaining) => metrics.recordGitHubResponse(status, remaining));
         const onDenied = (info: { action: string }) => info.action === "connect" && metrics.recordAuthFailure("mqtt");

@@ -3,7 +3,12 @@
  * service: the exposition text is parsed with a Prometheus text-format parser, and its values are
  * compared with the fleet's own state during and after a rollout.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { LastSwitchFile } from "../../hub/last-switch-file.js";
 import parsePrometheusTextFormat, { type PromFamily } from "parse-prometheus-text-format";
 import { HubMetrics, type MetricsFleet } from "../../hub/metrics.js";
 import { COMPARTMENTS, STATUSES, type FleetExpected, type JobState } from "../../protocol/schemas.js";
@@ -168,7 +173,7 @@ describe("hub metrics", () => {
   it("count a step once, not the retained states of earlier runs, and bound op labels", async () => {
     const listeners = new Set<(c: { kind: "job"; host: string; jobId: string }) => void>();
     const jobs = new Map<string, JobState>();
-    const view: MetricsFleet = { hosts: () => [], expected: () => undefined, job: (h, j) => jobs.get(`${h}/${j}`), onChange: (l) => (listeners.add(l), () => listeners.delete(l)) };
+    const view: MetricsFleet = { hosts: () => [{ host: "a", availability: "online", compartments: {} }], expected: () => undefined, job: (h, j) => jobs.get(`${h}/${j}`), onChange: (l) => (listeners.add(l), () => listeners.delete(l)) };
     const metrics = new HubMetrics({ fleet: view });
     cleanups.push(() => metrics.stop());
     const emit = (job: JobState) => {
@@ -199,5 +204,36 @@ describe("hub metrics", () => {
     metrics.stop();
     emit({ id: "j3", host: "a", op: "pull", state: "succeeded", summary: "", acceptedAt: at(0), finishedAt: at(2) });
     expect(value(await scrape(metrics), "lockstep_steps_total", { op: "pull", outcome: "succeeded" })).toBeUndefined();
+  });
+
+  it("keep the last switch per host across a restart (a file in the data dir), for hosts the fleet still has", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-metrics-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = new LastSwitchFile(join(dir, "last-switch.json"), pino({ level: "silent" }));
+    const listeners = new Set<(c: { kind: "job"; host: string; jobId: string }) => void>();
+    const jobs = new Map<string, JobState>();
+    let hosts = ["a", "b"];
+    const view: MetricsFleet = {
+      hosts: () => hosts.map((host) => ({ host, availability: "online" as const, compartments: {} })),
+      expected: () => undefined,
+      job: (h, j) => jobs.get(`${h}/${j}`),
+      onChange: (l) => (listeners.add(l), () => listeners.delete(l)),
+    };
+    const first = new HubMetrics({ fleet: view, lastSwitchFile: file });
+    const finishedAt = "2026-12-01T03:04:05.000Z";
+    const job: JobState = { id: "j1", host: "a", op: "switch", state: "succeeded", summary: "", acceptedAt: "2026-12-01T03:00:00.000Z", finishedAt };
+    jobs.set("a/j1", job);
+    for (const l of listeners) l({ kind: "job", host: "a", jobId: "j1" });
+    first.stop();
+    // A new hub: no job state arrives again (older than the agent's newest keepJobs), the file has it.
+    jobs.clear();
+    const second = new HubMetrics({ fleet: view, lastSwitchFile: file });
+    cleanups.push(() => second.stop());
+    expect(value(await scrape(second), "lockstep_host_last_successful_switch_timestamp_seconds", { host: "a" })).toBe(Date.parse(finishedAt) / 1000);
+    hosts = ["b"];
+    expect(value(await scrape(second), "lockstep_host_last_successful_switch_timestamp_seconds", { host: "a" })).toBeUndefined();
+    // A file that is not ours is not trusted: no series, and the hub starts anyway.
+    writeFileSync(join(dir, "last-switch.json"), JSON.stringify({ version: 1, hosts: { "../etc": 1 } }));
+    expect(file.load().size).toBe(0);
   });
 });

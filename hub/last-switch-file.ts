@@ -1,0 +1,60 @@
+/**
+ * The hosts' last successful switch times, kept in the hub's data dir so the metric survives a hub
+ * restart: the agents' retained job states only hold each host's newest `keepJobs` jobs, and a
+ * host that ran previews and tests since its last switch would otherwise lose its series (and its
+ * "not updated in 7 days" alert) at every restart. Written whole (temp file + rename) on a change.
+ */
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { isValidHostId } from "../protocol/index.js";
+
+/** More hosts than any fleet Lockstep is built for; a file beyond it is not read. */
+const MAX_HOSTS = 100_000;
+
+const LastSwitchFileShape = z.object({
+  version: z.literal(1),
+  /** host id → Unix seconds. */
+  hosts: z.record(z.string().refine(isValidHostId, "a host id"), z.number().finite().nonnegative()),
+});
+
+export class LastSwitchFile {
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** What the file holds; nothing when it is missing, and nothing (with a warning) when it is not valid. */
+  load(): Map<string, number> {
+    let text: string;
+    try {
+      text = readFileSync(this.path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err, path: this.path }, "cannot read the last-switch times; starting without them");
+      return new Map();
+    }
+    let parsed: z.infer<typeof LastSwitchFileShape>;
+    try {
+      parsed = LastSwitchFileShape.parse(JSON.parse(text));
+    } catch (err) {
+      this.log.warn({ err, path: this.path }, "the last-switch times file is not valid; starting without it");
+      return new Map();
+    }
+    const entries = Object.entries(parsed.hosts);
+    if (entries.length > MAX_HOSTS) {
+      this.log.warn({ path: this.path, hosts: entries.length }, "the last-switch times file names too many hosts; starting without it");
+      return new Map();
+    }
+    return new Map(entries);
+  }
+
+  save(times: ReadonlyMap<string, number>): void {
+    const tmp = `${this.path}.tmp`;
+    try {
+      writeFileSync(tmp, JSON.stringify({ version: 1, hosts: Object.fromEntries(times) }) + "\n", { mode: 0o600 });
+      renameSync(tmp, this.path);
+    } catch (err) {
+      this.log.error({ err, path: this.path }, "cannot store the last-switch times (the metric is kept in memory)");
+    }
+  }
+}
