@@ -15,14 +15,13 @@
  */
 import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
 import pino, { type Logger } from "pino";
 import { z } from "zod";
 import { bootRollbackArgvs, profileCommands, type SelfUpdateConfig } from "./config.js";
 import { describeFailure, runCommand } from "./exec.js";
 import { checkFailedUnits, type HealthResult } from "./health.js";
 import { connectReporter, jobStateOf } from "./report.js";
-import { appendRunRecord, type RunRecord, type RunStep } from "./runlog.js";
+import { appendRunRecord, startRunRecord, type RunRecord, type RunStep } from "./runlog.js";
 import { expandArgv, localNixSystem } from "../os-profiles.js";
 import { listGenerations, readProfile } from "../profile.js";
 import { testScripts } from "../ops/test.js";
@@ -110,23 +109,13 @@ export async function runBootCheck(cfg: SelfUpdateConfig, opts: BootCheckOptions
   if (!pending) return undefined;
   const started = new Date();
   const deadline = Date.now() + cfg.bootConfirmSeconds * 1000;
-  const steps: RunStep[] = [];
   const record: RunRecord = {
-    id: `boot-check-${started.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")}-${randomBytes(2).toString("hex")}`,
-    host: cfg.host,
-    kind: "boot-check",
-    mode: cfg.mode,
-    startedAt: started.toISOString(),
-    finishedAt: started.toISOString(),
-    durationMs: 0,
-    outcome: "failed",
-    summary: "",
-    steps,
-    health: [],
+    ...startRunRecord("boot-check", cfg, started),
     systemPath: pending.systemPath,
     // The generation booted; generationAfter: the boot default once the check is done.
     generationBefore: pending.rolledBack ? pending.previousGeneration : pending.generation,
   };
+  const steps: RunStep[] = record.steps;
   const runLog = log.child({ runId: record.id, host: cfg.host, bootOf: pending.runId });
   const timed = async <T>(name: RunStep["name"], body: () => Promise<{ ok: boolean; detail: string; value: T }>): Promise<T> => {
     const at = new Date();

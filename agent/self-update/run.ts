@@ -11,7 +11,6 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { realpath } from "node:fs/promises";
 import { join } from "node:path";
-import { randomBytes } from "node:crypto";
 import pino, { type Logger } from "pino";
 import type { SelfUpdateConfig } from "./config.js";
 import { profileCommands, switchBackArgvs } from "./config.js";
@@ -20,7 +19,7 @@ import { runHealthChecks } from "./health.js";
 import { acquireSelfUpdateLock, agentJobInProgress, SelfUpdateLockedError, type HeldLock } from "./lock.js";
 import { statePaths } from "../config.js";
 import { gitSshCommand } from "../git.js";
-import { appendRunRecord, type RunRecord, type RunStep, type RunOutcome } from "./runlog.js";
+import { appendRunRecord, startRunRecord, type RunRecord, type RunStep, type RunOutcome } from "./runlog.js";
 import { connectReporter, jobStateOf, type RunReporter } from "./report.js";
 import { rebootNeeded } from "./system.js";
 import { bootPendingFor, clearBootPending, writeBootPending } from "./boot-check.js";
@@ -40,11 +39,6 @@ export interface SelfUpdateOptions {
   env?: NodeJS.ProcessEnv;
   /** Nix system for the generic profile's attribute (default: this machine's). */
   system?: string;
-}
-
-function newRunId(at: Date): string {
-  const stamp = at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  return `self-update-${stamp}-${randomBytes(2).toString("hex")}`;
 }
 
 function readOrUndefined(path: string): string | undefined {
@@ -74,19 +68,8 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   const timeoutMs = cfg.stepTimeoutSeconds * 1000;
   const started = now();
   const startedMs = Date.now();
-  const steps: RunStep[] = [];
-  const record: RunRecord = {
-    id: newRunId(started),
-    host: cfg.host,
-    mode: cfg.mode,
-    startedAt: started.toISOString(),
-    finishedAt: started.toISOString(),
-    durationMs: 0,
-    outcome: "failed",
-    summary: "",
-    steps,
-    health: [],
-  };
+  const record: RunRecord = startRunRecord("self-update", cfg, started);
+  const steps: RunStep[] = record.steps;
   const runLog = log.child({ runId: record.id, host: cfg.host });
   mkdirSync(cfg.stateDir, { recursive: true });
 

@@ -4,6 +4,7 @@
  * line from a crash is skipped, not fatal).
  */
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
 
@@ -58,6 +59,24 @@ export const RunRecord = z.object({
     .optional(),
 });
 export type RunRecord = z.infer<typeof RunRecord>;
+
+/** A record for a run starting now (outcome "failed" until it says otherwise), with an id that sorts by time. */
+export function startRunRecord(kind: "self-update" | "boot-check", cfg: { host: string; mode: RunRecord["mode"] }, started: Date): RunRecord {
+  const stamp = started.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return {
+    id: `${kind}-${stamp}-${randomBytes(2).toString("hex")}`,
+    host: cfg.host,
+    ...(kind === "boot-check" ? { kind } : {}),
+    mode: cfg.mode,
+    startedAt: started.toISOString(),
+    finishedAt: started.toISOString(),
+    durationMs: 0,
+    outcome: "failed",
+    summary: "",
+    steps: [],
+    health: [],
+  };
+}
 
 export function appendRunRecord(stateDir: string, record: RunRecord): void {
   mkdirSync(stateDir, { recursive: true });

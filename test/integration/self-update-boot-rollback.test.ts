@@ -7,14 +7,12 @@
  * it stops (no second reboot, no loop); a healthy boot keeps the new generation.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import mqtt from "mqtt";
-import { FleetRepo } from "../fleet/repo.js";
-import { nixEnv, nixSystem } from "../fleet/nix-env.js";
+import { nixEnv } from "../fleet/nix-env.js";
+import { selfUpdateHost } from "../fleet/self-update-host.js";
 import { runSelfUpdate } from "../../agent/self-update/run.js";
 import { BOOT_PENDING_FILE, readBootPending, runBootCheck } from "../../agent/self-update/boot-check.js";
 import { parseSelfUpdateConfig, type SelfUpdateConfigInput } from "../../agent/self-update/config.js";
@@ -30,17 +28,8 @@ afterAll(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true }))
 
 /** One NixOS-like host (kernel in its system) on generation 1, with its stand-ins. */
 function setUpHost() {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-boot-rollback-"));
+  const { dir, repo, checkout, profile, baseConfig } = selfUpdateHost("lockstep-boot-rollback-", HOST, { kernel: true, packages: ["hello"] });
   roots.push(dir);
-  const repo = FleetRepo.create({ root: join(dir, "fleet"), hosts: [HOST] });
-  repo.setHostModule(HOST, { kernel: true, packages: ["hello"] });
-  const checkout = join(dir, "checkout");
-  execFileSync("git", ["clone", "-q", repo.originUrl, checkout], { env: nixEnv() });
-  mkdirSync(join(dir, "profiles"));
-  const profile = join(dir, "profiles", "system");
-  const first = join(dir, "first-system");
-  execFileSync("nix", ["build", `${checkout}#lockstepSystems.${nixSystem()}.${HOST}`, "-o", first], { env: nixEnv() });
-  execFileSync("nix-env", ["--profile", profile, "--set", first], { env: nixEnv(), stdio: "ignore" });
   const booted = join(dir, "booted-system");
   /** "Boot" a generation: /run/booted-system points at its system. */
   const boot = (generation: number) => {
@@ -57,22 +46,11 @@ function setUpHost() {
   const rebootScript = join(dir, "reboot");
   writeFileSync(rebootScript, `#!/bin/sh\necho reboot >> '${reboots}'\n`, { mode: 0o755 });
   const rebootCount = () => (existsSync(reboots) ? readFileSync(reboots, "utf8").split("\n").filter(Boolean).length : 0);
-  const uptimeFile = join(dir, "uptime");
-  writeFileSync(uptimeFile, "86400.00 1000.00\n");
-  const stateDir = join(dir, "state");
+  const stateDir = baseConfig.stateDir;
   const config = (extra: Partial<SelfUpdateConfigInput> = {}) =>
     parseSelfUpdateConfig({
-      host: HOST,
-      stateDir,
-      checkoutDir: checkout,
-      profile: "generic",
-      systemProfile: profile,
-      health: {
-        disk: { path: dir, maxUsedPercent: 100 },
-        systemState: { argv: ["cat", stateFile] },
-        failedUnits: { enabled: false },
-        uptime: { uptimeFile, minSeconds: 600 },
-      },
+      ...baseConfig,
+      health: { ...baseConfig.health, systemState: { argv: ["cat", stateFile] }, failedUnits: { enabled: false } },
       reboot: { argv: [rebootScript], bootedSystem: booted, window: null },
       bootConfirmSeconds: 3,
       bootCheck: { pollSeconds: 0.2 },

@@ -7,13 +7,12 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import mqtt from "mqtt";
-import { FleetRepo } from "../fleet/repo.js";
-import { nixEnv, nixSystem } from "../fleet/nix-env.js";
+import { nixEnv } from "../fleet/nix-env.js";
+import { selfUpdateHost } from "../fleet/self-update-host.js";
 import { runSelfUpdate } from "../../agent/self-update/run.js";
 import { parseSelfUpdateConfig, type SelfUpdateConfigInput } from "../../agent/self-update/config.js";
 import { readProfile } from "../../agent/profile.js";
@@ -29,28 +28,14 @@ const roots: string[] = [];
 afterAll(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
 
 async function setUp(broker: TestBroker) {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-selfupdate-confirm-"));
+  const { dir, repo, checkout, profile, baseConfig } = selfUpdateHost("lockstep-selfupdate-confirm-", HOST);
   roots.push(dir);
-  const repo = FleetRepo.create({ root: join(dir, "fleet"), hosts: [HOST] });
-  const checkout = join(dir, "checkout");
-  execFileSync("git", ["clone", "-q", repo.originUrl, checkout], { env: nixEnv() });
-  mkdirSync(join(dir, "profiles"));
-  const profile = join(dir, "profiles", "system");
-  const first = join(dir, "first-system");
-  execFileSync("nix", ["build", `${checkout}#lockstepSystems.${nixSystem()}.${HOST}`, "-o", first], { env: nixEnv() });
-  execFileSync("nix-env", ["--profile", profile, "--set", first], { env: nixEnv(), stdio: "ignore" });
-  const uptimeFile = join(dir, "uptime");
-  writeFileSync(uptimeFile, "86400.00 1000.00\n");
   const agent = await broker.credentials("agent", HOST);
   const passwordFile = join(dir, "broker-password");
   writeFileSync(passwordFile, `${agent.password}\n`, { mode: 0o600 });
   const input: SelfUpdateConfigInput = {
-    host: HOST,
-    stateDir: join(dir, "state"),
-    checkoutDir: checkout,
-    profile: "generic",
-    systemProfile: profile,
-    health: { disk: { path: dir, maxUsedPercent: 100 }, systemState: { argv: ["echo", "running"] }, uptime: { uptimeFile, minSeconds: 600 } },
+    ...baseConfig,
+    health: { ...baseConfig.health, systemState: { argv: ["echo", "running"] } },
     reboot: { enabled: false },
     broker: { url: broker.url, username: agent.username, passwordFile },
     confirmTimeoutSeconds: CONFIRM_SECONDS,

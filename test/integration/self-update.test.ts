@@ -3,14 +3,14 @@
  * real builds and real profile generations (the generic profile: nix build + nix-env --set).
  */
 import { describe, it, expect, afterAll } from "vitest";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, realpathSync, symlinkSync, rmSync, utimesSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync, existsSync, realpathSync, symlinkSync, rmSync, utimesSync } from "node:fs";
 import { execFileSync, spawnSync } from "node:child_process";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import mqtt from "mqtt";
 import { FleetRepo } from "../fleet/repo.js";
-import { nixEnv, nixSystem } from "../fleet/nix-env.js";
+import { nixEnv } from "../fleet/nix-env.js";
+import { selfUpdateHost } from "../fleet/self-update-host.js";
 import { runSelfUpdate } from "../../agent/self-update/run.js";
 import { parseSelfUpdateConfig, type SelfUpdateConfigInput } from "../../agent/self-update/config.js";
 import { readRunRecords } from "../../agent/self-update/runlog.js";
@@ -35,33 +35,15 @@ interface Host {
 
 /** A fleet with one host whose checkout is a clone of origin, already switched to generation 1. */
 function setUpHost(): Host {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-selfupdate-"));
+  const { dir, repo, checkout, profile, baseConfig } = selfUpdateHost("lockstep-selfupdate-", HOST);
   roots.push(dir);
-  const repo = FleetRepo.create({ root: join(dir, "fleet"), hosts: [HOST] });
-  const checkout = join(dir, "checkout");
-  execFileSync("git", ["clone", "-q", repo.originUrl, checkout], { env: nixEnv() });
-  const stateDir = join(dir, "state");
-  mkdirSync(join(dir, "profiles"));
-  const profile = join(dir, "profiles", "system");
-  const first = join(dir, "first-system");
-  execFileSync("nix", ["build", `${checkout}#lockstepSystems.${nixSystem()}.${HOST}`, "-o", first], { env: nixEnv() });
-  execFileSync("nix-env", ["--profile", profile, "--set", first], { env: nixEnv(), stdio: "ignore" });
-  const uptimeFile = join(dir, "uptime");
-  writeFileSync(uptimeFile, "86400.00 1000.00\n");
+  const stateDir = baseConfig.stateDir;
   const booted = join(dir, "booted-system");
   mkdirSync(booted);
   const marker = join(dir, "rebooted");
   const base: SelfUpdateConfigInput = {
-    host: HOST,
-    stateDir,
-    checkoutDir: checkout,
-    profile: "generic",
-    systemProfile: profile,
-    health: {
-      disk: { path: dir, maxUsedPercent: 100 },
-      systemState: { argv: ["echo", "running"] },
-      uptime: { uptimeFile, minSeconds: 600 },
-    },
+    ...baseConfig,
+    health: { ...baseConfig.health, systemState: { argv: ["echo", "running"] } },
     reboot: { argv: ["touch", marker], bootedSystem: booted },
     nextRunArgv: ["echo", "NextElapseUSecRealtime=Sun 2026-11-22 03:17:00 UTC"],
   };
