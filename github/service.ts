@@ -10,6 +10,7 @@ import { gitHubFailedEvent, mergeRefusedEvent, prMergedEvent, revertMergedEvent 
 import { LockstepError } from "../protocol/errors.js";
 import { updateParts } from "../protocol/pending-update.js";
 import type { AuditEvent, PendingPart, PendingUpdate } from "../protocol/schemas.js";
+import { lockHash } from "../protocol/lock-hash.js";
 import { GitHubClient } from "./client.js";
 import { loadGitHubConfig, type GitHubConfig, type GitHubConfigInput } from "./config.js";
 import { changesMoreThanLock, describePendingUpdate, detectPendingUpdate, matchRules } from "./detect.js";
@@ -50,6 +51,8 @@ export interface UpdateMerge {
   merged: MergeResult[];
   /** Set when the PR was Lockstep's own revert of a failed rollout's update. */
   revert?: RevertMarker;
+  /** sha256 of flake.lock at the last merge commit (when it could be read). */
+  mergedLockHash?: string;
 }
 
 /** Refuse before any merge when the parts (or a head) are not what the caller checked. */
@@ -175,7 +178,13 @@ export class GitHubService {
         },
       });
       void this.watcher.checkNow();
-      return { update, result: merged.at(-1)!, merged, ...(revert ? { revert } : {}) };
+      // What the merge commit locks: a preview of the PR head carries over to it when the locks are the same.
+      const last = merged.at(-1)!;
+      const mergedLockHash = await this.client.getFile(this.config.lockPath, last.mergeCommitSha).then(
+        (f) => lockHash(f.bytes),
+        (err: unknown) => void this.log.warn({ err, commit: last.mergeCommitSha }, "cannot read flake.lock at the merge commit"),
+      );
+      return { update, result: last, merged, ...(revert ? { revert } : {}), ...(mergedLockHash ? { mergedLockHash } : {}) };
     } catch (err) {
       if (err instanceof PartialMergeError) {
         err.update = update;

@@ -325,6 +325,8 @@ export const HostRolloutState = z.object({
   commitBefore: CommitSha.optional(),
   /** Planned without a switch, and why ("pull only: system already matches ..."); dropped when the agent's evaluation disagreed. */
   pullOnly: z.string().optional(),
+  /** The update's preview says this host needs a reboot after its switch ("reboot needed: kernel"). */
+  reboot: z.string().optional(),
   jobIds: z.array(z.string()).default([]),
   startedAt: isoDate.optional(),
   finishedAt: isoDate.optional(),

@@ -92,9 +92,17 @@ export class RolloutPlanner {
     for (const h of eligible) if (h.info?.commit !== undefined) commitsAtPlan[h.host] = h.info.commit;
 
     const pullOnly: Record<string, string> = {};
+    const notAffected: string[] = [];
+    const reboot: Record<string, string> = {};
     for (const h of eligible) {
       const why = pullOnlyReason(spec, h);
       if (why) pullOnly[h.host] = why;
+      else if (spec.preview?.notAffected.includes(h.host)) {
+        pullOnly[h.host] = `pull only: the preview of PR #${spec.preview.pr} at ${spec.preview.headSha.slice(0, 8)} showed this host not affected (its system does not change)`;
+        notAffected.push(h.host);
+      }
+      const changed = spec.preview?.reboot[h.host];
+      if (changed && !pullOnly[h.host]) reboot[h.host] = `reboot needed: ${changed.join(", ") || "boot components changed"}`;
     }
 
     return {
@@ -108,6 +116,8 @@ export class RolloutPlanner {
       generationsAtPlan,
       commitsAtPlan,
       pullOnly,
+      notAffected,
+      reboot,
     };
   }
 

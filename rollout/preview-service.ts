@@ -8,7 +8,7 @@
 import type { Logger } from "pino";
 import { decodeJson, FleetExpected, Topics, type HostPreview, type PendingUpdate, type PreviewMergePolicy, type PreviewSummary, type PreviewVerdict } from "../protocol/index.js";
 import type { FleetPort } from "./fleet-port.js";
-import { acceptHostPreview, comesFromFork, DEFAULT_PREVIEW_POLICY, gateHosts, planPreviews, PreviewBook, type PreviewHost, type PreviewPolicy } from "./previews.js";
+import { acceptHostPreview, comesFromFork, DEFAULT_PREVIEW_POLICY, gateHosts, planPreviews, PreviewBook, previewPlanHints, type PreviewHost, type PreviewPlanHints, type PreviewPolicy } from "./previews.js";
 
 /** The few MQTT client calls the service makes (an mqtt.js MqttClient has them). */
 export interface PreviewMqtt {
@@ -41,6 +41,8 @@ export class PreviewService {
   readonly book = new PreviewBook();
   /** PRs whose current head is not previewed, and why (a fork PR). */
   private readonly notPreviewed = new Map<number, string>();
+  /** What the previews of PRs no longer pending (merged) said, for their rollouts. */
+  private readonly recentHints = new Map<number, PreviewPlanHints>();
   /** Per PR (current head): hosts no preview could reach (offline, no builder): not waited for. */
   private readonly unreachable = new Map<number, string[]>();
   private readonly listeners = new Set<(pr: number) => void>();
@@ -122,6 +124,9 @@ export class PreviewService {
   private async onPending(pending: PendingUpdate | null): Promise<void> {
     for (const pr of this.book.prs()) {
       if (pr === pending?.number) continue;
+      // A PR stops being pending when it is merged: its rollout still asks what its previews said.
+      const head = this.book.head(pr);
+      if (head !== undefined && !this.notPreviewed.has(pr)) this.remember(previewPlanHints(pr, head, this.book.previews(pr)));
       this.notPreviewed.delete(pr);
       this.unreachable.delete(pr);
       for (const host of this.book.forget(pr)) await this.publish(this.topics.preview(pr, host), "");
@@ -195,6 +200,23 @@ export class PreviewService {
     const refused = this.notPreviewed.get(pr);
     if (refused !== undefined) return { ok: false, wait: false, reason: `PR #${pr} at ${headSha.slice(0, 7)} was not previewed: ${refused}` };
     return this.book.verdict(policy, pr, gateHosts(this.previewHosts()));
+  }
+
+  /**
+   * What the previews of PR `pr` at `headSha` tell a rollout of it (also for a PR that was just
+   * merged and is no longer pending); undefined when that head was not previewed.
+   */
+  planHints(pr: number, headSha: string): PreviewPlanHints | undefined {
+    if (this.book.head(pr) === headSha && !this.notPreviewed.has(pr)) return previewPlanHints(pr, headSha, this.book.previews(pr));
+    const recent = this.recentHints.get(pr);
+    return recent?.headSha === headSha ? recent : undefined;
+  }
+
+  /** Keep the hints of a PR that is no longer pending (the newest 20). */
+  private remember(hints: PreviewPlanHints): void {
+    this.recentHints.delete(hints.pr);
+    this.recentHints.set(hints.pr, hints);
+    if (this.recentHints.size > 20) this.recentHints.delete(this.recentHints.keys().next().value!);
   }
 
   private async publishSummary(pr: number): Promise<void> {

@@ -166,3 +166,35 @@ export function gateHosts(hosts: readonly PreviewHost[]): PreviewGateHost[] {
   const builderOnline = hosts.some((h) => h.online && h.info.tags.includes(BUILDER_TAG));
   return hosts.map((h) => ({ host: h.info.host, canary: h.info.canary, reachable: h.online || builderOnline }));
 }
+
+/** What the previews of a PR head tell a rollout of it (RolloutSpec.preview). */
+export interface PreviewPlanHints {
+  pr: number;
+  headSha: string;
+  /** Hosts whose system the head does not change. */
+  notAffected: string[];
+  /** Hosts that need a reboot, with what changed (kernel, initrd, modules). */
+  reboot: Record<string, string[]>;
+}
+
+export function previewPlanHints(pr: number, headSha: string, previews: readonly HostPreview[]): PreviewPlanHints {
+  const current = previews.filter((p) => p.pr === pr && p.headSha === headSha);
+  const reboot: Record<string, string[]> = {};
+  for (const p of current) if (p.outcome === "affected" && p.reboot?.needed) reboot[p.host] = p.reboot.changed;
+  return { pr, headSha, notAffected: current.filter((p) => p.outcome === "not-affected").map((p) => p.host).sort(), reboot };
+}
+
+/**
+ * Previews are of the PR head; a rollout deploys the merge commit, which differs (a merge commit,
+ * a squash, a rebase). They carry over when the merged flake.lock is byte for byte the previewed
+ * head's (equal lock hashes): a lock-update PR changes only flake.lock, so the merge commit then
+ * locks exactly what was previewed. Anything else outside flake.lock that changed on the base
+ * branch meanwhile is caught on the host: a host planned pull only evaluates the merge commit
+ * after its pull and switches after all when that is not the system it runs (rollout/engine.ts).
+ * Without both hashes, or with different ones, nothing carries over.
+ */
+export function carryOverPreview(hints: PreviewPlanHints | undefined, locks: { previewed?: string | undefined; merged?: string | undefined }): PreviewPlanHints | undefined {
+  if (!hints || !locks.previewed || !locks.merged || locks.previewed !== locks.merged) return undefined;
+  return hints;
+}
+

@@ -108,6 +108,21 @@ export const RolloutSpec = z
      * commit, and only when that is not the system it runs does it switch after all.
      */
     lockHash: z.string().regex(/^[0-9a-f]{64}$/, "a sha256 hex digest").optional(),
+    /**
+     * What the previews of the merged PR's head said, when they carry over to `commit` (the merged
+     * flake.lock is the previewed head's, rollout/previews.ts previewPlanHints): hosts it showed
+     * not affected are planned pull only (no switch, no tests, no reboot; the agent's evaluation
+     * after the pull still decides), hosts that need a reboot are marked.
+     */
+    preview: z
+      .object({
+        pr: z.number().int().positive(),
+        headSha: CommitSha,
+        notAffected: z.array(hostId).max(10_000).default([]),
+        reboot: z.record(hostId, z.array(z.string().max(100)).max(20)).default({}),
+      })
+      .strict()
+      .optional(),
     /** The failed rollout this one brings back to a green fleet (after Lockstep's revert of its update landed). */
     converges: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/).optional(),
   })
@@ -152,7 +167,11 @@ export const RolloutPlan = z.object({
   generationsAtPlan: z.record(z.string(), z.number().int()).default({}),
   /** Checkout commit of each planned host when planned: where a rollback puts the checkout back. */
   commitsAtPlan: z.record(z.string(), CommitSha).default({}),
-  /** Hosts planned "pull only", with why (spec.lockHash): their running system is expected to match already. */
+  /** Hosts planned "pull only", with why (spec.lockHash, spec.preview): their running system is expected to match already. */
   pullOnly: z.record(z.string(), z.string()).default({}),
+  /** Of those, the ones the preview showed not affected: no tests either (nothing they run changes). */
+  notAffected: z.array(hostId).default([]),
+  /** Hosts the preview says need a reboot after the switch, with what changed ("reboot needed: kernel, initrd"). */
+  reboot: z.record(z.string(), z.string()).default({}),
 });
 export type RolloutPlan = z.infer<typeof RolloutPlan>;

@@ -182,7 +182,15 @@ export function renderRollout() {
             (phase.hosts ?? []).map((host) => {
               const hs = r.hosts[host];
               const st = hs?.state ?? "pending";
-              return el("span", { class: "chip", dataset: { host }, title: hs?.reason ?? hs?.phase ?? "" }, host, el("span", { class: `badge ${st}`, text: st }));
+              // The plan says which hosts only pull (the preview showed them not affected) and which need a reboot.
+              return el(
+                "span",
+                { class: "chip", dataset: { host }, title: hs?.reason ?? hs?.pullOnly ?? hs?.reboot ?? hs?.phase ?? "" },
+                host,
+                el("span", { class: `badge ${st}`, text: st }),
+                hs?.pullOnly ? el("span", { class: "badge plan-note", title: hs.pullOnly, text: "pull only" }) : "",
+                hs?.reboot ? el("span", { class: "badge plan-note", title: hs.reboot, text: "reboot" }) : "",
+              );
             }),
           ),
         ),

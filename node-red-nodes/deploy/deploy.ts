@@ -12,6 +12,8 @@ import { z } from "zod";
 import { CommitSha, LockDiff, type RolloutProgress } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
 import { parseRolloutSpec } from "../../rollout/spec.js";
+import { carryOverPreview, type PreviewPlanHints } from "../../rollout/previews.js";
+import type { PreviewService } from "../../rollout/preview-service.js";
 import { mergeSpecLayers, specFromNodeConfig } from "../lib/deploy-spec.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
 import { onClose, onInput, parseMessageField, HostId, requester } from "../lib/input.js";
@@ -27,6 +29,21 @@ const RolloutIdField = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, "a 
 
 /** Stands in for the commit a check runs before the merge that makes it (the plan does not depend on it). */
 const NOT_YET_MERGED = "0".repeat(40);
+
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/);
+
+/**
+ * What the previews of the merged PR's head say about this rollout, when they carry over to the
+ * merge commit (rollout/previews.ts carryOverPreview: the merged flake.lock is the previewed one).
+ */
+function previewOfMerge(msg: NodeMessage, previews: PreviewService | undefined): PreviewPlanHints | undefined {
+  if (!previews || msg.prNumber === undefined || msg.headSha === undefined) return undefined;
+  const pr = parseMessageField(z.coerce.number().int().positive(), msg.prNumber, "msg.prNumber");
+  const headSha = parseMessageField(CommitSha, msg.headSha, "msg.headSha");
+  const previewed = msg.previewedLockHash === undefined ? undefined : parseMessageField(Sha256, msg.previewedLockHash, "msg.previewedLockHash");
+  const merged = msg.mergedLockHash === undefined ? undefined : parseMessageField(Sha256, msg.mergedLockHash, "msg.mergedLockHash");
+  return carryOverPreview(previews.planHints(pr, headSha), { previewed, merged });
+}
 
 /** The commit to deploy: msg.commit, or the merge commit / commit in msg.payload. */
 function commitOf(msg: NodeMessage): string {
@@ -121,6 +138,9 @@ export = function register(RED: NodeAPI): void {
       }
       // Set by pr-merge when the update was merged as several PRs: a revert on failure undoes them all.
       if (msg.firstMergeCommit !== undefined) fixed.firstMergeCommit = parseMessageField(CommitSha, msg.firstMergeCommit, "msg.firstMergeCommit");
+      // The merged PR head's previews (from the merge node's message): hosts not affected pull only, reboots marked.
+      const preview = previewOfMerge(msg, connection.previews);
+      if (preview) fixed.preview = preview;
       const spec = parseRolloutSpec(mergeSpecLayers(...layers, fixed));
       if (checkOnly) {
         connection.rollouts.check(spec);

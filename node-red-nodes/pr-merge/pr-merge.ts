@@ -37,10 +37,16 @@ export = function register(RED: NodeAPI): void {
       if (!connection) throw new ConfigError(githubNode?.configError ?? "no GitHub repository selected");
       node.status(status.working(`checking PR #${number}`));
       try {
-        const { update, result, merged, revert } = await connection.merge(number, { ci, minAgeMs: minAgeMinutes * 60_000 }, expected, requester(msg, node));
+        const { update, result, merged, revert, mergedLockHash } = await connection.merge(number, { ci, minAgeMs: minAgeMinutes * 60_000 }, expected, requester(msg, node));
         mergedMessage(msg, number, merged, update, []);
         // Hosts already on this lock may need no switch (the deploy node's spec.lockHash).
         if (merged.length === 1) msg.lockHash = update.lockHash;
+        // What the deploy node needs to carry the PR head's preview over to the merge commit (one PR merged).
+        if (merged.length === 1) {
+          msg.headSha = update.headSha;
+          if (update.lockHash) msg.previewedLockHash = update.lockHash;
+          if (mergedLockHash) msg.mergedLockHash = mergedLockHash;
+        }
         // Lockstep's revert of a failed rollout: the deploy converges the fleet onto it.
         if (revert?.rollout) msg.converges = revert.rollout;
         node.status(status.ok(`merged ${merged.map((m) => `#${m.number}`).join(", ")} as ${result.mergeCommitSha.slice(0, 8)}`));

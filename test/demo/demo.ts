@@ -110,7 +110,8 @@ async function failingUpdate(world: LockstepWorld, step: number): Promise<boolea
   world.fleet.repo.setBuildFailure("gamma", true);
   const pr = await world.openLockUpdatePr({ input: "tools" });
   world.github.setStatus(pr.headSha, "pending", "ci/build", "building");
-  say(`  PR #${pr.number} opened, CI still running. The weekly flow runs (its "run now" button):`);
+  say(`  PR #${pr.number} opened, CI still running. The fleet previews it; automatic mode here needs only the canary's preview to build (previews.gating "canary").`);
+  say(`  The weekly flow runs (its "run now" button):`);
   const notes = world.notifications.length;
   await world.pressInject("lockstep-weekly-run-now");
   await new Promise((r) => setTimeout(r, 4000));
@@ -160,6 +161,9 @@ async function main(): Promise<number> {
       hubEnv: { LOCKSTEP_HTTP_PORT: String(port) },
       hubConfig: {
         automatic: { mergeDelayMinutes: 0, recheckMinutes: 0.05 },
+        // Automatic mode waits for the canary's preview only: gamma's broken build is then found by
+        // the rollout (with the default gating "all" its preview would stop the merge instead).
+        previews: { gating: "canary" },
         rollout: {
           strategy: { soakMs: 5000, waves: { size: 1 }, parallelism: 1, healthTimeoutMs: 60_000 },
           onFailure: "rollback-all",

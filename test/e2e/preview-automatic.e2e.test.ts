@@ -6,6 +6,9 @@
  *   1. an update that breaks gamma's build: the hub previews it on every host before anyone
  *      merges, and automatic mode refuses to merge it, with the reason in the audit log, on the
  *      retained fleet/automatic state the page shows, and in the notification.
+ *   2. an update that bumps hello and the kernel: previewed, merged by automatic mode, and the
+ *      rollout of the merge commit only pulls beta and gamma (their preview: not affected; no
+ *      switch, no tests, same generation), switches alpha and marks it as needing a reboot.
  *
  * Needs `npm run build` (agents and the hub run from dist/).
  */
@@ -111,4 +114,27 @@ describe("previews in use: automatic mode (hub + GitHub + real agents, real Nix)
     // The next update must not carry the broken openssl.
     world.fleet.repo.bumpPackages("nixpkgs", { openssl: { version: "3.0.15", broken: false } });
   }, 360_000);
+
+  it("the following rollout only pulls the hosts the preview showed not affected, and marks the reboot", async () => {
+    const before = Object.fromEntries(HOSTS.map((h) => [h, world.fleet.generation(h).generation!]));
+    const rolloutsBefore = new Set(world.rollouts.keys());
+    const pr = await openUpdate({ hello: { version: "2.13", size: 60_000 }, linux: { version: "6.6.60" } }, "update_hello_kernel");
+    await world.pressInject("lockstep-weekly-run-now");
+    const merged = await world.fleet.until(() => world.github.pullRequest(pr.number).merged && world.github.pullRequest(pr.number), 240_000, "the automatic merge");
+    const started = await world.fleet.until(() => [...world.rollouts.values()].find((p) => !rolloutsBefore.has(p.id)), 60_000, "the rollout of the merge");
+    expect(started.commit).toBe(merged.mergeCommitSha);
+    const final = await world.waitForRolloutEnd(started.id, 240_000);
+    const explain = JSON.stringify(final, null, 1);
+    expect(final.state, explain).toBe("completed");
+    for (const h of ["beta", "gamma"]) {
+      expect(final.hosts[h], explain).toMatchObject({ state: "succeeded", pullOnly: expect.stringContaining("not affected") });
+      const ops = [...(world.fleet.jobs.get(h)?.values() ?? [])].filter((j) => j.rolloutId === started.id).map((j) => j.op).sort();
+      expect(ops, h).toEqual(["pull", "refresh"]);
+      expect(world.fleet.generation(h).generation, h).toBe(before[h]);
+      expect(world.fleet.checkoutHead(h), h).toBe(merged.mergeCommitSha);
+    }
+    expect(final.hosts.alpha, explain).toMatchObject({ state: "succeeded", reboot: expect.stringContaining("reboot needed") });
+    expect(final.hosts.alpha!.pullOnly).toBeUndefined();
+    expect(world.fleet.generation("alpha").generation).toBeGreaterThan(before.alpha!);
+  }, 600_000);
 });

@@ -97,6 +97,9 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
       hostOptions: { alpha: { priority: 1, canary: true }, beta: { priority: 2 }, gamma: { priority: 3 }, delta: { priority: 4, maintenanceWindow: closedWindow() } },
       hubConfig: {
         homeAssistant: { enabled: true },
+        // Only the canary builds previews and gates automatic mode: these tests are about rollouts
+        // (test/e2e/preview-automatic.e2e.test.ts is about gating on every host's preview).
+        previews: { gating: "canary" },
         rollout: {
           strategy: {
             soakMs: SOAK_MS,

@@ -124,4 +124,20 @@ describe("PreviewService", () => {
     await service.idle();
     expect(service.mergeVerdict(7, SHA1)).toEqual({ ok: false, wait: false, reason: expect.stringContaining("beta: does not build (error: builder for openssl-3.0.16 failed)") });
   });
+
+  it("keeps what a merged PR's previews said for its rollout (not affected, reboots) after it stops being pending", async () => {
+    const { client, service } = setup();
+    await service.start();
+    client.deliver(t.expected(), expected(pending(SHA1)));
+    client.deliver(t.hostPreview("alpha", 7, "alpha"), preview("alpha", SHA1, { reboot: { needed: true, changed: ["kernel"] } }));
+    client.deliver(t.hostPreview("beta", 7, "beta"), preview("beta", SHA1, { outcome: "not-affected", affected: false, builds: null, packages: [] }));
+    await service.idle();
+    const hints = { pr: 7, headSha: SHA1, notAffected: ["beta"], reboot: { alpha: ["kernel"] } };
+    expect(service.planHints(7, SHA1)).toEqual(hints);
+    client.deliver(t.expected(), expected(null)); // merged: no longer pending
+    await service.idle();
+    expect(service.planHints(7, SHA1)).toEqual(hints);
+    expect(service.planHints(7, SHA2)).toBeUndefined();
+  });
 });
+
