@@ -48,7 +48,7 @@ describe("lockstep completion", () => {
   it("bash completion comes from the command table and is valid bash", () => {
     const script = completionScript("bash", SUBCOMMANDS);
     for (const c of ["status", "deploy", "rollout", "logs", "hub", "users"]) expect(script).toContain(c);
-    expect(script).toContain('deploy) opts="--help --json --pr --hosts --yes --no-follow"');
+    expect(script).toContain('deploy) opts="--help --json --pr --hosts --canary --yes --no-follow"');
     const r = spawnSync("bash", ["-n"], { input: script });
     expect(r.status, r.stderr?.toString()).toBe(0);
     // Completing "lockstep dep" offers deploy.
