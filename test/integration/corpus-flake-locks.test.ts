@@ -9,7 +9,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DetectionRules } from "../../github/config.js";
-import { isRevertPull, matchRules } from "../../github/detect.js";
+import { groupUpdates, inputsChanged, isRevertPull, matchRules } from "../../github/detect.js";
 import { diffLocks, FlakeLockError, parseFlakeLock, parseLockUpdateText, readLockInputs, SUPPORTED_LOCK_VERSIONS, type InputChange, type LockDiff, type LockedRef } from "../../protocol/index.js";
 
 const CORPUS = process.env.LOCKSTEP_LOCK_CORPUS ?? resolve(__dirname, "../../../shared/corpus/flake-locks");
@@ -157,5 +157,40 @@ describe.runIf(present)("real flake.lock files (../shared/corpus/flake-locks)", 
     }
     console.info(`lock corpus: ${prs.length} PRs: ${detected} lock updates detected, ${reverts} reverts never taken for one`);
     expect(wrong).toEqual([]);
+  });
+
+  it("per-input PRs are grouped: a real update of several inputs, opened one PR per input the way the per-input updater names them, is one update; a PR changing an input again is superseded", () => {
+    const prs = JSON.parse(read("pr_meta.json")) as { src: string; title: string; branch: string; labels: string[] }[];
+    const perInput = prs.filter((p) => /^Update flake input: /.test(p.title));
+    expect(perInput.length).toBeGreaterThan(0);
+    const rules = DetectionRules.parse({});
+    const msgs = (JSON.parse(read("msgs.json")) as MsgEntry[]).filter((m) => m.before && m.after);
+    let grouped = 0;
+    for (const m of msgs) {
+      let real: LockDiff;
+      try {
+        real = diffLocks(read(m.before!), read(m.after!));
+      } catch {
+        continue; // locks older than version 5: covered above
+      }
+      // One PR per top-level input the real update changed, titled and branched like the tool's own PR.
+      const inputs = [...inputsChanged(real)];
+      if (inputs.length < 2) continue;
+      const own = (input: string) => ({
+        updated: real.updated.filter((c) => c.input.split("/")[0] === input),
+        added: real.added.filter((c) => c.input.split("/")[0] === input),
+        removed: real.removed.filter((c) => c.input.split("/")[0] === input),
+      });
+      const tool = perInput[0]!;
+      const opened = inputs.map((input) => ({ input, diff: own(input), title: tool.title.replace(/: .*/, `: ${input}`), head: { ref: tool.branch.replace(/^update-.*/, `update-${input}`) }, labels: tool.labels.map((name) => ({ name })) }));
+      for (const pr of opened) expect(matchRules(pr, rules), `${m.msg}: ${pr.title}`).not.toEqual([]);
+      const again = { ...opened[0]!, title: `${opened[0]!.title} (again)` };
+      const { together, superseded } = groupUpdates([...opened, again], true);
+      expect(together.map((p) => p.input), m.msg).toEqual(inputs);
+      expect(superseded).toEqual([again]);
+      grouped++;
+    }
+    console.info(`lock corpus: ${grouped} real updates of several inputs, opened as one PR per input, each grouped into one update`);
+    expect(grouped).toBeGreaterThan(0);
   });
 });
