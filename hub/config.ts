@@ -71,6 +71,8 @@ export const AutomaticSettings = z.strictObject({
   maxWaitHours: z.number().positive().max(24 * 30).default(24),
   /** Merge Lockstep's own revert of a failed rollout's update once its CI passes, and converge the fleet onto it. */
   mergeReverts: z.boolean().default(false),
+  /** After a failed rollout automatic mode pauses; a later PR whose preview builds on every host resumes it (false: only an operator does). */
+  resumeOnGreenPreview: z.boolean().default(true),
 });
 export type AutomaticSettings = z.infer<typeof AutomaticSettings>;
 
@@ -189,6 +191,7 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_RECHECK_MINUTES", path: ["automatic", "recheckMinutes"], kind: "number" },
   { env: "LOCKSTEP_MAX_WAIT_HOURS", path: ["automatic", "maxWaitHours"], kind: "number" },
   { env: "LOCKSTEP_MERGE_REVERTS", path: ["automatic", "mergeReverts"], kind: "boolean" },
+  { env: "LOCKSTEP_RESUME_ON_GREEN_PREVIEW", path: ["automatic", "resumeOnGreenPreview"], kind: "boolean" },
   { env: "LOCKSTEP_PREVIEWS_ENABLED", path: ["previews", "enabled"], kind: "boolean" },
   { env: "LOCKSTEP_PREVIEWS_BUILD", path: ["previews", "build"], kind: "string" },
   { env: "LOCKSTEP_PREVIEWS_ALLOW_FORKS", path: ["previews", "allowForks"], kind: "boolean" },

@@ -26,6 +26,7 @@ import type { RolloutSpecInput } from "../rollout/spec.js";
 import { mergeSpecLayers } from "../node-red-nodes/lib/deploy-spec.js";
 import { apiErrorBody } from "../node-red-nodes/lib/api-errors.js";
 import type { RequestHandler } from "./node-red.js";
+import type { AutomaticPause } from "../rollout/automatic-pause.js";
 
 /** Stands in for the commit while the plan is checked before the merge that makes it. */
 const NOT_YET_MERGED = "0".repeat(40);
@@ -167,5 +168,16 @@ export function mergeRevertHandler(converger: () => RevertConverger | undefined)
       (s) => send(202, { rollout_id: s.rolloutId, commit: s.commit, pr_number: s.prNumber, converges: s.converges }),
       (err: unknown) => next?.(err),
     );
+  };
+}
+
+/** `POST /api/automatic/resume`: automatic mode merges again after a failed rollout paused it. 200 {resumed, state}. */
+export function resumeHandler(automatic: () => AutomaticPause | undefined): RequestHandler {
+  return (req, res) => {
+    res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
+    const a = automatic();
+    const user = (req as { lockstepUser?: { name: string } }).lockstepUser;
+    const resumed = a ? a.resume(`api:${user?.name ?? "unknown"}`) : false;
+    res.end(JSON.stringify({ resumed, state: a?.state ?? null }));
   };
 }

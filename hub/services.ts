@@ -29,6 +29,7 @@ import { RolloutStore } from "../rollout/store.js";
 import type { LockstepServices } from "../node-red-nodes/lib/services.js";
 import type { StartStep } from "./steps.js";
 import { RevertConverger } from "./converge.js";
+import { AutomaticPause } from "../rollout/automatic-pause.js";
 import { PreviewSettings } from "./config.js";
 
 /** Where the rollout store lives, under the data dir. */
@@ -52,6 +53,8 @@ export interface HubServicesOptions {
   rolloutDefaults?: Record<string, unknown>;
   /** automatic.mergeReverts: merge Lockstep's revert PR by itself once its CI passes. */
   mergeReverts?: boolean;
+  /** automatic.resumeOnGreenPreview: a later PR's preview building everywhere ends a pause after a failed rollout. */
+  resumeOnGreenPreview?: boolean;
 }
 
 export interface HubServices extends LockstepServices {
@@ -104,6 +107,15 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
   const converge = github
     ? new RevertConverger({ github, rollouts, log, rolloutDefaults: opts.rolloutDefaults ?? {}, mergeAutomatically: opts.mergeReverts ?? false })
     : undefined;
+  // Automatic mode pauses after a failed rollout; the state lives in the data dir.
+  const automatic = new AutomaticPause({
+    file: join(opts.dataDir, "automatic.json"),
+    log: log.child({ component: "automatic" }),
+    publish: async (state) => void (await client.publishAsync(topics.automaticPause(), JSON.stringify(state), { qos: 1, retain: true })),
+    audit: (event) => void fleet.publishAudit(event).catch((err: unknown) => log.warn({ err }, "cannot publish an audit event")),
+    ...(previews ? { previews } : {}),
+    resumeOnGreenPreview: opts.resumeOnGreenPreview ?? true,
+  });
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   let stopped = false;
@@ -195,6 +207,19 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
       },
     },
     {
+      // After a failed rollout no automatic merge until an operator resumes (or a later preview builds everywhere).
+      name: "automatic pause",
+      async start() {
+        await automatic.start();
+        const onDone = (p: Parameters<AutomaticPause["rolloutEnded"]>[0]) => automatic.rolloutEnded(p);
+        rollouts.events.on("done", onDone);
+        return async () => {
+          rollouts.events.off("done", onDone);
+          automatic.stop();
+        };
+      },
+    },
+    {
       // A failure ends in a green fleet: Lockstep's revert merged (by the API, or automatically) converges the fleet.
       name: "converge after reverts",
       async start() {
@@ -204,5 +229,5 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
       },
     },
   ];
-  return { fleet, rollouts, ready, stateDir, ...(github ? { github } : {}), ...(previews ? { previews } : {}), ...(converge ? { converge } : {}), steps };
+  return { fleet, rollouts, ready, stateDir, ...(github ? { github } : {}), ...(previews ? { previews } : {}), ...(converge ? { converge } : {}), automatic, steps };
 }

@@ -35,7 +35,7 @@ import { LastSwitchFile } from "./last-switch-file.js";
 import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandler, type ErrorHandler } from "./api.js";
 import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
-import { mergeRevertHandler } from "./converge.js";
+import { mergeRevertHandler, resumeHandler } from "./converge.js";
 import { startSteps, type StartStep } from "./steps.js";
 import { startProcessGuard } from "./process-guard.js";
 import { createHubLogger } from "./logger.js";
@@ -269,7 +269,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       name: "hub services",
       // Fleet view, rollouts (one store), GitHub: built once, shared by Node-RED, HA and the API.
       async start() {
-        const services = buildHubServices({ client: need("client"), topics, dataDir: config.dataDir, log, rolloutDefaults: config.rollout, mergeReverts: config.automatic.mergeReverts, previews: config.previews, ...(config.github ? { github: config.github } : {}) });
+        const services = buildHubServices({ client: need("client"), topics, dataDir: config.dataDir, log, rolloutDefaults: config.rollout, mergeReverts: config.automatic.mergeReverts, resumeOnGreenPreview: config.automatic.resumeOnGreenPreview, previews: config.previews, ...(config.github ? { github: config.github } : {}) });
         parts.services = services;
         const running = await startSteps(services.steps, log);
         return () => running.stop();
@@ -341,6 +341,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
         app.get("/api/audit", nodeRed.apiAuth, auditHandler(need("auditLog")) as RequestHandler);
         app.post("/api/flake-updates/merge-revert", nodeRed.apiAuth, apiBodyParser(), mergeRevertHandler(() => parts.services?.converge));
+        app.post("/api/automatic/resume", nodeRed.apiAuth, resumeHandler(() => parts.services?.automatic));
         // Any user may scrape (a viewer is enough), with the API's Basic auth.
         app.get("/metrics", basicAuthMiddleware(need("users"), log.child({ component: "metrics" }), logins), metricsHandler(metrics, log.child({ component: "metrics" })));
         app.post("/admin/auth/token", nodeRed.editorLogin);

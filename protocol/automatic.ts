@@ -21,3 +21,21 @@ export const AutomaticState = z.object({
   at: z.string().datetime({ offset: true }),
 });
 export type AutomaticState = z.infer<typeof AutomaticState>;
+
+/**
+ * Retained on `fleet/automatic-pause` by the hub: automatic mode pauses after a failed rollout (no
+ * further automatic merge) until an operator resumes it, or a later PR's preview builds on every host.
+ */
+export const AutomaticPauseState = z.object({
+  paused: z.boolean(),
+  /** While paused: since when, and the failed rollout and update PR that paused it. */
+  pausedAt: z.string().datetime({ offset: true }).optional(),
+  rolloutId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/).optional(),
+  prNumber: z.number().int().positive().optional(),
+  reason: z.string().max(2000).optional(),
+  /** How the last pause ended: when, and by whom or what. */
+  resumedAt: z.string().datetime({ offset: true }).optional(),
+  resumedBy: z.string().max(200).optional(),
+  updatedAt: z.string().datetime({ offset: true }),
+});
+export type AutomaticPauseState = z.infer<typeof AutomaticPauseState>;

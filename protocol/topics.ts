@@ -39,7 +39,8 @@ export type ParsedTopic =
   | { kind: "preview"; pr: number; host: string }
   | { kind: "hostPreview"; builtOn: string; pr: number; host: string }
   | { kind: "previewSummary"; pr: number }
-  | { kind: "automatic" };
+  | { kind: "automatic" }
+  | { kind: "automaticPause" };
 
 export class Topics {
   /** The single-level wildcard, for use as a host id in the builders to get a filter over all hosts. */
@@ -112,6 +113,10 @@ export class Topics {
   /** Retained: automatic mode's last decision about the pending update (protocol/automatic.ts). */
   automatic(): string {
     return `${this.root}/fleet/automatic`;
+  }
+  /** Retained `AutomaticPauseState`: automatic mode paused after a failed rollout (and why), or running. */
+  automaticPause(): string {
+    return `${this.root}/fleet/automatic-pause`;
   }
   /** Retained `online`/`offline` of the hub itself (its last will). */
   hubAvailability(): string {
@@ -231,6 +236,7 @@ export class Topics {
       if (parts.length === 2 && b === "expected") return { kind: "expected" };
       if (parts.length === 2 && b === "events") return { kind: "events" };
       if (parts.length === 2 && b === "automatic") return { kind: "automatic" };
+      if (parts.length === 2 && b === "automatic-pause") return { kind: "automaticPause" };
       if (parts.length === 3 && b === "rollouts" && c && ID_PATTERN.test(c)) return { kind: "rollout", rolloutId: c };
       if (parts.length === 3 && b === "history" && c && ID_PATTERN.test(c)) return { kind: "history", rolloutId: c };
       if (parts.length === 4 && b === "previews" && c && PR_NUMBER.test(c) && d && isValidHostId(d)) return { kind: "preview", pr: Number(c), host: d };

@@ -27,6 +27,7 @@ export function renderUpdateCard() {
   }
   if (!p) {
     body.replaceChildren(
+      pausedBanner(),
       el("div", { text: "flake.lock is current: no update PR is open." }),
       el("div", { class: "host-sub", text: `head ${short(exp.headCommit)} on ${exp.branch}${typeof exp.lockLastModified === "number" ? `, newest input ${new Date(exp.lockLastModified * 1000).toISOString().slice(0, 10)}` : ""}` }),
     );
@@ -50,11 +51,12 @@ export function renderUpdateCard() {
       : "";
   const superseded = p.superseded?.length ? el("p", { class: "host-sub", text: `supersedes ${p.superseded.map((n) => `#${n}`).join(", ")}` }) : "";
   if (parts.length === 1) {
-    body.replaceChildren(...prView(p), superseded, previewSection(p), mergeBtn);
+    body.replaceChildren(pausedBanner(), ...prView(p), superseded, previewSection(p), mergeBtn);
     return;
   }
   // Per-input updaters: one update made of several PRs, merged together in this order.
   body.replaceChildren(
+    pausedBanner(),
     el("div", { class: "pr-title", text: `One update in ${parts.length} pull requests, merged in this order:` }),
     el(
       "ol",
@@ -96,6 +98,29 @@ function prView(pr) {
     ),
     lockDiffList(pr.lockDiff),
   ];
+}
+
+/** "Automatic updates paused after PR #N failed: resume" (fleet/automatic-pause), with the button for an operator. */
+function pausedBanner() {
+  const a = app.automaticPause;
+  if (!a?.paused) return "";
+  const after = Number.isInteger(a.prNumber) ? `after PR #${a.prNumber} failed` : "after a failed rollout";
+  return el(
+    "div",
+    { class: "why-box", id: "automatic-paused" },
+    el("strong", { text: `Automatic updates paused ${after}` }),
+    app.role === "operator" ? [": ", el("button", { type: "button", class: "btn", id: "automatic-resume", text: "resume", onclick: () => resumeAutomatic() })] : "",
+    isStr(a.reason) ? el("div", { class: "host-sub", text: a.reason }) : "",
+  );
+}
+
+export async function resumeAutomatic() {
+  try {
+    await api("api/automatic/resume", {});
+    showBanner("Automatic updates resumed.");
+  } catch (err) {
+    showBanner(`Resuming automatic updates failed: ${err.message}`, true);
+  }
 }
 
 /**

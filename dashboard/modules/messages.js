@@ -124,6 +124,13 @@ export function onMessage(topic, payload, retained = false) {
       dirty.fleet = true;
       return schedule();
     }
+    case "automaticPause": {
+      if (d.empty) app.automaticPause = null;
+      else if (!checks.automaticPause(d.value)) return rejectPayload(topic, "not an automatic-mode pause state");
+      else app.automaticPause = d.value;
+      dirty.fleet = true;
+      return schedule();
+    }
     case "hubStatus": {
       if (d.empty) app.hubStatus = null;
       else if (!checks.hubStatus(d.value)) return rejectPayload(topic, "not a hub status");

@@ -28,6 +28,7 @@ export const checks = {
     v.packages.every((c) => isObj(c) && isStr(c.name) && Array.isArray(c.old) && Array.isArray(c.new)) &&
     (v.reboot == null || (isObj(v.reboot) && Array.isArray(v.reboot.changed))),
   previewSummary: (v, pr) => isObj(v) && v.pr === pr && isStr(v.headSha) && isStr(v.text) && isObj(v.hosts) && Number.isInteger(v.hosts.total) && Number.isInteger(v.hosts.previewed),
+  automaticPause: (v) => isObj(v) && typeof v.paused === "boolean" && isStr(v.updatedAt),
   automatic: (v) => isObj(v) && Number.isInteger(v.pr) && isStr(v.headSha) && isStr(v.step) && ["waiting", "refused", "passed"].includes(v.decision) && isStr(v.reason),
   event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
 };

@@ -35,6 +35,8 @@ export const app = {
   hubOnline: null,
   /** Automatic mode's last decision about the pending update (retained fleet/automatic), null until seen. */
   automatic: null,
+  /** Automatic mode paused after a failed rollout (retained fleet/automatic-pause), null until seen. */
+  automaticPause: null,
   /** The hub's retained hub/status (GitHub configured? the MQTT port agents use), null until seen. */
   hubStatus: null,
   openHost: null,

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { CommitSha, PendingUpdate } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
-import { decideGate, gateConfigFromDef, previewCheckFromDef, previewPolicy, previewStep, type GateConfig, type PreviewCheck } from "../lib/gate-logic.js";
+import { decideGate, gateConfigFromDef, pauseCheckFromDef, pausedStep, previewCheckFromDef, previewPolicy, previewStep, type GateConfig, type PreviewCheck } from "../lib/gate-logic.js";
 import { AutomaticReporter } from "../lib/automatic-report.js";
 import { lockstepSettings } from "../lib/settings.js";
 import { onInput, parseMessageField, requester, HostId } from "../lib/input.js";
@@ -51,7 +51,29 @@ export = function register(RED: NodeAPI): void {
     const previewNote = previewCheck === "off" ? "" : policy === "ignore" ? ", previews not gated" : `, previews: ${policy}`;
     node.status(status.idle(idle + previewNote));
 
+    // Automatic mode's pause after a failed rollout (the hub's; a stock Node-RED has none).
+    const checkPause = pauseCheckFromDef(def);
+    const automatic = lockstepSettings(RED).services?.automatic;
+
     onInput(node, async (msg, send) => {
+      if (checkPause && msg.topic === "resume") {
+        // An operator's (or a flow's) "resume": automatic mode merges again. The message goes no further.
+        const resumed = automatic?.resume(requester(msg, node), "a message to the gate") ?? false;
+        node.status(resumed ? status.ok("automatic mode resumed") : status.idle("automatic mode was not paused"));
+        return;
+      }
+      if (checkPause) {
+        // Step "automatic-paused": nothing merges automatically after a failed rollout until someone resumes.
+        const paused = pausedStep(automatic?.state);
+        if (!paused.pass) {
+          msg.reason = paused.reason;
+          msg.retryable = false;
+          msg.guards = [{ guard: "automatic-paused", detail: paused.reason }];
+          node.status(status.waiting("automatic updates paused"));
+          send([null, msg]);
+          return;
+        }
+      }
       const host = msg.host === undefined ? undefined : parseMessageField(HostId, msg.host, "msg.host");
       const hosts = msg.hosts === undefined ? undefined : parseMessageField(z.array(HostId), msg.hosts, "msg.hosts");
       const heldByFleet = new Map<string, string>();

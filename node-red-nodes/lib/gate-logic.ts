@@ -110,3 +110,25 @@ export function previewStep(verdict: PreviewVerdict): PreviewStepDecision {
   if (verdict.ok) return { pass: true, step: "preview" };
   return { pass: false, step: "preview", reason: verdict.reason, wait: verdict.wait, guard: verdict.wait ? "preview-pending" : "preview-refused" };
 }
+
+/** Whether the gate checks automatic mode's pause (editor field `paused`: "check", or "off"). */
+export function pauseCheckFromDef(def: Record<string, unknown>): boolean {
+  return optionalString(def.paused) === "check";
+}
+
+export type PausedStepDecision = { pass: true; step: "automatic-paused" } | { pass: false; step: "automatic-paused"; reason: string };
+
+/**
+ * Step "automatic-paused": after a failed rollout automatic mode merges nothing until an operator
+ * resumes it (the page, POST /api/automatic/resume, a msg with topic "resume" to this gate) or a
+ * later PR's preview builds on every host.
+ */
+export function pausedStep(state: { paused: boolean; prNumber?: number | undefined; rolloutId?: string | undefined } | undefined): PausedStepDecision {
+  if (!state?.paused) return { pass: true, step: "automatic-paused" };
+  const after = state.prNumber !== undefined ? `after PR #${state.prNumber} failed` : "after a failed rollout";
+  return {
+    pass: false,
+    step: "automatic-paused",
+    reason: `automatic updates are paused ${after}${state.rolloutId ? ` (rollout ${state.rolloutId})` : ""}: resume on the fleet page, with POST /api/automatic/resume, or a message with topic "resume" to this gate`,
+  };
+}

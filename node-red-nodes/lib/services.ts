@@ -7,6 +7,7 @@ import type { GitHubService } from "../../github/service.js";
 import type { FleetView } from "../../rollout/fleet-view.js";
 import type { RolloutService } from "../../rollout/service.js";
 import type { PreviewService } from "../../rollout/preview-service.js";
+import type { AutomaticPause } from "../../rollout/automatic-pause.js";
 
 export interface LockstepServices {
   /** The hub's MQTT view of the fleet (host state cache, the one command path). */
@@ -19,6 +20,8 @@ export interface LockstepServices {
   github?: GitHubService;
   /** The hub's previews of the pending update (merge verdict for automatic mode); absent when previews are off. */
   previews?: PreviewService;
+  /** Automatic mode's pause after a failed rollout (the weekly flow's gate step "automatic-paused"); the hub's only. */
+  automatic?: AutomaticPause;
   /** Where nodes keep their own small state next to the rollout store (which deploy node started what). */
   stateDir: string;
 }
