@@ -213,6 +213,7 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
 
   it("a host whose new build fails: rollback-all returns switched hosts to their generation, a revert PR restores flake.lock, a notification goes out", async () => {
     world.fleet.repo.setBuildFailure("gamma", true);
+    let gammaBroken = true;
     let final: RolloutProgress | undefined;
     try {
       const pr = await world.openLockUpdatePr();
@@ -245,11 +246,44 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
       expect(note.type).toBe("failure");
       expect(note.body).toMatch(/gamma: failed/);
       expect(note.body).toContain(final.revertPr!.url);
+
+      // A failure ends in a green fleet: merging Lockstep's revert converges every host, and the
+      // rolled-back ones only pull (their system is what the restored lock builds: no switch).
+      world.fleet.repo.setBuildFailure("gamma", false);
+      gammaBroken = false;
+      const gensBeforeConverge = generations(world);
+      const merged = await world.api("POST", "/api/flake-updates/merge-revert", { pr_number: final.revertPr!.number });
+      expect(merged.status, JSON.stringify(merged.body)).toBe(202);
+      const m = merged.body as { rollout_id: string; commit: string; converges: string };
+      expect(m.converges).toBe(jobId);
+      expect(world.github.pullRequest(final.revertPr!.number).merged).toBe(true);
+      const converged = await world.waitForRolloutEnd(m.rollout_id, 240_000);
+      const why = JSON.stringify(converged, null, 1);
+      expect(converged.state, why).toBe("completed");
+      expect(converged.converges).toBe(jobId);
+      for (const h of ["alpha", "beta"]) {
+        expect(converged.hosts[h]!.reason, why).toMatch(/pull only: system already matches/);
+        expect(rolloutJobs(world, h, m.rollout_id).map((j) => j.op), h).not.toContain("switch");
+        expect(world.fleet.generation(h).generation, h).toBe(gensBeforeConverge[h]);
+      }
+      for (const h of HOSTS) {
+        expect(world.fleet.checkoutHead(h), h).toBe(m.commit);
+        for (const c of ["git", "lock", "system", "tests"] as const) await world.fleet.waitFor(h, c, (x) => x.status === "ok", 30_000);
+      }
+      // One story in the audit log: the failure, the rollbacks, the revert, its merge and the convergence.
+      const audit = (await world.api("GET", "/api/audit?limit=500")).body as { events: AuditEvent[] };
+      const story = audit.events.filter((e) => e.details?.rolloutId === jobId || e.details?.converges === jobId);
+      const once = (action: string, pred: (e: AuditEvent) => boolean = () => true) => expect(story.filter((e) => e.action === action && pred(e)), action).toHaveLength(1);
+      once("rollout.finished", (e) => e.details?.rolloutId === jobId);
+      once("revert.opened");
+      once("revert.merged");
+      once("rollout.started", (e) => e.details?.converges === jobId);
+      final = undefined; // merged: nothing to close
     } finally {
       if (final) await closeRevertPr(world, final);
-      world.fleet.repo.setBuildFailure("gamma", false);
+      if (gammaBroken) world.fleet.repo.setBuildFailure("gamma", false);
     }
-  }, 300_000);
+  }, 600_000);
 
   it("a failing canary stops the rollout before any wave starts", async () => {
     world.fleet.repo.setBuildFailure("alpha", true);
