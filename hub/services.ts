@@ -102,6 +102,8 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
         log: log.child({ component: "previews" }),
         policy: { buildOn: previewSettings.build, allowForks: previewSettings.allowForks, allowMoreThanLock: previewSettings.allowMoreThanLock },
         gating: previewSettings.gating,
+        // The configured repository decides what is a fork, not whichever fleet/expected is retained.
+        ...(github ? { repo: `${opts.github!.owner}/${opts.github!.repo}` } : {}),
       })
     : undefined;
   const converge = github

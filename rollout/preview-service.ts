@@ -28,6 +28,11 @@ export interface PreviewServiceOptions {
   gating?: PreviewMergePolicy;
   /** A preview command not started within this time is refused by the agent (default 2 h). */
   commandTtlMs?: number;
+  /**
+   * The fleet repository ("owner/name") when the caller knows it (the hub: its GitHub config).
+   * Without it, it is read from fleet/expected, whose retained copy may be another publisher's.
+   */
+  repo?: string;
   now?: () => Date;
 }
 
@@ -46,7 +51,7 @@ export class PreviewService {
   /** Per PR (current head): hosts no preview could reach (offline, no builder): not waited for. */
   private readonly unreachable = new Map<number, string[]>();
   private readonly listeners = new Set<(pr: number) => void>();
-  /** The fleet repository ("owner/name") from fleet/expected: a PR head elsewhere is a fork's. */
+  /** The fleet repository ("owner/name"; configured, or from fleet/expected): a PR head elsewhere is a fork's. */
   private repo: string | undefined;
   private readonly topics: Topics;
   private readonly onMessage = (topic: string, payload: Buffer) => void this.handle(topic, payload);
@@ -54,6 +59,7 @@ export class PreviewService {
 
   constructor(private readonly o: PreviewServiceOptions) {
     this.topics = o.topics ?? new Topics();
+    this.repo = o.repo;
   }
 
   async start(): Promise<void> {
@@ -102,7 +108,7 @@ export class PreviewService {
     if (t?.kind === "expected") {
       const d = decodeJson(FleetExpected, payload);
       if (!d.ok) return;
-      this.repo = d.value.repo;
+      this.repo = this.o.repo ?? d.value.repo;
       await this.onPending(d.value.pendingUpdate);
       return;
     }

@@ -380,6 +380,11 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
   it("automatic mode merges only once CI is green and the PR is old enough", async () => {
     const DELAY_S = 30;
     await world.restartHub({ LOCKSTEP_MERGE_DELAY_MINUTES: String(DELAY_S / 60), LOCKSTEP_RECHECK_MINUTES: String(3 / 60), LOCKSTEP_BUILDER_HOST: "alpha" });
+    // The failed rollouts of the tests before paused automatic mode (the failure/rollback tests):
+    // an operator resumes it, and the API says whether it was paused.
+    const resume = await world.api("POST", "/api/automatic/resume");
+    expect(resume.status).toBe(200);
+    expect(resume.body).toMatchObject({ state: { paused: false } });
     const pr = await world.openLockUpdatePr();
     const openedAt = Date.parse(world.github.pullRequest(pr.number).createdAt);
     world.github.setStatus(pr.headSha, "pending", "ci/build");

@@ -17,7 +17,7 @@ const expected = (p: PendingUpdate | null): FleetExpected => ({ repo: "acme/flee
 const preview = (host: string, headSha: string, over: Partial<HostPreview> = {}): HostPreview => ({ pr: 7, host, headSha, outcome: "affected", summary: "", affected: true, builds: true, packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }], reboot: null, units: null, builtOn: host, startedAt: at, finishedAt: at, ...over });
 
 describe("PreviewService", () => {
-  function setup(opts: { allowForks?: boolean } = {}) {
+  function setup(opts: { allowForks?: boolean; repo?: string } = {}) {
     const client = new FakeMqtt();
     const hosts = [snapshot("alpha", true, { canary: true }), snapshot("beta", true), snapshot("builder", true, { tags: ["builder"] }), snapshot("laptop", false)];
     const sent: Array<{ host: string; op: string; args: unknown }> = [];
@@ -30,7 +30,7 @@ describe("PreviewService", () => {
       },
     };
     const policy = { buildOn: "canary" as const, allowMoreThanLock: false, allowForks: opts.allowForks ?? false };
-    const service = new PreviewService({ client, fleet: fleet as never, log: pino({ level: "silent" }), now: () => new Date(at), policy, gating: "all" });
+    const service = new PreviewService({ client, fleet: fleet as never, log: pino({ level: "silent" }), now: () => new Date(at), policy, gating: "all", ...(opts.repo ? { repo: opts.repo } : {}) });
     return { client, sent, service };
   }
 
@@ -99,6 +99,18 @@ describe("PreviewService", () => {
     allowing.client.deliver(t.expected(), expected({ ...pending(SHA1), headRepo: "mallory/fleet" }));
     await allowing.service.idle();
     expect(allowing.sent).toHaveLength(3);
+  });
+
+  it("with the repository configured (the hub), a retained fleet/expected naming another one does not make the fleet's own PRs forks", async () => {
+    const { client, sent, service } = setup({ repo: "acme/fleet" });
+    await service.start();
+    // Another publisher's retained copy (the test fleet publishes its origin's path) arrives first...
+    client.deliver(t.expected(), { ...expected(null), repo: "/srv/fleet/origin.git" });
+    await service.idle();
+    // ...and the pending PR from the fleet's own repository is asked for (by the merge node, say) before the hub's copy is read.
+    await service.request({ ...pending(SHA1), headRepo: "acme/fleet" });
+    expect(sent.map((s) => s.host).sort()).toEqual(["alpha", "beta", "builder"]);
+    expect(service.state(7)?.summary.notPreviewed).toBeUndefined();
   });
 
   it("merge verdict: waits for the previews of the head asked about, refuses one that does not build", async () => {
