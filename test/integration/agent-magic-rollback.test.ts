@@ -84,7 +84,7 @@ describe("magic rollback (real agents, real Nix, a real network cut)", () => {
     const rb = await fleet.waitForJob(host, `${sw.id}-unconfirmed`, { timeoutMs: 90_000, states: ["succeeded", "failed", "rejected", "interrupted"] });
     expect(rb.state, rb.summary).toBe("succeeded");
     expect(rb.op).toBe("rollback");
-    expect(rb.summary).toMatch(new RegExp(`^rolled-back: no confirmation within ${CONFIRM_SECONDS} s; generation 2 -> 1; checkout back at ${sw.before.slice(0, 8)}$`));
+    expect(rb.summary).toMatch(new RegExp(`^rolled-back: no confirmation within ${CONFIRM_SECONDS} s; generation 2 -> 1; checkout back at ${sw.before.slice(0, 8)}; tests after the rollback: \\d+/\\d+ passed on generation 1$`));
     expect(fleet.checkoutHead(host)).toBe(sw.before);
     const switched = fleet.job(host, sw.id)!;
     expect(switched.state).toBe("succeeded");
