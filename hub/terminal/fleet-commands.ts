@@ -48,6 +48,8 @@ export const watchCommand: Subcommand = {
         if (t.json) t.print(JSON.stringify({ at: new Date().toISOString(), hosts: rows }) + "\n");
         else t.print((t.colour ? "\x1b[2J\x1b[H" : "") + `${new Date().toISOString()}\n` + statusTable(rows, t.colour) + "\n");
       };
+      // Ctrl-C is ours before the first frame is out: a script may interrupt as soon as it sees it.
+      const stop = untilInterrupted();
       draw();
       let pending = false;
       // Retained updates come in bursts: one redraw per burst.
@@ -61,7 +63,6 @@ export const watchCommand: Subcommand = {
       };
       const offFleet = fleet.onChange(schedule);
       const offRollouts = t.session.onRollout(schedule);
-      const stop = untilInterrupted();
       await stop.stopped;
       stop.dispose();
       offFleet();

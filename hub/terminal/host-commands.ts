@@ -75,6 +75,8 @@ export const hostCommand: Subcommand = {
 
 /** Print a job's live output and state changes until it ends (or Ctrl-C). */
 async function followJob(t: TerminalContext, host: string, jobId: string): Promise<JobState | undefined> {
+  // Ctrl-C is ours before the first output line: a script may interrupt as soon as it sees it.
+  const stop = untilInterrupted();
   const stopOutput = await t.session.followOutput(host, jobId, (lines) => {
     if (t.json) return;
     for (const l of lines) (l.stream === "stderr" ? t.io.stderr : t.print)(`${l.text}\n`);
@@ -84,7 +86,6 @@ async function followJob(t: TerminalContext, host: string, jobId: string): Promi
     if (!t.json && j.state !== lastState) t.print(`[${j.state}] ${j.summary}${j.error ? ` (${j.error})` : ""}\n`);
     lastState = j.state;
   });
-  const stop = untilInterrupted();
   void stop.stopped.then(() => end.cancel());
   const final = await end.done;
   stop.dispose();

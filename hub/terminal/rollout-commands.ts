@@ -30,9 +30,10 @@ export const rolloutsCommand: Subcommand = {
 async function followRollout(t: TerminalContext, id: string): Promise<number> {
   const print = (r: RolloutProgress) => (t.json ? t.print(JSON.stringify(r) + "\n") : t.print(rolloutDetail(r) + "\n"));
   const current = t.session.rollout(id);
-  if (current) print(current);
-  if (current && isFinalRolloutState(current.state)) return rolloutExit(current);
+  if (current && isFinalRolloutState(current.state)) return print(current), rolloutExit(current);
+  // Ctrl-C is ours before the first output: a script may interrupt as soon as it sees it.
   const stop = untilInterrupted();
+  if (current) print(current);
   const final = await new Promise<RolloutProgress | undefined>((resolve) => {
     const off = t.session.onRollout((r) => {
       if (r.id !== id) return;
