@@ -161,13 +161,13 @@ describe("weekly flow", () => {
     const starts = flows.filter((n) => n.z === "lockstep-tab-weekly" && (n.type === "lockstep-schedule" || n.type === "inject"));
     expect(starts.length).toBeGreaterThan(0);
     const seen = new Set<string>();
-    const todo = starts.map((n) => n.id);
-    while (todo.length) {
-      const node = byId.get(todo.pop()!)!;
+    const queue = starts.map((n) => n.id);
+    while (queue.length) {
+      const node = byId.get(queue.pop()!)!;
       if (seen.has(node.id)) continue;
       seen.add(node.id);
       expect(node.type, `${node.id} is reached before any preview`).not.toBe("lockstep-pr-merge");
-      if (node.type !== "lockstep-preview") todo.push(...(node.wires ?? []).flat());
+      if (node.type !== "lockstep-preview") queue.push(...(node.wires ?? []).flat());
     }
     const preview = [...seen].map((id) => byId.get(id)!).find((n) => n.type === "lockstep-preview");
     expect(preview, "a preview node on the way").toBeDefined();
@@ -190,13 +190,13 @@ describe("manual merge & deploy flow", () => {
   it("reaches the merge node only through a deploy node (the rollout is checked before anything merges)", () => {
     // Walk from the endpoint, stopping at deploy nodes: no merge node may be reachable that way.
     const seen = new Set<string>();
-    const todo = [endpoint.id];
-    while (todo.length) {
-      const node = byId.get(todo.pop()!)!;
+    const queue = [endpoint.id];
+    while (queue.length) {
+      const node = byId.get(queue.pop()!)!;
       if (seen.has(node.id)) continue;
       seen.add(node.id);
       expect(node.type, `${node.id} is reached before any deploy check`).not.toBe("lockstep-pr-merge");
-      if (node.type !== "lockstep-deploy") todo.push(...(node.wires ?? []).flat());
+      if (node.type !== "lockstep-deploy") queue.push(...(node.wires ?? []).flat());
     }
     expect([...seen].some((id) => byId.get(id)!.type === "lockstep-deploy")).toBe(true);
   });

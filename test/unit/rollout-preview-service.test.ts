@@ -1,20 +1,20 @@
 import { describe, expect, it } from "vitest";
 import pino from "pino";
-import { PreviewSummary, Topics, type FleetExpected, type HostPreview, type PendingUpdate } from "../../protocol/index.js";
+import { PreviewSummary, Topics, type FleetExpected, type PendingUpdate } from "../../protocol/index.js";
 import { PreviewService } from "../../rollout/preview-service.js";
-import { FakePreviewMqtt as FakeMqtt, hostSnapshot } from "../support/preview-mqtt.js";
+import { FakePreviewMqtt as FakeMqtt, hostPreviewPr7, hostSnapshot, pendingPr7, PREVIEW_AT } from "../support/preview-mqtt.js";
 
 const SHA1 = "1".repeat(40);
 const SHA2 = "2".repeat(40);
-const at = "2026-12-04T10:00:00.000Z";
+const at = PREVIEW_AT;
 const t = new Topics();
 
 
 const snapshot = hostSnapshot;
 
-const pending = (headSha: string): PendingUpdate => ({ number: 7, title: "flake.lock: Update", url: "https://example.invalid/pr/7", headSha, headBranch: "update", openedAt: at, lockDiff: { added: [], removed: [], updated: [] }, ci: { state: "success" }, superseded: [] });
+const pending = pendingPr7;
 const expected = (p: PendingUpdate | null): FleetExpected => ({ repo: "acme/fleet", branch: "main", headCommit: "9".repeat(40), lockHash: "x", pendingUpdate: p, updatedAt: at });
-const preview = (host: string, headSha: string, over: Partial<HostPreview> = {}): HostPreview => ({ pr: 7, host, headSha, outcome: "affected", summary: "", affected: true, builds: true, packages: [{ name: "hello", old: ["2.12"], new: ["2.13"] }], reboot: null, units: null, builtOn: host, startedAt: at, finishedAt: at, ...over });
+const preview = hostPreviewPr7;
 
 describe("PreviewService", () => {
   function setup(opts: { allowForks?: boolean; repo?: string } = {}) {
