@@ -142,6 +142,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       onOnline: () => {
         this.publisher.forgetPublished();
         void this.publisher.remeasure();
+        // Final job states the broker never acknowledged (cut off, or before a restart) go out again.
+        this.jobTopics.deliverUnacked();
         this.jobTopics.prune();
       },
       onMessage: (topic, payload) => this.onMessage(topic, payload),

@@ -1,7 +1,11 @@
 /**
- * The retained jobs/<id> topics: a reporter per job, and pruning. The newest `keepJobs` final job
- * states stay on the broker; older ones are cleared with an empty retained payload (never the
- * running job). A clear leaves published-jobs.json only once the broker acknowledged it.
+ * The retained jobs/<id> topics: a reporter per job, delivery of final states, and pruning.
+ *
+ * A job's final state is kept in the job history (job-history.ts) before it is published and counts
+ * as delivered only once the broker acknowledged it (QoS 1 PUBACK); until then it goes out again
+ * after every (re)connect, also from a restarted agent. The newest `keepJobs` final job states stay
+ * on the broker; older ones are cleared with an empty retained payload (never the running job, never
+ * one not acknowledged yet). A clear leaves published-jobs.json only once the broker acknowledged it.
  */
 import type { Logger } from "pino";
 import type { JobState, Topics } from "../protocol/index.js";
@@ -15,6 +19,8 @@ export class JobTopics {
   private readonly published: PublishedJobsStore;
   /** Job topics whose clear is on its way to the broker. */
   private readonly clearing = new Set<string>();
+  /** Final states on their way to the broker (MQTT.js re-sends these itself after a reconnect). */
+  private readonly delivering = new Set<string>();
 
   constructor(
     private readonly d: {
@@ -36,8 +42,8 @@ export class JobTopics {
     const stateTopic = this.d.topics.job(this.d.host, init.id);
     const reporter: JobReporter = new JobReporter(
       (t, p, o) => {
+        if (t === stateTopic && reporter.terminal) return this.finalState(reporter.state);
         this.d.publish(t, p, o);
-        if (t === stateTopic && reporter.terminal) this.final(init.id);
       },
       stateTopic,
       this.d.topics.jobOutput(this.d.host, init.id),
@@ -46,14 +52,45 @@ export class JobTopics {
     return reporter;
   }
 
-  /** A job's retained state is final: remember it, and clear what is beyond the newest keepJobs. */
-  private final(id: string): void {
+  /** The final state of a job this agent still keeps (acknowledged or not). */
+  finalOf(id: string): JobState | undefined {
+    return this.published.final(id);
+  }
+
+  /** After every (re)connect: final states the broker has not acknowledged go out again. */
+  deliverUnacked(): void {
+    for (const state of this.published.unacked()) this.deliver(state);
+  }
+
+  /** A job's state is final: kept on disk first, then published until the broker acknowledged it. */
+  private finalState(state: JobState): void {
     try {
-      this.published.add(id);
+      this.published.recordFinal(state);
     } catch (e) {
-      this.d.log.warn({ err: (e as Error).message }, "could not record a published job");
+      this.d.log.warn({ job: state.id, err: (e as Error).message }, "could not keep a job's final state on disk; it is published, but an agent restart before the broker's ack would lose it");
     }
-    this.prune();
+    this.deliver(state);
+  }
+
+  private deliver(state: JobState): void {
+    if (this.delivering.has(state.id)) return;
+    this.delivering.add(state.id);
+    this.d.publish(this.d.topics.job(this.d.host, state.id), JSON.stringify(state), { qos: 1, retain: true }, (err) => {
+      this.delivering.delete(state.id);
+      if (err) {
+        if (!this.d.stopping()) this.d.log.warn({ job: state.id, err: err.message }, "a job's final state was not acknowledged; publishing it again after the next connect");
+        return;
+      }
+      try {
+        this.published.markAcked(state.id, state);
+      } catch (e) {
+        this.d.log.warn({ job: state.id, err: (e as Error).message }, "could not record the broker's ack of a job's final state");
+      }
+      // A newer final state of the same job was recorded while this one was on its way.
+      const latest = this.published.final(state.id);
+      if (latest && JSON.stringify(latest) !== JSON.stringify(state)) return this.deliver(latest);
+      this.prune();
+    });
   }
 
   /** Clear old retained jobs/<id> topics (empty retained payload); never the running job. */

@@ -8,6 +8,8 @@ import { createServer, connect, type Server, type Socket } from "node:net";
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private open = true;
+  private cutBefore: ((chunk: Buffer) => boolean) | undefined;
+  private onCut: (() => void) | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -26,7 +28,17 @@ export class TcpProxy {
       }
       client.on("close", () => upstream.destroy());
       upstream.on("close", () => client.destroy());
-      client.pipe(upstream);
+      client.on("data", (chunk: Buffer) => {
+        // A chunk the test wants lost: the network goes down before the broker gets it.
+        if (proxy.cutBefore?.(chunk)) {
+          proxy.cutBefore = undefined;
+          proxy.cut();
+          proxy.onCut?.();
+          return;
+        }
+        if (!upstream.write(chunk)) client.pause();
+      });
+      upstream.on("drain", () => client.resume());
       upstream.pipe(client);
     });
     await new Promise<void>((resolve, reject) => {
@@ -47,6 +59,17 @@ export class TcpProxy {
   cut(): void {
     this.open = false;
     for (const s of this.sockets) s.destroy();
+  }
+
+  /**
+   * Cut the network right before the first chunk from the client that `matches` (e.g. one MQTT
+   * PUBLISH) reaches the broker: that chunk is lost. Resolves once it happened.
+   */
+  cutBeforeClientSends(matches: (chunk: Buffer) => boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.cutBefore = matches;
+      this.onCut = resolve;
+    });
   }
 
   restore(): void {
