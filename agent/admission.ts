@@ -41,6 +41,7 @@ export const OP_POLICY: Readonly<Record<CommandOp, OpPolicy>> = {
   release: quick,
   stop: quick,
   confirm: quick,
+  report: quick,
   pull: exclusive(["git", "lock"], { refusedOnHold: true }),
   switch: exclusive(["system"], { refusedOnHold: true, activates: true, outlivesAgent: true }),
   rollback: exclusive(["system"], { activates: true, outlivesAgent: true }),

@@ -125,6 +125,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       activation: this.activation,
       refresher: this.refresher,
       newReporter: (init) => this.jobTopics.newReporter(init),
+      publishAgain: (id) => this.jobTopics.publishAgain(id),
       restartReason: () => this.publisher.restartReason(),
       publishAcked: (topic, payload, timeoutMs) => this.session.publishAcked(topic, payload, timeoutMs),
       jobTopic: (id) => this.topics.job(this.host, id),

@@ -17,6 +17,7 @@ import { precheckPull, pull } from "./ops/pull.js";
 import type { Refresher } from "./ops/refresh.js";
 import { restart } from "./ops/restart.js";
 import { precheckRollback, rollback, testAfterRollback } from "./ops/rollback.js";
+import { report } from "./ops/report.js";
 import { stop } from "./ops/stop.js";
 import { precheckSwitch, switchSystem } from "./ops/switch.js";
 import { test } from "./ops/test.js";
@@ -31,6 +32,8 @@ export interface JobRunnerDeps {
   activation: Activation;
   refresher: Refresher;
   newReporter(init: JobInit): JobReporter;
+  /** Publish a job's state again from the job history (`report`); undefined when none is kept. */
+  publishAgain(id: string): JobState | undefined;
   /** Why the agent should restart after a successful activation (another agent is installed). */
   restartReason(): Promise<string | undefined>;
   /** Publish retained at QoS 1; true once the broker acknowledged it. */
@@ -79,6 +82,8 @@ export class JobRunner {
     const reporter = this.d.newReporter({
       id: cmd.id,
       op: cmd.op,
+      // A report is an answer to the hub, not part of the host's job history.
+      ...(cmd.op === "report" ? { transient: true } : {}),
       requestedBy: cmd.requestedBy,
       ...(cmd.rolloutId ? { rolloutId: cmd.rolloutId } : {}),
       ...(cmd.op === "pull" || (cmd.op === "switch" && cmd.args.commit) ? { commit: cmd.args.commit } : {}),
@@ -123,7 +128,9 @@ export class JobRunner {
       case "release":
         return void this.quickJob(reporter, async () => release(ctx));
       case "stop":
-        return void this.quickJob(reporter, () => stop(this.current));
+        return void this.quickJob(reporter, () => stop(this.current, cmd.args.job));
+      case "report":
+        return void this.quickJob(reporter, async () => report(ctx, this.d, cmd));
       case "confirm":
         return void this.quickJob(reporter, async () => confirm(this.watch, cmd));
       case "restart":

@@ -13,7 +13,11 @@ import { PublishedJobsStore } from "./job-history.js";
 import { JobReporter } from "./jobs.js";
 import type { PublishOptions } from "./session.js";
 
-export type JobInit = Omit<JobState, "host" | "summary" | "acceptedAt" | "state"> & { acceptedAt?: string };
+export type JobInit = Omit<JobState, "host" | "summary" | "acceptedAt" | "state"> & {
+  acceptedAt?: string;
+  /** Its state is an answer, not history (a `report`): published unretained, never kept. */
+  transient?: boolean;
+};
 
 export class JobTopics {
   private readonly published: PublishedJobsStore;
@@ -21,6 +25,8 @@ export class JobTopics {
   private readonly clearing = new Set<string>();
   /** Final states on their way to the broker (MQTT.js re-sends these itself after a reconnect). */
   private readonly delivering = new Set<string>();
+  /** Jobs whose state is not final yet (exclusive and quick ones), by id. */
+  private readonly live = new Map<string, JobReporter>();
 
   constructor(
     private readonly d: {
@@ -38,12 +44,18 @@ export class JobTopics {
   }
 
   newReporter(init: JobInit): JobReporter {
-    const { acceptedAt, ...rest } = init;
+    const { acceptedAt, transient, ...rest } = init;
     const stateTopic = this.d.topics.job(this.d.host, init.id);
     const reporter: JobReporter = new JobReporter(
       (t, p, o) => {
-        if (t === stateTopic && reporter.terminal) return this.finalState(reporter.state);
-        this.d.publish(t, p, o);
+        if (transient) return this.d.publish(t, p, { ...o, retain: false });
+        if (t !== stateTopic) return this.d.publish(t, p, o);
+        if (!reporter.terminal) {
+          this.live.set(init.id, reporter);
+          return this.d.publish(t, p, o);
+        }
+        this.live.delete(init.id);
+        this.finalState(reporter.state);
       },
       stateTopic,
       this.d.topics.jobOutput(this.d.host, init.id),
@@ -52,9 +64,21 @@ export class JobTopics {
     return reporter;
   }
 
-  /** The final state of a job this agent still keeps (acknowledged or not). */
-  finalOf(id: string): JobState | undefined {
-    return this.published.final(id);
+  /**
+   * Publish a job's state again (the hub asked: `report`): a job still running as it is now, a
+   * finished one from the job history. Undefined when this agent keeps no state of it.
+   */
+  publishAgain(id: string): JobState | undefined {
+    const running = this.live.get(id);
+    if (running) {
+      this.d.publish(this.d.topics.job(this.d.host, id), JSON.stringify(running.state), { qos: 1, retain: true });
+      return running.state;
+    }
+    const final = this.published.final(id);
+    if (!final) return undefined;
+    // Published again even when acknowledged once: the broker may have lost what it acknowledged.
+    this.deliver(final);
+    return final;
   }
 
   /** After every (re)connect: final states the broker has not acknowledged go out again. */

@@ -15,7 +15,7 @@ export function worstStatus(statuses: readonly StatusName[]): StatusName {
 export const COMPARTMENTS = ["agent", "git", "lock", "system", "tests"] as const;
 export const OS_KINDS = ["nixos", "darwin", "home-manager", "generic"] as const;
 
-export const COMMAND_OPS = ["refresh", "pull", "switch", "test", "rollback", "stop", "restart", "update-inputs", "hold", "release", "preview", "confirm"] as const;
+export const COMMAND_OPS = ["refresh", "pull", "switch", "test", "rollback", "stop", "restart", "update-inputs", "hold", "release", "preview", "confirm", "report"] as const;
 
 export const JOB_STATES = ["accepted", "rejected", "running", "succeeded", "failed", "interrupted", "cancelled"] as const;
 /** Job states after which the agent does nothing more for that job. */

@@ -110,7 +110,8 @@ export const CommandArgs = {
   switch: z.object({ commit: CommitSha.optional() }).strict().default({}),
   test: empty,
   rollback: z.object({ generation: z.number().int().positive().optional() }).strict().default({}),
-  stop: empty,
+  /** Stop the running job; with `job`, only when that is the job running (a late stop never hits a later job). */
+  stop: z.object({ job: safeId.optional() }).strict().default({}),
   restart: empty,
   "update-inputs": z
     .object({
@@ -125,6 +126,12 @@ export const CommandArgs = {
   preview: PreviewArgs,
   /** The hub confirms a switch (by its job id): without it in time the agent rolls back by itself. */
   confirm: z.object({ job: safeId }).strict(),
+  /**
+   * The hub asks for one job's state (its final state is missing on the broker): the agent publishes
+   * it again from its job history. A command that never arrived is marked seen (it will never run)
+   * and reported `rejected` with `op`. Answered on the report's own job state, not retained.
+   */
+  report: z.object({ job: safeId, op: CommandOp.optional() }).strict(),
 } as const satisfies Record<CommandOp, z.ZodType>;
 
 const commandBase = {
@@ -148,6 +155,7 @@ export const Command = z.discriminatedUnion("op", [
   z.object({ ...commandBase, op: z.literal("release"), args: CommandArgs.release }),
   z.object({ ...commandBase, op: z.literal("preview"), args: CommandArgs.preview }),
   z.object({ ...commandBase, op: z.literal("confirm"), args: CommandArgs.confirm }),
+  z.object({ ...commandBase, op: z.literal("report"), args: CommandArgs.report }),
 ]);
 export type Command = z.infer<typeof Command>;
 export type CommandOf<O extends CommandOp> = Extract<Command, { op: O }>;

@@ -207,9 +207,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const rec = this.rec!;
     for (const step of Object.values(rec.steps)) {
       if (step.result || (step.step !== "pull" && step.step !== "test")) continue;
-      const expiresAt = new Date(Date.now() + 15_000); // short: a stop names no job, it must not hit a later one
-      // Recorded in the audit log by the fleet port (FleetView), like every command.
-      this.fleet.sendCommand(step.host, "stop", {}, { rolloutId: rec.id, expiresAt, requestedBy: actor }).catch((e: unknown) => this.log.warn({ err: e, host: step.host }, "could not send stop after cancel"));
+      const expiresAt = new Date(Date.now() + 15_000);
+      // Recorded in the audit log by the fleet port (FleetView), like every command. It names its job: never a later one.
+      this.fleet.sendCommand(step.host, "stop", { job: step.commandId }, { rolloutId: rec.id, expiresAt, requestedBy: actor }).catch((e: unknown) => this.log.warn({ err: e, host: step.host }, "could not send stop after cancel"));
     }
   }
 

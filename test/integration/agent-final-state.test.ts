@@ -2,6 +2,7 @@
  * A job's final state survives a connection cut between its publish and the broker's ack, and an
  * agent restart before the agent could reconnect: a real broker, an in-process agent behind a TCP
  * proxy (its network), and the hub's FleetView waiting for the job like a rollout step does.
+ * And when the hub asks (`report`), the agent answers from its job history.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,7 +12,7 @@ import pino from "pino";
 import { Agent } from "../../agent/agent.js";
 import { parseAgentConfig } from "../../agent/config.js";
 import { FleetView } from "../../rollout/fleet-view.js";
-import { Topics } from "../../protocol/index.js";
+import { Topics, type JobState } from "../../protocol/index.js";
 import { startTestBroker, type TestBroker } from "../support/brokers.js";
 import { TcpProxy } from "../support/tcp-proxy.js";
 
@@ -48,7 +49,18 @@ async function world() {
   const fleet = new FleetView({ url: broker.url, username: hub.username, password: hub.password });
   await fleet.start();
   cleanups.push(() => fleet.stop());
-  return { proxy, fleet, startAgent };
+  const send = (op: "report" | "stop" | "release" | "hold", args: Record<string, unknown>, id: string) =>
+    fleet.sendCommand(HOST, op, args as never, { id, expiresAt: new Date(Date.now() + 60_000), requestedBy: "test" });
+  /** Every state of job `id` that reaches the hub from now on. */
+  const statesOf = (id: string) => {
+    const seen: JobState[] = [];
+    const off = fleet.onChange((c) => {
+      if (c.kind === "job" && c.jobId === id) seen.push(fleet.job(HOST, id)!);
+    });
+    cleanups.push(off);
+    return seen;
+  };
+  return { proxy, fleet, startAgent, send, statesOf };
 }
 
 describe("a job's final state until the broker acknowledged it", () => {
@@ -84,5 +96,41 @@ describe("a job's final state until the broker acknowledged it", () => {
     proxy.restore();
     const job = await fleet.waitForJob(HOST, id, 30_000);
     expect(job).toMatchObject({ id, op: "release", state: "succeeded" });
+  }, 60_000);
+
+  it("is published again when the hub asks (report), even after the broker acknowledged it", async () => {
+    const { fleet, startAgent, send, statesOf } = await world();
+    await startAgent();
+    await fleet.waitForHost(HOST, (h) => h.availability === "online", 20_000);
+    await send("release", {}, "c-asked-1");
+    await fleet.waitForJob(HOST, "c-asked-1", 20_000);
+    const again = statesOf("c-asked-1");
+    await send("report", { job: "c-asked-1", op: "release" }, "c-report-1");
+    const answer = await fleet.waitForJob(HOST, "c-report-1", 20_000);
+    expect(answer).toMatchObject({ op: "report", state: "succeeded", summary: "job c-asked-1 is succeeded: its state was published again" });
+    // Published before the report's own answer, on the same connection: already here.
+    expect(again.map((j) => j.state)).toEqual(["succeeded"]);
+  }, 60_000);
+
+  it("reports a command that never reached the host as rejected, and never runs it when it arrives later", async () => {
+    const { fleet, startAgent, send } = await world();
+    const agent = await startAgent();
+    await fleet.waitForHost(HOST, (h) => h.availability === "online", 20_000);
+    await send("report", { job: "c-lost-1", op: "hold" }, "c-report-2");
+    expect(await fleet.waitForJob(HOST, "c-report-2", 20_000)).toMatchObject({ state: "succeeded", summary: expect.stringContaining("never reached this host") });
+    expect(await fleet.waitForJob(HOST, "c-lost-1", 20_000)).toMatchObject({ op: "hold", state: "rejected", summary: expect.stringContaining("it will not run") });
+    await send("hold", { reason: "late" }, "c-lost-1"); // the lost command turns up after all
+    await send("report", { job: "c-lost-1" }, "c-report-3"); // commands run in order: this answers after it
+    await fleet.waitForJob(HOST, "c-report-3", 20_000);
+    expect(fleet.job(HOST, "c-lost-1")?.state).toBe("rejected");
+    expect(agent.ctx.state.state.hold).toBeUndefined();
+  }, 60_000);
+
+  it("a stop that names a job stops only that job", async () => {
+    const { fleet, startAgent, send } = await world();
+    await startAgent();
+    await fleet.waitForHost(HOST, (h) => h.availability === "online", 20_000);
+    await send("stop", { job: "c-not-running" }, "c-stop-1");
+    expect(await fleet.waitForJob(HOST, "c-stop-1", 20_000)).toMatchObject({ state: "succeeded", summary: "job c-not-running is not running: nothing stopped" });
   }, 60_000);
 });

@@ -374,6 +374,9 @@ describe("RolloutEngine", () => {
     const stops = t.fleet.commands.filter((c) => c.op === "stop");
     expect(stops.map((c) => c.host).sort()).toEqual(["h0", "h1"]);
     expect(stops.every((c) => c.requestedBy === "carol" && c.rolloutId === final.id)).toBe(true);
+    // Each stop names the job it means: a stop that arrives late never hits a later job.
+    const pulls = new Map(t.fleet.commands.filter((c) => c.op === "pull").map((c) => [c.host, c.id]));
+    for (const s of stops) expect(s.args).toEqual({ job: pulls.get(s.host) });
   });
 
   it("cancel during the soak: no wave starts, nothing is reported as an error", async () => {
