@@ -8,6 +8,7 @@
 import type { Socket } from "node:net";
 import { Readable, type Duplex } from "node:stream";
 import type { Aedes, Client, PublishPacket, Subscription } from "aedes";
+import { IGNORE_STORAGE, type StorageReporter } from "../protocol/storage.js";
 import { topicMatches } from "./acl.js";
 import { RetainedIndex } from "./retained-index.js";
 
@@ -234,6 +235,20 @@ export interface FixablePersistence {
   outgoingUpdate(client: PersistenceClient, packet: { messageId?: number }): Promise<void>;
   outgoingClearMessageId(client: PersistenceClient, packet: { messageId?: number }): Promise<unknown>;
   addSubscriptions(client: PersistenceClient, subs: unknown[]): Promise<void>;
+  removeSubscriptions(client: PersistenceClient, topics: string[]): Promise<unknown>;
+  putWill(client: PersistenceClient, packet: unknown): Promise<unknown>;
+  delWill(client: { id: string; brokerId?: string }): Promise<unknown>;
+}
+
+/** What fixPersistence gives the broker: the retained index and the retry of a storage fault. */
+export interface FixedPersistence {
+  retained: RetainedIndex<StoredPacket>;
+  /**
+   * Store again what a failed write left only in memory (retained messages), or, with nothing
+   * left, write and delete a probe key; reports the outcome. The hub's storage health calls it
+   * while faulted.
+   */
+  retryStorage(probe: () => Promise<void>): Promise<void>;
 }
 
 /**
@@ -252,8 +267,16 @@ export interface FixablePersistence {
  * 3. A SUBSCRIBE's filters are stored once: Aedes' subscribe handler calls addSubscriptions with the
  *    packet's whole filter list once per filter (1,000 filters: 2.7 GB; 10,000: 11.6 GB and the hub
  *    died). The first call stores the list; the others of the same packet share its promise.
+ * 4. A failed write (full or read-only data dir: LEVEL_IO_ERROR … No space left on device) is a
+ *    storage fault, reported to `storage`, not a crash: Aedes' CONNECT handler deletes a reconnecting
+ *    client's stored will with `delWill(client).finally(…)`, so a failed delete was an unhandled
+ *    rejection; a failed will write refused the connection. Both now report and go on (the will
+ *    is kept in memory by Aedes for this connection). A retained message that cannot be stored is
+ *    still delivered and kept in the index, and stored by retryStorage() once the disk can be
+ *    written: live state must keep flowing while the disk is full (the hub says why on hub/storage).
+ *    Other failed writes are reported and passed on to Aedes as before.
  */
-export function fixPersistence(persistence: FixablePersistence): { retained: RetainedIndex<StoredPacket> } {
+export function fixPersistence(persistence: FixablePersistence, storage: StorageReporter = IGNORE_STORAGE): FixedPersistence {
   const index = new RetainedIndex<StoredPacket>();
   const p = persistence;
   const original = {
@@ -263,6 +286,31 @@ export function fixPersistence(persistence: FixablePersistence): { retained: Ret
     outgoingUpdate: p.outgoingUpdate.bind(p),
     outgoingClearMessageId: p.outgoingClearMessageId.bind(p),
     addSubscriptions: p.addSubscriptions.bind(p),
+    removeSubscriptions: p.removeSubscriptions.bind(p),
+    putWill: p.putWill.bind(p),
+    delWill: p.delWill.bind(p),
+  };
+  /** Topics whose retained value (or deletion) is in the index but not in LevelDB. */
+  const unstored = new Set<string>();
+  const where = (what: string) => `broker persistence (${what})`;
+  /** The write's outcome goes to `storage`; a failure is passed on to Aedes. */
+  const reported = async <T>(what: string, write: () => Promise<T>): Promise<T> => {
+    try {
+      const r = await write();
+      storage.ok();
+      return r;
+    } catch (err) {
+      storage.failed(err, where(what));
+      throw err;
+    }
+  };
+  /** Like reported(), but a failure ends here (with `fallback`): for writes Aedes must not fail on. */
+  const tolerated = async <T>(what: string, write: () => Promise<T>, fallback: T): Promise<T> => {
+    try {
+      return await reported(what, write);
+    } catch {
+      return fallback;
+    }
   };
 
   // Aedes insists on an AsyncFunction here (it checks constructor.name).
@@ -272,20 +320,23 @@ export function fixPersistence(persistence: FixablePersistence): { retained: Ret
   };
 
   p.storeRetained = async (packet) => {
-    const previous = index.get(packet.topic);
     const entry = packet.payload.length === 0 ? undefined : retainedCopy(packet);
     if (entry) index.set(entry);
     else index.delete(packet.topic);
     try {
       await original.storeRetained(packet);
     } catch (err) {
-      if (index.get(packet.topic) === entry) {
-        if (previous) index.set(previous);
-        else index.delete(packet.topic);
-      }
-      throw err;
+      // Delivered and kept in the index all the same; stored by retryStorage() (fix 4).
+      unstored.add(packet.topic);
+      storage.failed(err, where("retained messages"));
+      return;
     }
+    unstored.delete(packet.topic);
+    storage.ok();
   };
+  p.putWill = (client, packet) => tolerated("last wills", () => original.putWill(client, packet), undefined);
+  p.delWill = (client) => tolerated("last wills", () => original.delWill(client), undefined);
+  p.removeSubscriptions = (client, topics) => reported("subscriptions", () => original.removeSubscriptions(client, topics));
 
   const matching = function* (patterns: string[]): Generator<StoredPacket> {
     for (const pattern of patterns) yield* index.match(pattern);
@@ -310,10 +361,26 @@ export function fixPersistence(persistence: FixablePersistence): { retained: Ret
   const storing = new WeakMap<unknown[], Promise<void>>();
   p.addSubscriptions = (client, subs) => {
     let stored = storing.get(subs);
-    if (!stored) storing.set(subs, (stored = original.addSubscriptions(client, subs)));
+    if (!stored) storing.set(subs, (stored = reported("subscriptions", () => original.addSubscriptions(client, subs))));
     return stored;
   };
-  return { retained: index };
+
+  const retryStorage = async (probe: () => Promise<void>): Promise<void> => {
+    try {
+      for (const topic of [...unstored]) {
+        const entry = index.get(topic);
+        await original.storeRetained(entry ?? { topic, payload: Buffer.alloc(0), qos: 0 });
+        // Only when no newer write of the topic failed meanwhile (that one is retried next time).
+        if (index.get(topic) === entry) unstored.delete(topic);
+      }
+      if (unstored.size === 0) await probe();
+    } catch (err) {
+      storage.failed(err, where("retry"));
+      return;
+    }
+    if (unstored.size === 0) storage.ok();
+  };
+  return { retained: index, retryStorage };
 }
 
 /** A compact copy of a retained packet: the payload copied so it pins no larger socket buffer. */

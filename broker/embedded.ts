@@ -24,7 +24,8 @@ import type { Logger } from "pino";
 import { Topics } from "../protocol/index.js";
 import { BrokerAccess } from "./access.js";
 import type { AclUser } from "./acl.js";
-import { EmptyClientIds, adaptDelivery, limitPackets, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence } from "./aedes-fixes.js";
+import { EmptyClientIds, adaptDelivery, limitPackets, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence, type FixedPersistence } from "./aedes-fixes.js";
+import type { StorageReporter } from "../protocol/storage.js";
 import { ClientIdentities, INTERNAL_HUB_USER, authenticate, remoteAddressOf } from "./auth.js";
 import type { BrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
@@ -87,6 +88,8 @@ export interface EmbeddedBrokerOptions {
    * not come back since, are published (default 60 s; Aedes checks wills of "dead" brokers).
    */
   orphanWillCheckMs?: number;
+  /** Where the LevelDB's writes report (the hub's storage health): a full disk is a state, not a crash. */
+  storage?: StorageReporter;
 }
 
 export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
@@ -94,6 +97,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private aedes?: Aedes;
   private db?: Level<string, Buffer>;
   private persistence?: ReturnType<typeof aedesPersistenceLevel>;
+  private fixed?: FixedPersistence;
   private sessions?: SessionOwners;
   private store?: CredentialStore;
   private readonly endpoints: BrokerListeners;
@@ -195,7 +199,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     }
     this.sessions = await SessionOwners.open(this.db, log);
     this.persistence = aedesPersistenceLevel(this.db);
-    fixPersistence(this.persistence as unknown as FixablePersistence);
+    this.fixed = fixPersistence(this.persistence as unknown as FixablePersistence, this.options.storage);
     // Aedes checks for wills of dead brokers every 4 heartbeats; one is dead after 3 without a beat.
     const heartbeatInterval = Math.max(250, Math.round((this.options.orphanWillCheckMs ?? 60_000) / 4));
     const emptyClientIds = new EmptyClientIds();
@@ -252,6 +256,16 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     log.info({ ports: this.boundPorts, dataDir: config.dataDir, allowAnonymous: config.allowAnonymous }, "embedded mqtt broker started");
   }
 
+  /** After a storage fault: store what only memory holds, or probe the LevelDB (reports to options.storage). */
+  async retryStorage(): Promise<void> {
+    const db = this.db;
+    if (!this.fixed || !db) return;
+    await this.fixed.retryStorage(async () => {
+      await db.put("lockstep:storage-probe", Buffer.from("probe"));
+      await db.del("lockstep:storage-probe");
+    });
+  }
+
   /**
    * Serve MQTT over WebSocket on an existing HTTP(S) server at `path` (the hub's page and
    * Node-RED share one port). Other upgrade requests (e.g. Node-RED's /comms) are left alone.
@@ -271,6 +285,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     else if (this.db) await this.db.close().catch(() => undefined);
     this.aedes = undefined;
     this.persistence = undefined;
+    this.fixed = undefined;
     this.sessions = undefined;
     this.db = undefined;
     this.store = undefined;

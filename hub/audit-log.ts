@@ -5,7 +5,7 @@
  * When the file would grow past `maxBytes` it is rotated like logrotate does it: audit.jsonl.1 is
  * the newest old file, up to `keepFiles` of them; the oldest is deleted.
  */
-import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync, truncateSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -14,11 +14,14 @@ import type { HostRequestInfo } from "../broker/embedded.js";
 import { newAuditEventId } from "../protocol/audit.js";
 import { decodeJson } from "../protocol/payload.js";
 import { AuditEvent } from "../protocol/schemas.js";
+import { IGNORE_STORAGE, type StorageReporter } from "../protocol/storage.js";
 
 export const AUDIT_FILE = "audit.jsonl";
 export const AUDIT_MEMORY = 500;
 export const AUDIT_MAX_BYTES = 10 * 1024 * 1024;
 export const AUDIT_KEEP_FILES = 5;
+/** Events kept in memory while the file cannot be written (the oldest are dropped beyond it, and counted). */
+export const AUDIT_PENDING_MAX = 5000;
 /** How much of the file's end is read at start: plenty for AUDIT_MEMORY lines of normal size. */
 const TAIL_BYTES = 1024 * 1024;
 
@@ -31,6 +34,10 @@ export interface AuditLogOptions {
   maxBytes?: number;
   /** Rotated files kept: audit.jsonl.1 … .N (default 5; 0 keeps none). */
   keepFiles?: number;
+  /** Where each write's outcome goes (the hub's storage health). */
+  storage?: StorageReporter;
+  /** Events kept while the file cannot be written (default AUDIT_PENDING_MAX). */
+  pendingMax?: number;
 }
 
 export class AuditLog {
@@ -43,6 +50,12 @@ export class AuditLog {
   private bytes = 0;
   /** Oldest first. */
   private events: AuditEvent[] = [];
+  private readonly storage: StorageReporter;
+  private readonly pendingMax: number;
+  /** Events not yet in the file (it could not be written), oldest first; written before any newer one. */
+  private pending: AuditEvent[] = [];
+  /** Pending events dropped (oldest first) because more than pendingMax piled up. */
+  private dropped = 0;
 
   constructor(opts: AuditLogOptions) {
     this.file = join(opts.dataDir, AUDIT_FILE);
@@ -50,19 +63,72 @@ export class AuditLog {
     this.maxBytes = opts.maxBytes ?? AUDIT_MAX_BYTES;
     this.keepFiles = opts.keepFiles ?? AUDIT_KEEP_FILES;
     this.log = opts.log;
+    this.storage = opts.storage ?? IGNORE_STORAGE;
+    this.pendingMax = opts.pendingMax ?? AUDIT_PENDING_MAX;
     this.load();
   }
 
-  /** Append one event to the file and the in-memory window. */
+  /**
+   * Append one event to the in-memory window and the file. When the file cannot be written (full or
+   * read-only data dir) the event is kept in memory, in order, and written by flushPending() once it
+   * can; the failure goes to the storage reporter, not to the caller.
+   */
   append(event: AuditEvent): void {
     const parsed = AuditEvent.parse(event);
-    const line = JSON.stringify(parsed) + "\n";
-    const size = Buffer.byteLength(line);
-    if (this.bytes > 0 && this.bytes + size > this.maxBytes) this.rotate();
-    appendFileSync(this.file, line, { mode: 0o600 });
-    this.bytes += size;
     this.events.push(parsed);
     if (this.events.length > this.keep) this.events.splice(0, this.events.length - this.keep);
+    this.pending.push(parsed);
+    if (this.pending.length > this.pendingMax) {
+      this.dropped += this.pending.length - this.pendingMax;
+      this.pending.splice(0, this.pending.length - this.pendingMax);
+    }
+    this.flushPending();
+  }
+
+  /** Events waiting to be written (kept in memory while the file cannot be written). */
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Write the kept events, oldest first (and, when some had to be dropped, how many); true when none
+   * is left. Called on every append and by the hub's storage health while it is faulted.
+   */
+  flushPending(): boolean {
+    try {
+      if (this.dropped > 0) {
+        const at = new Date();
+        this.write({ id: newAuditEventId(at), at: at.toISOString(), actor: "hub", action: "audit.dropped", target: "audit", details: { count: this.dropped, why: "the data dir could not be written and more events came than are kept in memory" } });
+        this.dropped = 0;
+      }
+      while (this.pending.length > 0) {
+        this.write(this.pending[0]!);
+        this.pending.shift();
+      }
+    } catch (err) {
+      this.storage.failed(err, this.file);
+      return false;
+    }
+    this.storage.ok();
+    return true;
+  }
+
+  private write(event: AuditEvent): void {
+    const line = JSON.stringify(event) + "\n";
+    const size = Buffer.byteLength(line);
+    if (this.bytes > 0 && this.bytes + size > this.maxBytes) this.rotate();
+    try {
+      appendFileSync(this.file, line, { mode: 0o600 });
+    } catch (err) {
+      // A full disk may have taken part of the line: cut it off, or the next line would be glued to it.
+      try {
+        if (existsSync(this.file)) truncateSync(this.file, this.bytes);
+      } catch {
+        // Read-only: nothing was written either.
+      }
+      throw err;
+    }
+    this.bytes += size;
   }
 
   /** Newest first, at most `limit`; with `before` (an event id) only events older than that one. */

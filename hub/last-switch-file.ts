@@ -7,7 +7,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { isValidHostId } from "../protocol/index.js";
+import { IGNORE_STORAGE, isValidHostId, type StorageReporter } from "../protocol/index.js";
 
 /** More hosts than any fleet Lockstep is built for; a file beyond it is not read. */
 const MAX_HOSTS = 100_000;
@@ -19,9 +19,13 @@ const LastSwitchFileShape = z.object({
 });
 
 export class LastSwitchFile {
+  /** What the last failed save was to write (written by retry()). */
+  private unsaved?: ReadonlyMap<string, number>;
+
   constructor(
     private readonly path: string,
     private readonly log: Logger,
+    private readonly storage: StorageReporter = IGNORE_STORAGE,
   ) {}
 
   /** What the file holds; nothing when it is missing, and nothing (with a warning) when it is not valid. */
@@ -54,7 +58,19 @@ export class LastSwitchFile {
       writeFileSync(tmp, JSON.stringify({ version: 1, hosts: Object.fromEntries(times) }) + "\n", { mode: 0o600 });
       renameSync(tmp, this.path);
     } catch (err) {
-      this.log.error({ err, path: this.path }, "cannot store the last-switch times (the metric is kept in memory)");
+      // Kept in memory (the metric is served from there) and written again once the data dir can be written.
+      this.unsaved = new Map(times);
+      this.log.warn({ err, path: this.path }, "cannot store the last-switch times (the metric is kept in memory)");
+      this.storage.failed(err, this.path);
+      return;
     }
+    this.unsaved = undefined;
+    this.storage.ok();
+  }
+
+  /** Write what the last failed save could not (the hub's storage health calls this while faulted). */
+  retry(): void {
+    if (this.unsaved) this.save(this.unsaved);
+    else this.storage.ok();
   }
 }

@@ -31,6 +31,7 @@ import type { StartStep } from "./steps.js";
 import { RevertConverger } from "./converge.js";
 import { AutomaticPause } from "../rollout/automatic-pause.js";
 import { PreviewSettings } from "./config.js";
+import type { StorageHealth } from "./storage-health.js";
 
 /** Where the rollout store lives, under the data dir. */
 export const ROLLOUT_STATE_DIR = "rollout";
@@ -55,6 +56,8 @@ export interface HubServicesOptions {
   mergeReverts?: boolean;
   /** automatic.resumeOnGreenPreview: a later PR's preview building everywhere ends a pause after a failed rollout. */
   resumeOnGreenPreview?: boolean;
+  /** The hub's storage health: the rollout store and automatic.json report their writes to it. */
+  storage?: StorageHealth;
 }
 
 export interface HubServices extends LockstepServices {
@@ -87,11 +90,23 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
       ? new GitHubService(opts.github as GitHubConfigInput, log.child({ component: "github" }), { audit: (event) => fleet.publishAudit(event) })
       : undefined;
   const stateDir = rolloutStateDir(opts.dataDir, log);
-  const rollouts = new RolloutService({
+  const storage = opts.storage;
+  const rollouts: RolloutService = new RolloutService({
     fleet,
     store: new RolloutStore(stateDir),
     logger: log.child({ component: "rollouts" }),
     ...(github ? { revert: github.revertForRollout } : {}),
+    // A rollout whose record cannot be written is held, and resumed by the storage health's retry.
+    ...(storage
+      ? {
+          storage: {
+            assertWritable: () => storage.assertWritable(),
+            reporter: storage.writer("rollouts", () => rollouts.retryHeld()),
+            holdRollout: (id: string) => storage.holdRollout(id),
+            releaseRollout: (id: string) => storage.releaseRollout(id),
+          },
+        }
+      : {}),
   });
   const previewSettings = opts.previews ?? PreviewSettings.parse({});
   const previews = previewSettings.enabled
@@ -110,13 +125,14 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
     ? new RevertConverger({ github, rollouts, log, rolloutDefaults: opts.rolloutDefaults ?? {}, mergeAutomatically: opts.mergeReverts ?? false })
     : undefined;
   // Automatic mode pauses after a failed rollout; the state lives in the data dir.
-  const automatic = new AutomaticPause({
+  const automatic: AutomaticPause = new AutomaticPause({
     file: join(opts.dataDir, "automatic.json"),
     log: log.child({ component: "automatic" }),
     publish: async (state) => void (await client.publishAsync(topics.automaticPause(), JSON.stringify(state), { qos: 1, retain: true })),
     audit: (event) => void fleet.publishAudit(event).catch((err: unknown) => log.warn({ err }, "cannot publish an audit event")),
     ...(previews ? { previews } : {}),
     resumeOnGreenPreview: opts.resumeOnGreenPreview ?? true,
+    ...(storage ? { storage: storage.writer("automatic", () => automatic.retrySave()) } : {}),
   });
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));

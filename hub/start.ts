@@ -16,7 +16,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import { AuditEvent, decodeJson, LockstepError, readSecretFile, Topics } from "../protocol/index.js";
+import { AuditEvent, decodeJson, LockstepError, readSecretFile, Topics, type StorageHealthState } from "../protocol/index.js";
 import { EmbeddedBroker, connectHost, type BrokerDenial, type HostRequestInfo } from "../broker/embedded.js";
 import { LoginBackoff } from "../broker/login-backoff.js";
 import { CredentialStore } from "../broker/credentials.js";
@@ -38,6 +38,7 @@ import { buildHubServices, type HubServices } from "./services.js";
 import { mergeRevertHandler, resumeHandler } from "./converge.js";
 import { startSteps, type StartStep } from "./steps.js";
 import { startProcessGuard } from "./process-guard.js";
+import { StorageHealth, storageTransitionEvent } from "./storage-health.js";
 import { createHubLogger } from "./logger.js";
 
 export const OPERATOR_USER = "admin";
@@ -118,6 +119,7 @@ export interface StartHubOptions {
   print?: (line: string) => void;
   /** Keep serving after an unhandled rejection (logged, audited). The `lockstep hub` process sets it; a test runner must not. */
   guardProcess?: boolean;
+  testing?: StartHubTesting;
 }
 
 /** What the start steps build, step by step; later steps read what earlier ones left here. */
@@ -137,6 +139,12 @@ interface HubParts {
   metrics?: HubMetrics;
 }
 
+/** Test hooks of startHub (not configuration). */
+export interface StartHubTesting {
+  /** How often failed writers retry while the data dir cannot be written (default 5 s). */
+  storageRetryMs?: number;
+}
+
 export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   const { config } = opts;
   const print = opts.print ?? ((line: string) => process.stdout.write(line + "\n"));
@@ -154,6 +162,13 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
   let base = "";
   const startedAt = new Date();
   let github: ReturnType<typeof loadGitHubConfig> | undefined;
+  // Every durable writer (broker, audit log, rollouts, automatic.json, last-switch.json) reports here.
+  const storage = new StorageHealth({
+    dataDir: config.dataDir,
+    log: log.child({ component: "storage" }),
+    publish: async (state) => void (await parts.client?.publishAsync(topics.hubStorage(), JSON.stringify(state), { qos: 1, retain: true })),
+    ...(opts.testing?.storageRetryMs !== undefined ? { retryEveryMs: opts.testing.storageRetryMs } : {}),
+  });
 
   const steps: StartStep[] = [
     {
@@ -173,7 +188,9 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           parts.mqttConn = { url: ext.url, username: ext.username, password: readSecretFile(ext.passwordFile, "external broker password") };
           return;
         }
-        const broker = new EmbeddedBroker(config.broker, log.child({ component: "broker" }));
+        const broker: EmbeddedBroker = new EmbeddedBroker(config.broker, log.child({ component: "broker" }), {
+          storage: storage.writer("broker", () => broker.retryStorage()),
+        });
         await broker.start();
         parts.broker = broker;
         parts.users = broker.credentials;
@@ -205,16 +222,38 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       },
     },
     {
+      name: "storage health",
+      // Retained hub/storage from here on; each ok ↔ fault transition is an audit event (kept in
+      // memory by the audit log until the file can be written).
+      async start() {
+        const client = need("client");
+        await storage.publishNow();
+        const onTransition = (state: StorageHealthState, previous: StorageHealthState) => {
+          client.publishAsync(topics.events(), JSON.stringify(storageTransitionEvent(state, previous)), { qos: 1 }).catch((err: unknown) => log.error({ err }, "cannot publish an audit event"));
+        };
+        storage.on("transition", onTransition);
+        // A broker without persistence (or one restarted) has lost the retained state.
+        const onConnect = () => void storage.publishNow();
+        client.on("connect", onConnect);
+        return async () => {
+          client.off("connect", onConnect);
+          storage.off("transition", onTransition);
+          storage.stop();
+        };
+      },
+    },
+    {
       name: "audit log",
       // Everything on fleet/events (rollout engine, FleetView's commands, Home Assistant's, and
       // what operators published as the broker saw it) is kept.
       async start() {
         const client = need("client");
-        const auditLog = new AuditLog({
+        const auditLog: AuditLog = new AuditLog({
           dataDir: config.dataDir,
           log: log.child({ component: "audit" }),
           maxBytes: Math.round(config.audit.maxMegabytes * 1024 * 1024),
           keepFiles: config.audit.keepFiles,
+          storage: storage.writer("audit", (): boolean => auditLog.flushPending()),
         });
         parts.auditLog = auditLog;
         const eventsTopic = topics.events();
@@ -222,11 +261,8 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           if (topic !== eventsTopic) return;
           const event = decodeJson(AuditEvent, payload);
           if (!event.ok) return log.warn({ topic, error: event.error }, "ignoring an invalid audit event");
-          try {
-            auditLog.append(event.value);
-          } catch (err) {
-            log.error({ err }, "cannot append to the audit log");
-          }
+          // A write failure is the storage health's to report; the event is kept until it can be written.
+          auditLog.append(event.value);
         };
         client.on("message", onMessage);
         await client.subscribeAsync(eventsTopic, { qos: 1 });
@@ -269,7 +305,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       name: "hub services",
       // Fleet view, rollouts (one store), GitHub: built once, shared by Node-RED, HA and the API.
       async start() {
-        const services = buildHubServices({ client: need("client"), topics, dataDir: config.dataDir, log, rolloutDefaults: config.rollout, mergeReverts: config.automatic.mergeReverts, resumeOnGreenPreview: config.automatic.resumeOnGreenPreview, previews: config.previews, ...(config.github ? { github: config.github } : {}) });
+        const services = buildHubServices({ client: need("client"), topics, dataDir: config.dataDir, log, storage, rolloutDefaults: config.rollout, mergeReverts: config.automatic.mergeReverts, resumeOnGreenPreview: config.automatic.resumeOnGreenPreview, previews: config.previews, ...(config.github ? { github: config.github } : {}) });
         parts.services = services;
         const running = await startSteps(services.steps, log);
         return () => running.stop();
@@ -281,10 +317,11 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
       async start() {
         const services = need("services");
         const broker = parts.broker;
+        const lastSwitchFile: LastSwitchFile = new LastSwitchFile(join(config.dataDir, "last-switch.json"), log.child({ component: "metrics" }), storage.writer("last-switch", () => lastSwitchFile.retry()));
         const metrics = new HubMetrics({
           fleet: services.fleet,
           rollouts: services.rollouts,
-          lastSwitchFile: new LastSwitchFile(join(config.dataDir, "last-switch.json"), log.child({ component: "metrics" })),
+          lastSwitchFile,
           ...(broker ? { broker: () => broker.stats() } : {}),
         });
         parts.metrics = metrics;

@@ -16,6 +16,7 @@ export * from "./command.js";
 export * from "./windows.js";
 export * from "./preview.js";
 export * from "./automatic.js";
+export * from "./storage.js";
 export * from "./nix-output.js";
 export * from "./reboot.js";
 export { FINAL_ROLLOUT_STATES, isFinalRolloutState } from "./enums.js";

@@ -35,6 +35,7 @@ export type ParsedTopic =
   | { kind: "events" }
   | { kind: "hubAvailability" }
   | { kind: "hubStatus" }
+  | { kind: "hubStorage" }
   | { kind: "history"; rolloutId: string }
   | { kind: "preview"; pr: number; host: string }
   | { kind: "hostPreview"; builtOn: string; pr: number; host: string }
@@ -125,6 +126,10 @@ export class Topics {
   /** Retained `HubStatus`: what the hub was started with (is GitHub configured, where agents connect). */
   hubStatus(): string {
     return `${this.root}/hub/status`;
+  }
+  /** Retained `StorageHealthState` (protocol/storage.ts): can the hub write its data dir. */
+  hubStorage(): string {
+    return `${this.root}/hub/storage`;
   }
   /**
    * Non-retained requests from simple clients (Home Assistant buttons) that cannot build a full
@@ -244,6 +249,7 @@ export class Topics {
     }
     if (a === "hub" && b === "availability" && parts.length === 2) return { kind: "hubAvailability" };
     if (a === "hub" && b === "status" && parts.length === 2) return { kind: "hubStatus" };
+    if (a === "hub" && b === "storage" && parts.length === 2) return { kind: "hubStorage" };
     return null;
   }
 }

@@ -14,6 +14,7 @@ import type { Logger } from "pino";
 import type { AuditEvent, RolloutProgress, RolloutStateName } from "../protocol/schemas.js";
 import { AutomaticPauseState as AutomaticState } from "../protocol/automatic.js";
 import { newAuditEventId } from "../protocol/audit.js";
+import { IGNORE_STORAGE, type StorageReporter } from "../protocol/storage.js";
 
 const PAUSING_STATES: readonly RolloutStateName[] = ["halted", "rolled-back", "failed"];
 
@@ -35,12 +36,16 @@ export interface AutomaticPauseOptions {
   /** A later PR's preview building on every host resumes automatic mode (automatic.resumeOnGreenPreview). */
   previews?: PreviewVerdicts;
   resumeOnGreenPreview?: boolean;
+  /** Where each write of the file reports (the hub's storage health). */
+  storage?: StorageReporter;
   now?: () => Date;
 }
 
 export class AutomaticPause {
   private current: AutomaticState;
   private unfollow?: () => void;
+  /** The state in memory is not in the file yet (the data dir could not be written). */
+  private unsaved = false;
 
   constructor(private readonly o: AutomaticPauseOptions) {
     this.current = this.load();
@@ -103,15 +108,31 @@ export class AutomaticPause {
 
   private set(state: AutomaticState): void {
     this.current = AutomaticState.parse(state);
+    this.save();
+    void this.publish();
+  }
+
+  /** Write the state the file is missing (the hub's storage health calls this while faulted). */
+  retrySave(): void {
+    if (this.unsaved) this.save();
+    else this.o.storage?.ok();
+  }
+
+  private save(): void {
+    const storage = this.o.storage ?? IGNORE_STORAGE;
     try {
       const tmp = `${this.o.file}.tmp`;
       writeFileSync(tmp, JSON.stringify(this.current, null, 1) + "\n", { mode: 0o600 });
       renameSync(tmp, this.o.file);
     } catch (err) {
-      // The pause still holds in memory; a restart would forget it: say so loudly.
+      // The pause still holds in memory and is written once the data dir can be written.
+      this.unsaved = true;
       this.o.log.error({ err, file: this.o.file }, "cannot store the automatic-mode state (paused/resumed) in the data dir");
+      storage.failed(err, this.o.file);
+      return;
     }
-    void this.publish();
+    this.unsaved = false;
+    storage.ok();
   }
 
   private load(): AutomaticState {

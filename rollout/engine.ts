@@ -26,6 +26,7 @@ import { newCommandId, newId, waitForChange, type CommandArgsInput, type FleetCh
 import type { RolloutPlan } from "./spec.js";
 import type { RolloutRecord, RolloutStore, StepRecord, StepResult } from "./store.js";
 import { describeWindow, isWithinWindow } from "../protocol/windows.js";
+import { isFinalRolloutState } from "../protocol/enums.js";
 
 export interface RolloutEngineEvents {
   /** Coalesced (at most every progressIntervalMs) plus immediately on phase changes and the end. */
@@ -42,6 +43,8 @@ export interface RolloutEngineEvents {
 export interface RolloutStorageFault {
   rolloutId: string;
   error: string;
+  /** What the store threw (its cause chain has the file system's error code). */
+  cause: unknown;
 }
 
 /** Opens a revert of the merge on GitHub; injected so the engine never imports github/. */
@@ -893,9 +896,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
     const now = new Date().toISOString();
     rec.progress.finishedAt = now;
-    rec.finished = true;
     this.setRolloutState(state);
-    await this.save();
     const entry: RolloutHistoryEntry = {
       rolloutId: rec.id,
       commit: rec.commit,
@@ -917,7 +918,17 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (rec.plan.spec.prNumber !== undefined) entry.prNumber = rec.plan.spec.prNumber;
     if (rec.plan.spec.lockDiff) entry.lockDiff = rec.plan.spec.lockDiff;
     if (rec.progress.revertPr) entry.revertPr = rec.progress.revertPr;
-    await this.store.saveHistory(entry);
+    // The history entry first, then the record that says "finished": should the second write fail,
+    // the resumed rollout ends again with the same state and writes the same entry, instead of a
+    // finished record whose history entry (and final publication) is lost.
+    try {
+      await this.store.saveHistory(entry);
+    } catch (e) {
+      this.storageFailed(e);
+      throw e;
+    }
+    rec.finished = true;
+    await this.save();
     this.audit("rollout.finished", undefined, { state, summary: rec.progress.summary, stop: stop?.detail });
     this.flushProgress();
     this.emit("history", entry);
@@ -950,7 +961,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const rolloutId = this.rec!.id;
     this.log.error({ err: e, rolloutId }, "cannot store the rollout's state: it stops here unfinished and resumes when the hub restarts with a writable data dir");
     this.detach();
-    this.emit("storage-fault", { rolloutId, error: (e as Error).message });
+    this.emit("storage-fault", { rolloutId, error: (e as Error).message, cause: e });
   }
 
   private setRolloutState(state: RolloutStateName): void {
@@ -977,6 +988,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (this.progressTimer || this.detached) return;
     this.progressTimer = setTimeout(() => {
       this.progressTimer = undefined;
+      // A final state goes out only from finish(), once it is stored (record first, publish after).
+      if (isFinalRolloutState(this.rec!.progress.state)) return;
       if (!this.detached) this.emit("progress", structuredClone(this.rec!.progress));
     }, this.progressIntervalMs);
   }

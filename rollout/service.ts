@@ -6,6 +6,7 @@
 import { EventEmitter } from "node:events";
 import pino, { type Logger } from "pino";
 import type { AuditEvent, RolloutHistoryEntry, RolloutProgress } from "../protocol/schemas.js";
+import { IGNORE_STORAGE, StorageFaultError, storageErrorCode, storageFaultHint, type StorageReporter } from "../protocol/storage.js";
 import { RolloutEngine, type RevertCallback, type RolloutStorageFault } from "./engine.js";
 import { RolloutConflictError, RolloutNotFoundError, RolloutPlanError } from "./errors.js";
 import { isRolloutPublisher, type FleetPort, type RolloutPublisher } from "./fleet-port.js";
@@ -21,6 +22,19 @@ export interface RolloutServiceEvents {
   "storage-fault": [RolloutStorageFault];
 }
 
+/**
+ * The hub's storage health as the rollouts see it: new rollouts are refused while the data dir
+ * cannot be written, a rollout whose record could not be written is held (shown, not failed).
+ */
+export interface RolloutStorage {
+  /** Throws StorageFaultError while the data dir cannot be written. */
+  assertWritable(): void;
+  /** Where the rollout store's failures (and the retry's success) go. */
+  reporter: StorageReporter;
+  holdRollout(id: string): void;
+  releaseRollout(id: string): void;
+}
+
 export interface RolloutServiceOptions {
   fleet: FleetPort;
   store: RolloutStore;
@@ -32,12 +46,16 @@ export interface RolloutServiceOptions {
   /** Passed to every engine. */
   progressIntervalMs?: number;
   resumeGraceMs?: number;
+  /** The hub's storage health; without it a storage failure holds the rollout until retryHeld() or a restart. */
+  storage?: RolloutStorage;
 }
 
 interface ActiveRollout {
   engine: RolloutEngine;
   hosts: Set<string>;
   done: Promise<RolloutProgress>;
+  /** Its record could not be written: the engine stopped, unfinished; retryHeld() resumes it from the store. */
+  held?: { since: string; error: string; resume?: () => void };
 }
 
 export class RolloutService {
@@ -47,10 +65,15 @@ export class RolloutService {
   private readonly active = new Map<string, ActiveRollout>();
   private readonly log: Logger;
   private readonly publisher?: RolloutPublisher;
+  private readonly storage?: RolloutStorage;
+  private readonly reporter: StorageReporter;
+  private closing = false;
 
   constructor(private readonly opts: RolloutServiceOptions) {
     this.log = opts.logger ?? pino({ level: "silent" });
     this.publisher = opts.publisher ?? (isRolloutPublisher(opts.fleet) ? opts.fleet : undefined);
+    this.storage = opts.storage;
+    this.reporter = opts.storage?.reporter ?? IGNORE_STORAGE;
   }
 
   /** Plan without running: what would happen, and which hosts are left out and why. */
@@ -66,7 +89,7 @@ export class RolloutService {
    */
   check(spec: RolloutSpecInput | unknown, now: Date = new Date()): RolloutPlan {
     const plan = this.preview(spec, now);
-    this.opts.store.assertWritable();
+    this.assertWritable();
     const unknown = plan.excluded.filter((e) => e.code === "unknown-host").map((e) => e.host);
     if (unknown.length > 0) {
       throw new RolloutPlanError(`unknown host(s): ${unknown.join(", ")}`, "name hosts whose agents have reported to the broker (see the fleet page), or name none to deploy to every host");
@@ -79,6 +102,20 @@ export class RolloutService {
     return plan;
   }
 
+  /** A rollout must not start that could not record its steps: refused (409) while the data dir cannot be written. */
+  private assertWritable(): void {
+    this.storage?.assertWritable();
+    try {
+      this.opts.store.assertWritable();
+    } catch (e) {
+      const code = storageErrorCode(e);
+      const path = (e as { path?: unknown }).path;
+      const where = typeof path === "string" ? path : this.opts.store.dataDir;
+      this.reporter.failed(e, where);
+      throw new StorageFaultError(code, where, storageFaultHint(code, this.opts.store.dataDir));
+    }
+  }
+
   /**
    * Validate, plan and start a rollout in the background; returns its id at once.
    * Throws RolloutSpecError (bad spec), RolloutPlanError (nothing to deploy, unknown hosts) or
@@ -87,8 +124,7 @@ export class RolloutService {
   start(spec: RolloutSpecInput | unknown, requestedBy: string): string {
     const plan = this.check(spec);
     const hosts = new Set(plan.phases.flatMap((p) => p.hosts));
-    const engine = this.newEngine();
-    this.track(plan.id, engine, hosts, engine.run(plan, requestedBy));
+    this.track(plan.id, hosts, (engine) => engine.run(plan, requestedBy));
     this.log.info({ rolloutId: plan.id, commit: plan.commit, requestedBy, hosts: hosts.size }, "rollout started");
     return plan.id;
   }
@@ -105,7 +141,9 @@ export class RolloutService {
 
   /** Current progress (live for running rollouts, stored otherwise). */
   async get(id: string): Promise<RolloutProgress | undefined> {
-    const live = this.active.get(id)?.engine.progress;
+    const a = this.active.get(id);
+    // A held rollout's engine state was not stored: show what was.
+    const live = a && !a.held ? a.engine.progress : undefined;
     if (live) return live;
     return (await this.opts.store.load(id))?.progress;
   }
@@ -113,7 +151,10 @@ export class RolloutService {
   /** Every stored rollout's progress, newest first. */
   async list(): Promise<RolloutProgress[]> {
     const stored = await this.opts.store.list();
-    return stored.map((r) => this.active.get(r.id)?.engine.progress ?? r.progress);
+    return stored.map((r) => {
+      const a = this.active.get(r.id);
+      return (a && !a.held ? a.engine.progress : undefined) ?? r.progress;
+    });
   }
 
   history(): Promise<RolloutHistoryEntry[]> {
@@ -143,24 +184,52 @@ export class RolloutService {
     const ids: string[] = [];
     for (const rec of await this.opts.store.listUnfinished()) {
       if (this.active.has(rec.id)) continue;
-      const engine = this.newEngine();
       const hosts = new Set(rec.plan.phases.flatMap((p) => p.hosts));
-      this.track(rec.id, engine, hosts, engine.resume(rec.id));
+      this.track(rec.id, hosts, (engine) => engine.resume(rec.id));
       this.log.info({ rolloutId: rec.id }, "resuming rollout after restart");
       ids.push(rec.id);
     }
     return ids;
   }
 
+  /** Ids of rollouts held because their state could not be stored. */
+  held(): string[] {
+    return [...this.active].filter(([, a]) => a.held).map(([id]) => id);
+  }
+
+  /**
+   * Resume held rollouts once the store can be written again (the hub's storage health calls this
+   * while faulted). Each continues from its stored record, like after a hub restart: a step sent
+   * but not recorded as finished is learnt from the host's retained job, never sent again.
+   */
+  async retryHeld(): Promise<void> {
+    const held = [...this.active.values()].filter((a) => a.held);
+    try {
+      this.opts.store.assertWritable();
+    } catch (e) {
+      const path = (e as { path?: unknown }).path;
+      this.reporter.failed(e, typeof path === "string" ? path : this.opts.store.dataDir);
+      return;
+    }
+    // A write the stopped engine queued must not land after the resumed one's.
+    await this.opts.store.flush();
+    this.reporter.ok();
+    for (const a of held) a.held?.resume?.();
+  }
+
   /** Hub shutdown: stop driving rollouts but keep them resumable (their records stay unfinished). */
   async close(): Promise<void> {
-    for (const a of this.active.values()) a.engine.detach();
+    this.closing = true;
+    for (const a of this.active.values()) {
+      a.engine.detach();
+      a.held?.resume?.();
+    }
     await Promise.allSettled([...this.active.values()].map((a) => a.done));
     this.active.clear();
     await this.opts.store.flush();
   }
 
-  private newEngine(): RolloutEngine {
+  private newEngine(onStorageFault: (f: RolloutStorageFault) => void): RolloutEngine {
     const engine = new RolloutEngine({
       fleet: this.opts.fleet,
       store: this.opts.store,
@@ -184,12 +253,42 @@ export class RolloutService {
       this.events.emit("history", h);
     });
     engine.on("done", (p) => this.events.emit("done", p));
-    engine.on("storage-fault", (f) => this.events.emit("storage-fault", f));
+    engine.on("storage-fault", (f) => {
+      onStorageFault(f);
+      this.events.emit("storage-fault", f);
+    });
     return engine;
   }
 
-  private track(id: string, engine: RolloutEngine, hosts: Set<string>, run: Promise<RolloutProgress>): void {
-    const done = run
+  /**
+   * Run a rollout (first: run or resume) and, while its record cannot be written, hold it: the
+   * engine stops unfinished and publishes nothing more; retryHeld() resumes it from the store.
+   */
+  private track(id: string, hosts: Set<string>, first: (engine: RolloutEngine) => Promise<RolloutProgress>): void {
+    const entry = { hosts } as ActiveRollout;
+    const onStorageFault = (f: RolloutStorageFault) => {
+      const path = (f.cause as { path?: unknown } | undefined)?.path;
+      this.reporter.failed(f.cause, typeof path === "string" ? path : this.opts.store.dataDir);
+      entry.held = { since: new Date().toISOString(), error: f.error };
+      this.storage?.holdRollout(id);
+      this.log.warn({ rolloutId: id, err: f.error }, "rollout held: its state cannot be stored; it resumes when the data dir can be written");
+    };
+    const drive = async (): Promise<RolloutProgress> => {
+      entry.engine = this.newEngine(onStorageFault);
+      let progress = await first(entry.engine);
+      while (entry.held && !this.closing) {
+        const held = entry.held;
+        await new Promise<void>((resolve) => (held.resume = resolve));
+        if (this.closing) break;
+        entry.held = undefined;
+        this.storage?.releaseRollout(id);
+        this.log.info({ rolloutId: id, heldSince: held.since }, "resuming a held rollout: its state can be stored again");
+        entry.engine = this.newEngine(onStorageFault);
+        progress = await entry.engine.resume(id);
+      }
+      return progress;
+    };
+    const done = drive()
       .catch((e: unknown) => {
         this.log.error({ err: e, rolloutId: id }, "rollout ended with an error");
         throw e;
@@ -197,6 +296,7 @@ export class RolloutService {
       .finally(() => this.active.delete(id));
     // A caller that never awaits wait() must not see an unhandled rejection.
     done.catch(() => undefined);
-    this.active.set(id, { engine, hosts, done });
+    entry.done = done;
+    this.active.set(id, entry);
   }
 }

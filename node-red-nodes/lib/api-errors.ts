@@ -15,6 +15,8 @@ const BY_CODE: Record<string, number> = {
   "not-found": 404,
   "rollout-conflict": 409,
   "merge-guard": 409,
+  // The data dir cannot be written: nothing starts until it can (protocol/storage.ts).
+  "storage-fault": 409,
   "not-an-update": 422,
   "rollout-plan": 422,
   config: 503,

@@ -7,18 +7,21 @@ import { join } from "node:path";
 import aedesPersistenceLevel from "aedes-persistence-level";
 import { Level } from "level";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixPersistence, type FixablePersistence } from "../../broker/aedes-fixes.js";
+import { fixPersistence, type FixablePersistence, type FixedPersistence } from "../../broker/aedes-fixes.js";
 
 describe("fixPersistence", () => {
   let dir: string;
   let db: Level<string, Buffer>;
   let persistence: FixablePersistence & { destroy(): Promise<void> };
+  let fixed: FixedPersistence;
+  let reports: string[];
 
   async function open(): Promise<void> {
     db = new Level<string, Buffer>(join(dir, "mqtt"), { valueEncoding: "buffer" });
     await db.open();
     persistence = aedesPersistenceLevel(db) as unknown as typeof persistence;
-    fixPersistence(persistence);
+    reports = [];
+    fixed = fixPersistence(persistence, { ok: () => reports.at(-1) !== "ok" && reports.push("ok"), failed: (_e, path) => reports.push(`failed ${path}`) });
     await persistence.setup({ id: "test-broker" });
   }
   const retain = (topic: string, payload: string) => persistence.storeRetained({ topic, payload: Buffer.from(payload), qos: 1 });
@@ -58,11 +61,33 @@ describe("fixPersistence", () => {
     expect(await replay(["a/#"])).toEqual(["a/b=kept"]);
   });
 
-  it("puts the previous value back when the store refuses a write", async () => {
+  it("a retained message the store refuses is still delivered and kept, reported, and stored by the retry once it can", async () => {
     await retain("a/b", "stored");
-    vi.spyOn(db, "put").mockRejectedValueOnce(new Error("No space left on device"));
-    await expect(retain("a/b", "lost")).rejects.toThrow(/No space/);
-    expect(await replay(["a/b"])).toEqual(["a/b=stored"]);
+    const put = vi.spyOn(db, "put").mockRejectedValue(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" }));
+    await retain("a/b", "newer"); // resolves: Aedes goes on and delivers it
+    expect(await replay(["a/b"])).toEqual(["a/b=newer"]);
+    expect(reports).toEqual(["ok", "failed broker persistence (retained messages)"]);
+    await fixed.retryStorage(async () => undefined);
+    expect(reports.at(-1)).toBe("failed broker persistence (retry)");
+    put.mockRestore();
+    let probed = false;
+    await fixed.retryStorage(async () => void (probed = true));
+    expect(probed).toBe(true);
+    expect(reports.at(-1)).toBe("ok");
+    await persistence.destroy();
+    await open();
+    expect(await replay(["a/b"])).toEqual(["a/b=newer"]); // it reached the disk
+  });
+
+  it("a will that cannot be deleted or stored is a reported storage fault, not a rejection (Aedes' CONNECT leaves delWill's unhandled)", async () => {
+    await persistence.putWill({ id: "agent-a" }, { topic: "h/a/availability", payload: Buffer.from("offline"), qos: 1, retain: true });
+    const full = () => Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" });
+    vi.spyOn(db, "del").mockRejectedValue(full());
+    vi.spyOn(db, "put").mockRejectedValue(full());
+    vi.spyOn(db, "batch").mockRejectedValue(full());
+    await expect(persistence.delWill({ id: "agent-a" })).resolves.toBeUndefined();
+    await expect(persistence.putWill({ id: "agent-a" }, { topic: "h/a/availability", payload: Buffer.from("offline"), qos: 1, retain: true })).resolves.toBeUndefined();
+    expect(reports.filter((r) => r.startsWith("failed"))).toEqual(["failed broker persistence (last wills)", "failed broker persistence (last wills)"]);
   });
 
   it("does not look up a clean session's PUBACK in the store, but does for ids it stored", async () => {

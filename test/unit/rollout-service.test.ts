@@ -7,6 +7,8 @@ import { RolloutStore } from "../../rollout/store.js";
 import { RolloutConflictError, RolloutPlanError, RolloutSpecError } from "../../rollout/errors.js";
 import { RolloutProgress } from "../../protocol/schemas.js";
 import { FakeFleet } from "../support/fake-fleet.js";
+import { StorageFaultError, storageErrorCode } from "../../protocol/storage.js";
+import { httpStatusForCode } from "../../node-red-nodes/lib/api-errors.js";
 import { serviceOnFakeFleet } from "../support/rollout-fixture.js";
 
 const COMMIT = "f".repeat(40);
@@ -25,6 +27,8 @@ function setup(latencyMs = 1) {
 /** A store whose disk "fills up" on demand: writes fail like they do on a full or read-only data dir. */
 class FaultyStore extends RolloutStore {
   failing = false;
+  /** Only the history entry cannot be written (a disk that fills up between two files). */
+  failHistoryOnly = false;
   private fault(): Error {
     return Object.assign(new Error("EROFS: read-only file system, open 'rollouts/x.json'"), { code: "EROFS" });
   }
@@ -32,7 +36,7 @@ class FaultyStore extends RolloutStore {
     return this.failing ? Promise.reject(this.fault()) : super.save(record);
   }
   override saveHistory(entry: Parameters<RolloutStore["saveHistory"]>[0]): Promise<void> {
-    return this.failing ? Promise.reject(this.fault()) : super.saveHistory(entry);
+    return this.failing || this.failHistoryOnly ? Promise.reject(this.fault()) : super.saveHistory(entry);
   }
   protected override probeWrite(): void {
     if (this.failing) throw this.fault();
@@ -88,11 +92,20 @@ describe("RolloutService", () => {
     await service.wait(id);
   });
 
-  it("a data dir that cannot be written: nothing unstored is published, the rollout resumes later to exactly one final state, new rollouts are refused", async () => {
+  /** A service on a store that can be made to fail, with a fleet whose steps take 40 ms. */
+  function faultySetup() {
     const dir = mkdtempSync(join(tmpdir(), "lockstep-service-"));
     const fleet = new FakeFleet({ hosts: [{ host: "a", priority: 1 }, { host: "b", priority: 2 }], latencyMs: 40, expectedHead: COMMIT });
     const store = new FaultyStore(dir);
-    const service = new RolloutService({ fleet, store, progressIntervalMs: 5, resumeGraceMs: 100 });
+    const reports: string[] = [];
+    const held = new Set<string>();
+    const storage = {
+      assertWritable: () => undefined,
+      reporter: { ok: () => reports.push("ok"), failed: (e: unknown) => reports.push(`failed ${storageErrorCode(e)}`) },
+      holdRollout: (id: string) => held.add(id),
+      releaseRollout: (id: string) => held.delete(id),
+    };
+    const service = new RolloutService({ fleet, store, progressIntervalMs: 5, resumeGraceMs: 100, storage });
     cleanups.push(async () => {
       await service.close();
       fleet.close();
@@ -100,26 +113,82 @@ describe("RolloutService", () => {
     });
     const faults: unknown[] = [];
     service.events.on("storage-fault", (f) => faults.push(f));
-    const id = service.start({ commit: COMMIT, strategy: { ...FAST, canary: 0, waves: { size: 2 }, parallelism: 1 } }, "alice");
+    const spec = { commit: COMMIT, strategy: { ...FAST, canary: 0, waves: { size: 2 }, parallelism: 1 } };
+    return { dir, fleet, store, service, faults, reports, held, spec };
+  }
+
+  it("a data dir that cannot be written holds the rollout (nothing unstored published, new rollouts refused with 409) and resumes it to exactly one final state once it can", async () => {
+    const { dir, fleet, store, service, faults, reports, held, spec } = faultySetup();
+    const id = service.start(spec, "alice");
     await fleet.waitForHost("a", (h) => h.info?.commit === COMMIT, 2000);
     store.failing = true;
-    const last = await service.wait(id);
+    const fault = new Promise((resolve) => service.events.once("storage-fault", resolve));
+    await fault;
+    expect(service.held()).toEqual([id]);
+    expect([...held]).toEqual([id]);
+    expect(reports).toContain("failed EROFS");
     // Not finished, and no final state went out: the record on disk still says it runs.
     expect(fleet.progress.filter((p) => p.id === id && p.finishedAt !== undefined).map((p) => p.state)).toEqual([]);
-    expect(last.finishedAt).toBeUndefined();
-    expect(faults).toHaveLength(1);
     expect(fleet.history).toEqual([]);
     expect((await new RolloutStore(dir).load(id))!.finished).toBe(false);
-    expect(() => service.start({ commit: COMMIT, selection: { hosts: ["b"] }, strategy: FAST }, "bob")).toThrow(/cannot be written/);
+    expect((await service.get(id))?.finishedAt).toBeUndefined();
+    let refused: unknown;
+    try {
+      service.start({ commit: COMMIT, selection: { hosts: ["b"] }, strategy: FAST }, "bob");
+    } catch (e) {
+      refused = e;
+    }
+    expect(refused).toBeInstanceOf(StorageFaultError);
+    expect(httpStatusForCode((refused as StorageFaultError).code)).toBe(409);
+    expect((refused as Error).message).toMatch(/cannot write its data dir \(EROFS .*remount the file system/);
 
-    // Storage back, hub restarted: the same rollout completes, once.
+    // A retry while it still cannot write changes nothing.
+    await service.retryHeld();
+    expect(service.held()).toEqual([id]);
+    expect(reports.at(-1)).toBe("failed EROFS");
+
+    // Writable again: the same rollout goes on, without a hub restart, and ends once.
+    store.failing = false;
+    await service.retryHeld();
+    expect(reports.at(-1)).toBe("ok");
+    expect(held.size).toBe(0);
+    expect((await service.wait(id)).state).toBe("completed");
+    expect(faults).toHaveLength(1);
+    expect(fleet.history.map((h) => [h.rolloutId, h.state])).toEqual([[id, "completed"]]);
+    expect(new Set(fleet.progress.filter((p) => p.id === id && p.finishedAt).map((p) => p.state))).toEqual(new Set(["completed"]));
+    for (const host of ["a", "b"]) for (const op of ["pull", "switch", "test"]) expect(fleet.ran(host, op)).toBe(1);
+    expect((await new RolloutStore(dir).load(id))!.progress.state).toBe("completed");
+  });
+
+  it("a held rollout stays resumable across a hub restart", async () => {
+    const { dir, fleet, store, service, spec } = faultySetup();
+    const id = service.start(spec, "alice");
+    await fleet.waitForHost("a", (h) => h.info?.commit === COMMIT, 2000);
+    store.failing = true;
+    await new Promise((resolve) => service.events.once("storage-fault", resolve));
+    await service.close();
+    expect((await service.wait(id).catch(() => undefined))?.finishedAt).toBeUndefined();
+
     store.failing = false;
     const second = new RolloutService({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5, resumeGraceMs: 100 });
     cleanups.push(() => second.close());
     expect(await second.resumeUnfinished()).toEqual([id]);
     expect((await second.wait(id)).state).toBe("completed");
     expect(fleet.history.map((h) => [h.rolloutId, h.state])).toEqual([[id, "completed"]]);
-    expect(new Set(fleet.progress.filter((p) => p.id === id && p.finishedAt).map((p) => p.state))).toEqual(new Set(["completed"]));
+  });
+
+  it("the history entry could not be written: the record is not finished either, and the resumed rollout ends once", async () => {
+    const { dir, fleet, store, service, spec } = faultySetup();
+    store.failHistoryOnly = true;
+    const id = service.start(spec, "alice");
+    await new Promise((resolve) => service.events.once("storage-fault", resolve));
+    expect((await new RolloutStore(dir).load(id))!.finished).toBe(false);
+    expect(fleet.progress.filter((p) => p.id === id && p.finishedAt !== undefined)).toEqual([]);
+    store.failHistoryOnly = false;
+    await service.retryHeld();
+    expect((await service.wait(id)).state).toBe("completed");
+    expect(fleet.history.map((h) => [h.rolloutId, h.state])).toEqual([[id, "completed"]]);
+    expect((await new RolloutStore(dir).history()).map((h) => h.rolloutId)).toEqual([id]);
   });
 
   it("installOnHost deploys one host without canary or soak", async () => {
