@@ -37,9 +37,10 @@ export interface AccessContext {
   onOperatorPublish: (client: Client, user: AclUser, packet: PublishPacket) => void;
 }
 
+/** Requests to a host or to the hub: events, never retained. */
 function isHostRequest(topics: Topics, topic: string): boolean {
   const kind = topics.parse(topic)?.kind;
-  return kind === "commands" || kind === "actions";
+  return kind === "commands" || kind === "actions" || kind === "hubActions";
 }
 
 function dropPacket(packet: PublishPacket): void {

@@ -12,7 +12,7 @@
  * - canReceive(user, topic): may a message on this topic be delivered to it? Checked for every
  *   delivered message, so a viewer's `lockstep/v1/#` never carries a command.
  */
-import { Topics } from "../protocol/index.js";
+import { Topics, USER_NAME_PATTERN } from "../protocol/index.js";
 import type { UserRole } from "./credentials.js";
 
 export interface AclUser {
@@ -70,8 +70,12 @@ export function viewerPatterns(topics: Topics = defaultTopics): RolePatterns {
   };
 }
 
-/** Operators read what viewers read and may command hosts (full commands and HA-style actions). */
-export function operatorPatterns(topics: Topics = defaultTopics): RolePatterns {
+/**
+ * Operators read what viewers read and may command hosts (full commands and HA-style actions).
+ * Operator `name` may also ask the hub itself, on the hub-actions topic with its own name only, so
+ * the topic tells the hub who asked (Home Assistant's "Resume automatic updates" button).
+ */
+export function operatorPatterns(name: string, topics: Topics = defaultTopics): RolePatterns {
   const viewer = viewerPatterns(topics);
   return {
     publish: [
@@ -79,19 +83,20 @@ export function operatorPatterns(topics: Topics = defaultTopics): RolePatterns {
       topics.actions(Topics.ANY_HOST),
       // Home Assistant's birth message, so an HA connected as operator triggers discovery.
       topics.haStatus(),
+      ...(USER_NAME_PATTERN.test(name) ? [topics.hubActions(name)] : []),
     ],
     read: viewer.read,
   };
 }
 
 /**
- * The patterns of a user, built once per role (and host) and topic layout: the embedded broker asks
+ * The patterns of a user, built once per role (and agent or operator name) and topic layout: the embedded broker asks
  * for them on every publish and every delivery. Shared and frozen: callers must not change them.
  */
 export function patternsFor(user: AclUser, topics: Topics = defaultTopics): RolePatterns {
   let byUser = patternCache.get(topics);
   if (!byUser) patternCache.set(topics, (byUser = new Map()));
-  const key = user.role === "agent" ? `agent:${user.name}` : user.role;
+  const key = user.role === "agent" || user.role === "operator" ? `${user.role}:${user.name}` : user.role;
   let patterns = byUser.get(key);
   if (!patterns) {
     patterns = Object.freeze(buildPatterns(user, topics));
@@ -109,7 +114,7 @@ function buildPatterns(user: AclUser, topics: Topics): RolePatterns {
     case "viewer":
       return viewerPatterns(topics);
     case "operator":
-      return operatorPatterns(topics);
+      return operatorPatterns(user.name, topics);
     case "hub":
       return { publish: ["#"], read: ["#"] };
   }

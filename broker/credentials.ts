@@ -17,14 +17,13 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes, scrypt, timingSafeEqua
 import { chmod, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 import { z } from "zod";
-import { LockstepError, formatZodError, isValidHostId } from "../protocol/index.js";
+import { LockstepError, USER_NAME_PATTERN, formatZodError, isValidHostId } from "../protocol/index.js";
 
 export const ROLES = ["agent", "viewer", "operator", "hub"] as const;
 export const UserRole = z.enum(ROLES);
 export type UserRole = z.infer<typeof UserRole>;
 
 /** Non-agent user names: they go into Mosquitto's passwd/ACL files, so no ":" or whitespace. */
-const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 
 // scrypt cost: 2^14 * 8 * 128 bytes = 16 MiB and ~40 ms per check, the node default.
 const SCRYPT_PARAMS = { N: 16384, r: 8, p: 1 } as const;

@@ -61,7 +61,7 @@ export function mosquittoAclFile(users: readonly MosquittoUserEntry[], topics: T
       lines.push(...guardHostNamespace(user.name), "topic readwrite #", "");
       continue;
     }
-    const patterns = user.role === "operator" ? operatorPatterns(topics) : viewerPatterns(topics);
+    const patterns = user.role === "operator" ? operatorPatterns(user.name, topics) : viewerPatterns(topics);
     lines.push(
       ...guardHostNamespace(user.name),
       ...patterns.read.map((p) => `topic read ${p}`),

@@ -3,7 +3,8 @@
  * cache, rollout/fleet-view.ts), keeps one retained discovery message per host (removed when the
  * host is), publishes the derived update/problem/lock-age states, sends Home Assistant's bare
  * action payloads as protocol Commands through the fleet view (the one command path, which also
- * audits them), and starts a one-host rollout for the update entity's Install.
+ * audits them), and starts a one-host rollout for the update entity's Install. It also keeps the
+ * fleet device (ha/fleet-device.ts), whose "Resume automatic updates" button resumes automatic mode.
  *
  * It runs inside the hub on an MQTT client connected with the hub role (the only role allowed to
  * write discovery topics and commands for every host).
@@ -11,12 +12,14 @@
 import { EventEmitter } from "node:events";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { MqttClient } from "mqtt";
+import type { IPublishPacket, MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import { LockstepError, PreviewSummary, decodeJson, encodeJson, type FleetExpected, type Topics } from "../protocol/index.js";
+import { LockstepError, PreviewSummary, decodeJson, encodeJson, parseHubAction, type FleetExpected, type Topics } from "../protocol/index.js";
+import type { AutomaticPause } from "../rollout/automatic-pause.js";
 import { FleetView } from "../rollout/fleet-view.js";
 import type { RolloutService } from "../rollout/service.js";
 import { buildHostDiscovery, buildHostState, buildUpdateState, parseHaAction, type HaOrigin } from "./discovery.js";
+import { buildFleetDiscovery } from "./fleet-device.js";
 
 export interface HomeAssistantBridgeOptions {
   /** Connected with the hub role. */
@@ -27,6 +30,10 @@ export interface HomeAssistantBridgeOptions {
   fleet?: FleetView;
   /** Install starts a one-host rollout of the fleet head here; without it Install is only the "install-requested" event. */
   rollouts?: Pick<RolloutService, "installOnHost">;
+  /** Automatic mode's pause: the fleet device's "Resume automatic updates" button ends it. */
+  automatic?: Pick<AutomaticPause, "resume">;
+  /** The broker user Home Assistant connects as (its fleet buttons publish on Topics.hubActions(haUser)); default "home-assistant". */
+  haUser?: string;
   /** Origin block of the discovery messages; defaults to Lockstep and its package version. */
   origin?: HaOrigin;
   /** The fleet page URL, linked from each HA device. */
@@ -51,6 +58,7 @@ export interface InstallRequested {
 /** Who Install's rollout and the buttons' commands are requested by. */
 const REQUESTED_BY = "home-assistant";
 const DEFAULT_COMMAND_TTL_MS = 15 * 60_000;
+export const DEFAULT_HA_USER = "home-assistant";
 
 export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [InstallRequested] }> {
   private readonly client: MqttClient;
@@ -59,6 +67,8 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   private readonly fleet: FleetView;
   private readonly ownsFleet: boolean;
   private readonly rollouts: Pick<RolloutService, "installOnHost"> | undefined;
+  private readonly automatic: Pick<AutomaticPause, "resume"> | undefined;
+  private readonly haUser: string;
   private readonly origin: HaOrigin;
   private readonly configurationUrl: string | undefined;
   private readonly commandTtlMs: number;
@@ -73,7 +83,7 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
   private readonly previewSummaries = new Map<number, PreviewSummary>();
   private started = false;
   private unfollow: Array<() => void> = [];
-  private readonly onMessage = (topic: string, payload: Buffer) => this.handle(topic, payload);
+  private readonly onMessage = (topic: string, payload: Buffer, packet: IPublishPacket) => this.handle(topic, payload, packet.retain);
 
   constructor(opts: HomeAssistantBridgeOptions) {
     super();
@@ -83,6 +93,8 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.fleet = opts.fleet ?? new FleetView({ client: opts.client, topics: opts.topics, logger: this.log });
     this.ownsFleet = opts.fleet === undefined;
     this.rollouts = opts.rollouts;
+    this.automatic = opts.automatic;
+    this.haUser = opts.haUser ?? DEFAULT_HA_USER;
     this.origin = opts.origin ?? { name: "Lockstep", sw_version: lockstepVersion() };
     this.configurationUrl = opts.configurationUrl;
     this.commandTtlMs = opts.commandTtlMs ?? DEFAULT_COMMAND_TTL_MS;
@@ -91,10 +103,10 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.refreshIntervalMs = opts.refreshIntervalMs ?? 3_600_000;
   }
 
-  /** Only what the fleet view does not follow: HA's birth message, its buttons, the preview summaries. */
+  /** Only what the fleet view does not follow: HA's birth message, its buttons (host and fleet), the preview summaries. */
   private subscriptions(): string[] {
-    // "+" in place of the host id: the wildcard of Topics.actions(host).
-    return [this.topics.haStatus(), this.topics.actions("+"), this.topics.allPreviewSummaries()];
+    // "+" in place of the host id or user: the wildcard of Topics.actions(host) and Topics.hubActions(user).
+    return [this.topics.haStatus(), this.topics.actions("+"), this.topics.hubActions("+"), this.topics.allPreviewSummaries()];
   }
 
   async start(): Promise<void> {
@@ -109,6 +121,7 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
       }),
     ];
     if (this.ownsFleet) await this.fleet.start();
+    this.publishFleetDevice();
     for (const h of this.fleet.hosts()) this.onHostChanged(h.host);
     this.client.on("message", this.onMessage);
     // Unchanged states are not re-sent (publishIfChanged), so this only costs a message when a day passed.
@@ -141,7 +154,7 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
 
   // -------------------------------------------------------------------------------------------
 
-  private handle(topic: string, payload: Buffer): void {
+  private handle(topic: string, payload: Buffer, retained = false): void {
     try {
       if (topic === this.topics.haStatus()) {
         if (payload.toString("utf8").trim() === "online" && !this.birthTimer) {
@@ -155,6 +168,7 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
       const parsed = this.topics.parse(topic);
       if (parsed?.kind === "actions") this.onAction(parsed.host, payload);
       if (parsed?.kind === "previewSummary") this.onPreviewSummary(parsed.pr, payload);
+      if (parsed?.kind === "hubActions") this.onHubAction(parsed.user, payload, retained);
     } catch (err) {
       this.log.error({ err, topic }, "home assistant bridge failed to handle a message");
     }
@@ -195,11 +209,18 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
 
   private republishAll(): void {
     this.log.info({ hosts: this.devices.size }, "home assistant came online: republishing discovery");
+    this.publishFleetDevice();
     for (const [host, published] of this.devices) {
       published.clear();
       this.publishDiscovery(host);
       this.publishStates(host);
     }
+  }
+
+  /** The fleet device: its discovery only, since its entities read the hub's own retained topics. */
+  private publishFleetDevice(): void {
+    const opts = { topics: this.topics, haUser: this.haUser, origin: this.origin, ...(this.configurationUrl ? { configurationUrl: this.configurationUrl } : {}) };
+    this.publishRetained(this.topics.haFleetDiscovery(), encodeJson(buildFleetDiscovery(opts)));
   }
 
   private publishDiscovery(host: string): void {
@@ -254,6 +275,22 @@ export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [In
     this.sendCommand(host, op).catch((err: unknown) =>
       this.log.warn({ host, op, err: err instanceof LockstepError ? err.message : err }, "home assistant action not sent"),
     );
+  }
+
+  /**
+   * A fleet button: `user` pressed it (the broker lets each operator publish only on its own
+   * hub-actions topic). A retained press is ignored: it would act again on every hub restart.
+   */
+  private onHubAction(user: string, payload: Buffer, retained: boolean): void {
+    const action = parseHubAction(payload);
+    if (!action || retained) {
+      this.log.warn({ user, retained, payload: payload.subarray(0, 40).toString("utf8") }, "ignoring a hub action that is retained or not one of resume-automatic");
+      return;
+    }
+    if (!this.automatic) return void this.log.warn({ user, action }, "ignoring resume-automatic: this hub has no automatic mode");
+    // The same owner as POST /api/automatic/resume and the gate's "resume": it audits automatic.resumed.
+    const resumed = this.automatic.resume(`mqtt:${user}`, "Home Assistant's button \"Resume automatic updates\"");
+    this.log.info({ user, resumed }, resumed ? "automatic updates resumed from home assistant" : "home assistant asked to resume automatic updates, which were not paused");
   }
 
   private install(host: string): void {

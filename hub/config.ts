@@ -13,7 +13,7 @@
  *     "broker": { "listeners": { "tcp": { "port": 1883 } } } }
  */
 import { z } from "zod";
-import { ConfigError, formatZodError, PREVIEW_MERGE_POLICIES } from "../protocol/index.js";
+import { ConfigError, formatZodError, PREVIEW_MERGE_POLICIES, USER_NAME_PATTERN } from "../protocol/index.js";
 import { ENV_OVERRIDES, parseBrokerConfig, type BrokerConfig } from "../broker/config.js";
 import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
 import { readConfigFile } from "../protocol/config-file.js";
@@ -146,7 +146,13 @@ export const HubSettingsSchema = z.strictObject({
    */
   rollout: RolloutDefaults.default({}),
   previews: PreviewSettings.default(() => PreviewSettings.parse({})),
-  homeAssistant: z.strictObject({ enabled: z.boolean().default(true) }).default({ enabled: true }),
+  homeAssistant: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** The broker user Home Assistant connects as: the fleet device's buttons publish as it (Topics.hubActions(user)). */
+      user: z.string().regex(USER_NAME_PATTERN, "a broker user name: 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@' or '-'").default("home-assistant"),
+    })
+    .default({ enabled: true, user: "home-assistant" }),
   /** <dataDir>/audit.jsonl is rotated before it passes maxMegabytes; keepFiles old files are kept. */
   audit: z
     .strictObject({ maxMegabytes: z.number().positive().max(10_000).default(10), keepFiles: z.number().int().min(0).max(1000).default(5) })
@@ -199,6 +205,7 @@ export const HUB_ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly stri
   { env: "LOCKSTEP_PREVIEWS_GATING", path: ["previews", "gating"], kind: "string" },
   { env: "LOCKSTEP_PREVIEWS_GITHUB_COMMENT", path: ["previews", "githubComment"], kind: "boolean" },
   { env: "LOCKSTEP_HA_ENABLED", path: ["homeAssistant", "enabled"], kind: "boolean" },
+  { env: "LOCKSTEP_HA_USER", path: ["homeAssistant", "user"], kind: "string" },
   { env: "LOCKSTEP_BRIDGE_URL", path: ["bridge", "url"], kind: "string" },
   { env: "LOCKSTEP_BRIDGE_USERNAME", path: ["bridge", "username"], kind: "string" },
   { env: "LOCKSTEP_BRIDGE_PASSWORD_FILE", path: ["bridge", "passwordFile"], kind: "string" },

@@ -428,7 +428,21 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         if (!config.homeAssistant.enabled) return;
         // On the shared fleet view; Install starts a one-host rollout of the fleet head directly.
         const services = need("services");
-        const bridge = new HomeAssistantBridge({ client: need("client"), topics, logger: log, fleet: services.fleet, rollouts: services.rollouts, configurationUrl: `${base}/` });
+        const haUser = config.homeAssistant.user;
+        const users = parts.users;
+        if (users && !users.list().some((u) => u.name === haUser && u.role === "operator")) {
+          log.warn({ haUser }, `Home Assistant's fleet buttons publish as broker user "${haUser}", which is no operator here: add it (lockstep users add ${haUser} --role operator) or set homeAssistant.user`);
+        }
+        const bridge = new HomeAssistantBridge({
+          client: need("client"),
+          topics,
+          logger: log,
+          fleet: services.fleet,
+          rollouts: services.rollouts,
+          ...(services.automatic ? { automatic: services.automatic } : {}),
+          haUser,
+          configurationUrl: `${base}/`,
+        });
         await bridge.start();
         return () => bridge.stop();
       },

@@ -5,9 +5,10 @@
  * one on the upstream broker.
  *
  * Out (local → upstream): host state (availability, info, compartments, job states), everything
- * under fleet/, the hub's availability, and Lockstep's HA discovery topics. Never commands, actions
- * or job output.
- * In (upstream → local): only hosts/<h>/actions (HA buttons; the hub validates them) and HA's
+ * under fleet/, the hub's availability, and Lockstep's HA discovery topics (every host's device and
+ * the fleet device). Never commands, actions or job output.
+ * In (upstream → local): only hosts/<h>/actions and hub/actions/<user> (HA buttons; the hub
+ * validates them, and trusts the upstream broker's ACL that <user> is who published) and HA's
  * birth message. Never commands: only the hub creates those.
  *
  * Loop prevention: the out and in topic sets are disjoint (checked by a unit test with the same
@@ -64,7 +65,7 @@ export function bridgeFilters(topics: Topics): { out: string[]; in: string[] } {
       // MQTT has no "lockstep_+" level wildcard: subscribe to all devices, forward only ours.
       `${topics.haPrefix}/device/+/config`,
     ],
-    in: [topics.actions("+"), topics.haStatus()],
+    in: [topics.actions("+"), topics.hubActions("+"), topics.haStatus()],
   };
 }
 
@@ -72,6 +73,7 @@ export function bridgeFilters(topics: Topics): { out: string[]; in: string[] } {
 export function forwardsOut(topics: Topics, topic: string, out = bridgeFilters(topics).out): boolean {
   if (!out.some((filter) => topicMatches(filter, topic))) return false;
   if (topic.startsWith(`${topics.haPrefix}/`)) {
+    if (topic === topics.haFleetDiscovery()) return true;
     const node = topic.split("/")[2] ?? "";
     const host = node.slice("lockstep_".length);
     return node.startsWith("lockstep_") && isValidHostId(host) && topics.haDiscovery(host) === topic;
@@ -83,11 +85,11 @@ export function forwardsOut(topics: Topics, topic: string, out = bridgeFilters(t
   return true;
 }
 
-/** Is this upstream topic forwarded into the embedded broker? Only HA buttons and HA's birth. */
+/** Is this upstream topic forwarded into the embedded broker? Only HA buttons (host and fleet) and HA's birth. */
 export function forwardsIn(topics: Topics, topic: string): boolean {
   if (topic === topics.haStatus()) return true;
   const parsed = topics.parse(topic);
-  return parsed !== null && parsed.kind === "actions";
+  return parsed !== null && (parsed.kind === "actions" || parsed.kind === "hubActions");
 }
 
 /** The retain flag an out message gets upstream (see the file comment: 3.1.1 clears it on live delivery). */

@@ -17,6 +17,7 @@ export * from "./windows.js";
 export * from "./preview.js";
 export * from "./automatic.js";
 export * from "./storage.js";
+export * from "./hub-actions.js";
 export * from "./nix-output.js";
 export * from "./reboot.js";
 export { FINAL_ROLLOUT_STATES, isFinalRolloutState } from "./enums.js";

@@ -14,6 +14,18 @@ export const HOST_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Job, rollout and command ids: URL/topic safe. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
 
+/**
+ * A broker user name in a topic (hubActions): the credential store's user-name alphabet, which has
+ * no MQTT wildcard or level separator.
+ */
+export const USER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+/**
+ * Home Assistant's node and device id of the fleet-level device. A dash, where every host's device
+ * has an underscore (`lockstep_<host>`), so no host id can ever name the same device.
+ */
+export const HA_FLEET_NODE_ID = "lockstep-fleet";
+
 /** A pull request number in a topic: positive, no leading zero, so every PR has exactly one topic. */
 const PR_NUMBER = /^[1-9][0-9]{0,9}$/;
 
@@ -36,6 +48,7 @@ export type ParsedTopic =
   | { kind: "hubAvailability" }
   | { kind: "hubStatus" }
   | { kind: "hubStorage" }
+  | { kind: "hubActions"; user: string }
   | { kind: "history"; rolloutId: string }
   | { kind: "preview"; pr: number; host: string }
   | { kind: "hostPreview"; builtOn: string; pr: number; host: string }
@@ -139,9 +152,22 @@ export class Topics {
   actions(host: string): string {
     return `${this.host(host)}/actions`;
   }
+  /**
+   * Non-retained requests to the hub itself, by broker user `user`: a bare word of HUB_ACTIONS
+   * (protocol/hub-actions.ts), e.g. Home Assistant's "Resume automatic updates" button. Each
+   * operator may publish only on the topic with its own name (both brokers' ACLs), so the user
+   * level says who asked.
+   */
+  hubActions(user: string): string {
+    return `${this.root}/hub/actions/${user}`;
+  }
   /** HA allows [a-zA-Z0-9_-] in node ids, so host ids are used unchanged (Mosquitto ACL patterns rely on it). */
   haDiscovery(host: string): string {
     return `${this.haPrefix}/device/lockstep_${host}/config`;
+  }
+  /** The fleet-level Home Assistant device (automatic mode's state and its resume button). */
+  haFleetDiscovery(): string {
+    return `${this.haPrefix}/device/${HA_FLEET_NODE_ID}/config`;
   }
   haStatus(): string {
     return `${this.haPrefix}/status`;
@@ -250,6 +276,7 @@ export class Topics {
     if (a === "hub" && b === "availability" && parts.length === 2) return { kind: "hubAvailability" };
     if (a === "hub" && b === "status" && parts.length === 2) return { kind: "hubStatus" };
     if (a === "hub" && b === "storage" && parts.length === 2) return { kind: "hubStorage" };
+    if (a === "hub" && b === "actions" && parts.length === 3 && c && USER_NAME_PATTERN.test(c)) return { kind: "hubActions", user: c };
     return null;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Automatic mode pauses after a failed rollout: no further automatic merge until an operator
- * resumes it (page, API, Node-RED's gate), or, with `resumeOnGreenPreview`, until a later PR's
+ * resumes it (page, API, Home Assistant's button, Node-RED's gate), or, with `resumeOnGreenPreview`, until a later PR's
  * preview builds on every host. The state survives restarts (a file in the hub's data dir) and is
  * published retained on fleet/automatic-pause for the page; each pause and resume is an audit event
  * ("automatic.paused" with the failed rollout's id, "automatic.resumed").

@@ -129,6 +129,6 @@ export function pausedStep(state: { paused: boolean; prNumber?: number | undefin
   return {
     pass: false,
     step: "automatic-paused",
-    reason: `automatic updates are paused ${after}${state.rolloutId ? ` (rollout ${state.rolloutId})` : ""}: resume on the fleet page, with POST /api/automatic/resume, or a message with topic "resume" to this gate`,
+    reason: `automatic updates are paused ${after}${state.rolloutId ? ` (rollout ${state.rolloutId})` : ""}: resume on the fleet page, with Home Assistant's "Resume automatic updates" button, POST /api/automatic/resume, or a message with topic "resume" to this gate`,
   };
 }

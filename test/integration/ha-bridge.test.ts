@@ -1,12 +1,19 @@
 /**
- * The Home Assistant bridge against a real broker (each kind in BROKER_KINDS): discovery published
- * retained per host, republished on HA's birth message, removed with the host; HA's bare action
- * payloads turned into valid protocol Commands; invalid input ignored with a log line.
+ * The Home Assistant bridge against a real broker (each kind in BROKER_KINDS; Mosquitto runs on the
+ * config Lockstep generates, ACL included): discovery published retained per host and for the fleet,
+ * republished on HA's birth message, removed with the host; HA's bare action payloads turned into
+ * valid protocol Commands; the fleet's "Resume automatic updates" button resumes automatic mode as
+ * the HA user, and nobody else can press it for them; invalid input ignored with a log line.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { Writable } from "node:stream";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AutomaticPause } from "../../rollout/automatic-pause.js";
+import { AutomaticPauseState } from "../../protocol/automatic.js";
 import { AuditEvent, buildPreviewSummary, Command, Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
 import { HomeAssistantBridge, type InstallRequested } from "../../ha/bridge.js";
 import { BROKER_KINDS, startTestBroker, type TestBroker } from "../support/brokers.js";
@@ -74,6 +81,13 @@ class Inbox {
 
 const quiet = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Resolves once `cond` holds (checked on a short interval; the conditions here follow log lines). */
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !cond(); await quiet(20)) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
+  }
+}
+
 describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
   let broker: TestBroker;
   let hub: MqttClient;
@@ -81,6 +95,10 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
   let agents: MqttClient[] = [];
   let bridge: HomeAssistantBridge;
   let haInbox: Inbox;
+  let haUser: string;
+  let automatic: AutomaticPause;
+  let pauseDir: string;
+  const audits: AuditEvent[] = [];
   const logLines: string[] = [];
   const installs: InstallRequested[] = [];
 
@@ -108,7 +126,17 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
     await seedHost("db-1");
 
     const logStream = new Writable({ write: (chunk, _enc, cb) => (logLines.push(String(chunk)), cb()) });
-    bridge = new HomeAssistantBridge({ client: hub, topics, logger: pino({ level: "info" }, logStream), birthDelayMs: () => 50 });
+    // Automatic mode's pause as the hub has it: stored in a data dir, published retained on the broker.
+    pauseDir = mkdtempSync(join(tmpdir(), "lockstep-ha-pause-"));
+    automatic = new AutomaticPause({
+      file: join(pauseDir, "automatic.json"),
+      log: pino({ level: "silent" }),
+      publish: async (state) => void (await hub.publishAsync(topics.automaticPause(), JSON.stringify(state), { qos: 1, retain: true })),
+      audit: (e) => void audits.push(e),
+    });
+    await automatic.start();
+    haUser = (await broker.credentials("operator", "home-assistant")).username;
+    bridge = new HomeAssistantBridge({ client: hub, topics, logger: pino({ level: "info" }, logStream), birthDelayMs: () => 50, automatic, haUser });
     bridge.on("install-requested", (e) => installs.push(e));
     await bridge.start();
 
@@ -120,8 +148,10 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
 
   afterAll(async () => {
     await bridge?.stop();
+    automatic?.stop();
     for (const c of [hub, ha, ...agents]) await c?.endAsync();
     await broker?.stop();
+    if (pauseDir) rmSync(pauseDir, { recursive: true, force: true });
   });
 
   it("publishes a retained discovery message per host, and the derived states", async () => {
@@ -208,6 +238,58 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
     await hub.publishAsync(topics.previewSummary(17), "", { qos: 1, retain: true });
     await haInbox.find((x) => x.topic === topics.haUpdate("web-1") && (JSON.parse(x.payload) as { release_summary?: string }).release_summary === "PR #17: no input changes");
     await hub.publishAsync(topics.expected(), JSON.stringify(expected), { qos: 1, retain: true });
+  });
+
+  it("publishes the fleet device: automatic mode's paused sensor and its resume button on the HA user's topic", async () => {
+    const m = await haInbox.find((x) => x.topic === topics.haFleetDiscovery() && x.payload.length > 0);
+    const payload = JSON.parse(m.payload) as { dev: { ids: string[]; name: string }; cmps: Record<string, Record<string, unknown>> };
+    expect(payload.dev).toMatchObject({ ids: ["lockstep-fleet"], name: "Lockstep fleet" });
+    expect(payload.cmps.automatic_paused).toMatchObject({ p: "binary_sensor", state_topic: topics.automaticPause() });
+    expect(payload.cmps.resume_automatic).toMatchObject({ p: "button", command_topic: topics.hubActions(haUser), payload_press: "resume-automatic" });
+    // HA's birth message brings it again.
+    const again = haInbox.next((x) => x.topic === topics.haFleetDiscovery() && !x.retain);
+    await ha.publishAsync(topics.haStatus(), "online", { qos: 1 });
+    await again;
+  });
+
+  it("the resume button, pressed as the HA user, resumes automatic mode (audited with that user); an agent's or another user's press is denied", async () => {
+    const failed = { id: "r-broken", commit: "c".repeat(40), state: "rolled-back" as const, summary: "rolled back: gamma failed", requestedBy: "weekly", prNumber: 21, phases: [], hosts: {}, counts: { total: 3, succeeded: 0, failed: 1, skipped: 0 }, createdAt: now().toISOString(), updatedAt: now().toISOString() };
+    const paused = haInbox.next((x) => x.topic === topics.automaticPause() && AutomaticPauseState.parse(JSON.parse(x.payload)).paused);
+    await ha.subscribeAsync(topics.automaticPause(), { qos: 1 });
+    automatic.rolloutEnded(failed);
+    expect(AutomaticPauseState.parse(JSON.parse((await paused).payload))).toMatchObject({ paused: true, rolloutId: "r-broken", prNumber: 21 });
+
+    // A hub-role spy sees every press that gets through the broker's ACL, in the order the broker took them.
+    const spy = await connect("hub", "spy");
+    const spyInbox = new Inbox(spy);
+    await spy.subscribeAsync(topics.hubActions("+"), { qos: 1 });
+    // An agent can press neither as itself nor as the HA user; a viewer not at all. The broker has
+    // handled each publish once it acknowledged it, before the HA user's press below is even sent.
+    const agent = agents[0]!;
+    await agent.publishAsync(topics.hubActions("web-1"), "resume-automatic", { qos: 1 });
+    await agent.publishAsync(topics.hubActions(haUser), "resume-automatic", { qos: 1 });
+    const viewerCreds = await broker.credentials("viewer", "ha-viewer");
+    const viewer = await mqtt.connectAsync(broker.url, { ...viewerCreds, reconnectPeriod: 0 });
+    await viewer.publishAsync(topics.hubActions(viewerCreds.username), "resume-automatic", { qos: 1 });
+    await viewer.endAsync();
+
+    const resumed = haInbox.next((x) => x.topic === topics.automaticPause() && !AutomaticPauseState.parse(JSON.parse(x.payload)).paused);
+    await ha.publishAsync(topics.hubActions(haUser), "resume-automatic", { qos: 1 });
+    expect(AutomaticPauseState.parse(JSON.parse((await resumed).payload))).toMatchObject({ paused: false, resumedBy: `mqtt:${haUser}` });
+    await spyInbox.find((x) => x.topic === topics.hubActions(haUser));
+    expect(spyInbox.messages.map((x) => x.topic)).toEqual([topics.hubActions(haUser)]);
+    expect(audits.filter((e) => e.action === "automatic.resumed")).toEqual([expect.objectContaining({ actor: `mqtt:${haUser}`, details: expect.objectContaining({ rolloutId: "r-broken", prNumber: 21 }) })]);
+    await spy.endAsync();
+  });
+
+  it("ignores a hub action that is no known word, with a log line", async () => {
+    automatic.rolloutEnded({ id: "r-broken-2", commit: "c".repeat(40), state: "halted", summary: "halted", requestedBy: "weekly", phases: [], hosts: {}, counts: { total: 1, succeeded: 0, failed: 1, skipped: 0 }, createdAt: now().toISOString(), updatedAt: now().toISOString() });
+    expect(automatic.paused).toBe(true);
+    await ha.publishAsync(topics.hubActions(haUser), "resume-everything", { qos: 1 });
+    await ha.publishAsync(topics.hubActions(haUser), "x".repeat(500), { qos: 1 });
+    await until(() => logLines.filter((l) => l.includes("ignoring a hub action")).length >= 2);
+    expect(automatic.paused).toBe(true);
+    automatic.resume("test cleanup");
   });
 
   it("removes the HA device when the host's info is cleared", async () => {

@@ -200,6 +200,16 @@ describe("operator", () => {
     expect(canPublish(operator, t.haStatus(), t)).toBe(true);
   });
 
+  it("asks the hub only on its own hub-actions topic; agents and viewers never", () => {
+    expect(canPublish(operator, t.hubActions("ops"), t)).toBe(true);
+    expect(canPublish(operator, t.hubActions("home-assistant"), t)).toBe(false);
+    expect(canPublish({ name: "home-assistant", role: "operator" }, t.hubActions("home-assistant"), t)).toBe(true);
+    expect(canPublish(operator, t.hubActions("+"), t)).toBe(false);
+    for (const user of [web1, viewer]) {
+      for (const name of [user.name, "ops"]) expect(canPublish(user, t.hubActions(name), t), `${user.role} as ${name}`).toBe(false);
+    }
+  });
+
   it("does not write state, fleet topics or discovery", () => {
     for (const topic of [t.info("web1"), t.availability("web1"), t.expected(), t.rollout("r1"), t.events(), t.haDiscovery("web1"), t.hubAvailability()]) {
       expect(canPublish(operator, topic, t)).toBe(false);

@@ -37,6 +37,9 @@ describe("generated Mosquitto files", () => {
     // "Ops@home" cannot be a host id: no deny lines needed.
     const operatorBlock = acl.slice(acl.indexOf("user Ops@home"), acl.indexOf("\n\n", acl.indexOf("user Ops@home")));
     expect(operatorBlock).toContain("topic write lockstep/v1/hosts/+/commands");
+    // Each operator asks the hub on its own topic only (the topic says who asked).
+    expect(operatorBlock).toContain("topic write lockstep/v1/hub/actions/Ops@home");
+    expect(acl).not.toMatch(/pattern \S+ lockstep\/v1\/hub\/actions/);
     expect(operatorBlock).not.toContain("deny");
     expect(acl).toMatch(/user hub\n(topic deny .*\n)*topic readwrite #\n/);
   });

@@ -15,6 +15,8 @@ import {
   parseHaAction,
   type HaHost,
 } from "../../ha/discovery.js";
+import { buildFleetDiscovery, FLEET_ENTITIES } from "../../ha/fleet-device.js";
+import { parseHubAction } from "../../protocol/hub-actions.js";
 
 // --- schemas from the HA docs ------------------------------------------------------------------
 
@@ -425,5 +427,50 @@ describe("HA derived states", () => {
     expect(parseHaAction(" install\n")).toBe("install");
     expect(parseHaAction("rm -rf /")).toBeNull();
     expect(parseHaAction("restart")).toBeNull();
+  });
+});
+
+describe("the fleet device (Lockstep fleet)", () => {
+  const origin = { name: "Lockstep", sw_version: "1.2.3" };
+  const fleet = buildFleetDiscovery({ topics, haUser: "home-assistant", origin, configurationUrl: "http://hub:8080/" });
+
+  it("is a valid device discovery whose id no host device can have", () => {
+    expect(() => deviceDiscovery.parse(fleet)).not.toThrow();
+    expect(fleet.dev).toMatchObject({ ids: ["lockstep-fleet"], name: "Lockstep fleet", mf: "Lockstep", sw: "1.2.3", cu: "http://hub:8080/" });
+    expect(topics.haFleetDiscovery()).toBe("homeassistant/device/lockstep-fleet/config");
+    // Host devices are lockstep_<host>, and a host id has no "-" right after "lockstep": never the same topic.
+    expect(topics.haFleetDiscovery()).not.toBe(topics.haDiscovery("fleet"));
+  });
+
+  it("has automatic mode's paused sensor, read from the hub's retained pause state, with why as attributes", () => {
+    const paused = fleet.cmps.automatic_paused!;
+    expect(paused).toMatchObject({ p: "binary_sensor", unique_id: "lockstep-fleet_automatic_paused", name: "Automatic updates paused", state_topic: topics.automaticPause(), json_attributes_topic: topics.automaticPause() });
+    expect(paused.availability).toEqual([{ topic: topics.hubAvailability() }]);
+    expect(paused.value_template).toBe("{{ 'ON' if value_json.paused else 'OFF' }}");
+    for (const key of ["reason", "prNumber", "rolloutId", "pausedAt", "resumedBy"]) expect(paused.json_attributes_template).toContain(`value_json.get('${key}')`);
+  });
+
+  it("has a resume button on the HA user's own hub-actions topic, pressable while paused and the hub is up", () => {
+    const button = fleet.cmps.resume_automatic!;
+    expect(button).toMatchObject({ p: "button", unique_id: "lockstep-fleet_resume_automatic", name: "Resume automatic updates", command_topic: "lockstep/v1/hub/actions/home-assistant", qos: 1, availability_mode: "all" });
+    expect(parseHubAction(String(button.payload_press))).toBe("resume-automatic");
+    expect(button.availability).toEqual([{ topic: topics.hubAvailability() }, { topic: topics.automaticPause(), value_template: "{{ 'online' if value_json.paused else 'offline' }}" }]);
+    const custom = buildFleetDiscovery({ topics: new Topics("acme"), haUser: "ha@home", origin });
+    expect(custom.cmps.resume_automatic!.command_topic).toBe("acme/v1/hub/actions/ha@home");
+  });
+
+  it("takes another entity as one entry (unique id and the hub's availability added)", () => {
+    const more = buildFleetDiscovery({ topics, haUser: "home-assistant", origin }, {
+      ...FLEET_ENTITIES,
+      storage_problem: ({ topics: t }) => ({ p: "binary_sensor", name: "Storage problem", device_class: "problem", state_topic: `${t.root}/hub/storage` }),
+    });
+    expect(() => deviceDiscovery.parse(more)).not.toThrow();
+    expect(Object.keys(more.cmps)).toEqual(["automatic_paused", "resume_automatic", "storage_problem"]);
+    expect(more.cmps.storage_problem).toMatchObject({ unique_id: "lockstep-fleet_storage_problem", availability: [{ topic: topics.hubAvailability() }] });
+  });
+
+  it("parses the hub-action payload with zod: only known words, bounded", () => {
+    expect(parseHubAction(Buffer.from(" resume-automatic\n"))).toBe("resume-automatic");
+    for (const bad of ["", "resume", "RESUME-AUTOMATIC", "resume-automatic " + "x".repeat(100)]) expect(parseHubAction(bad), bad).toBeNull();
   });
 });

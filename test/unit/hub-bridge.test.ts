@@ -28,6 +28,7 @@ describe("bridge topic rules", () => {
       t.haState("web-1"),
       t.hubAvailability(),
       t.haDiscovery("web-1"),
+      t.haFleetDiscovery(),
     ]) {
       expect(forwardsOut(t, topic), topic).toBe(true);
     }
@@ -37,6 +38,7 @@ describe("bridge topic rules", () => {
     for (const topic of [
       t.commands("web-1"),
       t.actions("web-1"),
+      t.hubActions("home-assistant"),
       t.jobOutput("web-1", "j-1"),
       t.haStatus(),
       "homeassistant/device/other_thing/config",
@@ -52,8 +54,9 @@ describe("bridge topic rules", () => {
 
   it("lets in only HA's actions and birth message, never commands", () => {
     expect(forwardsIn(t, t.actions("web-1"))).toBe(true);
+    expect(forwardsIn(t, t.hubActions("home-assistant"))).toBe(true);
     expect(forwardsIn(t, t.haStatus())).toBe(true);
-    for (const topic of [t.commands("web-1"), t.info("web-1"), t.expected(), t.hubAvailability(), t.haDiscovery("web-1"), "lockstep/v1/hosts/BAD!/actions"]) {
+    for (const topic of [t.commands("web-1"), t.info("web-1"), t.expected(), t.hubAvailability(), t.haDiscovery("web-1"), "lockstep/v1/hosts/BAD!/actions", "lockstep/v1/hub/actions/a/b", "lockstep/v1/hub/actions/BAD!"]) {
       expect(forwardsIn(t, topic), topic).toBe(false);
     }
   });

@@ -19,6 +19,9 @@ describe("Topics", () => {
     for (const c of COMPARTMENTS) expect(t.parse(t.compartment("a", c))).toEqual({ kind: "compartment", host: "a", compartment: c });
     expect(t.parse(t.commands("a"))).toEqual({ kind: "commands", host: "a" });
     expect(t.parse(t.actions("a"))).toEqual({ kind: "actions", host: "a" });
+    expect(t.parse(t.hubActions("home-assistant"))).toEqual({ kind: "hubActions", user: "home-assistant" });
+    expect(t.parse(t.hubActions("ha@home.lan"))).toEqual({ kind: "hubActions", user: "ha@home.lan" });
+    for (const bad of ["lockstep/v1/hub/actions/+", "lockstep/v1/hub/actions/", "lockstep/v1/hub/actions/a/b", "lockstep/v1/hub/actions/-x"]) expect(t.parse(bad), bad).toBeNull();
     expect(t.parse(t.automatic())).toEqual({ kind: "automatic" });
     expect(t.parse(t.job("a", "j-1"))).toEqual({ kind: "job", host: "a", jobId: "j-1" });
     expect(t.parse(t.jobOutput("a", "j-1"))).toEqual({ kind: "jobOutput", host: "a", jobId: "j-1" });
