@@ -4,11 +4,9 @@
  * message that must arrive on the same connection, so the test waits for proof instead of sleeping.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { connect as netConnect } from "node:net";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
-import mqttPacket, { type Packet } from "mqtt-packet";
 import { Topics } from "../../protocol/index.js";
-import { BROKER_KINDS, startTestBroker, untilConnected, type TestBroker } from "../support/brokers.js";
+import { BROKER_KINDS, emptyClientIdConnack, startTestBroker, untilConnected, type TestBroker } from "../support/brokers.js";
 
 const topics = new Topics();
 
@@ -89,27 +87,7 @@ describe.each(BROKER_KINDS)("broker access control and persistence (%s)", (kind)
     // A viewer: an agent may use no client id but its host's (lockstep-agent-<host>).
     const creds = await broker.credentials("viewer", "no-id");
     // MQTT.js refuses to send such a CONNECT, so it is written by hand.
-    const connackCode = (clean: boolean) =>
-      new Promise<number>((resolve, reject) => {
-        const { port } = new URL(broker.url);
-        const socket = netConnect(Number(port), "127.0.0.1");
-        const parser = mqttPacket.parser();
-        parser.on("packet", (packet: Packet) => {
-          if (packet.cmd !== "connack") return;
-          socket.destroy();
-          resolve(packet.returnCode ?? -1);
-        });
-        socket.on("data", (chunk) => parser.parse(chunk));
-        socket.on("error", reject);
-        const str = (text: string) => {
-          const b = Buffer.from(text);
-          return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
-        };
-        // Variable header (protocol, level 4, flags: user name + password [+ clean session], keepalive 30), then an empty client id.
-        const body = Buffer.concat([str("MQTT"), Buffer.from([4, clean ? 0xc2 : 0xc0, 0, 30]), str(""), str(creds.username), str(creds.password)]);
-        if (body.length > 127) throw new Error("test CONNECT too long for a one-byte length");
-        socket.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
-      });
+    const connackCode = (clean: boolean) => emptyClientIdConnack(Number(new URL(broker.url).port), creds.username, creds.password, clean);
     expect(await connackCode(false)).toBe(2);
     // A clean session without one is fine.
     expect(await connackCode(true)).toBe(0);

@@ -20,7 +20,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as netConnect } from "node:net";
 import mqtt, { type MqttClient } from "mqtt";
+import mqttPacket, { type Packet } from "mqtt-packet";
 import pino from "pino";
 import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore, type UserRole } from "../../broker/credentials.js";
@@ -204,5 +206,31 @@ export function untilConnected(client: MqttClient): Promise<MqttClient> {
       client.end(true);
       reject(err);
     });
+  });
+}
+
+/**
+ * CONNACK code for a CONNECT with a zero-length client id, written by hand (MQTT.js will not send
+ * one with a persistent session).
+ */
+export function emptyClientIdConnack(port: number, username: string, password: string, clean: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, "127.0.0.1");
+    const parser = mqttPacket.parser();
+    parser.on("packet", (packet: Packet) => {
+      if (packet.cmd !== "connack") return;
+      socket.destroy();
+      resolve(packet.returnCode ?? -1);
+    });
+    socket.on("data", (chunk) => parser.parse(chunk));
+    socket.on("error", reject);
+    const str = (text: string) => {
+      const b = Buffer.from(text);
+      return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]);
+    };
+    // Protocol "MQTT" level 4, flags user name + password (+ clean session), keepalive 30, empty client id.
+    const body = Buffer.concat([str("MQTT"), Buffer.from([4, clean ? 0xc2 : 0xc0, 0, 30]), str(""), str(username), str(password)]);
+    if (body.length > 127) return reject(new Error("CONNECT too long for a one-byte length"));
+    socket.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
   });
 }

@@ -1,0 +1,24 @@
+/** Every row of the fault matrix, in the order `npm run faults` runs them (fast ones first). */
+import type { FaultRow } from "../row.js";
+import { github403, github5xx, githubSecondary, githubTimeout } from "./github.js";
+import { hostileCommands } from "./hostile-commands.js";
+import { lockBombs } from "./lock-bombs.js";
+import { loginFlood } from "./login-flood.js";
+import { manyFilters } from "./many-filters.js";
+import { oversizedPackets } from "./oversized-packets.js";
+import { retainedCommands } from "./retained-commands.js";
+import { sessionTakeover } from "./session-takeover.js";
+
+export const ALL_ROWS: FaultRow[] = [
+  github5xx,
+  github403,
+  githubSecondary,
+  githubTimeout,
+  lockBombs,
+  hostileCommands,
+  sessionTakeover,
+  retainedCommands,
+  oversizedPackets,
+  manyFilters,
+  loginFlood,
+];
