@@ -241,6 +241,10 @@ export function statePaths(stateDir: string) {
     jobsDir: join(stateDir, "jobs"),
     publishedJobs: join(stateDir, "published-jobs.json"),
     result: join(stateDir, "result"),
+    /** The daemon's switch awaiting the hub's confirmation (magic-rollback.ts). */
+    awaitingConfirmation: join(stateDir, "awaiting-confirmation.json"),
+    /** A self-update run's switch awaiting the hub's confirmation, with the run to finish (self-update/confirmation.ts). */
+    selfUpdateConfirmation: join(stateDir, "self-update-confirmation.json"),
     /** Held by a running `lockstep-agent self-update` (agent/self-update/lock.ts). */
     selfUpdateLock: join(stateDir, "self-update.lock"),
   };

@@ -25,6 +25,7 @@ import { updateInputs } from "./ops/update-inputs.js";
 import { ConfirmationWatch, finishUnconfirmedRollback, unconfirmedRollbackId } from "./magic-rollback.js";
 import { confirm } from "./ops/confirm.js";
 import { selfUpdateInProgress } from "./self-update/lock.js";
+import { selfUpdateAwaitingJob } from "./self-update/confirmation.js";
 import type { AwaitingConfirmation, InflightJob } from "./state.js";
 
 export interface JobRunnerDeps {
@@ -144,9 +145,13 @@ export class JobRunner {
     }
   }
 
-  /** Is a live self-update run the switch this confirmation is for? (Its run ids start with "self-update-".) */
+  /**
+   * Is this confirmation for a self-update run's switch (ids start with "self-update-"): a live run,
+   * or one killed while it waited, which the next run finishes from its own MQTT session?
+   */
   private selfUpdateAwaits(job: string): boolean {
-    return job.startsWith("self-update-") && this.d.ctx.state.state.awaitingConfirmation?.job !== job && selfUpdateInProgress(this.d.ctx.paths.selfUpdateLock) !== null;
+    if (!job.startsWith("self-update-") || this.watch.pending()?.job === job) return false;
+    return selfUpdateInProgress(this.d.ctx.paths.selfUpdateLock) !== null || selfUpdateAwaitingJob(this.d.ctx.config.stateDir) === job;
   }
 
   /** Why a job must wait for a running `lockstep-agent self-update`, if one runs. */

@@ -6,22 +6,44 @@
  * system back to the previous generation and the checkout back to the commit it was built from,
  * and reports `rolled-back: no confirmation within N s` once it is connected again.
  *
- * The deadline lives in agent-state.json, so an agent restarted (or killed) during the window
- * still rolls back; a confirmation, or a new switch/rollback the hub sends, ends the wait.
+ * The deadline lives in <stateDir>/awaiting-confirmation.json (confirmation-deadline.ts, shared with
+ * the self-update), so an agent restarted (or killed) during the window still rolls back; a
+ * confirmation, or a new switch/rollback the hub sends, ends the wait.
  */
 import type { AgentContext } from "./context.js";
 import { step } from "./context.js";
+import { confirmationDeadline, msUntilDeadline, PendingConfirmation, PendingConfirmationFile } from "./confirmation-deadline.js";
 import { describeGitFailure } from "./git.js";
 import { Rejection, short, type Outcome, type RunningJob } from "./job.js";
-import type { AwaitingConfirmation, InflightJob } from "./state.js";
+import type { InflightJob } from "./state.js";
 
 export class ConfirmationWatch {
   private timer: NodeJS.Timeout | undefined;
+  private readonly store: PendingConfirmationFile<typeof PendingConfirmation>;
 
   constructor(
     private readonly ctx: AgentContext,
-    private readonly onExpired: (pending: AwaitingConfirmation) => void,
-  ) {}
+    private readonly onExpired: (pending: PendingConfirmation) => void,
+  ) {
+    this.store = new PendingConfirmationFile(ctx.paths.awaitingConfirmation, PendingConfirmation, (why) =>
+      ctx.log.error({ file: ctx.paths.awaitingConfirmation, why }, "the switch awaiting confirmation was unreadable; moved aside, not rolling back"),
+    );
+    this.adoptLegacy();
+  }
+
+  /** An agent before 2026-12 (the one a switch just replaced) kept the deadline in agent-state.json. */
+  private adoptLegacy(): void {
+    const legacy = this.ctx.state.state.awaitingConfirmation;
+    if (legacy === undefined) return;
+    const r = PendingConfirmation.safeParse(legacy);
+    if (r.success && !this.store.exists()) this.store.write(r.data);
+    this.ctx.state.update((s) => delete s.awaitingConfirmation);
+  }
+
+  /** The switch waiting for its confirmation, if one is. */
+  pending(): PendingConfirmation | undefined {
+    return this.store.read();
+  }
 
   /**
    * A switch succeeded: persist the deadline (before the job's final state goes out) and arm the
@@ -33,20 +55,17 @@ export class ConfirmationWatch {
     const before = outcome.generationBefore;
     const after = outcome.generationAfter;
     if (!config.magicRollback || before === undefined || after === undefined || before === after) return undefined;
-    const deadline = new Date(Date.now() + config.confirmTimeoutSeconds * 1000).toISOString();
+    const deadline = confirmationDeadline(config.confirmTimeoutSeconds);
     const commitBefore = state.state.generations[String(before)]?.commit;
-    state.update(
-      (s) =>
-        (s.awaitingConfirmation = {
-          job: job.id,
-          deadline,
-          timeoutSeconds: config.confirmTimeoutSeconds,
-          generationBefore: before,
-          generationAfter: after,
-          ...(commitBefore ? { commitBefore } : {}),
-          ...(rolloutId ? { rolloutId } : {}),
-        }),
-    );
+    this.store.write({
+      job: job.id,
+      deadline,
+      timeoutSeconds: config.confirmTimeoutSeconds,
+      generationBefore: before,
+      generationAfter: after,
+      ...(commitBefore ? { commitBefore } : {}),
+      ...(rolloutId ? { rolloutId } : {}),
+    });
     this.arm();
     return deadline;
   }
@@ -54,21 +73,20 @@ export class ConfirmationWatch {
   /** (Re)start the timer for the persisted deadline; one already past fires at once. */
   arm(): void {
     this.disarm();
-    const pending = this.ctx.state.state.awaitingConfirmation;
+    const pending = this.pending();
     if (!pending) return;
-    const delay = Math.max(0, Date.parse(pending.deadline) - Date.now());
     this.ctx.log.info({ job: pending.job, deadline: pending.deadline }, "waiting for the hub to confirm the switch");
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (this.ctx.state.state.awaitingConfirmation?.job !== pending.job || this.ctx.stopping()) return;
+      if (this.pending()?.job !== pending.job || this.ctx.stopping()) return;
       this.ctx.log.warn({ job: pending.job, timeoutSeconds: pending.timeoutSeconds }, "no confirmation in time: rolling back");
       this.onExpired(pending);
-    }, delay);
+    }, msUntilDeadline(pending));
   }
 
   /** The hub's `confirm {job}`: the switch stays. */
   confirm(jobId: string): string {
-    const pending = this.ctx.state.state.awaitingConfirmation;
+    const pending = this.pending();
     if (!pending) throw new Rejection(`switch ${jobId} is not awaiting confirmation (nothing is)`);
     if (pending.job !== jobId) throw new Rejection(`switch ${jobId} is not awaiting confirmation (${pending.job} is)`);
     this.drop();
@@ -76,10 +94,10 @@ export class ConfirmationWatch {
   }
 
   /** Stop waiting (confirmed, or superseded by the next activation); returns what was pending. */
-  drop(): AwaitingConfirmation | undefined {
+  drop(): PendingConfirmation | undefined {
     this.disarm();
-    const pending = this.ctx.state.state.awaitingConfirmation;
-    if (pending) this.ctx.state.update((s) => delete s.awaitingConfirmation);
+    const pending = this.pending();
+    if (pending) this.store.clear();
     return pending;
   }
 

@@ -35,22 +35,14 @@ export const PersistedState = z.object({
   lastTest: LastTest.optional(),
   /** Failed systemd units just before the last switch: the health check blames only units failed since. */
   failedUnitsBefore: z.object({ at: z.string(), units: z.array(z.string()) }).optional(),
-  /** A switch the hub has not confirmed yet (magic rollback): rolled back at `deadline`. */
-  awaitingConfirmation: z
-    .object({
-      job: z.string(),
-      deadline: z.string(),
-      timeoutSeconds: z.number(),
-      generationBefore: z.number().int(),
-      generationAfter: z.number().int(),
-      /** What the checkout was built from before the switch (restored with the system). */
-      commitBefore: CommitSha.optional(),
-      rolloutId: z.string().optional(),
-    })
-    .optional(),
+  /**
+   * Where agents before 2026-12 kept the switch awaiting confirmation; it now lives in
+   * awaiting-confirmation.json (confirmation-deadline.ts), and magic-rollback.ts moves it there on start.
+   */
+  awaitingConfirmation: z.unknown().optional(),
 });
-export type AwaitingConfirmation = NonNullable<PersistedState["awaitingConfirmation"]>;
 export type PersistedState = z.infer<typeof PersistedState>;
+export type { PendingConfirmation as AwaitingConfirmation } from "./confirmation-deadline.js";
 
 export const InflightJob = z.object({
   id: z.string(),

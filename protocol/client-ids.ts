@@ -13,7 +13,10 @@ export function agentClientId(host: string): string {
   return `${AGENT_PREFIX}${host}`;
 }
 
-/** The nightly self-update's client id (a clean session; the daemon may be connected meanwhile). */
+/**
+ * The nightly self-update's client id (the daemon may be connected meanwhile): a clean session,
+ * except while a switch waits for the hub's confirmation (a run killed then finds it queued).
+ */
 export function selfUpdateClientId(host: string): string {
   return `${SELF_UPDATE_PREFIX}${host}`;
 }

@@ -26,7 +26,7 @@ import { bootPendingFor, clearBootPending, writeBootPending } from "./boot-check
 import { readProfile } from "../profile.js";
 import { isWithinWindow } from "../../protocol/windows.js";
 import { assertCommitSha, expandArgv, localNixSystem, updateInputsArgv } from "../os-profiles.js";
-import { awaitHubConfirmation } from "./confirmation.js";
+import { awaitHubConfirmation, selfUpdatePendingFile } from "./confirmation.js";
 
 /** The build's out-link: also a GC root, so the built system survives a garbage collection. */
 export const OUT_LINK = "self-update-system";
@@ -72,6 +72,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   const steps: RunStep[] = record.steps;
   const runLog = log.child({ runId: record.id, host: cfg.host });
   mkdirSync(cfg.stateDir, { recursive: true });
+  const pendingConfirmation = selfUpdatePendingFile(cfg.stateDir, runLog);
 
   /** Time one step and record it; a step returns its detail or throws RunStop. */
   const step = async (name: RunStep["name"], body: () => Promise<string>): Promise<void> => {
@@ -94,11 +95,11 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
   };
 
   /** Magic rollback: the generation before the run active again, the checkout back where it was. */
-  const switchBack = async (from: number | undefined): Promise<string> => {
+  const switchBack = async (from: number | undefined, why: string): Promise<string> => {
     const vars = { profile: cfg.systemProfile, generation: String(record.generationBefore), host: cfg.host, flake: cfg.checkoutDir, out: join(cfg.stateDir, OUT_LINK), attr: profileCommands(cfg, opts.system ?? localNixSystem()).attribute };
     for (const argv of switchBackArgvs(cfg)) {
       const r = await run(expandArgv(argv, vars), cfg.checkoutDir);
-      if (r.exitCode !== 0) throw new RunStop("failed", `no confirmation within ${cfg.confirmTimeoutSeconds} s, and switching back to generation ${record.generationBefore} failed: fix the host by hand`, describeFailure(r));
+      if (r.exitCode !== 0) throw new RunStop("failed", `${why}, and switching back to generation ${record.generationBefore} failed: fix the host by hand`, describeFailure(r));
     }
     record.generationAfter = readProfile(cfg.systemProfile).generation;
     let checkout = "checkout unchanged";
@@ -129,7 +130,16 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
       }
       return lock.tookOverStalePid ? `took over the stale lock of pid ${lock.tookOverStalePid}` : "acquired";
     });
-    if (cfg.broker) {
+    // A run killed while its switch waited for the hub's confirmation: this one finishes it, nothing
+    // else (confirmation.ts). Its reporter waits: a clean connection would drop the queued confirm.
+    const resumed = pendingConfirmation.read();
+    if (resumed) {
+      const own = steps.splice(0);
+      Object.assign(record, resumed.run);
+      steps.push(...resumed.run.steps, ...own);
+      record.steps = steps;
+      runLog.warn({ resumedRun: resumed.run.id, pid: resumed.pid, deadline: resumed.deadline }, "a run was killed while its switch awaited confirmation: finishing it");
+    } else if (cfg.broker) {
       reporter = await connectReporter(cfg.broker, cfg.host, cfg.topicPrefix, runLog);
       await reporter?.publish(jobStateOf(record, "running"));
     }
@@ -139,83 +149,93 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     const commands = profileCommands(cfg, opts.system ?? localNixSystem());
     const outLink = join(cfg.stateDir, OUT_LINK);
     const placeholders = { flake: checkout, attr: commands.attribute, out: outLink, profile: cfg.systemProfile, host: cfg.host };
-    record.generationBefore = readProfile(cfg.systemProfile).generation;
-    const headOf = async () => (existsSync(join(checkout, ".git")) ? (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined : undefined);
-    record.commitBefore = await headOf();
+    let switched = resumed !== undefined;
+    if (!resumed) {
+      record.generationBefore = readProfile(cfg.systemProfile).generation;
+      const headOf = async () => (existsSync(join(checkout, ".git")) ? (await run(["git", "rev-parse", "HEAD"], checkout)).stdout.trim() || undefined : undefined);
+      record.commitBefore = await headOf();
 
-    await step("health", async () => {
-      record.health = await runHealthChecks(cfg.health, { env });
-      const failed = record.health.filter((h) => !h.ok);
-      if (failed.length) {
-        throw new RunStop("unhealthy", `health check failed, nothing was changed: ${failed.map((h) => h.detail).join("; ")}`, failed.map((h) => `${h.check}: ${h.detail}`).join("; "));
-      }
-      return record.health.length ? record.health.map((h) => h.detail).join("; ") : "all checks disabled";
-    });
-
-    await step("update", async () => {
-      if (!existsSync(join(checkout, ".git"))) {
-        if (!cfg.repoUrl) throw new RunStop("failed", `${checkout} is not a git checkout`, "set repoUrl so the self-update clones it, or clone it there");
-        const c = await run(["git", "clone", "--quiet", "--branch", cfg.branch, cfg.repoUrl, checkout]);
-        if (c.exitCode !== 0) throw new RunStop("failed", "cloning the flake repository failed", describeFailure(c));
-      }
-      if (cfg.mode === "git-pull") {
-        const r = await run(["git", "pull", "--ff-only", cfg.remote, cfg.branch], checkout);
-        if (r.exitCode !== 0) throw new RunStop("failed", "git pull failed; nothing was built or switched", describeFailure(r));
-      } else {
-        const lockBefore = readOrUndefined(lockFile);
-        const r = await run(updateInputsArgv(cfg.inputs), checkout);
-        if (r.exitCode !== 0) throw new RunStop("failed", "nix flake update failed; nothing was built or switched", describeFailure(r));
-        record.lockChanged = readOrUndefined(lockFile) !== lockBefore;
-        if (record.lockChanged && cfg.commitLock) {
-          const report = `${r.stderr}`.slice(Math.max(0, r.stderr.indexOf("•"))).trim();
-          const identity = ["-c", "user.name=Lockstep self-update", "-c", `user.email=lockstep-self-update@${cfg.host}`];
-          const c = await run(["git", ...identity, "commit", "-q", "-m", "flake.lock: Update", ...(report ? ["-m", report] : []), "--", "flake.lock"], checkout);
-          if (c.exitCode !== 0) throw new RunStop("failed", "the lock was updated but could not be committed", describeFailure(c));
+      await step("health", async () => {
+        record.health = await runHealthChecks(cfg.health, { env });
+        const failed = record.health.filter((h) => !h.ok);
+        if (failed.length) {
+          throw new RunStop("unhealthy", `health check failed, nothing was changed: ${failed.map((h) => h.detail).join("; ")}`, failed.map((h) => `${h.check}: ${h.detail}`).join("; "));
         }
-      }
-      record.commitAfter = await headOf();
-      if (cfg.mode === "git-pull") return record.commitAfter === record.commitBefore ? "already at the remote head" : `pulled ${record.commitBefore?.slice(0, 12)} -> ${record.commitAfter?.slice(0, 12)}`;
-      return record.lockChanged ? "flake.lock updated" : "flake.lock already current";
-    });
+        return record.health.length ? record.health.map((h) => h.detail).join("; ") : "all checks disabled";
+      });
 
-    await step("build", async () => {
-      const r = await run(expandArgv(commands.build, placeholders), checkout);
-      if (r.exitCode !== 0) throw new RunStop("failed", "build failed; the running generation is untouched", describeFailure(r));
-      record.systemPath = await realpath(outLink);
-      return record.systemPath;
-    });
+      await step("update", async () => {
+        if (!existsSync(join(checkout, ".git"))) {
+          if (!cfg.repoUrl) throw new RunStop("failed", `${checkout} is not a git checkout`, "set repoUrl so the self-update clones it, or clone it there");
+          const c = await run(["git", "clone", "--quiet", "--branch", cfg.branch, cfg.repoUrl, checkout]);
+          if (c.exitCode !== 0) throw new RunStop("failed", "cloning the flake repository failed", describeFailure(c));
+        }
+        if (cfg.mode === "git-pull") {
+          const r = await run(["git", "pull", "--ff-only", cfg.remote, cfg.branch], checkout);
+          if (r.exitCode !== 0) throw new RunStop("failed", "git pull failed; nothing was built or switched", describeFailure(r));
+        } else {
+          const lockBefore = readOrUndefined(lockFile);
+          const r = await run(updateInputsArgv(cfg.inputs), checkout);
+          if (r.exitCode !== 0) throw new RunStop("failed", "nix flake update failed; nothing was built or switched", describeFailure(r));
+          record.lockChanged = readOrUndefined(lockFile) !== lockBefore;
+          if (record.lockChanged && cfg.commitLock) {
+            const report = `${r.stderr}`.slice(Math.max(0, r.stderr.indexOf("•"))).trim();
+            const identity = ["-c", "user.name=Lockstep self-update", "-c", `user.email=lockstep-self-update@${cfg.host}`];
+            const c = await run(["git", ...identity, "commit", "-q", "-m", "flake.lock: Update", ...(report ? ["-m", report] : []), "--", "flake.lock"], checkout);
+            if (c.exitCode !== 0) throw new RunStop("failed", "the lock was updated but could not be committed", describeFailure(c));
+          }
+        }
+        record.commitAfter = await headOf();
+        if (cfg.mode === "git-pull") return record.commitAfter === record.commitBefore ? "already at the remote head" : `pulled ${record.commitBefore?.slice(0, 12)} -> ${record.commitAfter?.slice(0, 12)}`;
+        return record.lockChanged ? "flake.lock updated" : "flake.lock already current";
+      });
 
-    let switched = false;
-    await step("switch", async () => {
-      const running = await realpath(cfg.systemProfile).catch(() => undefined);
-      if (running === record.systemPath) return "already running this system";
-      for (const argv of commands.switches) {
-        const r = await run(expandArgv(argv, placeholders), checkout);
-        if (r.exitCode !== 0) throw new RunStop("failed", "switch failed", describeFailure(r));
-      }
-      switched = true;
-      return `switched to ${record.systemPath}`;
-    });
+      await step("build", async () => {
+        const r = await run(expandArgv(commands.build, placeholders), checkout);
+        if (r.exitCode !== 0) throw new RunStop("failed", "build failed; the running generation is untouched", describeFailure(r));
+        record.systemPath = await realpath(outLink);
+        return record.systemPath;
+      });
+
+      await step("switch", async () => {
+        const running = await realpath(cfg.systemProfile).catch(() => undefined);
+        if (running === record.systemPath) return "already running this system";
+        for (const argv of commands.switches) {
+          const r = await run(expandArgv(argv, placeholders), checkout);
+          if (r.exitCode !== 0) throw new RunStop("failed", "switch failed", describeFailure(r));
+        }
+        switched = true;
+        return `switched to ${record.systemPath}`;
+      });
+    }
     record.generationAfter = readProfile(cfg.systemProfile).generation;
     let confirmed = "";
-    if (switched && cfg.broker && cfg.magicRollback && record.generationBefore !== undefined && record.generationAfter !== record.generationBefore) {
+    const awaitsConfirmation = resumed !== undefined || (switched && record.generationBefore !== undefined && record.generationAfter !== record.generationBefore);
+    if (awaitsConfirmation && (!cfg.broker || !cfg.magicRollback)) pendingConfirmation.clear(); // turned off since the run was killed
+    if (awaitsConfirmation && cfg.broker && cfg.magicRollback) {
       // Magic rollback: the hub must see this host after the switch and confirm it (confirmation.ts).
       record.summary = `switched to generation ${record.generationAfter}`;
       await reporter?.close();
       reporter = null;
       const at = new Date();
       const t0 = performance.now();
-      const verdict = await awaitHubConfirmation(cfg, record, runLog);
+      const verdict = await awaitHubConfirmation(cfg, record, runLog, resumed);
       reporter = verdict.reporter;
       const detail = verdict.confirmedBy ? `confirmed by ${verdict.confirmedBy}` : verdict.why!;
-      steps.push({ name: "confirm", status: verdict.confirmedBy ? "ok" : "failed", startedAt: at.toISOString(), durationMs: Math.round(performance.now() - t0), detail });
+      const resumedNote = resumed ? `finished by pid ${process.pid} after the waiting run (pid ${resumed.pid}) ended: ` : "";
+      steps.push({ name: "confirm", status: verdict.confirmedBy ? "ok" : "failed", startedAt: at.toISOString(), durationMs: Math.round(performance.now() - t0), detail: `${resumedNote}${detail}` });
       if (!verdict.confirmedBy) {
         const before = record.generationAfter;
         let back = "";
-        await step("rollback", async () => {
-          back = await switchBack(before);
-          return back;
-        });
+        try {
+          await step("rollback", async () => {
+            back = await switchBack(before, verdict.why!);
+            return back;
+          });
+        } finally {
+          // Rolled back, or failed to and said so: either way no later run acts on it again.
+          pendingConfirmation.clear();
+        }
         throw new RunStop("rolled-back", `rolled-back: ${verdict.why}; ${back}`, verdict.why);
       }
       confirmed = `; ${detail}`;

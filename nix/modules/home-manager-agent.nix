@@ -110,6 +110,9 @@ in
           ExecStart = "${stableBin} self-update --config ${selfUpdateConfigFile}";
           Environment = [ "PATH=${toolPath}:/run/current-system/sw/bin:/usr/bin:/bin" ];
           SuccessExitStatus = "4";
+          # Killed while its switch awaited the hub's confirmation: started again, it finishes that run.
+          Restart = "on-abnormal";
+          RestartSec = 5;
         };
       };
       systemd.user.timers.lockstep-self-update = {

@@ -106,6 +106,10 @@ in
           ExecStart = "${cfg.package}/bin/lockstep-agent self-update --config ${selfUpdateConfigFile}";
           # 4: another run held the lock and this one did nothing; not a failure of the unit.
           SuccessExitStatus = "4";
+          # A run killed by a signal (OOM, by hand) while its switch awaited the hub's confirmation:
+          # started again, it finishes that run (magic rollback). Exit codes never restart it.
+          Restart = "on-abnormal";
+          RestartSec = 5;
         };
       };
 

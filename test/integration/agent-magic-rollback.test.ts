@@ -55,8 +55,8 @@ describe("magic rollback (real agents, real Nix, a real network cut)", () => {
   });
 
   const pending = (host: string) => {
-    const file = join(fleet.paths(host).stateDir, "agent-state.json");
-    return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { awaitingConfirmation?: { job: string; deadline: string } }).awaitingConfirmation : undefined;
+    const file = join(fleet.paths(host).stateDir, "awaiting-confirmation.json");
+    return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { job: string; deadline: string }) : undefined;
   };
 
   /** Pull a new commit (network up), then start its switch; resolves once the switch runs. */

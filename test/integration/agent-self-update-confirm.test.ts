@@ -1,14 +1,17 @@
 /**
  * The agent daemon and a standalone self-update on one host: the hub's `confirm` for a self-update
  * run reaches both (same commands topic). While that run holds the self-update lock the daemon
- * leaves it to the run (no job state of its own, which would race the run's); without a live run,
- * the daemon answers it as before ("not awaiting confirmation").
+ * leaves it to the run (no job state of its own, which would race the run's), also to a run killed
+ * while it waited (the next run finishes it); otherwise the daemon answers it as before ("not
+ * awaiting confirmation").
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { acquireSelfUpdateLock } from "../../agent/self-update/lock.js";
+import { selfUpdatePendingFile } from "../../agent/self-update/confirmation.js";
+import { startRunRecord } from "../../agent/self-update/runlog.js";
 import { statePaths } from "../../agent/config.js";
 import { TestFleet } from "../fleet/fleet.js";
 import { startTestBroker, type TestBroker } from "../support/brokers.js";
@@ -45,5 +48,21 @@ describe("a self-update's confirmation on a host that also runs the agent daemon
     const again = await fleet.runCommand("alpha", "confirm", { job: "self-update-20261204T220000Z-abcd" });
     expect(again.state).toBe("rejected");
     expect(again.summary).toBe("switch self-update-20261204T220000Z-abcd is not awaiting confirmation (nothing is)");
+  }, 120_000);
+
+  it("is left to a killed self-update run that still awaits it (the next run takes it from its own session)", async () => {
+    const stateDir = fleet.paths("alpha").stateDir;
+    const id = "self-update-20261205T010000Z-beef";
+    const run = { ...startRunRecord("self-update", { host: "alpha", mode: "flake-update" }, new Date()), id, outcome: "succeeded" as const, summary: "switched to generation 2" };
+    const pending = selfUpdatePendingFile(stateDir);
+    pending.write({ job: id, deadline: new Date(Date.now() + 600_000).toISOString(), timeoutSeconds: 600, generationBefore: 1, generationAfter: 2, run, pid: 999_999 });
+    try {
+      const confirm = fleet.command("confirm", { job: id });
+      await fleet.sendCommand("alpha", confirm);
+      expect((await fleet.runCommand("alpha", "refresh")).state).toBe("succeeded");
+      expect(fleet.job("alpha", confirm.id)).toBeUndefined();
+    } finally {
+      pending.clear();
+    }
   }, 120_000);
 });

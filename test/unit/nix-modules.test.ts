@@ -196,7 +196,8 @@ describe("services.lockstep-agent (NixOS)", () => {
     const offset = parseInt(createHash("sha256").update("alpha").digest("hex").slice(0, 7), 16) % 60;
     expect(h.config.systemd.timers["lockstep-self-update"].timerConfig).toEqual({ OnCalendar: `*-*-* 03:${String(offset).padStart(2, "0")}:00`, Persistent: true });
     const svc = h.config.systemd.services["lockstep-self-update"];
-    expect(svc).toMatchObject({ restartIfChanged: false, stopIfChanged: false, serviceConfig: { Type: "oneshot", SuccessExitStatus: "4" } });
+    // Restarted only when killed by a signal: a run killed while its switch awaited confirmation is finished by the next.
+    expect(svc).toMatchObject({ restartIfChanged: false, stopIfChanged: false, serviceConfig: { Type: "oneshot", SuccessExitStatus: "4", Restart: "on-abnormal" } });
     expect(svc.serviceConfig.ExecStart).toMatch(/bin\/lockstep-agent self-update --config \/etc\/lockstep\/self-update\.json$/);
     // Boot rollback: a check once per boot, after the boot (a timer), counting the agent's own start.
     expect(h.config.systemd.timers["lockstep-boot-check"]).toMatchObject({ wantedBy: ["timers.target"], timerConfig: { OnBootSec: "30s" } });
