@@ -3,8 +3,11 @@
  * per host pull -> switch -> test -> health gate, a failure budget and the failure policy (halt,
  * roll back the failed hosts, roll back every switched host, revert on GitHub).
  *
- * Durability: the whole state lives in one RolloutRecord that is saved before every command goes
- * out. Execution is written to be replayable: resume() runs the same code over the stored record,
+ * Durability: the whole state lives in one RolloutRecord. It is saved whole when the rollout
+ * starts, resumes and ends; in between the store appends what changed (store.ts). A step is
+ * recorded durably before its command goes out, and only that is waited for: results and host
+ * states are appended without waiting for the disk, since a restart learns them again from the
+ * agents' retained job states. Execution is written to be replayable: resume() runs the same code over the stored record,
  * and every step first looks in the record. A step with a result is not run again; a step that was
  * sent but has no result waits for the job's retained state instead of resending; a step whose fate
  * cannot be learned makes the host (and the rollout) "interrupted". So no host ever gets the same
@@ -24,7 +27,7 @@ import type {
 import { RolloutNotFoundError, WaitAbortedError, WaitTimeoutError } from "./errors.js";
 import { newCommandId, newId, waitForChange, type CommandArgsInput, type FleetChange, type FleetPort, type HostSnapshot } from "./fleet-port.js";
 import type { RolloutPlan } from "./spec.js";
-import type { RolloutRecord, RolloutStore, StepRecord, StepResult } from "./store.js";
+import { stepKey, type RolloutRecord, type RolloutStore, type StepRecord, type StepResult } from "./store.js";
 import { describeWindow, isWithinWindow } from "../protocol/windows.js";
 import { isFinalRolloutState } from "../protocol/enums.js";
 
@@ -117,6 +120,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   private detached = false;
   private cancelledBy?: string;
   private progressTimer?: NodeJS.Timeout;
+  /** Hosts and steps changed since the store last heard of them. */
+  private readonly unsaved = { hosts: new Set<string>(), steps: new Set<string>() };
+  private countsStale = true;
 
   constructor(opts: RolloutEngineOptions) {
     super();
@@ -136,7 +142,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   /** A copy of the current progress, or undefined before run()/resume(). */
   get progress(): RolloutProgress | undefined {
-    return this.rec ? structuredClone(this.rec.progress) : undefined;
+    if (!this.rec) return undefined;
+    this.refreshCounts();
+    return structuredClone(this.rec.progress);
   }
 
   /** Execute a fresh plan; resolves with the final progress. */
@@ -175,6 +183,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       updatedAt: now,
     };
     this.rec = { version: 1, id: plan.id, commit: plan.commit, requestedBy, plan, progress, steps: {}, rollbackFailed: [], finished: false };
+    this.countsStale = true;
     this.refreshCounts();
     return this.execute(false);
   }
@@ -185,7 +194,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const rec = await this.store.load(id);
     if (!rec) throw new RolloutNotFoundError(id);
     this.rec = rec;
-    if (rec.finished) return structuredClone(rec.progress);
+    if (rec.finished) return this.progress!;
     return this.execute(true);
   }
 
@@ -233,7 +242,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const rec = this.rec!;
     try {
       this.setRolloutState(rec.soakUntil && !rec.soakFinishedAt ? "soaking" : "running");
-      await this.save();
+      await this.saveWhole();
       if (resuming) {
         this.audit("rollout.resumed", undefined, { commit: rec.commit }, "hub");
       } else {
@@ -251,22 +260,22 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       // already stopped launching new hosts: their commands are out, so their results must be learnt.
       if (resuming) await this.finishInFlight();
       if (!rec.stop) await this.runPhases();
-      if (this.detached) return structuredClone(rec.progress);
+      if (this.detached) return this.progress!;
       if (rec.stop && (rec.stop.reason === "canary-failed" || rec.stop.reason === "budget-exceeded") && !this.cancelledBy) {
         await this.applyFailurePolicy();
       } else if (!rec.stop && !this.cancelledBy) {
         await this.rollBackFailuresWithinBudget();
       }
-      if (this.detached) return structuredClone(rec.progress);
+      if (this.detached) return this.progress!;
       return await this.finish();
     } catch (e) {
-      if (this.detached) return structuredClone(rec.progress);
+      if (this.detached) return this.progress!;
       // A cancel during the soak (or any other wait outside a host) ends here: that is not an error.
       if (this.cancelledBy && e instanceof WaitAbortedError) return this.finish();
       // Something outside the plan broke (e.g. the data dir became unwritable): end honestly.
       this.log.error({ err: e, rolloutId: rec.id }, "rollout aborted by an unexpected error");
       rec.stop ??= { reason: "interrupted", detail: `internal error: ${(e as Error).message}`, at: new Date().toISOString() };
-      return this.finish().catch(() => structuredClone(rec.progress));
+      return this.finish().catch(() => this.progress!);
     }
   }
 
@@ -302,7 +311,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     await this.pool(restoring, restoring.length, () => !this.detached, (h) => this.restoreCheckout(h));
     const inFlight = Object.values(rec.progress.hosts)
       .filter((h) => !TERMINAL_HOST_STATES.includes(h.state) && h.state !== "rolling-back")
-      .filter((h) => Object.values(rec.steps).some((s) => s.host === h.host))
+      .filter((h) => this.sentSomething(h.host))
       .map((h) => h.host);
     if (inFlight.length === 0) return;
     this.audit("rollout.recovering", undefined, { hosts: inFlight });
@@ -318,7 +327,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       this.audit("soak.started", undefined, { until: rec.soakUntil, canaries });
     }
     this.setRolloutState("soaking");
-    await this.save();
+    await this.persist();
     this.flushProgress();
     await sleep(Date.parse(rec.soakUntil) - Date.now(), this.abort.signal);
     for (const h of canaries) {
@@ -330,7 +339,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     rec.soakFinishedAt = new Date().toISOString();
     if (!rec.stop) this.audit("soak.finished", undefined, { canaries });
     this.setRolloutState("running");
-    await this.save();
+    await this.persist();
   }
 
   private async pool(hosts: string[], limit: number, keepGoing: () => boolean, fn: (host: string) => Promise<void>): Promise<void> {
@@ -349,9 +358,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const hs = rec.progress.hosts[host]!;
     if (TERMINAL_HOST_STATES.includes(hs.state)) return;
     try {
-      const alreadyStarted = Object.values(rec.steps).some((s) => s.host === host);
       let queued = false;
-      if (!alreadyStarted) {
+      if (!this.sentSomething(host)) {
         const gate = await this.preflight(host);
         if ("skip" in gate) return this.skipHost(host, gate.skip);
         queued = gate.queued;
@@ -360,8 +368,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     } catch (e) {
       if (this.detached) return;
       if (this.abort.signal.aborted || e instanceof WaitAbortedError) {
-        const sentSomething = Object.values(rec.steps).some((s) => s.host === host);
-        if (sentSomething) this.endHost(host, "interrupted", `rollout cancelled while ${hs.state}`);
+        if (this.sentSomething(host)) this.endHost(host, "interrupted", `rollout cancelled while ${hs.state}`);
         else this.endHost(host, "skipped", "not started: the rollout was cancelled");
         return;
       }
@@ -406,6 +413,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const hs = this.rec!.progress.hosts[host]!;
     if (snap.info?.generation !== undefined) hs.generationBefore = snap.info.generation;
     if (snap.info?.commit !== undefined) hs.commitBefore = snap.info.commit;
+    this.changed(host);
     return { queued: false };
   }
 
@@ -466,7 +474,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (unconfirmed) return this.failHost(host, unconfirmed);
     this.endHost(host, "succeeded", hs.pullOnly);
     this.audit("host.succeeded", host, { generationBefore: hs.generationBefore, generationAfter: hs.generationAfter, ...(hs.pullOnly ? { pullOnly: true } : {}) });
-    await this.save();
+    this.note();
   }
 
   /**
@@ -492,7 +500,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const why = r.state !== "succeeded" ? `evaluation ${r.state}: ${r.summary}` : evaluated ? `the commit evaluates to ${String(evaluated)}, the host runs ${String(running ?? "?")}` : "the commit could not be evaluated";
     this.audit("host.switch-needed", host, { planned: hs.pullOnly, why });
     delete hs.pullOnly;
-    this.changed();
+    this.changed(host);
     return false;
   }
 
@@ -590,12 +598,12 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     hs.state = state;
     if (reason !== undefined) hs.reason = reason;
     hs.finishedAt = new Date().toISOString();
-    this.changed();
+    this.changed(host);
   }
 
   private setHostState(host: string, state: HostRolloutStateName): void {
     this.rec!.progress.hosts[host]!.state = state;
-    this.changed();
+    this.changed(host);
   }
 
   private budgetAllowed(): number {
@@ -646,7 +654,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (o.queued) record.queued = true;
     rec.steps[k] = record;
     rec.progress.hosts[host]!.jobIds.push(id);
-    await this.save(); // recorded before it is sent: see the file comment
+    this.unsaved.steps.add(k);
+    this.changed(host);
+    await this.persist(); // recorded before it is sent: see the file comment
     if (this.abort.signal.aborted) throw new WaitAbortedError(`${op} on ${host}`);
     // The fleet port records the command in the audit log ("command.sent"), as for every sender.
     await this.fleet.sendCommand(host, op, args, { id, rolloutId: rec.id, expiresAt, requestedBy: rec.requestedBy });
@@ -666,8 +676,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       result = { state: "timeout", summary: `no result within ${seconds(timeoutMs)}`, at: new Date().toISOString() };
     }
     step.result = result;
+    this.unsaved.steps.add(stepKey(step));
     this.audit("command.finished", step.host, { step: step.step, commandId: step.commandId, state: result.state, summary: result.summary });
-    await this.save();
+    this.note();
     return result;
   }
 
@@ -681,8 +692,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         at: new Date().toISOString(),
       };
       step.result = result;
+      this.unsaved.steps.add(stepKey(step));
       this.audit("command.unknown", step.host, { step: step.step, commandId: step.commandId });
-      await this.save();
+      this.note();
       return result;
     }
     this.audit("command.recovered", step.host, { step: step.step, commandId: step.commandId, state: seen.state });
@@ -772,7 +784,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     }
     // The host's outcome is already final; this only adds where its checkout ended up.
     hs.reason = hs.reason ? `${hs.reason}; ${note}` : note;
-    this.changed();
+    this.changed(host);
   }
 
   /** Failed hosts that pulled the update but were never sent a switch: only their checkout goes back. */
@@ -797,13 +809,14 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
         if (untouched) {
           this.audit("host.rollback-not-needed", host, { generation: current });
           hs.reason = `${before}; still on generation ${current ?? "?"}, nothing to roll back`;
-          this.changed();
+          this.changed(host);
           await this.restoreCheckout(host);
           return;
         }
       }
       this.setHostState(host, "rolling-back");
       hs.reason = before;
+      this.changed(host);
       const r = await this.step(host, "rollback", "rollback", target !== undefined ? { generation: target } : {}, {
         timeoutMs: spec.strategy.stepTimeouts.switch,
         expiresInMs: spec.strategy.stepTimeouts.switch,
@@ -853,7 +866,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       return;
     }
     rec.revertRequestedAt = new Date().toISOString();
-    await this.save();
+    await this.persist(); // never call it twice, even across a crash
     try {
       const spec = rec.plan.spec;
       const pr = await this.revert({ rolloutId: rec.id, commit: rec.commit, ...(spec.firstMergeCommit ? { firstMergeCommit: spec.firstMergeCommit } : {}), prNumber: spec.prNumber, reason: rec.stop?.detail ?? "rollout failed" });
@@ -897,6 +910,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const now = new Date().toISOString();
     rec.progress.finishedAt = now;
     this.setRolloutState(state);
+    this.refreshCounts();
     const entry: RolloutHistoryEntry = {
       rolloutId: rec.id,
       commit: rec.commit,
@@ -928,11 +942,11 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       throw e;
     }
     rec.finished = true;
-    await this.save();
+    await this.saveWhole();
     this.audit("rollout.finished", undefined, { state, summary: rec.progress.summary, stop: stop?.detail });
     this.flushProgress();
     this.emit("history", entry);
-    const final = structuredClone(rec.progress);
+    const final = this.progress!;
     this.emit("done", final);
     return final;
   }
@@ -940,14 +954,45 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   // ------------------------------------------------------------------------------------------
   // Bookkeeping
 
-  private async save(): Promise<void> {
+  /** Store the record whole (start, resume, end). */
+  private async saveWhole(): Promise<void> {
+    this.refreshCounts();
     if (this.detached) return;
+    this.unsaved.hosts.clear();
+    this.unsaved.steps.clear();
     try {
       await this.store.save(this.rec!);
     } catch (e) {
       this.storageFailed(e);
       throw e;
     }
+  }
+
+  /** Append what changed and wait until it is on disk (a command is about to go out, a revert to be asked for). */
+  private async persist(): Promise<void> {
+    if (this.detached) return;
+    try {
+      await this.appendChanges(true);
+    } catch (e) {
+      this.storageFailed(e);
+      throw e;
+    }
+  }
+
+  /**
+   * Append what changed without waiting for the disk: the next persist() makes it durable. A
+   * failed write stops the rollout like a failed persist().
+   */
+  private note(): void {
+    if (this.detached) return;
+    this.appendChanges(false).catch((e: unknown) => this.storageFailed(e));
+  }
+
+  private appendChanges(durable: boolean): Promise<void> {
+    const changes = { hosts: [...this.unsaved.hosts], steps: [...this.unsaved.steps] };
+    this.unsaved.hosts.clear();
+    this.unsaved.steps.clear();
+    return this.store.append(this.rec!, changes, { durable });
   }
 
   /**
@@ -964,12 +1009,23 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     this.emit("storage-fault", { rolloutId, error: (e as Error).message, cause: e });
   }
 
+  /** A step was recorded for the host (and so may have been sent): step() adds its command id to jobIds with it. */
+  private sentSomething(host: string): boolean {
+    return (this.rec!.progress.hosts[host]?.jobIds.length ?? 0) > 0;
+  }
+
   private setRolloutState(state: RolloutStateName): void {
     this.rec!.progress.state = state;
     this.changed();
   }
 
+  /**
+   * Counts and summary are recomputed (over every host) only when someone looks: a progress
+   * event, the record saved whole. Log lines in between carry the last ones computed.
+   */
   private refreshCounts(): void {
+    if (!this.countsStale) return;
+    this.countsStale = false;
     const p = this.rec!.progress;
     const hosts = Object.values(p.hosts);
     p.counts = {
@@ -979,18 +1035,21 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       skipped: hosts.filter((h) => h.state === "skipped").length,
     };
     p.summary = summarizeProgress(p);
-    p.updatedAt = new Date().toISOString();
   }
 
-  /** Progress changed: update counts now, emit at most every progressIntervalMs. */
-  private changed(): void {
-    this.refreshCounts();
+  /** Progress changed (of `host`, if given): emit it at most every progressIntervalMs. */
+  private changed(host?: string): void {
+    if (host !== undefined) this.unsaved.hosts.add(host);
+    this.countsStale = true;
+    this.rec!.progress.updatedAt = new Date().toISOString();
     if (this.progressTimer || this.detached) return;
     this.progressTimer = setTimeout(() => {
       this.progressTimer = undefined;
+      if (this.detached) return;
       // A final state goes out only from finish(), once it is stored (record first, publish after).
       if (isFinalRolloutState(this.rec!.progress.state)) return;
-      if (!this.detached) this.emit("progress", structuredClone(this.rec!.progress));
+      this.refreshCounts();
+      this.emit("progress", structuredClone(this.rec!.progress));
     }, this.progressIntervalMs);
   }
 

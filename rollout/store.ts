@@ -1,91 +1,53 @@
 /**
- * Durable rollout state: one JSON file per rollout under <dataDir>/rollouts, one per finished
- * rollout under <dataDir>/history. Writes are atomic (temp file, fsync, rename, fsync of the
- * directory), so after a crash a file is either the old or the new version, never half of each.
+ * Durable rollout state under <dataDir>/rollouts, and the update history under <dataDir>/history.
  *
- * The engine records every step (with its command id) and awaits the write BEFORE it sends the
- * command: after a hub restart the record says exactly which commands may have gone out.
- *
- * Concurrent saves of the same rollout are coalesced ("group commit"): while one write runs, later
- * saves wait for the next write, which takes the newest state. 500 hosts finishing steps at once
- * cost a handful of writes, not 500.
+ * A rollout is a snapshot (`<id>.json`, the whole RolloutRecord) plus an append-only log of what
+ * changed since (`<id>.log`, see rollout-log.ts). The engine uses two calls:
+ * - save(record): the record whole, atomically (temp file, fsync, rename, fsync of the directory)
+ *   and an empty log: when a rollout starts, resumes and ends.
+ * - append(record, changes, { durable }): one line with the changed hosts and steps. The engine
+ *   records every step (with its command id) with `durable: true` and awaits it BEFORE it sends
+ *   the command: after a crash the files say exactly which commands may have gone out. What can
+ *   be learnt again after a restart (a step's result, a host's state) is appended without waiting
+ *   for the disk; the next durable line makes it durable too.
+ * Reading replays the log over the snapshot; records written whole by older versions (no log)
+ * read as before.
  */
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rename } from "node:fs/promises";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
-import { CommitSha, JobStateName, RolloutHistoryEntry, RolloutProgress } from "../protocol/schemas.js";
+import { RolloutHistoryEntry } from "../protocol/schemas.js";
 import { RolloutStoreError } from "./errors.js";
-import { RolloutPlan } from "./spec.js";
+import { atomicWrite, readRollout, RolloutLogWriter, rolloutFiles, type RolloutStoreStats } from "./rollout-log.js";
+import type { RolloutChanges, RolloutRecord } from "./record.js";
 
-/** One command the engine sent (or was about to send) for one host. */
-export const StepRecord = z.object({
-  host: z.string(),
-  /** "pull", "switch", "test", "rollback" */
-  step: z.string(),
-  commandId: z.string(),
-  sentAt: z.string(),
-  expiresAt: z.string(),
-  timeoutMs: z.number(),
-  /** Sent to an offline host under the queue policy: an expired result means "skipped", not "failed". */
-  queued: z.boolean().optional(),
-  result: z
-    .object({
-      /** A job state, or "timeout" (no terminal state in time) / "unknown" (lost across a restart). */
-      state: z.union([JobStateName, z.literal("timeout"), z.literal("unknown")]),
-      summary: z.string(),
-      generationBefore: z.number().int().optional(),
-      generationAfter: z.number().int().optional(),
-      at: z.string(),
-    })
-    .optional(),
-});
-export type StepRecord = z.infer<typeof StepRecord>;
-export type StepResult = NonNullable<StepRecord["result"]>;
+export { RolloutRecord, StepRecord, STOP_REASONS, stepKey, type RolloutChanges, type StepResult } from "./record.js";
+export type { RolloutStoreStats } from "./rollout-log.js";
 
-export const STOP_REASONS = ["canary-failed", "budget-exceeded", "interrupted", "cancelled"] as const;
-
-export const RolloutRecord = z.object({
-  version: z.literal(1),
-  id: z.string(),
-  commit: CommitSha,
-  requestedBy: z.string(),
-  plan: RolloutPlan,
-  progress: RolloutProgress,
-  /** Keyed `${host}/${step}`. */
-  steps: z.record(z.string(), StepRecord),
-  /** When the canary soak ends; kept so a resumed rollout soaks only the remainder. */
-  soakUntil: z.string().optional(),
-  soakFinishedAt: z.string().optional(),
-  /** Why the rollout stopped launching hosts; set once, before the failure policy runs. */
-  stop: z.object({ reason: z.enum(STOP_REASONS), detail: z.string(), at: z.string() }).optional(),
-  /** The revert callback was called (never call it twice, even across restarts). */
-  revertRequestedAt: z.string().optional(),
-  /** Hosts whose rollback did not work: the rollout then ends "failed", not "rolled-back". */
-  rollbackFailed: z.array(z.string()).default([]),
-  finished: z.boolean(),
-});
-export type RolloutRecord = z.infer<typeof RolloutRecord>;
-
-interface PendingWrite {
-  record: unknown;
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (e: unknown) => void;
+export interface RolloutStoreOptions {
+  /** The log is compacted (the record written whole) once it is this long and longer than twice the record. Default 1 MiB. */
+  compactMinBytes?: number;
 }
 
+/** The line number each loaded record's files ended at, so its next lines continue from there. */
+const loadedSeq = new WeakMap<RolloutRecord, number>();
+
 export class RolloutStore {
+  readonly stats: RolloutStoreStats = { snapshots: 0, logWrites: 0, logSyncs: 0, logBytes: 0 };
   private readonly rolloutDir: string;
   private readonly historyDir: string;
+  private readonly compactMinBytes: number;
   private ready?: Promise<void>;
-  private readonly writers = new Map<string, { running: boolean; queued?: PendingWrite }>();
-  private readonly running = new Set<Promise<void>>();
-  /** Files actually written (save() calls are coalesced into fewer writes). */
-  writeCount = 0;
+  private readonly writers = new Map<string, RolloutLogWriter>();
+  private readonly historyWrites = new Set<Promise<void>>();
 
-  constructor(readonly dataDir: string) {
+  constructor(
+    readonly dataDir: string,
+    opts: RolloutStoreOptions = {},
+  ) {
     this.rolloutDir = join(dataDir, "rollouts");
     this.historyDir = join(dataDir, "history");
+    this.compactMinBytes = opts.compactMinBytes ?? 1024 * 1024;
   }
 
   private init(): Promise<void> {
@@ -113,141 +75,114 @@ export class RolloutStore {
     rmSync(probe, { force: true });
   }
 
-  /** Persist the rollout; resolves once the state as of this call is on disk. */
-  save(record: RolloutRecord): Promise<void> {
-    return this.enqueue(join(this.rolloutDir, `${record.id}.json`), record);
+  /**
+   * Persist the rollout whole and start an empty log; resolves once the state as of this call is
+   * on disk. Saves queued together are written once, with the newest state.
+   */
+  async save(record: RolloutRecord): Promise<void> {
+    await this.initFor(record.id);
+    const w = this.writer(record);
+    await w.save(record);
+    // A finished rollout is not written again: let go of its log and record.
+    if (record.finished && this.writers.get(record.id) === w) {
+      this.writers.delete(record.id);
+      await w.close();
+    }
+  }
+
+  /**
+   * Log the `changes` of a rollout saved whole before by this store, with the rollout's own fields
+   * (state, counts, stop, ...). Resolves once written; with `durable`, once on disk (fsync).
+   * After a failed write nothing more is appended until the next save().
+   */
+  append(record: RolloutRecord, changes: RolloutChanges, opts: { durable: boolean }): Promise<void> {
+    const w = this.writers.get(record.id);
+    if (!w) return Promise.reject(new Error(`rollout ${record.id}: save() it whole before appending changes`));
+    return w.append(record, changes, opts.durable);
   }
 
   async load(id: string): Promise<RolloutRecord | undefined> {
-    return this.readValidated(join(this.rolloutDir, `${id}.json`), RolloutRecord);
+    await this.init();
+    const read = await readRollout(rolloutFiles(this.rolloutDir, id));
+    if (!read) return undefined;
+    loadedSeq.set(read.record, read.seq);
+    return read.record;
   }
 
   /** All stored rollouts, newest first. */
   async list(): Promise<RolloutRecord[]> {
-    return this.readAll(this.rolloutDir, RolloutRecord, (r) => r.progress.createdAt);
+    await this.init();
+    const ids = (await readdir(this.rolloutDir)).filter((n) => n.endsWith(".json") && !n.startsWith(".")).map((n) => n.slice(0, -".json".length));
+    const out: RolloutRecord[] = [];
+    for (const id of ids) {
+      const r = await this.load(id);
+      if (r) out.push(r);
+    }
+    return newestFirst(out, (r) => r.progress.createdAt);
   }
 
   async listUnfinished(): Promise<RolloutRecord[]> {
     return (await this.list()).filter((r) => !r.finished);
   }
 
-  saveHistory(entry: RolloutHistoryEntry): Promise<void> {
-    return this.enqueue(join(this.historyDir, `${entry.rolloutId}.json`), entry);
+  async saveHistory(entry: RolloutHistoryEntry): Promise<void> {
+    await this.init();
+    const path = join(this.historyDir, `${entry.rolloutId}.json`);
+    const write = atomicWrite(path, JSON.stringify(entry, null, 1)).catch((e: unknown) => {
+      throw new RolloutStoreError("cannot write the update history", path, { cause: e });
+    });
+    this.historyWrites.add(write);
+    void write.catch(() => undefined).finally(() => this.historyWrites.delete(write));
+    return write;
   }
 
   /** The update history, newest first. */
   async history(): Promise<RolloutHistoryEntry[]> {
-    return this.readAll(this.historyDir, RolloutHistoryEntry, (e) => e.finishedAt);
-  }
-
-  private async readAll<S extends z.ZodType>(dir: string, schema: S, sortKey: (v: z.infer<S>) => string): Promise<z.infer<S>[]> {
     await this.init();
-    const names = (await readdir(dir)).filter((n) => n.endsWith(".json"));
-    const out: z.infer<S>[] = [];
-    for (const n of names) {
-      const v = await this.readValidated(join(dir, n), schema);
-      if (v !== undefined) out.push(v);
+    const out: RolloutHistoryEntry[] = [];
+    for (const n of (await readdir(this.historyDir)).filter((n) => n.endsWith(".json") && !n.startsWith("."))) {
+      out.push(await readHistoryEntry(join(this.historyDir, n)));
     }
-    return out.sort((a, b) => (sortKey(a) < sortKey(b) ? 1 : sortKey(a) > sortKey(b) ? -1 : 0));
+    return newestFirst(out, (e) => e.finishedAt);
   }
 
-  private async readValidated<S extends z.ZodType>(path: string, schema: S): Promise<z.infer<S> | undefined> {
-    await this.init();
-    let text: string;
-    try {
-      text = await readFile(path, "utf8");
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw new RolloutStoreError("cannot read rollout state", path, { cause: e });
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new RolloutStoreError("rollout state is not valid JSON", path, { cause: e });
-    }
-    const r = schema.safeParse(json);
-    if (!r.success) throw new RolloutStoreError(`rollout state does not match the expected format (${r.error.issues[0]?.message ?? "invalid"})`, path);
-    return r.data;
-  }
-
-  /** Resolves when every write started so far is on disk (call before handing the data dir to another store). */
+  /** Resolves when every write started so far is on disk and the logs are closed (call before handing the data dir to another store). */
   async flush(): Promise<void> {
-    const pending = [...this.writers.values()].map((w) => w.queued?.promise.catch(() => undefined));
-    await Promise.all([...this.running, ...pending]);
+    await Promise.all([...this.historyWrites].map((w) => w.catch(() => undefined)));
+    await Promise.all([...this.writers.values()].map((w) => w.close().catch(() => undefined)));
   }
 
-  private enqueue(path: string, record: unknown): Promise<void> {
-    let w = this.writers.get(path);
-    if (!w) {
-      w = { running: false };
-      this.writers.set(path, w);
-    }
-    if (w.queued) {
-      // A write is already waiting to start: it will serialise the newest state, this one included.
-      w.queued.record = record;
-      return w.queued.promise;
-    }
-    let resolve!: () => void;
-    let reject!: (e: unknown) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    w.queued = { record, promise, resolve, reject };
-    if (!w.running) {
-      const pumping = this.pump(path, w);
-      this.running.add(pumping);
-      void pumping.finally(() => this.running.delete(pumping));
-    }
-    return promise;
-  }
-
-  private async pump(path: string, w: { running: boolean; queued?: PendingWrite }): Promise<void> {
-    w.running = true;
+  private async initFor(id: string): Promise<void> {
     try {
       await this.init();
-      while (w.queued) {
-        const job = w.queued;
-        w.queued = undefined;
-        try {
-          await atomicWrite(path, JSON.stringify(job.record, null, 1));
-          this.writeCount++;
-          job.resolve();
-        } catch (e) {
-          job.reject(new RolloutStoreError("cannot write rollout state", path, { cause: e }));
-        }
-      }
     } catch (e) {
-      const job = w.queued;
-      w.queued = undefined;
-      job?.reject(new RolloutStoreError("cannot create the rollout data dir", path, { cause: e }));
-    } finally {
-      w.running = false;
-      this.writers.delete(path);
+      this.ready = undefined;
+      throw new RolloutStoreError("cannot create the rollout data dir", join(this.rolloutDir, `${id}.json`), { cause: e });
     }
+  }
+
+  private writer(record: RolloutRecord): RolloutLogWriter {
+    let w = this.writers.get(record.id);
+    if (!w) {
+      w = new RolloutLogWriter(rolloutFiles(this.rolloutDir, record.id), record, loadedSeq.get(record) ?? 0, this.compactMinBytes, this.stats);
+      this.writers.set(record.id, w);
+    }
+    return w;
   }
 }
 
-let tmpCounter = 0;
+function newestFirst<T>(items: T[], key: (v: T) => string): T[] {
+  return items.sort((a, b) => (key(a) < key(b) ? 1 : key(a) > key(b) ? -1 : 0));
+}
 
-async function atomicWrite(path: string, text: string): Promise<void> {
-  // Unique per write: two store instances in one process (a service closed and a new one resuming)
-  // may write the same rollout at the same moment, and must not rename each other's temp file.
-  const tmp = `${path}.${process.pid}.${++tmpCounter}.tmp`;
-  const fh = await open(tmp, "w", 0o600);
+async function readHistoryEntry(path: string): Promise<RolloutHistoryEntry> {
+  let json: unknown;
   try {
-    await fh.writeFile(text, "utf8");
-    await fh.sync();
-  } finally {
-    await fh.close();
+    json = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new RolloutStoreError("cannot read the update history", path, { cause: e });
   }
-  await rename(tmp, path);
-  // fsync the directory so the rename itself survives a power cut.
-  const dir = await open(join(path, ".."), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  const r = RolloutHistoryEntry.safeParse(json);
+  if (!r.success) throw new RolloutStoreError(`update history does not match the expected format (${r.error.issues[0]?.message ?? "invalid"})`, path);
+  return r.data;
 }

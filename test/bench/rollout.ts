@@ -1,8 +1,10 @@
 /**
- * Rollout engine benchmark: plan and run one rollout over 500 simulated hosts on the in-memory
- * fake fleet (canary, 4 waves of 25 %, parallelism 50, each host pull -> switch -> test -> health
- * gate), with the durable store writing to a temp dir. Reports plan time, run time, the number of
- * store writes saved by coalescing (commands vs. files written), and heap growth.
+ * Rollout engine benchmarks on the in-memory fake fleet, with the durable store writing to a temp
+ * dir on the real disk (fsync included):
+ * - 500 hosts whose jobs take no time: plan time, run time, commands vs. store writes, heap growth;
+ * - 1,000 hosts whose steps take 0.1 s and 1 s: wall time ÷ critical path (the time the plan
+ *   needs when bookkeeping costs nothing: per phase, its rounds of `parallelism` hosts times
+ *   pull + switch + test). What is above 1.0 is the engine's and the store's overhead.
  *
  *   node dist/test/bench/rollout.js      prints the figures as JSON
  *
@@ -16,39 +18,39 @@ import { RolloutPlanner } from "../../rollout/planner.js";
 import { RolloutStore } from "../../rollout/store.js";
 import { FakeFleet } from "../support/fake-fleet.js";
 
-const HOSTS = 500;
 const COMMIT = "9".repeat(40);
+/** pull, switch, test: the steps each host waits for (no confirm: the fake agents ask for none). */
+const STEPS_PER_HOST = 3;
 
 const round = (n: number, digits = 1) => Number(n.toFixed(digits));
 
-export async function benchRollout(): Promise<Record<string, number>> {
+interface RunOptions {
+  hosts: number;
+  latencyMs: number;
+  parallelism: number;
+}
+
+async function runOnce(o: RunOptions) {
   const dir = await mkdtemp(join(tmpdir(), "lockstep-bench-rollout-"));
   const fleet = new FakeFleet({
-    hosts: Array.from({ length: HOSTS }, (_, i) => ({ host: `host-${String(i).padStart(3, "0")}`, priority: i % 10, canary: i === 0 })),
-    latencyMs: 0,
+    hosts: Array.from({ length: o.hosts }, (_, i) => ({ host: `host-${String(i).padStart(4, "0")}`, priority: i % 10, canary: i === 0 })),
+    latencyMs: o.latencyMs,
     expectedHead: COMMIT,
   });
   try {
     const store = new RolloutStore(dir);
-    let saves = 0;
-    const save = store.save.bind(store);
-    store.save = (rec) => {
-      saves++;
-      return save(rec);
-    };
     global.gc?.();
     const heapBefore = process.memoryUsage().heapUsed;
-
     const t0 = performance.now();
+    const timeout = Math.max(30_000, o.latencyMs * 10);
     const plan = new RolloutPlanner().plan(
       {
         commit: COMMIT,
-        strategy: { soakMs: 0, waves: { percent: 25 }, parallelism: 50, stepTimeouts: { pull: 30_000, switch: 30_000, test: 30_000 }, healthTimeoutMs: 30_000 },
+        strategy: { soakMs: 0, waves: { percent: 25 }, parallelism: o.parallelism, stepTimeouts: { pull: timeout, switch: timeout, test: timeout }, healthTimeoutMs: timeout },
       },
       fleet.hosts(),
     );
     const planMs = performance.now() - t0;
-
     const engine = new RolloutEngine({ fleet, store, progressIntervalMs: 250 });
     let progressEvents = 0;
     let auditEvents = 0;
@@ -58,27 +60,44 @@ export async function benchRollout(): Promise<Record<string, number>> {
     const final = await engine.run(plan, "bench");
     const runMs = performance.now() - t1;
     const heapAfter = process.memoryUsage().heapUsed;
-    if (final.state !== "completed" || final.counts.succeeded !== HOSTS) {
-      throw new Error(`benchmark rollout did not complete: ${final.summary}`);
-    }
-    return {
-      hosts: HOSTS,
-      phases: plan.phases.length,
-      planMs: round(planMs, 2),
-      runMs: round(runMs),
-      msPerHost: round(runMs / HOSTS, 2),
-      commands: fleet.commands.length,
-      storeSaveCalls: saves,
-      storeFileWrites: store.writeCount,
-      progressEvents,
-      auditEvents,
-      heapGrowthMB: round((heapAfter - heapBefore) / 1_048_576),
-      rssMB: round(process.memoryUsage().rss / 1_048_576),
-    };
+    if (final.state !== "completed" || final.counts.succeeded !== o.hosts) throw new Error(`benchmark rollout did not complete: ${final.summary}`);
+    const rounds = plan.phases.reduce((n, p) => n + Math.ceil(p.hosts.length / Math.min(o.parallelism, p.hosts.length)), 0);
+    return { plan, planMs, runMs, criticalMs: rounds * STEPS_PER_HOST * o.latencyMs, commands: fleet.commands.length, store, progressEvents, auditEvents, heapGrowth: heapAfter - heapBefore };
   } finally {
     fleet.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+export async function benchRollout(): Promise<Record<string, number>> {
+  const hosts = 500;
+  const r = await runOnce({ hosts, latencyMs: 0, parallelism: 50 });
+  const figures: Record<string, number> = {
+    hosts,
+    phases: r.plan.phases.length,
+    planMs: round(r.planMs, 2),
+    runMs: round(r.runMs),
+    msPerHost: round(r.runMs / hosts, 2),
+    commands: r.commands,
+    ...storeFigures(r.store),
+    progressEvents: r.progressEvents,
+    auditEvents: r.auditEvents,
+    heapGrowthMB: round((r.heapGrowth) / 1_048_576),
+    rssMB: round(process.memoryUsage().rss / 1_048_576),
+  };
+  // 1,000 hosts with real step durations: how far the wall time is above the critical path.
+  for (const [label, latencyMs] of [["100ms", 100], ["1s", 1000]] as const) {
+    const c = await runOnce({ hosts: 1000, latencyMs, parallelism: 100 });
+    figures[`1000h ${label} steps wallS`] = round(c.runMs / 1000, 2);
+    figures[`1000h ${label} steps criticalPathS`] = round(c.criticalMs / 1000, 2);
+    figures[`1000h ${label} steps ratio`] = round(c.runMs / c.criticalMs, 3);
+  }
+  return figures;
+}
+
+function storeFigures(store: RolloutStore): Record<string, number> {
+  const s = store.stats;
+  return { storeSnapshots: s.snapshots, storeLogWrites: s.logWrites, storeLogSyncs: s.logSyncs, storeLogKB: round(s.logBytes / 1024) };
 }
 
 if (require.main === module) {

@@ -35,6 +35,9 @@ class FaultyStore extends RolloutStore {
   override save(record: Parameters<RolloutStore["save"]>[0]): Promise<void> {
     return this.failing ? Promise.reject(this.fault()) : super.save(record);
   }
+  override append(...args: Parameters<RolloutStore["append"]>): Promise<void> {
+    return this.failing ? Promise.reject(this.fault()) : super.append(...args);
+  }
   override saveHistory(entry: Parameters<RolloutStore["saveHistory"]>[0]): Promise<void> {
     return this.failing || this.failHistoryOnly ? Promise.reject(this.fault()) : super.saveHistory(entry);
   }
