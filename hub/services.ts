@@ -10,6 +10,7 @@
  *   previews     rollout/preview-service.ts: every pending lock-update PR previewed on the fleet
  *                (with previews.githubComment, github/preview-comment.ts keeps the table on the PR)
  *   converge     hub/converge.ts: Lockstep's revert of a failed rollout merged, the fleet converged onto it
+ *   summary      hub/fleet-summary.ts: the retained fleet/summary (counts, hosts needing attention) the page paints first
  *
  * `steps` start them in order, each paired with its stop (hub/steps.ts).
  */
@@ -32,6 +33,7 @@ import { RevertConverger } from "./converge.js";
 import { AutomaticPause } from "../rollout/automatic-pause.js";
 import { PreviewSettings } from "./config.js";
 import type { StorageHealth } from "./storage-health.js";
+import { FleetSummaryPublisher } from "./fleet-summary.js";
 
 /** Where the rollout store lives, under the data dir. */
 export const ROLLOUT_STATE_DIR = "rollout";
@@ -144,6 +146,15 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
       async start() {
         await fleet.start();
         return () => fleet.stop();
+      },
+    },
+    {
+      // The page's first paint on a large fleet: counts and hosts needing attention, kept retained.
+      name: "fleet summary",
+      async start() {
+        const summary = new FleetSummaryPublisher({ fleet, client, topics, log: log.child({ component: "fleet-summary" }) });
+        summary.start();
+        return async () => summary.stop();
       },
     },
     {

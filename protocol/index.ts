@@ -18,6 +18,8 @@ export * from "./preview.js";
 export * from "./automatic.js";
 export * from "./storage.js";
 export * from "./hub-actions.js";
+export * from "./attention.js";
+export * from "./fleet-summary.js";
 export * from "./nix-output.js";
 export * from "./reboot.js";
 export { FINAL_ROLLOUT_STATES, isFinalRolloutState } from "./enums.js";

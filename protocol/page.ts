@@ -17,5 +17,6 @@ export {
   isFinalRolloutState,
   worstStatus,
 } from "./enums.js";
+export { ATTENTION_REASONS, attentionOf } from "./attention.js";
 export { compareUrl, describeLockDiff, describeRow, describeSide, lockDiffRows } from "./lock-diff-view.js";
 export { formatPackageChange, formatSizeDelta, PREVIEW_OUTCOME_LABEL, previewProgress, previewRow } from "./preview-view.js";

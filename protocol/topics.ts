@@ -54,6 +54,7 @@ export type ParsedTopic =
   | { kind: "hostPreview"; builtOn: string; pr: number; host: string }
   | { kind: "previewSummary"; pr: number }
   | { kind: "automatic" }
+  | { kind: "fleetSummary" }
   | { kind: "automaticPause" };
 
 export class Topics {
@@ -131,6 +132,10 @@ export class Topics {
   /** Retained `AutomaticPauseState`: automatic mode paused after a failed rollout (and why), or running. */
   automaticPause(): string {
     return `${this.root}/fleet/automatic-pause`;
+  }
+  /** Retained `FleetSummary` (protocol/fleet-summary.ts): counts and hosts needing attention, for a fast first paint. */
+  fleetSummary(): string {
+    return `${this.root}/fleet/summary`;
   }
   /** Retained `online`/`offline` of the hub itself (its last will). */
   hubAvailability(): string {
@@ -268,6 +273,7 @@ export class Topics {
       if (parts.length === 2 && b === "events") return { kind: "events" };
       if (parts.length === 2 && b === "automatic") return { kind: "automatic" };
       if (parts.length === 2 && b === "automatic-pause") return { kind: "automaticPause" };
+      if (parts.length === 2 && b === "summary") return { kind: "fleetSummary" };
       if (parts.length === 3 && b === "rollouts" && c && ID_PATTERN.test(c)) return { kind: "rollout", rolloutId: c };
       if (parts.length === 3 && b === "history" && c && ID_PATTERN.test(c)) return { kind: "history", rolloutId: c };
       if (parts.length === 4 && b === "previews" && c && PR_NUMBER.test(c) && d && isValidHostId(d)) return { kind: "preview", pr: Number(c), host: d };

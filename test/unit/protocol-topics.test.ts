@@ -23,6 +23,7 @@ describe("Topics", () => {
     expect(t.parse(t.hubActions("ha@home.lan"))).toEqual({ kind: "hubActions", user: "ha@home.lan" });
     for (const bad of ["lockstep/v1/hub/actions/+", "lockstep/v1/hub/actions/", "lockstep/v1/hub/actions/a/b", "lockstep/v1/hub/actions/-x"]) expect(t.parse(bad), bad).toBeNull();
     expect(t.parse(t.automatic())).toEqual({ kind: "automatic" });
+    expect(t.parse(t.fleetSummary())).toEqual({ kind: "fleetSummary" });
     expect(t.parse(t.job("a", "j-1"))).toEqual({ kind: "job", host: "a", jobId: "j-1" });
     expect(t.parse(t.jobOutput("a", "j-1"))).toEqual({ kind: "jobOutput", host: "a", jobId: "j-1" });
     expect(t.parse(t.expected())).toEqual({ kind: "expected" });
