@@ -1,15 +1,16 @@
 // Lockstep fleet page: MQTT over WebSocket straight to the broker, state from retained topics.
-// Plain ES modules, no framework. Rendering is batched per animation frame and touches only the
-// cells whose value changed, so hundreds of hosts stay smooth. The modules (modules/), in the
+// Plain ES modules, no framework. Rendering is batched per animation frame (reads, then writes),
+// touches only the cells whose value changed, and keeps only the rows on screen in the DOM, so
+// 10,000 hosts stay smooth. The modules (modules/), in the
 // order a message travels: session (login, MQTT) → payloads (checks) → messages (state) → render
-// (the frame) → hosts, detail, tooltip, lock-diff, fleet-bar, empty-hub, activity, notice (the
+// (the frame) → hosts (host-index, virtual-rows, first-paint), detail, tooltip, lock-diff, fleet-bar, empty-hub, activity, notice (the
 // views); api.js calls the hub's HTTP API. They import downward only (no cycles). Topics, enums,
 // final rollout states and the lock-diff wording come from protocol/ through
 // generated/protocol.js (built by scripts/build-page.mjs).
 import { $, setText } from "./modules/dom.js";
 import { SESSION_KEY, app } from "./modules/state.js";
-import { setRenderers } from "./modules/render.js";
-import { applyFilter, renderCounts, renderHost, renderOrder, seenText } from "./modules/hosts.js";
+import { markRows, setRenderers } from "./modules/render.js";
+import { applyFilter, measureRows, renderCounts, renderRows, seenText } from "./modules/hosts.js";
 import { hideTooltip, showTooltip } from "./modules/tooltip.js";
 import { fitDetailToColumns, toggleDetail } from "./modules/detail.js";
 import { renderHistory, renderRollout, renderUpdateCard } from "./modules/fleet-bar.js";
@@ -19,8 +20,8 @@ import { api } from "./modules/api.js";
 import { login, logout } from "./modules/session.js";
 
 setRenderers({
-  host: renderHost,
-  order: renderOrder,
+  measure: measureRows,
+  rows: renderRows,
   counts: renderCounts,
   fleet: renderUpdateCard,
   rollout: renderRollout,
@@ -57,10 +58,12 @@ function wireUi() {
   $("host-filter").addEventListener("input", (ev) => {
     app.filter = ev.target.value.trim().toLowerCase();
     applyFilter();
+    markRows();
   });
   $("problems-only").addEventListener("change", (ev) => {
     app.problemsOnly = ev.target.checked;
     applyFilter();
+    markRows();
   });
   const rows = $("host-rows");
   rows.addEventListener("click", (ev) => {
@@ -83,7 +86,12 @@ function wireUi() {
       if (ev.target.closest?.(".cell")) hideTooltip();
     });
   }
-  window.addEventListener("resize", fitDetailToColumns);
+  window.addEventListener("resize", () => {
+    fitDetailToColumns();
+    markRows();
+  });
+  // The rows on screen change as the page scrolls (only those are in the DOM).
+  window.addEventListener("scroll", markRows, { passive: true });
   // Relative times ("3 min ago") age without messages.
   setInterval(() => {
     for (const h of app.hosts.values()) if (h.row) setText(h.row.seen, seenText(h));

@@ -2,7 +2,7 @@
 import { COMPARTMENTS, TERMINAL_JOB_STATES } from "../generated/protocol.js";
 import { el, randomId, short } from "./dom.js";
 import { COMMAND_TTL_MS, COMPARTMENT_LABEL, OS_LABEL, app, lastLines, rolloutFailure, runningJob } from "./state.js";
-import { markHost } from "./render.js";
+import { markHost, markRows } from "./render.js";
 import { tooltipFor } from "./tooltip.js";
 import { confirmDialog, showBanner } from "./notice.js";
 
@@ -25,6 +25,7 @@ export function toggleDetail(h) {
     previous.detail = null;
     previous.row?.tr.setAttribute("aria-expanded", "false");
     unsubscribeOutput(previous.id);
+    markRows();
   }
   if (previous === h) {
     app.openHost = null;
@@ -55,10 +56,12 @@ export function openDetail(h) {
   const td = el("td", { colspan: visibleColumns() });
   const tr = el("tr", { class: "detail", dataset: { detailFor: h.id } }, td);
   h.detail = { tr, td, pre: el("pre", { class: "job-output", "aria-live": "off" }), shownJob: null, shownLines: 0 };
-  h.row.tr.after(tr);
-  h.row.tr.setAttribute("aria-expanded", "true");
+  // On screen it follows its row now; the next frame's layout keeps it there (virtual-rows.js).
+  h.row?.tr.after(tr);
+  h.row?.tr.setAttribute("aria-expanded", "true");
   subscribeOutput(h.id);
   renderDetail(h);
+  markRows();
 }
 
 export function subscribeOutput(host) {

@@ -1,20 +1,41 @@
-// The hosts table: one row per host, updated cell by cell; header counts; filters.
+// The hosts table: only the rows on screen are in the DOM (virtual-rows.js), in name order kept by
+// host-index.js; a row is updated cell by cell and reused for another host when it scrolls away.
+// Header counts; filters.
 import { COMPARTMENTS, TERMINAL_JOB_STATES } from "../generated/protocol.js";
 import { $, ago, el, setClass, setText } from "./dom.js";
-import { COMPARTMENT_LABEL, OS_LABEL, STATUS_ICON, app, attentionOf, hostProblem, runningJob, stats } from "./state.js";
+import { COMPARTMENT_LABEL, OS_LABEL, STATUS_ICON, app, hostProblem, runningJob, stats } from "./state.js";
 import { renderNoHosts } from "./empty-hub.js";
-import { dirty } from "./render.js";
-import { showTooltip, tooltipFor, tooltipTarget } from "./tooltip.js";
+import { createHostIndex } from "./host-index.js";
+import { createVirtualRows } from "./virtual-rows.js";
+import { summaryCounts } from "./first-paint.js";
+import { hideTooltip, showTooltip, tooltipFor, tooltipTarget } from "./tooltip.js";
 import { renderDetail } from "./detail.js";
 
-export function createRow(h) {
+export const hostIndex = createHostIndex();
+/** Rows that scrolled away, kept for the hosts that scroll in. */
+const spareRows = [];
+const MAX_SPARE_ROWS = 100;
+let table = null;
+
+function rowsTable() {
+  table ??= createVirtualRows({
+    tbody: $("host-rows"),
+    columns: 6 + COMPARTMENTS.length,
+    nodesOf: (h) => (!h.row ? [] : h.detail ? [h.row.tr, h.detail.tr] : [h.row.tr]),
+    bind: bindRow,
+    release: releaseRow,
+  });
+  return table;
+}
+
+function createRow() {
   const cells = {};
   const name = el("span", { class: "name-text" });
   const flags = el("span", { class: "flags" });
   const sub = el("div", { class: "host-sub" });
   const tr = el(
     "tr",
-    { class: "host", dataset: { host: h.id }, tabindex: 0, "aria-expanded": "false" },
+    { class: "host", tabindex: 0, "aria-expanded": "false" },
     el("td", { class: "c-host" }, el("div", { class: "host-name" }, el("span", { class: "state-dot" }), name, flags), sub),
     el("td", { class: "c-os" }),
     el("td", { class: "c-where" }),
@@ -22,17 +43,60 @@ export function createRow(h) {
     el("td", { class: "c-agentv mono" }),
     el("td", { class: "c-seen" }),
   );
+  const [, os, where, gen, agentv, seen] = tr.children;
+  const row = { host: null, tr, name, flags, sub, os, where, gen, agentv, seen, cells, rendered: {} };
   for (const c of COMPARTMENTS) {
     const cell = el("span", { class: "cell unknown", tabindex: 0, "aria-label": `${COMPARTMENT_LABEL[c]}: unknown` });
-    // Built when shown: a re-render (500 hosts on a fleet/expected change) does not build tooltips.
-    cell._tip = () => tooltipFor(h, c);
+    // Built when shown (for the host the row shows then): a re-render builds no tooltips.
+    cell._tip = () => row.host && tooltipFor(row.host, c);
     cells[c] = cell;
     tr.append(el("td", { class: "c-comp", dataset: { compartment: c } }, cell));
   }
-  const [, os, where, gen, agentv, seen] = tr.children;
-  h.row = { tr, name, flags, sub, os, where, gen, agentv, seen, cells, rendered: {} };
-  dirty.order = true;
-  return h.row;
+  return row;
+}
+
+/** Host `h` comes on screen at position `index` of the rows shown: give it a row (new or reused). */
+function bindRow(h, index) {
+  if (!h.row) {
+    const row = spareRows.pop() ?? createRow();
+    row.host = h;
+    h.row = row;
+    row.tr.dataset.host = h.id;
+    row.tr.setAttribute("aria-expanded", String(app.openHost === h.id));
+    renderHost(h);
+  }
+  // Screen readers hear "row 5,120 of 10,000" although only a few rows exist.
+  const rowIndex = String(index + 2);
+  if (h.row.tr.getAttribute("aria-rowindex") !== rowIndex) h.row.tr.setAttribute("aria-rowindex", rowIndex);
+}
+
+function releaseRow(h) {
+  const row = h.row;
+  if (!row) return;
+  if (tooltipTarget && row.tr.contains(tooltipTarget)) hideTooltip();
+  h.row = null;
+  row.host = null;
+  if (spareRows.length < MAX_SPARE_ROWS) spareRows.push(row);
+}
+
+/**
+ * The hosts table in one frame: the index takes the hosts that changed, rows on screen that
+ * changed are redrawn, then the rows the screen shows are laid out. `view` comes from measureRows()
+ * (read before any write of this frame).
+ */
+export function renderRows(changed, view) {
+  for (const h of changed) hostIndex.update(h);
+  for (const h of changed) if (h.row && h.info) renderHost(h);
+  const rendered = rowsTable().layout(hostIndex.shown, view);
+  stats.rows = hostIndex.order.length;
+  stats.rendered = rendered;
+  $("hosts").setAttribute("aria-rowcount", String(hostIndex.shown.length + 1));
+  renderNoHosts(hostIndex.order.length === 0);
+}
+
+/** The read half of a frame: row heights and where the table is on screen. */
+export function measureRows() {
+  return rowsTable().measure();
 }
 
 export function renderHost(h) {
@@ -91,24 +155,8 @@ export function renderHost(h) {
     const label = `${COMPARTMENT_LABEL[name]}: ${status}. ${c?.summary ?? ""}`;
     if (cell.getAttribute("aria-label") !== label) cell.setAttribute("aria-label", label);
   }
-  row.tr.hidden = !matchesFilter(h);
   if (app.openHost === h.id) renderDetail(h);
   if (tooltipTarget && row.tr.contains(tooltipTarget)) showTooltip(tooltipTarget);
-}
-
-export function renderOrder() {
-  const tbody = $("host-rows");
-  const ids = [...app.hosts.values()].filter((h) => h.row).map((h) => h.id).sort();
-  // Append in order: existing nodes move, nothing is re-created.
-  const frag = document.createDocumentFragment();
-  for (const id of ids) {
-    const h = app.hosts.get(id);
-    frag.append(h.row.tr);
-    if (h.detail) frag.append(h.detail.tr);
-  }
-  tbody.append(frag);
-  stats.rows = ids.length;
-  renderNoHosts(ids.length === 0);
 }
 
 /**
@@ -120,48 +168,37 @@ export function seenText(h) {
   return h.availability === "online" ? "now" : `offline, ${ago(h.lastSeen)}`;
 }
 
-/** Header: hosts, online, and how many need attention and why (each host counted once). */
+/**
+ * Header: hosts, online, and how many need attention and why (each host counted once). While a
+ * large fleet is still arriving, the hub's retained summary gives the figures (first-paint.js).
+ */
 export function renderCounts() {
-  const reasons = new Map();
-  let total = 0, online = 0;
-  for (const h of app.hosts.values()) {
-    if (!h.info) continue;
-    total++;
-    if (h.availability === "online") online++;
-    const why = attentionOf(h);
-    if (why) reasons.set(why, (reasons.get(why) ?? 0) + 1);
-  }
+  const counts = summaryCounts(hostIndex.tally) ?? { ...hostIndex.tally, loading: null };
+  const { total, online, reasons, loading } = counts;
   const box = $("fleet-counts");
-  const attention = [...reasons.values()].reduce((a, b) => a + b, 0);
-  const key = JSON.stringify([total, online, [...reasons]]);
+  const attention = Object.values(reasons).reduce((a, b) => a + b, 0);
+  const key = JSON.stringify(counts);
   if (box._key === key) return;
   box._key = key;
   const order = ["failed", "offline", "outdated", "no report"];
+  const n = (x) => x.toLocaleString("en-US");
   box.replaceChildren(
-    el("span", { class: "count", text: `${total} hosts` }),
-    el("span", { class: "count", text: `${online} online` }),
+    el("span", { class: "count", text: `${n(total)} hosts` }),
+    el("span", { class: "count", text: `${n(online)} online` }),
     attention
       ? el(
           "span",
           { class: "count attention", id: "attention" },
-          `⚠ ${attention} need${attention === 1 ? "s" : ""} attention: `,
-          order.filter((r) => reasons.has(r)).map((r) => `${reasons.get(r)} ${r}`).join(", "),
+          `⚠ ${n(attention)} need${attention === 1 ? "s" : ""} attention: `,
+          order.filter((r) => reasons[r]).map((r) => `${n(reasons[r])} ${r}`).join(", "),
         )
       : total
         ? el("span", { class: "count", text: "✓ all current" })
         : "",
+    loading ? el("span", { class: "count loading", id: "hosts-loading", text: loading }) : "",
   );
 }
 
-export function matchesFilter(h) {
-  if (app.problemsOnly && !attentionOf(h)) return false;
-  if (!app.filter) return true;
-  const info = h.info ?? {};
-  const hay = [h.id, info.hostname, info.location, info.os, ...(info.tags ?? [])].join(" ").toLowerCase();
-  return app.filter.split(/\s+/).every((w) => hay.includes(w));
-}
-
 export function applyFilter() {
-  for (const h of app.hosts.values()) if (h.row) h.row.tr.hidden = !matchesFilter(h);
-  for (const h of app.hosts.values()) if (h.detail) h.detail.tr.hidden = h.row?.tr.hidden ?? true;
+  hostIndex.setFilter(app.filter, app.problemsOnly);
 }

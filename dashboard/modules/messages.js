@@ -2,7 +2,7 @@
 import { isObj, isStr } from "./dom.js";
 import { MAX_OUTPUT_LINES, app, hostRecord, stats, touch } from "./state.js";
 import { checks, decode, rejectPayload } from "./payloads.js";
-import { dirty, markHost, schedule } from "./render.js";
+import { dirty, markHost, markRows, schedule } from "./render.js";
 import { tooltipTarget } from "./tooltip.js";
 import { addActivity } from "./activity.js";
 
@@ -30,10 +30,8 @@ export function onMessage(topic, payload, retained = false) {
       const h = hostRecord(parsed.host);
       if (d.empty) return removeHost(h);
       if (!checks.info(d.value, parsed.host)) return rejectPayload(topic, "not a host info");
-      const isNew = !h.info;
       h.info = d.value;
       touch(h, d.value.updatedAt);
-      if (isNew) dirty.order = true;
       return markHost(h);
     }
     case "compartment": {
@@ -135,7 +133,14 @@ export function onMessage(topic, payload, retained = false) {
       if (d.empty) app.hubStatus = null;
       else if (!checks.hubStatus(d.value)) return rejectPayload(topic, "not a hub status");
       else app.hubStatus = d.value;
-      dirty.fleet = dirty.order = true;
+      dirty.fleet = true;
+      return markRows(); // the empty table's guidance names the MQTT port
+    }
+    case "fleetSummary": {
+      if (d.empty) app.summary = null;
+      else if (!checks.fleetSummary(d.value)) return rejectPayload(topic, "not a fleet summary");
+      else app.summary = d.value;
+      dirty.counts = true;
       return schedule();
     }
     case "hubAvailability": {
@@ -148,25 +153,24 @@ export function onMessage(topic, payload, retained = false) {
   }
 }
 
-/** A rollout's outcome shows in its hosts' rows (why a host failed): re-render those. */
+/**
+ * A rollout's outcome shows in its hosts' rows (why a host failed): re-render those on screen (the
+ * others are drawn afresh when they scroll in; a 10,000-host rollout touches no other row).
+ */
 function markNamedHosts(ids) {
   for (const id of ids) {
     const h = app.hosts.get(id);
-    if (h) dirty.hosts.add(h);
+    if (h?.row) dirty.hosts.add(h);
   }
 }
 
+/** An empty retained info: the host left the fleet (its row goes with the next frame). */
 export function removeHost(h) {
   h.info = null;
-  if (h.row) {
-    h.row.tr.remove();
-    h.row = null;
-  }
   if (h.detail) {
     h.detail.tr.remove();
     h.detail = null;
   }
   if (app.openHost === h.id) app.openHost = null;
-  dirty.counts = true;
-  schedule();
+  markHost(h);
 }

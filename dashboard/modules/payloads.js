@@ -1,6 +1,6 @@
 // Payload checks. The browser has no zod: each payload is checked for the fields the page relies
 // on; a bad one is counted, warned about and ignored (the last good state stays).
-import { STATUSES } from "../generated/protocol.js";
+import { ATTENTION_REASONS, STATUSES } from "../generated/protocol.js";
 import { isObj, isStr } from "./dom.js";
 import { stats } from "./state.js";
 
@@ -13,6 +13,8 @@ export function decode(payload) {
     return { error: "not JSON", text };
   }
 }
+
+const count = (n) => Number.isInteger(n) && n >= 0;
 
 export const checks = {
   info: (v, host) => isObj(v) && v.host === host && isStr(v.os) && isStr(v.agentVersion) && isStr(v.updatedAt),
@@ -30,6 +32,9 @@ export const checks = {
   previewSummary: (v, pr) => isObj(v) && v.pr === pr && isStr(v.headSha) && isStr(v.text) && isObj(v.hosts) && Number.isInteger(v.hosts.total) && Number.isInteger(v.hosts.previewed),
   automaticPause: (v) => isObj(v) && typeof v.paused === "boolean" && isStr(v.updatedAt),
   automatic: (v) => isObj(v) && Number.isInteger(v.pr) && isStr(v.headSha) && isStr(v.step) && ["waiting", "refused", "passed"].includes(v.decision) && isStr(v.reason),
+  fleetSummary: (v) =>
+    isObj(v) && count(v.hosts) && count(v.online) && isObj(v.attention) && ATTENTION_REASONS.every((r) => count(v.attention[r])) &&
+    Array.isArray(v.needsAttention) && v.needsAttention.length <= 1000 && v.needsAttention.every((x) => isObj(x) && isStr(x.host) && ATTENTION_REASONS.includes(x.why)),
   event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
 };
 

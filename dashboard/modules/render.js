@@ -1,10 +1,12 @@
 // Rendering, batched per animation frame: state changes mark what is dirty, one frame redraws it.
-// The renderers are registered by app.js (so this module imports none of them).
+// A frame first reads layout (row heights, where the table is), then only writes, so the browser
+// lays the page out once per frame. The renderers are registered by app.js (so this module imports
+// none of them): `measure` (the read), `rows` (the hosts table: changed hosts and the rows on
+// screen), then one function per flag.
 import { stats } from "./state.js";
 
-export const dirty = { hosts: new Set(), order: false, fleet: false, rollout: false, history: false, activity: false, counts: false, banner: false };
-const FLAGS = ["order", "counts", "fleet", "rollout", "history", "activity", "banner"];
-/** flag → function; `host` renders one host row. */
+export const dirty = { hosts: new Set(), rows: false, fleet: false, rollout: false, history: false, activity: false, counts: false, banner: false };
+const FLAGS = ["counts", "fleet", "rollout", "history", "activity", "banner"];
 const renderers = {};
 let frame = 0;
 
@@ -22,28 +24,28 @@ export function markHost(h) {
   schedule();
 }
 
-/** Marks every card dirty (after login). */
-export function markAll() {
-  for (const f of FLAGS) dirty[f] = true;
+/** The table's rows need laying out again: scrolled, resized, filtered, a detail opened. */
+export function markRows() {
+  dirty.rows = true;
   schedule();
 }
 
-/** New rows built per frame: a first load of hundreds of hosts spreads over a few short frames. */
-const MAX_NEW_ROWS_PER_FRAME = 120;
+/** Marks every card dirty (after login). */
+export function markAll() {
+  for (const f of FLAGS) dirty[f] = true;
+  markRows();
+}
 
 function render() {
   frame = 0;
   const t0 = performance.now();
-  let created = 0;
-  const later = [];
-  for (const h of dirty.hosts) {
-    if (!h.info) continue;
-    if (!h.row && ++created > MAX_NEW_ROWS_PER_FRAME) later.push(h);
-    else renderers.host(h);
+  if (dirty.rows || dirty.hosts.size) {
+    const view = renderers.measure();
+    const changed = [...dirty.hosts];
+    dirty.hosts.clear();
+    dirty.rows = false;
+    renderers.rows(changed, view);
   }
-  dirty.hosts.clear();
-  for (const h of later) dirty.hosts.add(h);
-  if (later.length) frame = requestAnimationFrame(render);
   for (const f of FLAGS) {
     if (!dirty[f]) continue;
     dirty[f] = false;

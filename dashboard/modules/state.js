@@ -39,6 +39,8 @@ export const app = {
   automaticPause: null,
   /** The hub's retained hub/status (GitHub configured? the MQTT port agents use), null until seen. */
   hubStatus: null,
+  /** The hub's retained fleet/summary (counts, hosts needing attention): the first paint of a large fleet. */
+  summary: null,
   openHost: null,
   followRolloutId: null,
   filter: "",
@@ -47,7 +49,8 @@ export const app = {
 };
 
 // Exposed for the browser tests and the benchmark (read-only numbers, no credentials).
-export const stats = { renders: 0, lastRenderMs: 0, maxRenderMs: 0, totalRenderMs: 0, messages: 0, handleMs: 0, invalid: 0, rows: 0 };
+// rows: hosts in the table (filtered or not); rendered: row elements in the DOM (only those on screen).
+export const stats = { renders: 0, lastRenderMs: 0, maxRenderMs: 0, totalRenderMs: 0, messages: 0, handleMs: 0, invalid: 0, rows: 0, rendered: 0 };
 window.lockstepStats = stats;
 
 export function hostRecord(id) {
@@ -72,16 +75,6 @@ export function runningJob(h) {
   let latest = null;
   for (const j of h.jobs.values()) if (!latest || j.acceptedAt > latest.acceptedAt) latest = j;
   return latest;
-}
-
-/** Why a host needs attention (the most pressing reason), or null when it does not. */
-export function attentionOf(h) {
-  const worst = worstOf(h);
-  if (worst === "failed") return "failed";
-  if (h.availability !== "online") return "offline";
-  if (worst === "outdated") return "outdated";
-  if (worst === "unknown") return "no report";
-  return null;
 }
 
 /** Host states in a rollout whose reason says what went wrong. */

@@ -131,6 +131,38 @@ export async function publishHost(client: MqttClient, topics: Topics, h: SeedHos
   }
 }
 
+/** Host `i` of a large fleet: `host-00042`; every tenth on a compartment outdated or failed, every 17th offline. */
+export function largeFleetHost(i: number): SeedHost {
+  const id = `host-${String(i).padStart(5, "0")}`;
+  const statuses: Status[] = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "outdated", "failed"];
+  const compartments: SeedHost["compartments"] = {};
+  COMPARTMENTS.forEach((name, k) => (compartments[name] = compartment(i % 7 === k ? statuses[i % statuses.length]! : "ok", `${name} of ${id}`)));
+  return { info: hostInfo(id, { tags: [`rack-${i % 20}`], location: `site-${i % 3}` }), availability: i % 17 === 0 ? "offline" : "online", compartments };
+}
+
+/** The hosts of a seeded fleet that need attention (offline, or a compartment not ok), in order. */
+export const needingAttention = (hosts: SeedHost[]) =>
+  hosts.filter((h) => h.availability !== "online" || COMPARTMENTS.some((c) => h.compartments[c]?.status !== "ok")).map((h) => h.info.host);
+
+/**
+ * Every host's retained state, fast: QoS 0, with a QoS 1 publish every 200 hosts and at the end
+ * (one connection keeps order: when that is acknowledged, the broker has everything before it).
+ */
+export async function publishFleet(client: MqttClient, topics: Topics, hosts: SeedHost[]): Promise<void> {
+  const opts = { qos: 0 as const, retain: true };
+  for (let i = 0; i < hosts.length; i++) {
+    const h = hosts[i]!;
+    const host = h.info.host;
+    client.publish(topics.availability(host), h.availability, opts);
+    client.publish(topics.info(host), JSON.stringify(HostInfo.parse(h.info)), opts);
+    for (const name of COMPARTMENTS) {
+      const c = h.compartments[name];
+      if (c) client.publish(topics.compartment(host, name), JSON.stringify(Compartment.parse(c)), opts);
+    }
+    if (i % 200 === 199 || i === hosts.length - 1) await client.publishAsync(topics.availability(host), h.availability, { qos: 1, retain: true });
+  }
+}
+
 export function rolloutProgress(id: string, hosts: string[], states: Record<string, RolloutProgress["hosts"][string]["state"]>, state: RolloutProgress["state"]): RolloutProgress {
   const now = new Date().toISOString();
   const hostStates: RolloutProgress["hosts"] = {};
