@@ -6,7 +6,7 @@
  *   lockstep hub [--config FILE] [--data-dir DIR]   run the hub until SIGTERM/SIGINT
  *   lockstep users add web1 --role agent            (broker/commands.ts)
  *   lockstep mosquitto-config --out DIR             (broker/commands.ts)
- *   lockstep status|watch|pr|deploy|rollouts|rollout|host|logs|audit   the terminal client (terminal/)
+ *   lockstep status|watch|pr|deploy|rollouts|rollout|history|host|logs|audit   the terminal client (terminal/)
  *   lockstep completion bash|zsh|fish               completion from this same command table
  *
  * Global options: --config FILE (hub config file, or bare broker settings), --data-dir DIR, --help.

@@ -372,6 +372,20 @@ export const AuditEvent = z.object({
 });
 export type AuditEvent = z.infer<typeof AuditEvent>;
 
+/** The converge rollout as its failed rollout's history entry tells it. */
+export const ConvergedBy = z.object({
+  rolloutId: safeId,
+  state: RolloutStateName,
+  /** The revert commit the fleet converged onto (the revert PR's merge, or the revert committed directly). */
+  commit: CommitSha,
+  /** Who merged the revert and so started the convergence ("api:alice", "lockstep automatic (mergeReverts)"). */
+  requestedBy: z.string(),
+  finishedAt: isoDate,
+  /** Hosts that only pulled: their system already was what the revert builds (rolled back, or never switched). */
+  pullOnly: z.array(hostId).default([]),
+});
+export type ConvergedBy = z.infer<typeof ConvergedBy>;
+
 /**
  * Retained on `fleet/history/<rolloutId>` when a rollout ends: what was deployed where, with the
  * lock diff, so "which hosts got last week's update?" has an answer after the rollout topic is gone.
@@ -400,6 +414,11 @@ export const RolloutHistoryEntry = z.object({
   revertPr: RevertPrRef.optional(),
   /** The failed rollout this one brought back to a green fleet. */
   converges: safeId.optional(),
+  /**
+   * On a failed rollout's entry: the rollout that brought the fleet back onto Lockstep's revert,
+   * added when it ends, so the failure, its revert and the convergence are one entry (one story).
+   */
+  convergedBy: ConvergedBy.optional(),
 });
 export type RolloutHistoryEntry = z.infer<typeof RolloutHistoryEntry>;
 

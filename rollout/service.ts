@@ -11,6 +11,7 @@ import { RolloutEngine, type RevertCallback, type RolloutStorageFault } from "./
 import { RolloutConflictError, RolloutNotFoundError, RolloutPlanError } from "./errors.js";
 import { isRolloutPublisher, type FleetPort, type RolloutPublisher } from "./fleet-port.js";
 import { RolloutPlanner } from "./planner.js";
+import { linkConvergence } from "./history-story.js";
 import { parseRolloutSpec, type RolloutPlan, type RolloutSpecInput } from "./spec.js";
 import type { RolloutStore } from "./store.js";
 
@@ -229,6 +230,18 @@ export class RolloutService {
     await this.opts.store.flush();
   }
 
+  /** A converge rollout ended: the failed rollout's history entry records it (rollout/history-story.ts). */
+  private async tellAsOneStory(converge: RolloutHistoryEntry): Promise<void> {
+    try {
+      const linked = await linkConvergence(this.opts.store, converge);
+      if (!linked) return;
+      await this.publisher?.publishHistory(linked);
+      this.events.emit("history", linked);
+    } catch (err) {
+      this.log.warn({ err, rolloutId: converge.rolloutId, converges: converge.converges }, "cannot link the convergence to the failed rollout's history entry");
+    }
+  }
+
   private newEngine(onStorageFault: (f: RolloutStorageFault) => void): RolloutEngine {
     const engine = new RolloutEngine({
       fleet: this.opts.fleet,
@@ -251,6 +264,7 @@ export class RolloutService {
     engine.on("history", (h) => {
       publish("history", this.publisher?.publishHistory(h));
       this.events.emit("history", h);
+      if (h.converges) void this.tellAsOneStory(h);
     });
     engine.on("done", (p) => this.events.emit("done", p));
     engine.on("storage-fault", (f) => {

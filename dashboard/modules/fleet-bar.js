@@ -238,9 +238,10 @@ function revertLine(r) {
   const id = r.id ?? r.rolloutId;
   if (!r.revertPr) return "";
   const link = r.revertPr.number > 0 ? el("a", { href: r.revertPr.url, target: "_blank", rel: "noopener", text: `PR #${r.revertPr.number}` }) : el("span", { class: "mono", text: short(r.revertPr.commit ?? "") });
-  const converged = convergenceOf(id);
+  // The converge rollout itself, or what the failed rollout's history entry recorded of it.
+  const converged = convergenceOf(id) ?? (isObj(r.convergedBy) ? r.convergedBy : null);
   const after = converged
-    ? el("span", { class: "host-sub", text: ` · fleet converged onto it by rollout ${converged.id ?? converged.rolloutId} (${converged.state})` })
+    ? el("span", { class: "host-sub", text: ` · fleet converged onto it by rollout ${converged.id ?? converged.rolloutId} (${converged.state}), merged by ${converged.requestedBy}` })
     : r.revertPr.number > 0 && app.role === "operator" && FINAL_ROLLOUT_STATES.includes(r.state)
       ? el("button", { type: "button", class: "btn", dataset: { mergeRevert: String(r.revertPr.number) }, text: "Merge revert", onclick: () => mergeRevert(r.revertPr.number) })
       : "";
@@ -319,7 +320,9 @@ function failureReasons(hosts) {
 
 export function renderHistory() {
   const list = $("history");
-  const entries = [...app.history.values()].sort((a, b) => String(b.finishedAt).localeCompare(String(a.finishedAt))).slice(0, 25);
+  // One story per failed update: its converge rollout is told on the failed rollout's entry, not as an entry of its own.
+  const told = (e) => isStr(e.converges) && app.history.has(e.converges);
+  const entries = [...app.history.values()].filter((e) => !told(e)).sort((a, b) => String(b.finishedAt).localeCompare(String(a.finishedAt))).slice(0, 25);
   if (entries.length === 0) {
     list.replaceChildren(el("li", { class: "muted", text: "No finished rollouts yet." }));
     return;

@@ -280,6 +280,19 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
     expect(await page.textContent("#rollout-title")).toBe("Deployed 3/3");
   });
 
+  it("tells a failed update, its revert and the convergence as one history entry", async () => {
+    const at = (min: number) => new Date(Date.now() - min * 60_000).toISOString();
+    const broken = { ...historyEntry("r-broken", at(30), [{ host: "web-1", state: "rolled-back" }, { host: "db-1", state: "failed", reason: "switch failed" }], 18), state: "rolled-back" as const, revertPr: { number: 19, url: "https://github.com/acme/fleet/pull/19" } };
+    const back = { ...historyEntry("r-back", at(10), [{ host: "web-1", state: "succeeded" }, { host: "db-1", state: "succeeded" }], 19), converges: "r-broken", requestedBy: "lockstep automatic (mergeReverts)" };
+    await hub.publishAsync(topics.history(back.rolloutId), JSON.stringify(back), { qos: 1, retain: true });
+    await hub.publishAsync(topics.history(broken.rolloutId), JSON.stringify(broken), { qos: 1, retain: true });
+    await page.waitForFunction(() => document.querySelector('#history li[data-rollout="r-broken"]')?.textContent?.includes("converged onto it by rollout r-back"));
+    expect(await page.textContent('#history li[data-rollout="r-broken"]')).toContain("merged by lockstep automatic (mergeReverts)");
+    expect(await page.$('#history li[data-rollout="r-back"]')).toBeNull();
+    for (const id of [broken.rolloutId, back.rolloutId]) await hub.publishAsync(topics.history(id), "", { qos: 1, retain: true });
+    await page.waitForFunction(() => !document.querySelector('#history li[data-rollout="r-broken"]'));
+  });
+
   it("ignores an invalid payload with a console warning and keeps the last good state", async () => {
     const warnings: string[] = [];
     const onConsole = (m: { type(): string; text(): string }) => {

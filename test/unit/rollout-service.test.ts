@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { RolloutService } from "../../rollout/service.js";
 import { RolloutStore } from "../../rollout/store.js";
 import { RolloutConflictError, RolloutPlanError, RolloutSpecError } from "../../rollout/errors.js";
-import { RolloutProgress } from "../../protocol/schemas.js";
+import { RolloutProgress, type RolloutHistoryEntry } from "../../protocol/schemas.js";
 import { FakeFleet } from "../support/fake-fleet.js";
 import { StorageFaultError, storageErrorCode } from "../../protocol/storage.js";
 import { httpStatusForCode } from "../../node-red-nodes/lib/api-errors.js";
@@ -219,5 +219,30 @@ describe("RolloutService", () => {
     expect(first.fleet.ran("a", "pull")).toBe(1);
     expect(first.fleet.ran("b", "pull")).toBe(1);
     expect(await second.resumeUnfinished()).toEqual([]);
+  });
+});
+
+describe("one story in the update history", () => {
+  it("a converge rollout that ends is recorded on its failed rollout's history entry (stored and published)", async () => {
+    const { fleet, service } = setup();
+    fleet.failBuild("b");
+    const failedId = service.start({ commit: COMMIT, strategy: FAST, onFailure: "rollback-all" }, "alice");
+    const failed = await service.wait(failedId);
+    expect(failed.state, JSON.stringify(failed, null, 1)).toBe("rolled-back");
+    fleet.failBuild("b", false);
+
+    const linked = new Promise<RolloutHistoryEntry>((resolve) => service.events.on("history", (h) => h.rolloutId === failedId && h.convergedBy && resolve(h)));
+    const convergeId = service.start({ commit: COMMIT, strategy: FAST, converges: failedId }, "lockstep automatic (mergeReverts)");
+    const converged = await service.wait(convergeId);
+    const entry = await linked;
+    expect(entry.convergedBy).toEqual({ rolloutId: convergeId, state: converged.state, commit: COMMIT, requestedBy: "lockstep automatic (mergeReverts)", finishedAt: converged.finishedAt, pullOnly: [] });
+    // The failed rollout's own story is unchanged.
+    expect(entry).toMatchObject({ rolloutId: failedId, state: "rolled-back", requestedBy: "alice" });
+    const stored = (await service.history()).filter((e) => e.rolloutId === failedId);
+    expect(stored).toHaveLength(1);
+    expect(stored[0]!.convergedBy?.rolloutId).toBe(convergeId);
+    expect(fleet.history.filter((e) => e.rolloutId === failedId).at(-1)?.convergedBy?.rolloutId).toBe(convergeId);
+    // Only entries that converge something are linked.
+    expect((await service.history()).find((e) => e.rolloutId === convergeId)?.convergedBy).toBeUndefined();
   });
 });
