@@ -64,7 +64,7 @@ export function benchmarks(args: BenchArgs): Array<[string, () => Promise<Record
     ["broker", benchBroker],
     ["github", benchGithub],
     ["rollout", benchRollout],
-    ["dashboard", benchDashboard],
+    ["dashboard", () => benchDashboard({ hosts: args.fleet.hosts, ...(args.fleet.embeddedOnly ? { embeddedOnly: true } : {}) })],
     ["hub-start", benchHubStart],
     ["preview", benchPreview],
   ];
