@@ -2,7 +2,8 @@
  * A simulated Lockstep host for the fleet benchmark: speaks the agent's MQTT conversation (a
  * persistent session with an "offline" will, the agent's four subscriptions, a retained "online",
  * info and five compartments) over a bare socket with mqtt-packet, so 10,000 of them fit in one
- * process (MQTT.js costs ~100 KB per client).
+ * process (MQTT.js costs ~100 KB per client). With `answerCommands` it also runs the commands it
+ * gets like a quick agent: a retained job state "running", then "succeeded" (the soak's jobs).
  */
 import { connect as netConnect, type Socket } from "node:net";
 import mqttPacket, { type Packet } from "mqtt-packet";
@@ -31,9 +32,13 @@ export class SimulatedHost {
   private acks = new Map<number, () => void>();
   private onSuback?: () => void;
 
+  /** Final job states the broker acknowledged (answerCommands). */
+  jobsFinished = 0;
+
   constructor(
     readonly host: string,
     private readonly topics: Topics,
+    private readonly opts: { answerCommands?: boolean } = {},
   ) {}
 
   /** Connect, subscribe like an agent and publish the retained state; resolves when all is acknowledged. */
@@ -51,7 +56,10 @@ export class SimulatedHost {
         this.acks.delete(packet.messageId!);
         done?.();
       } else if (packet.cmd === "suback") this.onSuback?.();
-      else if (packet.cmd === "publish" && packet.qos === 1) this.write({ cmd: "puback", messageId: packet.messageId! });
+      else if (packet.cmd === "publish") {
+        if (packet.qos === 1) this.write({ cmd: "puback", messageId: packet.messageId! });
+        if (this.opts.answerCommands && packet.topic === this.topics.commands(this.host)) void this.runJob(packet.payload.toString());
+      }
     });
     socket.on("data", (chunk) => parser.parse(chunk));
     const failed = new Promise<never>((_, reject) => {
@@ -106,6 +114,23 @@ export class SimulatedHost {
   /** Change one compartment (n picks which and what). */
   change(n: number): Promise<void> {
     return this.publish(this.topics.compartment(this.host, COMPARTMENTS[n % COMPARTMENTS.length]!), compartmentPayload(n));
+  }
+
+  /** A command's job: "running", then "succeeded", each retained QoS 1 like the agent's. */
+  private async runJob(payload: string): Promise<void> {
+    let command: { id?: unknown; op?: unknown; requestedBy?: unknown };
+    try {
+      command = JSON.parse(payload) as typeof command;
+    } catch {
+      return;
+    }
+    if (typeof command.id !== "string" || typeof command.op !== "string") return;
+    const acceptedAt = new Date().toISOString();
+    const job = { id: command.id, host: this.host, op: command.op, requestedBy: String(command.requestedBy ?? ""), acceptedAt, startedAt: acceptedAt };
+    const topic = this.topics.job(this.host, command.id);
+    await this.publish(topic, JSON.stringify({ ...job, state: "running", summary: "running" }));
+    await this.publish(topic, JSON.stringify({ ...job, state: "succeeded", summary: "done", exitCode: 0, finishedAt: new Date().toISOString() }));
+    this.jobsFinished++;
   }
 
   stop(): void {

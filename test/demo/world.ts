@@ -101,7 +101,8 @@ export class LockstepWorld {
     private readonly watcher: MqttClient,
     /** MQTT credentials of an operator (to publish actions, read retained state). */
     readonly mqttOperator: { username: string; password: string },
-    private readonly externalBroker?: TestBroker,
+    /** The external Mosquitto (broker: "mosquitto"), e.g. to restart it. */
+    readonly externalBroker?: TestBroker,
   ) {}
 
   static async create(opts: LockstepWorldOptions): Promise<LockstepWorld> {
@@ -297,9 +298,12 @@ export class LockstepWorld {
     if (res.status !== 200) throw new Error(`inject ${nodeId}: HTTP ${res.status} ${await res.text()}`);
   }
 
-  /** Stop the hub (SIGTERM) and start it again on the same data dir, config and ports; `env` adds LOCKSTEP_* overrides. */
-  async restartHub(env: NodeJS.ProcessEnv = {}): Promise<void> {
-    await this.hub.stop();
+  /**
+   * Stop the hub (SIGTERM, or SIGKILL for a crash) and start it again on the same data dir, config
+   * and ports; `env` adds LOCKSTEP_* overrides.
+   */
+  async restartHub(env: NodeJS.ProcessEnv = {}, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    await this.hub.stop(signal);
     const { opts } = this;
     this.hub = await startHubProcess({
       dataDir: this.dataDir,

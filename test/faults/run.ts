@@ -83,6 +83,8 @@ export async function runRow(row: FaultRow, log: (line: string) => void = () => 
       log(`  [${row.name}] cleanup failed: ${(err as Error).message}`);
     }
   }
+  // A failed row may have left what it shared broken (a fleet mid-rollout, a fault injected): the next row starts afresh.
+  if (!outcome.pass) await closeShared();
   const { name, scenario, expected, speed } = row;
   return { name, scenario, expected, speed, ...outcome, seconds: Number(((performance.now() - t0) / 1000).toFixed(1)) };
 }

@@ -1,5 +1,9 @@
 /** Every row of the fault matrix, in the order `npm run faults` runs them (fast ones first). */
 import type { FaultRow } from "../row.js";
+import { agentSigstop } from "./agent-sigstop.js";
+import { brokerRestart } from "./broker-restart.js";
+import { hubSigkill } from "./hub-sigkill.js";
+import { networkCut } from "./network-cut.js";
 import { github403, github5xx, githubSecondary, githubTimeout } from "./github.js";
 import { hostileCommands } from "./hostile-commands.js";
 import { lockBombs } from "./lock-bombs.js";
@@ -8,6 +12,7 @@ import { manyFilters } from "./many-filters.js";
 import { oversizedPackets } from "./oversized-packets.js";
 import { retainedCommands } from "./retained-commands.js";
 import { sessionTakeover } from "./session-takeover.js";
+import { soak } from "./soak.js";
 
 export const ALL_ROWS: FaultRow[] = [
   github5xx,
@@ -21,4 +26,9 @@ export const ALL_ROWS: FaultRow[] = [
   oversizedPackets,
   manyFilters,
   loginFlood,
+  hubSigkill,
+  agentSigstop,
+  networkCut,
+  brokerRestart,
+  soak,
 ];
