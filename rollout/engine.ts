@@ -28,6 +28,7 @@ import { RolloutNotFoundError, WaitAbortedError, WaitTimeoutError } from "./erro
 import { newCommandId, newId, waitForChange, type CommandArgsInput, type FleetChange, type FleetPort, type HostSnapshot } from "./fleet-port.js";
 import type { RolloutPlan } from "./spec.js";
 import { stepKey, type RolloutRecord, type RolloutStore, type StepRecord, type StepResult } from "./store.js";
+import { JobStateLost, waitForStepJob } from "./step-wait.js";
 import { describeWindow, isWithinWindow } from "../protocol/windows.js";
 import { isFinalRolloutState } from "../protocol/enums.js";
 
@@ -75,6 +76,8 @@ const TERMINAL_HOST_STATES: readonly HostRolloutStateName[] = ["succeeded", "fai
 const short = (sha?: string) => (sha ? sha.slice(0, 8) : "none");
 const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 const isOnline = (h: HostSnapshot) => h.availability === "online";
+/** The op a step record's key stands for ("evaluate" is a refresh, "restore-checkout" a pull). */
+const opOfStep = (step: string): CommandOp => (step === "evaluate" ? "refresh" : step === "restore-checkout" ? "pull" : (step as CommandOp));
 
 
 /** "wave-1: 3/9 hosts switched, 1 failed, 2 skipped" */
@@ -123,6 +126,10 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   /** Hosts and steps changed since the store last heard of them. */
   private readonly unsaved = { hosts: new Set<string>(), steps: new Set<string>() };
   private countsStale = true;
+  /** Per host: aborts that host's waits when an operator cancels its step (cancelStep). */
+  private readonly hostWaits = new Map<string, AbortController>();
+  /** Step cancels not handled yet: host -> who cancelled. */
+  private readonly stepCancels = new Map<string, string>();
 
   constructor(opts: RolloutEngineOptions) {
     super();
@@ -208,6 +215,45 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     this.abort.abort();
     this.stopStepsInFlight(actor);
     return true;
+  }
+
+  /**
+   * Cancel the step a host is running in this rollout (docs/architecture.md, "Cancelling a step"):
+   * stop waiting for it, ask the agent to stop the job where that is safe (never an activation),
+   * record the step as cancelled (audit `step.cancelled` with who), and let the host fail, so the
+   * rollout's normal failure policy applies. Returns why it cannot, or undefined once cancelled.
+   */
+  cancelStep(host: string, actor = "operator"): string | undefined {
+    const rec = this.rec;
+    if (!rec || rec.finished || this.abort.signal.aborted) return "the rollout is not running";
+    const hs = rec.progress.hosts[host];
+    if (!hs) return `host ${host} is not part of this rollout`;
+    if (TERMINAL_HOST_STATES.includes(hs.state) || hs.state === "pending") return `host ${host} runs no step (it is ${hs.state})`;
+    if (this.stepCancels.has(host)) return `the step of ${host} is being cancelled already`;
+    this.stepCancels.set(host, actor);
+    this.hostWaits.get(host)?.abort();
+    return undefined;
+  }
+
+  /** Everything one host waits for: aborted by a rollout cancel, a hub stop, or a cancel of its step. */
+  private hostSignal(host: string): AbortSignal {
+    let c = this.hostWaits.get(host);
+    if (!c) {
+      c = new AbortController();
+      if (this.stepCancels.has(host)) c.abort(); // cancelled between two waits: the next one ends at once
+      this.hostWaits.set(host, c);
+    }
+    return AbortSignal.any([this.abort.signal, c.signal]);
+  }
+
+  /** Who cancelled this host's step, if an operator did (and the rollout goes on); handled once. */
+  private takeStepCancel(host: string): string | undefined {
+    if (this.abort.signal.aborted) return undefined;
+    const by = this.stepCancels.get(host);
+    if (by === undefined) return undefined;
+    this.stepCancels.delete(host);
+    this.hostWaits.delete(host);
+    return by;
   }
 
   /**
@@ -367,6 +413,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       await this.deploy(host, queued);
     } catch (e) {
       if (this.detached) return;
+      const by = e instanceof WaitAbortedError ? this.takeStepCancel(host) : undefined;
+      if (by !== undefined) return this.cancelledOutsideAStep(host, by);
       if (this.abort.signal.aborted || e instanceof WaitAbortedError) {
         if (this.sentSomething(host)) this.endHost(host, "interrupted", `rollout cancelled while ${hs.state}`);
         else this.endHost(host, "skipped", "not started: the rollout was cancelled");
@@ -375,6 +423,15 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       this.log.error({ err: e, host, rolloutId: rec.id }, "unexpected error while deploying a host");
       this.failHost(host, `unexpected error: ${(e as Error).message}`);
     }
+  }
+
+  /** Cancelled while waiting outside a job (for the host to come online, or its health gate). */
+  private cancelledOutsideAStep(host: string, by: string): void {
+    const rec = this.rec!;
+    const hs = rec.progress.hosts[host]!;
+    this.audit("step.cancelled", host, { state: hs.state }, by);
+    if (!this.sentSomething(host)) return this.skipHost(host, `cancelled by ${by} before it started`);
+    this.failHost(host, `cancelled by ${by} while ${hs.state}`);
   }
 
   /** Right before a host's turn: is it still allowed, and is it reachable? */
@@ -398,7 +455,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if ("wait" in policy) {
       this.audit("host.waiting", host, { waitMs: policy.wait });
       try {
-        const back = await this.fleet.waitForHost(host, isOnline, policy.wait, this.abort.signal);
+        const back = await this.fleet.waitForHost(host, isOnline, policy.wait, this.hostSignal(host));
         return this.rememberGeneration(host, back);
       } catch (e) {
         if (e instanceof WaitTimeoutError) return { skip: `offline; waited ${seconds(policy.wait)}` };
@@ -458,7 +515,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     this.setHostState(host, "verifying");
     let problems: string[];
     try {
-      const snap = await this.fleet.waitForHost(host, (s) => this.healthProblems(host, s).length === 0, spec.strategy.healthTimeoutMs, this.abort.signal);
+      const snap = await this.fleet.waitForHost(host, (s) => this.healthProblems(host, s).length === 0, spec.strategy.healthTimeoutMs, this.hostSignal(host));
       hs.generationAfter ??= snap.info?.generation;
       problems = [];
     } catch (e) {
@@ -568,7 +625,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   private stepFailed(host: string, op: string, r: StepResult): void {
     if (r.state === "unknown") {
       this.endHost(host, "interrupted", `${op}: ${r.summary}`);
-      this.stop("interrupted", `the result of ${op} on ${host} is unknown after a hub restart`);
+      this.stop("interrupted", `the result of ${op} on ${host} is unknown: ${r.summary}`);
       return;
     }
     this.failHost(host, `${op} ${r.state === "timeout" ? "timed out" : r.state}: ${r.summary}`);
@@ -595,6 +652,9 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
   private endHost(host: string, state: HostRolloutStateName, reason: string | undefined): void {
     const hs = this.rec!.progress.hosts[host]!;
+    // A cancel that came as the host finished anyway must not cancel a later step (a policy rollback).
+    this.stepCancels.delete(host);
+    this.hostWaits.delete(host);
     hs.state = state;
     if (reason !== undefined) hs.reason = reason;
     hs.finishedAt = new Date().toISOString();
@@ -641,7 +701,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
 
     if (o.onlineTimeoutMs !== undefined) {
       try {
-        await this.fleet.waitForHost(host, isOnline, o.onlineTimeoutMs, this.abort.signal);
+        await this.fleet.waitForHost(host, isOnline, o.onlineTimeoutMs, this.hostSignal(host));
       } catch (e) {
         if (!(e instanceof WaitTimeoutError)) throw e;
         return { state: "timeout", summary: `the host was not online within ${seconds(o.onlineTimeoutMs)}, so ${op} was not sent`, at: new Date().toISOString() };
@@ -663,22 +723,65 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     return this.awaitResult(record, o.timeoutMs);
   }
 
-  private async awaitResult(step: StepRecord, timeoutMs: number): Promise<StepResult> {
+  /**
+   * The step's job's terminal state, asking the host when it is missing (step-wait.ts); a step an
+   * operator cancels ends here as "cancelled".
+   */
+  private async awaitResult(step: StepRecord, timeoutMs: number, askNow = false): Promise<StepResult> {
+    const rec = this.rec!;
+    const now = () => new Date().toISOString();
     let result: StepResult;
     try {
-      const job = await this.fleet.waitForJob(step.host, step.commandId, timeoutMs, this.abort.signal);
+      const job = await waitForStepJob({
+        fleet: this.fleet,
+        host: step.host,
+        jobId: step.commandId,
+        op: opOfStep(step.step),
+        timeoutMs,
+        askEveryMs: rec.plan.spec.strategy.askHostMs,
+        askNow: askNow && this.fleet.host(step.host)?.availability === "online",
+        signal: this.hostSignal(step.host),
+        rolloutId: rec.id,
+        requestedBy: `rollout:${rec.id}`,
+        onAsk: (reason, reportId) => this.audit("step.asked", step.host, { step: step.step, commandId: step.commandId, reportId, reason }),
+        onAskFailed: (err) => this.log.warn({ err, host: step.host, rolloutId: rec.id }, "could not ask the host for its job state"),
+      });
       const summary = job.error && !job.summary.includes(job.error) ? `${job.summary} (${job.error})` : job.summary;
-      result = { state: job.state, summary, at: job.finishedAt ?? new Date().toISOString() };
+      result = { state: job.state, summary, at: job.finishedAt ?? now() };
       if (job.generationBefore !== undefined) result.generationBefore = job.generationBefore;
       if (job.generationAfter !== undefined) result.generationAfter = job.generationAfter;
     } catch (e) {
-      if (!(e instanceof WaitTimeoutError)) throw e;
-      result = { state: "timeout", summary: `no result within ${seconds(timeoutMs)}`, at: new Date().toISOString() };
+      const by = e instanceof WaitAbortedError ? this.takeStepCancel(step.host) : undefined;
+      if (by !== undefined) return this.stepCancelled(step, by);
+      if (e instanceof JobStateLost) result = { state: "unknown", summary: e.message, at: now() };
+      else if (e instanceof WaitTimeoutError) result = { state: "timeout", summary: `no result within ${seconds(timeoutMs)}`, at: now() };
+      else throw e;
     }
     step.result = result;
     this.unsaved.steps.add(stepKey(step));
     this.audit("command.finished", step.host, { step: step.step, commandId: step.commandId, state: result.state, summary: result.summary });
     this.note();
+    return result;
+  }
+
+  /**
+   * An operator cancelled the step: recorded as cancelled, and the agent asked to stop the job. An
+   * activation (switch, rollback) is not cut short (half an activation is worse than one that ends):
+   * it finishes on the host and stays in its job history; the hub no longer waits for it.
+   */
+  private stepCancelled(step: StepRecord, by: string): StepResult {
+    const rec = this.rec!;
+    const op = opOfStep(step.step);
+    const stoppable = op !== "switch" && op !== "rollback";
+    const result: StepResult = { state: "cancelled", summary: `cancelled by ${by}${stoppable ? "" : ` (the ${op} itself is left to finish on the host)`}`, at: new Date().toISOString() };
+    step.result = result;
+    this.unsaved.steps.add(stepKey(step));
+    this.audit("step.cancelled", step.host, { step: step.step, commandId: step.commandId, stopSent: stoppable }, by);
+    this.note();
+    if (stoppable) {
+      const expiresAt = new Date(Date.now() + 15_000);
+      this.fleet.sendCommand(step.host, "stop", { job: step.commandId }, { rolloutId: rec.id, expiresAt, requestedBy: by }).catch((e: unknown) => this.log.warn({ err: e, host: step.host }, "could not send stop after a step cancel"));
+    }
     return result;
   }
 
@@ -699,7 +802,8 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     }
     this.audit("command.recovered", step.host, { step: step.step, commandId: step.commandId, state: seen.state });
     const remaining = Date.parse(step.sentAt) + step.timeoutMs - Date.now();
-    return this.awaitResult(step, Math.max(remaining, this.resumeGraceMs));
+    // The hub was away: the job's final state may have gone missing meanwhile. Ask the host at once.
+    return this.awaitResult(step, Math.max(remaining, this.resumeGraceMs), true);
   }
 
   /** The job's state once the host reports it (or as it is after `ms`); undefined when the rollout stops. */
@@ -803,6 +907,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     const before = hs.state === "rolling-back" ? hs.reason : hs.reason ?? "switched in this rollout";
     try {
       if (!rec.steps[`${host}/rollback`]) {
+        await this.untilCancelledSwitchEnds(host);
         const current = this.fleet.host(host)?.info?.generation;
         const switched = rec.steps[`${host}/switch`]?.result?.generationAfter;
         const untouched = target !== undefined ? current === target && (switched === undefined || switched === target) : rec.steps[`${host}/switch`]?.result?.state !== "succeeded";
@@ -830,7 +935,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       }
       if (target !== undefined) {
         try {
-          await this.fleet.waitForHost(host, (s) => s.info?.generation === target, spec.strategy.healthTimeoutMs, this.abort.signal);
+          await this.fleet.waitForHost(host, (s) => s.info?.generation === target, spec.strategy.healthTimeoutMs, this.hostSignal(host));
         } catch (e) {
           if (!(e instanceof WaitTimeoutError)) throw e;
           const now = this.fleet.host(host)?.info?.generation;
@@ -845,12 +950,50 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
       await this.restoreCheckout(host);
     } catch (e) {
       if (this.detached) return;
+      const by = e instanceof WaitAbortedError ? this.takeStepCancel(host) : undefined;
+      if (by !== undefined) {
+        this.audit("step.cancelled", host, { state: "rolling-back" }, by);
+        rec.rollbackFailed.push(host);
+        this.endHost(host, "failed", `${before}; rollback cancelled by ${by}`);
+        return;
+      }
       if (this.abort.signal.aborted || e instanceof WaitAbortedError) {
         this.endHost(host, "interrupted", `${before}; rollout cancelled during rollback`);
         return;
       }
       rec.rollbackFailed.push(host);
       this.endHost(host, "failed", `${before}; rollback error: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * A cancelled switch was left to finish on the host (stepCancelled): whether there is anything to
+   * roll back, and whether the host takes a rollback at all, is known only once it has ended.
+   */
+  private async untilCancelledSwitchEnds(host: string): Promise<void> {
+    const rec = this.rec!;
+    const sw = rec.steps[`${host}/switch`];
+    if (sw?.result?.state !== "cancelled") return;
+    const left = Date.parse(sw.sentAt) + sw.timeoutMs - Date.now();
+    this.audit("host.waiting-for-cancelled-switch", host, { commandId: sw.commandId });
+    try {
+      await waitForStepJob({
+        fleet: this.fleet,
+        host,
+        jobId: sw.commandId,
+        op: "switch",
+        timeoutMs: Math.max(left, this.resumeGraceMs),
+        askEveryMs: rec.plan.spec.strategy.askHostMs,
+        signal: this.hostSignal(host),
+        rolloutId: rec.id,
+        requestedBy: `rollout:${rec.id}`,
+      });
+      await this.fleet.waitForHost(host, isOnline, rec.plan.spec.strategy.healthTimeoutMs, this.hostSignal(host)).catch((e: unknown) => {
+        if (!(e instanceof WaitTimeoutError)) throw e;
+      });
+    } catch (e) {
+      if (e instanceof WaitAbortedError) throw e;
+      // Timed out or lost: the rollback is tried anyway (the agent refuses it while still busy).
     }
   }
 

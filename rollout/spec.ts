@@ -52,6 +52,12 @@ export const RolloutStrategy = z
     /** After `test`: the host must be online, at the target commit, with green compartments within this time. */
     healthTimeoutMs: ms.default(5 * MINUTE),
     /**
+     * A step without its job's final state asks its host (the agent publishes it again from its job
+     * history) when the host comes back online, and after this long online, then at doubling
+     * intervals (at most 8x). 0: ask only when the host comes back online.
+     */
+    askHostMs: ms.default(2 * MINUTE),
+    /**
      * Compartments that must be "ok" for the health gate. Git and lock are judged against the fleet's
      * expected head, so drop them when deploying a commit that is not the head.
      */

@@ -6,6 +6,9 @@
  * - pull moves the checkout, switch builds a new profile generation (or fails for a host with an
  *   injected build failure), test runs the host's checks, rollback returns to a generation;
  * - a host can restart during a switch (offline for a while, the job result comes after);
+ * - a job's final state can be lost on its way (the hub never sees it); the host keeps it and
+ *   publishes it again when asked (`report`), like the agent's job history; `stop {job}` and
+ *   `report` run at once beside a busy job, like the agent's quick ops;
  * - compartments follow the DESIGN.md rules from the simulated facts.
  */
 import type { Command, CommandOp, Compartment, CompartmentName, FleetExpected, HostInfo, JobState, MaintenanceWindow, RolloutHistoryEntry, RolloutProgress, AuditEvent } from "../../protocol/schemas.js";
@@ -71,6 +74,12 @@ interface FakeHost {
   /** The switch job waiting for a `confirm` (magic rollback), and the switches confirmed so far. */
   awaitingConfirmation?: string;
   confirmed: string[];
+  /** The job running now, and whether a `stop` naming it arrived. */
+  running?: { id: string; stopped: boolean };
+  /** Ops whose next final state never reaches the hub. */
+  loseFinal: Set<string>;
+  /** Final states the hub never saw, kept by the "agent". */
+  kept: Map<string, JobState>;
   hold: boolean;
   lastSeen: string;
   compartments: Partial<Record<CompartmentName, Compartment>>;
@@ -91,6 +100,7 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
   private readonly listeners = new Set<(c: FleetChange) => void>();
   private readonly commandListeners = new Set<(c: Command & { host: string }) => void>();
   private readonly dropped = new Set<string>();
+  private readonly undelivered = new Set<string>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private expectedHead?: string;
   private readonly latencyMs: number;
@@ -119,6 +129,8 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
         failBuild: false,
         failTests: false,
         confirmed: [],
+        loseFinal: new Set(),
+        kept: new Map(),
         hold: o.hold ?? false,
         lastSeen: new Date().toISOString(),
         compartments: {},
@@ -167,6 +179,14 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
       this.notify({ kind: "compartment", host: h.opts.host });
     }
   }
+  /** The final state of the next `op` job on `host` never reaches the hub (the host keeps it). */
+  loseNextFinalState(host: string, op: CommandOp): void {
+    this.get(host).loseFinal.add(op);
+  }
+  /** The next `op` command for `host` reaches the broker but never the host (lost with the broker's storage). */
+  dropNextDelivery(host: string, op: CommandOp): void {
+    this.undelivered.add(`${host}/${op}`);
+  }
   /** The next `op` command for `host` is lost with the hub: sendCommand never returns and nothing reaches the host. */
   loseNextCommand(host: string, op: CommandOp): void {
     this.dropped.add(`${host}/${op}`);
@@ -212,6 +232,7 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
     this.commands.push({ ...cmd, host });
     for (const l of this.commandListeners) l({ ...cmd, host });
     if (op === "pull" && !this.expectedHead) this.setExpectedHead((args as { commit: string }).commit);
+    if (this.undelivered.delete(`${host}/${op}`)) return cmd.id;
     if (h.online) this.later(0, () => this.deliver(h, cmd));
     else h.inbox.push(cmd);
     return cmd.id;
@@ -341,8 +362,39 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
       return;
     }
     this.publishJob(h, cmd, { state: "accepted", summary: "queued" });
+    if (cmd.op === "report" || cmd.op === "stop") return this.quick(h, cmd);
     h.queue.push(cmd);
     this.pump(h);
+  }
+
+  /** `report` and `stop`: answered at once, beside a busy job. */
+  private quick(h: FakeHost, cmd: Command): void {
+    const done = (state: "succeeded" | "failed", summary: string) => this.publishJob(h, cmd, { state, summary, finishedAt: new Date().toISOString() });
+    if (cmd.op === "stop") {
+      const job = cmd.args.job;
+      if (!h.running || (job !== undefined && h.running.id !== job)) return done("succeeded", "nothing stopped");
+      h.running.stopped = true;
+      return done("succeeded", `cancelled ${h.running.id}`);
+    }
+    if (cmd.op !== "report") return;
+    const id = cmd.args.job;
+    const key = `${h.opts.host}/${id}`;
+    const kept = h.kept.get(id);
+    if (kept) {
+      h.kept.delete(id);
+      this.jobs.set(key, kept);
+      this.notify({ kind: "job", host: h.opts.host, jobId: id });
+      return done("succeeded", `job ${id} is ${kept.state}: its state was published again`);
+    }
+    if (this.jobs.has(key)) {
+      this.notify({ kind: "job", host: h.opts.host, jobId: id });
+      return done("succeeded", `job ${id} is ${this.jobs.get(key)!.state}: its state was published again`);
+    }
+    if (h.seen.has(id)) return done("failed", `job ${id} reached this host, but its state is no longer kept`);
+    h.seen.add(id);
+    const never: Command = { ...cmd, id, op: cmd.args.op ?? "refresh" } as Command;
+    this.publishJob(h, never, { state: "rejected", summary: "the command never reached this host; it will not run", finishedAt: new Date().toISOString() });
+    return done("succeeded", `job ${id} never reached this host`);
   }
 
   private pump(h: FakeHost): void {
@@ -350,14 +402,23 @@ export class FakeFleet implements FleetPort, RolloutPublisher {
     const cmd = h.queue.shift();
     if (!cmd) return;
     h.busy = true;
+    h.running = { id: cmd.id, stopped: false };
     this.executed.push({ host: h.opts.host, op: cmd.op, id: cmd.id });
     this.publishJob(h, cmd, { state: "running", summary: `${cmd.op} running`, startedAt: new Date().toISOString() });
     this.later(this.latencyMs, () => {
-      const finish = (patch: Partial<JobState> & Pick<JobState, "state" | "summary">) => {
+      const finish = (result: Partial<JobState> & Pick<JobState, "state" | "summary">) => {
+        const patch = h.running?.stopped ? { ...result, state: "cancelled" as const, summary: `${cmd.op} cancelled by stop` } : result;
+        h.running = undefined;
         this.recompute(h);
         this.notify({ kind: "info", host: h.opts.host });
         this.notify({ kind: "compartment", host: h.opts.host });
-        this.publishJob(h, cmd, { finishedAt: new Date().toISOString(), ...patch });
+        if (h.loseFinal.delete(cmd.op)) {
+          // Lost on its way to the hub: the host keeps it (its job history) until asked.
+          const prev = this.jobs.get(`${h.opts.host}/${cmd.id}`)!;
+          h.kept.set(cmd.id, { ...prev, finishedAt: new Date().toISOString(), ...patch });
+        } else {
+          this.publishJob(h, cmd, { finishedAt: new Date().toISOString(), ...patch });
+        }
         h.busy = false;
         this.pump(h);
       };
