@@ -36,6 +36,7 @@ import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandle
 import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
 import { mergeRevertHandler, resumeHandler } from "./converge.js";
+import { CANCEL_STEP_PATH, cancelStepHandler } from "./rollout-api.js";
 import { startSteps, type StartStep } from "./steps.js";
 import { startProcessGuard } from "./process-guard.js";
 import { StorageHealth, storageTransitionEvent } from "./storage-health.js";
@@ -379,6 +380,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         app.get("/api/audit", nodeRed.apiAuth, auditHandler(need("auditLog")) as RequestHandler);
         app.post("/api/flake-updates/merge-revert", nodeRed.apiAuth, apiBodyParser(), mergeRevertHandler(() => parts.services?.converge));
         app.post("/api/automatic/resume", nodeRed.apiAuth, resumeHandler(() => parts.services?.automatic));
+        app.post(CANCEL_STEP_PATH, nodeRed.apiAuth, cancelStepHandler(() => parts.services?.rollouts));
         // Any user may scrape (a viewer is enough), with the API's Basic auth.
         app.get("/metrics", basicAuthMiddleware(need("users"), log.child({ component: "metrics" }), logins), metricsHandler(metrics, log.child({ component: "metrics" })));
         app.post("/admin/auth/token", nodeRed.editorLogin);

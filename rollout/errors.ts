@@ -36,6 +36,14 @@ export class RolloutNotFoundError extends LockstepError {
   }
 }
 
+/** A step cannot be cancelled: the rollout is not running here, or the host runs no step. */
+export class StepNotCancellableError extends LockstepError {
+  override name = "StepNotCancellableError";
+  constructor(why: string) {
+    super(`nothing to cancel: ${why}`, "rollout-step-not-running", "see the rollout's hosts: only a host mid-step (pulling, switching, testing, verifying, rolling back) can be cancelled");
+  }
+}
+
 /** A durable rollout file could not be read or written. */
 export class RolloutStoreError extends LockstepError {
   override name = "RolloutStoreError";

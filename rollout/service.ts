@@ -8,7 +8,7 @@ import pino, { type Logger } from "pino";
 import type { AuditEvent, RolloutHistoryEntry, RolloutProgress } from "../protocol/schemas.js";
 import { IGNORE_STORAGE, StorageFaultError, storageErrorCode, storageFaultHint, type StorageReporter } from "../protocol/storage.js";
 import { RolloutEngine, type RevertCallback, type RolloutStorageFault } from "./engine.js";
-import { RolloutConflictError, RolloutNotFoundError, RolloutPlanError } from "./errors.js";
+import { RolloutConflictError, RolloutNotFoundError, RolloutPlanError, StepNotCancellableError } from "./errors.js";
 import { isRolloutPublisher, type FleetPort, type RolloutPublisher } from "./fleet-port.js";
 import { RolloutPlanner } from "./planner.js";
 import { linkConvergence } from "./history-story.js";
@@ -174,6 +174,22 @@ export class RolloutService {
   /** Cancel a running rollout; false when it is not running here. */
   cancel(id: string, actor = "operator"): boolean {
     return this.active.get(id)?.engine.cancel(actor) ?? false;
+  }
+
+  /**
+   * Cancel the step `host` runs in rollout `id` (RolloutEngine.cancelStep: the host fails, the
+   * failure policy applies). Throws RolloutNotFoundError, or StepNotCancellableError (not running here,
+   * or the host runs no step).
+   */
+  async cancelStep(id: string, host: string, actor: string): Promise<void> {
+    const a = this.active.get(id);
+    if (!a) {
+      if (!(await this.opts.store.load(id))) throw new RolloutNotFoundError(id);
+      throw new StepNotCancellableError(`rollout ${id} is not running`);
+    }
+    const why = a.engine.cancelStep(host, actor);
+    if (why) throw new StepNotCancellableError(why);
+    this.log.info({ rolloutId: id, host, actor }, "rollout step cancelled");
   }
 
   isRunning(id: string): boolean {

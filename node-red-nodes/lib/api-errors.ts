@@ -14,6 +14,7 @@ const BY_CODE: Record<string, number> = {
   "rollout-not-found": 404,
   "not-found": 404,
   "rollout-conflict": 409,
+  "rollout-step-not-running": 409,
   "merge-guard": 409,
   // The data dir cannot be written: nothing starts until it can (protocol/storage.ts).
   "storage-fault": 409,
