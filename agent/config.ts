@@ -8,6 +8,7 @@
  *   "host": "alpha",                              // host id: topic segment and MQTT username
  *   "broker": {
  *     "url": "mqtts://hub.example:8883",
+ *     "failoverUrls": ["mqtts://broker-b.example:8883"], // optional: more nodes of a broker cluster, tried in turn
  *     "username": "alpha",                        // default: the host id
  *     "passwordFile": "/run/secrets/lockstep-agent", // read at start, never logged
  *     "clientId": "lockstep-agent-alpha",         // the default; the embedded broker accepts only this (and lockstep-self-update-alpha) from user alpha
@@ -80,6 +81,11 @@ export const AgentConfigSchema = z
     broker: z
       .object({
         url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\//, "use mqtt://, mqtts://, ws:// or wss://"),
+        /**
+         * Other nodes of a broker cluster (broker/README.md "Several nodes"): after `url` fails or
+         * drops, each reconnect tries the next URL in turn. Same scheme and path as `url`.
+         */
+        failoverUrls: z.array(z.string().regex(/^(mqtts?|tcp|ssl):\/\/[^\s/]+\/?$/, "use mqtt:// or mqtts://host:port")).max(16).optional(),
         username: z.string().min(1).optional(),
         passwordFile: absolutePath.optional(),
         clientId: z.string().min(1).max(200).optional(),

@@ -12,6 +12,14 @@ import type { AgentConfig } from "./config.js";
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 30_000;
 
+/** One entry of MQTT.js' `servers` (a cluster's nodes, tried in turn on each reconnect). */
+export function brokerServer(url: string): { host: string; port: number; protocol: "mqtt" | "mqtts" | "ws" | "wss" | "tcp" | "ssl" } {
+  const u = new URL(url);
+  const protocol = u.protocol.replace(/:$/, "") as "mqtt" | "mqtts" | "ws" | "wss" | "tcp" | "ssl";
+  const defaults = { mqtt: 1883, tcp: 1883, mqtts: 8883, ssl: 8883, ws: 80, wss: 443 };
+  return { host: u.hostname, port: u.port ? Number(u.port) : defaults[protocol], protocol };
+}
+
 export type PublishOptions = { qos: 0 | 1; retain: boolean };
 
 export interface SessionHandlers {
@@ -46,12 +54,13 @@ export class AgentSession {
       reconnectPeriod: RECONNECT_MIN_MS,
       connectTimeout: 10_000,
       will: { topic: this.topics.availability(c.host), payload: Buffer.from("offline"), qos: 1, retain: true },
+      ...(c.broker.failoverUrls?.length ? { servers: [c.broker.url, ...c.broker.failoverUrls].map(brokerServer) } : {}),
       ...(c.broker.caFile ? { ca: readFileSync(c.broker.caFile) } : {}),
     });
     this.client = client;
     client.on("connect", (connack) => {
       client.options.reconnectPeriod = RECONNECT_MIN_MS;
-      this.log.info({ url: c.broker.url, sessionPresent: connack.sessionPresent }, "connected to broker");
+      this.log.info({ url: `${client.options.protocol}://${client.options.host}:${client.options.port}`, sessionPresent: connack.sessionPresent }, "connected to broker");
       const subscriptions: Record<string, { qos: 0 | 1 }> = {
         [this.topics.commands(c.host)]: { qos: 1 },
         [this.topics.expected()]: { qos: 1 },

@@ -35,6 +35,8 @@ export interface AccessContext {
   onDenied: (info: AccessDenial) => void;
   /** An authorized publish by an operator or hub client (for audit attribution). */
   onOperatorPublish: (client: Client, user: AclUser, packet: PublishPacket) => void;
+  /** Cluster: has this client id connected to another broker node since (broker/cluster.ts)? */
+  connectedElsewhere?: (clientId: string) => boolean;
 }
 
 /** Requests to a host or to the hub: events, never retained. */
@@ -93,13 +95,13 @@ export class BrokerAccess {
       }
       return done(null);
     }
-    if (isSupersededConnection(this.ctx.aedes(), client)) {
+    const closing = (client as unknown as { closed?: boolean }).closed === true; // its will: not rate-limited
+    if (isSupersededConnection(this.ctx.aedes(), client) || (closing && this.ctx.connectedElsewhere?.(client.id) === true)) {
       // The host is already back: its old connection's "offline" would overwrite the fresh "online".
       logger.debug({ clientId: client.id, topic: packet.topic }, "dropped the last will of a superseded connection");
       return done(new Error("superseded connection"));
     }
     const user = this.ctx.identities.userOf(client);
-    const closing = (client as unknown as { closed?: boolean }).closed === true; // its will: not rate-limited
     if (user && user.role !== "hub" && !closing && !this.ctx.limits.takePublish(client)) {
       const { perSecond, burst } = this.ctx.limits.limits.publishRate;
       const reason = `over the publish rate (${perSecond}/s, bursts of ${burst}): disconnected`;

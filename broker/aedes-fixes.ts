@@ -3,7 +3,7 @@
  * reviews this file: each fix says what it works around, how it was measured, and whether it
  * reaches into Aedes internals (marked INTERNAL: re-check those names on an upgrade).
  *
- * Written against aedes 1.2.0 and aedes-persistence-level 9.2.0.
+ * Written against aedes 1.2.0, aedes-persistence-level 9.2.0 and aedes-persistence-redis 11.2.2 (cluster).
  */
 import type { Socket } from "node:net";
 import { Readable, type Duplex } from "node:stream";
@@ -209,7 +209,8 @@ export class DeliveryGuard {
 }
 
 // -------------------------------------------------------------------------------------------------
-// The persistence (aedes-persistence-level). Aedes 1.2 calls it promise-style (no callbacks).
+// The persistence (aedes-persistence-level, or aedes-persistence-redis for a cluster: both keep the
+// same API and the same scans). Aedes 1.2 calls it promise-style (no callbacks).
 
 /** What Aedes hands the persistence and gets back from a retained stream (only the fields it reads). */
 interface StoredPacket {
@@ -249,6 +250,13 @@ export interface FixedPersistence {
    * while faulted.
    */
   retryStorage(probe: () => Promise<void>): Promise<void>;
+  /**
+   * A retained message another broker node stored (cluster: broker/cluster.ts): the index learns it
+   * as if stored here (an empty payload deletes).
+   */
+  learnRetained(packet: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }): void;
+  /** Read every retained message from the store again (after missing other nodes' news); changes meanwhile are kept. */
+  reloadRetained(): Promise<void>;
 }
 
 /**
@@ -257,9 +265,9 @@ export interface FixedPersistence {
  * 1. Retained messages are found by topic, not by scan: upstream walks and msgpack-decodes every
  *    retained message once per filter of every SUBSCRIBE (one agent's subscribe: 190 ms at 1,000
  *    hosts, 2 s at 10,000; connecting N hosts O(N²)). An in-memory RetainedIndex, loaded once at
- *    start and updated in the order Aedes stores, answers the retained replay; LevelDB stays the
- *    durable copy. A failed write puts the previous value back, so the index never shows what the
- *    store does not hold.
+ *    start and updated in the order Aedes stores, answers the retained replay; LevelDB (or Redis)
+ *    stays the durable copy. In a cluster each node's index also learns what the other nodes store
+ *    (learnRetained, fed by broker/cluster.ts).
  * 2. No LevelDB lookup per PUBACK of a clean session: upstream looks the message id up in the
  *    outgoing store although a clean session's QoS 1 deliveries are never stored (2 s of 7 s
  *    main-thread time at 10,000 changes). Only ids this process stored for a clean client (its
@@ -313,16 +321,26 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
     }
   };
 
+  /** While a reload reads the store: every change to the index, applied again on the reloaded one. */
+  let changesDuringReload: Array<{ topic: string; entry: StoredPacket | undefined }> | undefined;
+  const put = (topic: string, entry: StoredPacket | undefined) => {
+    if (entry) index.set(entry);
+    else index.delete(topic);
+    changesDuringReload?.push({ topic, entry });
+  };
+  const load = async (into: RetainedIndex<StoredPacket>) => {
+    for await (const stored of original.createRetainedStream("#") as AsyncIterable<StoredPacket>) into.set(retainedCopy(stored));
+  };
+
   // Aedes insists on an AsyncFunction here (it checks constructor.name).
   p.setup = async function setup(broker: unknown): Promise<void> {
     await original.setup(broker);
-    for await (const stored of original.createRetainedStream("#") as AsyncIterable<StoredPacket>) index.set(retainedCopy(stored));
+    await load(index);
   };
 
   p.storeRetained = async (packet) => {
     const entry = packet.payload.length === 0 ? undefined : retainedCopy(packet);
-    if (entry) index.set(entry);
-    else index.delete(packet.topic);
+    put(packet.topic, entry);
     try {
       await original.storeRetained(packet);
     } catch (err) {
@@ -380,7 +398,26 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
     }
     if (unstored.size === 0) storage.ok();
   };
-  return { retained: index, retryStorage };
+  return {
+    retained: index,
+    retryStorage,
+    learnRetained: (packet) => put(packet.topic, packet.payload.length === 0 ? undefined : retainedCopy(packet)),
+    reloadRetained: async () => {
+      if (changesDuringReload) return; // one reload at a time: the running one keeps what changes meanwhile
+      changesDuringReload = [];
+      try {
+        const fresh = new RetainedIndex<StoredPacket>();
+        await load(fresh);
+        for (const { topic, entry } of changesDuringReload) {
+          if (entry) fresh.set(entry);
+          else fresh.delete(topic);
+        }
+        index.replaceWith(fresh);
+      } finally {
+        changesDuringReload = undefined;
+      }
+    },
+  };
 }
 
 /** A compact copy of a retained packet: the payload copied so it pins no larger socket buffer. */

@@ -46,6 +46,23 @@ export const ExternalBrokerConfig = z.strictObject({
   passwordFile: path,
 });
 
+/**
+ * Several embedded broker nodes sharing one state through Redis (broker/cluster.ts): retained
+ * messages, sessions, queued messages and wills in Redis (aedes-persistence-redis), every publish
+ * carried to every node by Redis pub/sub (mqemitter-redis). Without it the broker keeps its state
+ * in LevelDB under <dataDir>/mqtt (one node).
+ */
+export const BrokerClusterConfig = z.strictObject({
+  /** redis:// or rediss:// URL of the Redis every node of this cluster uses (one Redis database per cluster). */
+  redisUrl: z.string().regex(/^rediss?:\/\/[^\s]+$/, { error: "expected a redis:// or rediss:// URL" }),
+  /**
+   * This node's name, unique in the cluster and the same across its restarts (its clients' last
+   * wills are stored under it). Default: a random one per start.
+   */
+  nodeId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'expected 1-64 letters, digits, ".", "_" or "-"' }).optional(),
+});
+export type BrokerCluster = z.output<typeof BrokerClusterConfig>;
+
 /** The largest valid Lockstep message is a preview at its schema's bounds (~9 MB); real ones are KBs. */
 export const DEFAULT_MAX_PACKET_BYTES = 16 * 1024 * 1024;
 
@@ -111,7 +128,10 @@ export const BrokerConfigSchema = z
     limits: BrokerLimitsConfig.default(DEFAULT_LIMITS),
     /** Use this broker instead of the embedded Aedes. */
     external: ExternalBrokerConfig.optional(),
+    /** Share the embedded broker's state with other nodes through Redis (default: one node, LevelDB). */
+    cluster: BrokerClusterConfig.optional(),
   })
+  .refine((c) => !(c.external && c.cluster), { error: "set either external (a broker Lockstep does not run) or cluster (embedded nodes sharing Redis), not both", path: ["cluster"] })
   .transform((c) => ({
     ...c,
     dataDir: resolve(c.dataDir),
@@ -143,6 +163,8 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]
   { env: "LOCKSTEP_EXTERNAL_URL", path: ["external", "url"], kind: "string" },
   { env: "LOCKSTEP_EXTERNAL_USERNAME", path: ["external", "username"], kind: "string" },
   { env: "LOCKSTEP_EXTERNAL_PASSWORD_FILE", path: ["external", "passwordFile"], kind: "string" },
+  { env: "LOCKSTEP_REDIS_URL", path: ["cluster", "redisUrl"], kind: "string" },
+  { env: "LOCKSTEP_BROKER_NODE_ID", path: ["cluster", "nodeId"], kind: "string" },
 ];
 
 

@@ -7,7 +7,8 @@
  * - host-requests.ts: which user asked a host to do something (audit attribution);
  * - aedes-fixes.ts: every workaround for Aedes itself.
  * Retained messages, subscriptions and queued QoS 1 messages live in a LevelDB under
- * <dataDir>/mqtt and survive a restart.
+ * <dataDir>/mqtt and survive a restart; with `cluster` they live in Redis, shared with the other
+ * broker nodes (cluster.ts).
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
@@ -26,6 +27,7 @@ import { BrokerAccess } from "./access.js";
 import type { AclUser } from "./acl.js";
 import { EmptyClientIds, adaptDelivery, limitPackets, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence, type FixedPersistence } from "./aedes-fixes.js";
 import type { StorageReporter } from "../protocol/storage.js";
+import { BrokerClusterNode } from "./cluster.js";
 import { ClientIdentities, INTERNAL_HUB_USER, authenticate, remoteAddressOf } from "./auth.js";
 import type { BrokerConfig } from "./config.js";
 import { CredentialStore } from "./credentials.js";
@@ -96,7 +98,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   readonly topics: Topics;
   private aedes?: Aedes;
   private db?: Level<string, Buffer>;
-  private persistence?: ReturnType<typeof aedesPersistenceLevel>;
+  private persistence?: { destroy(): Promise<void> };
+  private cluster?: BrokerClusterNode;
   private fixed?: FixedPersistence;
   private sessions?: SessionOwners;
   private store?: CredentialStore;
@@ -129,6 +132,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       logger,
       onDenied: (info) => this.emit("denied", info),
       onOperatorPublish: (client, user, packet) => this.noteHostRequest(client, user, packet),
+      connectedElsewhere: (clientId) => this.cluster?.connectedElsewhere(clientId) ?? false,
     });
   }
 
@@ -187,19 +191,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     // Revoking a user (`lockstep users remove`) also disconnects its live clients.
     watchFile(config.credentialsFile, { interval: CREDENTIALS_POLL_MS }, this.onCredentialsChanged);
 
-    this.db = new Level<string, Buffer>(join(config.dataDir, "mqtt"), { valueEncoding: "buffer" });
-    try {
-      await this.db.open();
-    } catch (err) {
-      throw new BrokerError(
-        `cannot open broker persistence in ${join(config.dataDir, "mqtt")}: ${(err as Error).message}`,
-        "is another Lockstep hub running with the same dataDir?",
-        { cause: err },
-      );
-    }
-    this.sessions = await SessionOwners.open(this.db, log);
-    this.persistence = aedesPersistenceLevel(this.db);
-    this.fixed = fixPersistence(this.persistence as unknown as FixablePersistence, this.options.storage);
+    const persistence = config.cluster ? await this.openCluster(config.cluster) : await this.openLevel();
     // Aedes checks for wills of dead brokers every 4 heartbeats; one is dead after 3 without a beat.
     const heartbeatInterval = Math.max(250, Math.round((this.options.orphanWillCheckMs ?? 60_000) / 4));
     const emptyClientIds = new EmptyClientIds();
@@ -220,7 +212,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     };
     this.aedes = await Aedes.createBroker({
       heartbeatInterval,
-      persistence: this.persistence,
+      persistence,
+      ...(this.cluster ? { id: this.cluster.nodeId, mq: this.cluster.mq } : {}),
       preConnect: emptyClientIds.preConnect,
       authenticate: (client, username, password, done) => authenticate(authContext, client, username, password, done),
       ...this.access.hooks(),
@@ -229,6 +222,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     // Publishing orphaned wills runs on a timer; a failure there must be logged, not crash the hub.
     (aedes as unknown as NodeJS.EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "mqtt broker error"));
     publishInOrder(aedes);
+    this.cluster?.guardWills(aedes);
     aedes.on("subscribe", (subs, client) => this.access.subscribed(subs, client));
     aedes.on("unsubscribe", (filters, client) => this.access.unsubscribed(filters, client));
     // Client publishes only: the broker's own ($SYS heartbeats, new/disconnected clients) have none.
@@ -256,14 +250,46 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     log.info({ ports: this.boundPorts, dataDir: config.dataDir, allowAnonymous: config.allowAnonymous }, "embedded mqtt broker started");
   }
 
-  /** After a storage fault: store what only memory holds, or probe the LevelDB (reports to options.storage). */
+  /**
+   * After a storage fault: store what only memory holds, or probe the LevelDB (reports to
+   * options.storage). In a cluster the retained messages are stored again in Redis.
+   */
   async retryStorage(): Promise<void> {
     const db = this.db;
-    if (!this.fixed || !db) return;
+    if (!this.fixed) return;
     await this.fixed.retryStorage(async () => {
+      if (!db) return;
       await db.put("lockstep:storage-probe", Buffer.from("probe"));
       await db.del("lockstep:storage-probe");
     });
+  }
+
+  /** Single node: Aedes' state in a LevelDB under <dataDir>/mqtt. */
+  private async openLevel(): Promise<FixablePersistence> {
+    const dir = join(this.config.dataDir, "mqtt");
+    this.db = new Level<string, Buffer>(dir, { valueEncoding: "buffer" });
+    try {
+      await this.db.open();
+    } catch (err) {
+      throw new BrokerError(`cannot open broker persistence in ${dir}: ${(err as Error).message}`, "is another Lockstep hub running with the same dataDir?", { cause: err });
+    }
+    this.sessions = await SessionOwners.open(this.db, this.logger);
+    const persistence = aedesPersistenceLevel(this.db) as unknown as FixablePersistence & { destroy(): Promise<void> };
+    this.persistence = persistence;
+    this.fixed = fixPersistence(persistence, this.options.storage);
+    return persistence;
+  }
+
+  /** One node of several: Aedes' state in Redis, shared with the other nodes (cluster.ts). */
+  private async openCluster(config: NonNullable<BrokerConfig["cluster"]>): Promise<FixablePersistence> {
+    const cluster = await BrokerClusterNode.open(config, this.logger);
+    this.cluster = cluster;
+    this.persistence = cluster.persistence;
+    this.sessions = await SessionOwners.load(cluster.ownerStore(), this.logger);
+    const persistence = cluster.persistence as unknown as FixablePersistence;
+    this.fixed = fixPersistence(persistence, this.options.storage);
+    await cluster.attach(this.fixed, this.sessions);
+    return persistence;
   }
 
   /**
@@ -283,6 +309,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     });
     if (this.persistence) await this.persistence.destroy().catch(() => undefined);
     else if (this.db) await this.db.close().catch(() => undefined);
+    await this.cluster?.close();
+    this.cluster = undefined;
     this.aedes = undefined;
     this.persistence = undefined;
     this.fixed = undefined;

@@ -20,7 +20,7 @@ function node<T>(): TrieNode<T> {
 }
 
 export class RetainedIndex<T extends { topic: string } = RetainedMessage> {
-  private readonly root: TrieNode<T> = node();
+  private root: TrieNode<T> = node();
   private count = 0;
 
   get size(): number {
@@ -67,6 +67,14 @@ export class RetainedIndex<T extends { topic: string } = RetainedMessage> {
       path[i - 1]!.children.delete(levels[i - 1]!);
     }
     return true;
+  }
+
+  /** Take over every message of `other` (built aside, e.g. reloaded from the store), dropping this one's. */
+  replaceWith(other: RetainedIndex<T>): void {
+    this.root = other.root;
+    this.count = other.count;
+    other.root = node();
+    other.count = 0;
   }
 
   /**

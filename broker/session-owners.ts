@@ -7,16 +7,17 @@
  *   are the host's agent user's alone, and an agent user may use no other id: bound by name, so
  *   nothing is stored for the fleet's sessions;
  * - any other persistent session (clean: false) belongs to the user that created it, recorded in a
- *   LevelDB sublevel next to Aedes' own sessions and read once at start. A clean connect by the
- *   owner ends the session (Aedes drops it), and the binding with it.
+ *   LevelDB sublevel next to Aedes' own sessions and read once at start (in a cluster: a Redis hash,
+ *   and each node learns the others' changes from broker/cluster.ts). A clean connect by the owner
+ *   ends the session (Aedes drops it), and the binding with it.
  */
 import type { Level } from "level";
 import type { Logger } from "pino";
 import { agentClientId, hostOfAgentClientId } from "../protocol/index.js";
 import type { AclUser } from "./acl.js";
 
-/** The part of a LevelDB sublevel used here. */
-interface OwnerStore {
+/** Where bindings are kept: a LevelDB sublevel, or a Redis hash in a cluster (broker/cluster.ts). */
+export interface OwnerStore {
   put(key: string, value: string): Promise<void>;
   del(key: string): Promise<void>;
   iterator(): AsyncIterable<[string, string]>;
@@ -32,10 +33,20 @@ export class SessionOwners {
 
   /** Read the bindings kept in `db` (a sublevel of the broker's database). */
   static async open(db: Level<string, Buffer>, log: Logger): Promise<SessionOwners> {
-    const store = db.sublevel<string, string>("lockstep-session-owners", { valueEncoding: "utf8" });
+    return SessionOwners.load(db.sublevel<string, string>("lockstep-session-owners", { valueEncoding: "utf8" }), log);
+  }
+
+  /** Read the bindings kept in `store`. */
+  static async load(store: OwnerStore, log: Logger): Promise<SessionOwners> {
     const owners = new SessionOwners(store, log);
     for await (const [clientId, user] of store.iterator()) owners.owners.set(clientId, user);
     return owners;
+  }
+
+  /** Another broker node bound `clientId` to `user` (or freed it, undefined): already stored there. */
+  learn(clientId: string, user: string | undefined): void {
+    if (user === undefined) this.owners.delete(clientId);
+    else this.owners.set(clientId, user);
   }
 
   /** Why `user` may not use `clientId`, or undefined when it may. */

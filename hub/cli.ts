@@ -4,6 +4,7 @@
  * subcommand's own; each subcommand declares its options and a run() that returns the exit code.
  *
  *   lockstep hub [--config FILE] [--data-dir DIR]   run the hub until SIGTERM/SIGINT
+ *   lockstep broker [--config FILE] [--data-dir DIR]   the embedded broker alone (a cluster's second node)
  *   lockstep users add web1 --role agent            (broker/commands.ts)
  *   lockstep mosquitto-config --out DIR             (broker/commands.ts)
  *   lockstep status|watch|pr|deploy|rollouts|rollout|history|host|logs|audit   the terminal client (terminal/)
@@ -13,9 +14,11 @@
  */
 import { parseArgs } from "node:util";
 import { ENV_OVERRIDES } from "../broker/config.js";
+import { EmbeddedBroker } from "../broker/embedded.js";
 import { mosquittoConfigCommand, str, UsageError, usersCommand, type CliIo, type Options, type Subcommand, type Values } from "../broker/commands.js";
 import { LockstepError } from "../protocol/index.js";
 import { DEFAULT_DATA_DIR, HUB_ENV_OVERRIDES, loadHubBrokerConfig, loadHubConfig, type HubBrokerConfig } from "./config.js";
+import { createHubLogger } from "./logger.js";
 import { startHub, type RunningHub } from "./start.js";
 import { completionCommand, TERMINAL_COMMANDS } from "./terminal/index.js";
 
@@ -75,14 +78,51 @@ const hubCommand: Subcommand = {
   },
 };
 
-/** Stop the hub on the first SIGTERM/SIGINT; resolves with the exit code. */
-function untilSignal(hub: RunningHub, io: CliIo): Promise<number> {
+/**
+ * `lockstep broker`: the embedded broker alone, e.g. node B of a Redis cluster (broker/README.md
+ * "Several nodes"): no rollouts, page, GitHub or Home Assistant, those run once, in the hub.
+ */
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const brokerCommand: Subcommand = {
+  name: "broker",
+  summary: "run the embedded MQTT broker alone (another node of a Redis broker cluster)",
+  usage: [
+    "lockstep broker [--config FILE] [--data-dir DIR]",
+    "    Runs the embedded broker only (its listeners, credentials and limits from the broker settings)",
+    "    until SIGTERM/SIGINT. With broker.cluster (LOCKSTEP_REDIS_URL, LOCKSTEP_BROKER_NODE_ID) it is one",
+    "    node of several sharing Redis; give every node the same credentials file.",
+    "",
+    "Variables: " + ENV_OVERRIDES.map((o) => o.env).join(", "),
+  ].join("\n"),
+  options: {},
+  async run({ io, config }) {
+    let broker: EmbeddedBroker;
+    try {
+      const settings = config();
+      if (settings.external) throw new UsageError("the broker settings name an external broker (broker.external): there is no embedded broker to run");
+      const level = io.env.LOCKSTEP_LOG_LEVEL || "info";
+      if (!LOG_LEVELS.includes(level as (typeof LOG_LEVELS)[number])) throw new UsageError(`LOCKSTEP_LOG_LEVEL: expected one of ${LOG_LEVELS.join(", ")}`);
+      const logger = createHubLogger({ level: level as (typeof LOG_LEVELS)[number], redact: [] });
+      broker = new EmbeddedBroker(settings, logger.child({ component: "broker" }));
+      await broker.start();
+      io.stdout(`lockstep broker: listening on ${broker.url}${settings.cluster ? ` (cluster node ${settings.cluster.nodeId ?? "with a random id"})` : ""}\n`);
+    } catch (err) {
+      io.stderr(`lockstep broker: ${(err as Error).message}\n`);
+      return 1;
+    }
+    return untilSignal(broker, io);
+  },
+};
+
+/** Stop the hub (or the broker) on the first SIGTERM/SIGINT; resolves with the exit code. */
+function untilSignal(hub: { stop(): Promise<void> }, io: CliIo): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     const shutdown = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      io.stdout(`${signal}: stopping the hub\n`);
+      io.stdout(`${signal}: stopping\n`);
       const force = setTimeout(() => resolve(1), 20_000);
       force.unref();
       hub.stop().then(
@@ -99,7 +139,7 @@ function untilSignal(hub: RunningHub, io: CliIo): Promise<number> {
 }
 
 /** Every subcommand, in `--help` order. Add new ones here. */
-export const SUBCOMMANDS: Subcommand[] = [hubCommand, usersCommand, mosquittoConfigCommand, ...TERMINAL_COMMANDS];
+export const SUBCOMMANDS: Subcommand[] = [hubCommand, brokerCommand, usersCommand, mosquittoConfigCommand, ...TERMINAL_COMMANDS];
 SUBCOMMANDS.push(completionCommand(() => SUBCOMMANDS));
 
 function globalHelp(): string {

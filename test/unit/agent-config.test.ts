@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { homedir } from "node:os";
 import { loadAgentConfig, parseAgentConfig, selfCheckPathOf } from "../../agent/config.js";
+import { brokerServer } from "../../agent/session.js";
 import { ConfigError } from "../../protocol/index.js";
 
 const minimal = () => ({
@@ -33,6 +34,16 @@ describe("agent config", () => {
     expect(c.timeouts.switchSeconds).toBe(3600);
     expect(c.priority).toBe(100);
     expect(c.hold).toBe(false);
+  });
+
+  it("takes other broker cluster nodes as failoverUrls, MQTT.js servers tried in turn", () => {
+    const c = parseAgentConfig({ ...minimal(), broker: { ...minimal().broker, url: "mqtt://node-a:1883", failoverUrls: ["mqtts://node-b", "mqtt://10.0.0.7:1884"] } });
+    expect([c.broker.url, ...c.broker.failoverUrls!].map(brokerServer)).toEqual([
+      { host: "node-a", port: 1883, protocol: "mqtt" },
+      { host: "node-b", port: 8883, protocol: "mqtts" },
+      { host: "10.0.0.7", port: 1884, protocol: "mqtt" },
+    ]);
+    expect(errorOf(() => parseAgentConfig({ ...minimal(), broker: { ...minimal().broker, failoverUrls: ["ws://node-b/mqtt"] } })).message).toMatch(/broker\.failoverUrls\.0: use mqtt:\/\/ or mqtts:\/\/host:port/);
   });
 
   it("names the bad field", () => {

@@ -68,6 +68,15 @@ describe("broker config", () => {
     );
   });
 
+  it("takes a Redis cluster (opt-in, from the file or LOCKSTEP_REDIS_URL / LOCKSTEP_BROKER_NODE_ID), never together with an external broker", () => {
+    expect(parseBrokerConfig({ dataDir: "/d" }).cluster).toBeUndefined();
+    const fromEnv = loadHubBrokerConfig({ env: { LOCKSTEP_DATA_DIR: "/d", LOCKSTEP_REDIS_URL: "redis://10.0.0.5:6379/2", LOCKSTEP_BROKER_NODE_ID: "node-b" } });
+    expect(fromEnv.cluster).toEqual({ redisUrl: "redis://10.0.0.5:6379/2", nodeId: "node-b" });
+    expect(() => parseBrokerConfig({ dataDir: "/d", cluster: { redisUrl: "http://x" } })).toThrow(/cluster\.redisUrl: expected a redis:\/\/ or rediss:\/\/ URL/);
+    expect(() => loadHubBrokerConfig({ env: { LOCKSTEP_DATA_DIR: "/d", LOCKSTEP_REDIS_URL: "redis://r", LOCKSTEP_BROKER_NODE_ID: "a b" } })).toThrow(/cluster\.nodeId: expected 1-64 letters.*\(from LOCKSTEP_BROKER_NODE_ID\)/);
+    expect(() => parseBrokerConfig({ dataDir: "/d", cluster: { redisUrl: "redis://r" }, external: { url: "mqtt://m", username: "hub", passwordFile: "/p" } })).toThrow(/cluster: set either external/);
+  });
+
   it("reads the broker section of a hub config file and uses defaults last", async () => {
     const file = join(dir, "hub.json");
     await writeFile(file, JSON.stringify({ http: { port: 1880 }, broker: { listeners: { tcp: { port: 1885 } } } }));

@@ -1,0 +1,199 @@
+/**
+ * Two embedded broker nodes sharing state through a real redis-server (broker.cluster): messages
+ * cross nodes, each node's retained index learns what the other stores (and clears), a dead node's
+ * wills do not overwrite hosts that reconnected to the survivor, a client id moving between live
+ * nodes leaves no "offline" behind, and session owners are shared.
+ */
+import { EventEmitter } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseBrokerConfig } from "../../broker/config.js";
+import { CredentialStore } from "../../broker/credentials.js";
+import { EmbeddedBroker } from "../../broker/embedded.js";
+import { agentClientId, Topics } from "../../protocol/index.js";
+import { startTestRedis, type TestRedis } from "../support/redis.js";
+
+const topics = new Topics();
+const AGENTS = ["web1", "web2", "web3", "web4"];
+
+/** Log lines of both nodes, as events (waiting on what a node did, not on time). */
+class LogLines extends EventEmitter {
+  stream(node: string): Writable {
+    return new Writable({
+      write: (chunk: Buffer, _enc, done) => {
+        for (const line of chunk.toString().split("\n").filter(Boolean)) this.emit("line", { node, ...(JSON.parse(line) as { msg: string; clientId?: string }) });
+        done();
+      },
+    });
+  }
+
+  next(match: (line: { node: string; msg: string; clientId?: string }) => boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const on = (line: { node: string; msg: string; clientId?: string }) => {
+        if (!match(line)) return;
+        this.off("line", on);
+        resolve();
+      };
+      this.on("line", on);
+    });
+  }
+}
+
+const until = async (cond: () => boolean, ms = 10_000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+describe("two broker nodes sharing Redis", () => {
+  let redis: TestRedis;
+  let root: string;
+  const passwords = new Map<string, string>();
+  const logs = new LogLines();
+  const clients: MqttClient[] = [];
+  let nodeA: EmbeddedBroker;
+  let nodeB: EmbeddedBroker;
+
+  const startNode = async (name: string) => {
+    const config = parseBrokerConfig({
+      dataDir: join(root, name),
+      credentialsFile: join(root, "credentials.json"),
+      listeners: { tcp: { host: "127.0.0.1", port: 0 } },
+      cluster: { redisUrl: redis.url, nodeId: name },
+    });
+    const node = new EmbeddedBroker(config, pino({ level: "debug" }, logs.stream(name)), { orphanWillCheckMs: 1_000 });
+    await node.start();
+    return node;
+  };
+
+  const connect = async (node: EmbeddedBroker, user: string, opts: IClientOptions = {}) => {
+    const client = await mqtt.connectAsync(node.url, { username: user, password: passwords.get(user), reconnectPeriod: 0, protocolVersion: 4, ...opts });
+    clients.push(client);
+    return client;
+  };
+  const agent = (node: EmbeddedBroker, host: string) =>
+    connect(node, host, { clientId: agentClientId(host), clean: false, will: { topic: topics.availability(host), payload: Buffer.from("offline"), qos: 1, retain: true } });
+
+  /**
+   * Subscribe a fresh viewer to `filters` (the last one a marker stored after the rest) until its
+   * retained replay holds the marker: the replay follows the filters' order, so what came before
+   * the marker is what that node's index holds. Each try waits up to a second for the marker.
+   */
+  const replayOn = async (node: EmbeddedBroker, filters: string[]): Promise<Map<string, string>> => {
+    const marker = filters.at(-1)!;
+    for (;;) {
+      const viewer = await connect(node, "viewer");
+      const got = new Map<string, string>();
+      const done = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 1_000);
+        viewer.on("message", (topic, payload, packet) => {
+          if (!packet.retain) return;
+          got.set(topic, payload.toString());
+          if (topic === marker) {
+            clearTimeout(timer);
+            resolve(true);
+          }
+        });
+      });
+      await viewer.subscribeAsync(filters, { qos: 1 });
+      const found = await done;
+      await viewer.endAsync();
+      if (found) return got;
+    }
+  };
+
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    root = await mkdtemp(join(tmpdir(), "lockstep-cluster-"));
+    const store = await CredentialStore.open(join(root, "credentials.json"));
+    for (const host of AGENTS) passwords.set(host, (await store.add(host, "agent")).password);
+    passwords.set("viewer", (await store.add("viewer", "viewer")).password);
+    passwords.set("other", (await store.add("other", "viewer")).password);
+    passwords.set("hub", (await store.add("hub", "hub")).password);
+    nodeA = await startNode("node-a");
+    nodeB = await startNode("node-b");
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+    await nodeA?.stop();
+    await nodeB?.stop();
+    await redis?.stop();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it("carries live messages across nodes, and each node's retained index learns what the other stored or cleared", async () => {
+    const hub = await connect(nodeA, "hub");
+    const live = await connect(nodeB, "viewer");
+    await live.subscribeAsync(topics.info("web1"), { qos: 1 });
+    const web1 = await agent(nodeA, "web1");
+    const arrived = new Promise<[string, Buffer]>((resolve) => live.once("message", (topic, payload) => resolve([topic, payload])));
+    await web1.publishAsync(topics.info("web1"), '{"v":1}', { qos: 1, retain: true });
+    expect((await arrived)[1].toString()).toBe('{"v":1}');
+
+    await hub.publishAsync(topics.info("marker1"), "1", { qos: 1, retain: true });
+    const replay = await replayOn(nodeB, [topics.info("web1"), topics.info("marker1")]);
+    expect(replay.get(topics.info("web1"))).toBe('{"v":1}');
+
+    // Cleared on A, then a later marker: once B's replay shows the marker, the clear came before it.
+    await web1.publishAsync(topics.info("web1"), "", { qos: 1, retain: true });
+    await hub.publishAsync(topics.info("marker2"), "2", { qos: 1, retain: true });
+    const after = await replayOn(nodeB, [topics.info("web1"), topics.info("marker2")]);
+    expect(after.has(topics.info("web1"))).toBe(false);
+  });
+
+  it("a client id moving to the other live node leaves no 'offline' behind", async () => {
+    const watcher = await connect(nodeA, "viewer");
+    const seen: string[] = [];
+    watcher.on("message", (_t, payload) => seen.push(payload.toString()));
+    await watcher.subscribeAsync(topics.availability("web4"), { qos: 1 });
+    const first = await agent(nodeB, "web4");
+    await first.publishAsync(topics.availability("web4"), "online", { qos: 1, retain: true });
+    const dropped = logs.next((l) => l.node === "node-b" && l.msg === "dropped the last will of a superseded connection" && l.clientId === agentClientId("web4"));
+    const closed = new Promise<void>((resolve) => first.once("close", () => resolve()));
+    const second = await agent(nodeA, "web4");
+    await second.publishAsync(topics.availability("web4"), "online", { qos: 1, retain: true });
+    await closed;
+    await dropped;
+    expect(seen).not.toContain("offline");
+  });
+
+  it("session owners are shared: another user cannot take a persistent session over on the other node", async () => {
+    await connect(nodeA, "viewer", { clientId: "page-session", clean: false });
+    // Node B learns the binding over Redis (its refusal is what a CONNECT there would get).
+    const sessions = (nodeB as unknown as { sessions: { refusal(clientId: string, user: { name: string; role: "viewer" }): string | undefined } }).sessions;
+    await until(() => sessions.refusal("page-session", { name: "other", role: "viewer" }) !== undefined);
+    await expect(connect(nodeB, "other", { clientId: "page-session", clean: false })).rejects.toThrow(/Not authorized/i);
+  });
+
+  it("when a node dies, the survivor publishes the wills of its hosts that stay away, not of those that came back", async () => {
+    const watcher = await connect(nodeA, "viewer");
+    const availability = new Map<string, string[]>();
+    watcher.on("message", (topic, payload) => {
+      const parsed = topics.parse(topic);
+      const host = parsed && "host" in parsed ? parsed.host : "";
+      availability.set(host, [...(availability.get(host) ?? []), payload.toString()]);
+    });
+    await watcher.subscribeAsync([topics.availability("web2"), topics.availability("web3")], { qos: 1 });
+    for (const host of ["web2", "web3"]) {
+      const c = await agent(nodeB, host);
+      await c.publishAsync(topics.availability(host), "online", { qos: 1, retain: true });
+    }
+    // Node B goes away without publishing its clients' wills (as a killed process would).
+    await nodeB.stop();
+    const back = await agent(nodeA, "web2");
+    await back.publishAsync(topics.availability("web2"), "online", { qos: 1, retain: true });
+    const skipped = logs.next((l) => l.node === "node-a" && l.msg === "dropped the last will of a client that reconnected to another node" && l.clientId === agentClientId("web2"));
+    while (!(availability.get("web3") ?? []).includes("offline")) await new Promise((resolve) => watcher.once("message", resolve));
+    await skipped;
+    expect(availability.get("web2")?.at(-1)).toBe("online");
+    expect(availability.get("web2")).not.toContain("offline");
+  }, 30_000);
+});
