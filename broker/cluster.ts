@@ -117,15 +117,18 @@ export class BrokerClusterNode {
       redis.disconnect();
       throw new BrokerError(`cannot reach Redis at ${where}: ${(err as Error).message}`, "start redis-server, or fix broker.cluster.redisUrl (LOCKSTEP_REDIS_URL)", { cause: err });
     }
-    const connection = () => {
-      const c = redis.duplicate({ lazyConnect: false });
+    // Ready before use: a SUBSCRIBE sent while ioredis still runs its ready check (INFO) puts the
+    // connection in subscriber mode, the check fails, and the reconnect lost the first messages.
+    const connection = async () => {
+      const c = redis.duplicate();
       c.on("error", (err: Error) => log.warn({ err: err.message, redis: where }, "redis connection error"));
+      await c.connect();
       return c;
     };
     // The first connection publishes: MQTT messages (mqemitter-redis) and this node's news alike.
-    const mq = mqemitterRedis({ pubConn: redis, subConn: connection(), concurrency: 100, matchEmptyLevels: true });
-    const persistence = aedesPersistenceRedis({ conn: connection() }) as unknown as ClusterPersistence;
-    const node = new BrokerClusterNode(config.nodeId ?? randomUUID(), redis, connection(), persistence, mq, log);
+    const mq = mqemitterRedis({ pubConn: redis, subConn: await connection(), concurrency: 100, matchEmptyLevels: true });
+    const persistence = aedesPersistenceRedis({ conn: await connection() }) as unknown as ClusterPersistence;
+    const node = new BrokerClusterNode(config.nodeId ?? randomUUID(), redis, await connection(), persistence, mq, log);
     node.listenForPresence();
     log.info({ redis: where, nodeId: node.nodeId }, "broker cluster node: state in Redis");
     return node;
