@@ -90,7 +90,8 @@ export function renderRows(changed, view) {
   const rendered = rowsTable().layout(hostIndex.shown, view);
   stats.rows = hostIndex.order.length;
   stats.rendered = rendered;
-  $("hosts").setAttribute("aria-rowcount", String(hostIndex.shown.length + 1));
+  const rowCount = String(hostIndex.shown.length + 1);
+  if ($("hosts").getAttribute("aria-rowcount") !== rowCount) $("hosts").setAttribute("aria-rowcount", rowCount);
   renderNoHosts(hostIndex.order.length === 0);
 }
 
