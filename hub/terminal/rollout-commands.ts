@@ -2,7 +2,7 @@
 import { createInterface } from "node:readline/promises";
 import type { Subcommand } from "../../broker/commands.js";
 import { str, UsageError } from "../../broker/commands.js";
-import { isFinalRolloutState, type RolloutProgress } from "../../protocol/index.js";
+import { HOST_ID_PATTERN, ID_PATTERN, isFinalRolloutState, type RolloutProgress } from "../../protocol/index.js";
 import { z } from "zod";
 import { ExitCode, TerminalError } from "./errors.js";
 import { connectionHelp } from "./fleet-commands.js";
@@ -49,13 +49,37 @@ async function followRollout(t: TerminalContext, id: string): Promise<number> {
   return final ? rolloutExit(final) : ExitCode.ok;
 }
 
+const CancelAnswer = z.object({ cancelled: z.literal(true), rollout_id: z.string(), host: z.string() }).passthrough();
+
+/** `lockstep rollout cancel ID HOST`: POST /api/rollouts/ID/hosts/HOST/cancel (docs/architecture.md, "Cancelling a step"). */
+async function cancelStep(t: TerminalContext, args: string[]): Promise<number> {
+  const [id, host] = positionals(args, ["ID", "HOST"], "rollout cancel");
+  if (!ID_PATTERN.test(id!)) throw new UsageError(`"${id}" is not a rollout id`, 'see "lockstep rollouts"');
+  if (!HOST_ID_PATTERN.test(host!)) throw new UsageError(`"${host}" is not a host id`, 'see "lockstep status"');
+  const answer = CancelAnswer.safeParse(await t.session.api("POST", `/api/rollouts/${id}/hosts/${host}/cancel`));
+  if (!answer.success) throw new TerminalError("the hub's answer to the cancel does not match the API", ExitCode.failure);
+  if (t.json) t.printJson(answer.data);
+  else t.print(`cancelled the step ${host} was running in rollout ${id}: the host fails and the rollout applies its failure policy\n`);
+  return ExitCode.ok;
+}
+
 export const rolloutCommand: Subcommand = {
   name: "rollout",
-  summary: "one rollout: progress and per-host outcome (--follow: live until it ends)",
-  usage: connectionHelp("lockstep rollout ID [--follow] [--json]\n    Exit code 1 when the rollout ended other than completed."),
+  summary: "one rollout: progress and per-host outcome (--follow: live until it ends); cancel a host's step",
+  usage: connectionHelp(
+    [
+      "lockstep rollout ID [--follow] [--json]",
+      "    Exit code 1 when the rollout ended other than completed.",
+      "lockstep rollout cancel ID HOST [--json]",
+      "    Cancel the step HOST is running in rollout ID (an operator's credentials): the hub stops",
+      "    waiting, stops the job on the host (a switch or rollback is left to finish), the host fails",
+      "    and the rollout applies its failure policy.",
+    ].join("\n"),
+  ),
   options: { ...JSON_OPTION, follow: { type: "boolean", short: "f" } },
   run: (ctx) =>
     withSession(ctx, async (t) => {
+      if (ctx.args[0] === "cancel") return cancelStep(t, ctx.args.slice(1));
       const [id] = positionals(ctx.args, ["ID"], "rollout");
       await t.session.fleet();
       if (ctx.values.follow === true) return followRollout(t, id!);

@@ -15,6 +15,7 @@ import { parseRolloutSpec } from "../../rollout/spec.js";
 import { carryOverPreview, type PreviewPlanHints } from "../../rollout/previews.js";
 import type { PreviewService } from "../../rollout/preview-service.js";
 import { mergeSpecLayers, specFromNodeConfig } from "../lib/deploy-spec.js";
+import { cancelStepRequest, isCancelStep } from "../lib/cancel-step.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
 import { onClose, onInput, parseMessageField, HostId, requester } from "../lib/input.js";
 import { lockstepSettings } from "../lib/settings.js";
@@ -118,6 +119,13 @@ export = function register(RED: NodeAPI): void {
     onInput(node, async (msg, send) => {
       const connection = fleetNode?.connection;
       if (!connection) throw new ConfigError(fleetNode?.configError ?? "no fleet connection", "select a lockstep-fleet node");
+      if (isCancelStep(msg)) {
+        const { rolloutId, host } = cancelStepRequest(msg);
+        await connection.rollouts.cancelStep(rolloutId, host, requester(msg, node));
+        msg.topic = "step-cancelled";
+        send([msg, null]);
+        return;
+      }
       const checkOnly = msg.checkOnly === true;
       const commit = checkOnly && msg.commit === undefined ? NOT_YET_MERGED : commitOf(msg);
       const layers = [

@@ -6,13 +6,14 @@
  */
 import type { AddressInfo } from "node:net";
 import { createServer, type Server } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { apiErrorHandler } from "../../hub/api.js";
 import { CANCEL_STEP_PATH, cancelStepHandler } from "../../hub/rollout-api.js";
+import { main as lockstep } from "../../hub/cli.js";
 import { RolloutService } from "../../rollout/service.js";
 import { RolloutStore } from "../../rollout/store.js";
 import type { AuditEvent, Command } from "../../protocol/schemas.js";
@@ -50,7 +51,17 @@ async function world() {
     const res = await fetch(`${base}/api/rollouts/${id}/hosts/${host}/cancel`, { method: "POST" });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
-  return { fleet, rollouts, audits, cancel };
+  /** The terminal CLI against this API (an operator's credentials from the environment). */
+  const cli = async (...argv: string[]) => {
+    let stdout = "";
+    let stderr = "";
+    const configFile = join(dir, "cli-config.json"); // empty: the environment says everything
+    writeFileSync(configFile, "{}");
+    const env = { LOCKSTEP_HUB: base, LOCKSTEP_USER: "olga", LOCKSTEP_PASSWORD: "secret", LOCKSTEP_CLI_CONFIG: configFile };
+    const code = await lockstep(argv, { stdout: (x) => void (stdout += x), stderr: (x) => void (stderr += x), env });
+    return { code, stdout, stderr };
+  };
+  return { fleet, rollouts, audits, cancel, cli };
 }
 
 describe("POST /api/rollouts/:id/hosts/:host/cancel", () => {
@@ -72,6 +83,22 @@ describe("POST /api/rollouts/:id/hosts/:host/cancel", () => {
     expect(t.audits.filter((a) => a.action === "step.cancelled")).toEqual([expect.objectContaining({ actor: "api:olga", target: "alpha", details: expect.objectContaining({ step: "pull", commandId: pull.id }) })]);
 
     expect((await t.cancel(id, "alpha")).body).toMatchObject({ code: "rollout-step-not-running", error: expect.stringContaining(`rollout ${id} is not running`) });
+  });
+
+  it("lockstep rollout cancel ID HOST goes through the same route", async () => {
+    const t = await world();
+    const pulled = new Promise<Command & { host: string }>((resolve) => t.fleet.onCommand((c) => c.op === "pull" && resolve(c)));
+    const id = t.rollouts.start({ commit: COMMIT, selection: { hosts: ["alpha"] }, strategy: { canary: 0, soakMs: 0, stepTimeouts: { pull: HOUR, switch: HOUR, test: HOUR } } }, "alice");
+    await pulled;
+    const bad = await t.cli("rollout", "cancel", id, "Not_A_Host");
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/"Not_A_Host" is not a host id/);
+    const done = await t.cli("rollout", "cancel", id, "alpha");
+    expect(done).toEqual({ code: 0, stdout: `cancelled the step alpha was running in rollout ${id}: the host fails and the rollout applies its failure policy\n`, stderr: "" });
+    expect((await t.rollouts.wait(id)).hosts.alpha).toMatchObject({ state: "failed", reason: "pull cancelled: cancelled by api:olga" });
+    const again = await t.cli("rollout", "cancel", id, "alpha");
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/409 nothing to cancel: rollout .* is not running/);
   });
 
   it("answers an unknown rollout with 404 and a bad host id with 400", async () => {
