@@ -105,6 +105,9 @@ export class LockstepWorld {
     readonly externalBroker?: TestBroker,
   ) {}
 
+  /** MQTT credentials of any role, made on first use (user name `<role>-<name>`, an agent's its host id), on the broker the world runs. */
+  mqttCredentials!: (role: "agent" | "hub" | "viewer" | "operator", name: string) => Promise<{ username: string; password: string }>;
+
   static async create(opts: LockstepWorldOptions): Promise<LockstepWorld> {
     const dataDir = join(opts.root, "hub");
     mkdirSync(dataDir, { recursive: true });
@@ -172,6 +175,7 @@ export class LockstepWorld {
     const watcher = await mqtt.connectAsync(hub.mqttUrl, { ...watcherCreds, reconnectPeriod: 500, protocolVersion: 4 });
     const mqttOperator = external ? await credentials("operator", "world") : { username: OPERATOR.name, password: OPERATOR.password };
     const world = new LockstepWorld(opts, dataDir, configFile, github, hub, fleet, receiver.received, receiver.server, watcher, mqttOperator, external);
+    world.mqttCredentials = credentials;
     watcher.on("message", (topic, payload, packet) => world.onMessage(topic, payload, packet.retain));
     await watcher.subscribeAsync([world.topics.allRollouts(), world.topics.availability("+")], { qos: 1 });
     return world;

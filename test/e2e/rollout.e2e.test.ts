@@ -4,7 +4,9 @@
  * One fleet, several rollouts in sequence (each test leaves the fleet healthy for the next):
  *
  *   1. merge and deploy through POST /api/flake-updates/merge-and-deploy (canary, soak, wave)
- *   2. a host whose new build fails: rollback-all, revert PR on GitHub, failure notification
+ *   2. a host whose new build fails: rollback-all, revert PR on GitHub, failure notification;
+ *      the revert merged through the API converges the fleet; then again with the revert merged
+ *      by automatic mode once its CI passes, and automatic mode resumed with Home Assistant's button
  *   3. a failing canary: the wave never starts
  *   4. offline and held hosts are left out with the reason recorded
  *   5. the hub restarts in the middle of a rollout: no step runs twice
@@ -22,6 +24,7 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RolloutHistoryEntry, type AuditEvent, type JobState, type RolloutProgress } from "../../protocol/schemas.js";
+import { AutomaticPauseState } from "../../protocol/automatic.js";
 import { decodeJson } from "../../protocol/payload.js";
 import { LockstepWorld } from "../demo/world.js";
 import { BROKER_KINDS } from "../support/brokers.js";
@@ -30,6 +33,8 @@ import { BROKER_KINDS } from "../support/brokers.js";
 const WORLD_BROKERS = BROKER_KINDS.map((k) => (k === "aedes" ? "embedded" : "mosquitto") as "embedded" | "mosquitto");
 
 const HOSTS = ["alpha", "beta", "gamma"];
+/** The broker user Home Assistant connects as (the world names users `<role>-<name>`). */
+const HA_USER = "operator-ha";
 const SOAK_MS = 3000;
 
 /** A one-hour window starting 12 hours from now: closed during the whole test. */
@@ -50,6 +55,27 @@ async function mergeAndDeploy(world: LockstepWorld, prNumber: number, body: Reco
   return { jobId: b.job_id, commit: b.commit };
 }
 
+/**
+ * The converge rollout `id` after failed rollout `failedId` completes: the rolled-back hosts (alpha,
+ * beta) only pull (no switch, generation as in `gens`), every host is at `commit` and green.
+ */
+async function expectConverged(world: LockstepWorld, id: string, failedId: string, commit: string, gens: Record<string, number>): Promise<RolloutProgress> {
+  const converged = await world.waitForRolloutEnd(id, 240_000);
+  const why = JSON.stringify(converged, null, 1);
+  expect(converged.state, why).toBe("completed");
+  expect(converged.converges).toBe(failedId);
+  for (const h of ["alpha", "beta"]) {
+    expect(converged.hosts[h]!.reason, why).toMatch(/pull only: system already matches/);
+    expect(rolloutJobs(world, h, id).map((j) => j.op), h).not.toContain("switch");
+    expect(world.fleet.generation(h).generation, h).toBe(gens[h]);
+  }
+  for (const h of HOSTS) {
+    expect(world.fleet.checkoutHead(h), h).toBe(commit);
+    for (const c of ["git", "lock", "system", "tests"] as const) await world.fleet.waitFor(h, c, (x) => x.status === "ok", 30_000);
+  }
+  return converged;
+}
+
 /** Close the revert PR a failed rollout opened (its title mentions flake.lock, so it would look pending). */
 async function closeRevertPr(world: LockstepWorld, p: { revertPr?: { number: number } }): Promise<void> {
   if (p.revertPr && p.revertPr.number > 0) await world.github.closePullRequest(p.revertPr.number);
@@ -62,6 +88,30 @@ function rolloutJobs(world: LockstepWorld, host: string, rolloutId: string): Job
 
 function parents(world: LockstepWorld, sha: string): string[] {
   return execFileSync("git", ["rev-list", "--parents", "-n", "1", sha], { cwd: world.fleet.repo.origin, encoding: "utf8" }).trim().split(" ").slice(1);
+}
+
+/** The first message on `topic` (retained or live) that decodes and satisfies `pred`. */
+async function waitRetained<T>(world: LockstepWorld, topic: string, schema: { safeParse(v: unknown): { success: boolean; data?: T } }, pred: (v: T) => boolean, timeoutMs: number): Promise<T> {
+  const client = await mqtt.connectAsync(world.hub.mqttUrl, { ...world.mqttOperator, reconnectPeriod: 0 });
+  try {
+    const got = new Promise<T>((resolve, reject) => {
+      let last: T | undefined;
+      const timer = setTimeout(() => reject(new Error(`nothing on ${topic} satisfied the test within ${timeoutMs} ms; last: ${JSON.stringify(last)}`)), timeoutMs);
+      client.on("message", (_t, payload) => {
+        const d = decodeJson(schema as never, payload) as { ok: boolean; value?: T };
+        if (!d.ok) return;
+        last = d.value as T;
+        if (pred(last)) {
+          clearTimeout(timer);
+          resolve(last);
+        }
+      });
+    });
+    await client.subscribeAsync(topic, { qos: 1 });
+    return await got;
+  } finally {
+    await client.endAsync();
+  }
 }
 
 async function readRetained<T>(world: LockstepWorld, topic: string, schema: { safeParse(v: unknown): { success: boolean; data?: T } }): Promise<T> {
@@ -96,7 +146,10 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
       hosts: [...HOSTS, "delta"],
       hostOptions: { alpha: { priority: 1, canary: true }, beta: { priority: 2 }, gamma: { priority: 3 }, delta: { priority: 4, maintenanceWindow: closedWindow() } },
       hubConfig: {
-        homeAssistant: { enabled: true },
+        homeAssistant: { enabled: true, user: HA_USER },
+        // Lockstep's revert merges by itself once its CI passes (no CI reported means pending: the
+        // test that merges through the API is never raced).
+        automatic: { mergeReverts: true },
         // Only the canary builds previews and gates automatic mode: these tests are about rollouts
         // (test/e2e/preview-automatic.e2e.test.ts is about gating on every host's preview).
         previews: { gating: "canary" },
@@ -257,19 +310,7 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
       const m = merged.body as { rollout_id: string; commit: string; converges: string };
       expect(m.converges).toBe(jobId);
       expect(world.github.pullRequest(final.revertPr!.number).merged).toBe(true);
-      const converged = await world.waitForRolloutEnd(m.rollout_id, 240_000);
-      const why = JSON.stringify(converged, null, 1);
-      expect(converged.state, why).toBe("completed");
-      expect(converged.converges).toBe(jobId);
-      for (const h of ["alpha", "beta"]) {
-        expect(converged.hosts[h]!.reason, why).toMatch(/pull only: system already matches/);
-        expect(rolloutJobs(world, h, m.rollout_id).map((j) => j.op), h).not.toContain("switch");
-        expect(world.fleet.generation(h).generation, h).toBe(gensBeforeConverge[h]);
-      }
-      for (const h of HOSTS) {
-        expect(world.fleet.checkoutHead(h), h).toBe(m.commit);
-        for (const c of ["git", "lock", "system", "tests"] as const) await world.fleet.waitFor(h, c, (x) => x.status === "ok", 30_000);
-      }
+      await expectConverged(world, m.rollout_id, jobId, m.commit, gensBeforeConverge);
       // One story in the audit log: the failure, the rollbacks, the revert, its merge and the convergence.
       const audit = (await world.api("GET", "/api/audit?limit=500")).body as { events: AuditEvent[] };
       const story = audit.events.filter((e) => e.details?.rolloutId === jobId || e.details?.converges === jobId);
@@ -279,6 +320,66 @@ describe.each(WORLD_BROKERS)("end to end: hub + GitHub + real agents (%s broker)
       once("revert.merged");
       once("rollout.started", (e) => e.details?.converges === jobId);
       final = undefined; // merged: nothing to close
+    } finally {
+      if (final) await closeRevertPr(world, final);
+      if (gammaBroken) world.fleet.repo.setBuildFailure("gamma", false);
+    }
+  }, 600_000);
+
+  it("automatic mode converges by itself: Lockstep's revert merged once its CI passes, rolled-back hosts only pull, Tests green, one story; automatic mode stays paused until Home Assistant's button resumes it", async () => {
+    world.fleet.repo.setBuildFailure("gamma", true);
+    let gammaBroken = true;
+    let final: RolloutProgress | undefined;
+    try {
+      const pr = await world.openLockUpdatePr();
+      const { jobId } = await mergeAndDeploy(world, pr.number);
+      final = await world.waitForRolloutEnd(jobId, 240_000);
+      const explain = JSON.stringify(final, null, 1);
+      expect(final.state, explain).toBe("rolled-back");
+      expect(final.revertPr?.number, explain).toBeGreaterThan(0);
+      const revertNumber = final.revertPr!.number;
+      // The failure paused automatic mode.
+      await waitRetained(world, world.topics.automaticPause(), AutomaticPauseState, (s) => s.paused && s.rolloutId === jobId, 30_000);
+
+      // gamma is fixed; the revert's CI passes: automatic mode merges it and converges the fleet.
+      world.fleet.repo.setBuildFailure("gamma", false);
+      gammaBroken = false;
+      const gens = generations(world);
+      world.github.setStatus(world.fleet.repo.head(world.github.pullRequest(revertNumber).headRef), "success", "ci/build");
+      const started = await world.fleet.until(() => [...world.rollouts.values()].find((p) => p.converges === jobId), 120_000, "the converge rollout automatic mode starts");
+      const revert = world.github.pullRequest(revertNumber);
+      expect(revert.merged).toBe(true);
+      expect(started).toMatchObject({ commit: revert.mergeCommitSha, requestedBy: "lockstep automatic (mergeReverts)" });
+      final = undefined; // merged: nothing to close
+      await expectConverged(world, started.id, jobId, revert.mergeCommitSha!, gens);
+
+      // One story: the failed rollout's history entry records the convergence.
+      const story = await waitRetained(world, world.topics.history(jobId), RolloutHistoryEntry, (e) => e.convergedBy?.rolloutId === started.id, 30_000);
+      expect(story).toMatchObject({ state: "rolled-back", revertPr: { number: revertNumber }, convergedBy: { state: "completed", commit: revert.mergeCommitSha, requestedBy: "lockstep automatic (mergeReverts)" } });
+      expect(story.convergedBy!.pullOnly).toEqual(expect.arrayContaining(["alpha", "beta"]));
+
+      // A converge rollout neither pauses nor resumes automatic mode: it waits for an operator.
+      expect((await readRetained(world, world.topics.automaticPause(), AutomaticPauseState)).paused).toBe(true);
+      // Home Assistant's "Resume automatic updates" button, pressed as the HA user (that others cannot
+      // press it is test/integration/ha-bridge.test.ts's, on both brokers).
+      const ha = await mqtt.connectAsync(world.hub.mqttUrl, { ...(await world.mqttCredentials("operator", "ha")), reconnectPeriod: 0 });
+      try {
+        await ha.publishAsync(world.topics.hubActions(HA_USER), "resume-automatic", { qos: 1 });
+      } finally {
+        await ha.endAsync();
+      }
+      const resumed = await waitRetained(world, world.topics.automaticPause(), AutomaticPauseState, (s) => !s.paused, 30_000);
+      expect(resumed.resumedBy).toBe(`mqtt:${HA_USER}`);
+
+      // Each step of the story once in the audit log, and the resume with who pressed.
+      const audit = (await world.api("GET", "/api/audit?limit=500")).body as { events: AuditEvent[] };
+      const once = (action: string, pred: (e: AuditEvent) => boolean) => expect(audit.events.filter((e) => e.action === action && pred(e)), action).toHaveLength(1);
+      once("rollout.finished", (e) => e.details?.rolloutId === jobId);
+      once("automatic.paused", (e) => e.details?.rolloutId === jobId);
+      once("revert.opened", (e) => e.details?.rolloutId === jobId);
+      once("revert.merged", (e) => e.details?.rolloutId === jobId && e.actor === "lockstep automatic (mergeReverts)");
+      once("rollout.started", (e) => e.details?.converges === jobId);
+      once("automatic.resumed", (e) => e.actor === `mqtt:${HA_USER}` && e.details?.rolloutId === jobId);
     } finally {
       if (final) await closeRevertPr(world, final);
       if (gammaBroken) world.fleet.repo.setBuildFailure("gamma", false);
