@@ -59,8 +59,8 @@ export class LastSwitchFile {
       renameSync(tmp, this.path);
     } catch (err) {
       // Kept in memory (the metric is served from there) and written again once the data dir can be written.
+      if (!this.unsaved) this.log.warn({ err, path: this.path }, "cannot store the last-switch times (the metric is kept in memory)");
       this.unsaved = new Map(times);
-      this.log.warn({ err, path: this.path }, "cannot store the last-switch times (the metric is kept in memory)");
       this.storage.failed(err, this.path);
       return;
     }

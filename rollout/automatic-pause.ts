@@ -126,8 +126,8 @@ export class AutomaticPause {
       renameSync(tmp, this.o.file);
     } catch (err) {
       // The pause still holds in memory and is written once the data dir can be written.
+      if (!this.unsaved) this.o.log.error({ err, file: this.o.file }, "cannot store the automatic-mode state (paused/resumed) in the data dir");
       this.unsaved = true;
-      this.o.log.error({ err, file: this.o.file }, "cannot store the automatic-mode state (paused/resumed) in the data dir");
       storage.failed(err, this.o.file);
       return;
     }

@@ -29,6 +29,8 @@ export interface HubProcessOptions {
   startTimeoutMs?: number;
   /** Start through `npm run hub` (set-up check, build if stale, then the hub) instead of node directly. */
   viaNpm?: boolean;
+  /** Run the hub's command line through another command (e.g. `unshare` for its own mount namespace). */
+  wrap?: (command: string, args: string[]) => [string, string[]];
 }
 
 export interface HubProcess {
@@ -48,7 +50,8 @@ export interface HubProcess {
 export async function startHubProcess(opts: HubProcessOptions): Promise<HubProcess> {
   if (!opts.viaNpm && !existsSync(HUB_ENTRY)) throw new Error(`${HUB_ENTRY} is missing: run "npm run build" first`);
   const hubArgs = ["--data-dir", opts.dataDir, ...(opts.configFile ? ["--config", opts.configFile] : [])];
-  const [cmd, args] = opts.viaNpm ? ["npm", ["run", "--silent", "hub", "--", ...hubArgs]] : [process.execPath, [HUB_ENTRY, "hub", ...hubArgs]];
+  const [plainCmd, plainArgs]: [string, string[]] = opts.viaNpm ? ["npm", ["run", "--silent", "hub", "--", ...hubArgs]] : [process.execPath, [HUB_ENTRY, "hub", ...hubArgs]];
+  const [cmd, args] = opts.wrap ? opts.wrap(plainCmd, plainArgs) : [plainCmd, plainArgs];
   const child = spawn(cmd, args, {
     cwd: REPO_ROOT,
     // Its own process group: a stop reaches the hub behind npm too.
