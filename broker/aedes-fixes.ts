@@ -238,6 +238,7 @@ export interface FixablePersistence {
   addSubscriptions(client: PersistenceClient, subs: unknown[]): Promise<void>;
   removeSubscriptions(client: PersistenceClient, topics: string[]): Promise<unknown>;
   putWill(client: PersistenceClient, packet: unknown): Promise<unknown>;
+  outgoingEnqueueCombi(subs: unknown[], packet: unknown): Promise<unknown>;
   delWill(client: { id: string; brokerId?: string }): Promise<unknown>;
 }
 
@@ -282,7 +283,10 @@ export interface FixedPersistence {
  *    is kept in memory by Aedes for this connection). A retained message that cannot be stored is
  *    still delivered and kept in the index, and stored by retryStorage() once the disk can be
  *    written: live state must keep flowing while the disk is full (the hub says why on hub/storage).
- *    Other failed writes are reported and passed on to Aedes as before.
+ *    Likewise a QoS 1 message Aedes cannot queue for the persistent sessions subscribed to it is
+ *    still delivered to those connected (Aedes dropped it and disconnected its publisher: on a full
+ *    disk the hub could send no command at all); an offline one misses it (reported). Other failed
+ *    writes are reported and passed on to Aedes as before.
  */
 export function fixPersistence(persistence: FixablePersistence, storage: StorageReporter = IGNORE_STORAGE): FixedPersistence {
   const index = new RetainedIndex<StoredPacket>();
@@ -295,6 +299,7 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
     outgoingClearMessageId: p.outgoingClearMessageId.bind(p),
     addSubscriptions: p.addSubscriptions.bind(p),
     removeSubscriptions: p.removeSubscriptions.bind(p),
+    outgoingEnqueueCombi: p.outgoingEnqueueCombi.bind(p),
     putWill: p.putWill.bind(p),
     delWill: p.delWill.bind(p),
   };
@@ -354,6 +359,7 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
   };
   p.putWill = (client, packet) => tolerated("last wills", () => original.putWill(client, packet), undefined);
   p.delWill = (client) => tolerated("last wills", () => original.delWill(client), undefined);
+  p.outgoingEnqueueCombi = (subs, packet) => (subs.length === 0 ? original.outgoingEnqueueCombi(subs, packet) : tolerated("queued messages", () => original.outgoingEnqueueCombi(subs, packet), undefined));
   p.removeSubscriptions = (client, topics) => reported("subscriptions", () => original.removeSubscriptions(client, topics));
 
   const matching = function* (patterns: string[]): Generator<StoredPacket> {

@@ -90,6 +90,12 @@ describe("fixPersistence", () => {
     expect(reports.filter((r) => r.startsWith("failed"))).toEqual(["failed broker persistence (last wills)", "failed broker persistence (last wills)"]);
   });
 
+  it("a QoS 1 message that cannot be queued for persistent sessions is reported and still delivered (Aedes disconnected its publisher)", async () => {
+    vi.spyOn(db, "put").mockRejectedValue(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" }));
+    await expect(persistence.outgoingEnqueueCombi([{ clientId: "lockstep-agent-a", topic: "h/a/commands", qos: 1 }], { topic: "h/a/commands", payload: Buffer.from("{}"), qos: 1, brokerId: "b", brokerCounter: 1 })).resolves.toBeUndefined();
+    expect(reports.at(-1)).toBe("failed broker persistence (queued messages)");
+  });
+
   it("does not look up a clean session's PUBACK in the store, but does for ids it stored", async () => {
     const gets = vi.spyOn(db, "get");
     const clean = { id: "page-1", clean: true };
