@@ -1,12 +1,15 @@
 /**
  * Property test: any flake.lock text, however hostile, gives a typed FlakeLockError or a correct
- * reading, never a crash, a hang or a stack overflow. Fixed seed, so CI runs the same cases.
+ * reading, never a crash, a hang or a stack overflow. Fixed seed, so CI runs the same cases;
+ * `npm run fuzz` runs FUZZ_RUNS cases per property instead (FUZZ_SEED picks another seed).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { diffLocks, FlakeLockError, LOCK_LIMITS, parseFlakeLock, parseLockUpdateText, readLockInputs } from "../../protocol/index.js";
 
-const SEED = 20261204;
+const SEED = Number(process.env.FUZZ_SEED ?? 20261204);
+/** Cases per property: CI's default, or FUZZ_RUNS (npm run fuzz). */
+const runs = (ci: number) => Number(process.env.FUZZ_RUNS ?? ci);
 const name = fc.constantFrom("a", "b", "c", "nixpkgs", "root", "r", "x/y", "", "__proto__", "constructor");
 const edge = fc.oneof(name, fc.array(name, { maxLength: 5 }));
 const locked = fc.oneof(
@@ -48,7 +51,7 @@ describe("flake.lock reader under random and hostile input", () => {
         }
         expect(diffLocks(text, text)).toEqual({ added: [], removed: [], updated: [] });
       }),
-      { seed: SEED, numRuns: 2000 },
+      { seed: SEED, numRuns: runs(2000) },
     );
   });
 
@@ -62,7 +65,7 @@ describe("flake.lock reader under random and hostile input", () => {
           expect(e).toBeInstanceOf(FlakeLockError);
         }
       }),
-      { seed: SEED, numRuns: 1000 },
+      { seed: SEED, numRuns: runs(1000) },
     );
   });
 
@@ -76,7 +79,7 @@ describe("flake.lock reader under random and hostile input", () => {
         const d = parseLockUpdateText(lines.join("\n"));
         if (d) for (const c of [...d.updated, ...d.added, ...d.removed]) expect(typeof c.input).toBe("string");
       }),
-      { seed: SEED, numRuns: 2000 },
+      { seed: SEED, numRuns: runs(2000) },
     );
   });
 });
