@@ -215,6 +215,7 @@ export function renderRollout() {
                 el("span", { class: `badge ${st}`, text: st }),
                 hs?.pullOnly ? el("span", { class: "badge plan-note", title: hs.pullOnly, text: "pull only" }) : "",
                 hs?.reboot ? el("span", { class: "badge plan-note", title: hs.reboot, text: "reboot" }) : "",
+                cancelStepButton(r, host, st),
               );
             }),
           ),
@@ -225,6 +226,30 @@ export function renderRollout() {
     convergesLine(r.converges),
     revertLine(r),
   );
+}
+
+/** Host states of a step in flight, which an operator may cancel (POST /api/rollouts/:id/hosts/:host/cancel). */
+const MID_STEP = ["queued", "pulling", "switching", "testing", "verifying", "rolling-back"];
+
+/** An operator's cancel of the step a host runs in a running rollout (docs/architecture.md, "Cancelling a step"). */
+function cancelStepButton(r, host, state) {
+  if (app.role !== "operator" || FINAL_ROLLOUT_STATES.includes(r.state) || !MID_STEP.includes(state)) return "";
+  return el("button", { type: "button", class: "btn chip-cancel", title: `cancel ${host}'s step`, text: "cancel", onclick: () => cancelStep(r.id, host) });
+}
+
+async function cancelStep(rolloutId, host) {
+  const ok = await confirmDialog(
+    `Cancel ${host}'s step?`,
+    "The hub stops waiting for it and stops the job on the host (a switch or rollback is left to finish). The host fails and the rollout applies its failure policy.",
+    "Cancel step",
+  );
+  if (!ok) return;
+  try {
+    await api(`api/rollouts/${encodeURIComponent(rolloutId)}/hosts/${encodeURIComponent(host)}/cancel`, {});
+    showBanner(`Cancelled ${host}'s step in rollout ${rolloutId}.`);
+  } catch (err) {
+    showBanner(`Cancelling ${host}'s step failed: ${err.message}`, true);
+  }
 }
 
 /** The rollout that brought the fleet back after failed rollout `id` (Lockstep's revert landed), if any. */
