@@ -10,11 +10,11 @@
  * Exit codes: 0 stopped on request, 1 runtime error, 2 usage or config error,
  * 75 restart requested by a `restart` command (Restart=on-failure restarts it).
  */
+import "./lean-heap.js"; // first: before the other modules allocate
 import pino from "pino";
 import { LockstepError } from "../protocol/index.js";
 import { Agent, RESTART_EXIT_CODE } from "./agent.js";
 import { loadAgentConfig } from "./config.js";
-import { runSelfUpdateCli } from "./self-update/cli.js";
 import { AGENT_VERSION } from "./version.js";
 
 const USAGE = `usage: lockstep-agent run --config FILE
@@ -107,7 +107,8 @@ async function main(argv: string[]): Promise<number> {
     case "self-update":
     case "status":
     case "boot-check":
-      return runSelfUpdateCli(argv);
+      // Loaded only for these commands: the daemon never needs the standalone self-update.
+      return (await import("./self-update/cli.js")).runSelfUpdateCli(argv);
     case "version":
     case "--version":
       process.stdout.write(`${AGENT_VERSION}\n`);

@@ -5,13 +5,14 @@
  * to Mosquitto come from the same run).
  *   node dist/test/bench/run.js              all of them (the fleet at 1,000 and 10,000 hosts)
  *   node dist/test/bench/run.js fleet        only those whose name contains "fleet"
- *   node dist/test/bench/run.js --quick      a small fleet only, well under a minute (CI)
+ *   node dist/test/bench/run.js --quick      a small fleet and the idle agent only, about a minute (CI)
  *   node dist/test/bench/run.js fleet --hosts 1000 --changes 10000 --profile DIR
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
+import { benchAgent } from "./agent.js";
 import { benchBroker } from "./broker.js";
 import { benchDashboard } from "./dashboard.js";
 import { benchFleet, type FleetBenchOptions } from "./fleet.js";
@@ -53,7 +54,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   if (quick) {
     if (!hostsGiven) fleet.hosts = [100];
     fleet.changes = Math.min(fleet.changes, 1_000);
-    if (filter.length === 0) filter.push("fleet");
+    if (filter.length === 0) filter.push("fleet", "agent");
   }
   return { filter, quick, fleet };
 }
@@ -67,6 +68,7 @@ export function benchmarks(args: BenchArgs): Array<[string, () => Promise<Record
     ["dashboard", () => benchDashboard({ hosts: args.fleet.hosts, ...(args.fleet.embeddedOnly ? { embeddedOnly: true } : {}) })],
     ["hub-start", benchHubStart],
     ["preview", benchPreview],
+    ["agent", () => benchAgent({ quick: args.quick })],
   ];
 }
 

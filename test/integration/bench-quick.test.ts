@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- --quick` must keep working (CI runs it): the fleet benchmark's harness on a
- * small fleet, against both brokers. Benchmarks are figures, never timed tests: this checks only
+ * small fleet, against both brokers, and the agent's weight (a real idle agent from dist/, and the
+ * bare node floor it is measured against). Benchmarks are figures, never timed tests: this checks only
  * that every figure is produced and the JSON file is written.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -16,10 +17,10 @@ describe("npm run bench -- --quick", () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it("runs the fleet benchmark on a small fleet and writes its figures with the machine", async () => {
+  it("runs the fleet benchmark on a small fleet and the agent's weight, and writes their figures with the machine", async () => {
     dir = await mkdtemp(join(tmpdir(), "lockstep-bench-quick-"));
     const args = parseBenchArgs(["--quick", "--hosts", "20", "--changes", "200"]);
-    expect(args.filter).toEqual(["fleet"]);
+    expect(args.filter).toEqual(["fleet", "agent"]);
     args.fleet.inProcess = true; // no compiled broker-child.js under vitest
     const { failed, file, results } = await runBenchmarks(args, dir);
     expect(failed).toBe(0);
@@ -29,6 +30,10 @@ describe("npm run bench -- --quick", () => {
       expect(fleet[`20h ${figure} embedded`]).toBeGreaterThan(0);
       if (mosquittoAvailable()) expect(fleet[`20h ${figure} mosquitto`]).toBeGreaterThanOrEqual(0);
     }
+    // The idle agent (a real agent process from dist/) and the floor it is measured against.
+    const agent = results.agent!;
+    expect(agent["floor: bare node RSS MB"]).toBeGreaterThan(0);
+    for (const figure of ["idle agent RSS MB", "idle agent PSS MB", "load agent/agent (the daemon): RSS over floor MB"]) expect(agent[figure]).toBeGreaterThan(0);
     const written = JSON.parse(await readFile(file, "utf8")) as { machine: { cores: number; node: string }; results: { fleet: Record<string, unknown> } };
     expect(written.machine.cores).toBeGreaterThan(0);
     expect(written.machine.node).toBe(process.version);
