@@ -55,6 +55,19 @@ export const FLEET_ENTITIES: Record<string, FleetEntity> = {
     ],
     availability_mode: "all",
   }),
+  // The hub cannot write its data dir (protocol StorageHealthState on hub/storage): rollouts are held and refused.
+  storage_problem: ({ topics }) => ({
+    p: "binary_sensor",
+    name: "Hub storage problem",
+    device_class: "problem",
+    state_topic: topics.hubStorage(),
+    value_template: "{{ 'ON' if value_json.state == 'fault' else 'OFF' }}",
+    payload_on: "ON",
+    payload_off: "OFF",
+    json_attributes_topic: topics.hubStorage(),
+    json_attributes_template:
+      "{{ {'code': value_json.get('code'), 'path': value_json.get('path'), 'since': value_json.get('since'), 'hint': value_json.get('hint'), 'held_rollouts': value_json.get('heldRollouts')} | tojson }}",
+  }),
 };
 
 export interface FleetDiscoveryOptions extends FleetDeviceContext {

@@ -450,6 +450,13 @@ describe("the fleet device (Lockstep fleet)", () => {
     for (const key of ["reason", "prNumber", "rolloutId", "pausedAt", "resumedBy"]) expect(paused.json_attributes_template).toContain(`value_json.get('${key}')`);
   });
 
+  it("has a problem sensor for the hub's storage, on while hub/storage says fault, with the code, path and hint as attributes", () => {
+    const storage = fleet.cmps.storage_problem!;
+    expect(storage).toMatchObject({ p: "binary_sensor", device_class: "problem", unique_id: "lockstep-fleet_storage_problem", state_topic: topics.hubStorage(), json_attributes_topic: topics.hubStorage() });
+    expect(storage.value_template).toBe("{{ 'ON' if value_json.state == 'fault' else 'OFF' }}");
+    for (const key of ["code", "path", "since", "hint", "heldRollouts"]) expect(storage.json_attributes_template).toContain(`value_json.get('${key}')`);
+  });
+
   it("has a resume button on the HA user's own hub-actions topic, pressable while paused and the hub is up", () => {
     const button = fleet.cmps.resume_automatic!;
     expect(button).toMatchObject({ p: "button", unique_id: "lockstep-fleet_resume_automatic", name: "Resume automatic updates", command_topic: "lockstep/v1/hub/actions/home-assistant", qos: 1, availability_mode: "all" });
