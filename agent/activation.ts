@@ -20,6 +20,7 @@ import { profilePathOf, type Step } from "./os-profiles.js";
 import { LineSplitter, killGroup, processAlive } from "./process.js";
 import { readProfile } from "./profile.js";
 import { finishUnconfirmedRollback } from "./magic-rollback.js";
+import { noteRebootNeed } from "./boot-rollback.js";
 import type { InflightJob } from "./state.js";
 import { RunnerResult, type RunnerLogLine, type RunnerPlan } from "./switch-runner.js";
 
@@ -126,7 +127,9 @@ export class Activation {
         const c = isSwitch ? commit : builtFrom;
         s.lastSwitch = { ok: true, at: now, ...(c ? { commit: c } : {}), ...(genAfter !== undefined ? { generation: genAfter } : {}) };
       });
-      return { state: "succeeded", summary: `${isSwitch ? "" : "rolled back: "}${moved}${recovered}`, exitCode: 0, ...gens, ...(commit && isSwitch ? { commit } : {}) };
+      // A kernel, initrd or modules change: active only after a reboot, and checked after it (boot-rollback.ts).
+      const reboot = noteRebootNeed(ctx, inflight.id, inflight.rolloutId);
+      return { state: "succeeded", summary: `${isSwitch ? "" : "rolled back: "}${moved}${recovered}${reboot ? `; ${reboot}` : ""}`, exitCode: 0, ...gens, ...(commit && isSwitch ? { commit } : {}) };
     }
     if (result?.cancelled) {
       return { state: "failed", summary: `${inflight.op} cancelled; ${moved}`, ...gens };

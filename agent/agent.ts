@@ -19,6 +19,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { FleetExpected, Topics, decodeJson, type JobState } from "../protocol/index.js";
 import { Activation, resumeInflight } from "./activation.js";
+import { bootCheckOnStart } from "./boot-rollback.js";
 import { statePaths, type AgentConfig } from "./config.js";
 import { childEnv, serialQueue, type AgentContext } from "./context.js";
 import { GitCheckout, describeGitFailure } from "./git.js";
@@ -157,6 +158,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     // A switch not confirmed yet when the previous process ended: its deadline still holds.
     this.jobs.watch.arm();
+    // The first start after booting a generation that a switch installed but could not activate fully.
+    if (!this.jobs.current) void this.bootCheck();
     this.timer = setInterval(() => void this.publisher.remeasure(), PERIODIC_REFRESH_MS);
     this.timer.unref();
     await this.publisher.remeasure();
@@ -176,6 +179,22 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Recompute compartments and info; publishes what changed. */
   remeasure(): Promise<void> {
     return this.publisher.remeasure();
+  }
+
+  private async bootCheck(): Promise<void> {
+    try {
+      await bootCheckOnStart(this.ctx, {
+        newReporter: (init) => this.jobTopics.newReporter(init),
+        adopt: (job) => (this.jobs.current = job),
+        release: (job) => {
+          if (this.jobs.current === job) this.jobs.current = undefined;
+        },
+        online: () => this.session.connected,
+        jobFinished: (s) => this.jobFinished(s),
+      });
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "the boot check failed unexpectedly");
+    }
   }
 
   private async initialClone(): Promise<void> {

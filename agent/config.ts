@@ -51,6 +51,8 @@
  *               "http": [{ "url": "http://127.0.0.1:8080/health", "status": 200 }], "timeoutSeconds": 10 },
  *                                                 // checked by `test` besides the scripts; a unit that failed only
  *                                                 // after the last switch fails it, one failed before is reported
+ *   "bootCheck": { "enabled": true, "bootConfirmSeconds": 600 }, // default on for nixos: after booting a generation a
+ *                                                 // switch installed that needed a reboot, check it; unhealthy: boot the previous one, once
  *   "magicRollback": true,                        // after a switch, the hub must confirm (a `confirm` command) within
  *   "confirmTimeoutSeconds": 120,                 // this many seconds, or the agent rolls back system and checkout by itself
  *   "verifySignatures": { "allowedSigners": "/etc/lockstep/allowed_signers", "gpgHome": "/etc/lockstep/gnupg",
@@ -68,7 +70,7 @@
 import { homedir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { z } from "zod";
-import { UNIT_NAME } from "./self-update/config.js";
+import { SystemStateConfig, UNIT_NAME } from "./self-update/config.js";
 import { BranchName, ConfigError, MaintenanceWindow, OsKind, formatZodError, HOST_ID_PATTERN, readConfigFile, readSecretFile } from "../protocol/index.js";
 
 const Argv = z.array(z.string().min(1)).min(1);
@@ -203,6 +205,32 @@ export const AgentConfigSchema = z
     /** After a switch, roll back by itself unless the hub confirms within confirmTimeoutSeconds. */
     magicRollback: z.boolean().default(true),
     confirmTimeoutSeconds: z.number().positive().max(86_400).default(120),
+    /**
+     * Boot rollback (agent/boot-rollback.ts): a switch whose generation needs a reboot (kernel,
+     * initrd, modules) leaves a marker; the agent's first start after booting that generation checks
+     * it within bootConfirmSeconds and, unhealthy, makes the previous generation the boot default
+     * and reboots, once. Default: on for nixos (off elsewhere: no booted system to compare with).
+     */
+    bootCheck: z
+      .object({
+        enabled: z.boolean().optional(),
+        bootConfirmSeconds: z.number().int().positive().max(86_400).default(600),
+        /** The running kernel's system. */
+        bootedSystem: absolutePath.default("/run/booted-system"),
+        /** This boot's id: the check waits for a boot after the switch. null: unknown (the next start counts as after a boot). */
+        bootIdFile: absolutePath.nullable().default("/proc/sys/kernel/random/boot_id"),
+        systemState: SystemStateConfig,
+        /** How often a system still starting is asked again. */
+        pollSeconds: z.number().positive().max(300).default(5),
+        /** Run the host's test scripts (testsDir), besides the declared `health` checks. */
+        tests: z.boolean().default(true),
+        /** Make {generation} of {profile} the boot default; default per os.kind (nixos: nix-env --switch-generation + switch-to-configuration boot). */
+        rollbackArgvs: ArgvList.optional(),
+        /** Scheduled a minute ahead, so the check is reported first. */
+        rebootArgv: Argv.default(["shutdown", "-r", "+1", "lockstep: the booted generation failed its boot check"]),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 

@@ -18,6 +18,17 @@ export const SELF_UPDATE_PROFILES = ["nixos", "darwin", "home-manager", "generic
 export const SelfUpdateProfileName = z.enum(SELF_UPDATE_PROFILES);
 export type SelfUpdateProfileName = z.infer<typeof SelfUpdateProfileName>;
 
+/** systemd's state (`systemctl is-system-running`): also the agent daemon's boot check (agent/config.ts bootCheck). */
+export const SystemStateConfig = z
+  .object({
+    enabled: z.boolean().default(true),
+    argv: Argv.default(["systemctl", "is-system-running"]),
+    /** States printed by the argv that count as healthy. */
+    accepted: z.array(z.string().regex(/^[a-z-]+$/)).min(1).default(["running"]),
+  })
+  .strict()
+  .prefault({});
+
 export const HealthConfig = z
   .object({
     disk: z
@@ -30,15 +41,7 @@ export const HealthConfig = z
       })
       .strict()
       .prefault({}),
-    systemState: z
-      .object({
-        enabled: z.boolean().default(true),
-        argv: Argv.default(["systemctl", "is-system-running"]),
-        /** States printed by the argv that count as healthy. */
-        accepted: z.array(z.string().regex(/^[a-z-]+$/)).min(1).default(["running"]),
-      })
-      .strict()
-      .prefault({}),
+    systemState: SystemStateConfig,
     /** Failed systemd units: reported on every run; only the `required` ones stop it. */
     failedUnits: z
       .object({
@@ -73,6 +76,8 @@ export const RebootConfig = z
     window: MaintenanceWindow.nullable().default(null),
     /** The running kernel's system (what was booted). */
     bootedSystem: z.string().default("/run/booted-system"),
+    /** This boot's id: the boot check waits for a boot after the marker's. null: unknown (every check counts as after a boot). */
+    bootIdFile: z.string().nullable().default("/proc/sys/kernel/random/boot_id"),
     /** Entries of a system closure whose change needs a reboot. */
     components: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1).default([...REBOOT_COMPONENTS]),
   })
@@ -233,17 +238,18 @@ export function profileCommands(cfg: SelfUpdateConfig, system: string): ProfileC
 
 /** How a profile makes generation {generation} the boot default again (boot-check.ts). */
 export function bootRollbackArgvs(cfg: SelfUpdateConfig): string[][] {
-  return cfg.bootCheck.rollbackArgvs ?? generationArgvs(cfg, "boot");
+  return cfg.bootCheck.rollbackArgvs ?? generationArgvs(cfg.profile, "boot");
 }
 
 /** How a profile activates generation {generation} again now (confirmation.ts: magic rollback). */
 export function switchBackArgvs(cfg: SelfUpdateConfig): string[][] {
-  return cfg.rollbackArgvs ?? generationArgvs(cfg, "switch");
+  return cfg.rollbackArgvs ?? generationArgvs(cfg.profile, "switch");
 }
 
-function generationArgvs(cfg: SelfUpdateConfig, nixosAction: "boot" | "switch"): string[][] {
+/** How a profile makes {generation} of {profile} current: for the next boot only ("boot", NixOS) or now. */
+export function generationArgvs(profile: SelfUpdateProfileName, nixosAction: "boot" | "switch"): string[][] {
   const select = ["nix-env", "--profile", "{profile}", "--switch-generation", "{generation}"];
-  switch (cfg.profile) {
+  switch (profile) {
     case "nixos":
       return [select, ["{profile}/bin/switch-to-configuration", nixosAction]];
     case "darwin":

@@ -9,8 +9,8 @@ import { UNIT_NAME, type HealthConfig } from "./config.js";
 import { runCommand } from "./exec.js";
 
 export interface HealthResult {
-  /** unit and test: the boot check's active units and test scripts (boot-check.ts). */
-  check: "disk" | "system-state" | "failed-units" | "uptime" | "unit" | "test";
+  /** unit and test: the boot check's active units and test scripts (boot-check.ts); agent and health: the daemon's (its start, its declared checks). */
+  check: "disk" | "system-state" | "failed-units" | "uptime" | "unit" | "test" | "agent" | "health";
   ok: boolean;
   detail: string;
 }

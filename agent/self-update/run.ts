@@ -22,7 +22,7 @@ import { gitSshCommand } from "../git.js";
 import { appendRunRecord, startRunRecord, type RunRecord, type RunStep, type RunOutcome } from "./runlog.js";
 import { connectReporter, jobStateOf, type RunReporter } from "./report.js";
 import { rebootNeeded } from "./system.js";
-import { bootPendingFor, clearBootPending, writeBootPending } from "./boot-check.js";
+import { bootPendingFor, clearBootPending, selfUpdateBootSystem, writeBootPending } from "./boot-check.js";
 import { readProfile } from "../profile.js";
 import { isWithinWindow } from "../../protocol/windows.js";
 import { assertCommitSha, expandArgv, localNixSystem, updateInputsArgv } from "../os-profiles.js";
@@ -278,7 +278,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     const t0 = performance.now();
     const at = new Date();
     // Left before the reboot, for the boot check that follows it (boot-check.ts: boot rollback).
-    const pending = record.systemPath ? bootPendingFor(cfg, record.id, record.systemPath) : undefined;
+    const pending = record.systemPath ? bootPendingFor(selfUpdateBootSystem(cfg), record.id, record.systemPath) : undefined;
     if (pending) writeBootPending(cfg.stateDir, pending);
     else runLog.warn({ bootedSystem: cfg.reboot.bootedSystem }, "the booted system is no generation of the profile: the boot check after this reboot cannot roll back");
     const r = await run(rebootArgv);

@@ -471,6 +471,11 @@ export class TestFleet {
     );
   }
 
+  /** Every job state seen from the host (the latest per job), e.g. to find jobs the agent started by itself. */
+  allJobs(host: string): JobState[] {
+    return [...(this.jobs.get(host)?.values() ?? [])];
+  }
+
   job(host: string, id: string): JobState | undefined {
     return this.jobs.get(host)?.get(id);
   }

@@ -31,12 +31,15 @@ function setUpHost() {
   const { dir, repo, checkout, profile, baseConfig } = selfUpdateHost("lockstep-boot-rollback-", HOST, { kernel: true, packages: ["hello"] });
   roots.push(dir);
   const booted = join(dir, "booted-system");
-  /** "Boot" a generation: /run/booted-system points at its system. */
+  const bootIdFile = join(dir, "boot_id");
+  let boots = 0;
+  /** "Boot" a generation: /run/booted-system points at its system, and the boot has a new id. */
   const boot = (generation: number) => {
     const g = listGenerations(profile).find((x) => x.generation === generation);
     if (!g) throw new Error(`no generation ${generation}`);
     if (existsSync(booted)) unlinkSync(booted);
     symlinkSync(g.path, booted);
+    writeFileSync(bootIdFile, `boot-${++boots}\n`);
   };
   boot(1);
   const stateFile = join(dir, "system-state");
@@ -51,7 +54,7 @@ function setUpHost() {
     parseSelfUpdateConfig({
       ...baseConfig,
       health: { ...baseConfig.health, systemState: { argv: ["cat", stateFile] }, failedUnits: { enabled: false } },
-      reboot: { argv: [rebootScript], bootedSystem: booted, window: null },
+      reboot: { argv: [rebootScript], bootedSystem: booted, bootIdFile, window: null },
       bootConfirmSeconds: 3,
       bootCheck: { pollSeconds: 0.2 },
       nextRunArgv: null,
