@@ -9,6 +9,11 @@ import { dirty, schedule } from "./render.js";
 
 /** No new host for this long: the page holds what the broker has retained. */
 const QUIET_MS = 2000;
+/**
+ * Before the first host arrived the summary is all the page knows: a slow broker (or a loaded
+ * machine) must not turn "2,001 hosts" into "0 hosts" after two quiet seconds.
+ */
+const EMPTY_MS = 15000;
 let done = false;
 let lastTotal = -1;
 let lastChangeAt = 0;
@@ -26,7 +31,8 @@ export function summaryCounts(tally) {
     lastTotal = tally.total;
     lastChangeAt = now;
   }
-  if (tally.total >= s.hosts || now - lastChangeAt > QUIET_MS) {
+  const quietMs = tally.total > 0 ? QUIET_MS : EMPTY_MS;
+  if (tally.total >= s.hosts || now - lastChangeAt > quietMs) {
     done = true;
     clearTimeout(timer);
     renderFirstPaint(null);
@@ -37,7 +43,7 @@ export function summaryCounts(tally) {
   timer = setTimeout(() => {
     dirty.counts = true;
     schedule();
-  }, QUIET_MS + 50);
+  }, quietMs + 50);
   renderFirstPaint(s);
   const n = (x) => x.toLocaleString("en-US");
   return { total: s.hosts, online: s.online, reasons: s.attention, loading: `loading hosts: ${n(tally.total)} of ${n(s.hosts)}` };

@@ -112,9 +112,23 @@ export class LockstepWorld {
     const dataDir = join(opts.root, "hub");
     mkdirSync(dataDir, { recursive: true });
     const fleetRoot = join(opts.root, "fleet");
+    // What started so far, stopped (newest first) if a later part fails: a half-built world must not
+    // leave a hub, a GitHub or agents running into the next test.
+    const started: Array<() => Promise<unknown>> = [];
+    try {
+      return await LockstepWorld.build(opts, dataDir, fleetRoot, started);
+    } catch (err) {
+      for (const stop of started.reverse()) await stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async build(opts: LockstepWorldOptions, dataDir: string, fleetRoot: string, started: Array<() => Promise<unknown>>): Promise<LockstepWorld> {
     // The GitHub server reads the bare repo lazily: it can start before TestFleet creates the repo.
     const github = await startLocalGitHub({ repo: join(fleetRoot, "repo", "origin.git"), owner: "acme", name: "fleet", token: TOKEN });
+    started.push(() => github.stop());
     const receiver = await startReceiver();
+    started.push(() => new Promise<void>((r) => { receiver.server.closeAllConnections(); receiver.server.close(() => r()); }));
     writeFileSync(join(dataDir, "github-token"), TOKEN + "\n", { mode: 0o600 });
     writeFileSync(join(dataDir, "webhook-secret"), WEBHOOK_SECRET + "\n", { mode: 0o600 });
 
@@ -125,6 +139,7 @@ export class LockstepWorld {
     const issued = new Map<string, { username: string; password: string }>();
     // MQTT users: in the hub's own store (embedded broker) or the external Mosquitto's.
     const external = opts.broker === "mosquitto" ? await startTestBroker({ kind: "mosquitto", dataDir: join(opts.root, "mosquitto") }) : undefined;
+    if (external) started.push(() => external.stop());
     const credentials = async (role: "agent" | "hub" | "viewer" | "operator", name: string) => {
       if (external) return external.credentials(role, name);
       const username = role === "agent" ? name : `${role}-${name}`;
@@ -160,6 +175,7 @@ export class LockstepWorld {
     };
     writeFileSync(configFile, JSON.stringify(config, null, 2));
     const hub = await startHubProcess({ dataDir, configFile, ...(opts.onHubLine ? { onLine: opts.onHubLine } : {}), ...(opts.hubEnv ? { env: opts.hubEnv } : {}) });
+    started.push(() => hub.stop());
     if (opts.webhooks !== false) github.addWebhook(`${hub.baseUrl}/api/github/webhook`, WEBHOOK_SECRET);
 
     const fleet = await TestFleet.create({
@@ -171,8 +187,10 @@ export class LockstepWorld {
       logLevel: opts.agentLogLevel ?? "info",
       ...(opts.hostOptions ? { hostOptions: opts.hostOptions } : {}),
     });
+    started.push(() => fleet.stop());
     const watcherCreds = await credentials("viewer", "world");
     const watcher = await mqtt.connectAsync(hub.mqttUrl, { ...watcherCreds, reconnectPeriod: 500, protocolVersion: 4 });
+    started.push(() => watcher.endAsync());
     const mqttOperator = external ? await credentials("operator", "world") : { username: OPERATOR.name, password: OPERATOR.password };
     const world = new LockstepWorld(opts, dataDir, configFile, github, hub, fleet, receiver.received, receiver.server, watcher, mqttOperator, external);
     world.mqttCredentials = credentials;

@@ -48,6 +48,13 @@ import { nixConfigEnv, nixSystem } from "./nix-env.js";
 import { readProfile, listGenerations } from "../../agent/profile.js";
 import type { AgentConfigInput } from "../../agent/config.js";
 
+
+/**
+ * How long an agent may take to start and say it is online. Only a ceiling on an event wait: on a
+ * quiet machine it takes a second or two; on a loaded CI machine (load 20+ on 2 cores) a Node start
+ * alone took over 20 s and failed whole suites in their beforeAll.
+ */
+const AGENT_START_MS = 90_000;
 export interface FleetBrokerAccess {
   /** mqtt://host:port the agents and the fleet's client connect to. */
   url: string;
@@ -168,9 +175,16 @@ export class TestFleet {
       ...(opts.initialDate ? { initialDate: opts.initialDate } : {}),
     });
     const fleet = new TestFleet(opts, repo);
-    for (const host of opts.hosts) await fleet.prepareHost(host);
-    await fleet.connect();
-    if (opts.startAgents !== false) await Promise.all(opts.hosts.map((h) => fleet.startAgent(h)));
+    try {
+      for (const host of opts.hosts) await fleet.prepareHost(host);
+      await fleet.connect();
+      if (opts.startAgents !== false) await Promise.all(opts.hosts.map((h) => fleet.startAgent(h)));
+    } catch (err) {
+      // A half-started fleet must not outlive the failed test: its agents' restart timers would keep
+      // spawning into a removed temp dir (and load the machine for the tests after it).
+      await fleet.stop().catch(() => undefined);
+      throw err;
+    }
     return fleet;
   }
 
@@ -338,7 +352,7 @@ export class TestFleet {
   // agent processes
 
   /** Start (or restart) a host's agent; resolves once it announced itself online. */
-  async startAgent(host: string, timeoutMs = 20_000): Promise<void> {
+  async startAgent(host: string, timeoutMs = AGENT_START_MS): Promise<void> {
     const slot = this.slot(host);
     slot.wanted = true;
     if (slot.restartTimer) clearTimeout(slot.restartTimer);
@@ -509,7 +523,7 @@ export class TestFleet {
     return this.until(() => { const p = this.previews.get(`${pr}/${host}`); return p?.headSha === headSha ? p : undefined; }, timeoutMs, `preview of PR #${pr} for ${host}`);
   }
 
-  async waitForAvailability(host: string, value: "online" | "offline", timeoutMs = 20_000): Promise<void> {
+  async waitForAvailability(host: string, value: "online" | "offline", timeoutMs = AGENT_START_MS): Promise<void> {
     await this.until(() => this.availability.get(host) === value, timeoutMs, `${host} to be ${value}`);
   }
 
