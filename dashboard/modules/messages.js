@@ -143,6 +143,13 @@ export function onMessage(topic, payload, retained = false) {
       dirty.counts = true;
       return schedule();
     }
+    case "hubStorage": {
+      if (d.empty) app.storage = null;
+      else if (!checks.storage(d.value)) return rejectPayload(topic, "not a storage health state");
+      else app.storage = d.value;
+      dirty.banner = true;
+      return schedule();
+    }
     case "hubAvailability": {
       app.hubOnline = d.empty ? null : d.text.trim() === "online";
       dirty.banner = true;

@@ -23,11 +23,28 @@ export function showBanner(text, isError = false) {
 }
 export function renderBanner() {
   const b = $("banner");
-  if (app.hubOnline === false) {
+  const fault = storageFault();
+  if (fault) {
+    // Stays until the hub can write again: a transient message may cover it for a moment only.
+    b.textContent = fault;
+    b.className = "banner error";
+    b.dataset.storage = "fault";
+    b.hidden = false;
+  } else if (app.hubOnline === false) {
     b.textContent = "The hub is offline: host states are the last known ones and fleet actions are unavailable.";
     b.className = "banner";
     b.hidden = false;
   } else {
     b.hidden = true;
   }
+  if (!fault) delete b.dataset.storage;
+}
+
+/** The storage fault in one sentence (hub/storage), or "" while the hub can write its data dir. */
+function storageFault() {
+  const s = app.storage;
+  if (s?.state !== "fault") return "";
+  const what = [s.code, s.path ? `at ${s.path}` : ""].filter(Boolean).join(" ");
+  const held = s.heldRollouts.length ? ` ${s.heldRollouts.length} rollout${s.heldRollouts.length === 1 ? " is" : "s are"} held until it can.` : "";
+  return `The hub cannot write its data dir${what ? ` (${what})` : ""} since ${new Date(s.since).toLocaleString()}: new rollouts are refused.${held}${s.hint ? ` ${s.hint}` : ""}`;
 }

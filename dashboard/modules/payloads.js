@@ -30,6 +30,7 @@ export const checks = {
     v.packages.every((c) => isObj(c) && isStr(c.name) && Array.isArray(c.old) && Array.isArray(c.new)) &&
     (v.reboot == null || (isObj(v.reboot) && Array.isArray(v.reboot.changed))),
   previewSummary: (v, pr) => isObj(v) && v.pr === pr && isStr(v.headSha) && isStr(v.text) && isObj(v.hosts) && Number.isInteger(v.hosts.total) && Number.isInteger(v.hosts.previewed),
+  storage: (v) => isObj(v) && ["ok", "fault"].includes(v.state) && isStr(v.since) && isStr(v.dataDir) && Array.isArray(v.faults) && Array.isArray(v.heldRollouts),
   automaticPause: (v) => isObj(v) && typeof v.paused === "boolean" && isStr(v.updatedAt),
   automatic: (v) => isObj(v) && Number.isInteger(v.pr) && isStr(v.headSha) && isStr(v.step) && ["waiting", "refused", "passed"].includes(v.decision) && isStr(v.reason),
   fleetSummary: (v) =>

@@ -82,7 +82,7 @@ export async function login(username, password) {
   client.on("error", (err) => console.warn("lockstep: mqtt error", err.message));
   const t = app.topics;
   // The summary first: brokers send retained messages in the order of the filters.
-  client.subscribe([t.fleetSummary(), ...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.allPreviews(), t.allPreviewSummaries(), t.hubAvailability(), t.hubStatus(), t.events(), t.automatic(), t.automaticPause()], { qos: 0 });
+  client.subscribe([t.fleetSummary(), ...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.allPreviews(), t.allPreviewSummaries(), t.hubAvailability(), t.hubStatus(), t.events(), t.automatic(), t.automaticPause(), t.hubStorage()], { qos: 0 });
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({ username, password }));
   document.body.dataset.role = app.role;
   $("session-user").textContent = `${app.user} · ${app.role}`;

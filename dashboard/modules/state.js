@@ -37,6 +37,8 @@ export const app = {
   automatic: null,
   /** Automatic mode paused after a failed rollout (retained fleet/automatic-pause), null until seen. */
   automaticPause: null,
+  /** Retained hub/storage (protocol/storage.ts): can the hub write its data dir. */
+  storage: null,
   /** The hub's retained hub/status (GitHub configured? the MQTT port agents use), null until seen. */
   hubStatus: null,
   /** The hub's retained fleet/summary (counts, hosts needing attention): the first paint of a large fleet. */

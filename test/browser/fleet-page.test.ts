@@ -308,6 +308,24 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
     expect(warnings.some((w) => w.includes(topics.compartment("db-1", "lock")) && w.includes("not a compartment"))).toBe(true);
   });
 
+  it("says loudly while the hub cannot write its data dir (hub/storage), and clears once it can", async () => {
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const fault = {
+      state: "fault", since, dataDir: "/var/lib/lockstep", code: "ENOSPC", path: "/var/lib/lockstep/rollouts/r-1.log",
+      hint: "Free space on the data dir's file system.", faults: [{ writer: "rollouts", code: "ENOSPC", path: "/var/lib/lockstep/rollouts/r-1.log", message: "no space left on device", since }],
+      heldRollouts: ["r-1"], updatedAt: since,
+    };
+    await hub.publishAsync(topics.hubStorage(), JSON.stringify(fault), { qos: 1, retain: true });
+    await page.waitForFunction(() => (document.querySelector("#banner") as HTMLElement | null)?.dataset.storage === "fault");
+    const text = await page.textContent("#banner");
+    expect(text).toContain("cannot write its data dir (ENOSPC at /var/lib/lockstep/rollouts/r-1.log)");
+    expect(text).toContain("new rollouts are refused. 1 rollout is held until it can. Free space");
+    expect(await page.isVisible("#banner")).toBe(true);
+    await hub.publishAsync(topics.hubStorage(), JSON.stringify({ state: "ok", since, dataDir: "/var/lib/lockstep", faults: [], heldRollouts: [], updatedAt: since }), { qos: 1, retain: true });
+    await page.waitForFunction(() => (document.querySelector("#banner") as HTMLElement | null)?.hidden === true);
+    await hub.publishAsync(topics.hubStorage(), "", { qos: 1, retain: true });
+  });
+
   it("shows a viewer no actions, and the broker refuses the viewer's command anyway", async () => {
     const vctx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     const vpage = await vctx.newPage();
