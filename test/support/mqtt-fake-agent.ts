@@ -2,7 +2,10 @@
  * A Lockstep agent's MQTT conversation without Nix or git, for tests of a real hub process: a
  * persistent session with an "offline" will, retained online/info/compartments, and commands run as
  * jobs (accepted → running → succeeded, retained): pull moves the commit, switch adds a generation,
- * test marks the tests green on it. A test can hold an op at "running" (`pauseAt`) to act mid-step.
+ * test marks the tests green on it. A test can hold an op at "running" (`pauseAt`) to act mid-step,
+ * or lose an op's final state on its way (`loseFinal`). Like the real agent, it keeps its jobs' final
+ * states and answers `report {job}` by publishing the job's state again (or fails the report when it
+ * keeps no such job).
  */
 import mqtt, { type MqttClient } from "mqtt";
 import { agentClientId, Command, COMPARTMENTS, decodeJson, type Compartment, type HostInfo, type JobState, type Topics } from "../../protocol/index.js";
@@ -24,6 +27,9 @@ export class FakeMqttAgent {
   /** Every command received, in order. */
   readonly received: Command[] = [];
   private readonly pauses = new Map<string, { reached: () => void; release: Promise<void> }>();
+  private readonly losing = new Set<string>();
+  /** The final state of every job run (its job history), by job id. */
+  readonly history = new Map<string, JobState>();
   private readonly startedAt = new Date().toISOString();
 
   constructor(private readonly o: FakeMqttAgentOptions) {
@@ -75,6 +81,11 @@ export class FakeMqttAgent {
     return { reached: reachedP, release };
   }
 
+  /** The next job of `op` runs to its end but its final state is not published (kept in the history). */
+  loseFinal(op: string): void {
+    this.losing.add(op);
+  }
+
   async stop(): Promise<void> {
     await this.client?.endAsync(true);
   }
@@ -85,6 +96,7 @@ export class FakeMqttAgent {
     const job: JobState = { id: cmd.id, host: this.host, op: cmd.op, state: "accepted", summary: `${cmd.op} accepted`, acceptedAt, ...(cmd.rolloutId ? { rolloutId: cmd.rolloutId } : {}) };
     await this.publishJob(job);
     await this.publishJob({ ...job, state: "running", summary: `${cmd.op} running`, startedAt: new Date().toISOString() });
+    if (cmd.op === "report") return this.report(cmd, job);
     const pause = this.pauses.get(cmd.op);
     if (pause) {
       this.pauses.delete(cmd.op);
@@ -99,7 +111,18 @@ export class FakeMqttAgent {
       done.generationAfter = this.generation;
     }
     await this.republish();
+    this.history.set(cmd.id, done);
+    if (this.losing.delete(cmd.op)) return;
     await this.publishJob(done);
+  }
+
+  /** `report {job}`: the job's state again from the history, or a failed report. */
+  private async report(cmd: Command, job: JobState): Promise<void> {
+    const wanted = "job" in cmd.args && typeof cmd.args.job === "string" ? cmd.args.job : undefined;
+    const kept = wanted ? this.history.get(wanted) : undefined;
+    if (kept) await this.publishJob(kept);
+    const finishedAt = new Date().toISOString();
+    await this.publishJob(kept ? { ...job, state: "succeeded", summary: `reported ${kept.id}`, finishedAt } : { ...job, state: "failed", summary: `no job ${wanted ?? "(none)"} in the history`, finishedAt });
   }
 
   private async publishJob(job: JobState): Promise<void> {

@@ -13,6 +13,8 @@ import { oversizedPackets } from "./oversized-packets.js";
 import { retainedCommands } from "./retained-commands.js";
 import { sessionTakeover } from "./session-takeover.js";
 import { soak } from "./soak.js";
+import { stepCancel } from "./steps.js";
+import { dataDirReadOnly } from "./storage.js";
 
 export const ALL_ROWS: FaultRow[] = [
   github5xx,
@@ -26,9 +28,11 @@ export const ALL_ROWS: FaultRow[] = [
   oversizedPackets,
   manyFilters,
   loginFlood,
+  stepCancel,
   hubSigkill,
   agentSigstop,
   networkCut,
   brokerRestart,
+  dataDirReadOnly,
   soak,
 ];
