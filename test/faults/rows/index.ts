@@ -13,7 +13,7 @@ import { oversizedPackets } from "./oversized-packets.js";
 import { retainedCommands } from "./retained-commands.js";
 import { sessionTakeover } from "./session-takeover.js";
 import { soak } from "./soak.js";
-import { stepCancel } from "./steps.js";
+import { lostFinalState, stepCancel } from "./steps.js";
 import { dataDirReadOnly } from "./storage.js";
 
 export const ALL_ROWS: FaultRow[] = [
@@ -34,5 +34,6 @@ export const ALL_ROWS: FaultRow[] = [
   networkCut,
   brokerRestart,
   dataDirReadOnly,
+  lostFinalState,
   soak,
 ];

@@ -50,3 +50,41 @@ export const stepCancel: FaultRow = {
     return c.outcome();
   },
 };
+
+const SWITCH_TIMEOUT_MS = 60 * 60_000; // the default switch timeout a lost final state must not wait out
+
+export const lostFinalState: FaultRow = {
+  name: "lost-final-state",
+  scenario: "a host's switch succeeds but its final job state never reaches the hub (lost on the way); the agent keeps it in its job history",
+  expected: "the hub asks the host (report {job}, step.asked audited) after askHostMs (the default 2 minutes: a Home Assistant install's rollout takes no configured defaults) and the rollout completes from the answer, long before the 60-minute switch timeout; no step twice",
+  speed: "slow",
+  timeoutMs: 6 * 60_000,
+  async run(ctx) {
+    const c = new Checks();
+    const h = await storageHub(ctx);
+    const host = "beta";
+    const agent = h.agents[host]!;
+    const sentBefore = agent.received.length;
+    agent.loseFinal("switch");
+    const known = h.knownRollouts();
+    const t0 = Date.now();
+    await h.install(host);
+    const id = await h.rolloutOf(host, known);
+    const final = await h.watch.until(`rollout ${id}'s final state`, () => h.watch.progress.find((p) => p.id === id && h.watch.finalStates(id).includes(p.state)), 5 * 60_000).catch((err: Error) => {
+      const last = h.watch.progress.filter((p) => p.id === id).at(-1);
+      throw new Error(`${err.message} (rollout ${last?.state}, ${host} ${JSON.stringify(last?.hosts[host])}; ${host} got ${agent.received.slice(sentBefore).map((x) => `${x.op} ${JSON.stringify(x.args)}`).join(", ")})`);
+    });
+    const took = Date.now() - t0;
+    const ops = agent.received.slice(sentBefore).map((x) => x.op);
+    c.see(`rollout ${final.state} in ${seconds(took)}; ${host} ${final.hosts[host]?.state}; ${host} got ${ops.join(", ")}`);
+    c.expect(final.state === "completed" && final.hosts[host]?.state === "succeeded", `the rollout ended ${final.state} (${host}: ${final.hosts[host]?.state} ${final.hosts[host]?.reason ?? ""})`);
+    c.expect(ops.includes("report"), "the hub never asked the host (no report op)");
+    const steps = ops.filter((op) => op !== "report");
+    c.expect(new Set(steps).size === steps.length, "a step was sent twice");
+    c.expect(took < SWITCH_TIMEOUT_MS / 10, `it took ${seconds(took)}`);
+    const asked = (await h.auditApi()).filter((e: AuditEvent) => e.action === "step.asked" && e.target === host && e.details?.rolloutId === id);
+    c.see(`audit: step.asked ×${asked.length} (${asked.map((e) => String(e.details?.step)).join(", ")})`);
+    c.expect(asked.length >= 1, "step.asked not audited");
+    return c.outcome();
+  },
+};

@@ -12,7 +12,7 @@ export function storageHub(ctx: RowContext): Promise<StorageFaultHub> {
     "storage-hub",
     () => {
       ctx.log("starting a hub in its own mount namespace on a tmpfs, with two MQTT agents");
-      return StorageFaultHub.start({ hosts: ["alpha", "beta"], config: { rollout: { strategy: { askHostMs: 2000 } } } });
+      return StorageFaultHub.start({ hosts: ["alpha", "beta"] });
     },
     (h) => h.stop(),
   );
