@@ -17,29 +17,14 @@ import { readLockFacts } from "../../agent/facts.js";
 import { agentCompartment, Compartment, decodeJson, FleetExpected, gitCompartment, lockCompartment, Topics } from "../../protocol/index.js";
 import { ConfigError } from "../../protocol/errors.js";
 import { PreviewService } from "../../rollout/preview-service.js";
+import { fuzzParams, near, payloadOf } from "../support/fuzz.js";
 import { FakePreviewMqtt, hostPreviewPr7, hostSnapshot, pendingPr7, PREVIEW_AT } from "../support/preview-mqtt.js";
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
-const SEED = Number(process.env.FUZZ_SEED ?? 20261205);
-const params = { numRuns: RUNS, seed: SEED };
+const params = fuzzParams(20261205);
+/** A prototype-pollution attempt on the field the agent compares. */
+const POLLUTED = ['{"__proto__":{"lockHash":"x"}}'];
 const topics = new Topics();
 const SHA = "a".repeat(40);
-
-/** A JSON value near `base`: a field dropped, replaced by anything, or the whole thing arbitrary. */
-const near = (base: Record<string, unknown>) =>
-  fc.oneof(
-    fc.constant(base),
-    fc.tuple(fc.constantFrom(...Object.keys(base)), fc.jsonValue({ maxDepth: 3 })).map(([k, v]) => ({ ...base, [k]: v })),
-    fc.constantFrom(...Object.keys(base)).map((k) => Object.fromEntries(Object.entries(base).filter(([key]) => key !== k))),
-    fc.jsonValue({ maxDepth: 4 }),
-  );
-const payloadOf = (base: Record<string, unknown>) =>
-  fc.oneof(
-    near(base).map((v) => Buffer.from(JSON.stringify(v))),
-    fc.string({ maxLength: 200 }).map((s) => Buffer.from(s)),
-    fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
-    fc.constantFrom(Buffer.from(""), Buffer.from("null"), Buffer.from("{}"), Buffer.from('{"__proto__":{"lockHash":"x"}}')),
-  );
 
 const lockDiff = { added: [], removed: [], updated: [{ input: "nixpkgs", old: { type: "github", rev: "b".repeat(40), date: "2026-11-01" }, new: { type: "github", rev: "c".repeat(40), date: "2026-11-08" } }] };
 const validExpected = {
@@ -60,7 +45,7 @@ describe("fuzz: the agent's fleet/expected", () => {
   it("any payload is refused (the agent keeps its last expectation) or gives valid Agent, Lock and Git compartments", () => {
     let accepted = 0;
     fc.assert(
-      fc.property(payloadOf(validExpected), (payload) => {
+      fc.property(payloadOf(validExpected, POLLUTED), (payload) => {
         // As agent.ts: an empty payload clears the expectation, an invalid one is ignored.
         const d = decodeJson(FleetExpected, payload);
         if (!d.ok) {
@@ -128,8 +113,8 @@ describe("fuzz: the hub's preview service", () => {
     await fc.assert(
       fc.asyncProperty(
         fc.oneof(
-          fc.tuple(fc.constant(topics.expected()), payloadOf(validExpected)),
-          fc.tuple(previewTopic, payloadOf(hostPreviewPr7("alpha", SHA) as unknown as Record<string, unknown>)),
+          fc.tuple(fc.constant(topics.expected()), payloadOf(validExpected, POLLUTED)),
+          fc.tuple(previewTopic, payloadOf(hostPreviewPr7("alpha", SHA) as unknown as Record<string, unknown>, POLLUTED)),
         ),
         async ([topic, payload]) => {
           const before = JSON.stringify(service.state(7) ?? null);

@@ -22,10 +22,9 @@ import { verifyAndParse, WebhookError } from "../../github/webhooks.js";
 import { admissionRejection, readLooseIdentity } from "../../agent/admission.js";
 import { Command, COMPARTMENTS, decodeJson, Topics } from "../../protocol/index.js";
 import { ConfigError } from "../../protocol/errors.js";
+import { FUZZ_RUNS, fuzzParams, near, payloadOf } from "../support/fuzz.js";
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
-const SEED = Number(process.env.FUZZ_SEED ?? 20261204);
-const params = { numRuns: RUNS, seed: SEED };
+const params = fuzzParams(20261204);
 const topics = new Topics();
 const now = new Date("2026-12-04T12:00:00Z").toISOString();
 
@@ -34,21 +33,8 @@ const validInfo = { host: "alpha", hostname: "alpha", os: "nixos", agentVersion:
 const validJob = { id: "c-1", host: "alpha", op: "switch", state: "succeeded", summary: "ok", acceptedAt: now, finishedAt: now };
 const validCommand = { id: "c-1", op: "refresh", args: {}, issuedAt: now, expiresAt: new Date(Date.parse(now) + 60_000).toISOString(), requestedBy: "alice" };
 
-/** A JSON value near `base`: a field dropped, replaced by anything, or the whole thing arbitrary. */
-const near = (base: Record<string, unknown>) =>
-  fc.oneof(
-    fc.constant(base),
-    fc.tuple(fc.constantFrom(...Object.keys(base)), fc.jsonValue({ maxDepth: 3 })).map(([k, v]) => ({ ...base, [k]: v })),
-    fc.constantFrom(...Object.keys(base)).map((k) => Object.fromEntries(Object.entries(base).filter(([key]) => key !== k))),
-    fc.jsonValue({ maxDepth: 4 }),
-  );
-const payloadOf = (base: Record<string, unknown>) =>
-  fc.oneof(
-    near(base).map((v) => Buffer.from(JSON.stringify(v))),
-    fc.string({ maxLength: 200 }).map((s) => Buffer.from(s)),
-    fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
-    fc.constantFrom(Buffer.from("online"), Buffer.from("offline"), Buffer.from("null"), Buffer.from("{}"), Buffer.from('{"__proto__":{"x":1}}')),
-  );
+/** Availability's own words and a prototype-pollution attempt, besides what payloadOf always tries. */
+const SPECIALS = ["online", "offline", '{"__proto__":{"x":1}}'];
 
 /** The topics the fleet view reads, for a few hosts and job ids (some valid, some not). */
 const host = fc.constantFrom("alpha", "beta", "Alpha", "", "a/b", "__proto__", "x".repeat(70));
@@ -76,7 +62,7 @@ describe("fuzz: MQTT payloads", () => {
     const state = () => JSON.stringify({ hosts: fleet.hosts(), expected: fleet.expected() });
     let refusedUnchanged = 0;
     fc.assert(
-      fc.property(fleetTopic, fc.oneof(payloadOf(validInfo), payloadOf(validJob), payloadOf({ headCommit: "a".repeat(40) })), (topic, payload) => {
+      fc.property(fleetTopic, fc.oneof(payloadOf(validInfo, SPECIALS), payloadOf(validJob, SPECIALS), payloadOf({ headCommit: "a".repeat(40) }, SPECIALS)), (topic, payload) => {
         const before = state();
         const beforeJob = fleet.job("alpha", "c-1");
         client.emit("message", topic, payload);
@@ -104,7 +90,7 @@ describe("fuzz: MQTT payloads", () => {
 
   it("the agent's command path (loose identity, schema, admission) answers anything with a value or a reason", () => {
     fc.assert(
-      fc.property(payloadOf(validCommand), (payload) => {
+      fc.property(payloadOf(validCommand, SPECIALS), (payload) => {
         const identity = readLooseIdentity(payload);
         expect(typeof identity).toBe("object");
         const cmd = decodeJson(Command, payload);
@@ -168,7 +154,7 @@ describe("fuzz: hub config files", () => {
           expect(err).toBeInstanceOf(ConfigError);
         }
       }),
-      { ...params, numRuns: Math.min(RUNS, 2000) },
+      { ...params, numRuns: Math.min(FUZZ_RUNS, 2000) },
     );
   });
 });
