@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { JobState, RolloutProgress } from "../../protocol/index.js";
 import { LockstepWorld } from "../demo/world.js";
 import { WorkerProxy } from "./proxy-worker.js";
-import type { RowContext } from "./row.js";
+import type { Checks, RowContext } from "./row.js";
 
 export const WORLD_HOSTS = ["alpha", "beta", "gamma"];
 
@@ -111,6 +111,18 @@ export function faultWorld(ctx: RowContext, broker: "embedded" | "mosquitto" = "
 }
 
 export const worldKey = key;
+
+/**
+ * Wait for the rollout's end and say what happened on the row: its state (and `host`'s), the steps
+ * each host ran, how many hosts are at the merge commit. The row asserts on what it returns.
+ */
+export async function rolloutOutcome(fw: FaultWorld, c: Checks, jobId: string, commit: string, host?: string): Promise<{ final: RolloutProgress; twice: boolean; atCommit: number }> {
+  const final = await fw.end(jobId);
+  const steps = stepsSummary(fw, jobId);
+  const atCommit = WORLD_HOSTS.filter((h) => fw.world.fleet.checkoutHead(h) === commit).length;
+  c.see(`rollout ${final.state}${host ? `, ${host} ${final.hosts[host]?.state}` : ""}; ${steps.text}; ${atCommit}/3 at the merge commit`);
+  return { final, twice: steps.twice, atCommit };
+}
 
 /** "pull 1, switch 1, test 1" per host, and whether any step ran twice. */
 export function stepsSummary(fw: FaultWorld, jobId: string): { text: string; twice: boolean } {

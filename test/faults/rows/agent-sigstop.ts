@@ -1,5 +1,5 @@
 import { Checks, type FaultRow } from "../row.js";
-import { faultWorld, stepsSummary, WORLD_HOSTS } from "../world.js";
+import { faultWorld, rolloutOutcome } from "../world.js";
 
 /** A host's agent hangs (SIGSTOP) in the middle of its switch, past the broker's keepalive, then goes on. */
 export const agentSigstop: FaultRow = {
@@ -27,12 +27,9 @@ export const agentSigstop: FaultRow = {
     await world.waitForAvailability(host, "offline", 120_000);
     c.see(`${host} offline after ${((Date.now() - t0) / 1000).toFixed(0)} s stopped`);
     cont();
-    const final = await fw.end(jobId);
-    const steps = stepsSummary(fw, jobId);
-    const at = WORLD_HOSTS.filter((h) => world.fleet.checkoutHead(h) === commit);
-    c.see(`rollout ${final.state}, ${host} ${final.hosts[host]?.state}; ${steps.text}; ${at.length}/3 at the merge commit`);
+    const { final, twice } = await rolloutOutcome(fw, c, jobId, commit, host);
     c.expect(final.state === "completed" && final.hosts[host]?.state === "succeeded", `the rollout ended ${final.state} (${host}: ${final.hosts[host]?.state})`);
-    c.expect(!steps.twice, "a step ran twice");
+    c.expect(!twice, "a step ran twice");
     c.expect(world.fleet.agentProcess(host).starts === 1 || world.fleet.isAgentRunning(host), "the agent did not survive");
     return c.outcome();
   },

@@ -1,6 +1,6 @@
 import { mosquittoAvailable } from "../../support/mosquitto.js";
 import { Checks, type FaultRow } from "../row.js";
-import { faultWorld, stepsSummary, WORLD_HOSTS } from "../world.js";
+import { faultWorld, rolloutOutcome } from "../world.js";
 
 /** The broker everybody talks through (an external Mosquitto here) restarts while a host switches. */
 export const brokerRestart: FaultRow = {
@@ -20,13 +20,10 @@ export const brokerRestart: FaultRow = {
     const t0 = Date.now();
     await world.externalBroker!.restart();
     c.see(`Mosquitto back after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const final = await fw.end(jobId);
-    const steps = stepsSummary(fw, jobId);
-    const at = WORLD_HOSTS.filter((h) => world.fleet.checkoutHead(h) === commit);
-    c.see(`rollout ${final.state}, ${host} ${final.hosts[host]?.state}; ${steps.text}; ${at.length}/3 at the merge commit`);
+    const { final, twice, atCommit } = await rolloutOutcome(fw, c, jobId, commit, host);
     c.expect(final.state === "completed" && final.hosts[host]?.state === "succeeded", `the rollout ended ${final.state} (${host}: ${final.hosts[host]?.state})`);
-    c.expect(!steps.twice, "a step ran twice");
-    c.expect(at.length === 3, "not every host is at the merge commit");
+    c.expect(!twice, "a step ran twice");
+    c.expect(atCommit === 3, "not every host is at the merge commit");
     return c.outcome();
   },
 };

@@ -1,5 +1,5 @@
 import { Checks, type FaultRow } from "../row.js";
-import { faultWorld, stepsSummary, WORLD_HOSTS } from "../world.js";
+import { faultWorld, rolloutOutcome } from "../world.js";
 
 /** The hub dies (SIGKILL, no clean stop) while a host switches; it is started again on the same data dir. */
 export const hubSigkill: FaultRow = {
@@ -15,13 +15,10 @@ export const hubSigkill: FaultRow = {
     await fw.switchRunning("alpha", jobId);
     ctx.log("alpha is switching: SIGKILL the hub");
     await world.restartHub({}, "SIGKILL");
-    const final = await fw.end(jobId);
-    const steps = stepsSummary(fw, jobId);
-    const at = WORLD_HOSTS.filter((h) => world.fleet.checkoutHead(h) === commit);
-    c.see(`rollout ${final.state}; ${steps.text}; ${at.length}/3 hosts at the merge commit`);
+    const { final, twice, atCommit } = await rolloutOutcome(fw, c, jobId, commit);
     c.expect(final.state === "completed", `the rollout ended ${final.state}`);
-    c.expect(!steps.twice, "a step ran twice");
-    c.expect(at.length === 3, "not every host is at the merge commit");
+    c.expect(!twice, "a step ran twice");
+    c.expect(atCommit === 3, "not every host is at the merge commit");
     const audit = await world.api("GET", "/api/audit?limit=500");
     const actions = ((audit.body as { events?: Array<{ action: string }> }).events ?? []).map((e) => e.action);
     const unclean = actions.filter((a) => a === "hub.unclean-stop").length;

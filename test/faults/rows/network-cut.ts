@@ -1,5 +1,5 @@
 import { Checks, type FaultRow } from "../row.js";
-import { faultWorld, stepsSummary, WORLD_HOSTS } from "../world.js";
+import { faultWorld, rolloutOutcome } from "../world.js";
 
 /** A host's network goes down (its TCP proxy drops every connection) while it switches, and comes back. */
 export const networkCut: FaultRow = {
@@ -24,12 +24,9 @@ export const networkCut: FaultRow = {
     await world.fleet.until(() => (world.fleet.generation(host).generation ?? 0) > before || undefined, 240_000, `${host}'s switch to land`);
     c.see(`${host} offline, switched to generation ${world.fleet.generation(host).generation} without a network`);
     await proxy.restore();
-    const final = await fw.end(jobId);
-    const steps = stepsSummary(fw, jobId);
-    const at = WORLD_HOSTS.filter((h) => world.fleet.checkoutHead(h) === commit);
-    c.see(`rollout ${final.state}, ${host} ${final.hosts[host]?.state}; ${steps.text}; ${at.length}/3 at the merge commit`);
+    const { final, twice } = await rolloutOutcome(fw, c, jobId, commit, host);
     c.expect(final.state === "completed" && final.hosts[host]?.state === "succeeded", `the rollout ended ${final.state} (${host}: ${final.hosts[host]?.state})`);
-    c.expect(!steps.twice, "a step ran twice");
+    c.expect(!twice, "a step ran twice");
     return c.outcome();
   },
 };
