@@ -2,15 +2,11 @@
  * Converging after a revert: hosts that already run what the target builds (rolled back, or never
  * switched) are planned "pull only" and switch only when their agent's evaluation disagrees.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { RolloutEngine } from "../../rollout/engine.js";
+import { engineOnFakeFleet } from "../support/rollout-fixture.js";
 import { RolloutPlanner } from "../../rollout/planner.js";
-import { RolloutStore } from "../../rollout/store.js";
-import type { AuditEvent, RolloutHistoryEntry } from "../../protocol/schemas.js";
-import { FakeFleet, OLD_COMMIT, type FakeFleetOptions } from "../support/fake-fleet.js";
+import type { RolloutHistoryEntry } from "../../protocol/schemas.js";
+import { OLD_COMMIT, type FakeFleetOptions } from "../support/fake-fleet.js";
 
 const REVERT = "d".repeat(40);
 const OLD_LOCK = "1".repeat(64);
@@ -22,8 +18,7 @@ afterEach(() => {
 });
 
 function setup(opts: Partial<FakeFleetOptions> = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-converge-"));
-  const fleet = new FakeFleet({
+  const { fleet, engine, audits, close } = engineOnFakeFleet({
     hosts: ["h0", "h1", "h2"].map((host, i) => ({ host, priority: i })),
     expectedHead: REVERT,
     // The revert restores the old lock: every host's checkout (OLD_COMMIT) has it, and builds the same system.
@@ -31,15 +26,9 @@ function setup(opts: Partial<FakeFleetOptions> = {}) {
     systemOf: (host, c) => `/nix/store/${host}-${c === REVERT ? OLD_COMMIT : c}`,
     ...opts,
   });
-  const engine = new RolloutEngine({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5 });
-  const audits: AuditEvent[] = [];
   const history: RolloutHistoryEntry[] = [];
-  engine.on("audit", (e) => audits.push(e));
   engine.on("history", (h) => history.push(h));
-  cleanups.push(() => {
-    fleet.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanups.push(close);
   const plan = (lockHash?: string) => new RolloutPlanner().plan({ commit: REVERT, strategy: FAST, converges: "r-failed", ...(lockHash ? { lockHash } : {}) }, fleet.hosts());
   return { fleet, engine, audits, history, plan };
 }

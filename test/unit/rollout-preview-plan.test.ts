@@ -3,16 +3,12 @@
  * are planned pull only (no switch, no tests), hosts that need a reboot are marked; the agent's
  * evaluation after the pull still decides. And when a preview carries over to the merge commit.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { RolloutEngine } from "../../rollout/engine.js";
+import { engineOnFakeFleet } from "../support/rollout-fixture.js";
 import { RolloutPlanner } from "../../rollout/planner.js";
-import { RolloutStore } from "../../rollout/store.js";
 import { carryOverPreview, previewPlanHints } from "../../rollout/previews.js";
-import type { AuditEvent, HostPreview } from "../../protocol/index.js";
-import { FakeFleet, OLD_COMMIT } from "../support/fake-fleet.js";
+import type { HostPreview } from "../../protocol/index.js";
+import { OLD_COMMIT } from "../support/fake-fleet.js";
 
 const MERGED = "e".repeat(40);
 const HEAD = "f".repeat(40);
@@ -25,20 +21,13 @@ afterEach(() => {
 });
 
 function setup() {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-preview-plan-"));
-  const fleet = new FakeFleet({
+  const { fleet, engine, audits, close } = engineOnFakeFleet({
     hosts: ["alpha", "beta", "gamma"].map((host, i) => ({ host, priority: i })),
     expectedHead: MERGED,
     // beta runs what the merge commit builds; gamma's preview said "not affected", but the merge commit builds something else there.
     systemOf: (host, c) => (host === "beta" ? "/nix/store/beta-same" : `/nix/store/${host}-${c === MERGED ? "new" : c === OLD_COMMIT ? "old" : c}`),
   });
-  const engine = new RolloutEngine({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5 });
-  const audits: AuditEvent[] = [];
-  engine.on("audit", (e) => audits.push(e));
-  cleanups.push(() => {
-    fleet.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanups.push(close);
   const preview = { pr: 7, headSha: HEAD, notAffected: ["beta", "gamma"], reboot: { alpha: ["kernel", "initrd"] } };
   const plan = () => new RolloutPlanner().plan({ commit: MERGED, strategy: FAST, prNumber: 7, preview }, fleet.hosts());
   return { fleet, engine, audits, plan };

@@ -2,16 +2,12 @@
  * A step whose job's final state is missing asks its host instead of waiting out its timeout, and
  * an operator can cancel a host's running step (the rollout's failure policy then applies).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { RolloutEngine } from "../../rollout/engine.js";
+import { engineOnFakeFleet } from "../support/rollout-fixture.js";
 import { RolloutPlanner } from "../../rollout/planner.js";
-import { RolloutStore } from "../../rollout/store.js";
 import type { RolloutSpecInput } from "../../rollout/spec.js";
-import type { AuditEvent, Command } from "../../protocol/schemas.js";
-import { FakeFleet, type FakeHostOptions } from "../support/fake-fleet.js";
+import type { Command } from "../../protocol/schemas.js";
+import type { FakeHostOptions } from "../support/fake-fleet.js";
 
 const COMMIT = "c".repeat(40);
 const HOUR = 3_600_000;
@@ -24,15 +20,8 @@ afterEach(() => {
 });
 
 function setup(hosts: FakeHostOptions[], latencyMs = 1) {
-  const dir = mkdtempSync(join(tmpdir(), "lockstep-ask-"));
-  const fleet = new FakeFleet({ hosts, latencyMs, expectedHead: COMMIT });
-  const engine = new RolloutEngine({ fleet, store: new RolloutStore(dir), progressIntervalMs: 5 });
-  const audits: AuditEvent[] = [];
-  engine.on("audit", (e) => audits.push(e));
-  cleanups.push(() => {
-    fleet.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { fleet, engine, audits, close } = engineOnFakeFleet({ hosts, latencyMs, expectedHead: COMMIT });
+  cleanups.push(close);
   const run = (spec: Omit<RolloutSpecInput, "commit">) => engine.run(new RolloutPlanner().plan({ commit: COMMIT, ...spec }, fleet.hosts()), "alice");
   /** Resolves with the first command of `op` sent to `host`. */
   const sent = (host: string, op: string) =>
