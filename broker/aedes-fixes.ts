@@ -306,11 +306,19 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
   /** Topics whose retained value (or deletion) is in the index but not in LevelDB. */
   const unstored = new Set<string>();
   const where = (what: string) => `broker persistence (${what})`;
+  /**
+   * A write went through: the broker's storage is ok again only once no retained message waits for
+   * retryStorage() (else a subscribe that succeeds would clear the fault, the hub would stop retrying,
+   * and those retained messages would live in memory only).
+   */
+  const settled = () => {
+    if (unstored.size === 0) storage.ok();
+  };
   /** The write's outcome goes to `storage`; a failure is passed on to Aedes. */
   const reported = async <T>(what: string, write: () => Promise<T>): Promise<T> => {
     try {
       const r = await write();
-      storage.ok();
+      settled();
       return r;
     } catch (err) {
       storage.failed(err, where(what));
@@ -355,7 +363,7 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
       return;
     }
     unstored.delete(packet.topic);
-    storage.ok();
+    settled();
   };
   p.putWill = (client, packet) => tolerated("last wills", () => original.putWill(client, packet), undefined);
   p.delWill = (client) => tolerated("last wills", () => original.delWill(client), undefined);
@@ -402,7 +410,7 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
       storage.failed(err, where("retry"));
       return;
     }
-    if (unstored.size === 0) storage.ok();
+    settled();
   };
   return {
     retained: index,

@@ -79,6 +79,16 @@ describe("fixPersistence", () => {
     expect(await replay(["a/b"])).toEqual(["a/b=newer"]); // it reached the disk
   });
 
+  it("another write that succeeds does not clear the fault while a retained message still waits for the retry", async () => {
+    const put = vi.spyOn(db, "put").mockRejectedValue(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" }));
+    await retain("a/b", "unstored");
+    put.mockRestore();
+    await persistence.addSubscriptions({ id: "agent-1", clean: false }, [{ topic: "t/1", qos: 1 }]); // a batch: goes through
+    expect(reports.at(-1)).toBe("failed broker persistence (retained messages)");
+    await fixed.retryStorage(async () => undefined);
+    expect(reports.at(-1)).toBe("ok");
+  });
+
   it("a will that cannot be deleted or stored is a reported storage fault, not a rejection (Aedes' CONNECT leaves delWill's unhandled)", async () => {
     await persistence.putWill({ id: "agent-a" }, { topic: "h/a/availability", payload: Buffer.from("offline"), qos: 1, retain: true });
     const full = () => Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" });
