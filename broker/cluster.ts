@@ -257,7 +257,7 @@ export class BrokerClusterNode {
   private async catchUp(): Promise<void> {
     try {
       await this.fixed?.reloadRetained();
-      for await (const [clientId, user] of this.ownerEntries()) this.owners?.learn(clientId, user);
+      await this.owners?.replaceFrom(this.ownerEntries());
     } catch (err) {
       this.log.error({ err: (err as Error).message }, "cannot read the cluster's state again after a Redis interruption");
     }

@@ -24,7 +24,9 @@ export interface OwnerStore {
 }
 
 export class SessionOwners {
-  private readonly owners = new Map<string, string>();
+  private owners = new Map<string, string>();
+  /** While replaceFrom() reads: every change to the bindings, applied again on the fresh ones. */
+  private changesDuringReload: Array<[string, string | undefined]> | undefined;
 
   private constructor(
     private readonly store: OwnerStore,
@@ -39,14 +41,39 @@ export class SessionOwners {
   /** Read the bindings kept in `store`. */
   static async load(store: OwnerStore, log: Logger): Promise<SessionOwners> {
     const owners = new SessionOwners(store, log);
-    for await (const [clientId, user] of store.iterator()) owners.owners.set(clientId, user);
+    await owners.replaceFrom(store.iterator());
     return owners;
+  }
+
+  /**
+   * Take `entries` as the whole set of bindings (after a cluster node lost its Redis connection, a
+   * binding another node removed meanwhile must go too: learning the entries one by one would keep it).
+   */
+  async replaceFrom(entries: AsyncIterable<[string, string]>): Promise<void> {
+    const changes: Array<[string, string | undefined]> = [];
+    this.changesDuringReload = changes;
+    try {
+      const fresh = new Map<string, string>();
+      for await (const [clientId, user] of entries) fresh.set(clientId, user);
+      for (const [clientId, user] of changes) {
+        if (user === undefined) fresh.delete(clientId);
+        else fresh.set(clientId, user);
+      }
+      this.owners = fresh;
+    } finally {
+      this.changesDuringReload = undefined;
+    }
+  }
+
+  private bind(clientId: string, user: string | undefined): void {
+    if (user === undefined) this.owners.delete(clientId);
+    else this.owners.set(clientId, user);
+    this.changesDuringReload?.push([clientId, user]);
   }
 
   /** Another broker node bound `clientId` to `user` (or freed it, undefined): already stored there. */
   learn(clientId: string, user: string | undefined): void {
-    if (user === undefined) this.owners.delete(clientId);
-    else this.owners.set(clientId, user);
+    this.bind(clientId, user);
   }
 
   /** Why `user` may not use `clientId`, or undefined when it may. */
@@ -70,10 +97,10 @@ export class SessionOwners {
     if (hostOfAgentClientId(clientId) !== undefined) return; // bound by name
     const owner = this.owners.get(clientId);
     if (!clean && owner === undefined) {
-      this.owners.set(clientId, user.name);
+      this.bind(clientId, user.name);
       this.store.put(clientId, user.name).catch((err: Error) => this.log.error({ err: err.message, clientId }, "cannot store a session's owner"));
     } else if (clean && owner === user.name) {
-      this.owners.delete(clientId);
+      this.bind(clientId, undefined);
       this.store.del(clientId).catch((err: Error) => this.log.error({ err: err.message, clientId }, "cannot remove a session's owner"));
     }
   }
@@ -82,7 +109,7 @@ export class SessionOwners {
   forgetUsersExcept(exists: (name: string) => boolean): void {
     for (const [clientId, owner] of this.owners) {
       if (exists(owner)) continue;
-      this.owners.delete(clientId);
+      this.bind(clientId, undefined);
       this.store.del(clientId).catch((err: Error) => this.log.error({ err: err.message, clientId }, "cannot remove a session's owner"));
     }
   }
