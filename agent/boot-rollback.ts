@@ -20,7 +20,7 @@ import type { JobInit } from "./job-topics.js";
 import type { JobReporter } from "./jobs.js";
 import { expandArgv, profilePathOf } from "./os-profiles.js";
 import { readProfile } from "./profile.js";
-import { bootCheckDue, bootPendingFor, checkBoot, clearBootPending, readBootPending, runBootTests, writeBootPending, type BootSystem } from "./self-update/boot-check.js";
+import { bootCheckDue, bootOwnerOf, bootPendingFor, checkBoot, clearBootPending, readBootPending, runBootTests, writeBootPending, type BootSystem } from "./self-update/boot-check.js";
 import { generationArgvs } from "./self-update/config.js";
 import type { HealthResult } from "./self-update/health.js";
 import type { RunRecord } from "./self-update/runlog.js";
@@ -60,7 +60,7 @@ export function noteRebootNeed(ctx: Pick<AgentContext, "config" | "log">, jobId:
   const marker = readBootPending(config.stateDir);
   if (!need.needed) {
     // A marker the boot check itself is in the middle of (rolled back, rebooting) stays.
-    if (marker && !marker.rolledBack) clearBootPending(config.stateDir);
+    if (marker && bootOwnerOf(marker) === "daemon" && !marker.rolledBack) clearBootPending(config.stateDir);
     return undefined;
   }
   const what = `reboot needed (${need.changed.join(", ")} changed)`;
@@ -69,7 +69,7 @@ export function noteRebootNeed(ctx: Pick<AgentContext, "config" | "log">, jobId:
     ctx.log.warn({ bootedSystem: sys.bootedSystem }, "the booted system is no generation of the profile: a boot check after the reboot could not roll back");
     return `${what}; no boot check after it: the booted system is no generation to go back to`;
   }
-  writeBootPending(config.stateDir, { ...pending, ...(rolloutId ? { rolloutId } : {}) });
+  writeBootPending(config.stateDir, { ...pending, owner: "daemon", ...(rolloutId ? { rolloutId } : {}) });
   return `${what}; after the reboot the agent checks generation ${pending.generation} within ${config.bootCheck.bootConfirmSeconds} s and otherwise boots generation ${pending.previousGeneration} again`;
 }
 
@@ -90,11 +90,12 @@ export async function bootCheckOnStart(ctx: AgentContext, hooks: BootCheckHooks)
   const { config } = ctx;
   if (!bootCheckEnabled(config)) return undefined;
   const sys = bootSystemOf(config);
-  if (!bootCheckDue({ stateDir: config.stateDir, bootIdFile: sys.bootIdFile })) return undefined;
+  if (!bootCheckDue({ stateDir: config.stateDir, bootIdFile: sys.bootIdFile, owner: "daemon" })) return undefined;
   const bc = config.bootCheck;
   let job: { job: RunningJob; end: () => void; reporter: JobReporter } | undefined;
   return checkBoot({
     ...sys,
+    owner: "daemon",
     host: ctx.host,
     stateDir: config.stateDir,
     // The daemon deploys the commits it pulls.

@@ -35,7 +35,16 @@ export const BOOT_PENDING_FILE = "boot-pending.json";
 /** Held while one process checks a boot (the same O_EXCL pid lock as the self-update's). */
 const BOOT_CHECK_LOCK_FILE = "boot-check.lock";
 
+/**
+ * Who left a boot marker, and so checks the boot: the agent daemon (a rollout's switch that needs a
+ * reboot) or the standalone self-update (its reboot window). Each checks only its own, with its own
+ * settings; a marker without an owner predates the daemon's boot check and is the self-update's.
+ */
+export const BootOwner = z.enum(["daemon", "self-update"]);
+export type BootOwner = z.infer<typeof BootOwner>;
+
 export const BootPending = z.object({
+  owner: BootOwner.optional(),
   /** The self-update run that rebooted. */
   runId: z.string(),
   /** The generation booted into, and its system. */
@@ -73,6 +82,9 @@ export function writeBootPending(stateDir: string, p: BootPending): void {
   writeFileSync(`${file}.tmp`, JSON.stringify(p, null, 1), { mode: 0o600 });
   renameSync(`${file}.tmp`, file);
 }
+
+/** Who checks the boot `p` is waiting for. */
+export const bootOwnerOf = (p: BootPending): BootOwner => p.owner ?? "self-update";
 
 export function clearBootPending(stateDir: string): void {
   rmSync(pendingFile(stateDir), { force: true });
@@ -125,6 +137,8 @@ export function readBootId(sys: Pick<BootSystem, "bootIdFile">): string | undefi
 
 /** What a boot check needs from its caller (the self-update's config, or the agent daemon's). */
 export interface BootCheckTarget extends BootSystem {
+  /** Only markers this one left are checked here. */
+  owner: BootOwner;
   host: string;
   stateDir: string;
   /** The run log's `mode` field for the record. */
@@ -152,9 +166,9 @@ const STILL_BOOTING = new Set(["initializing", "starting"]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Is a boot into the marker's generation waiting for its check (a boot happened since the marker was left)? */
-export function bootCheckDue(t: Pick<BootCheckTarget, "stateDir" | "bootIdFile">): boolean {
+export function bootCheckDue(t: Pick<BootCheckTarget, "stateDir" | "bootIdFile" | "owner">): boolean {
   const pending = readBootPending(t.stateDir);
-  if (!pending) return false;
+  if (!pending || bootOwnerOf(pending) !== t.owner) return false;
   return !pending.bootId || pending.bootId !== readBootId(t);
 }
 
@@ -164,8 +178,8 @@ export function bootCheckDue(t: Pick<BootCheckTarget, "stateDir" | "bootIdFile">
  */
 export async function checkBoot(t: BootCheckTarget): Promise<RunRecord | undefined> {
   if (!bootCheckDue(t)) return undefined;
-  // The daemon and the lockstep-boot-check unit may both look at one marker: one checks, and the
-  // other then finds it gone, or rolled back in this very boot (its boot id), and does nothing.
+  // Each marker has one owner (bootCheckDue); the lock keeps two processes of that owner (the
+  // lockstep-boot-check unit and a self-update run) from checking it at once.
   let lock: HeldLock;
   try {
     lock = acquireSelfUpdateLock(join(t.stateDir, BOOT_CHECK_LOCK_FILE));
@@ -284,6 +298,7 @@ export async function runBootCheck(cfg: SelfUpdateConfig, opts: BootCheckOptions
   const vars = { host: cfg.host, profile: cfg.systemProfile, flake: cfg.checkoutDir, out: readBootPending(cfg.stateDir)?.systemPath ?? "", attr: profileCommands(cfg, localNixSystem()).attribute };
   return checkBoot({
     ...selfUpdateBootSystem(cfg),
+    owner: "self-update",
     host: cfg.host,
     stateDir: cfg.stateDir,
     mode: cfg.mode,

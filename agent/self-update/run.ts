@@ -279,7 +279,7 @@ export async function runSelfUpdate(cfg: SelfUpdateConfig, opts: SelfUpdateOptio
     const at = new Date();
     // Left before the reboot, for the boot check that follows it (boot-check.ts: boot rollback).
     const pending = record.systemPath ? bootPendingFor(selfUpdateBootSystem(cfg), record.id, record.systemPath) : undefined;
-    if (pending) writeBootPending(cfg.stateDir, pending);
+    if (pending) writeBootPending(cfg.stateDir, { ...pending, owner: "self-update" });
     else runLog.warn({ bootedSystem: cfg.reboot.bootedSystem }, "the booted system is no generation of the profile: the boot check after this reboot cannot roll back");
     const r = await run(rebootArgv);
     const ok = r.exitCode === 0;
