@@ -6,7 +6,7 @@
  * out with `confirmBy`, so a process killed during the window finds it when it starts again: still
  * open, it waits for the rest of it; past, it rolls back. A confirmation removes it first.
  */
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { z } from "zod";
 import { CommitSha } from "../protocol/index.js";
 import { readJsonFile, writeJsonAtomic } from "./state.js";
@@ -46,6 +46,19 @@ export class PendingConfirmationFile<S extends z.ZodType<PendingConfirmation>> {
   /** The pending confirmation; an unreadable file is moved aside (never acted upon) and reported. */
   read(): z.infer<S> | undefined {
     return readJsonFile(this.file, this.schema, this.onBroken);
+  }
+
+  /**
+   * The pending confirmation for a reader that does not own the file (the daemon asking whether a
+   * self-update waits): an unreadable file is left for its owner to set aside and report.
+   */
+  peek(): z.infer<S> | undefined {
+    try {
+      const r = this.schema.safeParse(JSON.parse(readFileSync(this.file, "utf8")));
+      return r.success ? r.data : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   write(p: z.infer<S>): void {

@@ -38,7 +38,7 @@ export function selfUpdatePendingFile(stateDir: string, log?: Logger): PendingCo
 
 /** The run id of a self-update switch awaiting its confirmation on this host, if one does (the daemon leaves its confirm to that run). */
 export function selfUpdateAwaitingJob(stateDir: string): string | undefined {
-  return selfUpdatePendingFile(stateDir).read()?.job;
+  return selfUpdatePendingFile(stateDir).peek()?.job;
 }
 
 export interface ConfirmationVerdict {
