@@ -23,3 +23,6 @@ export function attentionOf(h: AttentionInput): AttentionReason | null {
   if (worst === "unknown") return "no report";
   return null;
 }
+
+/** Hosts needing attention listed by name in the summary; the counts cover all of them. */
+export const SUMMARY_MAX_LISTED = 100;

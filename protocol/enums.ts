@@ -44,3 +44,14 @@ export const HOST_ROLLOUT_STATES = [
   "rolled-back",
   "interrupted",
 ] as const;
+
+/** A host's rollout states in which it runs no step: not started yet, or done with this rollout. */
+const HOST_STATES_WITHOUT_STEP: readonly (typeof HOST_ROLLOUT_STATES)[number][] = ["pending", "succeeded", "failed", "skipped", "rolled-back", "interrupted"];
+
+/** Does a host in this rollout state run a step (one an operator may cancel)? The engine's rule and the page's button. */
+export function hostRunsStep(state: (typeof HOST_ROLLOUT_STATES)[number]): boolean {
+  return !HOST_STATES_WITHOUT_STEP.includes(state);
+}
+
+/** The states hostRunsStep() is true for, in words: for messages that name them. */
+export const HOST_STEP_STATES_TEXT = HOST_ROLLOUT_STATES.filter(hostRunsStep).join(", ");

@@ -5,12 +5,11 @@
  * fleet have all arrived. A few kilobytes whatever the fleet's size (the host list is capped).
  */
 import { z } from "zod";
-import { ATTENTION_REASONS, attentionOf, type AttentionInput, type AttentionReason } from "./attention.js";
+import { ATTENTION_REASONS, attentionOf, SUMMARY_MAX_LISTED, type AttentionInput, type AttentionReason } from "./attention.js";
 import { COMPARTMENTS, STATUSES, type StatusName } from "./enums.js";
 import { HOST_ID_PATTERN } from "./topics.js";
 
-/** Hosts needing attention listed by name in the summary; the counts cover all of them. */
-export const SUMMARY_MAX_LISTED = 100;
+export { SUMMARY_MAX_LISTED };
 
 const Count = z.number().int().nonnegative();
 const StatusCounts = z.object(Object.fromEntries(STATUSES.map((s) => [s, Count])) as Record<StatusName, typeof Count>);

@@ -14,9 +14,10 @@ export {
   ROLLOUT_STATES,
   STATUSES,
   TERMINAL_JOB_STATES,
+  hostRunsStep,
   isFinalRolloutState,
   worstStatus,
 } from "./enums.js";
-export { ATTENTION_REASONS, attentionOf } from "./attention.js";
+export { ATTENTION_REASONS, SUMMARY_MAX_LISTED, attentionOf } from "./attention.js";
 export { compareUrl, describeLockDiff, describeRow, describeSide, lockDiffRows } from "./lock-diff-view.js";
 export { formatPackageChange, formatSizeDelta, PREVIEW_OUTCOME_LABEL, previewProgress, previewRow } from "./preview-view.js";

@@ -30,7 +30,7 @@ import type { RolloutPlan } from "./spec.js";
 import { stepKey, type RolloutRecord, type RolloutStore, type StepRecord, type StepResult } from "./store.js";
 import { JobStateLost, waitForStepJob } from "./step-wait.js";
 import { describeWindow, isWithinWindow } from "../protocol/windows.js";
-import { isFinalRolloutState } from "../protocol/enums.js";
+import { hostRunsStep, isFinalRolloutState } from "../protocol/enums.js";
 
 export interface RolloutEngineEvents {
   /** Coalesced (at most every progressIntervalMs) plus immediately on phase changes and the end. */
@@ -228,7 +228,7 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (!rec || rec.finished || this.abort.signal.aborted) return "the rollout is not running";
     const hs = rec.progress.hosts[host];
     if (!hs) return `host ${host} is not part of this rollout`;
-    if (TERMINAL_HOST_STATES.includes(hs.state) || hs.state === "pending") return `host ${host} runs no step (it is ${hs.state})`;
+    if (!hostRunsStep(hs.state)) return `host ${host} runs no step (it is ${hs.state})`;
     if (this.stepCancels.has(host)) return `the step of ${host} is being cancelled already`;
     this.stepCancels.set(host, actor);
     this.hostWaits.get(host)?.abort();

@@ -1,4 +1,5 @@
 /** Typed errors of the rollout engine and the fleet client. Each says what to do next. */
+import { HOST_STEP_STATES_TEXT } from "../protocol/enums.js";
 import { LockstepError } from "../protocol/errors.js";
 
 /** A rollout spec (Node-RED msg, HTTP body) did not validate. */
@@ -40,7 +41,7 @@ export class RolloutNotFoundError extends LockstepError {
 export class StepNotCancellableError extends LockstepError {
   override name = "StepNotCancellableError";
   constructor(why: string) {
-    super(`nothing to cancel: ${why}`, "rollout-step-not-running", "see the rollout's hosts: only a host mid-step (pulling, switching, testing, verifying, rolling back) can be cancelled");
+    super(`nothing to cancel: ${why}`, "rollout-step-not-running", `see the rollout's hosts: only a host mid-step (${HOST_STEP_STATES_TEXT}) can be cancelled`);
   }
 }
 

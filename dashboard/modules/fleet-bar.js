@@ -1,5 +1,5 @@
 // Fleet bar: the pending update, the rollout's progress, the update history.
-import { FINAL_ROLLOUT_STATES } from "../generated/protocol.js";
+import { FINAL_ROLLOUT_STATES, hostRunsStep } from "../generated/protocol.js";
 import { $, ago, el, isObj, isStr, short, when } from "./dom.js";
 import { app, lastLines } from "./state.js";
 import { dirty, schedule } from "./render.js";
@@ -228,12 +228,9 @@ export function renderRollout() {
   );
 }
 
-/** Host states of a step in flight, which an operator may cancel (POST /api/rollouts/:id/hosts/:host/cancel). */
-const MID_STEP = ["queued", "pulling", "switching", "testing", "verifying", "rolling-back"];
-
 /** An operator's cancel of the step a host runs in a running rollout (docs/architecture.md, "Cancelling a step"). */
 function cancelStepButton(r, host, state) {
-  if (app.role !== "operator" || FINAL_ROLLOUT_STATES.includes(r.state) || !MID_STEP.includes(state)) return "";
+  if (app.role !== "operator" || FINAL_ROLLOUT_STATES.includes(r.state) || !hostRunsStep(state)) return "";
   return el("button", { type: "button", class: "btn chip-cancel", title: `cancel ${host}'s step`, text: "cancel", onclick: () => cancelStep(r.id, host) });
 }
 

@@ -64,7 +64,6 @@ export function createHostIndex() {
       for (const h of order) if (matches(h._ix)) shown.push(h);
     },
 
-    matches: (h) => !!h._ix && matches(h._ix),
   };
 }
 

@@ -1,7 +1,7 @@
 // The hosts table: only the rows on screen are in the DOM (virtual-rows.js), in name order kept by
 // host-index.js; a row is updated cell by cell and reused for another host when it scrolls away.
 // Header counts; filters.
-import { COMPARTMENTS, TERMINAL_JOB_STATES } from "../generated/protocol.js";
+import { ATTENTION_REASONS, COMPARTMENTS, TERMINAL_JOB_STATES } from "../generated/protocol.js";
 import { $, ago, el, setClass, setText } from "./dom.js";
 import { COMPARTMENT_LABEL, OS_LABEL, STATUS_ICON, app, hostProblem, runningJob, stats } from "./state.js";
 import { renderNoHosts } from "./empty-hub.js";
@@ -101,7 +101,7 @@ export function measureRows() {
 }
 
 export function renderHost(h) {
-  const row = h.row ?? createRow(h);
+  const row = h.row; // bound by the virtual rows (bindRow) before any render
   const info = h.info;
   const online = h.availability === "online";
   setClass(row.tr, `host ${online ? "online" : "offline"}${app.openHost === h.id ? " open" : ""}`);
@@ -181,7 +181,6 @@ export function renderCounts() {
   const key = JSON.stringify(counts);
   if (box._key === key) return;
   box._key = key;
-  const order = ["failed", "offline", "outdated", "no report"];
   const n = (x) => x.toLocaleString("en-US");
   box.replaceChildren(
     el("span", { class: "count", text: `${n(total)} hosts` }),
@@ -191,7 +190,7 @@ export function renderCounts() {
           "span",
           { class: "count attention", id: "attention" },
           `⚠ ${n(attention)} need${attention === 1 ? "s" : ""} attention: `,
-          order.filter((r) => reasons[r]).map((r) => `${n(reasons[r])} ${r}`).join(", "),
+          ATTENTION_REASONS.filter((r) => reasons[r]).map((r) => `${n(reasons[r])} ${r}`).join(", "),
         )
       : total
         ? el("span", { class: "count", text: "✓ all current" })

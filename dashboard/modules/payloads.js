@@ -1,6 +1,6 @@
 // Payload checks. The browser has no zod: each payload is checked for the fields the page relies
 // on; a bad one is counted, warned about and ignored (the last good state stays).
-import { ATTENTION_REASONS, STATUSES } from "../generated/protocol.js";
+import { ATTENTION_REASONS, STATUSES, SUMMARY_MAX_LISTED } from "../generated/protocol.js";
 import { isObj, isStr } from "./dom.js";
 import { stats } from "./state.js";
 
@@ -35,7 +35,7 @@ export const checks = {
   automatic: (v) => isObj(v) && Number.isInteger(v.pr) && isStr(v.headSha) && isStr(v.step) && ["waiting", "refused", "passed"].includes(v.decision) && isStr(v.reason),
   fleetSummary: (v) =>
     isObj(v) && count(v.hosts) && count(v.online) && isObj(v.attention) && ATTENTION_REASONS.every((r) => count(v.attention[r])) &&
-    Array.isArray(v.needsAttention) && v.needsAttention.length <= 1000 && v.needsAttention.every((x) => isObj(x) && isStr(x.host) && ATTENTION_REASONS.includes(x.why)),
+    Array.isArray(v.needsAttention) && v.needsAttention.length <= SUMMARY_MAX_LISTED && v.needsAttention.every((x) => isObj(x) && isStr(x.host) && ATTENTION_REASONS.includes(x.why)),
   event: (v) => isObj(v) && isStr(v.id) && isStr(v.at) && isStr(v.actor) && isStr(v.action) && (v.target === undefined || isStr(v.target)),
 };
 

@@ -99,10 +99,5 @@ export function createVirtualRows({ tbody, columns, nodesOf, bind, release }) {
       onScreen = next;
       return next.length;
     },
-
-    /** Items whose rows are in the DOM. */
-    get onScreen() {
-      return onScreen;
-    },
   };
 }
