@@ -8,7 +8,7 @@ import type { ConvergedBy, RolloutHistoryEntry } from "../protocol/schemas.js";
 
 /** What the history store offers (rollout/store.ts). */
 export interface HistoryStore {
-  history(): Promise<RolloutHistoryEntry[]>;
+  historyEntry(rolloutId: string): Promise<RolloutHistoryEntry | undefined>;
   saveHistory(entry: RolloutHistoryEntry): Promise<void>;
 }
 
@@ -29,7 +29,7 @@ export function convergedBy(converge: RolloutHistoryEntry): ConvergedBy {
  */
 export async function linkConvergence(store: HistoryStore, converge: RolloutHistoryEntry): Promise<RolloutHistoryEntry | undefined> {
   if (!converge.converges) return undefined;
-  const failed = (await store.history()).find((e) => e.rolloutId === converge.converges);
+  const failed = await store.historyEntry(converge.converges);
   if (!failed) return undefined;
   const linked: RolloutHistoryEntry = { ...failed, convergedBy: convergedBy(converge) };
   await store.saveHistory(linked);

@@ -13,9 +13,9 @@
  * Reading replays the log over the snapshot; records written whole by older versions (no log)
  * read as before.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { RolloutHistoryEntry } from "../protocol/schemas.js";
 import { RolloutStoreError } from "./errors.js";
 import { atomicWrite, readRollout, RolloutLogWriter, rolloutFiles, type RolloutStoreStats } from "./rollout-log.js";
@@ -144,6 +144,14 @@ export class RolloutStore {
       out.push(await readHistoryEntry(join(this.historyDir, n)));
     }
     return newestFirst(out, (e) => e.finishedAt);
+  }
+
+  /** One rollout's history entry, or undefined when it has none (yet). */
+  async historyEntry(rolloutId: string): Promise<RolloutHistoryEntry | undefined> {
+    await this.init();
+    const path = join(this.historyDir, `${rolloutId}.json`);
+    if (basename(path) !== `${rolloutId}.json` || !existsSync(path)) return undefined;
+    return readHistoryEntry(path);
   }
 
   /** Resolves when every write started so far is on disk and the logs are closed (call before handing the data dir to another store). */
