@@ -17,7 +17,8 @@ import { ENV_OVERRIDES } from "../broker/config.js";
 import { EmbeddedBroker } from "../broker/embedded.js";
 import { mosquittoConfigCommand, str, UsageError, usersCommand, type CliIo, type Options, type Subcommand, type Values } from "../broker/commands.js";
 import { LockstepError } from "../protocol/index.js";
-import { DEFAULT_DATA_DIR, HUB_ENV_OVERRIDES, loadHubBrokerConfig, loadHubConfig, type HubBrokerConfig } from "./config.js";
+import { z } from "zod";
+import { DEFAULT_DATA_DIR, HUB_ENV_OVERRIDES, loadHubBrokerConfig, loadHubConfig, LogLevel, type HubBrokerConfig } from "./config.js";
 import { createHubLogger } from "./logger.js";
 import { startHub, type RunningHub } from "./start.js";
 import { completionCommand, TERMINAL_COMMANDS } from "./terminal/index.js";
@@ -78,12 +79,13 @@ const hubCommand: Subcommand = {
   },
 };
 
+/** `lockstep broker`'s LOCKSTEP_LOG_LEVEL: the hub's levels, or silent. */
+const BrokerLogLevel = LogLevel.or(z.literal("silent"));
+
 /**
  * `lockstep broker`: the embedded broker alone, e.g. node B of a Redis cluster (broker/README.md
  * "Several nodes"): no rollouts, page, GitHub or Home Assistant, those run once, in the hub.
  */
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-
 const brokerCommand: Subcommand = {
   name: "broker",
   summary: "run the embedded MQTT broker alone (another node of a Redis broker cluster)",
@@ -101,9 +103,9 @@ const brokerCommand: Subcommand = {
     try {
       const settings = config();
       if (settings.external) throw new UsageError("the broker settings name an external broker (broker.external): there is no embedded broker to run");
-      const level = io.env.LOCKSTEP_LOG_LEVEL || "info";
-      if (!LOG_LEVELS.includes(level as (typeof LOG_LEVELS)[number])) throw new UsageError(`LOCKSTEP_LOG_LEVEL: expected one of ${LOG_LEVELS.join(", ")}`);
-      const logger = createHubLogger({ level: level as (typeof LOG_LEVELS)[number], redact: [] });
+      const level = BrokerLogLevel.safeParse(io.env.LOCKSTEP_LOG_LEVEL || "info");
+      if (!level.success) throw new UsageError(`LOCKSTEP_LOG_LEVEL: expected one of ${[...LogLevel.options, "silent"].join(", ")}`);
+      const logger = createHubLogger({ level: level.data, redact: [] });
       broker = new EmbeddedBroker(settings, logger.child({ component: "broker" }));
       await broker.start();
       io.stdout(`lockstep broker: listening on ${broker.url}${settings.cluster ? ` (cluster node ${settings.cluster.nodeId ?? "with a random id"})` : ""}\n`);

@@ -19,7 +19,11 @@ import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
 import { readConfigFile } from "../protocol/config-file.js";
 import { checkTimeZone } from "../protocol/windows.js";
 import { RolloutSpec } from "../rollout/spec.js";
+import { DEFAULT_HA_USER } from "../ha/bridge.js";
 import cron from "node-cron";
+
+/** pino's levels, as the hub's config and LOCKSTEP_LOG_LEVEL take them. */
+export const LogLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace"]);
 
 const port = z.number().int().min(0).max(65535);
 const minutes = z.number().min(0).max(60 * 24 * 30);
@@ -150,16 +154,16 @@ export const HubSettingsSchema = z.strictObject({
     .strictObject({
       enabled: z.boolean().default(true),
       /** The broker user Home Assistant connects as: the fleet device's buttons publish as it (Topics.hubActions(user)). */
-      user: z.string().regex(USER_NAME_PATTERN, "a broker user name: 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@' or '-'").default("home-assistant"),
+      user: z.string().regex(USER_NAME_PATTERN, "a broker user name: 1-64 characters of A-Z, a-z, 0-9, '.', '_', '@' or '-'").default(DEFAULT_HA_USER),
     })
-    .default({ enabled: true, user: "home-assistant" }),
+    .default({ enabled: true, user: DEFAULT_HA_USER }),
   /** <dataDir>/audit.jsonl is rotated before it passes maxMegabytes; keepFiles old files are kept. */
   audit: z
     .strictObject({ maxMegabytes: z.number().positive().max(10_000).default(10), keepFiles: z.number().int().min(0).max(1000).default(5) })
     .default({ maxMegabytes: 10, keepFiles: 5 }),
   /** Bridge the embedded broker to an upstream broker (embedded-broker mode only). */
   bridge: BridgeSettings.optional(),
-  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  logLevel: LogLevel.default("info"),
   /** The broker's own section (broker/config.ts); dataDir and prefixes are shared with the hub. */
   broker: z.record(z.string(), z.unknown()).default({}),
 });
