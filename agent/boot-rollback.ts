@@ -26,9 +26,9 @@ import type { HealthResult } from "./self-update/health.js";
 import type { RunRecord } from "./self-update/runlog.js";
 
 export const BOOT_CHECK_OP = "boot-check";
-export const BOOT_CHECK_BY = "lockstep-agent (boot check after a reboot into a switched generation)";
+const BOOT_CHECK_BY = "lockstep-agent (boot check after a reboot into a switched generation)";
 
-export function bootCheckEnabled(config: AgentConfig): boolean {
+function bootCheckEnabled(config: AgentConfig): boolean {
   return config.bootCheck.enabled ?? config.os.kind === "nixos";
 }
 

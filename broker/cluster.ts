@@ -28,7 +28,7 @@ import { BrokerError } from "./listeners.js";
 import type { OwnerStore, SessionOwners } from "./session-owners.js";
 
 /** The Redis channel of Lockstep's own node-to-node news (not an MQTT topic: mqemitter-redis wraps those in msgpack). */
-export const SYNC_CHANNEL = "lockstep:broker-sync";
+const SYNC_CHANNEL = "lockstep:broker-sync";
 /** The Redis hash of session owners (client id -> user). */
 const OWNERS_KEY = "lockstep:session-owners";
 /** How long a node waits for Redis at start before it gives up with an error. */
@@ -56,7 +56,7 @@ interface StoredWill {
 }
 
 /** The URL without its password, for logs and errors. */
-export function redactRedisUrl(url: string): string {
+function redactRedisUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";
@@ -70,7 +70,7 @@ export function redactRedisUrl(url: string): string {
  * Which client ids are connected on which node, from Aedes' `$SYS/<node>/new/clients` and
  * `$SYS/<node>/disconnect/clients` notes that every node sees.
  */
-export class ClusterPresence {
+class ClusterPresence {
   private readonly nodeOf = new Map<string, string>();
 
   connected(node: string, clientId: string): void {

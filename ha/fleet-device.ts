@@ -17,7 +17,7 @@ export interface FleetDeviceContext {
 }
 
 /** An entity of the fleet device, without its unique id (added from the key). */
-export type FleetEntity = (ctx: FleetDeviceContext) => HaComponent;
+type FleetEntity = (ctx: FleetDeviceContext) => HaComponent;
 
 const RESUME: HubAction = "resume-automatic";
 

@@ -13,7 +13,7 @@ import { encodeJson } from "../protocol/payload.js";
 import type { Topics } from "../protocol/topics.js";
 import type { FleetView } from "../rollout/fleet-view.js";
 
-export const SUMMARY_INTERVAL_MS = 1000;
+const SUMMARY_INTERVAL_MS = 1000;
 
 export interface FleetSummaryOptions {
   fleet: Pick<FleetView, "hosts" | "onChange" | "onConnection">;

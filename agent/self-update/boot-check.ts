@@ -126,7 +126,7 @@ function realpathOrUndefined(path: string): string | undefined {
   }
 }
 
-export function readBootId(sys: Pick<BootSystem, "bootIdFile">): string | undefined {
+function readBootId(sys: Pick<BootSystem, "bootIdFile">): string | undefined {
   if (!sys.bootIdFile) return undefined;
   try {
     return readFileSync(sys.bootIdFile, "utf8").trim() || undefined;

@@ -8,9 +8,9 @@ import { ID_PATTERN } from "../../protocol/topics.js";
 import { HostId, parseMessageField } from "./input.js";
 import type { NodeMessage } from "./red.js";
 
-export const CANCEL_STEP_TOPIC = "cancel-step";
+const CANCEL_STEP_TOPIC = "cancel-step";
 
-export interface CancelStepRequest {
+interface CancelStepRequest {
   rolloutId: string;
   host: string;
 }
