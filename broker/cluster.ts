@@ -67,6 +67,25 @@ function redactRedisUrl(url: string): string {
 }
 
 /**
+ * aedes-persistence-redis (11.2.2, and 12.0.0 alike) sends some LREM and RPUSH without awaiting
+ * them (will and queue bookkeeping), and mqemitter-redis closes with a QUIT it does not await. When
+ * the connection closes under them (a node stopping, Redis gone), their rejection has no handler,
+ * and an unhandled rejection ends a broker process. Each such promise gets a handler that logs; a
+ * caller that awaits it still sees the error.
+ */
+export function handleUnawaited(conn: Redis, commands: ReadonlyArray<"lrem" | "rpush" | "quit">, log: Logger): Redis {
+  for (const name of commands) {
+    const send = conn[name].bind(conn) as (...args: unknown[]) => Promise<unknown>;
+    (conn as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      const reply = send(...args);
+      reply.catch((err: Error) => log.debug({ err: err.message, command: name }, "redis command failed (its caller did not wait for it)"));
+      return reply;
+    };
+  }
+  return conn;
+}
+
+/**
  * Which client ids are connected on which node, from Aedes' `$SYS/<node>/new/clients` and
  * `$SYS/<node>/disconnect/clients` notes that every node sees.
  */
@@ -126,8 +145,8 @@ export class BrokerClusterNode {
       return c;
     };
     // The first connection publishes: MQTT messages (mqemitter-redis) and this node's news alike.
-    const mq = mqemitterRedis({ pubConn: redis, subConn: await connection(), concurrency: 100, matchEmptyLevels: true });
-    const persistence = aedesPersistenceRedis({ conn: await connection() }) as unknown as ClusterPersistence;
+    const mq = mqemitterRedis({ pubConn: handleUnawaited(redis, ["quit"], log), subConn: handleUnawaited(await connection(), ["quit"], log), concurrency: 100, matchEmptyLevels: true });
+    const persistence = aedesPersistenceRedis({ conn: handleUnawaited(await connection(), ["lrem", "rpush"], log) }) as unknown as ClusterPersistence;
     const node = new BrokerClusterNode(config.nodeId ?? randomUUID(), redis, await connection(), persistence, mq, log);
     node.listenForPresence();
     log.info({ redis: where, nodeId: node.nodeId }, "broker cluster node: state in Redis");

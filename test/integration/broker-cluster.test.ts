@@ -13,6 +13,7 @@ import { Redis } from "ioredis";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { handleUnawaited } from "../../broker/cluster.js";
 import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
@@ -208,4 +209,26 @@ describe("two broker nodes sharing Redis", () => {
     expect(seen.slice(backAt).filter(([topic]) => topic === topics.availability("web2")).map(([, p]) => p)).not.toContain("offline");
     expect(seen.filter(([topic]) => topic === topics.availability("web2")).at(-1)?.[1]).toBe("online");
   }, 30_000);
+
+  it("a command aedes-persistence-redis or mqemitter-redis does not wait for, failing on a closed connection, is no unhandled rejection (it would end the broker process)", async () => {
+    const unhandled: unknown[] = [];
+    const onRejection = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onRejection);
+    const conn = handleUnawaited(new Redis(redis.url, { lazyConnect: true }), ["lrem", "rpush", "quit"], pino({ level: "silent" }));
+    try {
+      await conn.connect();
+      conn.disconnect();
+      void conn.lrem("lockstep:test", 0, "x"); // as the persistence's delWill does
+      void conn.rpush("lockstep:test", "x"); // as its putWill does
+      void conn.quit(); // as mqemitter-redis' close does
+      await expect(conn.lrem("lockstep:test", 0, "x")).rejects.toThrow(/closed/i); // a caller that waits still sees it
+      // Node reports unhandled rejections once the microtask queue is empty: after one macrotask.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onRejection);
+      conn.disconnect();
+    }
+  });
 });
