@@ -8,7 +8,7 @@
 import type { Socket } from "node:net";
 import { Readable, type Duplex } from "node:stream";
 import type { Aedes, Client, PublishPacket, Subscription } from "aedes";
-import { IGNORE_STORAGE, type StorageReporter } from "../protocol/storage.js";
+import { IGNORE_STORAGE, storageErrorCode, type StorageReporter } from "../protocol/storage.js";
 import { topicMatches } from "./acl.js";
 import { RetainedIndex } from "./retained-index.js";
 
@@ -227,14 +227,21 @@ interface PersistenceClient {
   clean?: boolean;
 }
 
+/** A QoS 1 delivery as Aedes hands it to the outgoing store (a PUBACK has the message id only). */
+interface QueuedPacket {
+  messageId?: number;
+  brokerId?: string;
+  brokerCounter?: number;
+}
+
 /** The methods of aedes-persistence-level's CallBackPersistence that these fixes wrap. */
 export interface FixablePersistence {
   setup(broker: unknown): Promise<void>;
   storeRetained(packet: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }): Promise<void>;
   createRetainedStream(pattern: string): Readable;
   createRetainedStreamCombi(patterns: string[]): Readable;
-  outgoingUpdate(client: PersistenceClient, packet: { messageId?: number }): Promise<void>;
-  outgoingClearMessageId(client: PersistenceClient, packet: { messageId?: number }): Promise<unknown>;
+  outgoingUpdate(client: PersistenceClient, packet: QueuedPacket): Promise<void>;
+  outgoingClearMessageId(client: PersistenceClient, packet: QueuedPacket): Promise<unknown>;
   addSubscriptions(client: PersistenceClient, subs: unknown[]): Promise<void>;
   removeSubscriptions(client: PersistenceClient, topics: string[]): Promise<unknown>;
   putWill(client: PersistenceClient, packet: unknown): Promise<unknown>;
@@ -285,8 +292,13 @@ export interface FixedPersistence {
  *    written: live state must keep flowing while the disk is full (the hub says why on hub/storage).
  *    Likewise a QoS 1 message Aedes cannot queue for the persistent sessions subscribed to it is
  *    still delivered to those connected (Aedes dropped it and disconnected its publisher: on a full
- *    disk the hub could send no command at all); an offline one misses it (reported). Other failed
- *    writes are reported and passed on to Aedes as before.
+ *    disk the hub could send no command at all); an offline one misses it (reported). Delivering it
+ *    to a connected persistent session first updates the queued copy with its message id, which
+ *    then found "no such packet" (or could not write): Aedes dropped the message and disconnected
+ *    the subscriber (measured on a full tmpfs: the agent never got its `test` command). Such an
+ *    update, and a PUBACK's delete that cannot be written, are reported and the delivery goes on
+ *    live (a copy that stays queued is sent again after a reconnect: QoS 1 allows a duplicate).
+ *    Other failed writes are reported and passed on to Aedes as before.
  */
 export function fixPersistence(persistence: FixablePersistence, storage: StorageReporter = IGNORE_STORAGE): FixedPersistence {
   const index = new RetainedIndex<StoredPacket>();
@@ -367,7 +379,30 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
   };
   p.putWill = (client, packet) => tolerated("last wills", () => original.putWill(client, packet), undefined);
   p.delWill = (client) => tolerated("last wills", () => original.delWill(client), undefined);
-  p.outgoingEnqueueCombi = (subs, packet) => (subs.length === 0 ? original.outgoingEnqueueCombi(subs, packet) : tolerated("queued messages", () => original.outgoingEnqueueCombi(subs, packet), undefined));
+  /** Messages (brokerId:brokerCounter) that could not be queued for persistent sessions: delivered live only. */
+  const unqueued = new Set<string>();
+  const queueKey = (packet: QueuedPacket) => `${packet.brokerId}:${packet.brokerCounter}`;
+  p.outgoingEnqueueCombi = async (subs, packet) => {
+    if (subs.length === 0) return original.outgoingEnqueueCombi(subs, packet);
+    try {
+      return await reported("queued messages", () => original.outgoingEnqueueCombi(subs, packet));
+    } catch {
+      unqueued.add(queueKey(packet as QueuedPacket));
+      if (unqueued.size > RECENT_FORWARDS) unqueued.delete(unqueued.values().next().value as string);
+      return undefined;
+    }
+  };
+  /** A write of a live delivery to a persistent session (message id update, PUBACK delete) that must not stop it. */
+  const deliveryWrite = async <T>(packet: QueuedPacket, write: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await write();
+    } catch (err) {
+      if (packet.brokerId !== undefined && unqueued.has(queueKey(packet))) return undefined; // never queued (reported then)
+      if (storageErrorCode(err) === "unknown") throw err; // not a write failure: Aedes handles it as before
+      storage.failed(err, where("queued messages"));
+      return undefined;
+    }
+  };
   p.removeSubscriptions = (client, topics) => reported("subscriptions", () => original.removeSubscriptions(client, topics));
 
   const matching = function* (patterns: string[]): Generator<StoredPacket> {
@@ -383,11 +418,12 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
       if (!ids) storedForClean.set(client, (ids = new Set()));
       ids.add(packet.messageId);
     }
-    return original.outgoingUpdate(client, packet);
+    if (client.clean === true) return original.outgoingUpdate(client, packet);
+    await deliveryWrite(packet, () => original.outgoingUpdate(client, packet));
   };
   p.outgoingClearMessageId = async (client, packet) => {
     if (client.clean === true && (packet.messageId === undefined || !storedForClean.get(client)?.delete(packet.messageId))) return undefined;
-    return original.outgoingClearMessageId(client, packet);
+    return deliveryWrite(packet, () => original.outgoingClearMessageId(client, packet));
   };
 
   const storing = new WeakMap<unknown[], Promise<void>>();

@@ -106,6 +106,17 @@ describe("fixPersistence", () => {
     expect(reports.at(-1)).toBe("failed broker persistence (queued messages)");
   });
 
+  it("a PUBACK whose queued copy cannot be deleted is a reported storage fault, not an error (Aedes disconnected the client)", async () => {
+    const agent = { id: "lockstep-agent-a", clean: false };
+    const packet = { topic: "h/a/commands", payload: Buffer.from("{}"), qos: 1 as const, brokerId: "b", brokerCounter: 1, messageId: 5 };
+    await persistence.outgoingEnqueueCombi([{ clientId: agent.id, topic: "h/a/commands", qos: 1 }], packet);
+    await persistence.outgoingUpdate(agent, packet);
+    const batch = db.batch.bind(db);
+    vi.spyOn(db, "batch").mockImplementation((() => Object.assign(batch(), { write: () => Promise.reject(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" })) })) as never);
+    await expect(persistence.outgoingClearMessageId(agent, { messageId: 5 })).resolves.toBeUndefined();
+    expect(reports.at(-1)).toBe("failed broker persistence (queued messages)");
+  });
+
   it("does not look up a clean session's PUBACK in the store, but does for ids it stored", async () => {
     const gets = vi.spyOn(db, "get");
     const clean = { id: "page-1", clean: true };

@@ -1,0 +1,105 @@
+/**
+ * A QoS 1 message to a connected persistent-session client while the broker's LevelDB cannot be
+ * written (full data disk): a real Aedes with aedes-persistence-level and the fixes of
+ * broker/aedes-fixes.ts, real MQTT clients over TCP; LevelDB's writes fail like on a full disk.
+ *
+ * Aedes first queues the message for the persistent session (outgoingEnqueueCombi), then updates the
+ * queued copy with its message id (outgoingUpdate) and only then writes it to the socket. On a full
+ * disk the queueing fails, the update finds "no such packet", and Aedes dropped the message and
+ * disconnected the client: a command to a connected agent was lost (issue 14).
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type AddressInfo, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Aedes } from "aedes";
+import aedesPersistenceLevel from "aedes-persistence-level";
+import { Level } from "level";
+import mqtt, { type MqttClient } from "mqtt";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { adaptDelivery, fixPersistence, type FixablePersistence } from "../../broker/aedes-fixes.js";
+import { untilConnected } from "../support/brokers.js";
+
+const full = () => Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" });
+
+describe("a full disk under the broker's LevelDB", () => {
+  let dir: string;
+  let db: Level<string, Buffer>;
+  let aedes: Aedes;
+  let server: Server;
+  let url: string;
+  let reports: string[];
+  const clients: MqttClient[] = [];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "lockstep-disk-full-"));
+    db = new Level<string, Buffer>(join(dir, "mqtt"), { valueEncoding: "buffer" });
+    await db.open();
+    const persistence = aedesPersistenceLevel(db) as unknown as FixablePersistence;
+    reports = [];
+    fixPersistence(persistence, { ok: () => reports.at(-1) !== "ok" && reports.push("ok"), failed: (_e, path) => reports.push(`failed ${path}`) });
+    aedes = await Aedes.createBroker({ persistence: persistence as never });
+    server = createServer((socket) => adaptDelivery(aedes.handle(socket)));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
+    await new Promise<void>((r) => aedes.close(() => r()));
+    await new Promise((r) => server.close(r));
+    await db.close().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function connect(clientId: string, clean: boolean): Promise<MqttClient> {
+    const c = mqtt.connect(url, { clientId, clean, reconnectPeriod: 0, protocolVersion: 4 });
+    clients.push(c);
+    return untilConnected(c);
+  }
+
+  /** The client's next message, or "closed" if its connection closes first (no waiting out a timeout). */
+  function nextMessage(c: MqttClient): Promise<string> {
+    return new Promise((resolve) => {
+      c.once("message", (_t, payload) => resolve(payload.toString()));
+      c.once("close", () => resolve("closed"));
+    });
+  }
+
+  it("still delivers a QoS 1 message live to a connected persistent session, keeps it connected, and reports the fault", async () => {
+    const agent = await connect("lockstep-agent-a", false);
+    await agent.subscribeAsync("hosts/a/commands", { qos: 1 });
+    const hub = await connect("hub", true);
+    const closed = vi.fn();
+    agent.on("close", closed);
+    const received = nextMessage(agent);
+
+    vi.spyOn(db, "put").mockRejectedValue(full());
+    vi.spyOn(db, "batch").mockRejectedValue(full());
+    await hub.publishAsync("hosts/a/commands", "test", { qos: 1 });
+
+    expect(await received).toBe("test");
+    // The PUBACK went through too: the agent's next message still arrives on the same connection.
+    const second = nextMessage(agent);
+    await hub.publishAsync("hosts/a/commands", "second", { qos: 1 });
+    expect(await second).toBe("second");
+    expect(closed).not.toHaveBeenCalled();
+    expect(agent.connected).toBe(true);
+    expect(reports).toContain("failed broker persistence (queued messages)");
+    expect(reports.at(-1)).not.toBe("ok");
+  });
+
+  it("a queued copy whose message id cannot be written (the disk filled after queueing): delivered live, the client stays, the fault is reported", async () => {
+    const agent = await connect("lockstep-agent-a", false);
+    await agent.subscribeAsync("hosts/a/commands", { qos: 1 });
+    const hub = await connect("hub", true);
+    const closed = vi.fn();
+    agent.on("close", closed);
+    const put = db.put.bind(db);
+    vi.spyOn(db, "put").mockImplementation(((key: string, value: Buffer) => (key.startsWith("outgoing-id:") ? Promise.reject(full()) : put(key, value))) as typeof db.put);
+    const received = nextMessage(agent);
+    await hub.publishAsync("hosts/a/commands", "test", { qos: 1 });
+    expect(await received).toBe("test");
+    expect(closed).not.toHaveBeenCalled();
+    expect(reports.at(-1)).toBe("failed broker persistence (queued messages)");
+  });
+});
