@@ -14,7 +14,7 @@ import { retainedCommands } from "./retained-commands.js";
 import { sessionTakeover } from "./session-takeover.js";
 import { soak } from "./soak.js";
 import { lostFinalState, stepCancel } from "./steps.js";
-import { dataDirReadOnly } from "./storage.js";
+import { dataDirFull, dataDirReadOnly } from "./storage.js";
 
 export const ALL_ROWS: FaultRow[] = [
   github5xx,
@@ -34,6 +34,7 @@ export const ALL_ROWS: FaultRow[] = [
   networkCut,
   brokerRestart,
   dataDirReadOnly,
+  dataDirFull,
   lostFinalState,
   soak,
 ];

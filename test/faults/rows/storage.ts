@@ -1,5 +1,5 @@
 /**
- * The data dir fails mid-rollout (read-only). A real hub process in its own mount
+ * The data dir fails mid-rollout: read-only, then full. A real hub process in its own mount
  * namespace on a 24 MiB tmpfs, with two MQTT agents (test/support/storage-fault-hub.ts, the same
  * set-up as test/integration/hub-storage-faults.test.ts).
  */
@@ -120,4 +120,24 @@ export const dataDirReadOnly = storageRow({
     h.makeReadOnly();
   },
   clear: (h) => h.makeWritable(),
+});
+
+export const dataDirFull = storageRow({
+  name: "data-dir-full",
+  code: "ENOSPC",
+  holds: false,
+  expected: "the hub stays up (no unhandled rejection); hub/storage says ENOSPC; no final state published meanwhile; a new rollout is refused; after recovery the rollout ends once (completed), no step twice; audit storage.fault … storage.recovered on disk",
+  scenario: "a real hub's data dir (tmpfs, own mount namespace) fills up while a host switches in a rollout and an agent with a will reconnects, then is freed",
+  async inject(h) {
+    h.fill();
+    // What is left in the pages of open files goes with the agents' retained messages.
+    const full = h.watch.until("hub/storage ENOSPC", () => (h.watch.storage?.state === "fault" && h.watch.storage.code === "ENOSPC" ? true : undefined));
+    let filled = false;
+    void full.then(() => (filled = true), () => undefined);
+    for (let i = 0; i < 500 && !filled; i++) await h.agents.beta!.republish();
+    await full;
+    // Aedes deletes (and stores) the reconnecting agent's will: both fail on this disk.
+    await h.agents.beta!.reconnect();
+  },
+  clear: (h) => h.freeSpace(),
 });
