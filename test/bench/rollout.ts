@@ -6,7 +6,9 @@
  *   needs when bookkeeping costs nothing: per phase, its rounds of `parallelism` hosts times
  *   pull + switch + test). What is above 1.0 is the engine's and the store's overhead.
  *
- *   node dist/test/bench/rollout.js      prints the figures as JSON
+ *   node dist/test/bench/rollout.js                 prints the figures as JSON
+ *   node dist/test/bench/rollout.js --ratio 100 3   only the ratio row at 100 ms steps, 3 times
+ *     (add --cpu-prof to node to profile the engine and the store during those runs)
  *
  * Everything is bounded (step timeouts of 30 s, no soak), so it stops by itself.
  */
@@ -86,13 +88,18 @@ export async function benchRollout(): Promise<Record<string, number>> {
     rssMB: round(process.memoryUsage().rss / 1_048_576),
   };
   // 1,000 hosts with real step durations: how far the wall time is above the critical path.
-  for (const [label, latencyMs] of [["100ms", 100], ["1s", 1000]] as const) {
-    const c = await runOnce({ hosts: 1000, latencyMs, parallelism: 100 });
-    figures[`1000h ${label} steps wallS`] = round(c.runMs / 1000, 2);
-    figures[`1000h ${label} steps criticalPathS`] = round(c.criticalMs / 1000, 2);
-    figures[`1000h ${label} steps ratio`] = round(c.runMs / c.criticalMs, 3);
-  }
+  for (const [label, latencyMs] of [["100ms", 100], ["1s", 1000]] as const) Object.assign(figures, await benchRolloutRatio(latencyMs, label));
   return figures;
+}
+
+/** One row of the ratio: 1,000 hosts whose steps take `latencyMs`, parallelism 100. */
+export async function benchRolloutRatio(latencyMs: number, label = `${latencyMs}ms`): Promise<Record<string, number>> {
+  const c = await runOnce({ hosts: 1000, latencyMs, parallelism: 100 });
+  return {
+    [`1000h ${label} steps wallS`]: round(c.runMs / 1000, 2),
+    [`1000h ${label} steps criticalPathS`]: round(c.criticalMs / 1000, 2),
+    [`1000h ${label} steps ratio`]: round(c.runMs / c.criticalMs, 3),
+  };
 }
 
 function storeFigures(store: RolloutStore): Record<string, number> {
@@ -101,7 +108,18 @@ function storeFigures(store: RolloutStore): Record<string, number> {
 }
 
 if (require.main === module) {
-  benchRollout().then(
+  const ratioAt = process.argv.indexOf("--ratio");
+  const run =
+    ratioAt < 0
+      ? benchRollout()
+      : (async () => {
+          const latencyMs = Number(process.argv[ratioAt + 1] ?? 100);
+          const times = Number(process.argv[ratioAt + 2] ?? 1);
+          const rows: Array<Record<string, number>> = [];
+          for (let i = 0; i < times; i++) rows.push(await benchRolloutRatio(latencyMs));
+          return rows;
+        })();
+  run.then(
     (figures) => console.log(JSON.stringify(figures, null, 2)),
     (err: unknown) => {
       console.error(err);

@@ -125,6 +125,32 @@ describe("RolloutStore: snapshot and append-only log", () => {
     expect(await new RolloutStore(dir).load("r-log")).toEqual(rec);
   });
 
+  it("steps recorded in separate callbacks of one event-loop turn share one write and one sync", async () => {
+    // Hosts finish their steps in bursts, each in its own callback (here: immediates queued together,
+    // which run in one check phase with microtasks in between; in the hub: job states from one socket
+    // read, step timers expiring together). Each waits for its line to be durable before its command
+    // goes out: one sync for the burst, not one for the first host and another for the rest.
+    const { dir, store } = tempStore();
+    const rec = record("r-burst");
+    await store.save(rec);
+    const before = { ...store.stats };
+    const recorded = await new Promise<Array<Promise<void>>>((resolve) => {
+      const out: Array<Promise<void>> = [];
+      for (let i = 0; i < 5; i++) {
+        setImmediate(() => {
+          rec.steps[`a/step${i}`] = step(i);
+          out.push(store.append(rec, { steps: [`a/step${i}`] }, { durable: true }));
+          if (out.length === 5) resolve(out);
+        });
+      }
+    });
+    await Promise.all(recorded);
+    expect(store.stats.logWrites - before.logWrites).toBe(1);
+    expect(store.stats.logSyncs - before.logSyncs).toBe(1);
+    await store.flush();
+    expect(Object.keys((await new RolloutStore(dir).load("r-burst"))!.steps)).toHaveLength(5);
+  });
+
   it("appending to a rollout this store has not saved whole is refused", async () => {
     const { store } = tempStore();
     await expect(store.append(record("r-x"), {}, { durable: true })).rejects.toThrow(/save\(\) it whole before appending/);
