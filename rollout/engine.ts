@@ -126,8 +126,12 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
   /** Hosts and steps changed since the store last heard of them. */
   private readonly unsaved = { hosts: new Set<string>(), steps: new Set<string>() };
   private countsStale = true;
-  /** Per host: aborts that host's waits when an operator cancels its step (cancelStep). */
-  private readonly hostWaits = new Map<string, AbortController>();
+  /**
+   * Per host: aborts that host's waits when an operator cancels its step (cancelStep), and the
+   * signal its waits listen on (made once per host: AbortSignal.any is not free, and a host waits
+   * three to five times per rollout).
+   */
+  private readonly hostWaits = new Map<string, { cancel: AbortController; signal: AbortSignal }>();
   /** Step cancels not handled yet: host -> who cancelled. */
   private readonly stepCancels = new Map<string, string>();
 
@@ -231,19 +235,20 @@ export class RolloutEngine extends EventEmitter<RolloutEngineEvents> {
     if (!hostRunsStep(hs.state)) return `host ${host} runs no step (it is ${hs.state})`;
     if (this.stepCancels.has(host)) return `the step of ${host} is being cancelled already`;
     this.stepCancels.set(host, actor);
-    this.hostWaits.get(host)?.abort();
+    this.hostWaits.get(host)?.cancel.abort();
     return undefined;
   }
 
   /** Everything one host waits for: aborted by a rollout cancel, a hub stop, or a cancel of its step. */
   private hostSignal(host: string): AbortSignal {
-    let c = this.hostWaits.get(host);
-    if (!c) {
-      c = new AbortController();
-      if (this.stepCancels.has(host)) c.abort(); // cancelled between two waits: the next one ends at once
-      this.hostWaits.set(host, c);
+    let w = this.hostWaits.get(host);
+    if (!w) {
+      const cancel = new AbortController();
+      if (this.stepCancels.has(host)) cancel.abort(); // cancelled between two waits: the next one ends at once
+      w = { cancel, signal: AbortSignal.any([this.abort.signal, cancel.signal]) };
+      this.hostWaits.set(host, w);
     }
-    return AbortSignal.any([this.abort.signal, c.signal]);
+    return w.signal;
   }
 
   /** Who cancelled this host's step, if an operator did (and the rollout goes on); handled once. */
