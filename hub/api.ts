@@ -84,6 +84,11 @@ export function apiErrorHandler(log: Logger): ErrorHandler {
   };
 }
 
+/** Does the request carry a body (RFC 9112: a Transfer-Encoding, or a Content-Length above 0)? */
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+}
+
 type BodyParser = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
 /**
@@ -100,6 +105,10 @@ export function apiBodyParser(): RequestHandler {
     const path = pathOf(req);
     if (!isApiPath(path) || path === WEBHOOK_PATH) return next?.();
     json(req, res, (err?: unknown) => {
+      // body-parser passes a body of another type on unread (as {}): a route would act as if none was sent.
+      if (!err && hasBody(req) && !(req as { _body?: boolean })._body) {
+        return sendJson(res, 415, apiErrorBody(`send the request body as JSON (content-type application/json), not ${req.headers["content-type"] || "without a content type"}`, "unsupported-media-type"));
+      }
       if (!err) return next?.();
       const e = err as { type?: string; message?: string };
       if (e.type === "entity.too.large") return sendJson(res, 413, apiErrorBody(`the request body is larger than ${API_BODY_LIMIT}`, "body-too-large"));

@@ -25,18 +25,17 @@ import { publishHubStatus } from "./status.js";
 import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
-import { AuditLog, auditHandler, hostRequestEvent } from "./audit-log.js";
+import { AuditLog, hostRequestEvent } from "./audit-log.js";
 import { RefusalAudit, type LoginRefusal } from "./refusal-audit.js";
 import { MqttBridge, redactUrl } from "./upstream-bridge.js";
 import { loadHubConfig, type HubConfig } from "./config.js";
-import { basicAuthMiddleware, createEmbeddedNodeRed, whoamiHandler, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
+import { basicAuthMiddleware, createEmbeddedNodeRed, type EmbeddedNodeRed, type RequestHandler } from "./node-red.js";
 import { HubMetrics, metricsHandler } from "./metrics.js";
 import { LastSwitchFile } from "./last-switch-file.js";
-import { apiBodyParser, apiErrorHandler, apiNotFound, apiRoutes, routeListHandler, type ErrorHandler } from "./api.js";
+import { apiBodyParser, apiErrorHandler, apiNotFound, type ErrorHandler } from "./api.js";
+import { mountHubApi } from "./api-routes.js";
 import { boxed, listenLines } from "./banner.js";
 import { buildHubServices, type HubServices } from "./services.js";
-import { mergeRevertHandler, resumeHandler } from "./converge.js";
-import { CANCEL_STEP_PATH, cancelStepHandler } from "./rollout-api.js";
 import { startSteps, type StartStep } from "./steps.js";
 import { startProcessGuard } from "./process-guard.js";
 import { StorageHealth, storageTransitionEvent } from "./storage-health.js";
@@ -375,12 +374,14 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const express = require("express") as () => ExpressApp;
         const app = express();
-        app.get("/api/", nodeRed.apiAuth, routeListHandler(() => apiRoutes(app, nodeRed.httpNode)));
-        app.get("/api/whoami", nodeRed.apiAuth, whoamiHandler);
-        app.get("/api/audit", nodeRed.apiAuth, auditHandler(need("auditLog")) as RequestHandler);
-        app.post("/api/flake-updates/merge-revert", nodeRed.apiAuth, apiBodyParser(), mergeRevertHandler(() => parts.services?.converge));
-        app.post("/api/automatic/resume", nodeRed.apiAuth, resumeHandler(() => parts.services?.automatic));
-        app.post(CANCEL_STEP_PATH, nodeRed.apiAuth, cancelStepHandler(() => parts.services?.rollouts));
+        mountHubApi(app, {
+          auth: nodeRed.apiAuth,
+          auditLog: need("auditLog"),
+          alsoRouting: [nodeRed.httpNode],
+          converge: () => parts.services?.converge,
+          automatic: () => parts.services?.automatic,
+          rollouts: () => parts.services?.rollouts,
+        });
         // Any user may scrape (a viewer is enough), with the API's Basic auth.
         app.get("/metrics", basicAuthMiddleware(need("users"), log.child({ component: "metrics" }), logins), metricsHandler(metrics, log.child({ component: "metrics" })));
         app.post("/admin/auth/token", nodeRed.editorLogin);

@@ -11,6 +11,7 @@ const BY_CODE: Record<string, number> = {
   "rollout-spec": 400,
   "invalid-json": 400,
   "body-too-large": 413,
+  "unsupported-media-type": 415,
   "rollout-not-found": 404,
   "not-found": 404,
   "rollout-conflict": 409,
