@@ -155,11 +155,24 @@ export function adaptDelivery(client: Client): void {
 /** How many recent message ids / topics per client are remembered by DeliveryGuard. */
 const RECENT_FORWARDS = 4096;
 
+function remember(seen: Set<string>, key: string): void {
+  seen.add(key);
+  if (seen.size > RECENT_FORWARDS) seen.delete(seen.values().next().value as string);
+}
+
+/**
+ * The publish (`<brokerId>:<brokerCounter>`) each retained index entry came from, by the entry's
+ * payload (Aedes' retained replay copies the entry's fields, so the payload Buffer is the one link).
+ */
+const retainedOrigins = new WeakMap<Buffer, string>();
+
 /**
  * Per-client delivery checks that stand in for what Aedes gets wrong (called from authorizeForward):
  * - firstDelivery: the one job of Aedes' dedupe that we keep (see adaptDelivery): a message matching
  *   two of a client's subscriptions (an agent's `hosts/<h>/commands` and `hosts/<h>/#`) goes out once.
  *   A fresh client object per connection means re-deliveries after a reconnect are not suppressed.
+ *   A retained replay counts as a delivery of the publish that stored it: a subscription made while
+ *   that publish is still being stored and forwarded gets it once, not once replayed and once live.
  * - notStaleReplay: Aedes reads the retained value for a new subscription while live publishes go
  *   on; a live message forwarded meanwhile can reach the client before the (older) retained copy,
  *   which then overwrites it: measured 15 of 200 subscriptions to a busy topic ending on a stale
@@ -184,13 +197,19 @@ export class DeliveryGuard {
   }
 
   private firstDelivery(client: Client, packet: ForwardedPacket): boolean {
-    if (!packet.brokerId || !packet.brokerCounter) return true; // retained replays carry no id
     let seen = this.forwarded.get(client);
     if (!seen) this.forwarded.set(client, (seen = new Set()));
+    if (!packet.brokerId || !packet.brokerCounter) {
+      // A retained replay carries no id, but the publish it came from may still be on its way to
+      // this client's new subscription (Aedes acknowledges and stores before it delivers): that
+      // live copy would be a second delivery of one message.
+      const origin = Buffer.isBuffer(packet.payload) ? retainedOrigins.get(packet.payload) : undefined;
+      if (origin !== undefined) remember(seen, origin);
+      return true;
+    }
     const key = `${packet.brokerId}:${packet.brokerCounter}`;
     if (seen.has(key)) return false;
-    seen.add(key);
-    if (seen.size > RECENT_FORWARDS) seen.delete(seen.values().next().value as string);
+    remember(seen, key);
     return true;
   }
 
@@ -471,8 +490,10 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
 }
 
 /** A compact copy of a retained packet: the payload copied so it pins no larger socket buffer. */
-function retainedCopy(packet: { topic: string; payload: Buffer | string; qos: 0 | 1 | 2 }): StoredPacket {
-  return { cmd: "publish", topic: packet.topic, payload: Buffer.from(packet.payload), qos: packet.qos, retain: true };
+function retainedCopy(packet: { topic: string; payload: Buffer | string; qos: 0 | 1 | 2; brokerId?: string; brokerCounter?: number }): StoredPacket {
+  const payload = Buffer.from(packet.payload);
+  if (packet.brokerId && packet.brokerCounter) retainedOrigins.set(payload, `${packet.brokerId}:${packet.brokerCounter}`);
+  return { cmd: "publish", topic: packet.topic, payload, qos: packet.qos, retain: true };
 }
 
 /**

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import aedesPersistenceLevel from "aedes-persistence-level";
 import { Level } from "level";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { fixPersistence, type FixablePersistence, type FixedPersistence } from "../../broker/aedes-fixes.js";
+import type { Client, PublishPacket } from "aedes";
+import { DeliveryGuard, fixPersistence, type FixablePersistence, type FixedPersistence } from "../../broker/aedes-fixes.js";
 
 describe("fixPersistence", () => {
   let dir: string;
@@ -141,5 +142,23 @@ describe("fixPersistence", () => {
     expect(batches).toHaveBeenCalledTimes(1);
     await persistence.addSubscriptions(client, [...subs]); // a new SUBSCRIBE packet is stored again
     expect(batches).toHaveBeenCalledTimes(2);
+  });
+
+  it("a retained replay counts as the delivery of the publish that stored it: its live copy does not follow it", async () => {
+    // Aedes acknowledges a QoS 1 publish, stores it, then forwards it: a subscription made in
+    // between replays the stored copy, and the live one reached the client a second time.
+    const live = { topic: "h/a/state", payload: Buffer.from("on"), qos: 1 as const, retain: true, brokerId: "b", brokerCounter: 9 };
+    await persistence.storeRetained(live);
+    let replayed: { topic: string; payload: Buffer } | undefined;
+    for await (const p of persistence.createRetainedStream("h/a/state") as AsyncIterable<{ topic: string; payload: Buffer }>) replayed = p;
+    const guard = new DeliveryGuard();
+    const subscriber = {} as Client;
+    const other = {} as Client;
+    const replay = { cmd: "publish", topic: replayed!.topic, payload: replayed!.payload, qos: 1, retain: true, dup: false, brokerId: null } as unknown as PublishPacket;
+    expect(guard.admit(subscriber, replay)).toBe(true);
+    expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(false);
+    expect(guard.admit(other, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(true); // never got the replay
+    // The next publish of that topic is a new message.
+    expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live, brokerCounter: 10 } as PublishPacket)).toBe(true);
   });
 });
