@@ -34,6 +34,7 @@ import { CredentialStore } from "./credentials.js";
 import { hostRequestOf, type HostRequestInfo } from "./host-requests.js";
 import { ClientLimits } from "./client-limits.js";
 import { LoginBackoff } from "./login-backoff.js";
+import { SessionCache } from "./session-cache.js";
 import { SessionOwners } from "./session-owners.js";
 import { BrokerError, BrokerListeners, connectHost, type EmbeddedBrokerPorts } from "./listeners.js";
 
@@ -274,7 +275,8 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       throw new BrokerError(`cannot open broker persistence in ${dir}: ${(err as Error).message}`, "is another Lockstep hub running with the same dataDir?", { cause: err });
     }
     this.sessions = await SessionOwners.open(this.db, this.logger);
-    const persistence = aedesPersistenceLevel(this.db) as unknown as FixablePersistence & { destroy(): Promise<void> };
+    // Sessions' state read from memory, writes grouped into one batch per turn (session-cache.ts).
+    const persistence = aedesPersistenceLevel(await SessionCache.load(this.db)) as unknown as FixablePersistence & { destroy(): Promise<void> };
     this.persistence = persistence;
     this.fixed = fixPersistence(persistence, this.options.storage);
     return persistence;
