@@ -4,7 +4,7 @@ import { str, UsageError } from "../../broker/commands.js";
 import { AuditEvent, decodeJson, HostPreview, PreviewSummary, type PendingUpdate } from "../../protocol/index.js";
 import { z } from "zod";
 import { ExitCode, TerminalError } from "./errors.js";
-import { JSON_OPTION, untilInterrupted, withSession, type TerminalContext } from "./run.js";
+import { JSON_OPTION, withSession, type TerminalContext } from "./run.js";
 import { auditTable, pendingUpdateText, rowIsRed, statusRows, statusTable } from "./views.js";
 
 const CONNECTION_HELP = [
@@ -49,7 +49,7 @@ export const watchCommand: Subcommand = {
         else t.print((t.colour ? "\x1b[2J\x1b[H" : "") + `${new Date().toISOString()}\n` + statusTable(rows, t.colour) + "\n");
       };
       // Ctrl-C is ours before the first frame is out: a script may interrupt as soon as it sees it.
-      const stop = untilInterrupted();
+      const stopped = t.interrupted();
       draw();
       let pending = false;
       // Retained updates come in bursts: one redraw per burst.
@@ -63,8 +63,7 @@ export const watchCommand: Subcommand = {
       };
       const offFleet = fleet.onChange(schedule);
       const offRollouts = t.session.onRollout(schedule);
-      await stop.stopped;
-      stop.dispose();
+      await stopped;
       offFleet();
       offRollouts();
       return ExitCode.ok;

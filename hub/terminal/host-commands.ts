@@ -4,7 +4,7 @@ import { str, UsageError } from "../../broker/commands.js";
 import { TERMINAL_JOB_STATES, type Command, type JobState } from "../../protocol/index.js";
 import { ExitCode, TerminalError } from "./errors.js";
 import { connectionHelp } from "./fleet-commands.js";
-import { JSON_OPTION, positionals, untilInterrupted, withSession, type TerminalContext } from "./run.js";
+import { JSON_OPTION, positionals, withSession, type TerminalContext } from "./run.js";
 import { jobLine } from "./views.js";
 
 export const HOST_OPS = ["pull", "switch", "test", "rollback", "hold", "release"] as const;
@@ -76,7 +76,7 @@ export const hostCommand: Subcommand = {
 /** Print a job's live output and state changes until it ends (or Ctrl-C). */
 async function followJob(t: TerminalContext, host: string, jobId: string): Promise<JobState | undefined> {
   // Ctrl-C is ours before the first output line: a script may interrupt as soon as it sees it.
-  const stop = untilInterrupted();
+  const stopped = t.interrupted();
   const stopOutput = await t.session.followOutput(host, jobId, (lines) => {
     if (t.json) return;
     for (const l of lines) (l.stream === "stderr" ? t.io.stderr : t.print)(`${l.text}\n`);
@@ -86,9 +86,8 @@ async function followJob(t: TerminalContext, host: string, jobId: string): Promi
     if (!t.json && j.state !== lastState) t.print(`[${j.state}] ${j.summary}${j.error ? ` (${j.error})` : ""}\n`);
     lastState = j.state;
   });
-  void stop.stopped.then(() => end.cancel());
+  void stopped.then(() => end.cancel());
   const final = await end.done;
-  stop.dispose();
   await stopOutput();
   return final;
 }

@@ -6,7 +6,7 @@ import { HOST_ID_PATTERN, ID_PATTERN, isFinalRolloutState, type RolloutProgress 
 import { z } from "zod";
 import { ExitCode, TerminalError } from "./errors.js";
 import { connectionHelp } from "./fleet-commands.js";
-import { JSON_OPTION, positionals, untilInterrupted, withSession, type TerminalContext } from "./run.js";
+import { JSON_OPTION, positionals, withSession, type TerminalContext } from "./run.js";
 import { pendingUpdateText, rolloutDetail, rolloutsTable } from "./views.js";
 
 const rolloutExit = (r: RolloutProgress) => (r.state === "completed" ? ExitCode.ok : isFinalRolloutState(r.state) ? ExitCode.failure : ExitCode.ok);
@@ -32,7 +32,7 @@ async function followRollout(t: TerminalContext, id: string): Promise<number> {
   const current = t.session.rollout(id);
   if (current && isFinalRolloutState(current.state)) return print(current), rolloutExit(current);
   // Ctrl-C is ours before the first output: a script may interrupt as soon as it sees it.
-  const stop = untilInterrupted();
+  const stopped = t.interrupted();
   if (current) print(current);
   const final = await new Promise<RolloutProgress | undefined>((resolve) => {
     const off = t.session.onRollout((r) => {
@@ -43,9 +43,8 @@ async function followRollout(t: TerminalContext, id: string): Promise<number> {
         resolve(r);
       }
     });
-    void stop.stopped.then(() => (off(), resolve(undefined)));
+    void stopped.then(() => (off(), resolve(undefined)));
   });
-  stop.dispose();
   return final ? rolloutExit(final) : ExitCode.ok;
 }
 

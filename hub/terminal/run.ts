@@ -15,11 +15,18 @@ export interface TerminalContext extends CliContext {
   colour: boolean;
   print(text: string): void;
   printJson(value: unknown): void;
+  /**
+   * Resolves on Ctrl-C (SIGINT) or SIGTERM, for follow modes. The first call takes them over from
+   * Node's default (exit) until the command ends; call it before the first output, since a script
+   * may interrupt as soon as it sees that. A second Ctrl-C still exits.
+   */
+  interrupted(): Promise<void>;
 }
 
 /** Runs a terminal command with a session; maps errors to exit codes and always closes the session. */
 export async function withSession(ctx: CliContext, body: (t: TerminalContext) => Promise<number>): Promise<number> {
   let session: HubSession | undefined;
+  const interrupts = interruptHandlers();
   try {
     const prompt = terminalPrompt();
     const creds = await resolveCredentials({ ...(str(ctx.values, "config") ? { configFile: str(ctx.values, "config")! } : {}), env: ctx.io.env, ...(prompt ? { prompt } : {}) });
@@ -31,6 +38,7 @@ export async function withSession(ctx: CliContext, body: (t: TerminalContext) =>
       colour: process.stdout.isTTY === true && !ctx.io.env.NO_COLOR,
       print: (text) => ctx.io.stdout(text),
       printJson: (value) => ctx.io.stdout(JSON.stringify(value, null, 2) + "\n"),
+      interrupted: interrupts.interrupted,
     };
     return await body(t);
   } catch (err) {
@@ -45,6 +53,7 @@ export async function withSession(ctx: CliContext, body: (t: TerminalContext) =>
     }
     throw err;
   } finally {
+    interrupts.dispose();
     await session?.close();
   }
 }
@@ -57,13 +66,23 @@ export function positionals(args: string[], names: string[], command: string, op
   return args;
 }
 
-/** Resolves on SIGINT/SIGTERM (for follow modes); the returned function removes the handlers. */
-export function untilInterrupted(): { stopped: Promise<void>; dispose(): void } {
-  let resolve!: () => void;
-  const stopped = new Promise<void>((r) => (resolve = r));
-  process.once("SIGINT", resolve);
-  process.once("SIGTERM", resolve);
-  return { stopped, dispose: () => (process.off("SIGINT", resolve), process.off("SIGTERM", resolve)) };
+/** SIGINT/SIGTERM handlers installed on first use (`interrupted()`) and removed by `dispose()`. */
+function interruptHandlers(): { interrupted(): Promise<void>; dispose(): void } {
+  let stopped: Promise<void> | undefined;
+  let resolve: (() => void) | undefined;
+  return {
+    interrupted: () =>
+      (stopped ??= new Promise<void>((r) => {
+        resolve = () => r();
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      })),
+    dispose: () => {
+      if (!resolve) return;
+      process.off("SIGINT", resolve);
+      process.off("SIGTERM", resolve);
+    },
+  };
 }
 
 export const flag = (values: Values, key: string) => values[key] === true;
