@@ -4,10 +4,11 @@
  * host that ran previews and tests since its last switch would otherwise lose its series (and its
  * "not updated in 7 days" alert) at every restart. Written whole (temp file + rename) on a change.
  */
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { IGNORE_STORAGE, isValidHostId, type StorageReporter } from "../protocol/index.js";
+import { isValidHostId, type StorageReporter } from "../protocol/index.js";
+import { StorageFile } from "../protocol/storage-file.js";
 
 /** More hosts than any fleet Lockstep is built for; a file beyond it is not read. */
 const MAX_HOSTS = 100_000;
@@ -19,14 +20,21 @@ const LastSwitchFileShape = z.object({
 });
 
 export class LastSwitchFile {
-  /** What the last failed save was to write (written by retry()). */
-  private unsaved?: ReadonlyMap<string, number>;
+  /** The file; what a failed save could not write is kept there and written by retry(). */
+  private readonly file: StorageFile;
 
   constructor(
     private readonly path: string,
     private readonly log: Logger,
-    private readonly storage: StorageReporter = IGNORE_STORAGE,
-  ) {}
+    storage?: StorageReporter,
+  ) {
+    this.file = new StorageFile({
+      path,
+      ...(storage ? { storage } : {}),
+      // Kept in memory (the metric is served from there) and written again once the data dir can be written.
+      onFault: (err) => log.warn({ err, path }, "cannot store the last-switch times (the metric is kept in memory)"),
+    });
+  }
 
   /** What the file holds; nothing when it is missing, and nothing (with a warning) when it is not valid. */
   load(): Map<string, number> {
@@ -53,24 +61,11 @@ export class LastSwitchFile {
   }
 
   save(times: ReadonlyMap<string, number>): void {
-    const tmp = `${this.path}.tmp`;
-    try {
-      writeFileSync(tmp, JSON.stringify({ version: 1, hosts: Object.fromEntries(times) }) + "\n", { mode: 0o600 });
-      renameSync(tmp, this.path);
-    } catch (err) {
-      // Kept in memory (the metric is served from there) and written again once the data dir can be written.
-      if (!this.unsaved) this.log.warn({ err, path: this.path }, "cannot store the last-switch times (the metric is kept in memory)");
-      this.unsaved = new Map(times);
-      this.storage.failed(err, this.path);
-      return;
-    }
-    this.unsaved = undefined;
-    this.storage.ok();
+    this.file.write(JSON.stringify({ version: 1, hosts: Object.fromEntries(times) }) + "\n");
   }
 
   /** Write what the last failed save could not (the hub's storage health calls this while faulted). */
   retry(): void {
-    if (this.unsaved) this.save(this.unsaved);
-    else this.storage.ok();
+    this.file.retry();
   }
 }

@@ -9,12 +9,13 @@
  * (the fleet's way back after Lockstep's revert). A cancelled or interrupted rollout is an
  * operator's or the hub's doing, not a verdict on the update.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import type { AuditEvent, RolloutProgress, RolloutStateName } from "../protocol/schemas.js";
 import { AutomaticPauseState as AutomaticState } from "../protocol/automatic.js";
 import { newAuditEventId } from "../protocol/audit.js";
-import { IGNORE_STORAGE, type StorageReporter } from "../protocol/storage.js";
+import type { StorageReporter } from "../protocol/storage.js";
+import { StorageFile } from "../protocol/storage-file.js";
 
 const PAUSING_STATES: readonly RolloutStateName[] = ["halted", "rolled-back", "failed"];
 
@@ -44,11 +45,17 @@ export interface AutomaticPauseOptions {
 export class AutomaticPause {
   private current: AutomaticState;
   private unfollow?: () => void;
-  /** The state in memory is not in the file yet (the data dir could not be written). */
-  private unsaved = false;
+  /** The file; a state it could not take is kept there and written by retrySave(). */
+  private readonly file: StorageFile;
 
   constructor(private readonly o: AutomaticPauseOptions) {
     this.current = this.load();
+    this.file = new StorageFile({
+      path: o.file,
+      ...(o.storage ? { storage: o.storage } : {}),
+      // The pause still holds in memory and is written once the data dir can be written.
+      onFault: (err) => o.log.error({ err, file: o.file }, "cannot store the automatic-mode state (paused/resumed) in the data dir"),
+    });
   }
 
   get state(): AutomaticState {
@@ -114,25 +121,11 @@ export class AutomaticPause {
 
   /** Write the state the file is missing (the hub's storage health calls this while faulted). */
   retrySave(): void {
-    if (this.unsaved) this.save();
-    else this.o.storage?.ok();
+    this.file.retry();
   }
 
   private save(): void {
-    const storage = this.o.storage ?? IGNORE_STORAGE;
-    try {
-      const tmp = `${this.o.file}.tmp`;
-      writeFileSync(tmp, JSON.stringify(this.current, null, 1) + "\n", { mode: 0o600 });
-      renameSync(tmp, this.o.file);
-    } catch (err) {
-      // The pause still holds in memory and is written once the data dir can be written.
-      if (!this.unsaved) this.o.log.error({ err, file: this.o.file }, "cannot store the automatic-mode state (paused/resumed) in the data dir");
-      this.unsaved = true;
-      storage.failed(err, this.o.file);
-      return;
-    }
-    this.unsaved = false;
-    storage.ok();
+    this.file.write(JSON.stringify(this.current, null, 1) + "\n");
   }
 
   private load(): AutomaticState {
