@@ -10,7 +10,6 @@
  * command that never reached it), or as a failed report when it no longer keeps that job.
  */
 import { TERMINAL_JOB_STATES, type CommandOp, type JobState } from "../protocol/schemas.js";
-import { WaitAbortedError, WaitTimeoutError } from "./errors.js";
 import { newCommandId, type FleetChange, type FleetPort } from "./fleet-port.js";
 
 /** Asks come at most this much further apart than `askEveryMs` (a long switch is asked a handful of times). */
@@ -41,80 +40,88 @@ export class JobStateLost extends Error {}
 const terminal = (j: JobState | undefined): j is JobState => !!j && TERMINAL_JOB_STATES.includes(j.state);
 
 /**
- * The job's terminal state. Rejects with WaitTimeoutError after timeoutMs, WaitAbortedError when the
- * signal aborts, JobStateLost when the host answered that it no longer keeps the job's state.
+ * The job's terminal state: the port's own wait (FleetPort.waitForJob) while the host is asked.
+ * Rejects with WaitTimeoutError after timeoutMs, WaitAbortedError when the signal aborts,
+ * JobStateLost when the host answered that it no longer keeps the job's state.
  */
-export function waitForStepJob(w: StepWait): Promise<JobState> {
+export async function waitForStepJob(w: StepWait): Promise<JobState> {
   const { fleet, host, jobId } = w;
-  const what = `job ${jobId} on ${host}`;
-  return new Promise<JobState>((resolve, reject) => {
-    if (w.signal.aborted) return reject(new WaitAbortedError(what));
-    const now = fleet.job(host, jobId);
-    if (terminal(now)) return resolve(now);
-    const online = () => fleet.host(host)?.availability === "online";
-    let wasOnline = online();
-    let asking: string | undefined;
-    let backoff = 1;
-    let askTimer: NodeJS.Timeout | undefined;
-    const finish = (settle: () => void) => {
-      clearTimeout(timeout);
+  if (w.signal.aborted || terminal(fleet.job(host, jobId))) return fleet.waitForJob(host, jobId, w.timeoutMs, w.signal);
+  // Our own signal, so the wait also ends when the host says the job's state is lost.
+  const stop = new AbortController();
+  const forward = () => stop.abort();
+  w.signal.addEventListener("abort", forward, { once: true });
+  const asking = askWhileWaiting(w);
+  try {
+    return await Promise.race([fleet.waitForJob(host, jobId, w.timeoutMs, stop.signal), asking.lost]);
+  } finally {
+    asking.stop();
+    w.signal.removeEventListener("abort", forward);
+    stop.abort();
+  }
+}
+
+/** Asks the host for the job's state (see the top); `lost` rejects with JobStateLost when it keeps none. */
+function askWhileWaiting(w: StepWait): { lost: Promise<never>; stop(): void } {
+  const { fleet, host, jobId } = w;
+  let lose!: (err: JobStateLost) => void;
+  const lost = new Promise<never>((_, reject) => (lose = reject));
+  const online = () => fleet.host(host)?.availability === "online";
+  let wasOnline = online();
+  let asking: string | undefined;
+  let backoff = 1;
+  let askTimer: NodeJS.Timeout | undefined;
+
+  const ask = (reason: string) => {
+    if (asking || !online()) return;
+    const id = newCommandId();
+    asking = id;
+    w.onAsk?.(reason, id);
+    // Short expiry: an ask queued while the host is away is replaced by the next one.
+    const expiresAt = new Date(Date.now() + Math.max(60_000, w.askEveryMs));
+    fleet.sendCommand(host, "report", { job: jobId, op: w.op }, { id, rolloutId: w.rolloutId, expiresAt, requestedBy: w.requestedBy }).catch((e: unknown) => {
+      if (asking === id) asking = undefined;
+      w.onAskFailed?.(e);
+    });
+  };
+  const scheduleAsk = () => {
+    clearTimeout(askTimer);
+    if (w.askEveryMs <= 0) return;
+    askTimer = setTimeout(() => {
+      ask(`no final state after ${Math.round((w.askEveryMs * backoff) / 1000)} s`);
+      backoff = Math.min(MAX_ASK_BACKOFF, backoff * 2);
+      scheduleAsk();
+    }, w.askEveryMs * backoff);
+  };
+
+  const unsubscribe = fleet.onChange((c: FleetChange) => {
+    if (c.host !== host) return;
+    if (c.kind === "availability") {
+      const on = online();
+      if (on && !wasOnline) {
+        // Back online: what it finished meanwhile may not have reached us. Ask now, then as usual.
+        backoff = 1;
+        ask("the host is back online");
+        scheduleAsk();
+      }
+      wasOnline = on;
+      return;
+    }
+    if (c.kind !== "job" || c.jobId !== asking) return;
+    const answer = fleet.job(host, asking);
+    if (!terminal(answer)) return;
+    asking = undefined;
+    // Succeeded: the job's state was published again (the port's wait sees it). Rejected: an agent
+    // without `report`. Failed: the host got the command but keeps no state of it.
+    if (answer.state === "failed") lose(new JobStateLost(`the host keeps no state of ${jobId}: ${answer.summary}`));
+  });
+  scheduleAsk();
+  if (w.askNow) ask("the hub restarted while the step ran");
+  return {
+    lost,
+    stop: () => {
       clearTimeout(askTimer);
       unsubscribe();
-      w.signal.removeEventListener("abort", onAbort);
-      settle();
-    };
-    const onAbort = () => finish(() => reject(new WaitAbortedError(what)));
-
-    const ask = (reason: string) => {
-      if (asking || !online()) return;
-      const id = newCommandId();
-      asking = id;
-      w.onAsk?.(reason, id);
-      // Short expiry: an ask queued while the host is away is replaced by the next one.
-      const expiresAt = new Date(Date.now() + Math.max(60_000, w.askEveryMs));
-      fleet.sendCommand(host, "report", { job: jobId, op: w.op }, { id, rolloutId: w.rolloutId, expiresAt, requestedBy: w.requestedBy }).catch((e: unknown) => {
-        if (asking === id) asking = undefined;
-        w.onAskFailed?.(e);
-      });
-    };
-    const scheduleAsk = () => {
-      clearTimeout(askTimer);
-      if (w.askEveryMs <= 0) return;
-      askTimer = setTimeout(() => {
-        ask(`no final state after ${Math.round((w.askEveryMs * backoff) / 1000)} s`);
-        backoff = Math.min(MAX_ASK_BACKOFF, backoff * 2);
-        scheduleAsk();
-      }, w.askEveryMs * backoff);
-    };
-
-    const onChange = (c: FleetChange) => {
-      if (c.host !== host) return;
-      if (c.kind === "availability") {
-        const on = online();
-        if (on && !wasOnline) {
-          // Back online: what it finished meanwhile may not have reached us. Ask now, then as usual.
-          backoff = 1;
-          ask("the host is back online");
-          scheduleAsk();
-        }
-        wasOnline = on;
-        return;
-      }
-      if (c.kind !== "job") return;
-      const job = fleet.job(host, jobId);
-      if (terminal(job)) return finish(() => resolve(job));
-      if (c.jobId !== asking) return;
-      const answer = fleet.job(host, asking);
-      if (!terminal(answer)) return;
-      asking = undefined;
-      // Succeeded: the job's state was published again (seen above when final). Rejected: an agent
-      // without `report`. Failed: the host got the command but keeps no state of it.
-      if (answer.state === "failed") finish(() => reject(new JobStateLost(`the host keeps no state of ${jobId}: ${answer.summary}`)));
-    };
-    const unsubscribe = fleet.onChange(onChange);
-    const timeout = setTimeout(() => finish(() => reject(new WaitTimeoutError(what, w.timeoutMs))), w.timeoutMs);
-    w.signal.addEventListener("abort", onAbort, { once: true });
-    scheduleAsk();
-    if (w.askNow) ask("the hub restarted while the step ran");
-  });
+    },
+  };
 }
