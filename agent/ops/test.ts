@@ -10,7 +10,7 @@ import { runHealthChecks } from "../health.js";
 import type { Outcome, RunningJob } from "../job.js";
 import { profilePathOf } from "../os-profiles.js";
 import { meaningfulErrorLine } from "../process.js";
-import { readProfile } from "../profile.js";
+import { readProfile, type ProfileState } from "../profile.js";
 
 /** The host's test scripts, in the order they run. */
 export function testScripts(checkoutDir: string, testsDir: string, host: string): Array<{ name: string; path: string }> {
@@ -31,6 +31,11 @@ export function testScripts(checkoutDir: string, testsDir: string, host: string)
   return scripts;
 }
 
+/** What each test script gets (here and in the boot check): the host, and the system generation under test. */
+export function testScriptEnv(env: NodeJS.ProcessEnv, host: string, profile: ProfileState): NodeJS.ProcessEnv {
+  return { ...env, LOCKSTEP_HOST: host, LOCKSTEP_SYSTEM: profile.path ?? "", ...(profile.generation !== undefined ? { LOCKSTEP_GENERATION: String(profile.generation) } : {}) };
+}
+
 export async function test(ctx: AgentContext, job: RunningJob): Promise<Outcome> {
   const profile = readProfile(profilePathOf(ctx.config));
   const scripts = testScripts(ctx.checkout.dir, ctx.config.testsDir, ctx.host);
@@ -40,12 +45,7 @@ export async function test(ctx: AgentContext, job: RunningJob): Promise<Outcome>
     const r = await step(ctx, job, [s.path], {
       cwd: ctx.checkout.dir,
       timeoutMs: ctx.config.timeouts.testSeconds * 1000,
-      env: {
-        ...ctx.env,
-        LOCKSTEP_HOST: ctx.host,
-        LOCKSTEP_SYSTEM: profile.path ?? "",
-        ...(profile.generation !== undefined ? { LOCKSTEP_GENERATION: String(profile.generation) } : {}),
-      },
+      env: testScriptEnv(ctx.env, ctx.host, profile),
     });
     if (job.cancelled) break;
     const ok = r.exitCode === 0;

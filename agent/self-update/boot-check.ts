@@ -29,7 +29,7 @@ import { appendRunRecord, startRunRecord, type RunRecord, type RunStep } from ".
 import { acquireSelfUpdateLock, SelfUpdateLockedError, type HeldLock } from "./lock.js";
 import { expandArgv, localNixSystem } from "../os-profiles.js";
 import { listGenerations, readProfile } from "../profile.js";
-import { testScripts } from "../ops/test.js";
+import { testScriptEnv, testScripts } from "../ops/test.js";
 
 export const BOOT_PENDING_FILE = "boot-pending.json";
 /** Held while one process checks a boot (the same O_EXCL pid lock as the self-update's). */
@@ -348,16 +348,11 @@ export async function waitForActiveUnits(units: string[], argv: string[], pollSe
   return results;
 }
 
-/** The host's test scripts (as the agent's `test` runs them), on the booted generation. */
+/** The host's test scripts (as the agent's `test` runs them: testScripts, testScriptEnv), on the booted generation. */
 export async function runBootTests(checkoutDir: string, testsDir: string, host: string, systemProfile: string, env: NodeJS.ProcessEnv, remaining: () => number): Promise<HealthResult[]> {
   const results: HealthResult[] = [];
   for (const s of testScripts(checkoutDir, testsDir, host)) {
-    const profile = readProfile(systemProfile);
-    const r = await runCommand([s.path], {
-      cwd: checkoutDir,
-      env: { ...env, LOCKSTEP_HOST: host, LOCKSTEP_SYSTEM: profile.path ?? "", ...(profile.generation !== undefined ? { LOCKSTEP_GENERATION: String(profile.generation) } : {}) },
-      timeoutMs: remaining(),
-    });
+    const r = await runCommand([s.path], { cwd: checkoutDir, env: testScriptEnv(env, host, readProfile(systemProfile)), timeoutMs: remaining() });
     results.push({ check: "test", ok: r.exitCode === 0, detail: r.exitCode === 0 ? `${s.name} passed` : `${s.name} failed: ${describeFailure(r)}` });
   }
   return results;
