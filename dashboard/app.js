@@ -2,7 +2,8 @@
 // Plain ES modules, no framework. Rendering is batched per animation frame (reads, then writes),
 // touches only the cells whose value changed, and keeps only the rows on screen in the DOM, so
 // 10,000 hosts stay smooth. The modules (modules/), in the
-// order a message travels: session (login, MQTT) → payloads (checks) → messages (state) → render
+// order a message travels: session (login, MQTT) → host-stream (host state from the hub's fleet
+// stream) and payloads (checks) → messages (state) → render
 // (the frame) → hosts (host-index, virtual-rows, first-paint), detail, tooltip, lock-diff, fleet-bar, empty-hub, activity, notice (the
 // views); api.js calls the hub's HTTP API. They import downward only (no cycles). Topics, enums,
 // final rollout states and the lock-diff wording come from protocol/ through

@@ -11,6 +11,7 @@ import { auditHandler, type AuditLog } from "./audit-log.js";
 import { mergeRevertHandler, resumeHandler, type RevertConverger } from "./converge.js";
 import { whoamiHandler, type RequestHandler } from "./node-red.js";
 import { CANCEL_STEP_PATH, cancelStepHandler } from "./rollout-api.js";
+import { FLEET_STREAM_PATH } from "../protocol/fleet-stream.js";
 
 export interface HubApiApp {
   get(path: string, ...handlers: RequestHandler[]): void;
@@ -26,12 +27,16 @@ export interface HubApiServices {
   converge: () => RevertConverger | undefined;
   automatic: () => AutomaticPause | undefined;
   rollouts: () => Pick<RolloutService, "cancelStep"> | undefined;
+  /** GET /api/fleet/stream (hub/fleet-stream.ts), the page's host state; absent: not served. */
+  fleetStream?: RequestHandler;
 }
 
 export function mountHubApi(app: HubApiApp, s: HubApiServices): void {
   app.get("/api/", s.auth, routeListHandler(() => apiRoutes(app, ...s.alsoRouting)));
   app.get("/api/whoami", s.auth, whoamiHandler);
   app.get("/api/audit", s.auth, auditHandler(s.auditLog) as RequestHandler);
+  // The page's host state: one snapshot from the fleet view, then live changes (no retained replay).
+  if (s.fleetStream) app.get(FLEET_STREAM_PATH, s.auth, s.fleetStream);
   app.post("/api/flake-updates/merge-revert", s.auth, apiBodyParser(), mergeRevertHandler(s.converge));
   // These two take no body, but a malformed one is still a 400 (as on every API route), never acted on.
   app.post("/api/automatic/resume", s.auth, apiBodyParser(), resumeHandler(s.automatic));

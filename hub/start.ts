@@ -24,6 +24,7 @@ import { loadGitHubConfig, REDACT_PATHS } from "../github/config.js";
 import { publishHubStatus } from "./status.js";
 import { HomeAssistantBridge } from "../ha/bridge.js";
 import { createDashboardHandler } from "../dashboard/server.js";
+import { fleetStreamHandler } from "./fleet-stream.js";
 import type { LockstepSettings } from "../node-red-nodes/lib/settings.js";
 import { AuditLog, hostRequestEvent } from "./audit-log.js";
 import { RefusalAudit, type LoginRefusal } from "./refusal-audit.js";
@@ -381,6 +382,7 @@ export async function startHub(opts: StartHubOptions): Promise<RunningHub> {
           converge: () => parts.services?.converge,
           automatic: () => parts.services?.automatic,
           rollouts: () => parts.services?.rollouts,
+          fleetStream: fleetStreamHandler({ fleet: need("services").fleet, log: log.child({ component: "fleet-stream" }) }) as RequestHandler,
         });
         // Any user may scrape (a viewer is enough), with the API's Basic auth.
         app.get("/metrics", basicAuthMiddleware(need("users"), log.child({ component: "metrics" }), logins), metricsHandler(metrics, log.child({ component: "metrics" })));

@@ -24,3 +24,4 @@ export * from "./nix-output.js";
 export * from "./reboot.js";
 export { FINAL_ROLLOUT_STATES, isFinalRolloutState } from "./enums.js";
 export * from "./lock-diff-view.js";
+export * from "./fleet-stream.js";

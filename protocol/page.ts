@@ -21,3 +21,4 @@ export {
 export { ATTENTION_REASONS, SUMMARY_MAX_LISTED, attentionOf } from "./attention.js";
 export { compareUrl, describeLockDiff, describeRow, describeSide, lockDiffRows } from "./lock-diff-view.js";
 export { formatPackageChange, formatSizeDelta, PREVIEW_OUTCOME_LABEL, previewProgress, previewRow } from "./preview-view.js";
+export { FLEET_STREAM_PATH, LineSplitter } from "./fleet-stream.js";

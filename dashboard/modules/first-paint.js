@@ -1,7 +1,7 @@
 // First paint of a large fleet: the hub keeps a compact summary retained on fleet/summary
-// (protocol/fleet-summary.ts) and the page subscribes to it first. Until the page holds as many
-// hosts as the summary counts (or no new host came for a while: the summary may be older than the
-// fleet), the header shows the summary's figures and the hosts card lists the hosts it names as
+// (protocol/fleet-summary.ts) and the page subscribes to it first. Until the page holds the fleet
+// stream's whole snapshot (or as many hosts as the summary counts, or no new host came for a
+// while), the header shows the summary's figures and the hosts card lists the hosts it names as
 // needing attention, while the per-host rows fill in.
 import { $, el } from "./dom.js";
 import { app } from "./state.js";
@@ -32,7 +32,7 @@ export function summaryCounts(tally) {
     lastChangeAt = now;
   }
   const quietMs = tally.total > 0 ? QUIET_MS : EMPTY_MS;
-  if (tally.total >= s.hosts || now - lastChangeAt > quietMs) {
+  if (app.fleetLoaded || tally.total >= s.hosts || now - lastChangeAt > quietMs) {
     done = true;
     clearTimeout(timer);
     renderFirstPaint(null);

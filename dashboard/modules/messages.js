@@ -1,49 +1,23 @@
 // MQTT messages into state (each payload checked by payloads.js first).
 import { isObj, isStr } from "./dom.js";
-import { MAX_OUTPUT_LINES, app, hostRecord, stats, touch } from "./state.js";
+import { MAX_OUTPUT_LINES, app, hostRecord, stats } from "./state.js";
 import { checks, decode, rejectPayload } from "./payloads.js";
 import { dirty, markHost, markRows, schedule } from "./render.js";
 import { tooltipTarget } from "./tooltip.js";
 import { addActivity } from "./activity.js";
 
-/** One MQTT message; `retained` when the broker replayed it on subscribe (not news of this moment). */
-export function onMessage(topic, payload, retained = false) {
+/** One MQTT message. */
+export function onMessage(topic, payload) {
   stats.messages++;
   const parsed = app.topics.parse(topic);
   if (!parsed) return;
-  // Availability payloads are bare words, everything else is JSON.
-  const plainText = parsed.kind === "availability" || parsed.kind === "hubAvailability";
+  // Hub availability is a bare word, everything else is JSON. (Host state comes from the fleet
+  // stream, host-stream.js, not from MQTT.)
+  const plainText = parsed.kind === "hubAvailability";
   const d = plainText ? { text: new TextDecoder().decode(payload), empty: payload.length === 0 } : decode(payload);
   if (d.error) return rejectPayload(topic, d.error);
 
   switch (parsed.kind) {
-    case "availability": {
-      const h = hostRecord(parsed.host);
-      const text = d.empty ? null : d.text.trim();
-      if (text !== null && text !== "online" && text !== "offline") return rejectPayload(topic, "expected online/offline");
-      // A live (not retained) change is a moment the broker saw the host: an "offline" is its last sign of life.
-      if (!retained && text !== null) h.lastSeen = Date.now();
-      h.availability = text;
-      return markHost(h);
-    }
-    case "info": {
-      const h = hostRecord(parsed.host);
-      if (d.empty) return removeHost(h);
-      if (!checks.info(d.value, parsed.host)) return rejectPayload(topic, "not a host info");
-      h.info = d.value;
-      touch(h, d.value.updatedAt);
-      return markHost(h);
-    }
-    case "compartment": {
-      const h = hostRecord(parsed.host);
-      if (d.empty) delete h.compartments[parsed.compartment];
-      else if (!checks.compartment(d.value)) return rejectPayload(topic, "not a compartment");
-      else {
-        h.compartments[parsed.compartment] = d.value;
-        touch(h, d.value.checkedAt);
-      }
-      return markHost(h);
-    }
     case "job": {
       const h = hostRecord(parsed.host);
       if (d.empty) h.jobs.delete(parsed.jobId);
@@ -169,15 +143,4 @@ function markNamedHosts(ids) {
     const h = app.hosts.get(id);
     if (h?.row) dirty.hosts.add(h);
   }
-}
-
-/** An empty retained info: the host left the fleet (its row goes with the next frame). */
-export function removeHost(h) {
-  h.info = null;
-  if (h.detail) {
-    h.detail.tr.remove();
-    h.detail = null;
-  }
-  if (app.openHost === h.id) app.openHost = null;
-  markHost(h);
 }

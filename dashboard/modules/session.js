@@ -7,6 +7,7 @@ import { markAll } from "./render.js";
 import { onMessage } from "./messages.js";
 import { showBanner } from "./notice.js";
 import { loadActivity } from "./activity.js";
+import { followFleet } from "./host-stream.js";
 
 export function defaultWsUrl() {
   const u = new URL("mqtt", location.href);
@@ -72,17 +73,18 @@ export async function login(username, password) {
   app.password = password;
   app.role = who.role;
   client.options.reconnectPeriod = 3000;
-  client.on("message", (topic, payload, packet) => {
+  client.on("message", (topic, payload) => {
     const t0 = performance.now();
-    onMessage(topic, payload, packet?.retain === true);
+    onMessage(topic, payload);
     stats.handleMs += performance.now() - t0;
   });
   client.on("connect", () => setConn(true));
   client.on("close", () => setConn(false));
   client.on("error", (err) => console.warn("lockstep: mqtt error", err.message));
   const t = app.topics;
-  // The summary first: brokers send retained messages in the order of the filters.
-  client.subscribe([t.fleetSummary(), ...t.allHostState(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.allPreviews(), t.allPreviewSummaries(), t.hubAvailability(), t.hubStatus(), t.events(), t.automatic(), t.automaticPause(), t.hubStorage()], { qos: 0 });
+  // The summary first: brokers send retained messages in the order of the filters. Host state
+  // comes from the hub's fleet stream (host-stream.js), not from the per-host retained topics.
+  client.subscribe([t.fleetSummary(), t.expected(), t.allRollouts(), t.allHistory(), t.allJobs(), t.allPreviews(), t.allPreviewSummaries(), t.hubAvailability(), t.hubStatus(), t.events(), t.automatic(), t.automaticPause(), t.hubStorage()], { qos: 0 });
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({ username, password }));
   document.body.dataset.role = app.role;
   $("session-user").textContent = `${app.user} · ${app.role}`;
@@ -94,6 +96,7 @@ export async function login(username, password) {
   if (who.note) showBanner(who.note);
   markAll();
   void loadActivity();
+  void followFleet();
 }
 
 export function setConn(online) {

@@ -43,6 +43,8 @@ export const app = {
   hubStatus: null,
   /** The hub's retained fleet/summary (counts, hosts needing attention): the first paint of a large fleet. */
   summary: null,
+  /** The fleet stream's first snapshot is in: the page holds every host (first-paint.js stops). */
+  fleetLoaded: false,
   openHost: null,
   followRolloutId: null,
   filter: "",
@@ -52,7 +54,8 @@ export const app = {
 
 // Exposed for the browser tests and the benchmark (read-only numbers, no credentials).
 // rows: hosts in the table (filtered or not); rendered: row elements in the DOM (only those on screen).
-export const stats = { renders: 0, lastRenderMs: 0, maxRenderMs: 0, totalRenderMs: 0, messages: 0, handleMs: 0, invalid: 0, rows: 0, rendered: 0 };
+// hostStates: host states applied from the fleet stream; fleetLoaded: its first snapshot is in.
+export const stats = { hostStates: 0, fleetLoaded: false, renders: 0, lastRenderMs: 0, maxRenderMs: 0, totalRenderMs: 0, messages: 0, handleMs: 0, invalid: 0, rows: 0, rendered: 0 };
 window.lockstepStats = stats;
 
 export function hostRecord(id) {

@@ -299,13 +299,23 @@ describe.each(BROKER_KINDS)("fleet page on %s", (kind) => {
       if (m.type() === "warning") warnings.push(m.text());
     };
     page.on("console", onConsole);
+    const hostStates = () => page.evaluate(() => (window as unknown as { lockstepStats: { hostStates: number } }).lockstepStats.hostStates);
+    const before = await hostStates();
+    // Host state: the hub's fleet view drops what is invalid, so the fleet stream never carries it.
     await hub.publishAsync(topics.compartment("db-1", "lock"), JSON.stringify({ status: "purple", summary: 1 }), { qos: 1, retain: false });
     await hub.publishAsync(topics.info("db-1"), "{not json", { qos: 1, retain: false });
+    // A valid info after them (the stream is in order): once it is in, the invalid ones were passed over.
+    await hub.publishAsync(topics.info("db-1"), JSON.stringify(threeHosts().find((h) => h.info.host === "db-1")!.info), { qos: 1, retain: true });
+    await page.waitForFunction((n) => (window as unknown as { lockstepStats: { hostStates: number } }).lockstepStats.hostStates > n, before);
+    // The topics the page reads from MQTT itself are checked by the page.
+    await hub.publishAsync(topics.automatic(), "{not json", { qos: 1, retain: false });
+    await hub.publishAsync(topics.rollout("r-bad"), JSON.stringify({ id: "r-bad", state: 1 }), { qos: 1, retain: false });
     await page.waitForFunction(() => (window as unknown as { lockstepStats: { invalid: number } }).lockstepStats.invalid >= 2);
     page.off("console", onConsole);
     expect(await cellClass(page, "db-1", "lock")).toBe("cell outdated");
     expect(await page.textContent('tr.host[data-host="db-1"] .c-gen')).toBe("17");
-    expect(warnings.some((w) => w.includes(topics.compartment("db-1", "lock")) && w.includes("not a compartment"))).toBe(true);
+    expect(warnings.some((w) => w.includes(topics.rollout("r-bad")) && w.includes("not a rollout"))).toBe(true);
+    expect(warnings.some((w) => w.includes(topics.automatic()) && w.includes("not JSON"))).toBe(true);
   });
 
   it("says loudly while the hub cannot write its data dir (hub/storage), and clears once it can", async () => {

@@ -1,13 +1,19 @@
 /**
  * A stand-in for the hub's HTTP server in browser tests and the benchmark: the real fleet page
- * handler, MQTT over WebSocket at /mqtt (the broker's own WebSocket listener when it has one,
+ * handler, the hub's real fleet stream (GET /api/fleet/stream, on a fleet view of the broker like
+ * the hub's), MQTT over WebSocket at /mqtt (the broker's own WebSocket listener when it has one,
  * otherwise a byte-for-byte WebSocket→TCP relay), and fake `/api/` endpoints (whoami, audit, the POSTs) that check HTTP Basic
  * auth against the same credentials and record what the page asked for.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { connect as tcpConnect, type AddressInfo } from "node:net";
 import { WebSocketServer, createWebSocketStream } from "ws";
+import pino from "pino";
 import { createDashboardHandler } from "../../dashboard/server.js";
+import { fleetStreamHandler } from "../../hub/fleet-stream.js";
+import { FLEET_STREAM_PATH } from "../../protocol/fleet-stream.js";
+import { Topics } from "../../protocol/topics.js";
+import { FleetView } from "../../rollout/fleet-view.js";
 import type { TestBroker } from "../support/brokers.js";
 
 export interface PageUser {
@@ -25,6 +31,10 @@ export interface ApiCall {
 export interface PageServer {
   url: string;
   calls: ApiCall[];
+  /** Fleet streams the page opened so far (a reconnect opens another). */
+  fleetStreamsOpened(): number;
+  /** Cut every open fleet stream, as a lost connection would. */
+  dropFleetStreams(): void;
   close(): Promise<void>;
 }
 
@@ -36,6 +46,8 @@ export interface PageServerOptions {
   onMergeAndDeploy?: (body: { pr_number?: number; parts?: number[]; hosts?: string[] }, user: string) => Promise<{ job_id: string; merged?: number[]; not_merged?: { pr_number: number; reason: string }[] }>;
   /** What GET /api/audit answers (newest first), like the hub's audit log. */
   auditEvents?: unknown[];
+  /** The fleet view the stream reads (the benchmark's); default: one of its own, as user "hub". */
+  fleet?: FleetView;
 }
 
 function basicUser(req: IncomingMessage, users: PageUser[]): PageUser | null {
@@ -61,6 +73,15 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 export async function startPageServer(opts: PageServerOptions): Promise<PageServer> {
   const page = createDashboardHandler({ prefix: opts.prefix ?? "lockstep", ...(opts.broker.wsUrl ? { mqttWsUrl: opts.broker.wsUrl } : {}) });
   const calls: ApiCall[] = [];
+  let ownFleet: FleetView | undefined;
+  if (!opts.fleet) {
+    const hub = await opts.broker.credentials("hub", "page-server");
+    ownFleet = new FleetView({ url: opts.broker.url, ...hub, topics: new Topics(opts.prefix), connectOptions: { reconnectPeriod: 0 } });
+    await ownFleet.start();
+  }
+  let streamsOpened = 0;
+  const openStreams = new Set<ServerResponse>();
+  const stream = fleetStreamHandler({ fleet: opts.fleet ?? ownFleet!, log: pino({ level: "silent" }) });
 
   const server: Server = createServer((req, res) => {
     if (page(req, res)) return;
@@ -74,6 +95,12 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
       }
       if (path === "/api/whoami" && req.method === "GET") return json(res, 200, { user: user.username, role: user.role });
       if (path === "/api/audit" && req.method === "GET") return json(res, 200, { events: opts.auditEvents ?? [] });
+      if (path === FLEET_STREAM_PATH && req.method === "GET") {
+        streamsOpened++;
+        openStreams.add(res);
+        res.on("close", () => openStreams.delete(res));
+        return stream(req, res);
+      }
       if (req.method !== "POST") return json(res, 405, { error: "method not allowed" });
       const body = await readJson(req);
       calls.push({ path, user: user.username, body });
@@ -111,11 +138,16 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
   return {
     url: `http://127.0.0.1:${port}/`,
     calls,
+    fleetStreamsOpened: () => streamsOpened,
+    dropFleetStreams() {
+      for (const res of openStreams) res.destroy();
+    },
     async close() {
       for (const c of wss.clients) c.terminate();
       wss.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      await ownFleet?.stop();
     },
   };
 }

@@ -1,8 +1,8 @@
 /**
  * The hub's API as a script meets it (every answer JSON: the route list, unknown routes, bad and
  * oversized bodies, errors with the status their code stands for) and the hub's exit: within 5 s
- * of SIGTERM although a browser still has the fleet page and the Node-RED editor open (keep-alive
- * and WebSocket connections). Needs `npm run build` and Debian's chromium.
+ * of SIGTERM although a browser still has the fleet page and the Node-RED editor open (keep-alive,
+ * WebSocket and fleet stream connections). Needs `npm run build` and Debian's chromium.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CredentialStore } from "../../broker/credentials.js";
+import { FLEET_STREAM_PATH, LineSplitter } from "../../protocol/fleet-stream.js";
 import { startHubProcess, type HubProcess } from "../demo/hub-process.js";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../browser/page-server.js";
 
@@ -49,6 +50,7 @@ describe("the hub's API and its exit", () => {
         { method: "GET", path: "/api/", access: "reader" },
         { method: "GET", path: "/api/whoami", access: "reader" },
         { method: "GET", path: "/api/audit", access: "reader" },
+        { method: "GET", path: "/api/fleet/stream", access: "reader" },
         { method: "POST", path: "/api/flake-updates/merge-and-deploy", access: "operator" },
         { method: "POST", path: "/api/flake-updates/check", access: "operator" },
         { method: "POST", path: "/api/flake-updates/merge-revert", access: "operator" },
@@ -86,10 +88,29 @@ describe("the hub's API and its exit", () => {
     expect(JSON.parse(noRepo.body)).toMatchObject({ code: "config" });
   });
 
+  it("streams the fleet (GET /api/fleet/stream) to a logged-in user only", async () => {
+    expect((await fetch(`${hub.baseUrl}${FLEET_STREAM_PATH}`)).status).toBe(401);
+    const res = await fetch(`${hub.baseUrl}${FLEET_STREAM_PATH}`, { headers: { authorization: auth } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/application\/x-ndjson/);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const split = new LineSplitter();
+    let lines: string[] = [];
+    while (lines.length === 0) lines = split.push((await reader.read()).value ?? "");
+    // No agent connected: the snapshot is one empty part.
+    expect(JSON.parse(lines[0]!)).toEqual({ kind: "snapshot", hosts: [], done: true });
+    await reader.cancel();
+  });
+
   it("exits within 5 s of SIGTERM after a browser used the page and the editor", async () => {
     browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
     const page = await browser.newPage();
     await page.goto(`${hub.baseUrl}/`);
+    // Logged in: the page's fleet stream is a long response the hub must end too.
+    await page.fill("#login-username", OPERATOR.name);
+    await page.fill("#login-password", OPERATOR.password);
+    await page.click("#login-submit");
+    await page.waitForFunction(() => (window as unknown as { lockstepStats: { fleetLoaded: boolean } }).lockstepStats.fleetLoaded, undefined, { timeout: 30_000 });
     const editor = await browser.newPage();
     await editor.goto(`${hub.baseUrl}/admin/`);
     await editor.fill("#node-dialog-login-username", OPERATOR.name);

@@ -1,0 +1,115 @@
+// Host state from the hub's fleet stream (protocol/fleet-stream.ts): one snapshot of every host,
+// then live changes, on one ordered HTTP response. The page does not subscribe to the per-host
+// retained topics: the broker's replay of 7 messages per host was most of a login at 10,000 hosts.
+// Lines are applied a few per task, so a 10,000-host snapshot never holds a frame for long. After
+// a lost connection the stream starts again with a new snapshot, which replaces the hosts held.
+import { COMPARTMENTS, FLEET_STREAM_PATH, LineSplitter } from "../generated/protocol.js";
+import { isObj, isStr } from "./dom.js";
+import { app, hostRecord, stats, touch } from "./state.js";
+import { checks, rejectPayload } from "./payloads.js";
+import { markHost } from "./render.js";
+import { basicAuth } from "./api.js";
+import { showBanner } from "./notice.js";
+
+/** Work on stream lines for at most this long before letting the browser draw a frame. */
+const SLICE_MS = 8;
+const RETRY_MS = 3000;
+
+/** Follows the fleet until logout (app.client ends); reconnects after a lost connection. */
+export async function followFleet() {
+  while (app.client && !app.client.disconnecting) {
+    try {
+      await readStream();
+    } catch (err) {
+      if (err.status === 401 || err.status === 403) return showBanner(`Cannot load the fleet: ${err.message}`, true);
+      console.warn("lockstep: fleet stream lost", err.message);
+    }
+    await new Promise((r) => setTimeout(r, RETRY_MS));
+  }
+}
+
+async function readStream() {
+  const res = await fetch(FLEET_STREAM_PATH.slice(1), { headers: { authorization: basicAuth() }, cache: "no-store" });
+  if (!res.ok || !res.body) throw Object.assign(new Error(`HTTP ${res.status}`), { status: res.status });
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  const lines = new LineSplitter();
+  const snapshot = new Set();
+  let sliceStart = performance.now();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("the hub ended the fleet stream");
+    for (const text of lines.push(value)) {
+      applyLine(text, snapshot);
+      if (performance.now() - sliceStart > SLICE_MS) {
+        await new Promise((r) => setTimeout(r, 0));
+        sliceStart = performance.now();
+      }
+    }
+  }
+}
+
+function applyLine(text, snapshot) {
+  let line;
+  try {
+    line = JSON.parse(text);
+  } catch {
+    return rejectPayload("the fleet stream", "not JSON");
+  }
+  if (!isObj(line) || !["snapshot", "changes", "ping"].includes(line.kind)) return rejectPayload("the fleet stream", "not a stream line");
+  if (line.kind === "ping") return;
+  if (!Array.isArray(line.hosts)) return rejectPayload("the fleet stream", "no hosts");
+  const live = line.kind === "changes";
+  for (const x of line.hosts) {
+    if (!isObj(x) || !isStr(x.host)) {
+      rejectPayload("the fleet stream", "not a host");
+      continue;
+    }
+    if (!live) snapshot.add(x.host);
+    applyHost(x, live);
+  }
+  if (line.kind === "snapshot" && line.done === true) {
+    // Hosts the page held from an earlier connection that the new snapshot does not have left meanwhile.
+    for (const h of app.hosts.values()) if (h.info && !snapshot.has(h.id)) removeHost(h);
+    snapshot.clear();
+    app.fleetLoaded = true;
+    stats.fleetLoaded = true;
+  }
+}
+
+/** One host's whole state; `live`: it changed now (a snapshot tells what was, not when). */
+function applyHost(x, live) {
+  const h = hostRecord(x.host);
+  stats.hostStates++;
+  const availability = x.availability === "online" || x.availability === "offline" ? x.availability : null;
+  // A change of availability is a moment the hub saw the host: an "offline" is its last sign of life.
+  if (live && availability !== null && availability !== h.availability) h.lastSeen = Date.now();
+  h.availability = availability;
+  const compartments = {};
+  for (const name of COMPARTMENTS) {
+    const c = isObj(x.compartments) ? x.compartments[name] : undefined;
+    if (c === undefined) continue;
+    if (!checks.compartment(c)) {
+      rejectPayload(`the fleet stream (${x.host} ${name})`, "not a compartment");
+      continue;
+    }
+    compartments[name] = c;
+    touch(h, c.checkedAt);
+  }
+  h.compartments = compartments;
+  if (x.info === null) return h.info ? removeHost(h) : markHost(h);
+  if (!checks.info(x.info, x.host)) return rejectPayload(`the fleet stream (${x.host})`, "not a host info");
+  h.info = x.info;
+  touch(h, x.info.updatedAt);
+  markHost(h);
+}
+
+/** A host without info left the fleet: its row goes with the next frame. */
+export function removeHost(h) {
+  h.info = null;
+  if (h.detail) {
+    h.detail.tr.remove();
+    h.detail = null;
+  }
+  if (app.openHost === h.id) app.openHost = null;
+  markHost(h);
+}
