@@ -220,6 +220,8 @@ describe("the fleet page with 2,000 hosts", () => {
     summary.stop();
     const s = summarizeFleet([...fleet.hosts(), { host: "gone-1", info: {}, availability: "offline", compartments: {} }]);
     await hub.publishAsync(topics.fleetSummary(), JSON.stringify(s), { qos: 1, retain: true });
+    // The hub is slow to send the fleet: the page shows the summary meanwhile.
+    const release = server.holdFleetStreams();
     const p = await context.newPage();
     await login(p);
     // Shown until the fleet stream's snapshot is in: polled every frame.
@@ -237,6 +239,7 @@ describe("the fleet page with 2,000 hosts", () => {
     const shown = (await firstPaint.jsonValue()) as { counts: string; attention: string };
     expect(shown.counts).toContain(`${s.hosts.toLocaleString("en-US")} hosts`);
     expect(shown.attention).toContain(`${s.needsAttention[0]!.host} (${s.needsAttention[0]!.why})`);
+    release();
     await p.waitForFunction(() => !document.querySelector("#hosts-loading"), undefined, { timeout: 60_000 });
     expect(await p.textContent("#fleet-counts")).toContain(`${HOSTS.toLocaleString("en-US")} hosts`);
     expect(await p.isHidden("#first-paint")).toBe(true);

@@ -35,6 +35,8 @@ export interface PageServer {
   fleetStreamsOpened(): number;
   /** Cut every open fleet stream, as a lost connection would. */
   dropFleetStreams(): void;
+  /** Fleet streams asked for from now on wait until the returned function is called (a slow hub). */
+  holdFleetStreams(): () => void;
   close(): Promise<void>;
 }
 
@@ -80,6 +82,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
     await ownFleet.start();
   }
   let streamsOpened = 0;
+  let held: Promise<void> = Promise.resolve();
   const openStreams = new Set<ServerResponse>();
   const stream = fleetStreamHandler({ fleet: opts.fleet ?? ownFleet!, log: pino({ level: "silent" }) });
 
@@ -96,6 +99,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
       if (path === "/api/whoami" && req.method === "GET") return json(res, 200, { user: user.username, role: user.role });
       if (path === "/api/audit" && req.method === "GET") return json(res, 200, { events: opts.auditEvents ?? [] });
       if (path === FLEET_STREAM_PATH && req.method === "GET") {
+        await held;
         streamsOpened++;
         openStreams.add(res);
         res.on("close", () => openStreams.delete(res));
@@ -141,6 +145,14 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
     fleetStreamsOpened: () => streamsOpened,
     dropFleetStreams() {
       for (const res of openStreams) res.destroy();
+    },
+    holdFleetStreams() {
+      let release!: () => void;
+      held = new Promise((r) => (release = r));
+      return () => {
+        held = Promise.resolve();
+        release();
+      };
     },
     async close() {
       for (const c of wss.clients) c.terminate();
