@@ -9,8 +9,8 @@ import type { Logger } from "pino";
 import { agentClientId, type Topics } from "../protocol/index.js";
 import type { AgentConfig } from "./config.js";
 
-const RECONNECT_MIN_MS = 500;
-const RECONNECT_MAX_MS = 30_000;
+export const RECONNECT_MIN_MS = 500;
+export const RECONNECT_MAX_MS = 30_000;
 
 /** One entry of MQTT.js' `servers` (a cluster's nodes, tried in turn on each reconnect). */
 export function brokerServer(url: string): { host: string; port: number; protocol: "mqtt" | "mqtts" | "ws" | "wss" | "tcp" | "ssl" } {

@@ -5,7 +5,8 @@
  * to Mosquitto come from the same run).
  *   node dist/test/bench/run.js              all of them (the fleet at 1,000 and 10,000 hosts)
  *   node dist/test/bench/run.js fleet        only those whose name contains "fleet"
- *   node dist/test/bench/run.js --quick      a small fleet and the idle agent only, about a minute (CI)
+ *   node dist/test/bench/run.js --quick      a small fleet, a hub restart under it and the idle agent only (CI)
+ *   node dist/test/bench/run.js hub-restart --hosts 1000 --malloc-arena-max 2   hub RSS with and without it
  *   node dist/test/bench/run.js fleet --hosts 1000 --changes 10000 --profile DIR
  */
 import { execFileSync } from "node:child_process";
@@ -17,6 +18,7 @@ import { benchBroker } from "./broker.js";
 import { benchDashboard } from "./dashboard.js";
 import { benchFleet, type FleetBenchOptions } from "./fleet.js";
 import { benchGithub } from "./github.js";
+import { benchHubRestart } from "./hub-restart.js";
 import { benchHubStart } from "./hub-start.js";
 import { benchPreview } from "./preview.js";
 import { benchRollout } from "./rollout.js";
@@ -54,7 +56,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   if (quick) {
     if (!hostsGiven) fleet.hosts = [100];
     fleet.changes = Math.min(fleet.changes, 1_000);
-    if (filter.length === 0) filter.push("fleet", "agent");
+    if (filter.length === 0) filter.push("fleet", "hub-restart", "agent");
   }
   return { filter, quick, fleet };
 }
@@ -67,6 +69,7 @@ export function benchmarks(args: BenchArgs): Array<[string, () => Promise<Record
     ["rollout", benchRollout],
     ["dashboard", () => benchDashboard({ hosts: args.fleet.hosts, ...(args.fleet.embeddedOnly ? { embeddedOnly: true } : {}) })],
     ["hub-start", benchHubStart],
+    ["hub-restart", () => benchHubRestart({ hosts: args.fleet.hosts, ...(args.fleet.brokerEnv?.MALLOC_ARENA_MAX ? { arenaMax: args.fleet.brokerEnv.MALLOC_ARENA_MAX } : {}) })],
     ["preview", benchPreview],
     ["agent", () => benchAgent({ quick: args.quick })],
   ];

@@ -11,20 +11,27 @@ import { COMPARTMENTS, type Topics } from "../../protocol/index.js";
 
 export const HOST_RETAINED_TOPICS = 2 + COMPARTMENTS.length; // availability, info, compartments
 
-const infoPayload = (host: string) =>
-  JSON.stringify({
+// Payloads the hub's fleet view accepts (protocol HostInfo and Compartment), so the hub counts the
+// simulated hosts like real ones (the hub-restart benchmark waits for its fleet summary).
+const infoPayload = (host: string) => {
+  const now = new Date().toISOString();
+  return JSON.stringify({
     host,
-    os: "nixos",
     hostname: host,
-    system: "x86_64-linux",
+    os: "nixos",
     agentVersion: "0.1.0",
-    flake: { url: "github:example/fleet", attr: host },
-    booted: { generation: 412, closure: "/nix/store/0000000000000000000000000000000-nixos-system" },
-    startedAt: new Date().toISOString(),
+    repo: "github:example/fleet",
+    branch: "main",
+    commit: "0123456789abcdef0123456789abcdef01234567",
+    generation: 412,
+    systemPath: "/nix/store/0000000000000000000000000000000-nixos-system",
+    startedAt: now,
+    updatedAt: now,
   });
+};
 
 export const compartmentPayload = (n: number) =>
-  JSON.stringify({ status: n % 7 === 0 ? "warn" : "ok", summary: `at head ${n}`, checkedAt: new Date().toISOString(), details: { commit: "0123456789abcdef0123456789abcdef01234567" } });
+  JSON.stringify({ status: n % 7 === 0 ? "outdated" : "ok", summary: `at head ${n}`, checkedAt: new Date().toISOString(), detail: { commit: "0123456789abcdef0123456789abcdef01234567" } });
 
 export class SimulatedHost {
   private socket?: Socket;
@@ -34,6 +41,9 @@ export class SimulatedHost {
 
   /** Final job states the broker acknowledged (answerCommands). */
   jobsFinished = 0;
+  /** Called when the connection closes (not after stop()). */
+  onClose?: () => void;
+  private stopped = false;
 
   constructor(
     readonly host: string,
@@ -64,7 +74,10 @@ export class SimulatedHost {
     socket.on("data", (chunk) => parser.parse(chunk));
     const failed = new Promise<never>((_, reject) => {
       socket.once("error", reject);
-      socket.once("close", () => reject(new Error(`${this.host}: connection closed`)));
+      socket.once("close", () => {
+        reject(new Error(`${this.host}: connection closed`));
+        if (!this.stopped && this.socket === socket) this.onClose?.();
+      });
     });
     failed.catch(() => undefined);
     await Promise.race([new Promise((resolve) => socket.once("connect", resolve)), failed]);
@@ -134,8 +147,14 @@ export class SimulatedHost {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.socket && !this.socket.destroyed) this.write({ cmd: "disconnect" });
     this.socket?.end();
+    this.socket?.destroy();
+  }
+
+  /** Drop the connection without a DISCONNECT (its will is published; onClose is called). */
+  drop(): void {
     this.socket?.destroy();
   }
 

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- --quick` must keep working (CI runs it): the fleet benchmark's harness on a
- * small fleet, against both brokers, and the agent's weight (a real idle agent from dist/, and the
+ * small fleet, against both brokers, a hub restart under it, and the agent's weight (a real idle agent from dist/, and the
  * bare node floor it is measured against). Benchmarks are figures, never timed tests: this checks only
  * that every figure is produced and the JSON file is written.
  */
@@ -17,10 +17,10 @@ describe("npm run bench -- --quick", () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it("runs the fleet benchmark on a small fleet and the agent's weight, and writes their figures with the machine", async () => {
+  it("runs the fleet benchmark on a small fleet, a hub restart and the agent's weight, and writes their figures with the machine", async () => {
     dir = await mkdtemp(join(tmpdir(), "lockstep-bench-quick-"));
     const args = parseBenchArgs(["--quick", "--hosts", "20", "--changes", "200"]);
-    expect(args.filter).toEqual(["fleet", "agent"]);
+    expect(args.filter).toEqual(["fleet", "hub-restart", "agent"]);
     args.fleet.inProcess = true; // no compiled broker-child.js under vitest
     const { failed, file, results } = await runBenchmarks(args, dir);
     expect(failed).toBe(0);
@@ -30,6 +30,11 @@ describe("npm run bench -- --quick", () => {
       expect(fleet[`20h ${figure} embedded`]).toBeGreaterThan(0);
       if (mosquittoAvailable()) expect(fleet[`20h ${figure} mosquitto`]).toBeGreaterThanOrEqual(0);
     }
+    // A real hub process (from dist/) restarted under the fleet, and Mosquitto restarted likewise.
+    const restart = results["hub-restart"]!;
+    expect(restart["20h restart settleS embedded"]).toBeGreaterThan(0);
+    expect(restart["20h hub rssMb embedded"]).toBeGreaterThan(0);
+    if (mosquittoAvailable()) expect(restart["20h restart settleS ratio"]).toBeGreaterThan(0);
     // The idle agent (a real agent process from dist/) and the floor it is measured against.
     const agent = results.agent!;
     expect(agent["floor: bare node RSS MB"]).toBeGreaterThan(0);
@@ -38,5 +43,5 @@ describe("npm run bench -- --quick", () => {
     expect(written.machine.cores).toBeGreaterThan(0);
     expect(written.machine.node).toBe(process.version);
     expect(Object.keys(written.results.fleet)).toEqual(Object.keys(fleet));
-  }, 180_000);
+  }, 300_000);
 });
