@@ -19,6 +19,6 @@ export async function api(path, body) {
   return json;
 }
 
-export function basicAuth() {
-  return "Basic " + btoa(unescape(encodeURIComponent(`${app.user}:${app.password}`)));
+export function basicAuth(user = app.user, password = app.password) {
+  return "Basic " + btoa(unescape(encodeURIComponent(`${user}:${password}`)));
 }

@@ -7,7 +7,8 @@ import { markAll } from "./render.js";
 import { onMessage } from "./messages.js";
 import { showBanner } from "./notice.js";
 import { loadActivity } from "./activity.js";
-import { followFleet } from "./host-stream.js";
+import { followFleet, openFleetStream } from "./host-stream.js";
+import { basicAuth } from "./api.js";
 
 export function defaultWsUrl() {
   const u = new URL("mqtt", location.href);
@@ -51,7 +52,7 @@ export function connectMqtt(url, username, password) {
 
 export async function whoami(username, password) {
   try {
-    const res = await fetch("api/whoami", { headers: { authorization: "Basic " + btoa(unescape(encodeURIComponent(`${username}:${password}`))) } });
+    const res = await fetch("api/whoami", { headers: { authorization: basicAuth(username, password) } });
     if (!res.ok) return { role: "viewer", note: `role unknown (whoami: HTTP ${res.status}); actions hidden` };
     const body = await res.json();
     return { role: body?.role === "operator" ? "operator" : "viewer", user: isStr(body?.user) ? body.user : username };
@@ -67,6 +68,9 @@ export async function login(username, password) {
   app.topics = new Topics(app.config.prefix);
   const url = app.config.mqttWsUrl || defaultWsUrl();
   const client = await connectMqtt(url, username, password);
+  // The broker took the password: the fleet's snapshot is asked for now, alongside whoami.
+  const fleetStream = openFleetStream(basicAuth(username, password));
+  fleetStream.catch(() => undefined); // followFleet sees the failure and tries again
   const who = await whoami(username, password);
   app.client = client;
   app.user = who.user ?? username;
@@ -96,7 +100,7 @@ export async function login(username, password) {
   if (who.note) showBanner(who.note);
   markAll();
   void loadActivity();
-  void followFleet();
+  void followFleet(fleetStream);
 }
 
 export function setConn(online) {
