@@ -20,6 +20,7 @@ import { LockstepError } from "../protocol/index.js";
 import { z } from "zod";
 import { DEFAULT_DATA_DIR, HUB_ENV_OVERRIDES, loadHubBrokerConfig, loadHubConfig, LogLevel, type HubBrokerConfig } from "./config.js";
 import { createHubLogger } from "./logger.js";
+import { startProcessGuard, type ProcessGuard } from "./process-guard.js";
 import { startHub, type RunningHub } from "./start.js";
 import { completionCommand, TERMINAL_COMMANDS } from "./terminal/index.js";
 
@@ -100,6 +101,7 @@ const brokerCommand: Subcommand = {
   options: {},
   async run({ io, config }) {
     let broker: EmbeddedBroker;
+    let guard: ProcessGuard | undefined;
     try {
       const settings = config();
       if (settings.external) throw new UsageError("the broker settings name an external broker (broker.external): there is no embedded broker to run");
@@ -107,13 +109,18 @@ const brokerCommand: Subcommand = {
       if (!level.success) throw new UsageError(`LOCKSTEP_LOG_LEVEL: expected one of ${[...LogLevel.options, "silent"].join(", ")}`);
       const logger = createHubLogger({ level: level.data, redact: [] });
       broker = new EmbeddedBroker(settings, logger.child({ component: "broker" }));
-      await broker.start();
+      await broker.start(); // creates the data dir
+      // As the hub: a library's unhandled rejection (e.g. a Redis command on a closed connection) is
+      // logged, and the node keeps serving its clients instead of exiting.
+      guard = startProcessGuard({ role: "broker", dataDir: settings.dataDir, log: logger, process });
       io.stdout(`lockstep broker: listening on ${broker.url}${settings.cluster ? ` (cluster node ${settings.cluster.nodeId ?? "with a random id"})` : ""}\n`);
     } catch (err) {
       io.stderr(`lockstep broker: ${(err as Error).message}\n`);
       return 1;
     }
-    return untilSignal(broker, io);
+    const code = await untilSignal(broker, io);
+    if (code === 0) guard?.stop(); // a clean stop leaves no marker behind
+    return code;
   },
 };
 

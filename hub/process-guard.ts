@@ -1,5 +1,6 @@
 /**
- * What the hub process does about its own faults, so that they are states and not crashes:
+ * What the hub process (and a `lockstep broker` node) does about its own faults, so that they are
+ * states and not crashes:
  *
  * - An unhandled promise rejection (a library call site we did not wrap, e.g. Aedes' persistence
  *   failing on a full disk) is logged and audited as "hub.fault" and the hub keeps serving. Node's
@@ -8,6 +9,8 @@
  * - A marker file in the data dir says the hub is running; it is removed on a clean stop. Finding
  *   it at start means the last run ended without one (SIGKILL, OOM, power loss): audited as
  *   "hub.unclean-stop", because resumed rollouts and lost results start there.
+ *
+ * A `lockstep broker` node has no audit log: it only logs both, and keeps its own marker file.
  *
  * Synchronous exceptions are not caught: after one, the process state is unknown, and the service
  * manager restarting the hub (which then reports the unclean stop) is the safe answer.
@@ -19,6 +22,8 @@ import { newAuditEventId } from "../protocol/audit.js";
 import type { AuditEvent } from "../protocol/schemas.js";
 
 export const RUNNING_MARKER = "hub.running";
+/** The marker of a `lockstep broker` node (its data dir may be a hub's too). */
+export const BROKER_RUNNING_MARKER = "broker.running";
 
 /** The same fault is audited at most once per this long; the log line is written every time. */
 const AUDIT_EVERY_MS = 60_000;
@@ -26,8 +31,10 @@ const AUDIT_EVERY_MS = 60_000;
 export interface ProcessGuardOptions {
   dataDir: string;
   log: Logger;
-  /** Where audit events go (the hub publishes them on fleet/events). */
-  audit: (event: AuditEvent) => void;
+  /** Which process this is: the marker file's name and the log lines say it. */
+  role?: "hub" | "broker";
+  /** Where audit events go (the hub publishes them on fleet/events); a broker node only logs. */
+  audit?: (event: AuditEvent) => void;
   /** Catch unhandled rejections on this emitter (the hub process; off when the hub runs inside a test runner). */
   process?: NodeJS.EventEmitter;
   now?: () => Date;
@@ -39,7 +46,9 @@ export interface ProcessGuard {
 
 export function startProcessGuard(opts: ProcessGuardOptions): ProcessGuard {
   const now = opts.now ?? (() => new Date());
-  const marker = join(opts.dataDir, RUNNING_MARKER);
+  const role = opts.role ?? "hub";
+  const marker = join(opts.dataDir, role === "hub" ? RUNNING_MARKER : BROKER_RUNNING_MARKER);
+  const audit = opts.audit ?? (() => undefined);
   const event = (action: string, details: Record<string, unknown>): AuditEvent => {
     const at = now();
     return { id: newAuditEventId(at), at: at.toISOString(), actor: "hub", action, target: "hub", details };
@@ -47,8 +56,8 @@ export function startProcessGuard(opts: ProcessGuardOptions): ProcessGuard {
 
   const previous = readMarker(marker);
   if (previous) {
-    opts.log.warn({ previous }, "the last hub run did not stop cleanly");
-    opts.audit(event("hub.unclean-stop", previous));
+    opts.log.warn({ previous }, `the last ${role} run did not stop cleanly`);
+    audit(event("hub.unclean-stop", previous));
   }
   try {
     writeFileSync(marker, JSON.stringify({ pid: process.pid, startedAt: now().toISOString() }) + "\n", { mode: 0o600 });
@@ -70,7 +79,7 @@ export function startProcessGuard(opts: ProcessGuardOptions): ProcessGuard {
     }
     lastAudit.set(key, { at: t, suppressed: 0 });
     if (lastAudit.size > 100) lastAudit.delete(lastAudit.keys().next().value as string);
-    opts.audit(event("hub.fault", { kind: "unhandled-rejection", message: message.slice(0, 500), ...(seen?.suppressed ? { suppressedSinceLast: seen.suppressed } : {}) }));
+    audit(event("hub.fault", { kind: "unhandled-rejection", message: message.slice(0, 500), ...(seen?.suppressed ? { suppressedSinceLast: seen.suppressed } : {}) }));
   };
   opts.process?.on("unhandledRejection", onRejection);
 
