@@ -60,6 +60,17 @@ export const BrokerClusterConfig = z.strictObject({
    * wills are stored under it). Default: a random one per start.
    */
   nodeId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'expected 1-64 letters, digits, ".", "_" or "-"' }).optional(),
+  /**
+   * How often a node publishes the last wills of dead nodes' clients (default 60 s): a node sends a
+   * heartbeat every quarter of it and counts another as dead after three missed ones. Give every
+   * node the same value: a node with a longer one looks dead to the others.
+   */
+  willCheckMs: z
+    .number({ error: "expected milliseconds, 1000-3600000" })
+    .int({ error: "expected milliseconds, 1000-3600000" })
+    .min(1_000, { error: "expected milliseconds, 1000-3600000" })
+    .max(3_600_000, { error: "expected milliseconds, 1000-3600000" })
+    .optional(),
 });
 export type BrokerCluster = z.output<typeof BrokerClusterConfig>;
 
@@ -165,6 +176,7 @@ export const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]
   { env: "LOCKSTEP_EXTERNAL_PASSWORD_FILE", path: ["external", "passwordFile"], kind: "string" },
   { env: "LOCKSTEP_REDIS_URL", path: ["cluster", "redisUrl"], kind: "string" },
   { env: "LOCKSTEP_BROKER_NODE_ID", path: ["cluster", "nodeId"], kind: "string" },
+  { env: "LOCKSTEP_BROKER_WILL_CHECK_MS", path: ["cluster", "willCheckMs"], kind: "int" },
 ];
 
 

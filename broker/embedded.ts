@@ -194,7 +194,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
 
     const persistence = config.cluster ? await this.openCluster(config.cluster) : await this.openLevel();
     // Aedes checks for wills of dead brokers every 4 heartbeats; one is dead after 3 without a beat.
-    const heartbeatInterval = Math.max(250, Math.round((this.options.orphanWillCheckMs ?? 60_000) / 4));
+    const heartbeatInterval = Math.max(250, Math.round((this.options.orphanWillCheckMs ?? config.cluster?.willCheckMs ?? 60_000) / 4));
     const emptyClientIds = new EmptyClientIds();
     const authContext = {
       credentials: () => this.credentials,

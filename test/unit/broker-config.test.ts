@@ -74,6 +74,8 @@ describe("broker config", () => {
     expect(fromEnv.cluster).toEqual({ redisUrl: "redis://10.0.0.5:6379/2", nodeId: "node-b" });
     expect(() => parseBrokerConfig({ dataDir: "/d", cluster: { redisUrl: "http://x" } })).toThrow(/cluster\.redisUrl: expected a redis:\/\/ or rediss:\/\/ URL/);
     expect(() => loadHubBrokerConfig({ env: { LOCKSTEP_DATA_DIR: "/d", LOCKSTEP_REDIS_URL: "redis://r", LOCKSTEP_BROKER_NODE_ID: "a b" } })).toThrow(/cluster\.nodeId: expected 1-64 letters.*\(from LOCKSTEP_BROKER_NODE_ID\)/);
+    expect(loadHubBrokerConfig({ env: { LOCKSTEP_DATA_DIR: "/d", LOCKSTEP_REDIS_URL: "redis://r", LOCKSTEP_BROKER_WILL_CHECK_MS: "5000" } }).cluster?.willCheckMs).toBe(5000);
+    expect(() => loadHubBrokerConfig({ env: { LOCKSTEP_DATA_DIR: "/d", LOCKSTEP_REDIS_URL: "redis://r", LOCKSTEP_BROKER_WILL_CHECK_MS: "10" } })).toThrow(/cluster\.willCheckMs: expected milliseconds.*\(from LOCKSTEP_BROKER_WILL_CHECK_MS\)/);
     expect(() => parseBrokerConfig({ dataDir: "/d", cluster: { redisUrl: "redis://r" }, external: { url: "mqtt://m", username: "hub", passwordFile: "/p" } })).toThrow(/cluster: set either external/);
   });
 
