@@ -34,6 +34,7 @@ import { CredentialStore } from "./credentials.js";
 import { hostRequestOf, type HostRequestInfo } from "./host-requests.js";
 import { ClientLimits } from "./client-limits.js";
 import { LoginBackoff } from "./login-backoff.js";
+import { probeLevel, reopenIfStuck } from "./level-reopen.js";
 import { SessionCache } from "./session-cache.js";
 import { SessionOwners } from "./session-owners.js";
 import { BrokerError, BrokerListeners, connectHost, type EmbeddedBrokerPorts } from "./listeners.js";
@@ -258,10 +259,10 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   async retryStorage(): Promise<void> {
     const db = this.db;
     if (!this.fixed) return;
+    // A LevelDB whose background write failed keeps failing until reopened (level-reopen.ts).
+    if (db) await reopenIfStuck(db, join(this.config.dataDir, "mqtt"), this.logger).catch((err: unknown) => this.logger.warn({ err }, "cannot reopen the broker's LevelDB"));
     await this.fixed.retryStorage(async () => {
-      if (!db) return;
-      await db.put("lockstep:storage-probe", Buffer.from("probe"));
-      await db.del("lockstep:storage-probe");
+      if (db) await probeLevel(db);
     });
   }
 

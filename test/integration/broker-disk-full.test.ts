@@ -7,7 +7,10 @@
  * queued copy with its message id (outgoingUpdate) and only then writes it to the socket. On a full
  * disk the queueing fails, the update finds "no such packet", and Aedes dropped the message and
  * disconnected the client: a command to a connected agent was lost (issue 14).
+ *
+ * And the embedded broker's LevelDB stuck after a failed background write (broker/level-reopen.ts).
  */
+import { EventEmitter } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
@@ -18,6 +21,11 @@ import { Level } from "level";
 import mqtt, { type MqttClient } from "mqtt";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { adaptDelivery, fixPersistence, type FixablePersistence } from "../../broker/aedes-fixes.js";
+import pino from "pino";
+import { parseBrokerConfig } from "../../broker/config.js";
+import { CredentialStore } from "../../broker/credentials.js";
+import { EmbeddedBroker } from "../../broker/embedded.js";
+import { reopenIfStuck } from "../../broker/level-reopen.js";
 import { untilConnected } from "../support/brokers.js";
 
 const full = () => Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" });
@@ -101,5 +109,69 @@ describe("a full disk under the broker's LevelDB", () => {
     expect(await received).toBe("test");
     expect(closed).not.toHaveBeenCalled();
     expect(reports.at(-1)).toBe("failed broker persistence (queued messages)");
+  });
+});
+
+describe("the embedded broker's LevelDB after a failed background write", () => {
+  let dir: string;
+  let broker: EmbeddedBroker;
+  let reports: string[];
+  let reported: EventEmitter;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "lockstep-level-stuck-"));
+    reports = [];
+    reported = new EventEmitter();
+    const report = (r: string) => {
+      if (reports.at(-1) === r) return;
+      reports.push(r);
+      reported.emit("report", r);
+    };
+    const users = await CredentialStore.open(join(dir, "credentials.json"));
+    await users.add("hub-user", "hub", "hub-user-password");
+    broker = new EmbeddedBroker(parseBrokerConfig({ dataDir: dir, listeners: { tcp: { host: "127.0.0.1", port: 0 } } }), pino({ level: "silent" }), {
+      storage: { ok: () => report("ok"), failed: (_e, path) => report(`failed ${path}`) },
+    });
+    await broker.start();
+  });
+  afterEach(async () => {
+    await broker.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is reopened once its directory can be written again (LevelDB fails every write until then), and what waited is stored", async () => {
+    const db = (broker as unknown as { db: Level<string, Buffer> }).db;
+    // LevelDB after a failed compaction: every write fails with the recorded error until reopened
+    // (measured on a tmpfs: still failing after space was freed), reads work.
+    const stuck = Object.assign(new Error("IO error: mqtt/000018.ldb: No space left on device"), { code: "LEVEL_IO_ERROR" });
+    const put = vi.spyOn(db, "put").mockRejectedValue(stuck);
+    const batch = vi.spyOn(db, "batch").mockRejectedValue(stuck);
+    const open = db.open.bind(db);
+    vi.spyOn(db, "open").mockImplementation((async (...args: unknown[]) => {
+      put.mockRestore();
+      batch.mockRestore();
+      return (open as (...a: unknown[]) => Promise<void>)(...args);
+    }) as typeof db.open);
+
+    const failed = new Promise((resolve) => reported.on("report", (r) => r === "failed broker persistence (retained messages)" && resolve(r)));
+    const hub = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.ports.tcp}`, { username: "hub-user", password: "hub-user-password", reconnectPeriod: 0, protocolVersion: 4 });
+    await hub.publishAsync("lockstep/v1/hub/test-state", "kept", { qos: 1, retain: true });
+    await hub.endAsync(true);
+    await failed; // Aedes acknowledges before it stores
+
+    await broker.retryStorage(); // the directory can be written: the stuck LevelDB is reopened
+    expect(reports.at(-1)).toBe("ok");
+    expect((await db.get("lockstep:storage-probe")) ?? "probe deleted").toBe("probe deleted");
+    const retained = [];
+    for await (const [key] of db.iterator()) if (key.startsWith("retained:")) retained.push(key);
+    expect(retained.join()).toContain("lockstep/v1/hub/test-state");
+  });
+
+  it("is left alone while its directory cannot be written either (the disk is still full: a reopen would not help)", async () => {
+    const db = (broker as unknown as { db: Level<string, Buffer> }).db;
+    vi.spyOn(db, "put").mockRejectedValue(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" }));
+    const close = vi.spyOn(db, "close");
+    expect(await reopenIfStuck(db, join(dir, "no-such-dir"), pino({ level: "silent" }))).toBe(false);
+    expect(close).not.toHaveBeenCalled();
   });
 });
