@@ -26,6 +26,7 @@ import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
 import { reopenIfStuck } from "../../broker/level-reopen.js";
+import { SessionCache } from "../../broker/session-cache.js";
 import { untilConnected } from "../support/brokers.js";
 
 const full = () => Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" });
@@ -43,7 +44,8 @@ describe("a full disk under the broker's LevelDB", () => {
     dir = await mkdtemp(join(tmpdir(), "lockstep-disk-full-"));
     db = new Level<string, Buffer>(join(dir, "mqtt"), { valueEncoding: "buffer" });
     await db.open();
-    const persistence = aedesPersistenceLevel(db) as unknown as FixablePersistence;
+    // As the embedded broker has it: sessions read from memory, writes grouped (session-cache.ts).
+    const persistence = aedesPersistenceLevel(await SessionCache.load(db)) as unknown as FixablePersistence;
     reports = [];
     fixPersistence(persistence, { ok: () => reports.at(-1) !== "ok" && reports.push("ok"), failed: (_e, path) => reports.push(`failed ${path}`) });
     aedes = await Aedes.createBroker({ persistence: persistence as never });
@@ -102,8 +104,8 @@ describe("a full disk under the broker's LevelDB", () => {
     const hub = await connect("hub", true);
     const closed = vi.fn();
     agent.on("close", closed);
-    const put = db.put.bind(db);
-    vi.spyOn(db, "put").mockImplementation(((key: string, value: Buffer) => (key.startsWith("outgoing-id:") ? Promise.reject(full()) : put(key, value))) as typeof db.put);
+    const batch = db.batch.bind(db) as unknown as (ops: Array<{ key: string }>) => Promise<void>;
+    vi.spyOn(db, "batch").mockImplementation(((ops: Array<{ key: string }>) => (ops.some((op) => op.key.startsWith("outgoing-id:")) ? Promise.reject(full()) : batch(ops))) as never);
     const received = nextMessage(agent);
     await hub.publishAsync("hosts/a/commands", "test", { qos: 1 });
     expect(await received).toBe("test");
