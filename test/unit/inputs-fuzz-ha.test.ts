@@ -19,32 +19,18 @@ import { afterAll, describe, expect, it } from "vitest";
 import { HomeAssistantBridge } from "../../ha/bridge.js";
 import { HA_ACTIONS, parseHaAction } from "../../ha/discovery.js";
 import { forwardsIn } from "../../hub/upstream-bridge.js";
-import { buildPreviewSummary, Command, decodeJson, parseHubAction, PreviewSummary, Topics, type AuditEvent, type HostInfo } from "../../protocol/index.js";
+import { buildPreviewSummary, Command, decodeJson, parseHubAction, PreviewSummary, Topics, type AuditEvent } from "../../protocol/index.js";
 import { AutomaticPause } from "../../rollout/automatic-pause.js";
 import { FleetView } from "../../rollout/fleet-view.js";
 import { fuzzParams, payloadOf } from "../support/fuzz.js";
-import { hostPreviewPr7, pendingPr7, PREVIEW_AT } from "../support/preview-mqtt.js";
+import { hostPreviewPr7, hostSnapshot, pendingPr7, PREVIEW_AT } from "../support/preview-mqtt.js";
 
 const params = fuzzParams(20261206);
 const topics = new Topics();
 const HEAD = "b".repeat(40);
 const HOSTS = ["web-1", "db-1"];
 
-const info = (host: string): HostInfo => ({
-  host,
-  hostname: host,
-  os: "nixos",
-  agentVersion: "0.1.0",
-  branch: "main",
-  commit: "a".repeat(40),
-  lockHash: "1".repeat(64),
-  tags: [],
-  priority: 100,
-  canary: false,
-  hold: false,
-  startedAt: PREVIEW_AT,
-  updatedAt: PREVIEW_AT,
-});
+const info = (host: string) => hostSnapshot(host, true, { os: "nixos" }).info!;
 
 interface Published {
   topic: string;
