@@ -37,7 +37,11 @@ export interface AccessContext {
   onOperatorPublish: (client: Client, user: AclUser, packet: PublishPacket) => void;
   /** Cluster: has this client id connected to another broker node since (broker/cluster.ts)? */
   connectedElsewhere?: (clientId: string) => boolean;
+  /** Store a retained QoS 1 message before it is acknowledged (aedes-fixes.ts, fix 5). */
+  storeBeforeAck?: (packet: PublishPacket) => Promise<void>;
 }
+
+type Done = (error?: Error | null) => void;
 
 /** Requests to a host or to the hub: events, never retained. */
 function isHostRequest(topics: Topics, topic: string): boolean {
@@ -53,6 +57,8 @@ function dropPacket(packet: PublishPacket): void {
 
 export class BrokerAccess {
   private readonly delivery = new DeliveryGuard();
+  /** Per client: the last of its publishes still waiting to be let through (see inOrder). */
+  private readonly waiting = new WeakMap<Client, Promise<void>>();
 
   constructor(private readonly ctx: AccessContext) {}
 
@@ -112,14 +118,36 @@ export class BrokerAccess {
     if (packet.retain && isHostRequest(topics, packet.topic)) {
       // A retained command would be re-delivered on every reconnect of the host: a command is an event.
       this.deny(client, user, packet, "retained commands and actions are not allowed");
-      return done(null);
+      return this.inOrder(client, done);
     }
     if (user && canPublish(user, packet.topic, topics)) {
       if ((user.role === "operator" || user.role === "hub") && user.name !== INTERNAL_HUB_USER) this.ctx.onOperatorPublish(client, user, packet);
-      return done(null);
+      const stored = packet.retain && packet.qos === 1 && !closing ? this.ctx.storeBeforeAck?.(packet) : undefined;
+      return this.inOrder(client, done, stored);
     }
     this.deny(client, user, packet, "not allowed for this role");
-    done(null);
+    this.inOrder(client, done);
+  }
+
+  /**
+   * Let a client's publishes on (to their PUBACK and delivery) in the order they came, each after
+   * `before` (its store, when it waits for one): MQTT wants PUBACKs and deliveries in order, and
+   * one publish waiting for its write must not be overtaken by the next.
+   */
+  private inOrder(client: Client, done: Done, before?: Promise<void>): void {
+    const previous = this.waiting.get(client);
+    if (!previous && !before) return done(null);
+    const next: Promise<void> = Promise.all([previous, before]).then(
+      () => {
+        if (this.waiting.get(client) === next) this.waiting.delete(client);
+        done(null);
+      },
+      (err: Error) => {
+        if (this.waiting.get(client) === next) this.waiting.delete(client);
+        done(err);
+      },
+    );
+    this.waiting.set(client, next);
   }
 
   /** Acknowledged and sent nowhere, so the client is not disconnected and nothing is delivered or retained. */

@@ -161,10 +161,10 @@ function remember(seen: Set<string>, key: string): void {
 }
 
 /**
- * The publish (`<brokerId>:<brokerCounter>`) each retained index entry came from, by the entry's
- * payload (Aedes' retained replay copies the entry's fields, so the payload Buffer is the one link).
+ * The publish each retained index entry came from: its payload Buffer (Aedes hands the same Buffer
+ * to every live delivery of that publish), by the entry's own payload (a replay carries that one).
  */
-const retainedOrigins = new WeakMap<Buffer, string>();
+const retainedOrigins = new WeakMap<Buffer, Buffer>();
 
 /**
  * Per-client delivery checks that stand in for what Aedes gets wrong (called from authorizeForward):
@@ -181,6 +181,8 @@ const retainedOrigins = new WeakMap<Buffer, string>();
  */
 export class DeliveryGuard {
   private forwarded = new WeakMap<Client, Set<string>>();
+  /** Per client: the payloads (publishes, see retainedOrigins) it already got as a retained replay. */
+  private replayedOrigins = new WeakMap<Client, WeakSet<Buffer>>();
   /** Per client: topics delivered live since the client last subscribed to them. */
   private liveSinceSubscribe = new WeakMap<Client, Set<string>>();
 
@@ -199,14 +201,20 @@ export class DeliveryGuard {
   private firstDelivery(client: Client, packet: ForwardedPacket): boolean {
     let seen = this.forwarded.get(client);
     if (!seen) this.forwarded.set(client, (seen = new Set()));
+    if (!Buffer.isBuffer(packet.payload)) return true;
     if (!packet.brokerId || !packet.brokerCounter) {
       // A retained replay carries no id, but the publish it came from may still be on its way to
       // this client's new subscription (Aedes acknowledges and stores before it delivers): that
       // live copy would be a second delivery of one message.
-      const origin = Buffer.isBuffer(packet.payload) ? retainedOrigins.get(packet.payload) : undefined;
-      if (origin !== undefined) remember(seen, origin);
+      const origin = retainedOrigins.get(packet.payload);
+      if (origin) {
+        let replayed = this.replayedOrigins.get(client);
+        if (!replayed) this.replayedOrigins.set(client, (replayed = new WeakSet()));
+        replayed.add(origin);
+      }
       return true;
     }
+    if (this.replayedOrigins.get(client)?.delete(packet.payload)) return false;
     const key = `${packet.brokerId}:${packet.brokerCounter}`;
     if (seen.has(key)) return false;
     remember(seen, key);
@@ -284,6 +292,11 @@ export interface FixedPersistence {
   learnRetained(packet: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }): void;
   /** Read every retained message from the store again (after missing other nodes' news); changes meanwhile are kept. */
   reloadRetained(): Promise<void>;
+  /**
+   * Store a retained QoS 1 publish now, from authorizePublish, so that its PUBACK (which Aedes sends
+   * before it publishes, fix 5) follows the write; Aedes' own store of that packet is then skipped.
+   */
+  storeBeforeAck(packet: { topic: string; payload: Buffer; qos: 0 | 1 | 2 }): Promise<void>;
 }
 
 /**
@@ -318,6 +331,11 @@ export interface FixedPersistence {
  *    update, and a PUBACK's delete that cannot be written, are reported and the delivery goes on
  *    live (a copy that stays queued is sent again after a reconnect: QoS 1 allows a duplicate).
  *    Other failed writes are reported and passed on to Aedes as before.
+ * 5. A retained QoS 1 message is on disk before it is acknowledged: Aedes writes the PUBACK first
+ *    and stores afterwards, so a broker stopped in between lost a message its publisher had been
+ *    told was safe (the window grew with write batching, broker/session-cache.ts). The broker's
+ *    authorizePublish stores it (storeBeforeAck) and lets Aedes go on once written; Aedes' own
+ *    store of that packet is skipped. A write that fails is fix 4's case (kept in the index, retried).
  */
 export function fixPersistence(persistence: FixablePersistence, storage: StorageReporter = IGNORE_STORAGE): FixedPersistence {
   const index = new RetainedIndex<StoredPacket>();
@@ -382,7 +400,13 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
     await load(index);
   };
 
+  /** Retained publishes stored before their PUBACK (storeBeforeAck): Aedes' own store of them is skipped. */
+  const storedBeforeAck = new WeakMap<Buffer, string>();
   p.storeRetained = async (packet) => {
+    if (storedBeforeAck.get(packet.payload) === packet.topic) {
+      storedBeforeAck.delete(packet.payload);
+      return;
+    }
     const entry = packet.payload.length === 0 ? undefined : retainedCopy(packet);
     put(packet.topic, entry);
     try {
@@ -469,6 +493,10 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
   };
   return {
     retained: index,
+    storeBeforeAck: async (packet) => {
+      await p.storeRetained(packet);
+      storedBeforeAck.set(packet.payload, packet.topic);
+    },
     retryStorage,
     learnRetained: (packet) => put(packet.topic, packet.payload.length === 0 ? undefined : retainedCopy(packet)),
     reloadRetained: async () => {
@@ -490,9 +518,9 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
 }
 
 /** A compact copy of a retained packet: the payload copied so it pins no larger socket buffer. */
-function retainedCopy(packet: { topic: string; payload: Buffer | string; qos: 0 | 1 | 2; brokerId?: string; brokerCounter?: number }): StoredPacket {
+function retainedCopy(packet: { topic: string; payload: Buffer | string; qos: 0 | 1 | 2 }): StoredPacket {
   const payload = Buffer.from(packet.payload);
-  if (packet.brokerId && packet.brokerCounter) retainedOrigins.set(payload, `${packet.brokerId}:${packet.brokerCounter}`);
+  if (Buffer.isBuffer(packet.payload)) retainedOrigins.set(payload, packet.payload);
   return { cmd: "publish", topic: packet.topic, payload, qos: packet.qos, retain: true };
 }
 

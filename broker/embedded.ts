@@ -135,6 +135,7 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
       onDenied: (info) => this.emit("denied", info),
       onOperatorPublish: (client, user, packet) => this.noteHostRequest(client, user, packet),
       connectedElsewhere: (clientId) => this.cluster?.connectedElsewhere(clientId) ?? false,
+      storeBeforeAck: (packet) => (Buffer.isBuffer(packet.payload) ? this.fixed?.storeBeforeAck({ topic: packet.topic, payload: packet.payload, qos: packet.qos }) : undefined) ?? Promise.resolve(),
     });
   }
 

@@ -152,6 +152,35 @@ describe("embedded broker", () => {
     expect(frames[2]!.includes(Buffer.from(payload))).toBe(true);
   });
 
+  it("acknowledges a retained QoS 1 message only once it is written, and keeps a client's acknowledgements in order", async () => {
+    const broker = await startBroker();
+    // Hold LevelDB's writes of retained messages (the broker's own database: INTERNAL `db`).
+    const db = (broker as unknown as { db: { batch: (ops: Array<{ key: string }>, options?: unknown) => Promise<void> } }).db;
+    const batch = db.batch.bind(db);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let attempted!: () => void;
+    const writing = new Promise<void>((resolve) => (attempted = resolve));
+    db.batch = (ops, options) => (ops.some((op) => op.key.startsWith("retained:")) ? (attempted(), held.then(() => batch(ops, options))) : batch(ops, options));
+    const hub = await connect(broker.url, broker.hubConnection());
+    // What the broker writes to this connection (INTERNAL: Aedes' client registry and its stream).
+    const aedesClient = (broker as unknown as { aedes: { clients: Record<string, { conn: { write: (chunk: Buffer, ...rest: unknown[]) => boolean } }> } }).aedes.clients[hub.options.clientId!]!;
+    const written: number[] = [];
+    const write = aedesClient.conn.write.bind(aedesClient.conn);
+    aedesClient.conn.write = (chunk, ...rest) => (written.push(chunk[0]! >> 4), write(chunk, ...rest));
+    const acked: string[] = [];
+    const retained = hub.publishAsync(topics.expected(), "head", { qos: 1, retain: true }).then(() => acked.push("retained"));
+    const plain = hub.publishAsync(topics.commands("web1"), "{}", { qos: 1 }).then(() => acked.push("plain"));
+    await writing;
+    try {
+      expect(written).not.toContain(4); // no PUBACK while the write is held
+    } finally {
+      release();
+    }
+    await Promise.all([retained, plain]);
+    expect(acked).toEqual(["retained", "plain"]);
+  });
+
   it("refuses a retained command or action: it is acknowledged, delivered to nobody and not stored", async () => {
     const broker = await startBroker();
     const { password } = await broker.credentials.add("op", "operator");

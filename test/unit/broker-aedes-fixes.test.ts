@@ -159,6 +159,6 @@ describe("fixPersistence", () => {
     expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(false);
     expect(guard.admit(other, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(true); // never got the replay
     // The next publish of that topic is a new message.
-    expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live, brokerCounter: 10 } as PublishPacket)).toBe(true);
+    expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live, payload: Buffer.from("on"), brokerCounter: 10 } as PublishPacket)).toBe(true);
   });
 });
