@@ -5,7 +5,7 @@
  * to Mosquitto come from the same run).
  *   node dist/test/bench/run.js              all of them (the fleet at 1,000 and 10,000 hosts)
  *   node dist/test/bench/run.js fleet        only those whose name contains "fleet"
- *   node dist/test/bench/run.js --quick      a small fleet, a hub restart under it and the idle agent only (CI)
+ *   node dist/test/bench/run.js --quick      a small fleet, a hub restart under it, two broker nodes and the idle agent only (CI)
  *   node dist/test/bench/run.js hub-restart --hosts 1000 --malloc-arena-max 2   hub RSS with and without it
  *   node dist/test/bench/run.js fleet --hosts 1000 --changes 10000 --profile DIR
  */
@@ -15,6 +15,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { benchAgent } from "./agent.js";
 import { benchBroker } from "./broker.js";
+import { benchCluster } from "./cluster.js";
 import { benchDashboard } from "./dashboard.js";
 import { benchFleet, type FleetBenchOptions } from "./fleet.js";
 import { benchGithub } from "./github.js";
@@ -56,7 +57,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   if (quick) {
     if (!hostsGiven) fleet.hosts = [100];
     fleet.changes = Math.min(fleet.changes, 1_000);
-    if (filter.length === 0) filter.push("fleet", "hub-restart", "agent");
+    if (filter.length === 0) filter.push("fleet", "hub-restart", "cluster", "agent");
   }
   return { filter, quick, fleet };
 }
@@ -65,6 +66,8 @@ export function benchmarks(args: BenchArgs): Array<[string, () => Promise<Record
   return [
     ["fleet", () => benchFleet(args.fleet)],
     ["broker", benchBroker],
+    // Two broker nodes sharing Redis against one, at the smallest fleet size asked for (1,000; --quick 100).
+    ["cluster", () => benchCluster({ hosts: Math.min(...args.fleet.hosts), changes: args.fleet.changes })],
     ["github", benchGithub],
     ["rollout", benchRollout],
     ["dashboard", () => benchDashboard({ hosts: args.fleet.hosts, ...(args.fleet.embeddedOnly ? { embeddedOnly: true } : {}) })],

@@ -7,7 +7,6 @@
  *   and the rollout completes with each step once.
  * Needs `npm run build` and Debian's redis-server.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -21,7 +20,7 @@ import { EmbeddedBroker } from "../../broker/embedded.js";
 import { BROKER_RUNNING_MARKER } from "../../hub/process-guard.js";
 import { agentClientId, Topics } from "../../protocol/index.js";
 import { FleetView } from "../../rollout/fleet-view.js";
-import { HUB_ENTRY, REPO_ROOT } from "../demo/hub-process.js";
+import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { OLD_COMMIT, rolloutEachStepOnce, SimAgent } from "../support/cluster-agent.js";
 import { startTestRedis, type TestRedis } from "../support/redis.js";
 
@@ -29,36 +28,6 @@ const topics = new Topics();
 const INJECT = join(__dirname, "..", "support", "inject-rejection.cjs");
 /** Every node's will check (heartbeat a quarter of it): node B is found dead about a second after it dies. */
 const WILL_CHECK_MS = 1_000;
-
-/** `lockstep broker` as a child process, and what it printed. */
-interface BrokerProcess {
-  child: ChildProcess;
-  url: string;
-  output(): string;
-  exited: Promise<unknown>;
-}
-
-async function startBrokerProcess(dataDir: string, env: NodeJS.ProcessEnv): Promise<BrokerProcess> {
-  if (!existsSync(HUB_ENTRY)) throw new Error(`${HUB_ENTRY} is missing: run "npm run build" first`);
-  const child = spawn(process.execPath, [HUB_ENTRY, "broker", "--data-dir", dataDir], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, LOCKSTEP_MQTT_HOST: "127.0.0.1", LOCKSTEP_MQTT_PORT: "0", LOCKSTEP_LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  const url = await new Promise<string>((resolve, reject) => {
-    const check = () => {
-      const m = /lockstep broker: listening on (mqtt:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    };
-    child.stdout!.on("data", check);
-    void exited.then((code) => reject(new Error(`lockstep broker exited with ${String(code)} before it listened:\n${out}`)));
-  });
-  return { child, url, output: () => out, exited };
-}
 
 describe("a `lockstep broker` node killed mid-rollout", () => {
   let redis: TestRedis;
