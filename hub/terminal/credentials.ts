@@ -41,13 +41,16 @@ export class CredentialsError extends LockstepError {
   }
 }
 
-export const DEFAULT_CONFIG_PATH = (env: NodeJS.ProcessEnv) => join(env.XDG_CONFIG_HOME ?? join(env.HOME ?? homedir(), ".config"), "lockstep", "cli.json");
+/** An environment variable, with an empty one counted as unset (`LOCKSTEP_PASSWORD=` must not hide the config's password file). */
+const envVar = (env: NodeJS.ProcessEnv, name: string): string | undefined => env[name] || undefined;
 
-const expandHome = (path: string, env: NodeJS.ProcessEnv) => (path.startsWith("~/") ? join(env.HOME ?? homedir(), path.slice(2)) : path);
+export const DEFAULT_CONFIG_PATH = (env: NodeJS.ProcessEnv) => join(envVar(env, "XDG_CONFIG_HOME") ?? join(envVar(env, "HOME") ?? homedir(), ".config"), "lockstep", "cli.json");
+
+const expandHome = (path: string, env: NodeJS.ProcessEnv) => (path.startsWith("~/") ? join(envVar(env, "HOME") ?? homedir(), path.slice(2)) : path);
 
 /** The config file: explicit (must exist) or the default (may be missing). */
 export function readTerminalConfig(file: string | undefined, env: NodeJS.ProcessEnv): TerminalConfig {
-  const explicit = file ?? env.LOCKSTEP_CLI_CONFIG;
+  const explicit = file ?? envVar(env, "LOCKSTEP_CLI_CONFIG");
   const path = explicit ?? DEFAULT_CONFIG_PATH(env);
   let text: string;
   try {
@@ -88,23 +91,23 @@ export type PasswordPrompt = (question: string) => Promise<string>;
 export async function resolveCredentials(opts: { configFile?: string; env: NodeJS.ProcessEnv; prompt?: PasswordPrompt }): Promise<HubCredentials> {
   const { env } = opts;
   const config = readTerminalConfig(opts.configFile, env);
-  const hub = (env.LOCKSTEP_HUB ?? config.hub ?? "http://127.0.0.1:1880").replace(/\/+$/, "");
+  const hub = (envVar(env, "LOCKSTEP_HUB") ?? config.hub ?? "http://127.0.0.1:1880").replace(/\/+$/, "");
   let hubUrl: URL;
   try {
     hubUrl = new URL(hub);
   } catch {
     throw new CredentialsError(`the hub address "${hub}" is not a URL`, "set LOCKSTEP_HUB or hub in the config, e.g. http://hub:1880");
   }
-  const user = env.LOCKSTEP_USER ?? config.user;
+  const user = envVar(env, "LOCKSTEP_USER") ?? config.user;
   if (!user) throw new CredentialsError("no user name", `set LOCKSTEP_USER or "user" in ${DEFAULT_CONFIG_PATH(env)}`);
-  const passwordFile = env.LOCKSTEP_PASSWORD_FILE ?? config.passwordFile;
-  let password = env.LOCKSTEP_PASSWORD ?? (passwordFile ? readPasswordFile(passwordFile, env) : config.password);
+  const passwordFile = envVar(env, "LOCKSTEP_PASSWORD_FILE") ?? config.passwordFile;
+  let password = envVar(env, "LOCKSTEP_PASSWORD") ?? (passwordFile ? readPasswordFile(passwordFile, env) : config.password);
   if (!password) {
     if (!opts.prompt) throw new CredentialsError("no password and no terminal to ask on", "set LOCKSTEP_PASSWORD_FILE or passwordFile in the config");
     password = await opts.prompt(`Password for ${user} at ${hubUrl.host}: `);
     if (!password) throw new CredentialsError("no password given", "type the password, or set LOCKSTEP_PASSWORD_FILE");
   }
   const wsProtocol = hubUrl.protocol === "https:" ? "wss:" : "ws:";
-  const mqtt = env.LOCKSTEP_MQTT_URL ?? config.mqtt ?? `${wsProtocol}//${hubUrl.host}/mqtt`;
+  const mqtt = envVar(env, "LOCKSTEP_MQTT_URL") ?? config.mqtt ?? `${wsProtocol}//${hubUrl.host}/mqtt`;
   return { hub, mqtt, user, password };
 }

@@ -34,6 +34,18 @@ describe("terminal credentials", () => {
     expect(asked).toEqual(["Password for carol at 127.0.0.1:1880: "]);
   });
 
+  it("an empty variable counts as unset: it does not hide the config's user, hub or password file (found by the config fuzzer)", async () => {
+    const home = dir();
+    const file = join(home, "cli.json");
+    writeFileSync(join(home, "pw"), "from-file\n");
+    writeFileSync(file, JSON.stringify({ hub: "http://hub:1880", user: "alice", passwordFile: join(home, "pw") }));
+    const asked: string[] = [];
+    const env = { HOME: home, LOCKSTEP_HUB: "", LOCKSTEP_USER: "", LOCKSTEP_PASSWORD: "", LOCKSTEP_PASSWORD_FILE: "", LOCKSTEP_MQTT_URL: "" };
+    const c = await resolveCredentials({ configFile: file, env, prompt: async (q) => (asked.push(q), "typed") });
+    expect(c).toEqual({ hub: "http://hub:1880", user: "alice", password: "from-file", mqtt: "ws://hub:1880/mqtt" });
+    expect(asked).toEqual([]);
+  });
+
   it("refuses unknown config keys, a missing explicit file and no password without a terminal", async () => {
     const home = dir();
     const file = join(home, "cli.json");
