@@ -75,12 +75,17 @@ describe("a full disk under the broker's LevelDB", () => {
     });
   }
 
-  it("still delivers a QoS 1 message live to a connected persistent session, keeps it connected, and reports the fault", async () => {
+  /** A connected persistent-session agent subscribed to its commands (its closes counted), and the hub that sends them. */
+  async function agentAndHub() {
     const agent = await connect("lockstep-agent-a", false);
     await agent.subscribeAsync("hosts/a/commands", { qos: 1 });
-    const hub = await connect("hub", true);
     const closed = vi.fn();
     agent.on("close", closed);
+    return { agent, hub: await connect("hub", true), closed };
+  }
+
+  it("still delivers a QoS 1 message live to a connected persistent session, keeps it connected, and reports the fault", async () => {
+    const { agent, hub, closed } = await agentAndHub();
     const received = nextMessage(agent);
 
     vi.spyOn(db, "put").mockRejectedValue(full());
@@ -99,11 +104,7 @@ describe("a full disk under the broker's LevelDB", () => {
   });
 
   it("a queued copy whose message id cannot be written (the disk filled after queueing): delivered live, the client stays, the fault is reported", async () => {
-    const agent = await connect("lockstep-agent-a", false);
-    await agent.subscribeAsync("hosts/a/commands", { qos: 1 });
-    const hub = await connect("hub", true);
-    const closed = vi.fn();
-    agent.on("close", closed);
+    const { agent, hub, closed } = await agentAndHub();
     const batch = db.batch.bind(db) as unknown as (ops: Array<{ key: string }>) => Promise<void>;
     vi.spyOn(db, "batch").mockImplementation(((ops: Array<{ key: string }>) => (ops.some((op) => op.key.startsWith("outgoing-id:")) ? Promise.reject(full()) : batch(ops))) as never);
     const received = nextMessage(agent);
