@@ -3,15 +3,18 @@
  * fleet view, a snapshot then live changes, gzip-compressed when the browser accepts it. Runs
  * after the API's login check (any reader may see the fleet, as on MQTT).
  *
- * Work is bounded per connection whatever the fleet does: changed hosts are kept as a set of
- * names (at most one entry per host) and written only when the connection has taken the last
- * write, so a slow reader costs memory per host, not per change. At most `maxStreams` pages
- * stream at once.
+ * Work is bounded per connection whatever the fleet or the reader does: one line (at most
+ * FLEET_STREAM_PART_HOSTS hosts) is serialized and written per turn of the event loop, and the next
+ * only once the connection has taken it (the broker and the rollout engine share this loop). The
+ * snapshot is held as the fleet view's host objects until each part goes out; changed hosts are
+ * kept as a set of names (at most one entry per host), so a slow reader costs memory per host,
+ * not per change, and never a serialized copy of the fleet. At most `maxStreams` pages stream at once.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants as zlibConstants, createGzip, type Gzip } from "node:zlib";
 import type { Logger } from "pino";
 import { FLEET_STREAM_PART_HOSTS, FLEET_STREAM_PING_MS, streamHost, type FleetStreamHost, type FleetStreamLine } from "../protocol/fleet-stream.js";
+import type { HostSnapshot } from "../rollout/fleet-port.js";
 import type { FleetView } from "../rollout/fleet-view.js";
 
 export interface FleetStreamOptions {
@@ -46,7 +49,10 @@ export function fleetStreamHandler(opts: FleetStreamOptions): Handler {
 class FleetStream {
   private readonly out: Gzip | ServerResponse;
   private readonly gzip: Gzip | undefined;
-  /** Hosts changed since the last write. */
+  /** The snapshot still to send (hosts as the fleet view gave them, serialized one part at a time), or undefined once sent. */
+  private snapshot: HostSnapshot[] | undefined;
+  private cursor = 0;
+  /** Hosts changed since they were last written. */
   private readonly pending = new Set<string>();
   private scheduled = false;
   private waitingForDrain = false;
@@ -85,16 +91,13 @@ class FleetStream {
       this.pending.add(change.host);
       this.schedule();
     });
-    const hosts = this.opts.fleet.hosts().map(streamHost);
-    for (let i = 0; i < hosts.length || i === 0; i += FLEET_STREAM_PART_HOSTS) {
-      const part = hosts.slice(i, i + FLEET_STREAM_PART_HOSTS);
-      this.write({ kind: "snapshot", hosts: part, done: i + FLEET_STREAM_PART_HOSTS >= hosts.length });
-    }
-    this.flush();
+    this.snapshot = this.opts.fleet.hosts();
     this.ping = setInterval(() => {
-      this.write({ kind: "ping" });
-      this.flush();
+      // A connection waiting for drain has lines on their way already; a ping would only add to them.
+      if (this.waitingForDrain) return;
+      this.send({ kind: "ping" });
     }, this.opts.pingMs ?? FLEET_STREAM_PING_MS);
+    this.sendNext();
   }
 
   close(): void {
@@ -103,6 +106,7 @@ class FleetStream {
     this.unfollow();
     clearInterval(this.ping);
     this.pending.clear();
+    this.snapshot = undefined;
     this.gzip?.destroy();
   }
 
@@ -112,42 +116,56 @@ class FleetStream {
     this.res.destroy();
   }
 
-  /** Changes go out once the current I/O turn is done: a burst of messages is one line. */
+  /** Sends the next line on a later turn: a burst of changes is one line, and the event loop is not held. */
   private schedule(): void {
     if (this.scheduled || this.waitingForDrain || this.closed) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.sendChanges();
+      this.sendNext();
     });
   }
 
-  private sendChanges(): void {
-    if (this.closed || this.pending.size === 0) return;
-    const hosts: FleetStreamHost[] = [];
-    for (const id of this.pending) {
-      const h = this.opts.fleet.host(id);
-      hosts.push(h ? streamHost(h) : { host: id, availability: null, info: null, compartments: {} });
-    }
-    this.pending.clear();
-    for (let i = 0; i < hosts.length; i += FLEET_STREAM_PART_HOSTS) this.write({ kind: "changes", hosts: hosts.slice(i, i + FLEET_STREAM_PART_HOSTS) });
-    this.flush();
+  /**
+   * One line per turn, and none while the connection has not taken the last one: the snapshot's
+   * parts first (each serialized only when it goes out, so a connection buffers about one part,
+   * never the whole fleet), then the changed hosts, at most a part's worth per line.
+   */
+  private sendNext(): void {
+    if (this.closed || this.waitingForDrain) return;
+    let line: FleetStreamLine;
+    if (this.snapshot) {
+      const part = this.snapshot.slice(this.cursor, this.cursor + FLEET_STREAM_PART_HOSTS).map(streamHost);
+      this.cursor += FLEET_STREAM_PART_HOSTS;
+      const done = this.cursor >= this.snapshot.length;
+      if (done) this.snapshot = undefined;
+      line = { kind: "snapshot", hosts: part, done };
+    } else if (this.pending.size > 0) {
+      const hosts: FleetStreamHost[] = [];
+      for (const id of this.pending) {
+        if (hosts.length === FLEET_STREAM_PART_HOSTS) break;
+        this.pending.delete(id);
+        const h = this.opts.fleet.host(id);
+        hosts.push(h ? streamHost(h) : { host: id, availability: null, info: null, compartments: {} });
+      }
+      line = { kind: "changes", hosts };
+    } else return;
+    if (this.send(line)) this.schedule();
   }
 
-  private write(line: FleetStreamLine): void {
-    if (this.closed) return;
-    if (!this.out.write(JSON.stringify(line) + "\n") && !this.waitingForDrain) {
-      // The page reads slower than the fleet changes: collect changes until it caught up.
-      this.waitingForDrain = true;
-      this.out.once("drain", () => {
-        this.waitingForDrain = false;
-        this.schedule();
-      });
-    }
-  }
-
-  /** Push what was written through the compressor now (a line must not wait for more). */
-  private flush(): void {
-    if (!this.closed) this.gzip?.flush(zlibConstants.Z_SYNC_FLUSH);
+  /** Writes one line and pushes it through the compressor; false: wait for drain (sendNext follows it). */
+  private send(line: FleetStreamLine): boolean {
+    if (this.closed) return false;
+    const ok = this.out.write(JSON.stringify(line) + "\n");
+    // A line must not wait in the compressor for more.
+    this.gzip?.flush(zlibConstants.Z_SYNC_FLUSH);
+    if (ok) return true;
+    // The page reads slower than the hub writes: collect changes (one entry per host) until it caught up.
+    this.waitingForDrain = true;
+    this.out.once("drain", () => {
+      this.waitingForDrain = false;
+      this.sendNext();
+    });
+    return false;
   }
 }

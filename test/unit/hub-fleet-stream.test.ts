@@ -2,9 +2,10 @@
  * The hub's fleet stream (GET /api/fleet/stream, hub/fleet-stream.ts) on a real HTTP server over a
  * fake fleet view: the snapshot in parts then live changes on one ordered response, gzip when
  * asked, a change landing while the snapshot is read is not lost, changes of one host close
- * together go out once, and the number of open streams is bounded.
+ * together go out once, a reader that does not read makes the hub wait (it buffers about one part,
+ * not the fleet) and gets everything once it reads, and the number of open streams is bounded.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { gunzipSync } from "node:zlib";
 import pino from "pino";
@@ -41,9 +42,12 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function serve(opts: FleetStreamOptions): Promise<string> {
+async function serve(opts: FleetStreamOptions, seen?: (res: ServerResponse) => void): Promise<string> {
   const handler = fleetStreamHandler(opts);
-  server = createServer((req, res) => handler(req, res));
+  server = createServer((req, res) => {
+    seen?.(res);
+    handler(req, res);
+  });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", () => r()));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/fleet/stream`;
 }
@@ -143,5 +147,59 @@ describe("GET /api/fleet/stream", () => {
     expect(() => gunzipSync(Buffer.from(value!))).toThrow();
     expect(JSON.parse(text.split("\n")[0]!)).toMatchObject({ kind: "snapshot", done: true });
     await reader.cancel();
+  });
+
+  it("waits for a reader that does not read: about one part buffered, not the fleet, and everything arrives once it reads", async () => {
+    const { fleet } = fakeFleet();
+    // ~4 MB of JSON: far more than the socket takes from a reader that does not read.
+    const n = FLEET_STREAM_PART_HOSTS * 20;
+    for (let i = 0; i < n; i++) fleet.set(`host-${i}-${"x".repeat(700)}`);
+    const partBytes = JSON.stringify(fleet.hosts().slice(0, FLEET_STREAM_PART_HOSTS)).length;
+    let res: ServerResponse | undefined;
+    let maxBuffered = 0;
+    let lines = 0;
+    const url = await serve({ fleet, log: pino({ level: "silent" }) }, (r) => {
+      res = r;
+      const write = r.write.bind(r) as (chunk: string) => boolean;
+      r.write = ((chunk: string) => {
+        const ok = write(chunk);
+        lines++;
+        maxBuffered = Math.max(maxBuffered, r.writableLength);
+        return ok;
+      }) as typeof r.write;
+    });
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(url, { headers: { "accept-encoding": "identity" } }, resolve);
+      req.on("error", reject);
+      req.end();
+    });
+    response.pause();
+    // The hub stops at a full connection, mid-snapshot, and a change meanwhile waits too.
+    await expect.poll(() => res?.writableNeedDrain).toBe(true);
+    const linesWhenFull = lines;
+    expect(linesWhenFull).toBeLessThan(n / FLEET_STREAM_PART_HOSTS);
+    fleet.set("late", "offline");
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(lines).toBe(linesWhenFull);
+
+    const split = new LineSplitter();
+    const got: FleetStreamLine[] = [];
+    response.setEncoding("utf8");
+    await new Promise<void>((resolve) => {
+      response.on("data", (chunk: string) => {
+        for (const l of split.push(chunk)) got.push(JSON.parse(l) as FleetStreamLine);
+        if (got.some((l) => l.kind === "changes")) resolve();
+      });
+      response.resume();
+    });
+    const snapshot = got.filter((l) => l.kind === "snapshot");
+    expect(snapshot.at(-1)).toMatchObject({ done: true });
+    expect(new Set(snapshot.flatMap((l) => l.hosts.map((h) => h.host))).size).toBe(n);
+    expect(got.findIndex((l) => l.kind === "changes")).toBe(snapshot.length);
+    expect(got.at(-1)).toMatchObject({ kind: "changes", hosts: [{ host: "late", availability: "offline" }] });
+    // The whole snapshot is ~20 parts; the connection never held more than the socket's buffer plus about one part.
+    expect(maxBuffered).toBeLessThan(partBytes * 2);
+    response.destroy();
   });
 });
