@@ -161,6 +161,27 @@ export interface WebhookHandlerOptions {
   repository?: string;
   maxBodyBytes?: number;
   logger?: Logger;
+  /** How many recent delivery ids are remembered to answer a repeated delivery once (default 1,000). */
+  rememberDeliveries?: number;
+}
+
+/**
+ * Delivery ids already handled, the newest `max`. GitHub retries a delivery, and "Redeliver" in its
+ * UI sends it again, under the same X-GitHub-Delivery: handled once, a repeat is acknowledged only
+ * (no second audit entry or Node-RED message, no second re-check).
+ */
+class RecentDeliveries {
+  private readonly ids = new Set<string>();
+  constructor(private readonly max: number) {}
+
+  /** True the first time `id` is seen (an empty id, sent by no GitHub delivery, is never remembered). */
+  first(id: string): boolean {
+    if (id === "") return true;
+    if (this.ids.has(id)) return false;
+    this.ids.add(id);
+    if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value as string);
+    return true;
+  }
 }
 
 type RequestWithRawBody = IncomingMessage & { rawBody?: Buffer };
@@ -169,6 +190,7 @@ type RequestWithRawBody = IncomingMessage & { rawBody?: Buffer };
 export function createWebhookHandler(opts: WebhookHandlerOptions): (req: RequestWithRawBody, res: ServerResponse) => Promise<void> {
   const log = (opts.logger ?? createGitHubLogger()).child({ component: "github-webhooks" });
   const max = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const handled = new RecentDeliveries(opts.rememberDeliveries ?? 1_000);
   const reply = (res: ServerResponse, status: number, body: Record<string, unknown>) => {
     if (!res.headersSent) res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
   };
@@ -180,6 +202,10 @@ export function createWebhookHandler(opts: WebhookHandlerOptions): (req: Request
       if (Number(req.headers["content-length"] ?? 0) > max) throw new WebhookError(413, "webhook body too large", "raise maxBodyBytes if GitHub really sends deliveries this big");
       const raw = req.rawBody ?? (await readLimited(req, max));
       const event = await verifyAndParse(raw, req.headers, opts.secret, { repository: opts.repository, maxBodyBytes: max });
+      if (!handled.first(event.deliveryId)) {
+        log.info({ event: event.name, delivery: event.deliveryId }, "webhook: a delivery already handled, acknowledged only");
+        return reply(res, 200, { ok: true, event: event.name, delivery: event.deliveryId, duplicate: true });
+      }
       log.info({ event: event.name, delivery: event.deliveryId, recheck: event.recheck }, `webhook: ${event.summary}`);
       opts.onEvent?.(event);
       if (event.name === "ping") return reply(res, 200, { ok: true, event: "ping" });

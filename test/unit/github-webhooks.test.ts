@@ -1,6 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { createHmac } from "node:crypto";
-import { verifyAndParse, WebhookError } from "../../github/webhooks.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import pino from "pino";
+import { createWebhookHandler, verifyAndParse, WebhookError, type WebhookEvent } from "../../github/webhooks.js";
 
 const SECRET = "whsec-unit";
 const sign = (body: string, secret = SECRET) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
@@ -49,6 +52,37 @@ describe("verifyAndParse (pure webhook verification)", () => {
     for (const [name, payload] of events) {
       const body = JSON.stringify(payload);
       expect((await verifyAndParse(body, headers(name, body), SECRET)).recheck).toBe(true);
+    }
+  });
+});
+
+describe("createWebhookHandler", () => {
+  it("handles a delivery once: the same X-GitHub-Delivery again is acknowledged, with no second event or re-check", async () => {
+    const events: WebhookEvent[] = [];
+    let checks = 0;
+    const handler = createWebhookHandler({ secret: SECRET, repository: "acme/fleet", onEvent: (e) => events.push(e), watcher: { checkNow: async () => void checks++ }, rememberDeliveries: 2, logger: pino({ level: "silent" }) });
+    const server = createServer((req, res) => void handler(req, res));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const body = JSON.stringify({ ref: "refs/heads/main", after: "0".repeat(40), repository: repo });
+    const deliver = (delivery: string) => fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers("push", body), "x-github-delivery": delivery }, body });
+    try {
+      expect((await deliver("d-1")).status).toBe(202);
+      const again = await deliver("d-1");
+      expect(again.status).toBe(200);
+      expect(await again.json()).toMatchObject({ ok: true, duplicate: true, delivery: "d-1" });
+      expect(events.map((e) => e.deliveryId)).toEqual(["d-1"]);
+      expect(checks).toBe(1);
+      // Only the newest deliveries are remembered (here 2): the oldest is forgotten, not the store grown.
+      expect((await deliver("d-2")).status).toBe(202);
+      expect((await deliver("d-3")).status).toBe(202);
+      expect((await deliver("d-1")).status).toBe(202);
+      expect((await deliver("d-3")).status).toBe(200);
+      expect(events.map((e) => e.deliveryId)).toEqual(["d-1", "d-2", "d-3", "d-1"]);
+      expect(checks).toBe(4);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });
