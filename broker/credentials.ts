@@ -146,10 +146,9 @@ export class CredentialStore {
   }
 
   /**
-   * Re-read the file if it changed since the last read. Cheap (one stat) when it did not. Callers
-   * share a stat: one that comes while a stat runs waits for the next, which starts after it (so it
-   * still sees any change made before its call); a burst of logins costs two stats, not one each
-   * (the stat per login was 12 % of the broker's main thread while 1,000 hosts connected).
+   * Re-read the file if it changed since the last read. Cheap (one synchronous stat) when it did
+   * not. While a re-read runs, callers wait for the next check, which starts after it (so each still
+   * sees any change made before its call) and is shared by all of them.
    */
   refresh(): Promise<void> {
     if (!this.refreshing) {
