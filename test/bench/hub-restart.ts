@@ -28,6 +28,8 @@ import { SimulatedHost } from "./sim-host.js";
 
 const topics = new Topics();
 const CONNECT_CONCURRENCY = 100;
+/** The agent's MQTT.js connectTimeout (agent/session.ts): a broker that does not answer is tried again. */
+const AGENT_CONNECT_TIMEOUT_MS = 10_000;
 
 export interface HubRestartOptions {
   hosts: number[];
@@ -100,7 +102,7 @@ class ReconnectingFleet {
     const sim = this.sims[i]!;
     let period = RECONNECT_MIN_MS;
     const attempt = (): Promise<void> =>
-      sim.start(this.port, this.passwords[i]!).then(
+      sim.start(this.port, this.passwords[i]!, AGENT_CONNECT_TIMEOUT_MS).then(
         () => {
           period = RECONNECT_MIN_MS;
           this.upSince.add(sim.host);

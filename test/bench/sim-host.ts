@@ -51,8 +51,11 @@ export class SimulatedHost {
     private readonly opts: { answerCommands?: boolean } = {},
   ) {}
 
-  /** Connect, subscribe like an agent and publish the retained state; resolves when all is acknowledged. */
-  async start(port: number, password: string): Promise<void> {
+  /**
+   * Connect, subscribe like an agent and publish the retained state; resolves when all is
+   * acknowledged. With `connectTimeoutMs`, a CONNACK that does not come in time closes the socket.
+   */
+  async start(port: number, password: string, connectTimeoutMs?: number): Promise<void> {
     const socket = netConnect(port, "127.0.0.1");
     socket.setNoDelay(true);
     this.socket = socket;
@@ -69,6 +72,11 @@ export class SimulatedHost {
       else if (packet.cmd === "publish") {
         if (packet.qos === 1) this.write({ cmd: "puback", messageId: packet.messageId! });
         if (this.opts.answerCommands && packet.topic === this.topics.commands(this.host)) void this.runJob(packet.payload.toString());
+        // As the agent (agent/session.ts): an earlier connection's "offline" (its will, published
+        // late, e.g. by a broker that restarted) landing while connected is answered with "online".
+        else if (packet.topic === this.topics.availability(this.host) && packet.payload.toString() === "offline" && this.socket === socket) {
+          void this.publish(this.topics.availability(this.host), "online");
+        }
       }
     });
     socket.on("data", (chunk) => parser.parse(chunk));
@@ -92,7 +100,9 @@ export class SimulatedHost {
       password: Buffer.from(password),
       will: { topic: this.topics.availability(this.host), payload: Buffer.from("offline"), qos: 1, retain: true },
     });
-    const code = await Promise.race([connacked, failed]);
+    // As the agent's MQTT.js (connectTimeout): no CONNACK in time, drop the connection (and retry).
+    const noConnack = connectTimeoutMs === undefined ? undefined : setTimeout(() => socket.destroy(), connectTimeoutMs);
+    const code = await Promise.race([connacked, failed]).finally(() => clearTimeout(noConnack));
     if (code !== 0) throw new Error(`${this.host}: CONNACK ${code}`);
     const subscribed = new Promise<void>((resolve) => (this.onSuback = resolve));
     this.write({
