@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { isValidHostId, type StorageReporter } from "../protocol/index.js";
-import { StorageFile } from "../protocol/storage-file.js";
+import { StorageFile } from "./storage-file.js";
 
 /** More hosts than any fleet Lockstep is built for; a file beyond it is not read. */
 const MAX_HOSTS = 100_000;

@@ -33,6 +33,7 @@ import { RevertConverger } from "./converge.js";
 import { AutomaticPause } from "../rollout/automatic-pause.js";
 import { PreviewSettings } from "./config.js";
 import type { StorageHealth } from "./storage-health.js";
+import { StorageFile } from "./storage-file.js";
 import { FleetSummaryPublisher } from "./fleet-summary.js";
 
 /** Where the rollout store lives, under the data dir. */
@@ -127,14 +128,22 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
     ? new RevertConverger({ github, rollouts, log, rolloutDefaults: opts.rolloutDefaults ?? {}, mergeAutomatically: opts.mergeReverts ?? false })
     : undefined;
   // Automatic mode pauses after a failed rollout; the state lives in the data dir.
-  const automatic: AutomaticPause = new AutomaticPause({
-    file: join(opts.dataDir, "automatic.json"),
-    log: log.child({ component: "automatic" }),
+  const automaticPath = join(opts.dataDir, "automatic.json");
+  const automaticLog = log.child({ component: "automatic" });
+  const automaticFile: StorageFile = new StorageFile({
+    path: automaticPath,
+    ...(storage ? { storage: storage.writer("automatic", () => automaticFile.retry()) } : {}),
+    // The pause still holds in memory and is written once the data dir can be written.
+    onFault: (err) => automaticLog.error({ err, file: automaticPath }, "cannot store the automatic-mode state (paused/resumed) in the data dir"),
+  });
+  const automatic = new AutomaticPause({
+    file: automaticPath,
+    store: automaticFile,
+    log: automaticLog,
     publish: async (state) => void (await client.publishAsync(topics.automaticPause(), JSON.stringify(state), { qos: 1, retain: true })),
     audit: (event) => void fleet.publishAudit(event).catch((err: unknown) => log.warn({ err }, "cannot publish an audit event")),
     ...(previews ? { previews } : {}),
     resumeOnGreenPreview: opts.resumeOnGreenPreview ?? true,
-    ...(storage ? { storage: storage.writer("automatic", () => automatic.retrySave()) } : {}),
   });
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));

@@ -14,8 +14,6 @@ import type { Logger } from "pino";
 import type { AuditEvent, RolloutProgress, RolloutStateName } from "../protocol/schemas.js";
 import { AutomaticPauseState as AutomaticState } from "../protocol/automatic.js";
 import { newAuditEventId } from "../protocol/audit.js";
-import type { StorageReporter } from "../protocol/storage.js";
-import { StorageFile } from "../protocol/storage-file.js";
 
 const PAUSING_STATES: readonly RolloutStateName[] = ["halted", "rolled-back", "failed"];
 
@@ -26,9 +24,20 @@ export interface PreviewVerdicts {
   mergeVerdict(pr: number, headSha: string, policy: "all"): { ok: boolean };
 }
 
+/**
+ * Where the state is written: the hub gives a StorageFile (hub/storage-file.ts), which writes it whole,
+ * reports to the storage health and keeps a state it could not write until the health's retry writes it.
+ */
+export interface AutomaticPauseStore {
+  /** Replace the stored state with `text` (JSON); a failure is the store's to log, keep and retry. */
+  write(text: string): unknown;
+}
+
 export interface AutomaticPauseOptions {
-  /** <dataDir>/automatic.json */
+  /** <dataDir>/automatic.json, read at start (the state is written through `store`). */
   file: string;
+  /** Writes <dataDir>/automatic.json on each pause and resume. */
+  store: AutomaticPauseStore;
   log: Logger;
   /** Publish the state retained (fleet/automatic-pause). */
   publish: (state: AutomaticState) => Promise<void>;
@@ -37,25 +46,15 @@ export interface AutomaticPauseOptions {
   /** A later PR's preview building on every host resumes automatic mode (automatic.resumeOnGreenPreview). */
   previews?: PreviewVerdicts;
   resumeOnGreenPreview?: boolean;
-  /** Where each write of the file reports (the hub's storage health). */
-  storage?: StorageReporter;
   now?: () => Date;
 }
 
 export class AutomaticPause {
   private current: AutomaticState;
   private unfollow?: () => void;
-  /** The file; a state it could not take is kept there and written by retrySave(). */
-  private readonly file: StorageFile;
 
   constructor(private readonly o: AutomaticPauseOptions) {
     this.current = this.load();
-    this.file = new StorageFile({
-      path: o.file,
-      ...(o.storage ? { storage: o.storage } : {}),
-      // The pause still holds in memory and is written once the data dir can be written.
-      onFault: (err) => o.log.error({ err, file: o.file }, "cannot store the automatic-mode state (paused/resumed) in the data dir"),
-    });
   }
 
   get state(): AutomaticState {
@@ -119,13 +118,8 @@ export class AutomaticPause {
     void this.publish();
   }
 
-  /** Write the state the file is missing (the hub's storage health calls this while faulted). */
-  retrySave(): void {
-    this.file.retry();
-  }
-
   private save(): void {
-    this.file.write(JSON.stringify(this.current, null, 1) + "\n");
+    this.o.store.write(JSON.stringify(this.current, null, 1) + "\n");
   }
 
   private load(): AutomaticState {

@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AutomaticPause } from "../../rollout/automatic-pause.js";
+import { StorageFile } from "../../hub/storage-file.js";
 import { AutomaticPauseState } from "../../protocol/automatic.js";
 import { AuditEvent, buildPreviewSummary, Command, Topics, type Compartment, type FleetExpected, type HostInfo } from "../../protocol/index.js";
 import { HomeAssistantBridge, type InstallRequested } from "../../ha/bridge.js";
@@ -130,6 +131,7 @@ describe.each(BROKER_KINDS)("Home Assistant bridge on %s", (kind) => {
     pauseDir = mkdtempSync(join(tmpdir(), "lockstep-ha-pause-"));
     automatic = new AutomaticPause({
       file: join(pauseDir, "automatic.json"),
+      store: new StorageFile({ path: join(pauseDir, "automatic.json"), onFault: () => undefined }),
       log: pino({ level: "silent" }),
       publish: async (state) => void (await hub.publishAsync(topics.automaticPause(), JSON.stringify(state), { qos: 1, retain: true })),
       audit: (e) => void audits.push(e),

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { AutomaticPause, type PreviewVerdicts } from "../../rollout/automatic-pause.js";
+import { StorageFile } from "../../hub/storage-file.js";
 import { pausedStep } from "../../node-red-nodes/lib/gate-logic.js";
 import { AuditEvent, type RolloutProgress } from "../../protocol/schemas.js";
 import type { AutomaticPauseState } from "../../protocol/automatic.js";
@@ -30,7 +31,7 @@ function setup(previews?: PreviewVerdicts, file?: string) {
   const audits: AuditEvent[] = [];
   const path = file ?? join(dir, "automatic.json");
   const make = () =>
-    new AutomaticPause({ file: path, log: pino({ level: "silent" }), publish: async (s) => void published.push(s), audit: (e) => void audits.push(AuditEvent.parse(e)), ...(previews ? { previews } : {}), resumeOnGreenPreview: true });
+    new AutomaticPause({ file: path, store: new StorageFile({ path, onFault: () => undefined }), log: pino({ level: "silent" }), publish: async (s) => void published.push(s), audit: (e) => void audits.push(AuditEvent.parse(e)), ...(previews ? { previews } : {}), resumeOnGreenPreview: true });
   return { pause: make(), make, published, audits, path };
 }
 
@@ -80,6 +81,30 @@ describe("automatic mode's pause after a failed rollout", () => {
     listener!(13);
     expect(t.pause.state).toMatchObject({ paused: false, resumedBy: "lockstep previews" });
     expect(t.audits.at(-1)).toMatchObject({ action: "automatic.resumed", details: { why: "the preview of PR #13 builds on every host" } });
+  });
+
+  it("each pause and resume goes to the store it is given, as the JSON the next start reads; a failed write leaves the state in memory", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "lockstep-pause-store-"));
+    dirs.push(dir);
+    const written: string[] = [];
+    const pause = new AutomaticPause({
+      file: join(dir, "automatic.json"),
+      // The hub's StorageFile logs, keeps and retries a failed write; this store just refuses.
+      store: { write: (text) => (written.push(text), false) },
+      log: pino({ level: "silent" }),
+      publish: async () => undefined,
+      audit: () => undefined,
+    });
+    await pause.start();
+    expect(written).toEqual([]);
+    pause.rolloutEnded(progress("failed"));
+    expect(pause.paused).toBe(true);
+    pause.resume("api:olga");
+    expect(written.map((t) => JSON.parse(t) as AutomaticPauseState)).toEqual([
+      expect.objectContaining({ paused: true, rolloutId: "r-failed" }),
+      expect.objectContaining({ paused: false, resumedBy: "api:olga" }),
+    ]);
+    expect(pause.state).toMatchObject({ paused: false, resumedBy: "api:olga" });
   });
 
   it("a stored state it cannot read starts paused: it never silently re-enables automatic merges", () => {

@@ -29,6 +29,7 @@ import { AuditLog } from "../../hub/audit-log.js";
 import { apiAuthMiddleware, WEBHOOK_PATH, type RequestHandler } from "../../hub/node-red.js";
 import type { AuditEvent } from "../../protocol/schemas.js";
 import { AutomaticPause } from "../../rollout/automatic-pause.js";
+import { StorageFile } from "../../hub/storage-file.js";
 import { RolloutService } from "../../rollout/service.js";
 import { RolloutStore } from "../../rollout/store.js";
 import { FakeFleet } from "../support/fake-fleet.js";
@@ -67,7 +68,7 @@ async function apiWorld() {
   const audit = new AuditLog({ dataDir: dir, log });
   const audits: AuditEvent[] = [];
   const record = (e: AuditEvent) => (audits.push(e), audit.append(e));
-  const automatic = new AutomaticPause({ file: join(dir, "automatic.json"), log, publish: async () => undefined, audit: record });
+  const automatic = new AutomaticPause({ file: join(dir, "automatic.json"), store: new StorageFile({ path: join(dir, "automatic.json"), onFault: () => undefined }), log, publish: async () => undefined, audit: record });
   const fleet = new FakeFleet({ hosts: [{ host: "alpha", priority: 1 }, { host: "beta", priority: 2 }], latencyMs: HOUR, expectedHead: COMMIT });
   const rollouts = new RolloutService({ fleet, store: new RolloutStore(dir), progressIntervalMs: 60_000 });
   rollouts.events.on("audit", record);

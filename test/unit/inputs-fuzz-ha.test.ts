@@ -21,6 +21,7 @@ import { HA_ACTIONS, parseHaAction } from "../../ha/discovery.js";
 import { forwardsIn } from "../../hub/upstream-bridge.js";
 import { buildPreviewSummary, Command, decodeJson, parseHubAction, PreviewSummary, Topics, type AuditEvent } from "../../protocol/index.js";
 import { AutomaticPause } from "../../rollout/automatic-pause.js";
+import { StorageFile } from "../../hub/storage-file.js";
 import { FleetView } from "../../rollout/fleet-view.js";
 import { fuzzParams, payloadOf } from "../support/fuzz.js";
 import { hostPreviewPr7, hostSnapshot, pendingPr7, PREVIEW_AT } from "../support/preview-mqtt.js";
@@ -83,7 +84,7 @@ describe("fuzz: the Home Assistant bridge's inbound topics", () => {
     const logger = pino({ level: "error" }, { write: (line: string) => errors.push(line) });
     const fleet = new FleetView({ client, topics, logger });
     const audits: AuditEvent[] = [];
-    const automatic = new AutomaticPause({ file: join(dir, "automatic.json"), log: logger, publish: async () => undefined, audit: (e) => audits.push(e) });
+    const automatic = new AutomaticPause({ file: join(dir, "automatic.json"), store: new StorageFile({ path: join(dir, "automatic.json"), onFault: () => undefined }), log: logger, publish: async () => undefined, audit: (e) => audits.push(e) });
     const installs: string[] = [];
     const bridge = new HomeAssistantBridge({ client, topics, logger, fleet, automatic, rollouts: { installOnHost: (host: string) => (installs.push(host), "r-1") }, birthDelayMs: () => 0 });
     await fleet.start();

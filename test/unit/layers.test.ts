@@ -69,9 +69,54 @@ export function layerViolations(root = ROOT): string[] {
   return problems;
 }
 
+/** Node modules that read or write files, run programs or talk to the network. */
+const IO_MODULES = /^(?:node:)?(?:fs|fs\/promises|child_process|net|tls|dgram|http|https|http2|worker_threads)$/;
+/** protocol/'s one piece of I/O: reading config and secret files. */
+const PROTOCOL_IO_ALLOWED = new Set(["protocol/config-file.ts"]);
+
+/** protocol/ files (other than config-file.ts) that import an I/O module: protocol/ is the contract, topics and payloads. */
+export function protocolIo(root = ROOT): string[] {
+  let files: string[] = [];
+  try {
+    files = sourceFiles(join(root, "protocol"));
+  } catch {
+    return [];
+  }
+  const problems: string[] = [];
+  for (const file of files) {
+    const name = relative(root, file).split(/[\\/]/).join("/");
+    if (PROTOCOL_IO_ALLOWED.has(name)) continue;
+    const text = readFileSync(file, "utf8");
+    for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|require\s*\(\s*|^import\s+)["']([^"']+)["']/gm)) {
+      if (IO_MODULES.test(m[1]!)) problems.push(`${name} imports ${m[1]}: protocol/ does no I/O (put it in the layer that uses it)`);
+    }
+  }
+  return problems;
+}
+
 describe("layers", () => {
   it("no folder imports a higher layer, and no two folders import each other", () => {
     expect(layerViolations()).toEqual([]);
+  });
+
+  it("protocol/ does no I/O but config-file.ts's reading of config files", () => {
+    expect(protocolIo()).toEqual([]);
+  });
+
+  it("reports a protocol/ file that imports an I/O module (so the check can fail)", () => {
+    const root = mkdtempSync(join(tmpdir(), "lockstep-layers-"));
+    try {
+      mkdirSync(join(root, "protocol"));
+      writeFileSync(join(root, "protocol", "config-file.ts"), 'import { readFileSync } from "node:fs";\n');
+      writeFileSync(join(root, "protocol", "ids.ts"), 'import { randomUUID } from "node:crypto";\n');
+      writeFileSync(join(root, "protocol", "writer.ts"), 'import { writeFileSync } from "node:fs";\nconst cp = require("child_process");\n');
+      expect(protocolIo(root)).toEqual([
+        "protocol/writer.ts imports node:fs: protocol/ does no I/O (put it in the layer that uses it)",
+        "protocol/writer.ts imports child_process: protocol/ does no I/O (put it in the layer that uses it)",
+      ]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("sees relative imports, requires and dynamic imports (so the check can fail)", () => {

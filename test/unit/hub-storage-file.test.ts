@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { StorageFile } from "../../protocol/storage-file.js";
+import { StorageFile } from "../../hub/storage-file.js";
 
 function recorder() {
   const reports: string[] = [];
@@ -15,7 +15,7 @@ function recorder() {
   };
 }
 
-describe("StorageFile (a data-dir file that keeps what it could not write)", () => {
+describe("StorageFile, hub/storage-file.ts (a data-dir file that keeps what it could not write)", () => {
   it("writes the text whole with mode 0600 and reports ok", () => {
     const path = join(mkdtempSync(join(tmpdir(), "lockstep-storage-file-")), "state.json");
     const r = recorder();

@@ -3,11 +3,12 @@
  * write is not lost: the text is kept and written again by retry(), which the hub's storage health
  * (hub/storage-health.ts) calls while the data dir is faulted. Each write reports to the writer's
  * StorageReporter. The owner keeps its state in memory; this keeps only what the disk lacks.
- * Used for automatic.json (rollout/automatic-pause.ts) and last-switch.json (hub/last-switch-file.ts).
- * In protocol/ next to StorageReporter because both layers above it write such files.
+ * Used for automatic.json (the hub hands one to rollout/automatic-pause.ts as its AutomaticPauseStore)
+ * and last-switch.json (hub/last-switch-file.ts). In hub/, not protocol/: protocol/ is the contract
+ * (topics and payloads, bundled into the page) and does no writing.
  */
 import { renameSync, writeFileSync } from "node:fs";
-import { IGNORE_STORAGE, type StorageReporter } from "./storage.js";
+import { IGNORE_STORAGE, type StorageReporter } from "../protocol/storage.js";
 
 export interface StorageFileOptions {
   path: string;
