@@ -98,6 +98,7 @@ export function buildHubServices(opts: HubServicesOptions): HubServices {
     fleet,
     store: new RolloutStore(stateDir),
     logger: log.child({ component: "rollouts" }),
+    defaults: opts.rolloutDefaults ?? {},
     ...(github ? { revert: github.revertForRollout } : {}),
     // A rollout whose record cannot be written is held, and resumed by the storage health's retry.
     ...(storage

@@ -12,7 +12,7 @@ import { RolloutConflictError, RolloutNotFoundError, RolloutPlanError, StepNotCa
 import { isRolloutPublisher, type FleetPort, type RolloutPublisher } from "./fleet-port.js";
 import { RolloutPlanner } from "./planner.js";
 import { linkConvergence } from "./history-story.js";
-import { parseRolloutSpec, type RolloutPlan, type RolloutSpecInput } from "./spec.js";
+import { mergeSpecLayers, parseRolloutSpec, type RolloutPlan, type RolloutSpecInput } from "./spec.js";
 import type { RolloutStore } from "./store.js";
 
 export interface RolloutServiceEvents {
@@ -49,6 +49,8 @@ export interface RolloutServiceOptions {
   resumeGraceMs?: number;
   /** The hub's storage health; without it a storage failure holds the rollout until retryHeld() or a restart. */
   storage?: RolloutStorage;
+  /** The hub's rollout defaults (config.rollout): installOnHost's rollouts start from them, as the deploy node's do. */
+  defaults?: Record<string, unknown>;
 }
 
 interface ActiveRollout {
@@ -133,11 +135,12 @@ export class RolloutService {
   /**
    * Install one commit on one host (the Home Assistant "install" button): no canary, no soak, the
    * host's maintenance window is not enforced because someone asked for this host explicitly; a
-   * held host is still refused. `overrides` may change any other spec field.
+   * held host is still refused. Every other field (step timeouts, health gate, when to ask the host...)
+   * comes from the hub's rollout defaults.
    */
-  installOnHost(host: string, commit: string, requestedBy: string, overrides: Partial<RolloutSpecInput> = {}): string {
-    const strategy = { canary: 0, soakMs: 0, ...(overrides.strategy ?? {}) };
-    return this.start({ respectWindows: false, ...overrides, commit, selection: { hosts: [host] }, strategy }, requestedBy);
+  installOnHost(host: string, commit: string, requestedBy: string): string {
+    const fixed = { respectWindows: false, commit, selection: { hosts: [host] }, strategy: { canary: 0, soakMs: 0 } };
+    return this.start(mergeSpecLayers(this.opts.defaults ?? {}, fixed) as RolloutSpecInput, requestedBy);
   }
 
   /** Current progress (live for running rollouts, stored otherwise). */

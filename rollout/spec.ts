@@ -139,6 +139,23 @@ export type RolloutSpec = z.infer<typeof RolloutSpec>;
 export type RolloutSpecInput = z.input<typeof RolloutSpec>;
 
 /** Validate a spec from anywhere; throws RolloutSpecError naming the bad fields. */
+type SpecLayer = Record<string, unknown>;
+const isLayer = (v: unknown): v is SpecLayer => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * One spec from layers (the hub's defaults, then a node's or a request's own fields, then what is
+ * fixed per rollout): later layers win; nested objects (strategy, stepTimeouts) merge key by key.
+ */
+export function mergeSpecLayers(...layers: SpecLayer[]): SpecLayer {
+  const out: SpecLayer = {};
+  for (const layer of layers) {
+    for (const [key, value] of Object.entries(layer)) {
+      out[key] = isLayer(value) && isLayer(out[key]) ? mergeSpecLayers(out[key] as SpecLayer, value) : value;
+    }
+  }
+  return out;
+}
+
 export function parseRolloutSpec(input: unknown): RolloutSpec {
   const r = RolloutSpec.safeParse(input);
   if (!r.success) throw new RolloutSpecError(formatZodError(r.error));

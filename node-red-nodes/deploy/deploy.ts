@@ -11,10 +11,10 @@
 import { z } from "zod";
 import { CommitSha, LockDiff, type RolloutProgress } from "../../protocol/schemas.js";
 import { ConfigError } from "../../protocol/errors.js";
-import { parseRolloutSpec } from "../../rollout/spec.js";
+import { mergeSpecLayers, parseRolloutSpec } from "../../rollout/spec.js";
 import { carryOverPreview, type PreviewPlanHints } from "../../rollout/previews.js";
 import type { PreviewService } from "../../rollout/preview-service.js";
-import { mergeSpecLayers, specFromNodeConfig } from "../lib/deploy-spec.js";
+import { specFromNodeConfig } from "../lib/deploy-spec.js";
 import { cancelStepRequest, isCancelStep } from "../lib/cancel-step.js";
 import type { FleetConfigNode } from "../lib/fleet-connection.js";
 import { onClose, onInput, parseMessageField, HostId, requester } from "../lib/input.js";

@@ -1,5 +1,5 @@
 /**
- * How the deploy node builds a RolloutSpec: the hub's defaults (settings.lockstep.rollout), then the
+ * How the deploy node builds a RolloutSpec (layered with rollout/spec.ts mergeSpecLayers): the hub's defaults (settings.lockstep.rollout), then the
  * node's own fields, then msg.spec, then the commit and hosts of the message. Validation is the
  * rollout engine's own zod schema (parseRolloutSpec); this file only reads editor strings.
  */
@@ -7,19 +7,6 @@ import { ConfigError } from "../../protocol/errors.js";
 import { optionalNumber, optionalString } from "./input.js";
 
 type Obj = Record<string, unknown>;
-
-const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
-
-/** Later layers win; nested objects (strategy, stepTimeouts) are merged key by key. */
-export function mergeSpecLayers(...layers: Obj[]): Obj {
-  const out: Obj = {};
-  for (const layer of layers) {
-    for (const [key, value] of Object.entries(layer)) {
-      out[key] = isObj(value) && isObj(out[key]) ? mergeSpecLayers(out[key] as Obj, value) : value;
-    }
-  }
-  return out;
-}
 
 /** "2" → {size: 2}; "50%" → {percent: 50}. */
 function sizeOrPercent(text: string, what: string): Obj {

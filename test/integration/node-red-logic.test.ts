@@ -7,11 +7,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { mergeShippedFlows } from "../../hub/node-red.js";
-import { mergeSpecLayers, specFromNodeConfig } from "../../node-red-nodes/lib/deploy-spec.js";
+import { specFromNodeConfig } from "../../node-red-nodes/lib/deploy-spec.js";
 import { decideGate, gateConfigFromDef, previewCheckFromDef, previewPolicy, previewStep } from "../../node-red-nodes/lib/gate-logic.js";
 import { AutomaticReporter } from "../../node-red-nodes/lib/automatic-report.js";
 import { AuditEvent, AutomaticState } from "../../protocol/index.js";
-import { parseRolloutSpec } from "../../rollout/spec.js";
+import { mergeSpecLayers, parseRolloutSpec } from "../../rollout/spec.js";
 
 const SAT_0300_UTC = new Date("2026-11-21T03:00:00Z"); // a Saturday
 const SAT_1200_UTC = new Date("2026-11-21T12:00:00Z");

@@ -205,6 +205,19 @@ describe("RolloutService", () => {
     expect(() => service.installOnHost("c", COMMIT, "home-assistant")).toThrow(/held/);
   });
 
+  it("installOnHost starts from the hub's rollout defaults, with canary, soak, window and selection fixed", async () => {
+    const { dir, fleet } = setup();
+    const store = new RolloutStore(dir);
+    const defaults = { strategy: { canary: 2, soakMs: 60_000, askHostMs: 5_000, stepTimeouts: { switch: 7_200_000 } }, respectWindows: true, onFailure: "rollback-failed" };
+    const service = new RolloutService({ fleet, store, progressIntervalMs: 5, defaults });
+    cleanups.push(() => service.close());
+    const id = service.installOnHost("b", COMMIT, "home-assistant");
+    expect((await service.wait(id)).state).toBe("completed");
+    const spec = (await store.load(id))!.plan.spec;
+    expect(spec).toMatchObject({ commit: COMMIT, selection: { hosts: ["b"] }, respectWindows: false, onFailure: "rollback-failed" });
+    expect(spec.strategy).toMatchObject({ canary: 0, soakMs: 0, askHostMs: 5_000, stepTimeouts: { switch: 7_200_000 } });
+  });
+
   it("close() keeps rollouts resumable; resumeUnfinished() finishes them on a new service", async () => {
     const first = setup(40);
     const id = first.service.start({ commit: COMMIT, strategy: { ...FAST, canary: 0, waves: { size: 2 }, parallelism: 1 } }, "alice");
