@@ -8,7 +8,8 @@
  * only once the connection has taken it (the broker and the rollout engine share this loop). The
  * snapshot is held as the fleet view's host objects until each part goes out; changed hosts are
  * kept as a set of names (at most one entry per host), so a slow reader costs memory per host,
- * not per change, and never a serialized copy of the fleet. At most `maxStreams` pages stream at once.
+ * not per change, and never a serialized copy of the fleet. At most `maxStreams` pages stream at
+ * once, at most `maxStreamsPerUser` of them for one user.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants as zlibConstants, createGzip, type Gzip } from "node:zlib";
@@ -22,24 +23,54 @@ export interface FleetStreamOptions {
   log: Logger;
   /** Pages streaming at once; more are answered 503 (default 100). */
   maxStreams?: number;
+  /** Pages one user streams at once (default 10): one user's tabs or scripts cannot hold every place. */
+  maxStreamsPerUser?: number;
   pingMs?: number;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+type Req = IncomingMessage & { lockstepUser?: { name: string } };
+type Handler = (req: Req, res: ServerResponse) => void;
+
+const HEADERS = {
+  "content-type": "application/x-ndjson; charset=utf-8",
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+  // Proxies must pass each line on as it comes (nginx buffers otherwise).
+  "x-accel-buffering": "no",
+};
 
 export function fleetStreamHandler(opts: FleetStreamOptions): Handler {
   const maxStreams = opts.maxStreams ?? 100;
+  const maxPerUser = opts.maxStreamsPerUser ?? 10;
   let open = 0;
+  /** Open streams per user name ("" without a login, as in tests that mount the handler alone). */
+  const perUser = new Map<string, number>();
   return (req, res) => {
-    if (open >= maxStreams) {
+    // Express routes HEAD to GET handlers: a HEAD gets the headers, never a stream (nor a place).
+    if (req.method === "HEAD") {
+      res.writeHead(200, HEADERS);
+      res.end();
+      return;
+    }
+    const user = req.lockstepUser?.name ?? "";
+    const mine = perUser.get(user) ?? 0;
+    if (open >= maxStreams || mine >= maxPerUser) {
+      const error =
+        mine >= maxPerUser
+          ? `${user || "this user"} streams the fleet to ${mine} pages already; close one (another tab or script) or try again shortly`
+          : `${maxStreams} pages are streaming the fleet already; try again shortly`;
       res.writeHead(503, { "content-type": "application/json", "retry-after": "5" });
-      res.end(JSON.stringify({ error: `${maxStreams} pages are streaming the fleet already; try again shortly` }));
+      res.end(JSON.stringify({ error }));
       return;
     }
     open++;
+    perUser.set(user, mine + 1);
     const stream = new FleetStream(req, res, opts);
     res.on("close", () => {
       open--;
+      const left = (perUser.get(user) ?? 1) - 1;
+      if (left > 0) perUser.set(user, left);
+      else perUser.delete(user);
       stream.close();
     });
     stream.start();
@@ -66,14 +97,7 @@ class FleetStream {
     private readonly opts: FleetStreamOptions,
   ) {
     const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
-    res.writeHead(200, {
-      "content-type": "application/x-ndjson; charset=utf-8",
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-      // Proxies must pass each line on as it comes (nginx buffers otherwise).
-      "x-accel-buffering": "no",
-      ...(gzip ? { "content-encoding": "gzip" } : {}),
-    });
+    res.writeHead(200, { ...HEADERS, ...(gzip ? { "content-encoding": "gzip" } : {}) });
     // Level 1: the snapshot of 10,000 hosts compresses ~10× at a fraction of the default's CPU.
     this.gzip = gzip ? createGzip({ level: 1 }) : undefined;
     if (this.gzip) {

@@ -14,6 +14,8 @@ import { showBanner } from "./notice.js";
 /** Work on stream lines for at most this long before letting the browser draw a frame. */
 const SLICE_MS = 8;
 const RETRY_MS = 3000;
+/** 503s in a row (the hub's stream cap) before the page says so. */
+const REFUSALS_SHOWN = 2;
 
 /** Asks the hub for the fleet stream (the login sends it while it asks whoami: one round trip less). */
 export function openFleetStream(authorization) {
@@ -25,22 +27,26 @@ export function openFleetStream(authorization) {
  * a new one; reconnects after a lost connection.
  */
 export async function followFleet(first) {
+  let refused = 0;
   while (app.client && !app.client.disconnecting) {
     try {
       const res = await (first ?? openFleetStream(basicAuth()));
       first = undefined;
+      refused = res.status === 503 ? refused + 1 : 0;
       await readStream(res);
     } catch (err) {
       first = undefined;
       if (err.status === 401 || err.status === 403) return showBanner(`Cannot load the fleet: ${err.message}`, true);
       console.warn("lockstep: fleet stream lost", err.message);
+      // One refusal is a moment's crowd; more in a row the user should see (and can act on).
+      if (refused >= REFUSALS_SHOWN) showBanner(`The hub is streaming the fleet to as many pages as it allows (${err.message}); close fleet pages in other tabs. Retrying…`);
     }
     await new Promise((r) => setTimeout(r, RETRY_MS));
   }
 }
 
 async function readStream(res) {
-  if (!res.ok || !res.body) throw Object.assign(new Error(`HTTP ${res.status}`), { status: res.status });
+  if (!res.ok || !res.body) throw Object.assign(new Error(await refusal(res)), { status: res.status });
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   const lines = new LineSplitter();
   const snapshot = new Set();
@@ -56,6 +62,12 @@ async function readStream(res) {
       }
     }
   }
+}
+
+/** The hub's reason for a refused stream (its JSON error), or the HTTP status. */
+async function refusal(res) {
+  const body = await res.json().catch(() => undefined);
+  return isObj(body) && isStr(body.error) ? `HTTP ${res.status}: ${body.error.slice(0, 200)}` : `HTTP ${res.status}`;
 }
 
 function applyLine(text, snapshot) {

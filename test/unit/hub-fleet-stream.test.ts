@@ -46,15 +46,17 @@ async function serve(opts: FleetStreamOptions, seen?: (res: ServerResponse) => v
   const handler = fleetStreamHandler(opts);
   server = createServer((req, res) => {
     seen?.(res);
-    handler(req, res);
+    // The API's login sets lockstepUser; here a header names the user.
+    const user = req.headers["x-test-user"];
+    handler(Object.assign(req, typeof user === "string" ? { lockstepUser: { name: user } } : {}), res);
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", () => r()));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/fleet/stream`;
 }
 
 /** Reads stream lines as they come (fetch decompresses gzip). */
-async function open(url: string) {
-  const res = await fetch(url, { headers: { "accept-encoding": "gzip" } });
+async function open(url: string, user?: string) {
+  const res = await fetch(url, { headers: { "accept-encoding": "gzip", ...(user ? { "x-test-user": user } : {}) } });
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   const split = new LineSplitter();
   const queue: FleetStreamLine[] = [];
@@ -133,6 +135,32 @@ describe("GET /api/fleet/stream", () => {
     const again = await open(url);
     expect(again.res.status).toBe(200);
     await again.cancel();
+  });
+
+  it("caps the streams of one user below the global cap, and answers HEAD without a stream", async () => {
+    const { fleet, listeners } = fakeFleet();
+    const url = await serve({ fleet, log: pino({ level: "silent" }), maxStreams: 3, maxStreamsPerUser: 2 });
+    for (let i = 0; i < 5; i++) {
+      const head = await fetch(url, { method: "HEAD", headers: { "x-test-user": "ann" } });
+      expect(head.status).toBe(200);
+      expect(head.headers.get("content-type")).toMatch(/ndjson/);
+    }
+    expect(listeners.size).toBe(0);
+    const ann = [await open(url, "ann"), await open(url, "ann")];
+    for (const s of ann) await s.next();
+    const third = await fetch(url, { headers: { "x-test-user": "ann" } });
+    expect(third.status).toBe(503);
+    expect(((await third.json()) as { error: string }).error).toMatch(/ann streams the fleet to 2 pages/);
+    // Another user still gets in, up to the global cap.
+    const bob = await open(url, "bob");
+    expect(bob.res.status).toBe(200);
+    expect((await fetch(url, { headers: { "x-test-user": "cy" } })).status).toBe(503);
+    // A page of ann's goes: ann may open one again.
+    await ann[0]!.cancel();
+    await expect.poll(() => listeners.size).toBe(2);
+    const again = await open(url, "ann");
+    expect(again.res.status).toBe(200);
+    for (const s of [ann[1]!, bob, again]) await s.cancel();
   });
 
   it("sends plain text to a client that does not accept gzip", async () => {
