@@ -4,7 +4,7 @@
  * two in the same run:
  * - connect: all N hosts connect, subscribe and publish their retained state (100 at a time),
  *   spread round-robin over the nodes;
- * - changes: compartment changes from hosts on every node (20 in flight), seen by a hub-like
+ * - changes: compartment changes from hosts on every node (changes.ts), seen by a hub-like
  *   subscriber on node A (so with two nodes half of them cross Redis): latency p50/p99 and the
  *   nodes' CPU per 10,000 changes;
  * - the nodes' RSS added up with the fleet connected.
@@ -18,12 +18,12 @@ import { COMPARTMENTS, Topics } from "../../protocol/index.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
 import { redisAvailable, startTestRedis, type TestRedis } from "../support/redis.js";
-import { percentile, pool, procCpuSeconds, procRssMb, withTimeout } from "./fleet.js";
+import { pool, timeChanges, withTimeout } from "./changes.js";
+import { percentile, procCpuSeconds, procRssMb } from "./fleet.js";
 import { SimulatedHost } from "./sim-host.js";
 
 const topics = new Topics();
 const CONNECT_CONCURRENCY = 100;
-const CHANGE_CONCURRENCY = 20;
 
 export interface ClusterBenchOptions {
   hosts: number;
@@ -80,36 +80,14 @@ async function runCluster(nodes: number, options: ClusterBenchOptions): Promise<
 
     // 2. Changes from hosts on every node, seen by the hub on node A.
     hub = await mqtt.connectAsync(brokers[0]!.url, { username: "bench-hub", password: hubUser.password, reconnectPeriod: 0, connectTimeout: 30_000, clean: true });
-    const sent = new Map<number, number>();
-    const latencies: number[] = [];
-    const allSeen = new Promise<void>((resolve) => {
-      hub!.on("message", (_topic, payload) => {
-        const n = Number(/at head c(\d+)/.exec(payload.toString())?.[1] ?? NaN);
-        const at = sent.get(n);
-        if (at === undefined) return;
-        sent.delete(n);
-        latencies.push(performance.now() - at);
-        if (latencies.length === options.changes) resolve();
-      });
-    });
     // The hub's retained replay (every host's compartments) passes before the measurement.
     let replayed = 0;
     const replay = new Promise<void>((resolve) => hub!.on("message", (_t, _p, packet) => packet.retain && ++replayed === options.hosts * COMPARTMENTS.length && resolve()));
     await hub.subscribeAsync(topics.compartments(Topics.ANY_HOST), { qos: 1 });
     await withTimeout(replay, timeout, `${nodes} node(s): the hub's retained replay`);
     const cpu1 = cpu();
-    await withTimeout(
-      pool(options.changes, CHANGE_CONCURRENCY, async (n) => {
-        const sim = sims[n % sims.length]!;
-        sent.set(n, performance.now());
-        await sim.publish(topics.compartment(sim.host, "git"), JSON.stringify({ status: "ok", summary: `at head c${n}`, checkedAt: new Date().toISOString() }));
-      }),
-      timeout,
-      `${nodes} node(s): changes`,
-    );
-    await withTimeout(allSeen, 60_000, `${nodes} node(s): change deliveries`);
+    const latencies = await timeChanges(hub, sims, options.changes, timeout, `${nodes} node(s)`);
     const cpuPer10kChangesS = ((cpu() - cpu1) * 10_000) / options.changes;
-    latencies.sort((a, b) => a - b);
     return {
       connectS: r(connectS),
       connectCpuS: r(connectCpuS),

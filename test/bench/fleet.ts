@@ -21,11 +21,11 @@ import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
 import { MosquittoProcess, freePort, mosquittoAvailable } from "../support/mosquitto.js";
+import { pool, timeChanges, withTimeout } from "./changes.js";
 import { HOST_RETAINED_TOPICS, SimulatedHost } from "./sim-host.js";
 
 const topics = new Topics();
 const CONNECT_CONCURRENCY = 100;
-const CHANGE_CONCURRENCY = 20;
 
 export interface FleetBenchOptions {
   /** Fleet sizes to run, e.g. [1000, 10000]. */
@@ -117,23 +117,6 @@ async function startMosquitto(dir: string, store: CredentialStore): Promise<Brok
   };
 }
 
-/** Run `task` for 0..count-1 with at most `limit` running at once. */
-export async function pool(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < count) await task(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms / 1000} s`)), ms))),
-  ]);
-}
-
 export function percentile(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
 }
@@ -198,35 +181,12 @@ async function runOnce(kind: "embedded" | "mosquitto", hosts: number, options: F
     // 3. Compartment changes, watched by a hub-like subscriber.
     const hub = await mqttClient(port, broker.hub);
     clients.push(hub);
-    const sent = new Map<number, number>();
-    const latencies: number[] = [];
-    let seen = 0;
-    const allSeen = new Promise<void>((resolve) => {
-      hub.on("message", (_topic, payload) => {
-        const n = Number(/at head c(\d+)/.exec(payload.toString())?.[1] ?? NaN);
-        const at = sent.get(n);
-        if (at === undefined) return;
-        sent.delete(n);
-        latencies.push(performance.now() - at);
-        if (++seen === options.changes) resolve();
-      });
-    });
     await hub.subscribeAsync(topics.compartments(Topics.ANY_HOST), { qos: 1 });
     // Let the hub's own retained replay pass before measuring.
     await new Promise((resolve) => setTimeout(resolve, 500));
     const cpu2 = broker.cpuSeconds();
-    await withTimeout(
-      pool(options.changes, CHANGE_CONCURRENCY, async (n) => {
-        const sim = sims[n % sims.length]!;
-        sent.set(n, performance.now());
-        await sim.publish(topics.compartment(sim.host, "git"), JSON.stringify({ status: "ok", summary: `at head c${n}`, checkedAt: new Date().toISOString() }));
-      }),
-      timeout,
-      `${kind}: changes`,
-    );
-    await withTimeout(allSeen, 60_000, `${kind}: change deliveries`).catch(() => undefined);
+    const latencies = await timeChanges(hub, sims, options.changes, timeout, kind);
     const cpuPer10kChangesS = ((broker.cpuSeconds() - cpu2) * 10_000) / options.changes;
-    latencies.sort((a, b) => a - b);
     const rssMb = broker.rssMb();
     return {
       connectS: r(connectS),

@@ -19,9 +19,9 @@ import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
 import { BROKER_RUNNING_MARKER } from "../../hub/process-guard.js";
 import { agentClientId, Topics } from "../../protocol/index.js";
-import { FleetView } from "../../rollout/fleet-view.js";
+import type { FleetView } from "../../rollout/fleet-view.js";
 import { startBrokerProcess, type BrokerProcess } from "../support/broker-process.js";
-import { OLD_COMMIT, rolloutEachStepOnce, SimAgent } from "../support/cluster-agent.js";
+import { rolloutEachStepOnce, startClusterFleet, type SimAgent } from "../support/cluster-agent.js";
 import { startTestRedis, type TestRedis } from "../support/redis.js";
 
 const topics = new Topics();
@@ -37,7 +37,7 @@ describe("a `lockstep broker` node killed mid-rollout", () => {
   let fleet: FleetView;
   let stray: MqttClient | undefined;
   const passwords = new Map<string, string>();
-  const agents: SimAgent[] = [];
+  let agents: SimAgent[] = [];
 
   beforeAll(async () => {
     redis = await startTestRedis();
@@ -57,15 +57,7 @@ describe("a `lockstep broker` node killed mid-rollout", () => {
       LOCKSTEP_BROKER_WILL_CHECK_MS: String(WILL_CHECK_MS),
       NODE_OPTIONS: `--require ${INJECT}`,
     });
-    for (const host of ["a1", "a2", "b1", "b2"]) {
-      const urls = host.startsWith("a") ? [nodeA.url, nodeB.url] : [nodeB.url, nodeA.url];
-      const agent = new SimAgent(host, passwords.get(host)!, urls, host === "a1");
-      await agent.start();
-      agents.push(agent);
-    }
-    fleet = new FleetView({ url: nodeA.url, username: "hub", password: hub.password });
-    await fleet.start();
-    for (const a of agents) await fleet.waitForHost(a.host, (h) => h.info?.commit === OLD_COMMIT && h.compartments.tests?.status === "ok", 10_000);
+    ({ agents, fleet } = await startClusterFleet(nodeA.url, nodeB.url, passwords, hub.password));
   }, 60_000);
 
   afterAll(async () => {
@@ -101,20 +93,12 @@ describe("a `lockstep broker` node killed mid-rollout", () => {
   }, 30_000);
 
   it("SIGKILLed as the rollout reaches its first host: its agents finish on node A, each step once; the host that stayed away goes offline", async () => {
-    const portA = String(new URL(nodeA.url).port);
-    let killed = false;
-    for (const a of agents.filter((x) => x.host.startsWith("b"))) {
-      a.onFirstCommand = async () => {
-        if (killed) return;
-        killed = true;
-        nodeB.child.kill("SIGKILL"); // no wills published, no goodbye to Redis
-        await nodeB.exited;
-      };
-    }
     const offline = fleet.waitForHost("b3", (h) => h.availability === "offline", 60_000);
     offline.catch(() => undefined); // awaited below, after the rollout
-    await rolloutEachStepOnce(fleet, agents, root, portA);
-    expect(killed).toBe(true);
+    await rolloutEachStepOnce(fleet, agents, root, nodeA.url, async () => {
+      nodeB.child.kill("SIGKILL"); // no wills published, no goodbye to Redis
+      await nodeB.exited;
+    });
     expect(nodeB.child.signalCode).toBe("SIGKILL");
     expect(existsSync(join(root, BROKER_RUNNING_MARKER)), "a killed node leaves its running marker").toBe(true);
     // b3 was on node B only: node A publishes its will once node B has missed three heartbeats.

@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseBrokerConfig } from "../../broker/config.js";
 import { CredentialStore } from "../../broker/credentials.js";
 import { EmbeddedBroker } from "../../broker/embedded.js";
-import { FleetView } from "../../rollout/fleet-view.js";
-import { OLD_COMMIT as OLD, rolloutEachStepOnce, SimAgent } from "../support/cluster-agent.js";
+import type { FleetView } from "../../rollout/fleet-view.js";
+import { rolloutEachStepOnce, startClusterFleet, type SimAgent } from "../support/cluster-agent.js";
 import { startTestRedis, type TestRedis } from "../support/redis.js";
 
 describe("a rollout across two broker nodes, one of which dies", () => {
@@ -23,7 +23,7 @@ describe("a rollout across two broker nodes, one of which dies", () => {
   let nodeA: EmbeddedBroker;
   let nodeB: EmbeddedBroker;
   let fleet: FleetView;
-  const agents: SimAgent[] = [];
+  let agents: SimAgent[] = [];
 
   beforeAll(async () => {
     redis = await startTestRedis();
@@ -42,15 +42,7 @@ describe("a rollout across two broker nodes, one of which dies", () => {
     };
     nodeA = await start("node-a");
     nodeB = await start("node-b");
-    for (const host of ["a1", "a2", "b1", "b2"]) {
-      const urls = host.startsWith("a") ? [nodeA.url, nodeB.url] : [nodeB.url, nodeA.url];
-      const agent = new SimAgent(host, passwords.get(host)!, urls, host === "a1");
-      await agent.start();
-      agents.push(agent);
-    }
-    fleet = new FleetView({ url: nodeA.url, username: "hub", password: hub.password });
-    await fleet.start();
-    for (const a of agents) await fleet.waitForHost(a.host, (h) => h.info?.commit === OLD && h.compartments.tests?.status === "ok", 10_000);
+    ({ agents, fleet } = await startClusterFleet(nodeA.url, nodeB.url, passwords, hub.password));
   }, 60_000);
 
   afterAll(async () => {
@@ -63,16 +55,6 @@ describe("a rollout across two broker nodes, one of which dies", () => {
   });
 
   it("completes with every step once; node B's hosts finish on node A", async () => {
-    const portA = String(new URL(nodeA.url).port);
-    let killed = false;
-    for (const a of agents.filter((x) => x.host.startsWith("b"))) {
-      a.onFirstCommand = async () => {
-        if (killed) return;
-        killed = true;
-        await nodeB.stop(); // no wills, no more heartbeats, every connection gone
-      };
-    }
-    await rolloutEachStepOnce(fleet, agents, root, portA);
-    expect(killed).toBe(true);
+    await rolloutEachStepOnce(fleet, agents, root, nodeA.url, () => nodeB.stop()); // no wills, no more heartbeats, every connection gone
   }, 120_000);
 });

@@ -11,7 +11,7 @@ import { brokerServer } from "../../agent/session.js";
 import { agentClientId, Topics } from "../../protocol/index.js";
 import { Command } from "../../protocol/schemas.js";
 import { RolloutEngine } from "../../rollout/engine.js";
-import type { FleetView } from "../../rollout/fleet-view.js";
+import { FleetView } from "../../rollout/fleet-view.js";
 import { RolloutPlanner } from "../../rollout/planner.js";
 import { RolloutStore } from "../../rollout/store.js";
 
@@ -83,11 +83,21 @@ class SimAgent {
 
 /**
  * The hub's rollout to TARGET_COMMIT over `agents` (canary first, then waves of 3), from `fleet`
- * on node A; then what a node dying on the way must not change: the rollout completes, each
+ * on node A, calling `stopNodeB` as the rollout reaches node B's first host; then what a node
+ * dying on the way must not change: the rollout completes, each
  * host ran pull, switch and test exactly once, its retained state is the new one, it is online,
- * and it ended on node A (`portA`).
+ * and it ended on node A (`urlA`).
  */
-export async function rolloutEachStepOnce(fleet: FleetView, agents: SimAgent[], storeDir: string, portA: string): Promise<void> {
+export async function rolloutEachStepOnce(fleet: FleetView, agents: SimAgent[], storeDir: string, urlA: string, stopNodeB: () => Promise<void>): Promise<void> {
+  const portA = String(new URL(urlA).port);
+  let stopped = false;
+  for (const a of agents.filter((x) => x.host.startsWith("b"))) {
+    a.onFirstCommand = async () => {
+      if (stopped) return;
+      stopped = true;
+      await stopNodeB();
+    };
+  }
   const names = new Set(agents.map((a) => a.host));
   const plan = new RolloutPlanner().plan(
     {
@@ -99,6 +109,7 @@ export async function rolloutEachStepOnce(fleet: FleetView, agents: SimAgent[], 
   );
   const engine = new RolloutEngine({ fleet, store: new RolloutStore(join(storeDir, "hub")) });
   const final = await engine.run(plan, "cluster-test");
+  expect(stopped, "node B stopped as the rollout reached its first host").toBe(true);
 
   expect(final.state, JSON.stringify(final.hosts)).toBe("completed");
   for (const a of agents) {
@@ -110,4 +121,22 @@ export async function rolloutEachStepOnce(fleet: FleetView, agents: SimAgent[], 
     expect(a.node, `${a.host} ends on node A`).toBe(portA);
   }
   for (const a of agents) expect(fleet.host(a.host)?.availability, a.host).toBe("online");
+}
+
+/**
+ * Hosts a1, a2 (node A first, then B) and b1, b2 (node B first, then A), a1 the canary, and the
+ * hub's fleet view on node A once it holds all four at OLD_COMMIT with passing tests.
+ */
+export async function startClusterFleet(urlA: string, urlB: string, passwords: Map<string, string>, hubPassword: string): Promise<{ agents: SimAgent[]; fleet: FleetView }> {
+  const agents: SimAgent[] = [];
+  for (const host of ["a1", "a2", "b1", "b2"]) {
+    const urls = host.startsWith("a") ? [urlA, urlB] : [urlB, urlA];
+    const agent = new SimAgent(host, passwords.get(host)!, urls, host === "a1");
+    await agent.start();
+    agents.push(agent);
+  }
+  const fleet = new FleetView({ url: urlA, username: "hub", password: hubPassword });
+  await fleet.start();
+  for (const a of agents) await fleet.waitForHost(a.host, (h) => h.info?.commit === OLD_COMMIT && h.compartments.tests?.status === "ok", 10_000);
+  return { agents, fleet };
 }
