@@ -300,6 +300,21 @@ export interface FixedPersistence {
 }
 
 /**
+ * Mosquitto's `max_queued_messages` for one persistent session (fix 6 of fixPersistence). Without it
+ * a session that never comes back (any logged-in user can make one: a viewer subscribed to
+ * lockstep/v1/# at QoS 1) grew the queue on disk, and the SessionCache's copy in the heap, by every
+ * host change, and every start read it all back in.
+ */
+export interface QueueCap {
+  /** Messages one session may have queued (not yet acknowledged); past it a new message is not queued for it. */
+  max: number;
+  /** Messages queued now for this client id (SessionCache.queuedCount). */
+  queued(clientId: string): number;
+  /** A message was not queued for these client ids (over the cap): count and report it. */
+  dropped(clientIds: string[], topic: string): void;
+}
+
+/**
  * Fix aedes-persistence-level where profiles of 1,000-10,000 simulated hosts put the broker's time:
  *
  * 1. Retained messages are found by topic, not by scan: upstream walks and msgpack-decodes every
@@ -336,8 +351,15 @@ export interface FixedPersistence {
  *    told was safe (the window grew with write batching, broker/session-cache.ts). The broker's
  *    authorizePublish stores it (storeBeforeAck) and lets Aedes go on once written; Aedes' own
  *    store of that packet is skipped. A write that fails is fix 4's case (kept in the index, retried).
+ * 6. With `queueCap`, a session's queue of QoS 1 messages is capped (Mosquitto's max_queued_messages):
+ *    a message is not queued for a session that already holds `max`; the queued ones are kept. Like
+ *    Mosquitto the new message is the one dropped: the kept ones are the start of what the session
+ *    missed, in order, and dropping old ones would delete stored packets a delivery may be updating.
+ *    A connected session over the cap (it acknowledges nothing) still gets the message live, as in
+ *    fix 4. Not applied in a cluster (aedes-persistence-redis keeps the queues in Redis, outside the
+ *    hub's heap, and counting them would cost a Redis round trip per message): left out there.
  */
-export function fixPersistence(persistence: FixablePersistence, storage: StorageReporter = IGNORE_STORAGE): FixedPersistence {
+export function fixPersistence(persistence: FixablePersistence, storage: StorageReporter = IGNORE_STORAGE, queueCap?: QueueCap): FixedPersistence {
   const index = new RetainedIndex<StoredPacket>();
   const p = persistence;
   const original = {
@@ -425,13 +447,34 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
   /** Messages (brokerId:brokerCounter) that could not be queued for persistent sessions: delivered live only. */
   const unqueued = new Set<string>();
   const queueKey = (packet: QueuedPacket) => `${packet.brokerId}:${packet.brokerCounter}`;
+  const markUnqueued = (packet: QueuedPacket) => {
+    unqueued.add(queueKey(packet));
+    if (unqueued.size > RECENT_FORWARDS) unqueued.delete(unqueued.values().next().value as string);
+  };
+  /** The subscriptions whose session has room for one more queued message (fix 6). */
+  const withRoom = (subs: unknown[], packet: unknown): unknown[] => {
+    if (!queueCap) return subs;
+    const full: string[] = [];
+    const kept = subs.filter((sub) => {
+      const clientId = (sub as { clientId: string }).clientId;
+      if (queueCap.queued(clientId) < queueCap.max) return true;
+      full.push(clientId);
+      return false;
+    });
+    if (full.length > 0) {
+      markUnqueued(packet as QueuedPacket); // a connected one's delivery finds no queued copy: live only
+      queueCap.dropped(full, (packet as { topic: string }).topic);
+    }
+    return kept;
+  };
   p.outgoingEnqueueCombi = async (subs, packet) => {
     if (subs.length === 0) return original.outgoingEnqueueCombi(subs, packet);
+    const kept = withRoom(subs, packet);
+    if (kept.length === 0) return undefined;
     try {
-      return await reported("queued messages", () => original.outgoingEnqueueCombi(subs, packet));
+      return await reported("queued messages", () => original.outgoingEnqueueCombi(kept, packet));
     } catch {
-      unqueued.add(queueKey(packet as QueuedPacket));
-      if (unqueued.size > RECENT_FORWARDS) unqueued.delete(unqueued.values().next().value as string);
+      markUnqueued(packet as QueuedPacket);
       return undefined;
     }
   };

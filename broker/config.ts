@@ -92,6 +92,12 @@ export const BrokerLimitsConfig = z.strictObject({
   maxFiltersPerSubscribe: count(100_000).default(64),
   /** Subscriptions one client may hold; further ones are refused (0x80). */
   maxSubscriptionsPerClient: count(1_000_000).default(512),
+  /**
+   * QoS 1 messages queued for one persistent session (offline, or not acknowledging), as Mosquitto's
+   * max_queued_messages (its default too): past it a new message is not queued for that session
+   * (counted and logged). An agent's own queue (its commands) holds a handful.
+   */
+  maxQueuedMessages: count(1_000_000).default(1000),
   /** Publishes per client: a token bucket refilled at `perSecond` up to `burst`; a client over it is disconnected. */
   publishRate: z
     .strictObject({
@@ -114,6 +120,7 @@ const DEFAULT_LIMITS: BrokerLimits = {
   maxPacketBytes: DEFAULT_MAX_PACKET_BYTES,
   maxFiltersPerSubscribe: 64,
   maxSubscriptionsPerClient: 512,
+  maxQueuedMessages: 1000,
   publishRate: { perSecond: 50, burst: 500 },
   loginBackoff: { freeFailures: 3, addressFreeFailures: 30, baseDelayMs: 1_000, maxDelayMs: 15 * 60_000 },
 };

@@ -25,7 +25,7 @@ import type { Logger } from "pino";
 import { Topics } from "../protocol/index.js";
 import { BrokerAccess } from "./access.js";
 import type { AclUser } from "./acl.js";
-import { EmptyClientIds, adaptDelivery, limitPackets, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence, type FixedPersistence } from "./aedes-fixes.js";
+import { EmptyClientIds, adaptDelivery, limitPackets, closeKeepingWills, fixPersistence, publishInOrder, type FixablePersistence, type FixedPersistence, type QueueCap } from "./aedes-fixes.js";
 import type { StorageReporter } from "../protocol/storage.js";
 import { BrokerClusterNode } from "./cluster.js";
 import { ClientIdentities, INTERNAL_HUB_USER, authenticate, remoteAddressOf } from "./auth.js";
@@ -72,6 +72,8 @@ export interface BrokerStats {
   messages: number;
   /** Payload bytes of those messages. */
   bytes: number;
+  /** Messages not queued for a persistent session because it held limits.maxQueuedMessages (one per session). */
+  queueDropped: number;
 }
 
 export interface BrokerDenial {
@@ -110,7 +112,9 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
   private readonly identities = new ClientIdentities();
   private readonly access: BrokerAccess;
   private readonly limits: ClientLimits;
-  private published = { messages: 0, bytes: 0 };
+  private published = { messages: 0, bytes: 0, queueDropped: 0 };
+  /** When a dropped queued message was last logged (at most one line a minute; the counter has them all). */
+  private queueDropLoggedAt = -Infinity;
   /** Failed logins per user+address and per address; the hub's API and editor use the same. */
   readonly logins: LoginBackoff;
   /** Random per start: lets this process's own hub connect without a stored password. */
@@ -278,10 +282,24 @@ export class EmbeddedBroker extends EventEmitter<EmbeddedBrokerEvents> {
     }
     this.sessions = await SessionOwners.open(this.db, this.logger);
     // Sessions' state read from memory, writes grouped into one batch per turn (session-cache.ts).
-    const persistence = aedesPersistenceLevel(await SessionCache.load(this.db)) as unknown as FixablePersistence & { destroy(): Promise<void> };
+    const cache = await SessionCache.load(this.db);
+    const persistence = aedesPersistenceLevel(cache) as unknown as FixablePersistence & { destroy(): Promise<void> };
     this.persistence = persistence;
-    this.fixed = fixPersistence(persistence, this.options.storage);
+    const queueCap: QueueCap = { max: this.config.limits.maxQueuedMessages, queued: (clientId) => cache.queuedCount(clientId), dropped: (ids, topic) => this.queueDropped(ids, topic) };
+    this.fixed = fixPersistence(persistence, this.options.storage, queueCap);
     return persistence;
+  }
+
+  /** A message was not queued for sessions at limits.maxQueuedMessages: counted, logged at a bounded rate. */
+  private queueDropped(clientIds: string[], topic: string): void {
+    this.published.queueDropped += clientIds.length;
+    const now = Date.now();
+    if (now - this.queueDropLoggedAt < 60_000) return;
+    this.queueDropLoggedAt = now;
+    this.logger.warn(
+      { clientIds: clientIds.slice(0, 10), topic, max: this.config.limits.maxQueuedMessages, droppedSinceStart: this.published.queueDropped },
+      "mqtt persistent session queue full (limits.maxQueuedMessages): new messages are not queued for it until it reconnects and acknowledges (logged at most once a minute)",
+    );
   }
 
   /** One node of several: Aedes' state in Redis, shared with the other nodes (cluster.ts). */

@@ -7,7 +7,8 @@
  * will, the queued packet at each delivery and PUBACK) and 2 range reads (the session's
  * subscriptions and queued messages at CONNECT). `SessionCache` stands in for the `level` object:
  * - **reads from memory**: the per-client namespaces of aedes-persistence-level 9.2 (wills,
- *   subscriptions, queued outgoing and incoming packets: small, one entry or a few per session)
+ *   subscriptions, queued outgoing and incoming packets: small, one entry or a few per session;
+ *   the outgoing queue is capped per session at limits.maxQueuedMessages, aedes-fixes.ts fix 6)
  *   are read whole at start and kept in step, so their gets and range reads need no LevelDB call.
  *   Retained messages are not held here: the RetainedIndex (aedes-fixes.ts) answers those.
  * - **writes grouped (group commit)**: every put, del and batch issued while the loop runs is
@@ -161,6 +162,27 @@ export class SessionCache {
   }
 
   // ------------------------------------------------------------------------------------------
+
+  /**
+   * How many messages are queued for a client (its `outgoing:` entries, pending writes included),
+   * without building the range: fixPersistence's per-session cap asks this once per queued message.
+   */
+  queuedCount(clientId: string): number {
+    const group = `outgoing:${encodeURIComponent(clientId)}:`;
+    const stored = this.stored.get("outgoing:")!.get(group);
+    let count = stored?.size ?? 0;
+    const counted = new Set<string>();
+    // The newest op of a key decides (open after inFlight); each key counted once.
+    for (const batch of [this.open, this.inFlight]) {
+      for (const key of batch?.groups.get(group) ?? []) {
+        if (counted.has(key)) continue;
+        counted.add(key);
+        const present = batch!.latest.get(key)!.type === "put";
+        if (present !== (stored?.has(key) ?? false)) count += present ? 1 : -1;
+      }
+    }
+    return count;
+  }
 
   /** Resolves once every write issued so far is settled (written or failed). */
   async drained(): Promise<void> {

@@ -206,6 +206,7 @@ export class HubMetrics {
         });
       counted("lockstep_broker_messages_total", "MQTT messages clients published through the embedded broker.", (s) => s.messages);
       counted("lockstep_broker_bytes_total", "Payload bytes of the MQTT messages clients published through the embedded broker.", (s) => s.bytes);
+      counted("lockstep_broker_queue_dropped_total", "Messages not queued for a persistent MQTT session that already held limits.maxQueuedMessages (one per session).", (s) => s.queueDropped);
     }
 
     this.rolloutsTotal = new Counter({ name: "lockstep_rollouts_total", help: "Finished rollouts by outcome (their final state).", labelNames: ["outcome"], registers });

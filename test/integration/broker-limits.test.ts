@@ -141,4 +141,40 @@ describe("embedded broker limits", () => {
     for (let i = 0; i < 20; i++) await hub.publishAsync(topics.expected(), "{}", { qos: 1 });
     expect(hub.connected).toBe(true);
   });
+  it("queues at most maxQueuedMessages for an offline persistent session (new ones dropped, counted); the others get everything; the session gets the kept ones back", async () => {
+    const { broker } = await startBroker({ maxQueuedMessages: 3 });
+    const { password } = await broker.credentials.add("page", "viewer");
+    const away = await connect(broker, { username: "page", password, clean: false, clientId: "viewer-away" });
+    await away.subscribeAsync(topics.info("+"), { qos: 1 });
+    await away.endAsync();
+    const present = await connect(broker, { username: "page", password, clean: false, clientId: "viewer-present" });
+    await present.subscribeAsync(topics.info("+"), { qos: 1 });
+    const presentGot: string[] = [];
+    const presentGotAll = new Promise<void>((resolve) =>
+      present.on("message", (_t, payload) => {
+        presentGot.push(payload.toString());
+        if (presentGot.length === 5) resolve();
+      }),
+    );
+    const hub = await connect(broker, broker.hubConnection());
+    for (let i = 0; i < 5; i++) await hub.publishAsync(topics.info("web1"), `m${i}`, { qos: 1 });
+    // Aedes queues a message for persistent sessions before it forwards it: all five are queued or dropped by now.
+    await presentGotAll;
+    expect(presentGot).toEqual(["m0", "m1", "m2", "m3", "m4"]);
+    expect(broker.stats().queueDropped).toBe(2);
+
+    const back = mqtt.connect(broker.url, { reconnectPeriod: 0, username: "page", password, clean: false, clientId: "viewer-away" });
+    clients.push(back);
+    const backGot: string[] = [];
+    const arrived = (wanted: string) => new Promise<void>((resolve) => back.on("message", (_t, payload) => payload.toString() === wanted && resolve()));
+    back.on("message", (_t, payload) => backGot.push(payload.toString()));
+    const m2 = arrived("m2");
+    await untilConnected(back);
+    await m2;
+    // Its queue is sent one after another: a kept m3 would be on its way before this live one.
+    const live = arrived("live");
+    await hub.publishAsync(topics.info("web1"), "live", { qos: 1 });
+    await live;
+    expect(backGot).toEqual(["m0", "m1", "m2", "live"]);
+  });
 });

@@ -9,6 +9,7 @@ import { Level } from "level";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Client, PublishPacket } from "aedes";
 import { DeliveryGuard, fixPersistence, type FixablePersistence, type FixedPersistence } from "../../broker/aedes-fixes.js";
+import { SessionCache } from "../../broker/session-cache.js";
 
 describe("fixPersistence", () => {
   let dir: string;
@@ -160,5 +161,22 @@ describe("fixPersistence", () => {
     expect(guard.admit(other, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(true); // never got the replay
     // The next publish of that topic is a new message.
     expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live, payload: Buffer.from("on"), brokerCounter: 10 } as PublishPacket)).toBe(true);
+  });
+  it("caps a session's queue with writes still pending (SessionCache.queuedCount): messages issued in one turn past the cap are dropped for it only", async () => {
+    await persistence.destroy();
+    db = new Level<string, Buffer>(join(dir, "mqtt"), { valueEncoding: "buffer" });
+    await db.open();
+    const cache = await SessionCache.load(db);
+    const capped = aedesPersistenceLevel(cache) as unknown as typeof persistence;
+    const dropped: string[] = [];
+    fixPersistence(capped, undefined, { max: 3, queued: (id) => cache.queuedCount(id), dropped: (ids) => dropped.push(...ids) });
+    await capped.setup({ id: "test-broker" });
+    const subs = [{ clientId: "viewer-away", topic: "h/+/info", qos: 1 }, { clientId: "lockstep-agent-a", topic: "h/a/info", qos: 1 }];
+    const packet = (n: number) => ({ topic: "h/a/info", payload: Buffer.from(`m${n}`), qos: 1, brokerId: "b", brokerCounter: n });
+    await Promise.all(Array.from({ length: 5 }, (_, n) => capped.outgoingEnqueueCombi(n < 2 ? subs : subs.slice(0, 1), packet(n + 1))));
+    expect(cache.queuedCount("viewer-away")).toBe(3);
+    expect(cache.queuedCount("lockstep-agent-a")).toBe(2);
+    expect(dropped).toEqual(["viewer-away", "viewer-away"]);
+    persistence = capped;
   });
 });

@@ -28,7 +28,7 @@ const dashboard: Dashboard = { ...dashboardJson, templating: { list: variables }
 
 /** Metric names (and histogram series names) hub/metrics.ts exports. */
 async function exportedNames(): Promise<Set<string>> {
-  const metrics = new HubMetrics({ fleet: { hosts: () => [], expected: () => undefined, job: () => undefined, onChange: () => () => {} }, broker: () => ({ clients: 0, messages: 0, bytes: 0 }) });
+  const metrics = new HubMetrics({ fleet: { hosts: () => [], expected: () => undefined, job: () => undefined, onChange: () => () => {} }, broker: () => ({ clients: 0, messages: 0, bytes: 0, queueDropped: 0 }) });
   const families = await metrics.registry.getMetricsAsJSON();
   metrics.stop();
   return new Set(families.flatMap((f) => (String(f.type) === "histogram" ? [`${f.name}_bucket`, `${f.name}_sum`, `${f.name}_count`] : [f.name])));

@@ -136,7 +136,7 @@ describe("hub metrics", () => {
       pendingUpdate: { number: 7, title: "flake.lock: update", url: "https://x/7", headSha: COMMIT, headBranch: "update", openedAt: "2026-12-04T10:00:00Z", lockDiff: { updated: [], added: [], removed: [] }, ci: { state: "pending" }, superseded: [] },
     };
     const view: MetricsFleet = { hosts: () => fleet.hosts(), job: (h, j) => fleet.job(h, j), onChange: (l) => fleet.onChange(l), expected: () => expected };
-    const broker = { clients: 4, messages: 0, bytes: 0 };
+    const broker = { clients: 4, messages: 0, bytes: 0, queueDropped: 0 };
     const metrics = new HubMetrics({ fleet: view, broker: () => broker, now: () => now });
     cleanups.push(() => metrics.stop());
     metrics.recordGitHubResponse(200, 4999);
