@@ -79,12 +79,25 @@ export function createVirtualRows({ tbody, columns, nodesOf, bind, release }) {
       for (; i < items.length; i++) below += px(items[i]);
 
       const keep = new Set(next);
-      for (const item of onScreen) if (!keep.has(item)) release(item);
+      for (const item of onScreen) {
+        if (keep.has(item)) continue;
+        // Out of the DOM before the rows that stay are placed: a row that stays is never moved
+        // (moving a row blurs it, so a keyboard user scrolling would lose the focused row).
+        for (const node of nodesOf(item)) node.remove();
+        release(item);
+      }
       next.forEach((item, k) => bind(item, start + k));
-      // Put the rows between the spacers in order, moving only those out of place.
+      // Put the rows between the spacers in order. Rows that stay are already in order (both lists
+      // are in the items' order), so only rows coming on screen are inserted.
+      const wanted = new Set(next.flatMap((item) => nodesOf(item)));
       let cursor = top.tr.nextSibling;
       for (const item of next) {
         for (const node of nodesOf(item)) {
+          while (cursor && cursor !== bottom.tr && !wanted.has(cursor)) {
+            const after = cursor.nextSibling;
+            cursor.remove();
+            cursor = after;
+          }
           if (node === cursor) cursor = cursor.nextSibling;
           else tbody.insertBefore(node, cursor);
         }

@@ -128,6 +128,28 @@ describe("the fleet page with 2,000 hosts", () => {
     }
   });
 
+  it("keeps keyboard focus on a row while the rows above it scroll away and back", async () => {
+    const firstRow = async () => (await rowIds(page))[0]!;
+    // A third of the way down: rows above and below the screen.
+    await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight / 3));
+    await page.waitForFunction(() => ((document.querySelector("tr.host") as HTMLElement | null)?.dataset.host ?? "") > "host-00500");
+    await settled(page);
+    const visible = await onScreen(page);
+    const host = visible[Math.floor(visible.length / 2)]!;
+    await page.focus(`tr.host[data-host="${host}"]`);
+    const focused = () => page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.host);
+    expect(await focused()).toBe(host);
+    // A few rows' worth each way: rows leave the DOM above (then come back) while the focused one stays on screen.
+    for (const dy of [400, -400]) {
+      const before = await firstRow();
+      await page.evaluate((d) => window.scrollBy(0, d), dy);
+      await page.waitForFunction((b) => (document.querySelector("tr.host") as HTMLElement | null)?.dataset.host !== b, before);
+      await settled(page);
+      expect(await focused()).toBe(host);
+    }
+    await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+  });
+
   it("opens a host's detail and explains a cell on a row reached by scrolling; the detail survives scrolling away", async () => {
     const visible = await onScreen(page);
     const host = visible[2]!;
