@@ -14,7 +14,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants as zlibConstants, createGzip, type Gzip } from "node:zlib";
 import type { Logger } from "pino";
-import { FLEET_STREAM_PART_HOSTS, FLEET_STREAM_PING_MS, streamHost, type FleetStreamHost, type FleetStreamLine } from "../protocol/fleet-stream.js";
+import { FLEET_STREAM_PART_HOSTS, FLEET_STREAM_PING_MS, type FleetStreamHost, type FleetStreamLine } from "../protocol/fleet-stream.js";
 import type { HostSnapshot } from "../rollout/fleet-port.js";
 import type { FleetView } from "../rollout/fleet-view.js";
 
@@ -26,6 +26,17 @@ export interface FleetStreamOptions {
   /** Pages one user streams at once (default 10): one user's tabs or scripts cannot hold every place. */
   maxStreamsPerUser?: number;
   pingMs?: number;
+}
+
+/** The fleet view's host → one stream host (availability "unknown" becomes null). */
+function streamHost(h: HostSnapshot): FleetStreamHost {
+  return {
+    host: h.host,
+    availability: h.availability === "unknown" ? null : h.availability,
+    info: h.info ?? null,
+    compartments: h.compartments,
+    lastSeen: h.lastSeen ?? null,
+  };
 }
 
 type Req = IncomingMessage & { lockstepUser?: { name: string } };
@@ -170,7 +181,7 @@ class FleetStream {
         if (hosts.length === FLEET_STREAM_PART_HOSTS) break;
         this.pending.delete(id);
         const h = this.opts.fleet.host(id);
-        hosts.push(h ? streamHost(h) : { host: id, availability: null, info: null, compartments: {} });
+        hosts.push(h ? streamHost(h) : { host: id, availability: null, info: null, compartments: {}, lastSeen: null });
       }
       line = { kind: "changes", hosts };
     } else return;

@@ -15,9 +15,8 @@
  * No zod here: the page imports this module (protocol/page.ts); the page checks each payload
  * as it checks MQTT payloads, and the hub sends only what its fleet view validated.
  */
-import type { COMPARTMENTS } from "./enums.js";
-
-type CompartmentName = (typeof COMPARTMENTS)[number];
+// Types only: erased from the page's bundle (no zod there).
+import type { Compartment, CompartmentName, HostInfo } from "./schemas.js";
 
 export const FLEET_STREAM_PATH = "/api/fleet/stream";
 
@@ -33,24 +32,16 @@ export interface FleetStreamHost {
   /** null: no availability retained. */
   availability: "online" | "offline" | null;
   /** null: no info retained (a host that left the fleet has none). */
-  info: Record<string, unknown> | null;
-  compartments: Partial<Record<CompartmentName, Record<string, unknown>>>;
+  info: HostInfo | null;
+  compartments: Partial<Record<CompartmentName, Compartment>>;
+  /** ISO time the hub last had a message from this host; null: none since the hub started. */
+  lastSeen: string | null;
 }
 
 export type FleetStreamLine =
   | { kind: "snapshot"; hosts: FleetStreamHost[]; done: boolean }
   | { kind: "changes"; hosts: FleetStreamHost[] }
   | { kind: "ping" };
-
-/** The hub's host cache entry → one stream host (availability "unknown" becomes null). */
-export function streamHost(h: { host: string; availability: string; info?: object; compartments: Partial<Record<CompartmentName, object>> }): FleetStreamHost {
-  return {
-    host: h.host,
-    availability: h.availability === "online" || h.availability === "offline" ? h.availability : null,
-    info: (h.info as Record<string, unknown> | undefined) ?? null,
-    compartments: h.compartments as FleetStreamHost["compartments"],
-  };
-}
 
 /** Splits a stream's text into whole lines; keeps the unfinished tail for the next chunk. */
 export class LineSplitter {

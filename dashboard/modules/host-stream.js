@@ -103,8 +103,11 @@ function applyHost(x, live) {
   const h = hostRecord(x.host);
   stats.hostStates++;
   const availability = x.availability === "online" || x.availability === "offline" ? x.availability : null;
-  // A change of availability is a moment the hub saw the host: an "offline" is its last sign of life.
-  if (live && availability !== null && availability !== h.availability) h.lastSeen = Date.now();
+  // A live change carries when the hub last heard from the host (an "offline" is its last sign of
+  // life). A snapshot's lastSeen is not used: after a hub restart it is the time the broker
+  // replayed the retained state, which would make a host gone for days look just seen; the host's
+  // own times (info, compartments) below tell it then.
+  if (live && isStr(x.lastSeen)) touch(h, x.lastSeen);
   h.availability = availability;
   const compartments = {};
   for (const name of COMPARTMENTS) {

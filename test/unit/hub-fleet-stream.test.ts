@@ -23,7 +23,7 @@ function fakeFleet() {
     host: (id) => hosts.get(id),
     onChange: (l) => (listeners.add(l), () => listeners.delete(l)),
     set(host, availability = "online") {
-      hosts.set(host, { host, info: info(host), availability, compartments: { system: { status: "ok", summary: "ok", checkedAt: "2026-12-05T00:00:00Z" } as never } });
+      hosts.set(host, { host, info: info(host), availability, lastSeen: `2026-12-05T00:00:${String(hosts.size % 60).padStart(2, "0")}Z`, compartments: { system: { status: "ok", summary: "ok", checkedAt: "2026-12-05T00:00:00Z" } as never } });
       for (const l of listeners) l({ kind: "info", host });
     },
     remove(host) {
@@ -87,7 +87,7 @@ describe("GET /api/fleet/stream", () => {
 
     fleet.set("new-host", "offline");
     const change = await s.next();
-    expect(change).toMatchObject({ kind: "changes", hosts: [{ host: "new-host", availability: "offline", info: { host: "new-host" } }] });
+    expect(change).toMatchObject({ kind: "changes", hosts: [{ host: "new-host", availability: "offline", info: { host: "new-host" }, lastSeen: fleet.host("new-host")!.lastSeen }] });
     fleet.remove("h-0");
     expect(await s.next()).toMatchObject({ kind: "changes", hosts: [{ host: "h-0", info: null }] });
     await s.cancel();
