@@ -1,8 +1,9 @@
 /**
  * The hub's own /api/ routes, mounted in one place so the hub (hub/start.ts) and the tests that
  * drive the API over HTTP (test/unit/inputs-fuzz-api.test.ts) serve the same table. Every route
- * runs after the API's Basic auth (`auth`); the services are read per request because they start
- * after the HTTP server does.
+ * runs after the API's Basic auth (`auth`). The rollout services (converge, automatic, rollouts)
+ * are read per request because they start after the HTTP server does; the fleet stream's handler
+ * is built at mount, from the fleet view, which the hub has started by then.
  */
 import type { AutomaticPause } from "../rollout/automatic-pause.js";
 import type { RolloutService } from "../rollout/service.js";

@@ -7,7 +7,10 @@ import { $, el } from "./dom.js";
 import { app } from "./state.js";
 import { dirty, schedule } from "./render.js";
 
-/** No new host for this long: the page holds what the broker has retained. */
+/**
+ * No new host for this long: take the page's own count (a fallback: the fleet stream's last
+ * snapshot part, app.fleetLoaded, normally says the page holds every host).
+ */
 const QUIET_MS = 2000;
 /**
  * Before the first host arrived the summary is all the page knows: a slow broker (or a loaded

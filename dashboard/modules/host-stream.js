@@ -23,8 +23,9 @@ export function openFleetStream(authorization) {
 }
 
 /**
- * Follows the fleet until logout (app.client ends), from `first` (a stream already asked for) or
- * a new one; reconnects after a lost connection.
+ * Follows the fleet while the page's MQTT client is connected, from `first` (a stream already
+ * asked for) or a new one; reconnects after a lost connection. Logout reloads the page, which ends
+ * the stream: this loop does not cancel its reader itself.
  */
 export async function followFleet(first) {
   let refused = 0;

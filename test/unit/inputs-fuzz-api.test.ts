@@ -1,7 +1,8 @@
 /**
  * Property tests over the hub's HTTP API as a client meets it, over real HTTP: the hub's own routes
  * as hub/start.ts mounts them (mountHubApi, with the real API auth, body parser, 404 and error
- * handlers), the webhook handler the Node-RED webhook node mounts, a real AuditLog, AutomaticPause
+ * handlers; all but GET /api/fleet/stream, a response that never ends, which
+ * test/unit/hub-fleet-stream.test.ts drives), the webhook handler the Node-RED webhook node mounts, a real AuditLog, AutomaticPause
  * and RolloutService (on the fake fleet, one rollout with a host hanging mid-pull). Request bodies,
  * content types, path parameters, query strings, Authorization and webhook headers (signature,
  * event, delivery, content type and length) each give the route's answer or a JSON error with the
