@@ -162,7 +162,10 @@ export class BrokerAccess {
     if (limits.inRefusedSubscribe(sub)) return done(null, null); // reported once per SUBSCRIBE by the broker
     const user = this.ctx.identities.userOf(client);
     if (user && canSubscribe(user, sub.topic, this.ctx.topics)) {
-      if (user.role === "hub" || limits.takeSubscription(client, sub.topic)) return done(null, sub);
+      if (user.role === "hub" || limits.takeSubscription(client, sub.topic)) {
+        this.delivery.subscribing(client);
+        return done(null, sub);
+      }
       const reason = `over the limit of ${limits.limits.maxSubscriptionsPerClient} subscriptions per client`;
       this.ctx.logger.warn({ clientId: client.id, user: user.name, filter: sub.topic }, "mqtt subscription refused: too many");
       this.ctx.onDenied({ clientId: client.id, user: user.name, address: remoteAddressOf(client), action: "subscribe", topic: sub.topic, reason });

@@ -171,8 +171,13 @@ const retainedOrigins = new WeakMap<Buffer, Buffer>();
  * - firstDelivery: the one job of Aedes' dedupe that we keep (see adaptDelivery): a message matching
  *   two of a client's subscriptions (an agent's `hosts/<h>/commands` and `hosts/<h>/#`) goes out once.
  *   A fresh client object per connection means re-deliveries after a reconnect are not suppressed.
- *   A retained replay counts as a delivery of the publish that stored it: a subscription made while
- *   that publish is still being stored and forwarded gets it once, not once replayed and once live.
+ *   A retained replay counts as a delivery of the publish that stored it, in either order: a
+ *   subscription made while that publish is still being stored and forwarded gets it once. Replay
+ *   first: the live copy is dropped. Live first (mqemitter registers the subscription at once, Aedes'
+ *   "subscribe" event and the replay come later, so subscribed() has already forgotten the live
+ *   topic for notStaleReplay): the replay of that same publish is dropped. Only live copies sent
+ *   while a subscription is being made count (subscribing() to subscribed()): a later SUBSCRIBE of
+ *   the same topic gets its retained replay as MQTT wants, though the client once got it live.
  * - notStaleReplay: Aedes reads the retained value for a new subscription while live publishes go
  *   on; a live message forwarded meanwhile can reach the client before the (older) retained copy,
  *   which then overwrites it: measured 15 of 200 subscriptions to a busy topic ending on a stale
@@ -183,6 +188,10 @@ export class DeliveryGuard {
   private forwarded = new WeakMap<Client, Set<string>>();
   /** Per client: the payloads (publishes, see retainedOrigins) it already got as a retained replay. */
   private replayedOrigins = new WeakMap<Client, WeakSet<Buffer>>();
+  /** Per client: payloads of publishes it got live while its last subscription was being made. */
+  private liveOrigins = new WeakMap<Client, WeakSet<Buffer>>();
+  /** Clients between a granted subscription (authorizeSubscribe) and Aedes' "subscribe" event. */
+  private makingSubscription = new WeakSet<Client>();
   /** Per client: topics delivered live since the client last subscribed to them. */
   private liveSinceSubscribe = new WeakMap<Client, Set<string>>();
 
@@ -191,8 +200,16 @@ export class DeliveryGuard {
     return this.firstDelivery(client, packet) && this.notStaleReplay(client, packet);
   }
 
+  /** Call when a subscription is granted (authorizeSubscribe): Aedes delivers live on it from now on. */
+  subscribing(client: Client): void {
+    if (this.makingSubscription.has(client)) return;
+    this.makingSubscription.add(client);
+    this.liveOrigins.set(client, new WeakSet()); // earlier subscriptions' marks are done with
+  }
+
   /** Call on Aedes' "subscribe" event: a new subscription starts its retained replay now. */
   subscribed(subs: Subscription[], client: Client): void {
+    this.makingSubscription.delete(client);
     const live = this.liveSinceSubscribe.get(client);
     if (!live) return;
     for (const topic of live) if (subs.some((s) => topicMatches(s.topic, topic))) live.delete(topic);
@@ -208,6 +225,7 @@ export class DeliveryGuard {
       // live copy would be a second delivery of one message.
       const origin = retainedOrigins.get(packet.payload);
       if (origin) {
+        if (this.liveOrigins.get(client)?.has(origin)) return false; // got that publish live already
         let replayed = this.replayedOrigins.get(client);
         if (!replayed) this.replayedOrigins.set(client, (replayed = new WeakSet()));
         replayed.add(origin);
@@ -218,6 +236,7 @@ export class DeliveryGuard {
     const key = `${packet.brokerId}:${packet.brokerCounter}`;
     if (seen.has(key)) return false;
     remember(seen, key);
+    if (this.makingSubscription.has(client)) this.liveOrigins.get(client)?.add(packet.payload);
     return true;
   }
 

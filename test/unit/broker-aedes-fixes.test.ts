@@ -162,6 +162,28 @@ describe("fixPersistence", () => {
     // The next publish of that topic is a new message.
     expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live, payload: Buffer.from("on"), brokerCounter: 10 } as PublishPacket)).toBe(true);
   });
+
+  it("the reverse order too: a live copy delivered before the subscription's 'subscribe' event is not followed by its retained replay", async () => {
+    // mqemitter registers a subscription at once; Aedes' 'subscribe' event (which makes the guard
+    // forget the topic's live deliveries for notStaleReplay) and the retained replay come later.
+    const live = { topic: "h/a/state", payload: Buffer.from("on"), qos: 1 as const, retain: true, brokerId: "b", brokerCounter: 9 };
+    await persistence.storeRetained(live);
+    let replayed: { topic: string; payload: Buffer } | undefined;
+    for await (const p of persistence.createRetainedStream("h/a/state") as AsyncIterable<{ topic: string; payload: Buffer }>) replayed = p;
+    const guard = new DeliveryGuard();
+    const subscriber = {} as Client;
+    const other = {} as Client;
+    const replay = { cmd: "publish", topic: replayed!.topic, payload: replayed!.payload, qos: 1, retain: true, dup: false, brokerId: null } as unknown as PublishPacket;
+    guard.subscribing(subscriber);
+    expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(true);
+    guard.subscribed([{ topic: "h/a/#", qos: 1 }], subscriber);
+    expect(guard.admit(subscriber, replay)).toBe(false);
+    expect(guard.admit(other, replay)).toBe(true); // never got it live
+    // A later SUBSCRIBE of that topic gets the retained value again (MQTT), though it was once live.
+    guard.subscribing(subscriber);
+    guard.subscribed([{ topic: "h/a/state", qos: 1 }], subscriber);
+    expect(guard.admit(subscriber, replay)).toBe(true);
+  });
   it("caps a session's queue with writes still pending (SessionCache.queuedCount): messages issued in one turn past the cap are dropped for it only", async () => {
     await persistence.destroy();
     db = new Level<string, Buffer>(join(dir, "mqtt"), { valueEncoding: "buffer" });
