@@ -10,7 +10,7 @@ import { connect as tcpConnect, type AddressInfo } from "node:net";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import pino from "pino";
 import { createDashboardHandler } from "../../dashboard/server.js";
-import { fleetStreamHandler } from "../../hub/fleet-stream.js";
+import { fleetStreamHandler, type FleetStreamOptions } from "../../hub/fleet-stream.js";
 import { FLEET_STREAM_PATH } from "../../protocol/fleet-stream.js";
 import { Topics } from "../../protocol/topics.js";
 import { FleetView } from "../../rollout/fleet-view.js";
@@ -48,8 +48,10 @@ export interface PageServerOptions {
   onMergeAndDeploy?: (body: { pr_number?: number; parts?: number[]; hosts?: string[] }, user: string) => Promise<{ job_id: string; merged?: number[]; not_merged?: { pr_number: number; reason: string }[] }>;
   /** What GET /api/audit answers (newest first), like the hub's audit log. */
   auditEvents?: unknown[];
-  /** The fleet view the stream reads (the benchmark's); default: one of its own, as user "hub". */
-  fleet?: FleetView;
+  /** The fleet view the stream reads (the benchmark's, or a test's fake); default: one of its own, as user "hub". */
+  fleet?: FleetStreamOptions["fleet"];
+  /** Answers GET /api/fleet/stream instead of the hub's handler (a test that sends malformed lines). */
+  fleetStream?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 function basicUser(req: IncomingMessage, users: PageUser[]): PageUser | null {
@@ -84,7 +86,7 @@ export async function startPageServer(opts: PageServerOptions): Promise<PageServ
   let streamsOpened = 0;
   let held: Promise<void> = Promise.resolve();
   const openStreams = new Set<ServerResponse>();
-  const stream = fleetStreamHandler({ fleet: opts.fleet ?? ownFleet!, log: pino({ level: "silent" }) });
+  const stream = opts.fleetStream ?? fleetStreamHandler({ fleet: opts.fleet ?? ownFleet!, log: pino({ level: "silent" }) });
 
   const server: Server = createServer((req, res) => {
     if (page(req, res)) return;
