@@ -46,6 +46,8 @@ class PendingBatch {
   /** Cached keys written here, per group (a client's part of a namespace). */
   readonly groups = new Map<string, Set<string>>();
   readonly written: Promise<void>;
+  /** A delete of an uncached range (LevelDB's clear) instead of writes: no ops of its own. */
+  clear?: RangeOptions;
   resolve!: () => void;
   reject!: (err: unknown) => void;
 
@@ -92,6 +94,8 @@ export class SessionCache {
   private readonly stored = new Map<string, Map<string, Map<string, Buffer>>>(CACHED_NAMESPACES.map((ns) => [ns, new Map()]));
   /** Writes not yet handed to LevelDB. */
   private open?: PendingBatch;
+  /** Batches closed early by a clear of an uncached range, and that clear: written before `open`, in order. */
+  private sealed: PendingBatch[] = [];
   /** The batch LevelDB is writing now. */
   private inFlight?: PendingBatch;
   private flushQueued = false;
@@ -111,9 +115,13 @@ export class SessionCache {
   // The part of the `level` API that aedes-persistence-level uses.
 
   async get(key: string, options?: { valueEncoding?: string }): Promise<Buffer | undefined> {
-    const pending = this.open?.latest.get(key) ?? this.inFlight?.latest.get(key);
-    if (pending) return pending.type === "put" ? pending.value : undefined;
     const group = groupOf(key);
+    // A pending clear of an uncached range may delete this key: read once it and what came before are written.
+    if (group === undefined && this.pending().some((b) => b.clear)) await this.drained();
+    for (const batch of this.pending().reverse()) {
+      const op = batch.latest.get(key);
+      if (op) return op.type === "put" ? op.value : undefined;
+    }
     if (group !== undefined) return this.stored.get(namespaceOf(key)!)!.get(group)?.get(key);
     return this.db.get(key, options as never);
   }
@@ -134,12 +142,20 @@ export class SessionCache {
     return this.write(ops.map((op) => (op.type === "put" ? { type: "put", key: op.key, value: toBuffer(op.value) } : { type: "del", key: op.key })));
   }
 
-  /** Delete a range: a cached one as deletes of its keys (grouped like any write); others on disk, after pending writes. */
+  /**
+   * Delete a range: a cached one as deletes of its keys (grouped like any write); others with
+   * LevelDB's clear in write order: after the writes issued before it, before those issued after.
+   */
   async clear(range: RangeOptions): Promise<void> {
     const cached = cachedRange(range);
     if (!cached) {
-      await this.drained();
-      return this.db.clear(range as never);
+      if (this.open) this.sealed.push(this.open);
+      this.open = undefined;
+      const step = new PendingBatch();
+      step.clear = range;
+      this.sealed.push(step);
+      this.scheduleFlush();
+      return step.written;
     }
     const keys = this.entries(cached).map(([key]) => key);
     if (keys.length > 0) await this.write(keys.map((key) => ({ type: "del", key })));
@@ -173,11 +189,11 @@ export class SessionCache {
     let count = stored?.size ?? 0;
     const counted = new Set<string>();
     // The newest op of a key decides (open after inFlight); each key counted once.
-    for (const batch of [this.open, this.inFlight]) {
-      for (const key of batch?.groups.get(group) ?? []) {
+    for (const batch of this.pending().reverse()) {
+      for (const key of batch.groups.get(group) ?? []) {
         if (counted.has(key)) continue;
         counted.add(key);
-        const present = batch!.latest.get(key)!.type === "put";
+        const present = batch.latest.get(key)!.type === "put";
         if (present !== (stored?.has(key) ?? false)) count += present ? 1 : -1;
       }
     }
@@ -186,7 +202,12 @@ export class SessionCache {
 
   /** Resolves once every write issued so far is settled (written or failed). */
   async drained(): Promise<void> {
-    while (this.open || this.inFlight) await (this.inFlight ?? this.open)!.written.catch(() => undefined);
+    while (this.open || this.inFlight || this.sealed.length > 0) await (this.inFlight ?? this.sealed[0] ?? this.open)!.written.catch(() => undefined);
+  }
+
+  /** Batches not yet written, in issue order. */
+  private pending(): PendingBatch[] {
+    return [this.inFlight, ...this.sealed, this.open].filter((b): b is PendingBatch => b !== undefined);
   }
 
   private async *valuesOnDisk(range: RangeOptions): AsyncGenerator<Buffer> {
@@ -197,6 +218,11 @@ export class SessionCache {
   private write(ops: Op[]): Promise<void> {
     const batch = (this.open ??= new PendingBatch());
     for (const op of ops) batch.add(op);
+    this.scheduleFlush();
+    return batch.written;
+  }
+
+  private scheduleFlush(): void {
     if (!this.inFlight && !this.flushQueued) {
       this.flushQueued = true;
       // After this turn of the loop: the writes of every packet read in it go out together.
@@ -205,16 +231,16 @@ export class SessionCache {
         this.flush();
       });
     }
-    return batch.written;
   }
 
   private flush(): void {
-    const batch = this.open;
-    if (!batch || this.inFlight) return;
-    this.open = undefined;
+    if (this.inFlight) return;
+    const batch = this.sealed.shift() ?? this.open;
+    if (!batch) return;
+    if (batch === this.open) this.open = undefined;
     this.inFlight = batch;
     const ops = batch.ops.map((op) => (op.type === "put" ? { type: "put" as const, key: op.key, value: op.value } : { type: "del" as const, key: op.key }));
-    this.db.batch(ops).then(
+    (batch.clear ? this.db.clear(batch.clear as never) : this.db.batch(ops)).then(
       () => {
         for (const op of batch.ops) if (groupOf(op.key) !== undefined) op.type === "put" ? this.storedPut(op.key, op.value) : this.storedDel(op.key);
         this.inFlight = undefined;
@@ -252,14 +278,15 @@ export class SessionCache {
     const wanted = (group: string) => (range.group === undefined ? group.startsWith(range.ns) : group === range.group);
     if (range.group !== undefined) names.add(range.group);
     else for (const group of groups.keys()) names.add(group);
-    for (const batch of [this.inFlight, this.open]) for (const group of batch?.groups.keys() ?? []) if (wanted(group)) names.add(group);
+    const pending = this.pending();
+    for (const batch of pending) for (const group of batch.groups.keys()) if (wanted(group)) names.add(group);
 
     const view = new Map<string, Buffer>();
     for (const group of names) {
       for (const [key, value] of groups.get(group) ?? []) view.set(key, value);
-      for (const batch of [this.inFlight, this.open]) {
-        for (const key of batch?.groups.get(group) ?? []) {
-          const op = batch!.latest.get(key)!;
+      for (const batch of pending) {
+        for (const key of batch.groups.get(group) ?? []) {
+          const op = batch.latest.get(key)!;
           if (op.type === "put") view.set(key, op.value);
           else view.delete(key);
         }

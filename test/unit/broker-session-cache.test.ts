@@ -117,6 +117,17 @@ describe("SessionCache", () => {
     );
   });
 
+  it("clears an uncached range in write order: a write issued after the clear survives it", async () => {
+    const db = await open(join(dir, "db"));
+    const cache = await SessionCache.load(db);
+    const writes = [cache.put("retained:x", Buffer.from("1")), cache.clear(range("retained:")), cache.put("retained:y", Buffer.from("2"))];
+    expect(await cache.get("retained:x")).toBeUndefined();
+    expect((await cache.get("retained:y"))?.toString()).toBe("2");
+    await Promise.all(writes);
+    expect(await all(cache.values(range("retained:")))).toEqual(["2"]);
+    await cache.close();
+  });
+
   it("groups the writes of one turn of the event loop into one LevelDB batch", async () => {
     const db = await open(join(dir, "db"));
     let batches = 0;
