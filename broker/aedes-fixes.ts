@@ -1,6 +1,6 @@
 /**
  * Every workaround for Aedes 1.x (and aedes-persistence-level) in one place, so an Aedes upgrade
- * reviews this file: each fix says what it works around, how it was measured, and whether it
+ * reviews this file (and session-cache.ts, which hard-codes aedes-persistence-level 9.2's key layout): each fix says what it works around, how it was measured, and whether it
  * reaches into Aedes internals (marked INTERNAL: re-check those names on an upgrade).
  *
  * Written against aedes 1.2.0, aedes-persistence-level 9.2.0 and aedes-persistence-redis 11.2.2 (cluster).

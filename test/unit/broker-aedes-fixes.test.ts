@@ -11,9 +11,15 @@ import type { Client, PublishPacket } from "aedes";
 import { DeliveryGuard, fixPersistence, type FixablePersistence, type FixedPersistence } from "../../broker/aedes-fixes.js";
 import { SessionCache } from "../../broker/session-cache.js";
 
-describe("fixPersistence", () => {
+/** Each case on a raw LevelDB and on the SessionCache the embedded broker puts in front of it. */
+describe.each([
+  ["a raw LevelDB", false],
+  ["the SessionCache (as the embedded broker runs it)", true],
+])("fixPersistence on %s", (_backend, cached) => {
   let dir: string;
   let db: Level<string, Buffer>;
+  /** What aedes-persistence-level is given: the LevelDB itself or the SessionCache over it. */
+  let store: Level<string, Buffer> | SessionCache;
   let persistence: FixablePersistence & { destroy(): Promise<void> };
   let fixed: FixedPersistence;
   let reports: string[];
@@ -21,10 +27,22 @@ describe("fixPersistence", () => {
   async function open(): Promise<void> {
     db = new Level<string, Buffer>(join(dir, "mqtt"), { valueEncoding: "buffer" });
     await db.open();
-    persistence = aedesPersistenceLevel(db) as unknown as typeof persistence;
+    store = cached ? await SessionCache.load(db) : db;
+    persistence = aedesPersistenceLevel(store) as unknown as typeof persistence;
     reports = [];
     fixed = fixPersistence(persistence, { ok: () => reports.at(-1) !== "ok" && reports.push("ok"), failed: (_e, path) => reports.push(`failed ${path}`) });
     await persistence.setup({ id: "test-broker" });
+  }
+  const diskFull = () => Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" });
+  /** Every LevelDB write fails as on a full disk (the SessionCache writes only batches); returns the restore. */
+  function failWrites(): () => void {
+    const batch = db.batch.bind(db) as (...args: unknown[]) => unknown;
+    const spies = [
+      vi.spyOn(db, "batch").mockImplementation(((...args: unknown[]) => (args.length === 0 ? Object.assign(batch() as object, { write: () => Promise.reject(diskFull()) }) : Promise.reject(diskFull()))) as never),
+      vi.spyOn(db, "put").mockRejectedValue(diskFull()),
+      vi.spyOn(db, "del").mockRejectedValue(diskFull()),
+    ];
+    return () => spies.forEach((spy) => spy.mockRestore());
   }
   const retain = (topic: string, payload: string) => persistence.storeRetained({ topic, payload: Buffer.from(payload), qos: 1 });
   async function replay(patterns: string[]): Promise<string[]> {
@@ -65,13 +83,13 @@ describe("fixPersistence", () => {
 
   it("a retained message the store refuses is still delivered and kept, reported, and stored by the retry once it can", async () => {
     await retain("a/b", "stored");
-    const put = vi.spyOn(db, "put").mockRejectedValue(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" }));
+    const restore = failWrites();
     await retain("a/b", "newer"); // resolves: Aedes goes on and delivers it
     expect(await replay(["a/b"])).toEqual(["a/b=newer"]);
     expect(reports).toEqual(["ok", "failed broker persistence (retained messages)"]);
     await fixed.retryStorage(async () => undefined);
     expect(reports.at(-1)).toBe("failed broker persistence (retry)");
-    put.mockRestore();
+    restore();
     let probed = false;
     await fixed.retryStorage(async () => void (probed = true));
     expect(probed).toBe(true);
@@ -82,9 +100,9 @@ describe("fixPersistence", () => {
   });
 
   it("another write that succeeds does not clear the fault while a retained message still waits for the retry", async () => {
-    const put = vi.spyOn(db, "put").mockRejectedValue(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" }));
+    const restore = failWrites();
     await retain("a/b", "unstored");
-    put.mockRestore();
+    restore();
     await persistence.addSubscriptions({ id: "agent-1", clean: false }, [{ topic: "t/1", qos: 1 }]); // a batch: goes through
     expect(reports.at(-1)).toBe("failed broker persistence (retained messages)");
     await fixed.retryStorage(async () => undefined);
@@ -93,17 +111,14 @@ describe("fixPersistence", () => {
 
   it("a will that cannot be deleted or stored is a reported storage fault, not a rejection (Aedes' CONNECT leaves delWill's unhandled)", async () => {
     await persistence.putWill({ id: "agent-a" }, { topic: "h/a/availability", payload: Buffer.from("offline"), qos: 1, retain: true });
-    const full = () => Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" });
-    vi.spyOn(db, "del").mockRejectedValue(full());
-    vi.spyOn(db, "put").mockRejectedValue(full());
-    vi.spyOn(db, "batch").mockRejectedValue(full());
+    failWrites();
     await expect(persistence.delWill({ id: "agent-a" })).resolves.toBeUndefined();
     await expect(persistence.putWill({ id: "agent-a" }, { topic: "h/a/availability", payload: Buffer.from("offline"), qos: 1, retain: true })).resolves.toBeUndefined();
     expect(reports.filter((r) => r.startsWith("failed"))).toEqual(["failed broker persistence (last wills)", "failed broker persistence (last wills)"]);
   });
 
   it("a QoS 1 message that cannot be queued for persistent sessions is reported and still delivered (Aedes disconnected its publisher)", async () => {
-    vi.spyOn(db, "put").mockRejectedValue(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" }));
+    failWrites();
     await expect(persistence.outgoingEnqueueCombi([{ clientId: "lockstep-agent-a", topic: "h/a/commands", qos: 1 }], { topic: "h/a/commands", payload: Buffer.from("{}"), qos: 1, brokerId: "b", brokerCounter: 1 })).resolves.toBeUndefined();
     expect(reports.at(-1)).toBe("failed broker persistence (queued messages)");
   });
@@ -113,14 +128,13 @@ describe("fixPersistence", () => {
     const packet = { topic: "h/a/commands", payload: Buffer.from("{}"), qos: 1 as const, brokerId: "b", brokerCounter: 1, messageId: 5 };
     await persistence.outgoingEnqueueCombi([{ clientId: agent.id, topic: "h/a/commands", qos: 1 }], packet);
     await persistence.outgoingUpdate(agent, packet);
-    const batch = db.batch.bind(db);
-    vi.spyOn(db, "batch").mockImplementation((() => Object.assign(batch(), { write: () => Promise.reject(Object.assign(new Error("IO error: No space left on device"), { code: "LEVEL_IO_ERROR" })) })) as never);
+    failWrites();
     await expect(persistence.outgoingClearMessageId(agent, { messageId: 5 })).resolves.toBeUndefined();
     expect(reports.at(-1)).toBe("failed broker persistence (queued messages)");
   });
 
   it("does not look up a clean session's PUBACK in the store, but does for ids it stored", async () => {
-    const gets = vi.spyOn(db, "get");
+    const gets = vi.spyOn(store, "get");
     const clean = { id: "page-1", clean: true };
     expect(await persistence.outgoingClearMessageId(clean, { messageId: 42 })).toBeUndefined();
     expect(gets).not.toHaveBeenCalled();
@@ -136,7 +150,7 @@ describe("fixPersistence", () => {
   });
 
   it("stores a SUBSCRIBE's filter list once, although Aedes asks once per filter", async () => {
-    const batches = vi.spyOn(db, "batch");
+    const batches = vi.spyOn(store, "batch");
     const client = { id: "agent-1", clean: false };
     const subs = Array.from({ length: 100 }, (_, i) => ({ topic: `t/${i}`, qos: 1 }));
     await Promise.all(subs.map(() => persistence.addSubscriptions(client, subs)));
