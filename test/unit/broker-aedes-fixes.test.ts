@@ -159,17 +159,20 @@ describe.each([
     expect(batches).toHaveBeenCalledTimes(2);
   });
 
-  it("a retained replay counts as the delivery of the publish that stored it: its live copy does not follow it", async () => {
-    // Aedes acknowledges a QoS 1 publish, stores it, then forwards it: a subscription made in
-    // between replays the stored copy, and the live one reached the client a second time.
+  /** A retained QoS 1 publish stored as Aedes stores it, its replay as a subscription reads it, and a fresh DeliveryGuard. */
+  async function storedWithReplay() {
     const live = { topic: "h/a/state", payload: Buffer.from("on"), qos: 1 as const, retain: true, brokerId: "b", brokerCounter: 9 };
     await persistence.storeRetained(live);
     let replayed: { topic: string; payload: Buffer } | undefined;
     for await (const p of persistence.createRetainedStream("h/a/state") as AsyncIterable<{ topic: string; payload: Buffer }>) replayed = p;
-    const guard = new DeliveryGuard();
-    const subscriber = {} as Client;
-    const other = {} as Client;
     const replay = { cmd: "publish", topic: replayed!.topic, payload: replayed!.payload, qos: 1, retain: true, dup: false, brokerId: null } as unknown as PublishPacket;
+    return { live, replay, guard: new DeliveryGuard(), subscriber: {} as Client, other: {} as Client };
+  }
+
+  it("a retained replay counts as the delivery of the publish that stored it: its live copy does not follow it", async () => {
+    // Aedes acknowledges a QoS 1 publish, stores it, then forwards it: a subscription made in
+    // between replays the stored copy, and the live one reached the client a second time.
+    const { live, replay, guard, subscriber, other } = await storedWithReplay();
     expect(guard.admit(subscriber, replay)).toBe(true);
     expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(false);
     expect(guard.admit(other, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(true); // never got the replay
@@ -180,14 +183,7 @@ describe.each([
   it("the reverse order too: a live copy delivered before the subscription's 'subscribe' event is not followed by its retained replay", async () => {
     // mqemitter registers a subscription at once; Aedes' 'subscribe' event (which makes the guard
     // forget the topic's live deliveries for notStaleReplay) and the retained replay come later.
-    const live = { topic: "h/a/state", payload: Buffer.from("on"), qos: 1 as const, retain: true, brokerId: "b", brokerCounter: 9 };
-    await persistence.storeRetained(live);
-    let replayed: { topic: string; payload: Buffer } | undefined;
-    for await (const p of persistence.createRetainedStream("h/a/state") as AsyncIterable<{ topic: string; payload: Buffer }>) replayed = p;
-    const guard = new DeliveryGuard();
-    const subscriber = {} as Client;
-    const other = {} as Client;
-    const replay = { cmd: "publish", topic: replayed!.topic, payload: replayed!.payload, qos: 1, retain: true, dup: false, brokerId: null } as unknown as PublishPacket;
+    const { live, replay, guard, subscriber, other } = await storedWithReplay();
     guard.subscribing(subscriber);
     expect(guard.admit(subscriber, { cmd: "publish", dup: false, ...live } as PublishPacket)).toBe(true);
     guard.subscribed([{ topic: "h/a/#", qos: 1 }], subscriber);
