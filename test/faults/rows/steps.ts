@@ -56,7 +56,7 @@ const SWITCH_TIMEOUT_MS = 60 * 60_000; // the default switch timeout a lost fina
 export const lostFinalState: FaultRow = {
   name: "lost-final-state",
   scenario: "a host's switch succeeds but its final job state never reaches the hub (lost on the way); the agent keeps it in its job history",
-  expected: "the hub asks the host (report {job}, step.asked audited) after askHostMs (the default 2 minutes: a Home Assistant install's rollout takes no configured defaults) and the rollout completes from the answer, long before the 60-minute switch timeout; no step twice",
+  expected: "the hub asks the host (report {job}, step.asked audited) after askHostMs (the default 2 minutes: this hub configures none) and the rollout completes from the answer, long before the 60-minute switch timeout; no step twice",
   speed: "slow",
   timeoutMs: 6 * 60_000,
   async run(ctx) {
