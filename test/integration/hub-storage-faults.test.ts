@@ -32,10 +32,8 @@ describe("storage faults on a real file system", () => {
   });
 
   it("read-only mid-rollout: the rollout is held, not failed; new ones are refused; it ends once after the dir is writable again, and the audit kept what happened", async () => {
-    const switching = h.agents.alpha!.pauseAt("switch");
-    await h.install("alpha");
-    const id = await h.rolloutOf("alpha", new Set());
-    await switching.reached;
+    const switching = await h.installHeldAt("alpha", "switch");
+    const id = switching.id;
     // Read-only from here on for every new open (what is open stays open, like errors=remount-ro).
     h.makeReadOnly();
     switching.release();

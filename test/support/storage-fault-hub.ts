@@ -223,6 +223,24 @@ export class StorageFaultHub {
     return this.watch.until(`a rollout of ${host}`, () => this.watch.progress.find((p) => !after.has(p.id) && p.hosts[host] !== undefined)?.id, timeoutMs);
   }
 
+  /**
+   * Install on `host` with its agent held at `op` (the job "running"): resolves once the host is
+   * there, with the rollout's id and the hold's release (released at once when it never gets there).
+   */
+  async installHeldAt(host: string, op: string): Promise<{ id: string; release: () => void }> {
+    const hold = this.agents[host]!.pauseAt(op);
+    try {
+      const known = this.knownRollouts();
+      await this.install(host);
+      const id = await this.rolloutOf(host, known);
+      await hold.reached;
+      return { id, release: hold.release };
+    } catch (err) {
+      hold.release();
+      throw err;
+    }
+  }
+
   /** The ids of every rollout seen so far. */
   knownRollouts(): Set<string> {
     return new Set(this.watch.progress.map((p) => p.id));

@@ -19,13 +19,9 @@ export const stepCancel: FaultRow = {
     const c = new Checks();
     const h = await storageHub(ctx);
     const host = "alpha";
-    const hang = h.agents[host]!.pauseAt("pull");
+    const { id, release } = await h.installHeldAt(host, "pull");
     // The agent finishes its pull only after the row (its job is no longer the rollout's by then).
-    ctx.cleanup(() => hang.release());
-    const known = h.knownRollouts();
-    await h.install(host);
-    const id = await h.rolloutOf(host, known);
-    await hang.reached;
+    ctx.cleanup(release);
     const t0 = Date.now();
     const res = await fetch(`${h.hub.baseUrl}/api/rollouts/${id}/hosts/${host}/cancel`, { method: "POST", headers: { authorization: h.auth } });
     const body = (await res.json()) as Record<string, unknown>;

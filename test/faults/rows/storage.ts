@@ -39,12 +39,9 @@ function storageRow(f: Fault): FaultRow {
       const h = await storageHub(ctx);
       const host = "alpha";
       const sentBefore = h.agents[host]!.received.length;
-      const switching = h.agents[host]!.pauseAt("switch");
-      ctx.cleanup(() => switching.release());
-      const known = h.knownRollouts();
-      await h.install(host);
-      const id = await h.rolloutOf(host, known);
-      await switching.reached;
+      const switching = await h.installHeldAt(host, "switch");
+      const id = switching.id;
+      ctx.cleanup(switching.release);
       ctx.log(`${host} is switching in rollout ${id}: ${f.code}`);
       await f.inject(h, ctx);
       let cleared = false;
