@@ -216,14 +216,13 @@ export class DeliveryGuard {
   }
 
   private firstDelivery(client: Client, packet: ForwardedPacket): boolean {
-    let seen = this.forwarded.get(client);
-    if (!seen) this.forwarded.set(client, (seen = new Set()));
-    if (!Buffer.isBuffer(packet.payload)) return true;
+    // Origins are marked by their payload Buffer (a weak key); a payload of another type has none.
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : undefined;
     if (!packet.brokerId || !packet.brokerCounter) {
       // A retained replay carries no id, but the publish it came from may still be on its way to
       // this client's new subscription (Aedes acknowledges and stores before it delivers): that
       // live copy would be a second delivery of one message.
-      const origin = retainedOrigins.get(packet.payload);
+      const origin = payload && retainedOrigins.get(payload);
       if (origin) {
         if (this.liveOrigins.get(client)?.has(origin)) return false; // got that publish live already
         let replayed = this.replayedOrigins.get(client);
@@ -232,11 +231,13 @@ export class DeliveryGuard {
       }
       return true;
     }
-    if (this.replayedOrigins.get(client)?.delete(packet.payload)) return false;
+    if (payload && this.replayedOrigins.get(client)?.delete(payload)) return false;
+    let seen = this.forwarded.get(client);
+    if (!seen) this.forwarded.set(client, (seen = new Set()));
     const key = `${packet.brokerId}:${packet.brokerCounter}`;
     if (seen.has(key)) return false;
     remember(seen, key);
-    if (this.makingSubscription.has(client)) this.liveOrigins.get(client)?.add(packet.payload);
+    if (payload && this.makingSubscription.has(client)) this.liveOrigins.get(client)?.add(payload);
     return true;
   }
 
@@ -244,10 +245,10 @@ export class DeliveryGuard {
     let live = this.liveSinceSubscribe.get(client);
     if (packet.brokerId) {
       if (!live) this.liveSinceSubscribe.set(client, (live = new Set()));
-      live.delete(packet.topic); // re-added last: busy topics are the last to be forgotten
-      live.add(packet.topic);
-      // Bounded (job topics are new every time); a forgotten mark only matters during a replay.
-      if (live.size > RECENT_FORWARDS) live.delete(live.values().next().value as string);
+      // Re-added last: busy topics are the last to be forgotten. Bounded (job topics are new every
+      // time); a forgotten mark only matters during a replay.
+      live.delete(packet.topic);
+      remember(live, packet.topic);
       return true;
     }
     return !(packet.retain && live?.has(packet.topic));
@@ -466,10 +467,7 @@ export function fixPersistence(persistence: FixablePersistence, storage: Storage
   /** Messages (brokerId:brokerCounter) that could not be queued for persistent sessions: delivered live only. */
   const unqueued = new Set<string>();
   const queueKey = (packet: QueuedPacket) => `${packet.brokerId}:${packet.brokerCounter}`;
-  const markUnqueued = (packet: QueuedPacket) => {
-    unqueued.add(queueKey(packet));
-    if (unqueued.size > RECENT_FORWARDS) unqueued.delete(unqueued.values().next().value as string);
-  };
+  const markUnqueued = (packet: QueuedPacket) => remember(unqueued, queueKey(packet));
   /** The subscriptions whose session has room for one more queued message (fix 6). */
   const withRoom = (subs: unknown[], packet: unknown): unknown[] => {
     if (!queueCap) return subs;

@@ -239,8 +239,7 @@ export class SessionCache {
     if (!batch) return;
     if (batch === this.open) this.open = undefined;
     this.inFlight = batch;
-    const ops = batch.ops.map((op) => (op.type === "put" ? { type: "put" as const, key: op.key, value: op.value } : { type: "del" as const, key: op.key }));
-    (batch.clear ? this.db.clear(batch.clear as never) : this.db.batch(ops)).then(
+    (batch.clear ? this.db.clear(batch.clear as never) : this.db.batch(batch.ops)).then(
       () => {
         for (const op of batch.ops) if (groupOf(op.key) !== undefined) op.type === "put" ? this.storedPut(op.key, op.value) : this.storedDel(op.key);
         this.inFlight = undefined;
