@@ -19,6 +19,12 @@ export const HOST_ACTIONS = [
 ];
 
 export function toggleDetail(h) {
+  const previous = closeDetail();
+  if (previous !== h) openDetail(h);
+}
+
+/** Close the open host's detail (its row, its job output subscription); returns that host, if any. */
+export function closeDetail() {
   const previous = app.openHost ? app.hosts.get(app.openHost) : null;
   if (previous?.detail) {
     previous.detail.tr.remove();
@@ -27,11 +33,8 @@ export function toggleDetail(h) {
     unsubscribeOutput(previous.id);
     markRows();
   }
-  if (previous === h) {
-    app.openHost = null;
-    return;
-  }
-  openDetail(h);
+  app.openHost = null;
+  return previous;
 }
 
 /**

@@ -8,6 +8,7 @@ import { isObj, isStr } from "./dom.js";
 import { app, hostRecord, stats, touch } from "./state.js";
 import { checks, rejectPayload } from "./payloads.js";
 import { markHost } from "./render.js";
+import { closeDetail } from "./detail.js";
 import { basicAuth } from "./api.js";
 import { showBanner } from "./notice.js";
 
@@ -101,6 +102,8 @@ function applyLine(text, snapshot) {
 
 /** One host's whole state; `live`: it changed now (a snapshot tells what was, not when). */
 function applyHost(x, live) {
+  // A bad info leaves the host's last good state whole (nothing of this line applied).
+  if (x.info !== null && !checks.info(x.info, x.host)) return rejectPayload(`the fleet stream (${x.host})`, "not a host info");
   const h = hostRecord(x.host);
   stats.hostStates++;
   const availability = x.availability === "online" || x.availability === "offline" ? x.availability : null;
@@ -123,7 +126,6 @@ function applyHost(x, live) {
   }
   h.compartments = compartments;
   if (x.info === null) return h.info ? removeHost(h) : markHost(h);
-  if (!checks.info(x.info, x.host)) return rejectPayload(`the fleet stream (${x.host})`, "not a host info");
   h.info = x.info;
   touch(h, x.info.updatedAt);
   markHost(h);
@@ -132,10 +134,6 @@ function applyHost(x, live) {
 /** A host without info left the fleet: its row goes with the next frame. */
 export function removeHost(h) {
   h.info = null;
-  if (h.detail) {
-    h.detail.tr.remove();
-    h.detail = null;
-  }
-  if (app.openHost === h.id) app.openHost = null;
+  if (app.openHost === h.id) closeDetail();
   markHost(h);
 }
