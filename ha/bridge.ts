@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { IPublishPacket, MqttClient } from "mqtt";
 import type { Logger } from "pino";
-import { LockstepError, PreviewSummary, decodeJson, encodeJson, parseHubAction, type FleetExpected, type Topics } from "../protocol/index.js";
+import { DEFAULT_HA_USER, LockstepError, PreviewSummary, decodeJson, encodeJson, parseHubAction, type FleetExpected, type Topics } from "../protocol/index.js";
 import type { AutomaticPause } from "../rollout/automatic-pause.js";
 import { FleetView } from "../rollout/fleet-view.js";
 import type { RolloutService } from "../rollout/service.js";
@@ -58,7 +58,6 @@ export interface InstallRequested {
 /** Who Install's rollout and the buttons' commands are requested by. */
 const REQUESTED_BY = "home-assistant";
 const DEFAULT_COMMAND_TTL_MS = 15 * 60_000;
-export const DEFAULT_HA_USER = "home-assistant";
 
 export class HomeAssistantBridge extends EventEmitter<{ "install-requested": [InstallRequested] }> {
   private readonly client: MqttClient;

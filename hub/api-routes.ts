@@ -38,8 +38,9 @@ export function mountHubApi(app: HubApiApp, s: HubApiServices): void {
   app.get("/api/audit", s.auth, auditHandler(s.auditLog) as RequestHandler);
   // The page's host state: one snapshot from the fleet view, then live changes (no retained replay).
   if (s.fleetStream) app.get(FLEET_STREAM_PATH, s.auth, s.fleetStream);
-  app.post("/api/flake-updates/merge-revert", s.auth, apiBodyParser(), mergeRevertHandler(s.converge));
+  const body = apiBodyParser();
+  app.post("/api/flake-updates/merge-revert", s.auth, body, mergeRevertHandler(s.converge));
   // These two take no body, but a malformed one is still a 400 (as on every API route), never acted on.
-  app.post("/api/automatic/resume", s.auth, apiBodyParser(), resumeHandler(s.automatic));
-  app.post(CANCEL_STEP_PATH, s.auth, apiBodyParser(), cancelStepHandler(s.rollouts));
+  app.post("/api/automatic/resume", s.auth, body, resumeHandler(s.automatic));
+  app.post(CANCEL_STEP_PATH, s.auth, body, cancelStepHandler(s.rollouts));
 }

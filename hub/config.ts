@@ -13,13 +13,12 @@
  *     "broker": { "listeners": { "tcp": { "port": 1883 } } } }
  */
 import { z } from "zod";
-import { ConfigError, formatZodError, PREVIEW_MERGE_POLICIES, USER_NAME_PATTERN } from "../protocol/index.js";
+import { ConfigError, DEFAULT_HA_USER, formatZodError, PREVIEW_MERGE_POLICIES, USER_NAME_PATTERN } from "../protocol/index.js";
 import { ENV_OVERRIDES, parseBrokerConfig, type BrokerConfig } from "../broker/config.js";
 import { envValue, setPath, type EnvKind } from "../broker/env-overrides.js";
 import { readConfigFile } from "../protocol/config-file.js";
 import { checkTimeZone } from "../protocol/windows.js";
 import { RolloutSpec } from "../rollout/spec.js";
-import { DEFAULT_HA_USER } from "../ha/bridge.js";
 import cron from "node-cron";
 
 /** pino's levels, as the hub's config and LOCKSTEP_LOG_LEVEL take them. */

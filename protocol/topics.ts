@@ -8,6 +8,8 @@ import type { CompartmentName } from "./schemas.js";
 export const DEFAULT_PREFIX = "lockstep";
 export const PROTOCOL_VERSION = "v1";
 export const DEFAULT_HA_PREFIX = "homeassistant";
+/** The broker user Home Assistant connects as by default (its fleet buttons publish on hubActions(user)). */
+export const DEFAULT_HA_USER = "home-assistant";
 
 /** Host ids end up in topics and Home Assistant object ids: keep them to a safe alphabet. */
 export const HOST_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
